@@ -1,0 +1,188 @@
+//! The in-process [`Cache`] adapter on moka, with a time to live per entry.
+//!
+//! Atomicity comes from moka's per-key `and_compute_with`, which runs one
+//! closure at a time for a key. Expiry is checked on read as well as by
+//! moka's eviction, so an entry is never seen past its deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use moka::ops::compute::{CompResult, Op};
+use moka::sync::Cache as MokaCache;
+
+use super::{Cache, CacheResult};
+
+#[derive(Clone)]
+struct Entry {
+    value: Arc<[u8]>,
+    expires: Instant,
+}
+
+struct PerEntry;
+
+impl moka::Expiry<String, Entry> for PerEntry {
+    fn expire_after_create(&self, _k: &String, v: &Entry, now: Instant) -> Option<Duration> {
+        Some(v.expires.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(&self, _k: &String, v: &Entry, now: Instant, _d: Option<Duration>) -> Option<Duration> {
+        Some(v.expires.saturating_duration_since(now))
+    }
+}
+
+#[derive(Clone)]
+pub struct MokaStore {
+    entries: MokaCache<String, Entry>,
+}
+
+impl MokaStore {
+    pub fn new(max_entries: u64) -> Self {
+        Self {
+            entries: MokaCache::builder()
+                .max_capacity(max_entries)
+                .expire_after(PerEntry)
+                .build(),
+        }
+    }
+
+    fn live(&self, key: &str) -> Option<Entry> {
+        self.entries.get(key).filter(|e| e.expires > Instant::now())
+    }
+}
+
+impl Default for MokaStore {
+    fn default() -> Self {
+        Self::new(1_000_000)
+    }
+}
+
+#[async_trait]
+impl Cache for MokaStore {
+    async fn get(&self, key: &str) -> CacheResult<Option<Vec<u8>>> {
+        Ok(self.live(key).map(|e| e.value.to_vec()))
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()> {
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                value: value.into(),
+                expires: Instant::now() + ttl,
+            },
+        );
+        Ok(())
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<bool> {
+        let now = Instant::now();
+        let result = self
+            .entries
+            .entry(key.to_string())
+            .and_compute_with(|current| match current {
+                Some(e) if e.value().expires > now => Op::Nop,
+                _ => Op::Put(Entry {
+                    value: value.into(),
+                    expires: now + ttl,
+                }),
+            });
+        Ok(matches!(result, CompResult::Inserted(_) | CompResult::ReplacedWith(_)))
+    }
+
+    async fn delete(&self, key: &str) -> CacheResult<()> {
+        self.entries.invalidate(key);
+        Ok(())
+    }
+
+    async fn take_if_equals(&self, key: &str, expected: &[u8]) -> CacheResult<bool> {
+        let now = Instant::now();
+        let result = self
+            .entries
+            .entry(key.to_string())
+            .and_compute_with(|current| match current {
+                Some(e)
+                    if e.value().expires > now
+                        && crate::crypto::tokens::constant_time_eq(&e.value().value, expected) =>
+                {
+                    Op::Remove
+                }
+                _ => Op::Nop,
+            });
+        Ok(matches!(result, CompResult::Removed(_)))
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> CacheResult<(u64, u64)> {
+        let now = Instant::now();
+        let result = self.entries.entry(key.to_string()).and_compute_with(|current| {
+            let (count, expires) = match current {
+                Some(e) if e.value().expires > now => {
+                    let mut buf = [0u8; 8];
+                    let bytes = &e.value().value;
+                    if bytes.len() == 8 {
+                        buf.copy_from_slice(bytes);
+                    }
+                    (u64::from_be_bytes(buf).saturating_add(1), e.value().expires)
+                }
+                _ => (1, now + ttl),
+            };
+            Op::Put(Entry {
+                value: count.to_be_bytes().as_slice().into(),
+                expires,
+            })
+        });
+        let entry = match result {
+            CompResult::Inserted(e) | CompResult::ReplacedWith(e) => e.into_value(),
+            _ => return Ok((1, ttl.as_secs())),
+        };
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(&entry.value[..8]);
+        let left = entry.expires.saturating_duration_since(now).as_secs().max(1);
+        Ok((u64::from_be_bytes(buf), left))
+    }
+
+    async fn ping(&self) -> CacheResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ttl_and_atomic_ops() {
+        let c = MokaStore::default();
+        c.set("a", b"1", Duration::from_millis(50)).await.unwrap();
+        assert_eq!(c.get("a").await.unwrap(), Some(b"1".to_vec()));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(c.get("a").await.unwrap(), None);
+
+        assert!(c.set_if_absent("b", b"x", Duration::from_secs(5)).await.unwrap());
+        assert!(!c.set_if_absent("b", b"y", Duration::from_secs(5)).await.unwrap());
+
+        assert!(!c.take_if_equals("b", b"y").await.unwrap());
+        assert!(c.take_if_equals("b", b"x").await.unwrap());
+        assert!(!c.take_if_equals("b", b"x").await.unwrap());
+
+        assert_eq!(c.incr("n", Duration::from_secs(60)).await.unwrap().0, 1);
+        assert_eq!(c.incr("n", Duration::from_secs(60)).await.unwrap().0, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_increments_are_not_lost() {
+        let c = Arc::new(MokaStore::default());
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                c.incr("k", Duration::from_secs(60)).await.unwrap().0
+            }));
+        }
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.unwrap());
+        }
+        seen.sort();
+        assert_eq!(seen, (1..=100).collect::<Vec<_>>());
+    }
+}

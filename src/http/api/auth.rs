@@ -1,0 +1,305 @@
+//! `/v1/auth/*`: sign-up, sign-in, tokens, sign-out, forward-auth and
+//! introspection. Each handler parses, calls one use case, and answers.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::dto::*;
+use crate::domain::{Email, Identifier, Phone};
+use crate::error::{AppError, AppResult, ErrorBody};
+use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAuth, Query, bearer, session_cookie};
+use crate::service::accounts::{self, SignedUp, SignupInput};
+use crate::service::sessions::{self, LogoutScope};
+use crate::state::AppState;
+
+/// Create an account with email and password.
+#[utoipa::path(post, path = "/v1/auth/signup", tag = "identity",
+    params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug, default `default`")),
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "signed up and signed in (or, with email verification required, `{user}` only)", body = TokenResponse),
+        (status = 400, description = "invalid email or weak password", body = ErrorBody),
+        (status = 403, description = "signup_disabled", body = ErrorBody),
+        (status = 404, description = "unknown_tenant", body = ErrorBody),
+        (status = 409, description = "email_taken", body = ErrorBody),
+        (status = 429, description = "rate limited", body = ErrorBody),
+    ))]
+pub async fn signup(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    ClientMeta(meta): ClientMeta,
+    Json(req): Json<SignupRequest>,
+) -> AppResult<Response> {
+    let email = Email::parse(&req.email).map_err(|e| AppError::validation("email", e))?;
+    let phone = req
+        .phone
+        .as_deref()
+        .map(Phone::parse)
+        .transpose()
+        .map_err(|e| AppError::validation("phone", e))?;
+    let input = SignupInput {
+        email,
+        password: req.password,
+        phone,
+        metadata: metadata(req.metadata)?.unwrap_or_else(|| serde_json::json!({})),
+    };
+    Ok(match accounts::signup(&state, &tenant, input, &meta).await? {
+        SignedUp::WithTokens(user, tokens) => {
+            (StatusCode::CREATED, TokenResponse::new(user, &tenant, tokens)).into_response()
+        }
+        SignedUp::PendingVerification(user) => (
+            StatusCode::CREATED,
+            axum::Json(PendingUser {
+                user: UserView::new(user, &tenant),
+            }),
+        )
+            .into_response(),
+    })
+}
+
+/// Sign in with email or phone and password.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "identity",
+    params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, description = "neither email nor phone given", body = ErrorBody),
+        (status = 401, description = "invalid_credentials", body = ErrorBody),
+        (status = 403, description = "user_disabled or email_not_verified", body = ErrorBody),
+        (status = 429, description = "rate limited", body = ErrorBody),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    ClientMeta(meta): ClientMeta,
+    Json(req): Json<LoginRequest>,
+) -> AppResult<TokenResponse> {
+    let identifier = match (req.email.as_deref(), req.phone.as_deref()) {
+        (Some(e), None) => Identifier::Email(Email::parse(e).map_err(|e| AppError::validation("email", e))?),
+        (None, Some(p)) => Identifier::Phone(Phone::parse(p).map_err(|e| AppError::validation("phone", e))?),
+        _ => return Err(AppError::validation("email", "give either email or phone")),
+    };
+    let (user, tokens) = accounts::login(&state, &tenant, &identifier, &req.password, &meta).await?;
+    Ok(TokenResponse::new(user, &tenant, tokens))
+}
+
+fn oauth(status: StatusCode, code: &'static str, description: &str) -> AppError {
+    AppError::OAuth {
+        status,
+        code,
+        description: description.to_string(),
+    }
+}
+
+/// Maps a use-case error to its RFC 6749 section 5.2 form.
+fn to_oauth(err: AppError) -> AppError {
+    match err {
+        AppError::Unauthorized { .. } | AppError::Forbidden { .. } => oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the credentials or refresh token are invalid",
+        ),
+        AppError::Validation { .. }
+        | AppError::BadRequest { .. }
+        | AppError::UnsupportedMediaType(_)
+        | AppError::PayloadTooLarge => oauth(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request is missing a parameter or is malformed",
+        ),
+        other => other,
+    }
+}
+
+/// OAuth2 token endpoint: `password` and `refresh_token` grants.
+#[utoipa::path(post, path = "/v1/auth/token", tag = "identity",
+    params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded", description = "form or JSON"),
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, description = "RFC 6749 error: invalid_request, invalid_grant, unsupported_grant_type", body = ErrorBody),
+        (status = 429, description = "rate limited", body = ErrorBody),
+    ))]
+pub async fn token(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    ClientMeta(meta): ClientMeta,
+    body: Result<JsonOrForm<TokenRequest>, AppError>,
+) -> AppResult<TokenResponse> {
+    let JsonOrForm(req) = body.map_err(to_oauth)?;
+    let missing = |what: &str| oauth(StatusCode::BAD_REQUEST, "invalid_request", &format!("missing {what}"));
+    let (user, tokens) = match req.grant_type.as_str() {
+        "password" => {
+            let username = req.username.as_deref().ok_or_else(|| missing("username"))?;
+            let password = req.password.as_ref().ok_or_else(|| missing("password"))?;
+            let identifier = Identifier::parse(username).map_err(|_| {
+                oauth(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "the credentials or refresh token are invalid",
+                )
+            })?;
+            accounts::login(&state, &tenant, &identifier, password, &meta)
+                .await
+                .map_err(to_oauth)?
+        }
+        "refresh_token" => {
+            let token = req.refresh_token.as_deref().ok_or_else(|| missing("refresh_token"))?;
+            sessions::refresh(&state, &tenant, token, &meta)
+                .await
+                .map_err(to_oauth)?
+        }
+        _ => {
+            return Err(oauth(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be password or refresh_token",
+            ));
+        }
+    };
+    Ok(TokenResponse::new(user, &tenant, tokens))
+}
+
+/// Rotate a refresh token: the old one stops working, a new pair is returned.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "identity",
+    params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "invalid_grant (reuse outside the grace window also revokes the session)", body = ErrorBody),
+    ))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    ClientMeta(meta): ClientMeta,
+    Json(req): Json<RefreshRequest>,
+) -> AppResult<TokenResponse> {
+    let (user, tokens) = sessions::refresh(&state, &tenant, &req.refresh_token, &meta).await?;
+    Ok(TokenResponse::new(user, &tenant, tokens))
+}
+
+/// Sign out this session (or, with `scope: all`, every session of the user).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "identity",
+    params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
+    request_body(content = Option<LogoutRequest>, description = "optional; `refresh_token` alone signs out without a bearer"),
+    responses((status = 204, description = "signed out"), (status = 401, body = ErrorBody)),
+    security(("bearer" = []), ()))]
+pub async fn logout(
+    State(state): State<AppState>,
+    CurrentTenant(tenant): CurrentTenant,
+    MaybeAuth(principal): MaybeAuth,
+    ClientMeta(meta): ClientMeta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> AppResult<StatusCode> {
+    // The body is optional: a bare POST with a bearer signs out.
+    let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        LogoutRequest::default()
+    } else {
+        let is_json = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(AppError::UnsupportedMediaType(
+                "expected Content-Type: application/json".into(),
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|_| AppError::bad_request("invalid_request", "invalid logout body"))?
+    };
+    let scope = match req.scope.as_deref() {
+        None | Some("session") => LogoutScope::Session,
+        Some("all") => LogoutScope::All,
+        Some(_) => return Err(AppError::validation("scope", "must be session or all")),
+    };
+    // The token's tenant wins; the header cannot redirect a sign-out.
+    let tenant = principal.as_ref().map(|p| p.tenant.clone()).unwrap_or(tenant);
+    sessions::logout(
+        &state,
+        &tenant,
+        principal.as_ref(),
+        req.refresh_token.as_deref(),
+        scope,
+        &meta,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Forward-auth for reverse proxies: 200 with identity headers, 401, or 403.
+#[utoipa::path(get, path = "/v1/auth/verify", tag = "sidecar",
+    params(VerifyQuery),
+    responses(
+        (status = 200, description = "authenticated; identity in X-Forge-User-Id, X-Forge-Tenant, X-Forge-Roles, Remote-User, Remote-Email, Remote-Groups"),
+        (status = 401, description = "no, bad, expired or revoked token", body = ErrorBody),
+        (status = 403, description = "lacks the requested role or permission", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn verify(
+    State(state): State<AppState>,
+    Query(query): Query<VerifyQuery>,
+    request_headers: HeaderMap,
+) -> AppResult<Response> {
+    let token = bearer(&request_headers)
+        .or_else(|| session_cookie(&request_headers))
+        .ok_or_else(AppError::invalid_token)?;
+    let principal = sessions::authenticate(&state, token).await?;
+    let roles = crate::service::rbac::effective_roles(&state, &principal).await?;
+    if let Some(role) = &query.role
+        && !roles.iter().any(|r| r == role)
+    {
+        return Err(AppError::forbidden("forbidden", "missing the required role"));
+    }
+    if let Some(permission) = &query.permission
+        && !crate::service::rbac::has_permission(&state, &principal, permission).await?
+    {
+        return Err(AppError::forbidden("forbidden", "missing the required permission"));
+    }
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    let roles = roles.join(",");
+    put("x-forge-user-id", &principal.claims.sub);
+    put("x-forge-tenant", &principal.claims.tid);
+    put("x-forge-session-id", &principal.claims.sid);
+    put("x-forge-roles", &roles);
+    put(
+        "remote-user",
+        principal.claims.email.as_deref().unwrap_or(&principal.claims.sub),
+    );
+    put("remote-email", principal.claims.email.as_deref().unwrap_or_default());
+    put("remote-groups", &roles);
+    headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((StatusCode::OK, headers).into_response())
+}
+
+/// RFC 7662 token introspection of an access token.
+#[utoipa::path(post, path = "/v1/auth/introspect", tag = "sidecar",
+    request_body(content = IntrospectRequest, description = "form or JSON"),
+    responses((status = 200, body = IntrospectResponse), (status = 400, body = ErrorBody)))]
+pub async fn introspect(
+    State(state): State<AppState>,
+    JsonOrForm(req): JsonOrForm<IntrospectRequest>,
+) -> AppResult<axum::Json<IntrospectResponse>> {
+    let Ok(principal) = sessions::authenticate(&state, &req.token).await else {
+        return Ok(axum::Json(IntrospectResponse::default()));
+    };
+    let c = &principal.claims;
+    Ok(axum::Json(IntrospectResponse {
+        active: true,
+        sub: Some(c.sub.clone()),
+        tid: Some(c.tid.clone()),
+        sid: Some(c.sid.clone()),
+        roles: Some(c.roles.clone()),
+        exp: Some(c.exp),
+        iat: Some(c.iat),
+        iss: Some(c.iss.clone()),
+        aud: Some(c.aud.clone()),
+        jti: Some(c.jti.clone()),
+        token_type: Some("access_token"),
+    }))
+}

@@ -1,0 +1,247 @@
+//! Wire shapes of the `/v1` API: what API.md documents, with OpenAPI schemas.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::{rfc3339, ts};
+use crate::service::sessions::Tokens;
+use crate::store::{Session, Tenant, User};
+
+/// The user object.
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    pub tenant: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub phone: Option<String>,
+    pub phone_verified: bool,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    #[serde(with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(with = "ts")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+    #[serde(with = "ts::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_sign_in_at: Option<i64>,
+}
+
+impl UserView {
+    pub fn new(user: User, tenant: &Tenant) -> Self {
+        Self {
+            id: user.id,
+            tenant: tenant.slug.to_string(),
+            email: user.email.map(|e| e.to_string()),
+            email_verified: user.email_verified,
+            phone: user.phone.map(|p| p.to_string()),
+            phone_verified: user.phone_verified,
+            roles: user.roles,
+            disabled: user.disabled,
+            metadata: user.metadata,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            last_sign_in_at: user.last_sign_in_at,
+        }
+    }
+}
+
+/// Returned by every sign-in and refresh.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A JWT (EdDSA by default) for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque, single use; rotate it at `/v1/auth/refresh`.
+    pub refresh_token: String,
+    pub user: UserView,
+}
+
+impl TokenResponse {
+    pub fn new(user: User, tenant: &Tenant, tokens: Tokens) -> Self {
+        Self {
+            access_token: tokens.access_token,
+            token_type: "Bearer",
+            expires_in: tokens.expires_in,
+            refresh_token: tokens.refresh_token,
+            user: UserView::new(user, tenant),
+        }
+    }
+}
+
+/// RFC 6749 5.1: token responses must not be cached.
+impl axum::response::IntoResponse for TokenResponse {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::header;
+        (
+            [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+            axum::Json(self),
+        )
+            .into_response()
+    }
+}
+
+/// Sign-up answer when email verification must come first: no tokens.
+#[derive(Serialize, ToSchema)]
+pub struct PendingUser {
+    pub user: UserView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub last_used_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// True for the session of the token making this request.
+    pub current: bool,
+}
+
+impl SessionView {
+    pub fn new(s: Session, current: uuid::Uuid) -> Self {
+        Self {
+            id: s.id,
+            created_at: rfc3339(s.created_at),
+            last_used_at: rfc3339(s.last_used_at),
+            user_agent: s.user_agent,
+            ip: s.ip,
+            current: s.id == current,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    pub email: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: crate::secret::Secret,
+    pub phone: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `email` or `phone`, and the password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    #[schema(value_type = String, format = Password)]
+    pub password: crate::secret::Secret,
+}
+
+/// OAuth2 token request (RFC 6749 sections 4.3 and 6), as form or JSON.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// `password` or `refresh_token`.
+    pub grant_type: String,
+    pub username: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<crate::secret::Secret>,
+    pub refresh_token: Option<String>,
+    /// Accepted and ignored: forge has no OAuth2 scopes.
+    pub scope: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    /// Sign out without an access token (e.g. it expired).
+    pub refresh_token: Option<String>,
+    /// `session` (default) or `all`.
+    pub scope: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    pub email: Option<String>,
+    /// A phone number, or `null` to remove it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// RFC 7662 token introspection request.
+#[derive(Deserialize, ToSchema)]
+pub struct IntrospectRequest {
+    pub token: String,
+    pub token_type_hint: Option<String>,
+}
+
+/// RFC 7662 answer; only `active` when the token is not active.
+#[derive(Serialize, ToSchema, Default)]
+pub struct IntrospectResponse {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct VerifyQuery {
+    /// Answer 403 unless the user holds this role.
+    pub role: Option<String>,
+    /// Answer 403 unless the user holds this permission.
+    pub permission: Option<String>,
+}
+
+/// Parses `metadata`: a JSON object of at most 4 KiB.
+pub fn metadata(value: Option<serde_json::Value>) -> Result<Option<serde_json::Value>, crate::error::AppError> {
+    match value {
+        None => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) if v.to_string().len() <= 4096 => Ok(Some(v)),
+        Some(serde_json::Value::Object(_)) => Err(crate::error::AppError::validation(
+            "metadata",
+            "must be at most 4096 bytes",
+        )),
+        Some(_) => Err(crate::error::AppError::validation("metadata", "must be a JSON object")),
+    }
+}

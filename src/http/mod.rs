@@ -1,0 +1,96 @@
+//! The HTTP surface: router assembly and the layers every request passes.
+//!
+//! Order of the layers, outside in: CORS, panic catcher (a panic becomes a
+//! JSON 500, never a dropped connection), request id, the access log and
+//! metrics (method, matched route, status, latency; never a header or body),
+//! security headers, body size limit.
+
+pub mod api;
+pub mod extract;
+pub mod metrics;
+pub mod ops;
+pub mod wellknown;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tracing::Instrument;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> axum::Router {
+    let (api, openapi) = api::router();
+    let max_body = state.config.server.max_body_bytes;
+    let cors = cors(&state.config.server.cors_origins);
+    axum::Router::new()
+        .merge(api)
+        .merge(wellknown::router())
+        .merge(ops::router(Arc::new(openapi)))
+        .fallback(|| async { AppError::not_found("route") })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), access_log))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(|_| {
+            AppError::internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .layer(cors)
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(extract::TENANT_HEADER),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// One span and one log line per request, and the request metrics.
+async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let span = tracing::info_span!("request", %method, %route, request_id);
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let latency = started.elapsed();
+    state
+        .metrics
+        .request(method.as_str(), &route, status, latency.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(status, latency_ms = latency.as_secs_f64() * 1000.0, "request");
+    });
+    response
+}

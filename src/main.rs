@@ -1,0 +1,202 @@
+//! The `forge` command line. Only argument handling lives here; everything
+//! it runs is in the library. Exit codes: 0 success, 2 bad usage or
+//! configuration, 1 any other failure.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use forge::config::Config;
+use forge::domain::{Email, TenantSlug};
+use forge::secret::Secret;
+
+#[derive(Parser)]
+#[command(name = "forge", version, about = "Authentication as infrastructure in one binary")]
+struct Cli {
+    /// The configuration file (TOML). FORGE_<SECTION>__<KEY> variables override it.
+    #[arg(long, short, global = true, env = "FORGE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default); applies pending migrations first.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage administrators.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Validate and print the effective configuration, secrets redacted.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Write a consistent copy of the SQLite database while the server runs.
+    Backup { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an administrator (holding the `admin` role).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate and print the effective configuration.
+    Check,
+}
+
+/// A failure and the exit code it deserves.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self {
+            code: 1,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("forge: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e| Failure::usage(e.to_string()))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let config = load_config(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            forge::telemetry::init(&config.log);
+            runtime.block_on(serve(config))?;
+        }
+        Command::Migrate => {
+            forge::telemetry::init(&config.log);
+            let applied = forge::store::sqlite::SqliteStore::migrate(&config.database.url)?;
+            println!("forge: {applied} migration(s) applied");
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            print!("{}", config.redacted_toml());
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    email,
+                    tenant,
+                    password_stdin,
+                },
+        } => {
+            forge::telemetry::init(&config.log);
+            let email = Email::parse(&email).map_err(|e| Failure::usage(format!("--email {e}")))?;
+            let tenant = TenantSlug::parse(&tenant).map_err(|e| Failure::usage(format!("--tenant {e}")))?;
+            let password = read_password(password_stdin)?;
+            runtime.block_on(async {
+                let state = forge::app::build_state(config, forge::clock::Clock::system()).await?;
+                forge::service::accounts::create_admin(&state, &tenant, email.clone(), password)
+                    .await
+                    .map_err(|e| match e {
+                        forge::error::AppError::Validation { fields, .. } => Failure::usage(format!(
+                            "password not accepted: {}",
+                            fields.into_values().collect::<Vec<_>>().join(", ")
+                        )),
+                        other => Failure::from(anyhow::anyhow!("{other}")),
+                    })?;
+                println!("forge: administrator {email} created in tenant {tenant}");
+                Ok::<(), Failure>(())
+            })?;
+        }
+        Command::Backup { file } => {
+            runtime.block_on(async {
+                let store = forge::store::sqlite::SqliteStore::open(&config.database.url, 1)?;
+                store.backup_to(file.clone()).await.map_err(anyhow::Error::from)?;
+                println!("forge: backup written to {}", file.display());
+                Ok::<(), anyhow::Error>(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> Result<Secret, Failure> {
+    if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        if password.is_empty() {
+            return Err(Failure::usage("no password on standard input"));
+        }
+        return Ok(Secret::new(password));
+    }
+    let password = rpassword::prompt_password("Password: ").map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    let again = rpassword::prompt_password("Again: ").map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    if password != again {
+        return Err(Failure::usage("the passwords differ"));
+    }
+    Ok(Secret::new(password))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.dev.outbox {
+        tracing::warn!(
+            "dev.outbox is ON: GET /v1/dev/outbox exposes every message forge sends. Never enable this in production."
+        );
+    }
+    let app = forge::Application::build(config).await?;
+    forge::service::accounts::bootstrap_admin(
+        app.state(),
+        std::env::var("FORGE_ADMIN_EMAIL").ok(),
+        std::env::var("FORGE_ADMIN_PASSWORD").ok(),
+    )
+    .await?;
+    println!("forge listening on http://{}", app.local_addr());
+    app.run_until_stopped(forge::app::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

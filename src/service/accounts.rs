@@ -1,0 +1,310 @@
+//! Accounts: sign-up, password sign-in, the caller's own profile, and the
+//! creation of administrators.
+//!
+//! Failed sign-ins are generic: an unknown account, a wrong password and an
+//! account without a password all cost one argon2 verification and give the
+//! same `invalid_credentials`. Only a caller who proved the password learns
+//! that the account is disabled or unverified.
+
+use uuid::Uuid;
+
+use super::{RequestMeta, denylist, off_runtime, sessions};
+use crate::crypto::password::Verification;
+use crate::domain::{Email, Identifier, Phone, RoleName, TenantSlug};
+use crate::error::{AppError, AppResult};
+use crate::secret::Secret;
+use crate::state::AppState;
+use crate::store::{NewUser, StoreError, Tenant, User, UserPatch};
+
+/// Resolves a tenant slug, through a short-lived cache.
+pub async fn tenant(state: &AppState, slug: &str) -> AppResult<Option<Tenant>> {
+    if let Some(t) = state.tenants.get(slug) {
+        return Ok(Some(t));
+    }
+    let found = state.store.tenant_by_slug(slug).await?;
+    if let Some(t) = &found {
+        state.tenants.insert(slug.to_string(), t.clone());
+    }
+    Ok(found)
+}
+
+/// Checks the password policy off the runtime (zxcvbn takes milliseconds).
+pub async fn check_password(state: &AppState, password: &Secret, user_inputs: Vec<String>) -> AppResult<()> {
+    let policy = state.policy.clone();
+    let password = password.clone();
+    off_runtime(move || {
+        let inputs: Vec<&str> = user_inputs.iter().map(String::as_str).collect();
+        policy.check(password.expose(), &inputs)
+    })
+    .await?
+    .map_err(|reason| AppError::validation("password", reason))
+}
+
+fn hint_inputs(email: Option<&Email>) -> Vec<String> {
+    let mut inputs = vec!["forge".to_string()];
+    if let Some(e) = email {
+        inputs.push(e.as_str().to_string());
+        if let Some((local, _)) = e.as_str().split_once('@') {
+            inputs.push(local.to_string());
+        }
+    }
+    inputs
+}
+
+pub struct SignupInput {
+    pub email: Email,
+    pub password: Secret,
+    pub phone: Option<Phone>,
+    pub metadata: serde_json::Value,
+}
+
+/// The outcome of a sign-up: tokens, unless email verification must come first.
+pub enum SignedUp {
+    WithTokens(User, sessions::Tokens),
+    PendingVerification(User),
+}
+
+pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
+    if !state.config.signup.enabled {
+        return Err(AppError::forbidden("signup_disabled", "sign-up is disabled"));
+    }
+    check_password(state, &input.password, hint_inputs(Some(&input.email))).await?;
+    let hash = state
+        .passwords
+        .hash(&input.password)
+        .await
+        .map_err(AppError::internal)?;
+    let hold_back = state.config.signup.require_email_verification;
+    let (session, refresh) = sessions::new_session(state, meta);
+    let user_id = Uuid::now_v7();
+    let now = state.clock.now();
+    let user = state
+        .store
+        .create_user(
+            NewUser {
+                id: user_id,
+                tenant_id: tenant.id,
+                email: Some(input.email),
+                email_verified: false,
+                phone: input.phone,
+                phone_verified: false,
+                password_hash: Some(hash),
+                metadata: input.metadata,
+                roles: vec![],
+                now,
+            },
+            (!hold_back).then(|| session.clone()),
+            meta.audit(tenant.id, now, "signup", Some(user_id), Some(user_id)),
+        )
+        .await?;
+    if hold_back {
+        return Ok(SignedUp::PendingVerification(user));
+    }
+    let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
+    Ok(SignedUp::WithTokens(user, tokens))
+}
+
+/// Password sign-in by email or phone.
+pub async fn login(
+    state: &AppState,
+    tenant: &Tenant,
+    identifier: &Identifier,
+    password: &Secret,
+    meta: &RequestMeta,
+) -> AppResult<(User, sessions::Tokens)> {
+    let found = state.store.find_for_login(tenant.id, identifier).await?;
+    let stored_hash = found.as_ref().and_then(|(_, h)| h.as_deref());
+    let verification = state
+        .passwords
+        .verify(password, stored_hash)
+        .await
+        .map_err(AppError::internal)?;
+    let now = state.clock.now();
+    let (user, needs_rehash) = match (found, verification) {
+        (Some((user, _)), Verification::Match { needs_rehash }) => (user, needs_rehash),
+        (found, _) => {
+            state.metrics.login("failure");
+            let user_id = found.map(|(u, _)| u.id);
+            let mut audit = meta.audit(tenant.id, now, "login_failed", user_id, None);
+            audit.detail = serde_json::json!({ "method": "password" });
+            state.store.record_audit(audit).await?;
+            return Err(AppError::invalid_credentials());
+        }
+    };
+    if user.disabled {
+        state.metrics.login("disabled");
+        return Err(AppError::forbidden("user_disabled", "this account is disabled"));
+    }
+    if state.config.signup.require_email_verification && user.email.is_some() && !user.email_verified {
+        state.metrics.login("unverified");
+        return Err(AppError::forbidden(
+            "email_not_verified",
+            "verify your email address before signing in",
+        ));
+    }
+    let rehash = if needs_rehash {
+        Some(state.passwords.hash(password).await.map_err(AppError::internal)?)
+    } else {
+        None
+    };
+    let (session, refresh) = sessions::new_session(state, meta);
+    let mut audit = meta.audit(tenant.id, now, "login", Some(user.id), Some(user.id));
+    audit.detail = serde_json::json!({ "method": "password", "session_id": session.id });
+    let user = state
+        .store
+        .sign_in(tenant.id, user.id, session.clone(), rehash, audit)
+        .await?;
+    state.metrics.login("success");
+    let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
+    Ok((user, tokens))
+}
+
+pub async fn me(state: &AppState, principal: &sessions::Principal) -> AppResult<User> {
+    state
+        .store
+        .get_user(principal.tenant.id, principal.user_id)
+        .await?
+        .ok_or_else(AppError::invalid_token)
+}
+
+/// A change to one's own profile. A new email or phone is unverified.
+#[derive(Default)]
+pub struct ProfileChange {
+    pub email: Option<Email>,
+    pub phone: Option<Option<Phone>>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+pub async fn update_me(
+    state: &AppState,
+    principal: &sessions::Principal,
+    change: ProfileChange,
+    meta: &RequestMeta,
+) -> AppResult<User> {
+    let current = me(state, principal).await?;
+    let now = state.clock.now();
+    let mut patch = UserPatch {
+        now,
+        metadata: change.metadata,
+        ..Default::default()
+    };
+    let mut changed = Vec::new();
+    if let Some(email) = change.email.filter(|e| Some(e) != current.email.as_ref()) {
+        patch.email = Some(Some(email));
+        patch.email_verified = Some(false);
+        changed.push("email");
+    }
+    if let Some(phone) = change.phone.filter(|p| p.as_ref() != current.phone.as_ref()) {
+        patch.phone = Some(phone);
+        patch.phone_verified = Some(false);
+        changed.push("phone");
+    }
+    if patch.metadata.is_some() {
+        changed.push("metadata");
+    }
+    let mut audit = meta.audit(
+        principal.tenant.id,
+        now,
+        "user_updated",
+        Some(principal.user_id),
+        Some(principal.user_id),
+    );
+    audit.detail = serde_json::json!({ "fields": changed });
+    Ok(state
+        .store
+        .update_user(principal.tenant.id, principal.user_id, patch, audit)
+        .await?)
+}
+
+pub async fn delete_me(state: &AppState, principal: &sessions::Principal, meta: &RequestMeta) -> AppResult<()> {
+    let audit = meta.audit(
+        principal.tenant.id,
+        state.clock.now(),
+        "user_deleted",
+        Some(principal.user_id),
+        Some(principal.user_id),
+    );
+    let sessions = state
+        .store
+        .delete_user(principal.tenant.id, principal.user_id, audit)
+        .await?;
+    denylist::deny_sessions(state, &sessions).await?;
+    denylist::deny_user(state, principal.user_id).await?;
+    Ok(())
+}
+
+/// Creates an administrator of `tenant` (CLI `forge admin create`, first-start
+/// bootstrap). The password must pass the policy like anyone else's.
+pub async fn create_admin(
+    state: &AppState,
+    tenant_slug: &TenantSlug,
+    email: Email,
+    password: Secret,
+) -> AppResult<User> {
+    let tenant = tenant(state, tenant_slug.as_str())
+        .await?
+        .ok_or_else(|| AppError::NotFound {
+            code: "unknown_tenant",
+            message: format!("no tenant {tenant_slug}"),
+        })?;
+    check_password(state, &password, hint_inputs(Some(&email))).await?;
+    let hash = state.passwords.hash(&password).await.map_err(AppError::internal)?;
+    let now = state.clock.now();
+    let id = Uuid::now_v7();
+    let mut audit = RequestMeta::default().audit(tenant.id, now, "role_assigned", Some(id), None);
+    audit.detail = serde_json::json!({ "role": RoleName::ADMIN, "via": "cli" });
+    state
+        .store
+        .create_user(
+            NewUser {
+                id,
+                tenant_id: tenant.id,
+                email: Some(email),
+                email_verified: true,
+                phone: None,
+                phone_verified: false,
+                password_hash: Some(hash),
+                metadata: serde_json::json!({}),
+                roles: vec![RoleName::admin()],
+                now,
+            },
+            None,
+            audit,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => AppError::internal(anyhow::anyhow!("tenant {tenant_slug} has no admin role")),
+            other => other.into(),
+        })
+}
+
+/// First start: with an empty user table and `FORGE_ADMIN_EMAIL` /
+/// `FORGE_ADMIN_PASSWORD` set, creates the operator account.
+pub async fn bootstrap_admin(state: &AppState, email: Option<String>, password: Option<String>) -> anyhow::Result<()> {
+    let (Some(email), Some(password)) = (email, password) else {
+        return Ok(());
+    };
+    if state.store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("FORGE_ADMIN_EMAIL {e}"))?;
+    match create_admin(
+        state,
+        &TenantSlug::default_tenant(),
+        email.clone(),
+        Secret::new(password),
+    )
+    .await
+    {
+        Ok(_) => {
+            tracing::info!(email = %email, "created the first administrator");
+            Ok(())
+        }
+        Err(AppError::Validation { fields, .. }) => Err(anyhow::anyhow!(
+            "FORGE_ADMIN_PASSWORD is not accepted: {}",
+            fields.values().cloned().collect::<Vec<_>>().join(", ")
+        )),
+        Err(AppError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot create the first administrator: {e}")),
+    }
+}

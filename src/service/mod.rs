@@ -1,0 +1,49 @@
+//! Use cases: the product's rules in plain Rust over the ports. Nothing here
+//! knows about axum, SQL or Redis; handlers call one function each.
+
+pub mod accounts;
+pub mod denylist;
+pub mod keys;
+pub mod rbac;
+pub mod sessions;
+
+use uuid::Uuid;
+
+use crate::store::NewAuditEvent;
+
+/// Who is asking, as far as the audit log cares.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl RequestMeta {
+    pub fn audit(
+        &self,
+        tenant_id: Uuid,
+        at: i64,
+        event: &'static str,
+        user_id: Option<Uuid>,
+        actor_id: Option<Uuid>,
+    ) -> NewAuditEvent {
+        NewAuditEvent {
+            tenant_id,
+            at,
+            event,
+            user_id,
+            actor_id,
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            detail: serde_json::json!({}),
+        }
+    }
+}
+
+/// Runs a `spawn_blocking`-free CPU check on a detached task; used for zxcvbn,
+/// which takes milliseconds on long inputs and must not stall a runtime worker.
+pub(crate) async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))
+}

@@ -1,0 +1,280 @@
+//! Sessions and tokens: minting the access token and refresh token of a
+//! sign-in, rotating refresh tokens, signing out, and checking an access
+//! token on every authenticated request.
+//!
+//! A refresh token's successor is `HMAC(refresh_key, token)`: the server can
+//! recompute it from the presented token, so a client that retries a refresh
+//! inside the grace window gets the very same successor, while the database
+//! holds only SHA-256 hashes. Which request wins a concurrent rotation is
+//! decided by one conditional UPDATE in the store.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{RequestMeta, denylist};
+use crate::crypto::jwt::AccessClaims;
+use crate::crypto::tokens::{hash_token, hmac_sha256_hex, random_token};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::store::{NewSession, RotateRefresh, Rotation, Session, Tenant, User};
+
+/// What a sign-in hands to the client.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+}
+
+/// The caller of an authenticated request, from a verified access token
+/// that is not on the deny list.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub tenant: Tenant,
+    pub claims: Arc<AccessClaims>,
+}
+
+/// A fresh session and its first refresh token, ready for the store.
+pub fn new_session(state: &AppState, meta: &RequestMeta) -> (NewSession, String) {
+    let refresh = random_token();
+    let now = state.clock.now();
+    let session = NewSession {
+        id: Uuid::now_v7(),
+        refresh_hash: hash_token(&refresh),
+        now,
+        expires_at: now + state.config.jwt.refresh_ttl.as_secs() as i64,
+        user_agent: meta.user_agent.clone(),
+        ip: meta.ip.clone(),
+    };
+    (session, refresh)
+}
+
+pub fn mint_access(state: &AppState, user: &User, session_id: Uuid, tenant: &Tenant) -> AppResult<(String, u64)> {
+    let keys = state.keys.current();
+    let now = state.clock.now();
+    let ttl = state.config.jwt.access_ttl.as_secs();
+    let claims = AccessClaims {
+        iss: keys.issuer().to_string(),
+        aud: keys.audience().to_string(),
+        sub: user.id.to_string(),
+        sid: session_id.to_string(),
+        tid: tenant.slug.to_string(),
+        roles: user.roles.clone(),
+        iat: now,
+        exp: now + ttl as i64,
+        jti: Uuid::now_v7().to_string(),
+        email: user.email.as_ref().map(|e| e.to_string()),
+    };
+    let token = keys.sign(&claims).map_err(AppError::internal)?;
+    Ok((token, ttl))
+}
+
+pub fn tokens_for(
+    state: &AppState,
+    user: &User,
+    session_id: Uuid,
+    tenant: &Tenant,
+    refresh_token: String,
+) -> AppResult<Tokens> {
+    let (access_token, expires_in) = mint_access(state, user, session_id, tenant)?;
+    Ok(Tokens {
+        access_token,
+        expires_in,
+        refresh_token,
+    })
+}
+
+fn successor_of(state: &AppState, token: &str) -> String {
+    let mac = hmac_sha256_hex(&state.refresh_key, token.as_bytes());
+    let bytes = hex::decode(mac).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A refresh token is base64url of 32 bytes; anything else is refused before
+/// it costs a database round trip.
+fn plausible_refresh_token(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Rotates a refresh token. Errors are `invalid_grant` whatever the reason.
+pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &RequestMeta) -> AppResult<(User, Tokens)> {
+    if !plausible_refresh_token(token) {
+        return Err(AppError::invalid_grant());
+    }
+    let successor = successor_of(state, token);
+    let now = state.clock.now();
+    let rotation = state
+        .store
+        .rotate_refresh(RotateRefresh {
+            tenant_id: tenant.id,
+            old_hash: hash_token(token),
+            new_hash: hash_token(&successor),
+            now,
+            grace_secs: state.config.jwt.refresh_reuse_grace.as_secs() as i64,
+            new_expires_at: now + state.config.jwt.refresh_ttl.as_secs() as i64,
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        })
+        .await?;
+    match rotation {
+        Rotation::Rotated { session, user } | Rotation::WithinGrace { session, user } => {
+            let tokens = tokens_for(state, &user, session.id, tenant, successor)?;
+            Ok((user, tokens))
+        }
+        Rotation::ReuseDetected { session_id, user_id } => {
+            tracing::warn!(%session_id, %user_id, "refresh token reuse detected; session revoked");
+            denylist::deny_sessions(state, &[session_id]).await?;
+            Err(AppError::invalid_grant())
+        }
+        Rotation::Invalid => Err(AppError::invalid_grant()),
+    }
+}
+
+/// Which sessions a sign-out ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutScope {
+    Session,
+    All,
+}
+
+/// Signs out the session of `principal` (or, for a client whose access token
+/// expired, the session that `refresh_token` belongs to).
+pub async fn logout(
+    state: &AppState,
+    tenant: &Tenant,
+    principal: Option<&Principal>,
+    refresh_token: Option<&str>,
+    scope: LogoutScope,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    let (user_id, session_id) = match (principal, refresh_token) {
+        (Some(p), _) => (p.user_id, p.session_id),
+        (None, Some(token)) if plausible_refresh_token(token) => {
+            let session = state
+                .store
+                .session_by_refresh(tenant.id, &hash_token(token))
+                .await?
+                .filter(|s| s.revoked_at.is_none())
+                .ok_or_else(AppError::invalid_grant)?;
+            (session.user_id, session.id)
+        }
+        _ => return Err(AppError::invalid_token()),
+    };
+    let now = state.clock.now();
+    let mut audit = meta.audit(tenant.id, now, "logout", Some(user_id), Some(user_id));
+    audit.detail = serde_json::json!({ "scope": if scope == LogoutScope::All { "all" } else { "session" } });
+    let revoked = match scope {
+        LogoutScope::Session => {
+            state
+                .store
+                .revoke_session(tenant.id, user_id, session_id, Some(audit))
+                .await?;
+            vec![session_id]
+        }
+        LogoutScope::All => {
+            let mut ids = state
+                .store
+                .revoke_sessions(tenant.id, user_id, None, Some(audit))
+                .await?;
+            ids.push(session_id);
+            ids
+        }
+    };
+    denylist::deny_sessions(state, &revoked).await?;
+    Ok(())
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Checks an access token: signature, algorithm, `kid`, `iss`, `aud` and
+/// expiry (cached per token after the first check), then the deny list (on
+/// every call). No database round trip unless the tenant is not cached.
+pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal> {
+    let digest = token_digest(token);
+    let now = state.clock.now();
+    let claims = match state.verified_tokens.get(&digest) {
+        Some(claims) if claims.exp + state.config.jwt.leeway.as_secs() as i64 > now => claims,
+        Some(_) => return Err(AppError::invalid_token()),
+        None => {
+            let claims = state.keys.current().verify_access(token).map_err(|e| {
+                tracing::debug!(error = %e, "access token rejected");
+                AppError::invalid_token()
+            })?;
+            let claims = Arc::new(claims);
+            state.verified_tokens.insert(digest, claims.clone());
+            claims
+        }
+    };
+    let (Ok(user_id), Ok(session_id)) = (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid)) else {
+        return Err(AppError::invalid_token());
+    };
+    if denylist::is_denied(state, session_id, user_id).await? {
+        return Err(AppError::invalid_token());
+    }
+    let tenant = super::accounts::tenant(state, &claims.tid)
+        .await?
+        .ok_or_else(AppError::invalid_token)?;
+    Ok(Principal {
+        user_id,
+        session_id,
+        tenant,
+        claims,
+    })
+}
+
+/// The user's live sessions, newest first.
+pub async fn list(state: &AppState, principal: &Principal) -> AppResult<Vec<Session>> {
+    Ok(state
+        .store
+        .list_sessions(principal.tenant.id, principal.user_id, state.clock.now())
+        .await?)
+}
+
+/// Revokes one of the caller's own sessions; 404 if it is not theirs.
+pub async fn revoke_own(
+    state: &AppState,
+    principal: &Principal,
+    session_id: Uuid,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    let mut audit = meta.audit(
+        principal.tenant.id,
+        state.clock.now(),
+        "logout",
+        Some(principal.user_id),
+        Some(principal.user_id),
+    );
+    audit.detail = serde_json::json!({ "session_id": session_id });
+    if !state
+        .store
+        .revoke_session(principal.tenant.id, principal.user_id, session_id, Some(audit))
+        .await?
+    {
+        return Err(AppError::not_found("session"));
+    }
+    denylist::deny_sessions(state, &[session_id]).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_token_shape() {
+        assert!(plausible_refresh_token(&random_token()));
+        assert!(!plausible_refresh_token("short"));
+        assert!(!plausible_refresh_token(&"a".repeat(44)));
+        assert!(!plausible_refresh_token(&format!("{}!", "a".repeat(42))));
+    }
+}

@@ -1,0 +1,160 @@
+//! Plain records that cross the store port, in domain types.
+
+use uuid::Uuid;
+
+use crate::domain::{Email, Phone, RoleName, TenantSlug, Timestamp};
+
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: TenantSlug,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub email: Option<Email>,
+    pub email_verified: bool,
+    pub phone: Option<Phone>,
+    pub phone_verified: bool,
+    pub disabled: bool,
+    pub metadata: serde_json::Value,
+    pub roles: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_sign_in_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub email: Option<Email>,
+    pub email_verified: bool,
+    pub phone: Option<Phone>,
+    pub phone_verified: bool,
+    pub password_hash: Option<String>,
+    pub metadata: serde_json::Value,
+    pub roles: Vec<RoleName>,
+    pub now: Timestamp,
+}
+
+/// A change to a user; `None` leaves a field alone.
+#[derive(Clone, Debug, Default)]
+pub struct UserPatch {
+    pub email: Option<Option<Email>>,
+    pub email_verified: Option<bool>,
+    pub phone: Option<Option<Phone>>,
+    pub phone_verified: Option<bool>,
+    pub disabled: Option<bool>,
+    pub metadata: Option<serde_json::Value>,
+    pub password_hash: Option<String>,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: Timestamp,
+    pub last_used_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A session to open, with its first refresh token (hashed).
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub refresh_hash: String,
+    pub now: Timestamp,
+    pub expires_at: Timestamp,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RotateRefresh {
+    pub tenant_id: Uuid,
+    pub old_hash: String,
+    pub new_hash: String,
+    pub now: Timestamp,
+    pub grace_secs: i64,
+    pub new_expires_at: Timestamp,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    Next,
+    Current,
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Current => "current",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "next" => Some(KeyState::Next),
+            "current" => Some(KeyState::Current),
+            "retired" => Some(KeyState::Retired),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_key: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub state: KeyState,
+    pub created_at: Timestamp,
+    pub activated_at: Option<Timestamp>,
+    pub retired_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An audit row to append. `detail` must never hold a secret: callers put
+/// only ids, names and outcomes there.
+#[derive(Clone, Debug)]
+pub struct NewAuditEvent {
+    pub tenant_id: Uuid,
+    pub at: Timestamp,
+    pub event: &'static str,
+    pub user_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// A user's current roles and the union of their permissions.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+}

@@ -1,0 +1,510 @@
+use forge::testing::TestServer;
+use serde_json::json;
+
+use crate::{PASSWORD, access, assert_error, parts, refresh};
+
+#[tokio::test]
+async fn signup_returns_tokens_and_the_user() {
+    let s = TestServer::start().await;
+    let (status, body) = parts(
+        s.client()
+            .post(s.url("/v1/auth/signup"))
+            .json(&json!({"email": " Alice@Example.com ", "password": PASSWORD, "phone": "+1 415 555 0100", "metadata": {"plan": "pro"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert!(refresh(&body).len() >= 43);
+    let user = &body["user"];
+    assert_eq!(user["email"], "alice@example.com");
+    assert_eq!(user["phone"], "+14155550100");
+    assert_eq!(user["tenant"], "default");
+    assert_eq!(user["email_verified"], false);
+    assert_eq!(user["metadata"]["plan"], "pro");
+    assert_eq!(user["roles"], json!([]));
+    assert!(user["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(uuid::Uuid::parse_str(user["id"].as_str().unwrap()).is_ok());
+}
+
+#[tokio::test]
+async fn signup_rejects_bad_input_with_fields() {
+    let s = TestServer::start().await;
+    let cases = [
+        (json!({"email": "not-an-email", "password": PASSWORD}), "email"),
+        (json!({"email": "a@example.com", "password": "short"}), "password"),
+        (json!({"email": "a@example.com", "password": "password123"}), "password"),
+        (
+            json!({"email": "a@example.com", "password": "x".repeat(200)}),
+            "password",
+        ),
+        (
+            json!({"email": "a@example.com", "password": PASSWORD, "phone": "12"}),
+            "phone",
+        ),
+        (
+            json!({"email": "a@example.com", "password": PASSWORD, "metadata": [1]}),
+            "metadata",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, resp) = parts(
+            s.client()
+                .post(s.url("/v1/auth/signup"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_error(status, &resp, 400, "validation_failed");
+        assert!(resp["fields"][field].is_string(), "no fields.{field} in {resp}");
+    }
+    // Nothing was created.
+    assert_eq!(s.state().store.count_users().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn email_case_and_whitespace_variants_collide() {
+    let s = TestServer::start().await;
+    s.signup("bob@example.com", PASSWORD).await;
+    for variant in ["BOB@example.com", "  bob@EXAMPLE.COM", "bob@example.com\t"] {
+        let (status, body) = parts(
+            s.client()
+                .post(s.url("/v1/auth/signup"))
+                .json(&json!({"email": variant, "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_error(status, &body, 409, "email_taken");
+    }
+    s.login("  BOB@Example.com ", PASSWORD).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_signups_of_one_email_give_one_201() {
+    let s = TestServer::start().await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let client = s.client().clone();
+        let url = s.url("/v1/auth/signup");
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"email": "race@example.com", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|&&c| c == 201).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 409).count(), 19, "{codes:?}");
+}
+
+#[tokio::test]
+async fn signup_can_be_disabled() {
+    let s = TestServer::start_with(|c| c.signup.enabled = false).await;
+    let (status, body) = parts(
+        s.client()
+            .post(s.url("/v1/auth/signup"))
+            .json(&json!({"email": "a@example.com", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, 403, "signup_disabled");
+}
+
+#[tokio::test]
+async fn login_failures_are_generic() {
+    let s = TestServer::start().await;
+    s.signup("carol@example.com", PASSWORD).await;
+    let wrong = json!({"email": "carol@example.com", "password": "wrong password entirely"});
+    let unknown = json!({"email": "nobody@example.com", "password": PASSWORD});
+    let (s1, b1) = parts(
+        s.client()
+            .post(s.url("/v1/auth/login"))
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (s2, b2) = parts(
+        s.client()
+            .post(s.url("/v1/auth/login"))
+            .json(&unknown)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(s1, &b1, 401, "invalid_credentials");
+    assert_eq!((s1, &b1), (s2, &b2));
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/login"))
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+}
+
+#[tokio::test]
+async fn login_by_phone() {
+    let s = TestServer::start().await;
+    s.client()
+        .post(s.url("/v1/auth/signup"))
+        .json(&json!({"email": "p@example.com", "password": PASSWORD, "phone": "+442079460958"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = parts(
+        s.client()
+            .post(s.url("/v1/auth/login"))
+            .json(&json!({"phone": "+44 20 7946 0958", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["email"], "p@example.com");
+    assert!(body["user"]["last_sign_in_at"].is_string());
+}
+
+#[tokio::test]
+async fn disabled_users_cannot_sign_in() {
+    let s = TestServer::start().await;
+    let body = s.signup("dave@example.com", PASSWORD).await;
+    let id = uuid::Uuid::parse_str(body["user"]["id"].as_str().unwrap()).unwrap();
+    let patch = forge::store::UserPatch {
+        disabled: Some(true),
+        now: s.clock().now(),
+        ..Default::default()
+    };
+    let audit = forge::service::RequestMeta::default().audit(
+        forge::store::DEFAULT_TENANT_ID,
+        0,
+        "user_disabled",
+        Some(id),
+        None,
+    );
+    s.state()
+        .store
+        .update_user(forge::store::DEFAULT_TENANT_ID, id, patch, audit)
+        .await
+        .unwrap();
+    let (status, resp) = parts(
+        s.client()
+            .post(s.url("/v1/auth/login"))
+            .json(&json!({"email": "dave@example.com", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &resp, 403, "user_disabled");
+}
+
+#[tokio::test]
+async fn token_endpoint_password_and_refresh_grants() {
+    let s = TestServer::start().await;
+    s.signup("erin@example.com", PASSWORD).await;
+    // Form-encoded password grant.
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "erin@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let (status, body) = parts(resp).await;
+    assert_eq!(status, 200, "{body}");
+    // JSON refresh grant.
+    let (status, next) = parts(
+        s.client()
+            .post(s.url("/v1/auth/token"))
+            .json(&json!({"grant_type": "refresh_token", "refresh_token": refresh(&body)}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{next}");
+    assert_ne!(refresh(&next), refresh(&body));
+}
+
+#[tokio::test]
+async fn token_endpoint_speaks_rfc6749_errors() {
+    let s = TestServer::start().await;
+    s.signup("fay@example.com", PASSWORD).await;
+    let post = |form: Vec<(&'static str, &'static str)>| s.client().post(s.url("/v1/auth/token")).form(&form).send();
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![
+                ("grant_type", "password"),
+                ("username", "fay@example.com"),
+                ("password", "nope nope nope"),
+            ],
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", "password"),
+                ("username", "ghost@example.com"),
+                ("password", PASSWORD),
+            ],
+            "invalid_grant",
+        ),
+        (
+            vec![("grant_type", "password"), ("username", "fay@example.com")],
+            "invalid_request",
+        ),
+        (
+            vec![("grant_type", "refresh_token"), ("refresh_token", "garbage")],
+            "invalid_grant",
+        ),
+        (vec![("grant_type", "client_credentials")], "unsupported_grant_type"),
+        (vec![("username", "x")], "invalid_request"),
+    ];
+    for (form, code) in cases {
+        let (status, body) = parts(post(form.clone()).await.unwrap()).await;
+        assert_eq!(status, 400, "{form:?}: {body}");
+        assert_eq!(body["error"], code, "{form:?}: {body}");
+        assert!(body["error_description"].is_string(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_session() {
+    let s = TestServer::start().await;
+    let first = s.signup("gil@example.com", PASSWORD).await;
+    let post = |token: String| {
+        s.client()
+            .post(s.url("/v1/auth/refresh"))
+            .json(&json!({"refresh_token": token}))
+            .send()
+    };
+    let (status, second) = parts(post(refresh(&first).to_string()).await.unwrap()).await;
+    assert_eq!(status, 200);
+    // Within the grace window (10 s) the same successor comes back.
+    let (status, again) = parts(post(refresh(&first).to_string()).await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(refresh(&again), refresh(&second));
+    // After it, reuse revokes the whole session.
+    s.clock().advance(11);
+    let (status, body) = parts(post(refresh(&first).to_string()).await.unwrap()).await;
+    assert_error(status, &body, 401, "invalid_grant");
+    let (status, _) = parts(post(refresh(&second).to_string()).await.unwrap()).await;
+    assert_eq!(status, 401, "successor must die with the session");
+    let me = s
+        .client()
+        .get(s.url("/v1/users/me"))
+        .bearer_auth(access(&second))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401, "access token of a revoked session must fail at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_parallel_refreshes_with_grace_zero_give_one_success() {
+    let s = TestServer::start_with(|c| c.jwt.refresh_reuse_grace = std::time::Duration::ZERO).await;
+    let first = s.signup("hal@example.com", PASSWORD).await;
+    let token = refresh(&first).to_string();
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let client = s.client().clone();
+        let url = s.url("/v1/auth/refresh");
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"refresh_token": token}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|&c| c == 200 || c == 401), "{codes:?}");
+}
+
+#[tokio::test]
+async fn refresh_tokens_expire() {
+    let s = TestServer::start().await;
+    let first = s.signup("ivy@example.com", PASSWORD).await;
+    s.clock().advance(31 * 24 * 3600);
+    let (status, body) = parts(
+        s.client()
+            .post(s.url("/v1/auth/refresh"))
+            .json(&json!({"refresh_token": refresh(&first)}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, 401, "invalid_grant");
+}
+
+#[tokio::test]
+async fn logout_revokes_at_once_including_verify() {
+    let s = TestServer::start().await;
+    let a = s.signup("jo@example.com", PASSWORD).await;
+    let b = s.login("jo@example.com", PASSWORD).await;
+    let verify = |t: String| s.client().get(s.url("/v1/auth/verify")).bearer_auth(t).send();
+    assert_eq!(verify(access(&a).into()).await.unwrap().status(), 200);
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/logout"))
+        .bearer_auth(access(&a))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(verify(access(&a).into()).await.unwrap().status(), 401);
+    assert_eq!(
+        verify(access(&b).into()).await.unwrap().status(),
+        200,
+        "other session untouched"
+    );
+    let (status, _) = parts(
+        s.client()
+            .post(s.url("/v1/auth/refresh"))
+            .json(&json!({"refresh_token": refresh(&a)}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn logout_all_and_logout_by_refresh_token() {
+    let s = TestServer::start().await;
+    let a = s.signup("kim@example.com", PASSWORD).await;
+    let b = s.login("kim@example.com", PASSWORD).await;
+    // Without an access token, the refresh token alone signs out its session.
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/logout"))
+        .json(&json!({"refresh_token": refresh(&a)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let me = |t: String| s.client().get(s.url("/v1/users/me")).bearer_auth(t).send();
+    assert_eq!(me(access(&a).into()).await.unwrap().status(), 401);
+    assert_eq!(me(access(&b).into()).await.unwrap().status(), 200);
+    let c = s.login("kim@example.com", PASSWORD).await;
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/logout"))
+        .bearer_auth(access(&c))
+        .json(&json!({"scope": "all"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(me(access(&b).into()).await.unwrap().status(), 401);
+    assert_eq!(me(access(&c).into()).await.unwrap().status(), 401);
+    // No credentials at all.
+    let (status, body) = parts(s.client().post(s.url("/v1/auth/logout")).send().await.unwrap()).await;
+    assert_error(status, &body, 401, "invalid_token");
+}
+
+#[tokio::test]
+async fn unknown_tenant_is_404() {
+    let s = TestServer::start().await;
+    for tenant in ["nope", "BAD SLUG"] {
+        let (status, body) = parts(
+            s.client()
+                .post(s.url("/v1/auth/login"))
+                .header("x-forge-tenant", tenant)
+                .json(&json!({"email": "a@example.com", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_error(status, &body, 404, "unknown_tenant");
+    }
+}
+
+#[tokio::test]
+async fn rehashes_on_login_when_parameters_change() {
+    let s = TestServer::start().await;
+    let body = s.signup("lee@example.com", PASSWORD).await;
+    let id = uuid::Uuid::parse_str(body["user"]["id"].as_str().unwrap()).unwrap();
+    let hash_of = |store: std::sync::Arc<dyn forge::store::Store>| async move {
+        let email = forge::domain::Identifier::parse("lee@example.com").unwrap();
+        store
+            .find_for_login(forge::store::DEFAULT_TENANT_ID, &email)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .unwrap()
+    };
+    let before = hash_of(s.state().store.clone()).await;
+    assert!(before.contains("m=1024"), "{before}");
+    // A second server over the same store with stronger parameters.
+    let mut state = s.state().clone();
+    state.passwords = forge::crypto::password::PasswordHasher::new(
+        forge::crypto::password::Argon2Params {
+            memory_kib: 2048,
+            iterations: 2,
+            parallelism: 1,
+        },
+        2,
+    )
+    .unwrap();
+    let email = forge::domain::Identifier::parse("lee@example.com").unwrap();
+    let tenant = forge::service::accounts::tenant(&state, "default")
+        .await
+        .unwrap()
+        .unwrap();
+    forge::service::accounts::login(
+        &state,
+        &tenant,
+        &email,
+        &forge::secret::Secret::new(PASSWORD),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let after = hash_of(s.state().store.clone()).await;
+    assert!(after.contains("m=2048,t=2"), "{after}");
+    assert_ne!(id, uuid::Uuid::nil());
+}

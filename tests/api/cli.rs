@@ -1,0 +1,159 @@
+//! The `forge` binary as an operator uses it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn forge() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    // The test environment must not leak into the child's configuration.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FORGE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn version() {
+    let out = forge().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("forge "));
+}
+
+#[test]
+fn a_bad_key_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("forge.toml");
+    std::fs::write(&file, "[server]\nbnd = \"127.0.0.1:1\"\n").unwrap();
+    let out = forge()
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.bnd"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    std::fs::write(&file, "[jwt]\naccess_ttl = \"soon\"\n").unwrap();
+    let out = forge().args(["--config", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jwt.access_ttl"));
+
+    let out = forge()
+        .args(["config", "check"])
+        .env("FORGE_SERVER__PORTT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FORGE_SERVER__PORTT"));
+}
+
+#[test]
+fn config_check_redacts_secrets() {
+    let out = forge()
+        .args(["config", "check"])
+        .env("FORGE_JWT__ALGORITHM", "HS256")
+        .env("FORGE_JWT__SECRET", "super-secret-value-that-is-32-bytes-long")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("HS256") && text.contains("***"), "{text}");
+    assert!(!text.contains("super-secret"), "{text}");
+}
+
+#[test]
+fn the_sample_config_is_valid() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/forge.toml");
+    let out = forge().args(["--config", sample, "config", "check"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Serve, create an admin while it is down, restart, sign in, stop with SIGTERM.
+#[test]
+fn migrate_admin_create_serve_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("forge.db").display());
+    let out = forge().arg("migrate").env("FORGE_DATABASE__URL", &db).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut child = forge()
+        .args(["admin", "create", "--email", "ops@example.com", "--password-stdin"])
+        .env("FORGE_DATABASE__URL", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery staple\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Weak passwords are refused with exit 2.
+    let mut child = forge()
+        .args(["admin", "create", "--email", "weak@example.com", "--password-stdin"])
+        .env("FORGE_DATABASE__URL", &db)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"password\n").unwrap();
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(2));
+
+    let mut server = forge()
+        .env("FORGE_DATABASE__URL", &db)
+        .env("FORGE_SERVER__BIND", "127.0.0.1:0")
+        .env("FORGE_LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("forge listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{addr}/v1/auth/login"))
+            .json(&serde_json::json!({"email": "ops@example.com", "password": "correct horse battery staple"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["user"]["roles"], serde_json::json!(["admin"]));
+    });
+
+    let pid = server.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,38 @@
+//! forge's integration tests: one binary, each test starting its own server
+//! through the public harness (`forge::testing::TestServer`) and talking
+//! HTTP to it.
+
+mod auth;
+mod cli;
+mod errors;
+mod ops;
+mod sidecar;
+mod tokens;
+mod users;
+
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Status and JSON body of a response (Null when there is no body).
+pub async fn parts(resp: Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub fn access(v: &Value) -> &str {
+    v["access_token"].as_str().expect("access_token")
+}
+
+pub fn refresh(v: &Value) -> &str {
+    v["refresh_token"].as_str().expect("refresh_token")
+}
+
+/// Asserts the one error shape and returns the code.
+pub fn assert_error(status: StatusCode, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status.as_u16(), want_status, "body: {body}");
+    assert_eq!(body["error"], want_code, "body: {body}");
+    assert!(body["message"].is_string(), "error body without message: {body}");
+}

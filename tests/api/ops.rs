@@ -1,0 +1,171 @@
+use forge::testing::TestServer;
+use serde_json::Value;
+
+use crate::{PASSWORD, parts};
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let s = TestServer::start().await;
+    let (status, body) = parts(s.client().get(s.url("/health")).send().await.unwrap()).await;
+    assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = parts(s.client().get(s.url("/health/ready")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["cache"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let s = TestServer::start().await;
+    s.signup("mo@example.com", PASSWORD).await;
+    s.login("mo@example.com", PASSWORD).await;
+    let text = s
+        .client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("forge_http_requests_total{method=\"POST\",route=\"/v1/auth/signup\",status=\"201\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("forge_http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("forge_logins_total{outcome=\"success\"} 1"), "{text}");
+    assert!(text.contains("forge_argon2_queue_depth"), "{text}");
+    assert!(text.contains("forge_db_pool_connections"), "{text}");
+}
+
+#[tokio::test]
+async fn openapi_lists_every_v1_route() {
+    let s = TestServer::start().await;
+    let doc: Value = s
+        .client()
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    let expected = [
+        ("post", "/v1/auth/signup"),
+        ("post", "/v1/auth/login"),
+        ("post", "/v1/auth/token"),
+        ("post", "/v1/auth/refresh"),
+        ("post", "/v1/auth/logout"),
+        ("get", "/v1/auth/verify"),
+        ("post", "/v1/auth/introspect"),
+        ("get", "/v1/users/me"),
+        ("patch", "/v1/users/me"),
+        ("delete", "/v1/users/me"),
+        ("get", "/v1/users/me/sessions"),
+        ("delete", "/v1/users/me/sessions/{id}"),
+    ];
+    for (method, path) in expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    // Every documented path is routed (no 404 `route not found` for it).
+    for path in paths.keys() {
+        assert!(path.starts_with("/v1/"), "{path}");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let html = s
+        .client()
+        .get(s.url("/docs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("/v1/auth/signup") && html.contains("<html"), "{html}");
+}
+
+#[tokio::test]
+async fn discovery_documents() {
+    let s = TestServer::start().await;
+    let resp = s.client().get(s.url("/.well-known/jwks.json")).send().await.unwrap();
+    let cache = resp.headers()["cache-control"].to_str().unwrap().to_string();
+    assert!(cache.contains("max-age=300"), "{cache}");
+    let jwks: Value = resp.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "current and next key are published: {jwks}");
+    assert!(
+        keys.iter()
+            .all(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519" && k["kid"].is_string() && k.get("d").is_none())
+    );
+    let session = s.signup("kid@example.com", PASSWORD).await;
+    let kid = {
+        use base64::Engine;
+        let header = session["access_token"].as_str().unwrap().split('.').next().unwrap();
+        let h: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        h["kid"].clone()
+    };
+    assert!(keys.iter().any(|k| k["kid"] == kid));
+
+    let conf: Value = s
+        .client()
+        .get(s.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(conf["issuer"], "http://localhost:8080");
+    assert!(conf["jwks_uri"].as_str().unwrap().ends_with("/.well-known/jwks.json"));
+    assert!(conf["token_endpoint"].as_str().unwrap().ends_with("/v1/auth/token"));
+}
+
+#[tokio::test]
+async fn keys_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("forge.db").display());
+    let a = TestServer::start_with(|c| c.database.url = url.clone()).await;
+    let session = a.signup("persist@example.com", PASSWORD).await;
+    a.stop().await;
+    let b = TestServer::start_with(|c| c.database.url = url.clone()).await;
+    let resp = b
+        .client()
+        .get(b.url("/v1/users/me"))
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "a token survives a restart: the key is stored");
+    b.login("persist@example.com", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn revocations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("forge.db").display());
+    let a = TestServer::start_with(|c| c.database.url = url.clone()).await;
+    let session = a.signup("gone@example.com", PASSWORD).await;
+    let token = session["access_token"].as_str().unwrap().to_string();
+    a.client()
+        .post(a.url("/v1/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    a.stop().await;
+    let b = TestServer::start_with(|c| c.database.url = url.clone()).await;
+    let resp = b
+        .client()
+        .get(b.url("/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
