@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::crypto::password::{Argon2Params, PasswordHasher, PasswordPolicy};
 use crate::crypto::tokens::random_token;
 use crate::http::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::service::{denylist, keys};
 use crate::state::{AppState, Keys};
 use crate::store::Store;
@@ -74,6 +75,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let maintenance = tokio::spawn(maintenance(state.clone()));
+        let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+        let worker = state.notifier.spawn_worker(worker_stopped);
         let router = crate::http::router(state);
         let result = axum::serve(
             self.listener,
@@ -82,6 +85,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         maintenance.abort();
+        // Requests are drained; let the worker finish the sends under way.
+        let _ = stop_worker.send(true);
+        let _ = worker.await;
         result
     }
 }
@@ -115,6 +121,7 @@ pub async fn build_state(config: Config, clock: Clock) -> anyhow::Result<AppStat
     let refresh_key = store
         .server_secret("refresh_successor_key", random_token().into_bytes(), now)
         .await?;
+    let notifier = Notifier::new(&config, store.clone(), clock.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         access: AppState::access_cache(),
@@ -127,6 +134,7 @@ pub async fn build_state(config: Config, clock: Clock) -> anyhow::Result<AppStat
         keys: Keys::new(keyring),
         clock,
         metrics: Arc::new(Metrics::default()),
+        notifier,
         refresh_key: Arc::new(refresh_key),
     };
     denylist::warm(&state).await?;
@@ -138,11 +146,17 @@ pub async fn build_state(config: Config, clock: Clock) -> anyhow::Result<AppStat
 async fn maintenance(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.tick().await;
+    let mut minutes: u64 = 0;
     loop {
         tick.tick().await;
         if let Err(e) = keys::reload(&state).await {
             tracing::warn!(error = %e, "cannot reload signing keys");
         }
+        // Audit retention: a minute after start, then hourly.
+        if minutes.is_multiple_of(60) {
+            crate::service::audit::sweep_logged(&state).await;
+        }
+        minutes += 1;
     }
 }
 

@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod notify;
 pub mod secret;
 pub mod service;
 pub mod state;

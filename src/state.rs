@@ -23,6 +23,7 @@ pub struct AppState {
     pub keys: Keys,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
+    pub notifier: crate::notify::Notifier,
     /// Access tokens whose signature was already checked, keyed by the
     /// token's SHA-256, so the forward-auth hot path skips the ~70 µs Ed25519
     /// verification. Entries never outlive the token (`exp` is rechecked) and

@@ -156,6 +156,29 @@ impl TestServer {
         self.login(email, password).await
     }
 
+    /// The messages sent to `to` (an email or phone), newest first, as
+    /// `GET /v1/dev/outbox` shows them.
+    pub async fn outbox(&self, to: &str) -> Vec<Value> {
+        let resp = self
+            .client
+            .get(self.url("/v1/dev/outbox"))
+            .query(&[("to", to)])
+            .send()
+            .await
+            .expect("outbox request");
+        assert_eq!(resp.status(), 200, "the dev outbox is off");
+        resp.json().await.expect("outbox body")
+    }
+
+    /// The code of the newest message sent to `to`; panics if there is none.
+    pub async fn last_code(&self, to: &str) -> String {
+        let messages = self.outbox(to).await;
+        let first = messages
+            .first()
+            .unwrap_or_else(|| panic!("no message was sent to {to}"));
+        first["code"].as_str().expect("code").to_string()
+    }
+
     /// Stops the server and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -2,10 +2,13 @@
 //!
 //! Invariants:
 //! - Hashing and verification never run on an async worker thread: each job
-//!   first takes a permit from a semaphore sized to the cores, then runs in
-//!   `spawn_blocking`. A login flood therefore queues (visible as
-//!   [`PasswordHasher::queue_depth`]) instead of starving the runtime or
-//!   spawning hundreds of blocking threads that each allocate argon2 memory.
+//!   first takes a permit from a semaphore sized to the pool, then runs on
+//!   one of the pool's own threads (one per core). A login flood therefore
+//!   queues (visible as [`PasswordHasher::queue_depth`]) instead of starving
+//!   the runtime. A fixed set of threads (rather than tokio's blocking pool,
+//!   which grows to hundreds of threads) also bounds memory: each thread's
+//!   allocator arena keeps the last argon2 buffer (19 MiB by default), so
+//!   resident memory stays near `pool size x argon2 memory`.
 //! - Every failed verification costs one argon2 run with the configured
 //!   parameters: an unknown account (`stored == None`) and an unusable stored
 //!   hash are checked against a dummy hash, so timing does not reveal whether
@@ -96,6 +99,37 @@ struct Inner {
     dummy_hash: String,
     /// How many verifications went to the dummy hash (observable in tests).
     dummy_runs: AtomicU64,
+    /// The pool's job queue; its threads end when the last hasher is dropped.
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Starts `size` threads that run jobs from one queue until it closes.
+fn start_pool(size: usize) -> Result<std::sync::mpsc::Sender<Job>, PasswordError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..size {
+        let rx = Arc::clone(&rx);
+        std::thread::Builder::new()
+            .name(format!("forge-argon2-{i}"))
+            .spawn(move || {
+                loop {
+                    // Hold the lock only to take a job, not while running it.
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        // A panicking job must not take its thread with it.
+                        Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
+                        Err(_) => return,
+                    }
+                }
+            })
+            .map_err(|e| PasswordError::InvalidParams(format!("cannot start the hashing pool: {e}")))?;
+    }
+    Ok(tx)
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -134,6 +168,7 @@ impl PasswordHasher {
                 waiting: AtomicUsize::new(0),
                 dummy_hash,
                 dummy_runs: AtomicU64::new(0),
+                jobs: std::sync::Mutex::new(start_pool(max_concurrent)?),
             }),
         })
     }
@@ -192,13 +227,20 @@ impl PasswordHasher {
                 .map_err(|_| PasswordError::TaskFailed)?
         };
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let task: Job = Box::new(move || {
             let _permit = permit;
             let _entered = span.enter();
-            job()
-        })
-        .await
-        .map_err(|_| PasswordError::TaskFailed)
+            let _ = done.send(job());
+        });
+        self.inner
+            .jobs
+            .lock()
+            .map_err(|_| PasswordError::TaskFailed)?
+            .send(task)
+            .map_err(|_| PasswordError::TaskFailed)?;
+        // A job that panicked drops `done` without sending.
+        result.await.map_err(|_| PasswordError::TaskFailed)
     }
 
     #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod api;
 pub mod extract;
 pub mod metrics;
 pub mod ops;
+pub mod permission;
 pub mod wellknown;
 
 use std::sync::Arc;

@@ -39,6 +39,7 @@ pub fn router(openapi: Arc<utoipa::openapi::OpenApi>) -> axum::Router<AppState> 
 async fn ready(State(state): State<AppState>) -> Response {
     let database = state.store.ping().await.is_ok();
     let cache = state.cache.ping().await.is_ok();
+    let queue = state.notifier.pending_count().await.ok();
     let status = if database && cache {
         StatusCode::OK
     } else {
@@ -51,6 +52,7 @@ async fn ready(State(state): State<AppState>) -> Response {
             "status": word(database && cache),
             "database": word(database),
             "cache": word(cache),
+            "notifier_queue_depth": queue,
         })),
     )
         .into_response()
@@ -62,7 +64,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         argon2_queue: state.passwords.queue_depth(),
         db_connections,
         db_idle,
-        outbox_pending: 0,
+        outbox_pending: state.notifier.pending_count().await.unwrap_or(0),
     });
     (
         [(

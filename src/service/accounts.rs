@@ -8,13 +8,14 @@
 
 use uuid::Uuid;
 
+use super::limits::{self, ip_key};
 use super::{RequestMeta, denylist, off_runtime, sessions};
 use crate::crypto::password::Verification;
 use crate::domain::{Email, Identifier, Phone, RoleName, TenantSlug};
 use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
 use crate::state::AppState;
-use crate::store::{NewUser, StoreError, Tenant, User, UserPatch};
+use crate::store::{NewUser, SignIn, StoreError, Tenant, User, UserPatch};
 
 /// Resolves a tenant slug, through a short-lived cache.
 pub async fn tenant(state: &AppState, slug: &str) -> AppResult<Option<Tenant>> {
@@ -68,6 +69,13 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
     if !state.config.signup.enabled {
         return Err(AppError::forbidden("signup_disabled", "sign-up is disabled"));
     }
+    limits::spend(
+        state,
+        "signup-ip",
+        &ip_key(meta.ip.as_deref()),
+        state.config.rate_limit.signup_per_ip,
+    )
+    .await?;
     check_password(state, &input.password, hint_inputs(Some(&input.email))).await?;
     let hash = state
         .passwords
@@ -98,6 +106,7 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
         )
         .await?;
     if hold_back {
+        super::recovery::send_verification(state, tenant, &user).await?;
         return Ok(SignedUp::PendingVerification(user));
     }
     let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
@@ -112,6 +121,12 @@ pub async fn login(
     password: &Secret,
     meta: &RequestMeta,
 ) -> AppResult<(User, sessions::Tokens)> {
+    let rl = &state.config.rate_limit;
+    let ip = ip_key(meta.ip.as_deref());
+    limits::spend(state, "login-ip", &ip, rl.login_per_ip).await?;
+    // Failures are counted per account and client IP (see `limits`).
+    let failure_key = format!("{}:{}:{ip}", tenant.id, identifier.as_str());
+    limits::check_failures(state, "login-fail", &failure_key, rl.login_failures_per_account).await?;
     let found = state.store.find_for_login(tenant.id, identifier).await?;
     let stored_hash = found.as_ref().and_then(|(_, h)| h.as_deref());
     let verification = state
@@ -128,6 +143,7 @@ pub async fn login(
             let mut audit = meta.audit(tenant.id, now, "login_failed", user_id, None);
             audit.detail = serde_json::json!({ "method": "password" });
             state.store.record_audit(audit).await?;
+            limits::record_failure(state, "login-fail", &failure_key, rl.login_failures_per_account).await?;
             return Err(AppError::invalid_credentials());
         }
     };
@@ -150,10 +166,12 @@ pub async fn login(
     let (session, refresh) = sessions::new_session(state, meta);
     let mut audit = meta.audit(tenant.id, now, "login", Some(user.id), Some(user.id));
     audit.detail = serde_json::json!({ "method": "password", "session_id": session.id });
-    let user = state
-        .store
-        .sign_in(tenant.id, user.id, session.clone(), rehash, audit)
-        .await?;
+    let sign_in = SignIn {
+        session: session.clone(),
+        rehash,
+        verified: None,
+    };
+    let user = state.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
     state.metrics.login("success");
     let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
     Ok((user, tokens))

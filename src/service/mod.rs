@@ -2,10 +2,18 @@
 //! knows about axum, SQL or Redis; handlers call one function each.
 
 pub mod accounts;
+pub mod audit;
+pub mod codes;
 pub mod denylist;
 pub mod keys;
+pub mod limits;
+pub mod otp;
 pub mod rbac;
+pub mod recovery;
+pub mod roles;
 pub mod sessions;
+pub mod tenants;
+pub mod users_admin;
 
 use uuid::Uuid;
 

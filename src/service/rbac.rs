@@ -51,3 +51,72 @@ pub fn invalidate_user(state: &AppState, user_id: uuid::Uuid) {
 pub fn invalidate_all(state: &AppState) {
     state.access.invalidate_all();
 }
+
+/// Whether the caller is an operator holding `required`: an administrator
+/// (or any holder of the permission) of the `default` tenant. The same
+/// permission held in any other tenant, even through `*`, does not count:
+/// a tenant's admin manages its own tenant, never the set of tenants.
+pub async fn is_operator(state: &AppState, principal: &Principal, required: &str) -> AppResult<bool> {
+    Ok(principal.tenant.id == crate::store::DEFAULT_TENANT_ID && has_permission(state, principal, required).await?)
+}
+
+/// Whether `granted` covers every permission in `wanted`, wildcards included
+/// (`users:*` is covered by `users:*` or `*`, not by `users:read`).
+pub fn covers(granted: &[String], wanted: &[String]) -> bool {
+    let granted: Vec<Permission> = granted.iter().filter_map(|p| Permission::parse(p).ok()).collect();
+    wanted.iter().all(|w| granted.iter().any(|g| g.grants(w)))
+}
+
+/// Refuses unless the caller holds every permission in `wanted`: nobody
+/// hands out (in a role they create, edit or assign) or takes away more
+/// than they hold, so `roles:assign` alone cannot make anyone an admin.
+pub async fn require_covers(state: &AppState, principal: &Principal, wanted: &[String]) -> AppResult<()> {
+    if covers(&access(state, principal).await?.permissions, wanted) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden(
+            "forbidden",
+            "that needs permissions you do not hold yourself",
+        ))
+    }
+}
+
+/// Refuses unless the caller holds every permission the target user holds,
+/// so a `users:write` holder cannot disable, delete, re-address or sign out
+/// an administrator (and so take over their account through a reset).
+pub async fn require_covers_user(state: &AppState, principal: &Principal, target: uuid::Uuid) -> AppResult<()> {
+    if target == principal.user_id {
+        return Ok(());
+    }
+    let Some(theirs) = state.store.access_of(principal.tenant.id, target).await? else {
+        return Err(AppError::not_found("user"));
+    };
+    if covers(&access(state, principal).await?.permissions, &theirs.permissions) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden(
+            "forbidden",
+            "that user holds permissions you do not hold yourself",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn coverage_respects_wildcards() {
+        assert!(covers(&v(&["*"]), &v(&["*", "users:*", "roles:assign"])));
+        assert!(covers(&v(&["users:*"]), &v(&["users:read", "users:*"])));
+        assert!(!covers(&v(&["users:read"]), &v(&["users:*"])));
+        assert!(!covers(&v(&["users:*", "roles:*"]), &v(&["*"])));
+        assert!(!covers(&v(&["*:read"]), &v(&["users:*"])));
+        assert!(covers(&v(&[]), &v(&[])));
+        assert!(!covers(&v(&["roles:assign"]), &v(&["*"])));
+    }
+}

@@ -7,13 +7,19 @@
 //! tenant id; there is no way to read a user without naming its tenant.
 //! Driver errors are mapped to the neutral [`StoreError`].
 
+pub mod admin;
+pub mod outbox;
 pub mod records;
 pub mod sqlite;
+mod sqlite_admin;
+mod sqlite_outbox;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::domain::{Identifier, Timestamp};
+pub use admin::*;
+pub use outbox::*;
 pub use records::*;
 
 /// The fixed id of the `default` tenant (created by the first migration).
@@ -51,8 +57,16 @@ pub enum Rotation {
     Invalid,
 }
 
+/// Every port a backend implements; the application holds an `Arc<dyn Store>`.
+/// Each area's methods live in their own trait (and their own file per
+/// backend) so the areas can grow independently.
+pub trait Store: AccountStore + AdminStore + OutboxStore {}
+
+impl<T: AccountStore + AdminStore + OutboxStore> Store for T {}
+
+/// Tenants, users, credentials, sessions, keys and audit writes.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait AccountStore: Send + Sync + 'static {
     /// A cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
     /// Connection pool state for `/metrics`: (open, idle).
@@ -74,14 +88,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<(User, Option<String>)>>;
     /// Records a successful sign-in: new session, last_sign_in_at, optional
     /// password rehash, audit row. Returns the updated user.
-    async fn sign_in(
-        &self,
-        tenant_id: Uuid,
-        user_id: Uuid,
-        session: NewSession,
-        rehash: Option<String>,
-        audit: NewAuditEvent,
-    ) -> StoreResult<User>;
+    async fn sign_in(&self, tenant_id: Uuid, user_id: Uuid, sign_in: SignIn, audit: NewAuditEvent)
+    -> StoreResult<User>;
+    /// The user's password hash, if they have a password.
+    async fn password_hash(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<String>>;
     async fn update_user(
         &self,
         tenant_id: Uuid,

@@ -79,6 +79,22 @@ pub struct NewSession {
     pub ip: Option<String>,
 }
 
+/// What a successful sign-in records besides the new session.
+#[derive(Clone, Debug)]
+pub struct SignIn {
+    pub session: NewSession,
+    /// A new hash when the stored one used outdated argon2 parameters.
+    pub rehash: Option<String>,
+    /// The identifier the user just proved they own with a code.
+    pub verified: Option<IdentifierKind>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentifierKind {
+    Email,
+    Phone,
+}
+
 #[derive(Clone, Debug)]
 pub struct RotateRefresh {
     pub tenant_id: Uuid,

@@ -370,7 +370,7 @@ fn revoke_where(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl AccountStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| {
             c.query_row("SELECT 1", [], |_| Ok(()))?;
@@ -470,14 +470,20 @@ impl Store for SqliteStore {
         &self,
         tenant_id: Uuid,
         user_id: Uuid,
-        session: NewSession,
-        rehash: Option<String>,
+        sign_in: SignIn,
         audit: NewAuditEvent,
     ) -> StoreResult<User> {
         self.write(move |tx| {
+            let SignIn {
+                session,
+                rehash,
+                verified,
+            } = sign_in;
+            let t = tenant_id.to_string();
+            let u = user_id.to_string();
             let n = tx.execute(
                 "UPDATE users SET last_sign_in_at = ?3 WHERE tenant_id = ?1 AND id = ?2",
-                params![tenant_id.to_string(), user_id.to_string(), session.now],
+                params![t, u, session.now],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound);
@@ -485,12 +491,35 @@ impl Store for SqliteStore {
             if let Some(hash) = &rehash {
                 tx.execute(
                     "UPDATE password_credentials SET hash = ?2, updated_at = ?3 WHERE user_id = ?1",
-                    params![user_id.to_string(), hash, session.now],
+                    params![u, hash, session.now],
+                )?;
+            }
+            let verified_column = match verified {
+                Some(IdentifierKind::Email) => Some("email_verified"),
+                Some(IdentifierKind::Phone) => Some("phone_verified"),
+                None => None,
+            };
+            if let Some(column) = verified_column {
+                tx.execute(
+                    &format!("UPDATE users SET {column} = 1, updated_at = ?3 WHERE tenant_id = ?1 AND id = ?2"),
+                    params![t, u, session.now],
                 )?;
             }
             insert_session(tx, tenant_id, user_id, &session)?;
             insert_audit(tx, &audit)?;
             load_user(tx, tenant_id, user_id)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn password_hash(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<String>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT hash FROM password_credentials WHERE tenant_id = ?1 AND user_id = ?2",
+                params![tenant_id.to_string(), user_id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
         })
         .await
     }

@@ -157,3 +157,120 @@ fn migrate_admin_create_serve_and_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs the real binary with debug logs through every flow that handles a
+/// secret, then checks that no password, code or token reached the log.
+#[test]
+fn no_secret_reaches_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("forge.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = forge()
+        .env("FORGE_DATABASE__URL", "sqlite::memory:")
+        .env("FORGE_SERVER__BIND", "127.0.0.1:0")
+        .env("FORGE_NOTIFY__CHANNEL", "memory")
+        .env("FORGE_DEV__OUTBOX", "true")
+        .env("FORGE_LOG__LEVEL", "debug")
+        .env("FORGE_PASSWORD__ARGON2_MEMORY_KIB", "1024")
+        .env("FORGE_PASSWORD__ARGON2_ITERATIONS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().strip_prefix("forge listening on ").unwrap().to_string();
+    let password = "log-canary correct horse battery";
+    let new_password = "log-canary another fine passphrase";
+    let mut secrets: Vec<String> = vec![password.into(), new_password.into(), "wrong-canary password x".into()];
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let post = |path: &str, body: serde_json::Value| c.post(format!("{base}{path}")).json(&body).send();
+        let code_for = |to: &'static str| {
+            let c = c.clone();
+            let base = base.clone();
+            async move {
+                let v: serde_json::Value = c
+                    .get(format!("{base}/v1/dev/outbox"))
+                    .query(&[("to", to)])
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                v[0]["code"].as_str().unwrap().to_string()
+            }
+        };
+        let signup: serde_json::Value = post(
+            "/v1/auth/signup",
+            serde_json::json!({"email": "log@example.com", "password": password}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        secrets.push(signup["access_token"].as_str().unwrap().into());
+        secrets.push(signup["refresh_token"].as_str().unwrap().into());
+        post(
+            "/v1/auth/login",
+            serde_json::json!({"email": "log@example.com", "password": "wrong-canary password x"}),
+        )
+        .await
+        .unwrap();
+        let refreshed: serde_json::Value = post(
+            "/v1/auth/refresh",
+            serde_json::json!({"refresh_token": signup["refresh_token"]}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        secrets.push(refreshed["refresh_token"].as_str().unwrap().into());
+        post("/v1/auth/otp", serde_json::json!({"phone": "+14155550199"}))
+            .await
+            .unwrap();
+        let code = code_for("+14155550199").await;
+        post(
+            "/v1/auth/otp/verify",
+            serde_json::json!({"phone": "+14155550199", "code": code}),
+        )
+        .await
+        .unwrap();
+        secrets.push(code);
+        post(
+            "/v1/auth/password/forgot",
+            serde_json::json!({"email": "log@example.com"}),
+        )
+        .await
+        .unwrap();
+        let code = code_for("log@example.com").await;
+        let resp = post(
+            "/v1/auth/password/reset",
+            serde_json::json!({"email": "log@example.com", "code": code, "new_password": new_password}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 204);
+        secrets.push(code);
+    });
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    server.wait().unwrap();
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("/v1/auth/login"), "the request log is there: {logs}");
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret reached the log: {secret}");
+    }
+}

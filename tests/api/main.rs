@@ -2,11 +2,19 @@
 //! through the public harness (`forge::testing::TestServer`) and talking
 //! HTTP to it.
 
+mod admin_users;
+mod audit;
 mod auth;
 mod cli;
 mod errors;
+mod limits;
+mod notify;
 mod ops;
+mod otp;
+mod rbac;
+mod recovery;
 mod sidecar;
+mod tenants;
 mod tokens;
 mod users;
 

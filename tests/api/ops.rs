@@ -12,6 +12,7 @@ async fn health_and_readiness() {
     assert_eq!(status, 200);
     assert_eq!(body["database"], "ok");
     assert_eq!(body["cache"], "ok");
+    assert_eq!(body["notifier_queue_depth"], 0);
 }
 
 #[tokio::test]
@@ -36,6 +37,7 @@ async fn metrics_are_prometheus_text() {
     assert!(text.contains("forge_logins_total{outcome=\"success\"} 1"), "{text}");
     assert!(text.contains("forge_argon2_queue_depth"), "{text}");
     assert!(text.contains("forge_db_pool_connections"), "{text}");
+    assert!(text.contains("forge_outbox_pending"), "{text}");
 }
 
 #[tokio::test]

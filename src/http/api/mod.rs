@@ -1,8 +1,13 @@
 //! The `/v1` API. Routes are registered through utoipa-axum, so a route
 //! cannot exist without its OpenAPI entry.
 
+pub mod admin_users;
+pub mod audit;
 pub mod auth;
 pub mod dto;
+pub mod identity;
+pub mod roles;
+pub mod tenants;
 pub mod users;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -20,6 +25,11 @@ use crate::state::AppState;
         (name = "identity", description = "Sign-up, sign-in, tokens and sign-out"),
         (name = "users", description = "Accounts and sessions"),
         (name = "sidecar", description = "Forward-auth and token introspection"),
+        (name = "admin", description = "User administration in the caller's tenant (users:read, users:write)"),
+        (name = "roles", description = "Roles, permissions and their assignment"),
+        (name = "tenants", description = "Tenant management (operators: admins of the default tenant)"),
+        (name = "audit", description = "The audit log of the caller's tenant"),
+        (name = "development", description = "Only with dev.outbox = true"),
     )
 )]
 struct ApiDoc;
@@ -51,8 +61,33 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::logout))
         .routes(routes!(auth::verify))
         .routes(routes!(auth::introspect))
+        .routes(routes!(identity::request_otp))
+        .routes(routes!(identity::verify_otp))
+        .routes(routes!(identity::request_verification))
+        .routes(routes!(identity::verify_email))
+        .routes(routes!(identity::forgot))
+        .routes(routes!(identity::reset))
+        .routes(routes!(identity::change))
+        .routes(routes!(identity::dev_outbox))
         .routes(routes!(users::get_me, users::patch_me, users::delete_me))
         .routes(routes!(users::list_sessions))
         .routes(routes!(users::delete_session))
+        .routes(routes!(admin_users::list_users, admin_users::create_user))
+        .routes(routes!(
+            admin_users::get_user,
+            admin_users::patch_user,
+            admin_users::delete_user
+        ))
+        .routes(routes!(
+            admin_users::list_user_sessions,
+            admin_users::delete_user_sessions
+        ))
+        .routes(routes!(admin_users::delete_user_session))
+        .routes(routes!(roles::list_roles, roles::create_role))
+        .routes(routes!(roles::get_role, roles::update_role, roles::delete_role))
+        .routes(routes!(roles::assign_role, roles::remove_role))
+        .routes(routes!(tenants::list_tenants, tenants::create_tenant))
+        .routes(routes!(tenants::get_tenant, tenants::delete_tenant))
+        .routes(routes!(audit::list_audit))
         .split_for_parts()
 }

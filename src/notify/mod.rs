@@ -1,0 +1,287 @@
+//! Notifications: one-time codes on their way to a person, by email or SMS.
+//!
+//! A use case calls [`Notifier::send`] with the code; the notifier renders the
+//! message ([`render`]) and writes it to the durable outbox
+//! ([`OutboxStore`]) in that request; a background worker
+//! ([`Notifier::spawn_worker`]) delivers it through a [`Channel`] with
+//! retries. So a slow or failing provider never slows a request down nor
+//! shows in its timing, and neither a restart nor a provider outage loses a
+//! message: delivery is at-least-once. The one exception is the `memory`
+//! channel (tests, `/v1/dev/outbox`): its messages are handed over inline so
+//! they are visible the moment the request returns, and there is nothing to
+//! make durable about a message that lives in this process anyway.
+//!
+//! Which provider carries a message depends on `notify.channel` and on the
+//! message's medium (an email address or a phone number):
+//!
+//! | `notify.channel` | email                                  | SMS                     |
+//! |------------------|----------------------------------------|-------------------------|
+//! | `log`            | log                                    | log                     |
+//! | `memory`         | memory                                 | memory                  |
+//! | `smtp`           | SMTP                                   | log, with a warning     |
+//! | `webhook`        | webhook                                | webhook                 |
+//! | `twilio`         | SMTP if `notify.smtp.host` is set, else log with a warning | Twilio |
+//!
+//! Twilio carries SMS only, yet a Twilio deployment still sends email
+//! (verification, password reset): it configures `notify.smtp` as well.
+//! Falling back to the log keeps a half-configured deployment usable, and
+//! the start-up warning says that codes are being written to the log.
+//!
+//! Invariants: the code is a [`Secret`] until a channel sends it; the log
+//! channel is the only place a code is logged; stored error texts and log
+//! lines never carry a code, a body or a credential; bodies are erased from
+//! the outbox once delivered, failed or expired.
+
+mod channel;
+mod log;
+mod memory;
+mod render;
+mod smtp;
+mod twilio;
+mod webhook;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use channel::{Channel, Delivery, SendError, scrub};
+pub use log::LogChannel;
+pub use memory::{MemoryChannel, MemoryOutbox, OutboxEntry};
+pub use render::render;
+pub use smtp::SmtpChannel;
+pub use twilio::TwilioChannel;
+pub use webhook::{WebhookChannel, signature as webhook_signature};
+pub use worker::WorkerSettings;
+
+use crate::clock::Clock;
+use crate::config::{Config, NotifyChannel};
+use crate::domain::{Email, Identifier, Phone};
+use crate::secret::Secret;
+pub use crate::store::{MessageKind, OutboxChannel};
+use crate::store::{NewOutboxMessage, OutboxStore, StoreResult};
+
+/// Where a message goes; the variant picks email or SMS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recipient {
+    /// A normalised email address (see [`Email::parse`]).
+    Email(String),
+    /// An E.164 phone number (see [`Phone::parse`]).
+    Phone(String),
+}
+
+impl Recipient {
+    pub fn channel(&self) -> OutboxChannel {
+        match self {
+            Recipient::Email(_) => OutboxChannel::Email,
+            Recipient::Phone(_) => OutboxChannel::Sms,
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        match self {
+            Recipient::Email(a) | Recipient::Phone(a) => a,
+        }
+    }
+}
+
+impl From<&Email> for Recipient {
+    fn from(e: &Email) -> Self {
+        Recipient::Email(e.as_str().to_owned())
+    }
+}
+
+impl From<&Phone> for Recipient {
+    fn from(p: &Phone) -> Self {
+        Recipient::Phone(p.as_str().to_owned())
+    }
+}
+
+impl From<&Identifier> for Recipient {
+    fn from(i: &Identifier) -> Self {
+        match i {
+            Identifier::Email(e) => e.into(),
+            Identifier::Phone(p) => p.into(),
+        }
+    }
+}
+
+/// What the notifier and its worker share.
+struct Inner {
+    store: Arc<dyn OutboxStore>,
+    clock: Clock,
+    product: String,
+    public_url: String,
+    /// At least 1.
+    max_attempts: u32,
+    email: Arc<dyn Channel>,
+    sms: Arc<dyn Channel>,
+    memory: Option<MemoryOutbox>,
+    /// Wakes the worker when a message is queued.
+    wake: Notify,
+}
+
+impl Inner {
+    fn channel_for(&self, channel: OutboxChannel) -> &Arc<dyn Channel> {
+        match channel {
+            OutboxChannel::Email => &self.email,
+            OutboxChannel::Sms => &self.sms,
+        }
+    }
+}
+
+/// Sends codes. Cheap to clone: clones share the outbox, channels and worker
+/// wake-up.
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+    settings: WorkerSettings,
+}
+
+impl Notifier {
+    /// Chooses the channels from `config.notify` (see the module table) and
+    /// logs a warning for each medium that falls back to the log. Never
+    /// fails: a channel that cannot work (say, a malformed `notify.smtp.from`)
+    /// reports it at start-up and fails its messages with that reason.
+    pub fn new(config: &Config, store: Arc<dyn OutboxStore>, clock: Clock) -> Self {
+        let n = &config.notify;
+        let log: Arc<dyn Channel> = Arc::new(LogChannel);
+        let mut memory = None;
+        let (email, sms): (Arc<dyn Channel>, Arc<dyn Channel>) = match n.channel {
+            NotifyChannel::Log => (log.clone(), log),
+            NotifyChannel::Memory => {
+                let outbox = MemoryOutbox::new();
+                memory = Some(outbox.clone());
+                let channel: Arc<dyn Channel> = Arc::new(MemoryChannel {
+                    outbox,
+                    clock: clock.clone(),
+                });
+                (channel.clone(), channel)
+            }
+            NotifyChannel::Smtp => {
+                tracing::warn!(
+                    "notify.channel is smtp, which carries email only: SMS codes will be written to the log"
+                );
+                (Arc::new(SmtpChannel::new(&n.smtp)), log)
+            }
+            NotifyChannel::Webhook => {
+                let channel: Arc<dyn Channel> = Arc::new(WebhookChannel::new(&n.webhook, clock.clone()));
+                (channel.clone(), channel)
+            }
+            NotifyChannel::Twilio => {
+                let email: Arc<dyn Channel> = if n.smtp.host.is_empty() {
+                    tracing::warn!(
+                        "notify.channel is twilio, which carries SMS only, and notify.smtp.host is not set: \
+                         email codes will be written to the log"
+                    );
+                    log
+                } else {
+                    Arc::new(SmtpChannel::new(&n.smtp))
+                };
+                (email, Arc::new(TwilioChannel::new(&n.twilio)))
+            }
+        };
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                product: n.product_name.clone(),
+                public_url: config.server.public_url.clone(),
+                max_attempts: n.max_attempts.max(1),
+                email,
+                sms,
+                memory,
+                wake: Notify::new(),
+            }),
+            settings: WorkerSettings::default(),
+        }
+    }
+
+    /// The same notifier whose workers (spawned after this) use `settings`.
+    pub fn with_worker_settings(mut self, settings: WorkerSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Renders the message carrying `code` and queues it for `to`; the code
+    /// is useless after `ttl`, and so is the message (it is then erased,
+    /// delivered or not). Returns once the message is durably queued (or,
+    /// on the memory channel, captured). Fails only if the store does.
+    pub async fn send(
+        &self,
+        tenant_id: Uuid,
+        to: Recipient,
+        kind: MessageKind,
+        code: &Secret,
+        ttl: Duration,
+    ) -> StoreResult<()> {
+        let inner = &self.inner;
+        let channel = to.channel();
+        let ttl_minutes = ttl.as_secs().div_ceil(60).max(1);
+        let (subject, body) = render(
+            kind,
+            channel,
+            &inner.product,
+            &inner.public_url,
+            code.expose(),
+            ttl_minutes,
+        );
+        let now = inner.clock.now();
+        if let Some(outbox) = &inner.memory {
+            outbox.push(OutboxEntry {
+                to: to.address().to_owned(),
+                channel,
+                kind,
+                code: code.expose().to_owned(),
+                body,
+                at: now,
+            });
+            return Ok(());
+        }
+        let expires_at = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let recipient = match to {
+            Recipient::Email(a) | Recipient::Phone(a) => a,
+        };
+        inner
+            .store
+            .enqueue(NewOutboxMessage {
+                tenant_id,
+                channel,
+                kind,
+                recipient,
+                subject,
+                body: Secret::new(body),
+                code: code.clone(),
+                next_attempt_at: now,
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// The captured messages when `notify.channel = "memory"`, for
+    /// `GET /v1/dev/outbox`; `None` on every other channel.
+    pub fn memory(&self) -> Option<&MemoryOutbox> {
+        self.inner.memory.as_ref()
+    }
+
+    /// Messages queued and not yet delivered or failed, for `/metrics` and
+    /// readiness.
+    pub async fn pending_count(&self) -> StoreResult<u64> {
+        self.inner.store.pending_count().await
+    }
+
+    /// Starts the delivery worker on the current Tokio runtime. It runs
+    /// until `shutdown` turns true (or its sender is dropped), then stops
+    /// claiming, finishes the sends under way and returns: await the handle
+    /// to know that nothing is in flight. Start one per process; several
+    /// (even across instances) are safe, as claiming is atomic.
+    pub fn spawn_worker(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(worker::run(self.inner.clone(), self.settings, shutdown))
+    }
+}

@@ -1,0 +1,169 @@
+//! Sign-in with a one-time code sent to a phone or an email address.
+//!
+//! Requesting a code answers the same whether or not the account exists; a
+//! code goes out only to an existing, enabled account or, when sign-up is
+//! open, to a new address (whose account is created on first verification,
+//! already verified: the code proved the address). Floods are stopped by a
+//! resend cooldown and per-identifier and per-IP budgets; guessing by the
+//! burn after `otp.max_attempts` wrong codes.
+
+use uuid::Uuid;
+
+use super::codes::{self, Check, Purpose};
+use super::limits::{self, ip_key};
+use super::{RequestMeta, sessions};
+use crate::domain::Identifier;
+use crate::error::{AppError, AppResult};
+use crate::notify::{MessageKind, Recipient};
+use crate::state::AppState;
+use crate::store::{IdentifierKind, NewUser, SignIn, Tenant, User};
+
+fn recipient(identifier: &Identifier) -> Recipient {
+    match identifier {
+        Identifier::Email(e) => Recipient::from(e),
+        Identifier::Phone(p) => Recipient::from(p),
+    }
+}
+
+fn kind(identifier: &Identifier) -> IdentifierKind {
+    match identifier {
+        Identifier::Email(_) => IdentifierKind::Email,
+        Identifier::Phone(_) => IdentifierKind::Phone,
+    }
+}
+
+/// Enforces the resend cooldown for `identifier`: one message per
+/// `otp.resend_cooldown`, whatever the purpose.
+pub async fn cooldown(state: &AppState, tenant: &Tenant, identifier: &str) -> AppResult<()> {
+    if !state.config.rate_limit.enabled {
+        return Ok(());
+    }
+    let period = state.config.otp.resend_cooldown;
+    let key = format!("cooldown:{}:{identifier}", tenant.id);
+    if !state.cache.set_if_absent(&key, b"1", period).await? {
+        return Err(AppError::RateLimited {
+            retry_after_secs: period.as_secs(),
+        });
+    }
+    Ok(())
+}
+
+/// `POST /v1/auth/otp`.
+pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier, meta: &RequestMeta) -> AppResult<()> {
+    let limits_config = &state.config.rate_limit;
+    limits::spend(
+        state,
+        "otp-send-ip",
+        &ip_key(meta.ip.as_deref()),
+        limits_config.otp_send_per_ip,
+    )
+    .await?;
+    let target = format!("{}:{}", tenant.id, identifier.as_str());
+    limits::spend(state, "otp-send-id", &target, limits_config.otp_send_per_identifier).await?;
+    cooldown(state, tenant, identifier.as_str()).await?;
+
+    let existing = state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u);
+    let deliver = match &existing {
+        Some(user) => !user.disabled,
+        None => state.config.signup.enabled,
+    };
+    if !deliver {
+        return Ok(());
+    }
+    let ttl = state.config.otp.ttl;
+    let code = codes::issue(state, Purpose::SignIn, tenant.id, identifier.as_str(), ttl).await?;
+    state
+        .notifier
+        .send(tenant.id, recipient(identifier), MessageKind::Otp, &code, ttl)
+        .await?;
+    let user_id = existing.map(|u| u.id);
+    let mut audit = meta.audit(tenant.id, state.clock.now(), "otp_sent", user_id, user_id);
+    audit.detail = serde_json::json!({ "channel": recipient(identifier).channel() });
+    state.store.record_audit(audit).await?;
+    Ok(())
+}
+
+/// `POST /v1/auth/otp/verify`: signs in (creating the account on first
+/// verification when sign-up is open). Failures are `invalid_otp`, or 429
+/// once the code is burned.
+pub async fn verify(
+    state: &AppState,
+    tenant: &Tenant,
+    identifier: &Identifier,
+    code: &str,
+    meta: &RequestMeta,
+) -> AppResult<(User, sessions::Tokens)> {
+    let now = state.clock.now();
+    limits::spend(
+        state,
+        "otp-verify-ip",
+        &ip_key(meta.ip.as_deref()),
+        state.config.rate_limit.otp_verify_per_ip,
+    )
+    .await?;
+    let invalid = || AppError::unauthorized("invalid_otp", "the code is wrong or expired");
+    match codes::consume(state, Purpose::SignIn, tenant.id, identifier.as_str(), code).await? {
+        Check::Valid => {}
+        outcome => {
+            let user_id = state
+                .store
+                .find_for_login(tenant.id, identifier)
+                .await?
+                .map(|(u, _)| u.id);
+            let mut audit = meta.audit(tenant.id, now, "otp_failed", user_id, None);
+            audit.detail = serde_json::json!({ "burned": outcome == Check::Burned });
+            state.store.record_audit(audit).await?;
+            return Err(match outcome {
+                Check::Burned => AppError::RateLimited {
+                    retry_after_secs: state.config.otp.attempt_window.as_secs(),
+                },
+                _ => invalid(),
+            });
+        }
+    }
+    let (session, refresh) = sessions::new_session(state, meta);
+    let user = match state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
+        Some(user) if user.disabled => return Err(AppError::forbidden("user_disabled", "this account is disabled")),
+        Some(user) => {
+            let mut audit = meta.audit(tenant.id, now, "otp_verified", Some(user.id), Some(user.id));
+            audit.detail = serde_json::json!({ "session_id": session.id });
+            let sign_in = SignIn {
+                session: session.clone(),
+                rehash: None,
+                verified: Some(kind(identifier)),
+            };
+            state.store.sign_in(tenant.id, user.id, sign_in, audit).await?
+        }
+        None if state.config.signup.enabled => {
+            let id = Uuid::now_v7();
+            let (email, phone) = match identifier {
+                Identifier::Email(e) => (Some(e.clone()), None),
+                Identifier::Phone(p) => (None, Some(p.clone())),
+            };
+            let mut audit = meta.audit(tenant.id, now, "otp_verified", Some(id), Some(id));
+            audit.detail = serde_json::json!({ "session_id": session.id, "signup": true });
+            state
+                .store
+                .create_user(
+                    NewUser {
+                        id,
+                        tenant_id: tenant.id,
+                        email_verified: email.is_some(),
+                        phone_verified: phone.is_some(),
+                        email,
+                        phone,
+                        password_hash: None,
+                        metadata: serde_json::json!({}),
+                        roles: vec![],
+                        now,
+                    },
+                    Some(session.clone()),
+                    audit,
+                )
+                .await?
+        }
+        None => return Err(invalid()),
+    };
+    let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
+    Ok((user, tokens))
+}

@@ -1,0 +1,250 @@
+//! Roles of one tenant: create, read, change permissions, delete, and
+//! assign to or remove from users.
+//!
+//! Invariants:
+//! - A change is effective at once on forge's own endpoints and on
+//!   `/v1/auth/verify`: the per-user access cache is invalidated for the
+//!   user whose roles changed, and wholesale when a role's permissions
+//!   change or a role disappears. Access tokens minted afterwards carry the
+//!   new roles; older ones keep their `roles` claim until they expire, which
+//!   is why forge itself never trusts that claim for authorization.
+//! - The built-in `admin` role (`*`) can be neither changed nor deleted
+//!   (403 `builtin_role`); the store refuses too.
+//! - Nobody grants what they do not hold: creating, editing or deleting a
+//!   role, and assigning or removing one, needs every permission the role
+//!   carries (before and after an edit), so `roles:write` or `roles:assign`
+//!   alone never leads to `*`, nor strips an administrator.
+//! - Each change writes its audit row (`role_created`, `role_updated`,
+//!   `role_deleted`, `role_assigned`, `role_removed`) in its transaction,
+//!   with the acting administrator as actor.
+
+use uuid::Uuid;
+
+use super::{RequestMeta, rbac};
+use crate::domain::{Permission, RoleName};
+use crate::error::{AppError, AppResult};
+use crate::service::sessions::Principal;
+use crate::state::AppState;
+use crate::store::{NewRole, Role, StoreError};
+
+/// A role may list at most this many permission strings.
+pub const MAX_PERMISSIONS: usize = 100;
+
+fn builtin(name: &str) -> AppError {
+    AppError::forbidden(
+        "builtin_role",
+        format!("{name} is a built-in role; it cannot be changed or deleted"),
+    )
+}
+
+fn role_not_found() -> AppError {
+    AppError::not_found("role")
+}
+
+/// Parses, de-duplicates and orders permission strings; 400 naming the
+/// first bad one.
+pub fn parse_permissions(input: &[String]) -> AppResult<Vec<Permission>> {
+    if input.len() > MAX_PERMISSIONS {
+        return Err(AppError::validation(
+            "permissions",
+            format!("at most {MAX_PERMISSIONS} permissions"),
+        ));
+    }
+    let mut out = Vec::with_capacity(input.len());
+    for p in input {
+        let parsed = Permission::parse(p.trim()).map_err(|e| {
+            let shown: String = p.chars().take(64).collect();
+            AppError::validation("permissions", format!("{shown:?} {e}"))
+        })?;
+        out.push(parsed);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn strings(permissions: &[Permission]) -> Vec<String> {
+    permissions.iter().map(|p| p.as_str().to_string()).collect()
+}
+
+pub async fn list(state: &AppState, principal: &Principal) -> AppResult<Vec<Role>> {
+    Ok(state.store.list_roles(principal.tenant.id).await?)
+}
+
+pub async fn get(state: &AppState, principal: &Principal, name: &str) -> AppResult<Role> {
+    state
+        .store
+        .get_role(principal.tenant.id, name)
+        .await?
+        .ok_or_else(role_not_found)
+}
+
+pub async fn create(
+    state: &AppState,
+    principal: &Principal,
+    name: RoleName,
+    permissions: Vec<Permission>,
+    meta: &RequestMeta,
+) -> AppResult<Role> {
+    rbac::require_covers(state, principal, &strings(&permissions)).await?;
+    let now = state.clock.now();
+    let mut audit = meta.audit(principal.tenant.id, now, "role_created", None, Some(principal.user_id));
+    audit.detail = serde_json::json!({ "role": name.as_str(), "permissions": strings(&permissions) });
+    Ok(state
+        .store
+        .create_role(
+            NewRole {
+                id: Uuid::now_v7(),
+                tenant_id: principal.tenant.id,
+                name,
+                permissions,
+                now,
+            },
+            audit,
+        )
+        .await?)
+}
+
+/// Replaces a role's permissions. The caller must hold both what the role
+/// grants now (taking it from its holders) and what it will grant.
+pub async fn update(
+    state: &AppState,
+    principal: &Principal,
+    name: &RoleName,
+    permissions: Vec<Permission>,
+    meta: &RequestMeta,
+) -> AppResult<Role> {
+    let current = get(state, principal, name.as_str()).await?;
+    if current.builtin {
+        return Err(builtin(name.as_str()));
+    }
+    let mut wanted = strings(&permissions);
+    wanted.extend(current.permissions.iter().cloned());
+    rbac::require_covers(state, principal, &wanted).await?;
+    let mut audit = meta.audit(
+        principal.tenant.id,
+        state.clock.now(),
+        "role_updated",
+        None,
+        Some(principal.user_id),
+    );
+    audit.detail = serde_json::json!({
+        "role": name.as_str(),
+        "permissions": strings(&permissions),
+        "previous": current.permissions,
+    });
+    let role = state
+        .store
+        .set_role_permissions(principal.tenant.id, name.as_str(), permissions, audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => role_not_found(),
+            other => other.into(),
+        })?;
+    rbac::invalidate_all(state);
+    Ok(role)
+}
+
+/// Deletes a role; its holders lose it at once.
+pub async fn delete(state: &AppState, principal: &Principal, name: &RoleName, meta: &RequestMeta) -> AppResult<()> {
+    let current = get(state, principal, name.as_str()).await?;
+    if current.builtin {
+        return Err(builtin(name.as_str()));
+    }
+    rbac::require_covers(state, principal, &current.permissions).await?;
+    let mut audit = meta.audit(
+        principal.tenant.id,
+        state.clock.now(),
+        "role_deleted",
+        None,
+        Some(principal.user_id),
+    );
+    audit.detail = serde_json::json!({ "role": name.as_str(), "permissions": current.permissions });
+    state
+        .store
+        .delete_role(principal.tenant.id, name.as_str(), audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => role_not_found(),
+            other => other.into(),
+        })?;
+    rbac::invalidate_all(state);
+    Ok(())
+}
+
+/// Gives `user_id` the role; assigning a role already held changes nothing.
+pub async fn assign(
+    state: &AppState,
+    principal: &Principal,
+    user_id: Uuid,
+    name: &RoleName,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    change_assignment(state, principal, user_id, name, true, meta).await
+}
+
+/// Takes the role from `user_id`; removing a role not held changes nothing.
+pub async fn remove(
+    state: &AppState,
+    principal: &Principal,
+    user_id: Uuid,
+    name: &RoleName,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    change_assignment(state, principal, user_id, name, false, meta).await
+}
+
+async fn change_assignment(
+    state: &AppState,
+    principal: &Principal,
+    user_id: Uuid,
+    name: &RoleName,
+    grant: bool,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    let tenant_id = principal.tenant.id;
+    // The user first, so that another tenant's user id is a plain 404 `user`
+    // whatever role is named.
+    if state.store.get_user(tenant_id, user_id).await?.is_none() {
+        return Err(AppError::not_found("user"));
+    }
+    let role = get(state, principal, name.as_str()).await?;
+    rbac::require_covers(state, principal, &role.permissions).await?;
+    let event = if grant { "role_assigned" } else { "role_removed" };
+    let mut audit = meta.audit(
+        tenant_id,
+        state.clock.now(),
+        event,
+        Some(user_id),
+        Some(principal.user_id),
+    );
+    audit.detail = serde_json::json!({ "role": name.as_str() });
+    let result = if grant {
+        state.store.assign_role(tenant_id, user_id, name.as_str(), audit).await
+    } else {
+        state.store.remove_role(tenant_id, user_id, name.as_str(), audit).await
+    };
+    result.map_err(|e| match e {
+        StoreError::NotFound => AppError::not_found("user or role"),
+        other => other.into(),
+    })?;
+    rbac::invalidate_user(state, user_id);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_are_parsed_sorted_and_deduplicated() {
+        let input: Vec<String> = ["users:read", "*", "users:read", " roles:* "]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let parsed = parse_permissions(&input).unwrap();
+        assert_eq!(strings(&parsed), vec!["*", "roles:*", "users:read"]);
+        assert!(parse_permissions(&["users".to_string()]).is_err());
+        assert!(parse_permissions(&vec!["a:b".to_string(); MAX_PERMISSIONS + 1]).is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! Tenants: the operator's view of the set of tenants: list, create (with
+//! the tenant's built-in `admin` role and, optionally, its first
+//! administrator), and delete with everything the tenant owns.
+//!
+//! Invariants:
+//! - Only operators act here: callers whose token belongs to the `default`
+//!   tenant and who hold `tenants:read` / `tenants:write` there (the
+//!   operator's `admin` role covers both). Every function checks this itself,
+//!   whatever the HTTP layer did; a tenant's own `admin` (`*` in tenant B)
+//!   is refused, because `*` is scoped to the tenant that grants it.
+//! - Operators manage tenants, not the users inside them: nothing here reads
+//!   another tenant's users.
+//! - `default` cannot be deleted. Deleting a tenant cascades in the store
+//!   and then kills its live sessions' access tokens (deny list) and forgets
+//!   the cached tenant, so its tokens stop working at once.
+//! - `tenant_created` / `tenant_deleted` are audited in the operator's
+//!   (`default`) log; the new tenant's log starts with its own
+//!   `tenant_created` and the `user_created` of its first administrator.
+
+use uuid::Uuid;
+
+use super::users_admin::paging::{self, Page};
+use super::{RequestMeta, accounts, denylist, rbac};
+use crate::domain::{Email, RoleName, TenantSlug};
+use crate::error::{AppError, AppResult};
+use crate::secret::Secret;
+use crate::service::sessions::Principal;
+use crate::state::AppState;
+use crate::store::{NewTenant, NewUser, StoreError, Tenant, User};
+
+async fn require_operator(state: &AppState, principal: &Principal, permission: &str) -> AppResult<()> {
+    if rbac::is_operator(state, principal, permission).await? {
+        Ok(())
+    } else {
+        Err(AppError::forbidden(
+            "forbidden",
+            format!("only operators (holders of {permission} in the default tenant) manage tenants"),
+        ))
+    }
+}
+
+fn tenant_not_found() -> AppError {
+    AppError::not_found("tenant")
+}
+
+pub async fn list(
+    state: &AppState,
+    principal: &Principal,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> AppResult<Page<Tenant>> {
+    require_operator(state, principal, "tenants:read").await?;
+    let limit = paging::limit(limit)?;
+    let after = cursor.map(|c| paging::decode_uuid("t", c)).transpose()?;
+    let rows = state.store.list_tenants(after, limit + 1).await?;
+    Ok(paging::page(rows, limit, |t: &Tenant| {
+        paging::encode("t", &t.id.to_string())
+    }))
+}
+
+pub async fn get(state: &AppState, principal: &Principal, slug: &str) -> AppResult<Tenant> {
+    require_operator(state, principal, "tenants:read").await?;
+    state.store.tenant_by_slug(slug).await?.ok_or_else(tenant_not_found)
+}
+
+/// The first administrator of a new tenant.
+pub struct FirstAdmin {
+    pub email: Email,
+    pub password: Secret,
+}
+
+/// Creates a tenant; 409 `tenant_exists` when the slug is taken.
+pub async fn create(
+    state: &AppState,
+    principal: &Principal,
+    slug: TenantSlug,
+    name: String,
+    admin: Option<FirstAdmin>,
+    meta: &RequestMeta,
+) -> AppResult<(Tenant, Option<User>)> {
+    require_operator(state, principal, "tenants:write").await?;
+    let now = state.clock.now();
+    let tenant_id = Uuid::now_v7();
+    let admin_user = match admin {
+        None => None,
+        Some(FirstAdmin { email, password }) => {
+            let mut hints = vec!["forge".to_string(), slug.to_string(), name.clone(), email.to_string()];
+            hints.extend(email.as_str().split_once('@').map(|(local, _)| local.to_string()));
+            accounts::check_password(state, &password, hints).await?;
+            let hash = state.passwords.hash(&password).await.map_err(AppError::internal)?;
+            Some(NewUser {
+                id: Uuid::now_v7(),
+                tenant_id,
+                email: Some(email),
+                // The operator vouches for the address, as `forge admin create` does.
+                email_verified: true,
+                phone: None,
+                phone_verified: false,
+                password_hash: Some(hash),
+                metadata: serde_json::json!({}),
+                roles: vec![RoleName::admin()],
+                now,
+            })
+        }
+    };
+    let admin_id = admin_user.as_ref().map(|u| u.id);
+    let detail = serde_json::json!({
+        "tenant_id": tenant_id, "slug": slug.as_str(), "name": name, "admin_user_id": admin_id,
+    });
+    let mut audit = Vec::new();
+    let mut at_operator = meta.audit(
+        principal.tenant.id,
+        now,
+        "tenant_created",
+        None,
+        Some(principal.user_id),
+    );
+    at_operator.detail = detail.clone();
+    audit.push(at_operator);
+    let mut at_tenant = meta.audit(tenant_id, now, "tenant_created", None, Some(principal.user_id));
+    at_tenant.detail = detail;
+    audit.push(at_tenant);
+    if let Some(id) = admin_id {
+        let mut created = meta.audit(tenant_id, now, "user_created", Some(id), Some(principal.user_id));
+        created.detail = serde_json::json!({ "roles": [RoleName::ADMIN], "password": true, "via": "tenant_create" });
+        audit.push(created);
+    }
+    let created = state
+        .store
+        .create_tenant(
+            NewTenant {
+                id: tenant_id,
+                slug: slug.clone(),
+                name,
+                now,
+                admin: admin_user,
+            },
+            audit,
+        )
+        .await?;
+    state.tenants.invalidate(slug.as_str());
+    Ok(created)
+}
+
+/// Deletes a tenant other than `default`, with its users, sessions, roles
+/// and audit log.
+pub async fn delete(state: &AppState, principal: &Principal, slug: &str, meta: &RequestMeta) -> AppResult<()> {
+    require_operator(state, principal, "tenants:write").await?;
+    let slug = TenantSlug::parse(slug).map_err(|_| tenant_not_found())?;
+    if slug.is_default() {
+        return Err(AppError::forbidden(
+            "default_tenant",
+            "the default tenant cannot be deleted",
+        ));
+    }
+    let mut audit = meta.audit(
+        principal.tenant.id,
+        state.clock.now(),
+        "tenant_deleted",
+        None,
+        Some(principal.user_id),
+    );
+    audit.detail = serde_json::json!({ "slug": slug.as_str() });
+    let deleted = state
+        .store
+        .delete_tenant(slug.as_str(), audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => tenant_not_found(),
+            other => other.into(),
+        })?;
+    state.tenants.invalidate(slug.as_str());
+    rbac::invalidate_all(state);
+    denylist::deny_sessions(state, &deleted.live_sessions).await?;
+    tracing::info!(tenant = %deleted.tenant.slug, sessions = deleted.live_sessions.len(), "tenant deleted");
+    Ok(())
+}

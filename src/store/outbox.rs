@@ -1,0 +1,208 @@
+//! The outbox port: where a notification waits between the request that asks
+//! for it and the worker that delivers it.
+//!
+//! Invariants every adapter keeps: a message is written once by [`OutboxStore::enqueue`]
+//! and only the worker moves it on; [`OutboxStore::claim_due`] is one atomic
+//! statement, so a message leased to one worker is not handed to another
+//! until its lease runs out (a crashed worker's messages come back: delivery
+//! is at-least-once); the body and code — the secret — are erased together
+//! as soon as a message is delivered or expires (a failed message keeps them
+//! until it expires, so an operator can resend it while the code is valid), and
+//! `last_error` never holds either. Every time is Unix seconds from the
+//! application [`Clock`](crate::clock::Clock).
+
+use async_trait::async_trait;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::StoreResult;
+use crate::domain::Timestamp;
+use crate::secret::Secret;
+
+/// How a message travels: decided by the recipient (an email address or a
+/// phone number), not by the configured provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxChannel {
+    Email,
+    Sms,
+}
+
+impl OutboxChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxChannel::Email => "email",
+            OutboxChannel::Sms => "sms",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(OutboxChannel::Email),
+            "sms" => Some(OutboxChannel::Sms),
+            _ => None,
+        }
+    }
+}
+
+/// What a message is for; picks its subject and text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// A one-time sign-in code (`POST /v1/auth/otp`).
+    Otp,
+    /// A code proving the user owns their email address.
+    EmailVerification,
+    /// A code allowing a new password to be set.
+    PasswordReset,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Otp => "otp",
+            MessageKind::EmailVerification => "email_verification",
+            MessageKind::PasswordReset => "password_reset",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "otp" => Some(MessageKind::Otp),
+            "email_verification" => Some(MessageKind::EmailVerification),
+            "password_reset" => Some(MessageKind::PasswordReset),
+            _ => None,
+        }
+    }
+}
+
+/// Where a message is in its life. `Pending` and `Sending` still hold the
+/// body; `Delivered` and `Failed` never do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Waiting for its `next_attempt_at`.
+    Pending,
+    /// Leased to a worker until `locked_until`.
+    Sending,
+    Delivered,
+    /// Gave up: a permanent refusal, too many attempts, or expired.
+    Failed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sending => "sending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(OutboxStatus::Pending),
+            "sending" => Some(OutboxStatus::Sending),
+            "delivered" => Some(OutboxStatus::Delivered),
+            "failed" => Some(OutboxStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A rendered message ready to be queued. The store gives it its id.
+#[derive(Clone, Debug)]
+pub struct NewOutboxMessage {
+    pub tenant_id: Uuid,
+    pub channel: OutboxChannel,
+    pub kind: MessageKind,
+    pub recipient: String,
+    pub subject: String,
+    /// The rendered text; it contains the code.
+    pub body: Secret,
+    /// The code alone, for channels that hand it over as a field (webhook).
+    pub code: Secret,
+    /// The first attempt is due at once, normally `created_at`.
+    pub next_attempt_at: Timestamp,
+    pub created_at: Timestamp,
+    /// After this the code is useless: the message is failed and erased.
+    pub expires_at: Timestamp,
+}
+
+/// A stored message. `body` and `code` are `None` once erased.
+#[derive(Clone, Debug)]
+pub struct OutboxMessage {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel: OutboxChannel,
+    pub kind: MessageKind,
+    pub recipient: String,
+    pub subject: String,
+    pub body: Option<Secret>,
+    pub code: Option<Secret>,
+    pub status: OutboxStatus,
+    /// How many times the message was handed to a worker (counted at claim,
+    /// so a message that kills its worker still runs out of attempts).
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub locked_until: Option<Timestamp>,
+    /// Why the last attempt failed; never contains the body or the code.
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Queues a message as `pending`; returns its new (UUIDv7) id.
+    async fn enqueue(&self, msg: NewOutboxMessage) -> StoreResult<Uuid>;
+
+    /// Leases up to `limit` messages to the caller until `now + lease_secs`:
+    /// pending ones that are due and not expired, and `sending` ones whose
+    /// lease ran out (their worker died). Counts an attempt on each. One
+    /// atomic statement: no message is leased twice at once. Oldest due first.
+    async fn claim_due(&self, now: Timestamp, limit: u32, lease_secs: i64) -> StoreResult<Vec<OutboxMessage>>;
+
+    /// The message reached its provider: erases body and code.
+    async fn mark_delivered(&self, id: Uuid, now: Timestamp) -> StoreResult<()>;
+
+    /// A transient failure: back to `pending`, due again at `next_attempt_at`.
+    async fn mark_retry(&self, id: Uuid, next_attempt_at: Timestamp, error: &str, now: Timestamp) -> StoreResult<()>;
+
+    /// Gives up on the message. Its body and code stay until `expires_at` (an
+    /// operator may resend it while the code is still valid); `expire` erases them.
+    async fn mark_failed(&self, id: Uuid, error: &str, now: Timestamp) -> StoreResult<()>;
+
+    /// Hands a leased message back untried (a worker shutting down before it
+    /// got to it): `pending`, due at once, the claim's attempt not counted.
+    async fn release(&self, id: Uuid, now: Timestamp) -> StoreResult<()>;
+
+    /// Erases the body and code of every undelivered message past its
+    /// `expires_at` and marks it failed with `last_error = 'expired'` (a
+    /// message leased to a live worker is left to that worker). Returns how
+    /// many messages expired.
+    async fn expire(&self, now: Timestamp) -> StoreResult<u64>;
+
+    /// Messages not yet delivered nor failed (`pending` + `sending`): the
+    /// queue depth for `/metrics` and readiness.
+    async fn pending_count(&self) -> StoreResult<u64>;
+
+    /// A tenant's messages, newest first, optionally of one status; pages
+    /// with `before_id` (the last id of the previous page).
+    async fn list(
+        &self,
+        tenant_id: Uuid,
+        status: Option<OutboxStatus>,
+        limit: u32,
+        before_id: Option<Uuid>,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+
+    /// Puts a failed message back to `pending` with its attempts reset.
+    /// Only possible while it still has its body and has not expired; false
+    /// otherwise (not found, not failed, erased, expired, other tenant).
+    /// Note that failing erases the body, so in practice a failed message
+    /// cannot be resent: the user asks for a new code instead.
+    async fn resend(&self, tenant_id: Uuid, id: Uuid, now: Timestamp) -> StoreResult<bool>;
+}

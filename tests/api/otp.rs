@@ -1,0 +1,151 @@
+//! Sign-in with one-time codes, end to end through HTTP, reading the codes
+//! from the memory outbox.
+
+use forge::testing::TestServer;
+use serde_json::{Value, json};
+
+use crate::{PASSWORD, access, assert_error, parts};
+
+async fn request(s: &TestServer, body: Value) -> (reqwest::StatusCode, Value) {
+    parts(s.client().post(s.url("/v1/auth/otp")).json(&body).send().await.unwrap()).await
+}
+
+async fn verify(s: &TestServer, body: Value) -> (reqwest::StatusCode, Value) {
+    parts(
+        s.client()
+            .post(s.url("/v1/auth/otp/verify"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn phone_sign_in_creates_the_account_on_first_use() {
+    let s = TestServer::start().await;
+    let (status, body) = request(&s, json!({"phone": "+1 (415) 555-0123"})).await;
+    assert_eq!(status, 202, "{body}");
+    let messages = s.outbox("+14155550123").await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["kind"], "otp");
+    assert_eq!(messages[0]["channel"], "sms");
+    let code = messages[0]["code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 6);
+    assert!(code.chars().all(|c| c.is_ascii_digit()));
+    assert!(messages[0]["body"].as_str().unwrap().contains(&code));
+
+    let (status, session) = verify(&s, json!({"phone": "+14155550123", "code": code})).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["phone"], "+14155550123");
+    assert_eq!(session["user"]["phone_verified"], true);
+    assert_eq!(session["user"]["email"], Value::Null);
+    let me = s
+        .client()
+        .get(s.url("/v1/users/me"))
+        .bearer_auth(access(&session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+
+    // A code is single use.
+    let (status, body) = verify(&s, json!({"phone": "+14155550123", "code": code})).await;
+    assert_error(status, &body, 401, "invalid_otp");
+}
+
+#[tokio::test]
+async fn email_sign_in_for_an_existing_account() {
+    let s = TestServer::start().await;
+    let signed_up = s.signup("uma@example.com", PASSWORD).await;
+    request(&s, json!({"email": "UMA@example.com"})).await;
+    let code = s.last_code("uma@example.com").await;
+    let (status, session) = verify(&s, json!({"email": "uma@example.com", "code": code})).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["id"], signed_up["user"]["id"]);
+    assert_eq!(session["user"]["email_verified"], true, "the code proved the address");
+}
+
+#[tokio::test]
+async fn same_answer_for_known_and_unknown_identifiers() {
+    let s = TestServer::start_with(|c| c.signup.enabled = false).await;
+    s.admin("known@example.com", PASSWORD).await;
+    let (s1, b1) = request(&s, json!({"email": "known@example.com"})).await;
+    let (s2, b2) = request(&s, json!({"email": "unknown@example.com"})).await;
+    assert_eq!((s1, &b1), (s2, &b2));
+    assert_eq!(s1, 202);
+    assert_eq!(s.outbox("known@example.com").await.len(), 1);
+    assert!(
+        s.outbox("unknown@example.com").await.is_empty(),
+        "no account and sign-up closed: nothing sent"
+    );
+    // Verifying for an unknown address fails like a wrong code.
+    let (status, body) = verify(&s, json!({"email": "unknown@example.com", "code": "123456"})).await;
+    assert_error(status, &body, 401, "invalid_otp");
+}
+
+#[tokio::test]
+async fn three_wrong_codes_burn_the_code() {
+    let s = TestServer::start().await;
+    request(&s, json!({"email": "vic@example.com"})).await;
+    let code = s.last_code("vic@example.com").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..2 {
+        let (status, body) = verify(&s, json!({"email": "vic@example.com", "code": wrong})).await;
+        assert_error(status, &body, 401, "invalid_otp");
+    }
+    let (status, body) = verify(&s, json!({"email": "vic@example.com", "code": wrong})).await;
+    assert_error(status, &body, 429, "rate_limited");
+    // The right code no longer works: a new request is needed.
+    let (status, _) = verify(&s, json!({"email": "vic@example.com", "code": code})).await;
+    assert_eq!(status, 429);
+}
+
+#[tokio::test]
+async fn resend_cooldown_and_flood_budget() {
+    let s = TestServer::start().await;
+    let (status, _) = request(&s, json!({"phone": "+14155550150"})).await;
+    assert_eq!(status, 202);
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/otp"))
+        .json(&json!({"phone": "+14155550150"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429, "inside the 60 s cooldown");
+    assert!(resp.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert_eq!(s.outbox("+14155550150").await.len(), 1);
+
+    // Without the cooldown, the per-identifier budget (5/h) still stops a flood.
+    let s = TestServer::start_with(|c| c.otp.resend_cooldown = std::time::Duration::from_millis(1)).await;
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        codes.push(request(&s, json!({"phone": "+14155550151"})).await.0.as_u16());
+    }
+    assert_eq!(codes, vec![202, 202, 202, 202, 202, 429, 429, 429]);
+    assert_eq!(s.outbox("+14155550151").await.len(), 5);
+}
+
+#[tokio::test]
+async fn invalid_identifiers_are_400() {
+    let s = TestServer::start().await;
+    for body in [
+        json!({"phone": "12345"}),
+        json!({"email": "nope"}),
+        json!({}),
+        json!({"phone": "+14155550100", "email": "a@b.co"}),
+    ] {
+        let (status, resp) = request(&s, body).await;
+        assert_error(status, &resp, 400, "validation_failed");
+    }
+}
+
+#[tokio::test]
+async fn otp_sign_in_respects_closed_signup_and_disabled_accounts() {
+    let s = TestServer::start_with(|c| c.signup.enabled = false).await;
+    request(&s, json!({"phone": "+14155550160"})).await;
+    assert!(s.outbox("+14155550160").await.is_empty());
+}
