@@ -31,22 +31,134 @@ pub struct Application {
     state: AppState,
 }
 
-/// Opens the store named by `database.url`. A URL for a backend that is not
-/// compiled in was already refused by `Config::validate`.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let url = &config.database.url;
-    if url.starts_with("sqlite:") {
-        return Ok(Arc::new(SqliteStore::open(url, config.database.pool_size)?));
-    }
-    anyhow::bail!("database.url: unsupported database URL scheme")
+/// How long start-up waits for a database or cache that does not answer,
+/// retrying with backoff, before it gives up with a one-line error (exit 1).
+/// Internal: [`build_state_with_patience`] takes another value (tests).
+pub const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The outcome of one attempt to open a backend at start-up.
+enum Opening<T> {
+    Ready(T),
+    /// The server did not answer: worth another try until the patience runs
+    /// out. Only network backends (the `postgres` feature) are ever unreachable.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Unreachable(String),
+    /// Anything else (a failed migration, a URL the driver refuses): final.
+    Failed(anyhow::Error),
 }
 
-/// Opens the cache named by `cache.url`.
-pub fn open_cache(config: &Config) -> anyhow::Result<Arc<dyn Cache>> {
-    match config.cache.url.as_str() {
-        "memory" => Ok(Arc::new(MokaStore::default())),
-        _ => anyhow::bail!("cache.url: unsupported cache URL"),
+/// Whether `cache.url` names a cache shared by several instances, so
+/// process-local copies of database rows must be off (see `state::LocalCache`).
+pub fn cache_is_shared(config: &Config) -> bool {
+    config.cache.url != "memory"
+}
+
+/// Opens the store named by `database.url`, once: no retry. Blocking (the
+/// PostgreSQL client must not run on an async worker): call it from
+/// `spawn_blocking`. A URL for a backend that is not compiled in was already
+/// refused by `Config::validate`.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match open_store_once(config) {
+        Opening::Ready(store) => Ok(store),
+        Opening::Unreachable(message) => Err(anyhow::anyhow!(message)),
+        Opening::Failed(e) => Err(e),
     }
+}
+
+fn open_store_once(config: &Config) -> Opening<Arc<dyn Store>> {
+    let url = &config.database.url;
+    if url.starts_with("sqlite:") {
+        return match SqliteStore::open(url, config.database.pool_size) {
+            Ok(store) => Opening::Ready(Arc::new(store)),
+            Err(e) => Opening::Failed(e),
+        };
+    }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        use crate::store::postgres::{OpenError, PgStore};
+        return match PgStore::open(url, config.database.pool_size) {
+            Ok(store) => Opening::Ready(Arc::new(store)),
+            Err(e @ OpenError::Unreachable { .. }) => Opening::Unreachable(e.to_string()),
+            Err(OpenError::Failed(e)) => Opening::Failed(e),
+        };
+    }
+    Opening::Failed(anyhow::anyhow!("database.url: unsupported database URL scheme"))
+}
+
+/// Opens the cache named by `cache.url`, once: no retry.
+pub async fn open_cache(config: &Config) -> anyhow::Result<Arc<dyn Cache>> {
+    match open_cache_once(config).await {
+        Opening::Ready(cache) => Ok(cache),
+        Opening::Unreachable(message) => Err(anyhow::anyhow!(message)),
+        Opening::Failed(e) => Err(e),
+    }
+}
+
+async fn open_cache_once(config: &Config) -> Opening<Arc<dyn Cache>> {
+    let url = config.cache.url.as_str();
+    if url == "memory" {
+        return Opening::Ready(Arc::new(MokaStore::default()));
+    }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        use crate::cache::redis::{OpenError, RedisCache};
+        return match RedisCache::open(url).await {
+            Ok(cache) => Opening::Ready(Arc::new(cache)),
+            Err(e @ OpenError::Unreachable { .. }) => Opening::Unreachable(e.to_string()),
+            Err(e @ OpenError::Invalid(_)) => Opening::Failed(e.into()),
+        };
+    }
+    Opening::Failed(anyhow::anyhow!("cache.url: unsupported cache URL"))
+}
+
+/// Runs `attempt` until it is ready, fails for good, or `patience` has passed
+/// since the first try (then the last cause, in one line). Each wait is
+/// logged so an operator sees why the server is not listening yet.
+async fn patiently<T, F, Fut>(what: &str, patience: Duration, mut attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Opening<T>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut tries: u32 = 1;
+    loop {
+        match attempt().await {
+            Opening::Ready(value) => {
+                if tries > 1 {
+                    tracing::info!(attempts = tries, "{what} is reachable");
+                }
+                return Ok(value);
+            }
+            Opening::Failed(e) => return Err(e),
+            Opening::Unreachable(message) => {
+                let waited = started.elapsed();
+                if waited >= patience {
+                    anyhow::bail!("{message} (gave up after {} s)", waited.as_secs().max(1));
+                }
+                let pause = delay.min(patience - waited);
+                tracing::warn!(
+                    attempt = tries,
+                    "{what} not reachable yet: {message}; retrying in {} ms",
+                    pause.as_millis()
+                );
+                tokio::time::sleep(pause).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                tries += 1;
+            }
+        }
+    }
+}
+
+/// Applies pending migrations to the database `database.url` names and
+/// reports how many ran (`forge migrate`), for either backend.
+pub fn migrate(config: &Config) -> anyhow::Result<usize> {
+    let url = &config.database.url;
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return crate::store::postgres::PgStore::migrate(url);
+    }
+    SqliteStore::migrate(url)
 }
 
 impl Application {
@@ -92,14 +204,33 @@ impl Application {
     }
 }
 
-/// Everything the handlers share, wired from the configuration.
+/// Everything the handlers share, wired from the configuration. A database
+/// or cache that does not answer is retried for [`CONNECT_PATIENCE`].
 pub async fn build_state(config: Config, clock: Clock) -> anyhow::Result<AppState> {
+    build_state_with_patience(config, clock, CONNECT_PATIENCE).await
+}
+
+/// [`build_state`], waiting at most `patience` for the database and cache.
+pub async fn build_state_with_patience(config: Config, clock: Clock, patience: Duration) -> anyhow::Result<AppState> {
     let config = Arc::new(config);
-    let store = {
+    let store = patiently("database", patience, || {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || open_store(&config)).await??
-    };
-    let cache = open_cache(&config)?;
+        async move {
+            match tokio::task::spawn_blocking(move || open_store_once(&config)).await {
+                Ok(opening) => opening,
+                Err(e) => Opening::Failed(anyhow::anyhow!("opening the store failed: {e}")),
+            }
+        }
+    })
+    .await?;
+    let cache = patiently("cache", patience, || open_cache_once(&config)).await?;
+    let shared = cache_is_shared(&config);
+    if !shared && !config.database.url.starts_with("sqlite:") {
+        tracing::warn!(
+            "cache.url is \"memory\": revocations, codes and rate limits stay inside this process, \
+             so run a single instance, or point cache.url at Redis"
+        );
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let passwords = PasswordHasher::new(
         Argon2Params {
@@ -124,8 +255,8 @@ pub async fn build_state(config: Config, clock: Clock) -> anyhow::Result<AppStat
     let notifier = Notifier::new(&config, store.clone(), clock.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
-        access: AppState::access_cache(),
-        tenants: AppState::tenant_cache(),
+        access: AppState::access_cache(shared),
+        tenants: AppState::tenant_cache(shared),
         config,
         store,
         cache,
@@ -144,7 +275,7 @@ pub async fn build_state(config: Config, clock: Clock) -> anyhow::Result<AppStat
 /// Periodic housekeeping: reload keys so expired retired keys leave the JWKS
 /// (and a rotation made by another process is picked up).
 async fn maintenance(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(keys::KEY_RELOAD_INTERVAL);
     tick.tick().await;
     let mut minutes: u64 = 0;
     loop {

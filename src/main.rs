@@ -39,6 +39,26 @@ enum Command {
     },
     /// Write a consistent copy of the SQLite database while the server runs.
     Backup { file: PathBuf },
+    /// Signing keys: list them, or rotate them.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the signing keys with their state, age and place in the JWKS.
+    List,
+    /// Rotate: the next key starts signing, the current one retires (it stays
+    /// in the JWKS until its tokens expire), a new next key is published.
+    /// Running servers pick the change up within a minute.
+    Rotate {
+        /// Rotate even though the next key was published less than the JWKS
+        /// cache lifetime (5 minutes) ago.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,7 +134,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Migrate => {
             forge::telemetry::init(&config.log);
-            let applied = forge::store::sqlite::SqliteStore::migrate(&config.database.url)?;
+            let applied = forge::app::migrate(&config)?;
             println!("forge: {applied} migration(s) applied");
         }
         Command::Config {
@@ -149,7 +169,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Ok::<(), Failure>(())
             })?;
         }
+        Command::Keys { command } => runtime.block_on(keys(config, command))?,
         Command::Backup { file } => {
+            if !config.database.url.starts_with("sqlite:") {
+                return Err(Failure::usage(
+                    "forge backup copies a SQLite database; back up PostgreSQL with pg_dump",
+                ));
+            }
             runtime.block_on(async {
                 let store = forge::store::sqlite::SqliteStore::open(&config.database.url, 1)?;
                 store.backup_to(file.clone()).await.map_err(anyhow::Error::from)?;
@@ -157,6 +183,58 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Ok::<(), anyhow::Error>(())
             })?;
         }
+    }
+    Ok(())
+}
+
+/// `forge keys list|rotate`: the admin site's key use cases on the store.
+async fn keys(config: Config, command: KeysCommand) -> Result<(), Failure> {
+    use forge::service::admin_site;
+    let store = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || forge::app::open_store(&config))
+            .await
+            .map_err(|e| Failure::from(anyhow::anyhow!("cannot open the store: {e}")))??
+    };
+    let now = forge::clock::Clock::system().now();
+    let app_error = |e: forge::error::AppError| Failure::from(anyhow::anyhow!("{e}"));
+    if config.jwt.algorithm == forge::config::JwtAlgorithm::HS256 {
+        eprintln!("forge: jwt.algorithm is HS256: tokens are signed with jwt.secret, not with these keys");
+    }
+    if let KeysCommand::Rotate { force } = command {
+        let meta = forge::service::RequestMeta::default();
+        admin_site::rotate_keys(store.as_ref(), &config, now, force, None, "cli", &meta)
+            .await
+            .map_err(app_error)?;
+        println!("forge: signing keys rotated; running servers switch within a minute");
+    }
+    let keys = admin_site::list_keys(store.as_ref(), &config, now)
+        .await
+        .map_err(app_error)?;
+    if keys.is_empty() {
+        println!("forge: no signing keys yet; they are created when the server first starts");
+        return Ok(());
+    }
+    let time = |t: Option<i64>| t.map(forge::domain::rfc3339).unwrap_or_else(|| "-".into());
+    println!(
+        "{:<44}  {:<8}  {:<20}  {:>7}  {:<20}  {:<20}  JWKS",
+        "KID", "STATE", "CREATED", "AGE", "SIGNING SINCE", "RETIRED"
+    );
+    for k in keys {
+        let jwks = match (k.published, k.unpublished_at) {
+            (true, Some(until)) => format!("until {}", forge::domain::rfc3339(until)),
+            (true, None) => "yes".into(),
+            (false, _) => "no".into(),
+        };
+        println!(
+            "{:<44}  {:<8}  {:<20}  {:>7}  {:<20}  {:<20}  {jwks}",
+            k.kid,
+            k.state.as_str(),
+            forge::domain::rfc3339(k.created_at),
+            forge::http::admin::views::duration(now - k.created_at),
+            time(k.activated_at),
+            time(k.retired_at),
+        );
     }
     Ok(())
 }

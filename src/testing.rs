@@ -19,6 +19,17 @@
 //! sign-ups are fast; everything else is the production configuration.
 //!
 //! The helpers panic on failure: they are meant for tests.
+//!
+//! With the `postgres` feature and `FORGE_TEST_DATABASE_URL` /
+//! `FORGE_TEST_CACHE_URL` set (e.g. `postgres://postgres@127.0.0.1:5432/postgres`
+//! and `redis://127.0.0.1:6379`), [`TestServer::config`] points each server
+//! at a fresh PostgreSQL schema (`forge_t_<uuid>`, through
+//! `options=-csearch_path=...` in the URL) and a fresh Redis key prefix
+//! instead, so the same tests run against the scale-out backends. Servers
+//! started from one such config share the schema and prefix (that is how
+//! the multi-instance tests run two servers over one database); when the
+//! last of them is stopped or dropped, the schema is dropped and the keys
+//! are deleted.
 
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -35,15 +46,25 @@ pub struct TestServer {
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The schema and key prefix this server uses, shared with the other
+    /// servers of the same config; cleaned up when the last one goes.
+    #[cfg(feature = "postgres")]
+    backing: Option<std::sync::Arc<shared::Backing>>,
 }
 
 impl TestServer {
     /// The configuration `start` uses: in-memory store, port 0, memory
     /// notifier with the dev outbox, fast argon2.
+    ///
+    /// With the `postgres` feature and the `FORGE_TEST_*_URL` variables set,
+    /// a fresh PostgreSQL schema and Redis key prefix instead (see the module
+    /// documentation); each call gives new ones.
     pub fn config() -> Config {
         let mut config = Config::for_tests();
         config.password.argon2_memory_kib = 1024;
         config.password.argon2_iterations = 1;
+        #[cfg(feature = "postgres")]
+        shared::isolate(&mut config);
         config
     }
 
@@ -62,6 +83,8 @@ impl TestServer {
         if std::env::var_os("FORGE_TEST_LOG").is_some() {
             crate::telemetry::init(&config.log);
         }
+        #[cfg(feature = "postgres")]
+        let backing = shared::claim(&config).await;
         let now = Clock::system().now();
         let app = Application::build_with_clock(config, Clock::manual(now))
             .await
@@ -82,6 +105,8 @@ impl TestServer {
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
+            #[cfg(feature = "postgres")]
+            backing,
         }
     }
 
@@ -187,6 +212,12 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        // The cleanup (if this was the last server of its schema) blocks on
+        // the network: run it off the async workers.
+        #[cfg(feature = "postgres")]
+        if let Some(backing) = self.backing.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(backing)).await;
+        }
     }
 }
 
@@ -194,6 +225,169 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+    }
+}
+
+/// The tests' shared PostgreSQL and Redis: a fresh schema and key prefix per
+/// [`TestServer::config`], created when the first server of that config
+/// starts and removed when the last one is gone.
+#[cfg(feature = "postgres")]
+pub mod shared {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+    use crate::config::Config;
+
+    /// The PostgreSQL server the tests may use, e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
+    pub const DATABASE_ENV: &str = "FORGE_TEST_DATABASE_URL";
+    /// The Redis the tests may use, e.g. `redis://127.0.0.1:6379`.
+    pub const CACHE_ENV: &str = "FORGE_TEST_CACHE_URL";
+    /// Every test schema and key prefix starts with this.
+    pub const NAME_PREFIX: &str = "forge_t_";
+    const SEARCH_PATH: &str = "options=-csearch_path%3D";
+
+    fn env(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+
+    /// Whether the tests were given a PostgreSQL server and a Redis.
+    pub fn configured() -> bool {
+        env(DATABASE_ENV).is_some() && env(CACHE_ENV).is_some()
+    }
+
+    fn with_param(url: &str, param: &str) -> String {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}{param}")
+    }
+
+    /// Points `config` at a fresh schema and key prefix, for each backend the
+    /// environment names.
+    pub fn isolate(config: &mut Config) {
+        let name = format!("{NAME_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        if let Some(base) = env(DATABASE_ENV) {
+            config.database.url = with_param(&base, &format!("{SEARCH_PATH}{name}"));
+            // Tests run in parallel: keep each server's pool small.
+            config.database.pool_size = 4;
+        }
+        if let Some(base) = env(CACHE_ENV) {
+            config.cache.url = with_param(&base, &format!("prefix={name}:"));
+        }
+    }
+
+    /// The test schema a database URL names, if it is one of ours.
+    fn schema_of(url: &str) -> Option<(String, String)> {
+        let at = url.find(SEARCH_PATH)?;
+        let name: String = url[at + SEARCH_PATH.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.starts_with(NAME_PREFIX) {
+            return None;
+        }
+        let base = url[..at].trim_end_matches(['?', '&']).to_string();
+        Some((base, name))
+    }
+
+    /// What one family of servers uses; dropping it removes both.
+    pub struct Backing {
+        /// (server URL without the search path, schema name)
+        schema: Option<(String, String)>,
+        /// The cache URL with its `prefix=` parameter.
+        cache_url: Option<String>,
+    }
+
+    impl Drop for Backing {
+        fn drop(&mut self) {
+            let schema = self.schema.take();
+            let cache_url = self.cache_url.take();
+            // The sync clients must not run on an async worker: a thread of
+            // their own, waited for so the test leaves nothing behind.
+            let cleanup = std::thread::spawn(move || {
+                if let Some((base, name)) = schema
+                    && let Err(e) = drop_schema(&base, &name)
+                {
+                    eprintln!("forge test harness: cannot drop schema {name}: {e:#}");
+                }
+                if let Some(url) = cache_url
+                    && let Err(e) = crate::cache::redis::purge_prefix_blocking(&url)
+                {
+                    eprintln!("forge test harness: cannot delete test keys: {e:#}");
+                }
+            });
+            let _ = cleanup.join();
+        }
+    }
+
+    fn connect(base: &str) -> anyhow::Result<postgres::Client> {
+        let mut config: postgres::Config = base.parse()?;
+        config.connect_timeout(std::time::Duration::from_secs(5));
+        Ok(config.connect(postgres::NoTls)?)
+    }
+
+    fn create_schema(base: &str, name: &str) -> anyhow::Result<()> {
+        let mut client = connect(base)?;
+        client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{name}\""))?;
+        Ok(())
+    }
+
+    fn drop_schema(base: &str, name: &str) -> anyhow::Result<()> {
+        let mut client = connect(base)?;
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))?;
+        Ok(())
+    }
+
+    fn live() -> &'static Mutex<HashMap<String, Weak<Backing>>> {
+        static LIVE: OnceLock<Mutex<HashMap<String, Weak<Backing>>>> = OnceLock::new();
+        LIVE.get_or_init(Default::default)
+    }
+
+    /// Creates the config's schema if needed and returns the handle every
+    /// server of the config shares; `None` when it names no test backend.
+    pub async fn claim(config: &Config) -> Option<Arc<Backing>> {
+        let schema = schema_of(&config.database.url);
+        let cache_url = config
+            .cache
+            .url
+            .contains(&format!("prefix={NAME_PREFIX}"))
+            .then(|| config.cache.url.clone());
+        let key = match (&schema, &cache_url) {
+            (Some((_, name)), _) => name.clone(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => return None,
+        };
+        if let Some((base, name)) = schema.clone() {
+            tokio::task::spawn_blocking(move || create_schema(&base, &name))
+                .await
+                .expect("schema task")
+                .unwrap_or_else(|e| panic!("cannot create the test schema: {e:#}"));
+        }
+        let mut live = live().lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|_, w| w.strong_count() > 0);
+        if let Some(existing) = live.get(&key).and_then(Weak::upgrade) {
+            return Some(existing);
+        }
+        let backing = Arc::new(Backing { schema, cache_url });
+        live.insert(key, Arc::downgrade(&backing));
+        Some(backing)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn finds_the_schema_in_the_url() {
+            assert_eq!(
+                schema_of("postgres://p@h:5432/db?options=-csearch_path%3Dforge_t_abc12"),
+                Some(("postgres://p@h:5432/db".to_string(), "forge_t_abc12".to_string()))
+            );
+            assert_eq!(
+                schema_of("postgres://p@h/db?sslmode=disable&options=-csearch_path%3Dforge_t_x&a=b"),
+                Some(("postgres://p@h/db?sslmode=disable".to_string(), "forge_t_x".to_string()))
+            );
+            assert_eq!(schema_of("postgres://p@h/db?options=-csearch_path%3Dpublic"), None);
+            assert_eq!(schema_of("sqlite::memory:"), None);
         }
     }
 }

@@ -7,6 +7,8 @@
 //! every adapter, so two instances (or two requests) never both win.
 
 pub mod moka;
+#[cfg(feature = "postgres")]
+pub mod redis;
 
 use std::time::Duration;
 

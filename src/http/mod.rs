@@ -5,6 +5,7 @@
 //! metrics (method, matched route, status, latency; never a header or body),
 //! security headers, body size limit.
 
+pub mod admin;
 pub mod api;
 pub mod extract;
 pub mod metrics;
@@ -34,8 +35,14 @@ pub fn router(state: AppState) -> axum::Router {
     let (api, openapi) = api::router();
     let max_body = state.config.server.max_body_bytes;
     let cors = cors(&state.config.server.cors_origins);
+    let admin = if state.config.admin.enabled {
+        admin::router(state.clone())
+    } else {
+        axum::Router::new()
+    };
     axum::Router::new()
         .merge(api)
+        .merge(admin)
         .merge(wellknown::router())
         .merge(ops::router(Arc::new(openapi)))
         .fallback(|| async { AppError::not_found("route") })

@@ -113,36 +113,54 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
     Ok(SignedUp::WithTokens(user, tokens))
 }
 
-/// Password sign-in by email or phone.
-pub async fn login(
+/// A password proven for a sign-in: the user, and whether the stored hash
+/// uses outdated parameters.
+pub struct ProvenPassword {
+    pub user: User,
+    pub needs_rehash: bool,
+}
+
+/// The one password check of every sign-in (API and admin site): the per-IP
+/// budget, the per-account-and-IP failure throttle, one argon2 verification
+/// whether or not the account exists (`tenant: None`, an unknown tenant, is
+/// a failure like any other), the `login_failed` audit row, and the answers
+/// only a caller who proved the password may see (disabled, unverified).
+/// `tenant_key` names the tenant in the throttle keys. `via` tags the audit.
+pub async fn check_password_sign_in(
     state: &AppState,
-    tenant: &Tenant,
+    tenant: Option<&Tenant>,
+    tenant_key: &str,
     identifier: &Identifier,
     password: &Secret,
     meta: &RequestMeta,
-) -> AppResult<(User, sessions::Tokens)> {
+    via: &'static str,
+) -> AppResult<ProvenPassword> {
     let rl = &state.config.rate_limit;
     let ip = ip_key(meta.ip.as_deref());
     limits::spend(state, "login-ip", &ip, rl.login_per_ip).await?;
     // Failures are counted per account and client IP (see `limits`).
-    let failure_key = format!("{}:{}:{ip}", tenant.id, identifier.as_str());
+    let failure_key = format!("{tenant_key}:{}:{ip}", identifier.as_str());
     limits::check_failures(state, "login-fail", &failure_key, rl.login_failures_per_account).await?;
-    let found = state.store.find_for_login(tenant.id, identifier).await?;
+    let found = match tenant {
+        Some(t) => state.store.find_for_login(t.id, identifier).await?,
+        None => None,
+    };
     let stored_hash = found.as_ref().and_then(|(_, h)| h.as_deref());
     let verification = state
         .passwords
         .verify(password, stored_hash)
         .await
         .map_err(AppError::internal)?;
-    let now = state.clock.now();
     let (user, needs_rehash) = match (found, verification) {
         (Some((user, _)), Verification::Match { needs_rehash }) => (user, needs_rehash),
         (found, _) => {
             state.metrics.login("failure");
-            let user_id = found.map(|(u, _)| u.id);
-            let mut audit = meta.audit(tenant.id, now, "login_failed", user_id, None);
-            audit.detail = serde_json::json!({ "method": "password" });
-            state.store.record_audit(audit).await?;
+            if let Some(tenant) = tenant {
+                let user_id = found.map(|(u, _)| u.id);
+                let mut audit = meta.audit(tenant.id, state.clock.now(), "login_failed", user_id, None);
+                audit.detail = serde_json::json!({ "method": "password", "via": via });
+                state.store.record_audit(audit).await?;
+            }
             limits::record_failure(state, "login-fail", &failure_key, rl.login_failures_per_account).await?;
             return Err(AppError::invalid_credentials());
         }
@@ -158,6 +176,28 @@ pub async fn login(
             "verify your email address before signing in",
         ));
     }
+    Ok(ProvenPassword { user, needs_rehash })
+}
+
+/// Password sign-in by email or phone.
+pub async fn login(
+    state: &AppState,
+    tenant: &Tenant,
+    identifier: &Identifier,
+    password: &Secret,
+    meta: &RequestMeta,
+) -> AppResult<(User, sessions::Tokens)> {
+    let ProvenPassword { user, needs_rehash } = check_password_sign_in(
+        state,
+        Some(tenant),
+        &tenant.id.to_string(),
+        identifier,
+        password,
+        meta,
+        "api",
+    )
+    .await?;
+    let now = state.clock.now();
     let rehash = if needs_rehash {
         Some(state.passwords.hash(password).await.map_err(AppError::internal)?)
     } else {

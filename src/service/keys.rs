@@ -17,6 +17,9 @@ use crate::store::{KeyState, SigningKeyRecord, Store};
 /// for a cached JWKS to always hold the signing key.
 pub const JWKS_MAX_AGE_SECS: u64 = 300;
 
+/// How often every instance reloads the keyring from the store.
+pub const KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn new_record(state: KeyState, now: i64) -> SigningKeyRecord {
     let key = generate_ed25519();
     SigningKeyRecord {
@@ -69,7 +72,10 @@ pub fn keyring_from(config: &crate::config::Config, keys: &[SigningKeyRecord], n
                 .filter(|k| k.state == KeyState::Current)
                 .max_by_key(|k| k.activated_at)
                 .ok_or_else(|| anyhow::anyhow!("no current signing key"))?;
-            let horizon = (config.jwt.access_ttl + config.jwt.leeway).as_secs() as i64;
+            // Another instance learns of a rotation only at its next reload, and
+            // until then still signs with the retired key: keep that key
+            // verifiable for a reload interval beyond its last token's life.
+            let horizon = (config.jwt.access_ttl + config.jwt.leeway + KEY_RELOAD_INTERVAL).as_secs() as i64;
             let others = keys
                 .iter()
                 .filter(|k| k.kid != current.kid)

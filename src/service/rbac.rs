@@ -5,6 +5,13 @@
 //! use the current roles instead, read through a short-lived per-user cache
 //! that every role change invalidates, so a revoked role stops working at
 //! once without a database round trip on every request.
+//!
+//! Several instances: the cache is per process, and [`invalidate_user`] /
+//! [`invalidate_all`] can only reach the process that made the change. So
+//! when instances share state (a Redis cache) the per-process cache is off
+//! (`state::LocalCache`): every check reads the roles from the database,
+//! which all instances share, and a role removed on one instance no longer
+//! counts on any other, from the very next request.
 
 use std::sync::Arc;
 

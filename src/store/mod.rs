@@ -9,10 +9,20 @@
 
 pub mod admin;
 pub mod outbox;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_admin;
+#[cfg(feature = "postgres")]
+mod postgres_outbox;
+#[cfg(feature = "postgres")]
+mod postgres_site;
 pub mod records;
+pub mod site;
 pub mod sqlite;
 mod sqlite_admin;
 mod sqlite_outbox;
+mod sqlite_site;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -21,6 +31,7 @@ use crate::domain::{Identifier, Timestamp};
 pub use admin::*;
 pub use outbox::*;
 pub use records::*;
+pub use site::*;
 
 /// The fixed id of the `default` tenant (created by the first migration).
 pub const DEFAULT_TENANT_ID: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000000);
@@ -60,9 +71,9 @@ pub enum Rotation {
 /// Every port a backend implements; the application holds an `Arc<dyn Store>`.
 /// Each area's methods live in their own trait (and their own file per
 /// backend) so the areas can grow independently.
-pub trait Store: AccountStore + AdminStore + OutboxStore {}
+pub trait Store: AccountStore + AdminStore + OutboxStore + SiteStore {}
 
-impl<T: AccountStore + AdminStore + OutboxStore> Store for T {}
+impl<T: AccountStore + AdminStore + OutboxStore + SiteStore> Store for T {}
 
 /// Tenants, users, credentials, sessions, keys and audit writes.
 #[async_trait]

@@ -213,18 +213,38 @@ impl From<rusqlite::Error> for StoreError {
 
 // ---- row mapping ----
 
-fn uuid_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<Uuid> {
+/// Row-mapping and audit helpers shared by every `sqlite*.rs` file of the
+/// store, so the columns and shapes are written once.
+pub(super) fn uuid_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<Uuid> {
     let s: String = row.get(idx)?;
     Uuid::parse_str(&s)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-const USER_COLUMNS: &str = "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
-     u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, \
-     (SELECT json_group_array(r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
-      WHERE ur.user_id = u.id) AS roles";
+pub(super) fn opt_uuid_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<Option<Uuid>> {
+    row.get::<_, Option<String>>(idx)?
+        .map(|s| {
+            Uuid::parse_str(&s)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+        })
+        .transpose()
+}
 
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+/// The user columns (with the user's role names as a JSON array), as a
+/// macro so queries elsewhere can be `concat!`ed into constants.
+macro_rules! user_columns {
+    () => {
+        "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
+         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, \
+         (SELECT json_group_array(r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+          WHERE ur.user_id = u.id) AS roles"
+    };
+}
+pub(super) use user_columns;
+
+const USER_COLUMNS: &str = user_columns!();
+
+pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     let metadata: String = row.get("metadata")?;
     let roles: String = row.get("roles")?;
     let mut roles: Vec<String> = serde_json::from_str(&roles).unwrap_or_default();
@@ -262,7 +282,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     })
 }
 
-fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
+pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
     let state: String = row.get("state")?;
     Ok(SigningKeyRecord {
         kid: row.get("kid")?,
@@ -276,7 +296,15 @@ fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
     })
 }
 
-fn load_user(c: &Connection, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
+pub(super) fn all_keys(c: &Connection) -> StoreResult<Vec<SigningKeyRecord>> {
+    let mut stmt = c.prepare("SELECT * FROM signing_keys ORDER BY created_at, kid")?;
+    let keys = stmt
+        .query_map([], key_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(keys)
+}
+
+pub(super) fn load_user(c: &Connection, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = ?1 AND u.id = ?2");
     Ok(
         c.query_row(&sql, params![tenant_id.to_string(), user_id.to_string()], user_from_row)
@@ -284,7 +312,7 @@ fn load_user(c: &Connection, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Opti
     )
 }
 
-fn insert_audit(c: &Connection, e: &NewAuditEvent) -> StoreResult<()> {
+pub(super) fn insert_audit(c: &Connection, e: &NewAuditEvent) -> StoreResult<()> {
     c.execute(
         "INSERT INTO audit_events (id, tenant_id, at, event, user_id, actor_id, ip, user_agent, detail) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -820,14 +848,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        self.read(|c| {
-            let mut stmt = c.prepare("SELECT * FROM signing_keys ORDER BY created_at, kid")?;
-            let keys = stmt
-                .query_map([], key_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(keys)
-        })
-        .await
+        self.read(all_keys).await
     }
 
     async fn insert_signing_key_if_absent(&self, key: SigningKeyRecord) -> StoreResult<Vec<SigningKeyRecord>> {
@@ -853,9 +874,7 @@ impl AccountStore for SqliteStore {
                     ],
                 )?;
             }
-            let mut stmt = tx.prepare("SELECT * FROM signing_keys ORDER BY created_at, kid")?;
-            let keys = stmt.query_map([], key_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(keys)
+            all_keys(tx)
         })
         .await
     }

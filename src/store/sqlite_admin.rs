@@ -11,8 +11,7 @@
 //! `LIMIT` rows; [`SqliteStore::explain_admin_queries`] shows the plans and
 //! the scale test asserts them on a million users.
 //!
-//! The row mapping and the audit insert mirror the private helpers of
-//! `sqlite.rs` (same columns, same shapes); keep the two in step.
+//! Row mapping for users and the audit insert are `sqlite.rs`'s own helpers.
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
@@ -20,20 +19,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use uuid::Uuid;
 
 use super::admin::*;
-use super::sqlite::SqliteStore;
+use super::sqlite::{SqliteStore, insert_audit, load_user, opt_uuid_col, user_columns, user_from_row, uuid_col};
 use super::{DEFAULT_TENANT_ID, NewAuditEvent, NewUser, StoreError, StoreResult, Tenant, User};
-use crate::domain::{Email, Phone, RoleName, TenantSlug, Timestamp};
-
-/// The user columns, as in `sqlite.rs` (`USER_COLUMNS`), as a macro so the
-/// queries below can be `concat!`ed into constants and explained verbatim.
-macro_rules! user_columns {
-    () => {
-        "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
-         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, \
-         (SELECT json_group_array(r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
-          WHERE ur.user_id = u.id) AS roles"
-    };
-}
+use crate::domain::{RoleName, TenantSlug, Timestamp};
 
 const LIST_ALL: &str = concat!(
     "SELECT ",
@@ -60,12 +48,6 @@ const PHONE_AFTER: &str = concat!(
     user_columns!(),
     " FROM users u WHERE u.tenant_id = ?1 AND u.phone > ?2 AND u.phone < ?3 ORDER BY u.phone LIMIT ?4"
 );
-const LOAD_USER: &str = concat!(
-    "SELECT ",
-    user_columns!(),
-    " FROM users u WHERE u.tenant_id = ?1 AND u.id = ?2"
-);
-
 const ROLE_COLUMNS: &str = "id, tenant_id, name, permissions, builtin, created_at, updated_at";
 const AUDIT_COLUMNS: &str = "id, tenant_id, at, event, user_id, actor_id, ip, user_agent, detail";
 
@@ -76,43 +58,11 @@ fn conversion(what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into())
 }
 
-fn uuid_at(row: &Row<'_>, col: &str) -> rusqlite::Result<Uuid> {
-    let s: String = row.get(col)?;
-    Uuid::parse_str(&s).map_err(|e| conversion(format!("{col}: {e}")))
-}
-
-fn opt_uuid_at(row: &Row<'_>, col: &str) -> rusqlite::Result<Option<Uuid>> {
-    row.get::<_, Option<String>>(col)?
-        .map(|s| Uuid::parse_str(&s).map_err(|e| conversion(format!("{col}: {e}"))))
-        .transpose()
-}
-
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
-    let metadata: String = row.get("metadata")?;
-    let roles: String = row.get("roles")?;
-    let mut roles: Vec<String> = serde_json::from_str(&roles).unwrap_or_default();
-    roles.sort();
-    Ok(User {
-        id: uuid_at(row, "id")?,
-        tenant_id: uuid_at(row, "tenant_id")?,
-        email: row.get::<_, Option<String>>("email")?.map(Email::from_trusted),
-        email_verified: row.get("email_verified")?,
-        phone: row.get::<_, Option<String>>("phone")?.map(Phone::from_trusted),
-        phone_verified: row.get("phone_verified")?,
-        disabled: row.get("disabled")?,
-        metadata: serde_json::from_str(&metadata).unwrap_or_default(),
-        roles,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-        last_sign_in_at: row.get("last_sign_in_at")?,
-    })
-}
-
 fn role_from_row(row: &Row<'_>) -> rusqlite::Result<Role> {
     let permissions: String = row.get("permissions")?;
     Ok(Role {
-        id: uuid_at(row, "id")?,
-        tenant_id: uuid_at(row, "tenant_id")?,
+        id: uuid_col(row, "id")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
         name: row.get("name")?,
         permissions: serde_json::from_str(&permissions).map_err(|e| conversion(format!("permissions: {e}")))?,
         builtin: row.get("builtin")?,
@@ -124,7 +74,7 @@ fn role_from_row(row: &Row<'_>) -> rusqlite::Result<Role> {
 fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
     let slug: String = row.get("slug")?;
     Ok(Tenant {
-        id: uuid_at(row, "id")?,
+        id: uuid_col(row, "id")?,
         slug: TenantSlug::parse(&slug).map_err(|e| conversion(format!("slug {slug:?}: {e}")))?,
         name: row.get("name")?,
         created_at: row.get("created_at")?,
@@ -134,44 +84,16 @@ fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
 fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
     let detail: String = row.get("detail")?;
     Ok(AuditEvent {
-        id: uuid_at(row, "id")?,
-        tenant_id: uuid_at(row, "tenant_id")?,
+        id: uuid_col(row, "id")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
         at: row.get("at")?,
         event: row.get("event")?,
-        user_id: opt_uuid_at(row, "user_id")?,
-        actor_id: opt_uuid_at(row, "actor_id")?,
+        user_id: opt_uuid_col(row, "user_id")?,
+        actor_id: opt_uuid_col(row, "actor_id")?,
         ip: row.get("ip")?,
         user_agent: row.get("user_agent")?,
         detail: serde_json::from_str(&detail).unwrap_or_default(),
     })
-}
-
-fn load_user(c: &Connection, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
-    Ok(c.query_row(
-        LOAD_USER,
-        params![tenant_id.to_string(), user_id.to_string()],
-        user_from_row,
-    )
-    .optional()?)
-}
-
-fn insert_audit(c: &Connection, e: &NewAuditEvent) -> StoreResult<()> {
-    c.execute(
-        "INSERT INTO audit_events (id, tenant_id, at, event, user_id, actor_id, ip, user_agent, detail) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            Uuid::now_v7().to_string(),
-            e.tenant_id.to_string(),
-            e.at,
-            e.event,
-            e.user_id.map(|u| u.to_string()),
-            e.actor_id.map(|u| u.to_string()),
-            e.ip,
-            e.user_agent,
-            e.detail.to_string(),
-        ],
-    )?;
-    Ok(())
 }
 
 fn user_exists(c: &Connection, tenant_id: Uuid, user_id: Uuid) -> StoreResult<bool> {
@@ -607,6 +529,7 @@ fn insert_tenant_admin(c: &Connection, tenant_id: &str, admin_role: &str, user: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Email;
     use crate::store::AccountStore;
 
     fn audit(tenant_id: Uuid, event: &'static str) -> NewAuditEvent {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::StoreResult;
 use super::outbox::*;
-use super::sqlite::SqliteStore;
+use super::sqlite::{SqliteStore, uuid_col};
 use crate::domain::Timestamp;
 use crate::secret::Secret;
 
@@ -25,19 +25,14 @@ fn conversion_error(col: usize, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, what.into())
 }
 
-fn uuid_at(row: &Row<'_>, col: &str) -> rusqlite::Result<Uuid> {
-    let s: String = row.get(col)?;
-    Uuid::parse_str(&s).map_err(|e| conversion_error(0, format!("{col}: {e}")))
-}
-
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
     let channel: String = row.get("channel")?;
     let kind: String = row.get("kind")?;
     let status: String = row.get("status")?;
     let attempts: i64 = row.get("attempts")?;
     Ok(OutboxMessage {
-        id: uuid_at(row, "id")?,
-        tenant_id: uuid_at(row, "tenant_id")?,
+        id: uuid_col(row, "id")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
         channel: OutboxChannel::parse(&channel)
             .ok_or_else(|| conversion_error(2, format!("unknown channel {channel:?}")))?,
         kind: MessageKind::parse(&kind).ok_or_else(|| conversion_error(3, format!("unknown kind {kind:?}")))?,

@@ -2,18 +2,22 @@
 //! through the public harness (`forge::testing::TestServer`) and talking
 //! HTTP to it.
 
+mod admin_site;
 mod admin_users;
 mod audit;
 mod auth;
 mod cli;
 mod errors;
 mod limits;
+#[cfg(feature = "postgres")]
+mod multi_instance;
 mod notify;
 mod ops;
 mod otp;
 mod rbac;
 mod recovery;
 mod sidecar;
+mod store_conformance;
 mod tenants;
 mod tokens;
 mod users;

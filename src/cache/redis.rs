@@ -1,0 +1,374 @@
+//! The Redis adapter of [`Cache`] (feature `postgres`): one cache shared by
+//! every forge instance, so OTP codes, attempt counters, cooldowns,
+//! rate-limit budgets and the deny list agree across instances at once.
+//!
+//! Every operation is one atomic Redis command or script:
+//! - `set_if_absent` is `SET key value NX PX ttl`;
+//! - `take_if_equals` is a Lua compare-and-delete, so a one-time code is
+//!   consumed exactly once even by two instances at the same millisecond
+//!   (the compare is not constant-time, but what is stored is an HMAC of the
+//!   code, so timing reveals nothing about the code);
+//! - `incr` is a Lua script that keeps the counter as the 8-byte big-endian
+//!   integer the in-process adapter stores (callers read counters back with
+//!   `get`), sets the TTL only when it creates the key (a fixed window) and
+//!   returns the count with the milliseconds left.
+//!
+//! Keys carry a prefix (`forge:` unless the URL says `?prefix=...`), so
+//! several deployments, or parallel test servers, can share one Redis
+//! without seeing each other's keys. The `prefix` query parameter is read
+//! here and removed before the URL reaches the driver.
+//!
+//! Connection handling: one multiplexed connection, opened lazily and
+//! replaced after an I/O error, with short connect and response timeouts.
+//! While Redis is down every call fails fast with [`CacheError`] (503
+//! `unavailable` for requests, 503 from `/health/ready`); after a failed
+//! connect, further calls fail at once for [`RECONNECT_PAUSE`] instead of
+//! piling up connects. The first call after Redis is back reconnects, so
+//! service recovers by itself.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, RedisError, Script};
+use async_trait::async_trait;
+
+use super::{Cache, CacheError, CacheResult};
+
+/// The key prefix when the URL names none.
+pub const DEFAULT_PREFIX: &str = "forge:";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed connect, calls fail without trying again for this long.
+pub const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+
+const TAKE_IF_EQUALS: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// KEYS[1] the counter, ARGV[1] the window in milliseconds. Returns
+/// {count, milliseconds left}. The value is 8 bytes, big-endian, like the
+/// moka adapter's, so `get` reads the same bytes on both backends.
+const INCR: &str = r"
+local v = redis.call('GET', KEYS[1])
+local n = 0
+if v and string.len(v) == 8 then
+  for i = 1, 8 do n = n * 256 + string.byte(v, i) end
+end
+n = n + 1
+local bytes = {}
+local m = n
+for i = 8, 1, -1 do
+  bytes[i] = m % 256
+  m = math.floor(m / 256)
+end
+local encoded = string.char(unpack(bytes))
+if v then
+  redis.call('SET', KEYS[1], encoded, 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], encoded, 'PX', ARGV[1])
+end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {n, left}
+";
+
+/// Why [`RedisCache::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The server did not answer; worth waiting for at start-up.
+    #[error("cannot reach Redis at {target}: {cause}")]
+    Unreachable { target: String, cause: String },
+    /// The URL is unusable, or the server refused us (e.g. bad password).
+    #[error("cache.url: {0}")]
+    Invalid(String),
+}
+
+struct Connection {
+    current: Option<MultiplexedConnection>,
+    last_failure: Option<Instant>,
+}
+
+pub struct RedisCache {
+    client: ::redis::Client,
+    prefix: String,
+    target: String,
+    config: AsyncConnectionConfig,
+    connection: Mutex<Connection>,
+    incr: Script,
+    take_if_equals: Script,
+}
+
+/// The URL without forge's own `prefix` parameter, and that prefix.
+pub fn split_prefix(url: &str) -> (String, String) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), DEFAULT_PREFIX.to_string());
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let mut prefix = DEFAULT_PREFIX.to_string();
+    let mut rest = Vec::new();
+    for (k, v) in pairs {
+        if k == "prefix" {
+            prefix = v;
+        } else {
+            rest.push((k, v));
+        }
+    }
+    let rest = serde_urlencoded::to_string(&rest).unwrap_or_default();
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{rest}")
+    };
+    (url, prefix)
+}
+
+/// `host:port` for messages; never the password.
+fn describe(client: &::redis::Client) -> String {
+    client.get_connection_info().addr().to_string()
+}
+
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+}
+
+fn one_line(e: impl std::fmt::Display) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisCache {
+    /// Parses the URL and connects once, so a start-up with Redis down is
+    /// noticed (and retried by the caller) before the server listens.
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        let (url, prefix) = split_prefix(url);
+        let client = ::redis::Client::open(url.as_str()).map_err(|e| OpenError::Invalid(one_line(e)))?;
+        let target = describe(&client);
+        let cache = Self {
+            client,
+            prefix,
+            target,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT)),
+            connection: Mutex::new(Connection {
+                current: None,
+                last_failure: None,
+            }),
+            incr: Script::new(INCR),
+            take_if_equals: Script::new(TAKE_IF_EQUALS),
+        };
+        match cache.connect().await {
+            Ok(_) => Ok(cache),
+            Err(e) if is_connection_error(&e) => Err(OpenError::Unreachable {
+                target: cache.target.clone(),
+                cause: one_line(e),
+            }),
+            Err(e) => Err(OpenError::Invalid(one_line(e))),
+        }
+    }
+
+    /// The prefix every key of this cache carries.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, RedisError> {
+        {
+            let state = self.lock();
+            if let Some(conn) = &state.current {
+                return Ok(conn.clone());
+            }
+            if let Some(at) = state.last_failure
+                && at.elapsed() < RECONNECT_PAUSE
+            {
+                return Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "not connected (the last attempt failed moments ago)",
+                )));
+            }
+        }
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+        {
+            Ok(conn) => {
+                let mut state = self.lock();
+                state.last_failure = None;
+                // Another call may have connected meanwhile; keep one.
+                Ok(state.current.get_or_insert(conn).clone())
+            }
+            Err(e) => {
+                self.lock().last_failure = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    /// Maps a failed call to [`CacheError`], dropping the connection when it
+    /// is broken so the next call reconnects.
+    fn failed(&self, e: RedisError) -> CacheError {
+        if is_connection_error(&e) {
+            self.lock().current = None;
+        }
+        CacheError(format!("redis at {}: {}", self.target, one_line(e)))
+    }
+
+    async fn query<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> CacheResult<T> {
+        let mut conn = self.connect().await.map_err(|e| self.failed(e))?;
+        cmd.query_async(&mut conn).await.map_err(|e| self.failed(e))
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> CacheResult<Option<Vec<u8>>> {
+        self.query(::redis::cmd("GET").arg(self.key(key))).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()> {
+        self.query(
+            ::redis::cmd("SET")
+                .arg(self.key(key))
+                .arg(value)
+                .arg("PX")
+                .arg(ttl_millis(ttl)),
+        )
+        .await
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<bool> {
+        let set: Option<String> = self
+            .query(
+                ::redis::cmd("SET")
+                    .arg(self.key(key))
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_millis(ttl)),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn delete(&self, key: &str) -> CacheResult<()> {
+        self.query::<i64>(::redis::cmd("DEL").arg(self.key(key)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn take_if_equals(&self, key: &str, expected: &[u8]) -> CacheResult<bool> {
+        let mut conn = self.connect().await.map_err(|e| self.failed(e))?;
+        let deleted: i64 = self
+            .take_if_equals
+            .key(self.key(key))
+            .arg(expected)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(deleted == 1)
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> CacheResult<(u64, u64)> {
+        let mut conn = self.connect().await.map_err(|e| self.failed(e))?;
+        let (count, left_ms): (u64, i64) = self
+            .incr
+            .key(self.key(key))
+            .arg(ttl_millis(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let left_ms = u64::try_from(left_ms).unwrap_or(0);
+        Ok((count, left_ms.div_ceil(1000).max(1)))
+    }
+
+    async fn ping(&self) -> CacheResult<()> {
+        self.query::<String>(&::redis::cmd("PING")).await.map(|_| ())
+    }
+}
+
+/// Deletes every key under `prefix` (tests clean up after themselves with
+/// it). Blocking: call it from a plain thread or `spawn_blocking`.
+pub fn purge_prefix_blocking(url: &str) -> anyhow::Result<u64> {
+    let (url, prefix) = split_prefix(url);
+    if prefix.is_empty() {
+        anyhow::bail!("refusing to purge an empty prefix");
+    }
+    let client = ::redis::Client::open(url.as_str())?;
+    let mut conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+    let pattern = format!("{}*", glob_escape(&prefix));
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = ::redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query(&mut conn)?;
+        if !keys.is_empty() {
+            deleted += ::redis::cmd("DEL").arg(&keys).query::<u64>(&mut conn)?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// Escapes Redis glob characters so a prefix matches only itself.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_comes_from_the_url_and_leaves_it() {
+        assert_eq!(
+            split_prefix("redis://h:6379/2"),
+            ("redis://h:6379/2".to_string(), DEFAULT_PREFIX.to_string())
+        );
+        assert_eq!(
+            split_prefix("redis://h:6379/2?prefix=app1%3A"),
+            ("redis://h:6379/2".to_string(), "app1:".to_string())
+        );
+        assert_eq!(
+            split_prefix("rediss://h/?protocol=resp3&prefix=x:"),
+            ("rediss://h/?protocol=resp3".to_string(), "x:".to_string())
+        );
+        assert_eq!(glob_escape("a*b?[c]"), "a\\*b\\?\\[c\\]");
+    }
+}

@@ -1,0 +1,1121 @@
+//! The PostgreSQL adapter of [`Store`] (feature `postgres`): the backend of
+//! several forge instances behind one load balancer.
+//!
+//! It mirrors `sqlite.rs` method for method, with the same records: ids are
+//! TEXT UUIDs, times BIGINT seconds, JSON is text. Each method is one
+//! `spawn_blocking` hop on one pooled connection; every write is one
+//! transaction (READ COMMITTED), retried whole when PostgreSQL reports a
+//! deadlock or serialization failure. Cross-instance races are decided by the
+//! database, not by a process-local lock as on SQLite: single conditional
+//! statements (`UPDATE ... WHERE ... RETURNING` for refresh rotation,
+//! `INSERT ... ON CONFLICT` for first-start secrets), transaction-scoped
+//! advisory locks where a check-then-insert must be exclusive (the first
+//! signing key, key rotation), a session advisory lock around migrations
+//! (instances starting together), and `FOR UPDATE SKIP LOCKED` for the
+//! outbox claim (`postgres_outbox.rs`). The two reads every request makes
+//! when instances share state (tenant by slug, a user's roles; see
+//! `state::LocalCache`) use typed parameters: one round trip instead of a
+//! prepare, an execute and a close.
+//!
+//! SQL: the statements read like their SQLite twins with `$N` placeholders
+//! and `TRUE`/`FALSE` for flags (both dialects accept those literals, and
+//! both take `RETURNING` and `ON CONFLICT`). The true differences are kept
+//! next to each other and named: a user's roles are `ARRAY(SELECT ...)` here
+//! and `json_group_array` there; `GREATEST` here, `MAX` there; `SKIP LOCKED`
+//! only here.
+//!
+//! The sync `postgres` client owns a small tokio runtime and panics when it
+//! is built, used or dropped on an async worker thread. So the pool is built
+//! on a blocking thread (`open` runs inside `spawn_blocking`), connections are
+//! only checked out inside `spawn_blocking`, and the pool itself is dropped
+//! on a thread of its own ([`Inner`]'s `Drop`).
+//!
+//! Driver errors map to [`StoreError`]: a violated constraint is
+//! `Conflict{field}` named after the constraint (`users_tenant_email` is
+//! `email`, ...), a server that cannot be reached or is shutting down is
+//! `Unavailable` (503), anything else `Internal`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::postgres::error::SqlState;
+use ::postgres::types::Type;
+use ::postgres::{Client, GenericClient, NoTls, Row, Transaction};
+use anyhow::Context;
+use async_trait::async_trait;
+use r2d2_postgres::PostgresConnectionManager;
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::{Email, Phone};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+type Manager = PostgresConnectionManager<NoTls>;
+pub(super) type Pool = r2d2::Pool<Manager>;
+
+/// How long a request waits for a connection before answering 503; also the
+/// TCP connect timeout when the URL sets none. Short, so `/health/ready`
+/// reports an outage while a load balancer still listens.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Attempts of a write transaction that hit a deadlock or serialization failure.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// Why [`PgStore::open`] failed: a server that did not answer is worth
+/// waiting for at start-up; anything else (bad credentials are reported by
+/// the server, a failed migration) is not.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot reach PostgreSQL at {target}: {cause}")]
+    Unreachable { target: String, cause: String },
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+struct Inner {
+    /// `Some` until dropped; see the `Drop` impl.
+    pool: Option<Pool>,
+    last_error: LastError,
+}
+
+impl Inner {
+    /// A checkout that timed out, with the reason the pool last saw.
+    fn unavailable(&self, e: r2d2::Error) -> StoreError {
+        match self.last_error.take() {
+            Some(cause) => StoreError::Unavailable(format!("no database connection: {cause}")),
+            None => StoreError::Unavailable(one_line(e)),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            // The clients in the pool own runtimes that must not be dropped
+            // on an async worker; a plain thread is always safe.
+            let closer = std::thread::Builder::new()
+                .name("forge-pg-close".into())
+                .spawn(move || drop(pool));
+            if let Err(e) = closer {
+                tracing::warn!(error = %e, "cannot spawn a thread to close the database pool; leaking it");
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+/// The parsed URL with forge's defaults (connect timeout, application name).
+fn client_config(url: &str) -> anyhow::Result<::postgres::Config> {
+    let mut config: ::postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("database.url is not a valid postgres:// URL: {e}"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CHECKOUT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("forge");
+    }
+    Ok(config)
+}
+
+/// `host:port/db` for messages; never the user or password.
+fn describe(config: &::postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            ::postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            ::postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("(default database)");
+    format!("{host}:{port}/{db}")
+}
+
+/// A one-line cause, whatever the driver put in its message.
+fn one_line(s: impl std::fmt::Display) -> String {
+    s.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// An error and its sources in one line: the driver's own message is often
+/// just "error connecting to server", the reason is in the source.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = one_line(err);
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = one_line(s);
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Receives the pool's connection failures: keeps the last one (with its
+/// cause) for the messages forge gives, and logs at debug only, so an
+/// outage does not flood the log with one line per reconnect attempt (the
+/// requests that fail say so themselves).
+#[derive(Clone, Debug, Default)]
+struct LastError(Arc<std::sync::Mutex<Option<String>>>);
+
+impl LastError {
+    fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl r2d2::HandleError<::postgres::Error> for LastError {
+    fn handle_error(&self, error: ::postgres::Error) {
+        let message = chain(&error);
+        tracing::debug!(error = %message, "database connection failed");
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+    }
+}
+
+impl PgStore {
+    /// Connects, applies pending migrations and returns the store. Must run
+    /// on a blocking thread (inside `spawn_blocking`), never on an async worker.
+    pub fn open(url: &str, pool_size: u32) -> Result<Self, OpenError> {
+        let config = client_config(url)?;
+        let target = describe(&config);
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let last_error = LastError::default();
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            .error_handler(Box::new(last_error.clone()))
+            .build(manager)
+            .map_err(|e| OpenError::Unreachable {
+                target: target.clone(),
+                cause: last_error.take().unwrap_or_else(|| one_line(e)),
+            })?;
+        let store = Self {
+            inner: Arc::new(Inner {
+                pool: Some(pool),
+                last_error,
+            }),
+        };
+        store.run_migrations().map_err(OpenError::Failed)?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations and reports how many ran (`forge migrate`).
+    /// Blocking, like [`PgStore::open`].
+    pub fn migrate(url: &str) -> anyhow::Result<usize> {
+        let config = client_config(url)?;
+        let target = describe(&config);
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL at {target}: {}", chain(&e)))?;
+        let applied = migrate_locked(&mut client)?;
+        // `client` owns a runtime; dropping it here is fine: this is not an async worker.
+        drop(client);
+        Ok(applied)
+    }
+
+    fn run_migrations(&self) -> anyhow::Result<usize> {
+        let mut conn = self
+            .pool()
+            .get()
+            .context("cannot get a connection to apply migrations")?;
+        migrate_locked(&mut conn)
+    }
+
+    fn pool(&self) -> &Pool {
+        // Only `Drop` takes the pool out.
+        self.inner.pool.as_ref().expect("the pool lives as long as the store")
+    }
+
+    /// Runs `f` on a pooled connection in one blocking hop, outside any
+    /// explicit transaction (single statements, or reads that tolerate
+    /// READ COMMITTED between statements).
+    pub(super) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Client) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let pool = inner.pool.as_ref().ok_or_else(closed)?;
+            let mut conn = pool.get().map_err(|e| inner.unavailable(e))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
+    }
+
+    /// Runs `f` in one transaction on one pooled connection, in one blocking
+    /// hop; commits when `f` succeeds. A deadlock or serialization failure
+    /// rolls back and runs `f` again (up to [`WRITE_ATTEMPTS`] times).
+    pub(super) async fn write<T, F>(&self, mut f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let pool = inner.pool.as_ref().ok_or_else(closed)?;
+            let mut conn = pool.get().map_err(|e| inner.unavailable(e))?;
+            let mut attempt = 1;
+            loop {
+                let result = (|| {
+                    let mut tx = conn.transaction().map_err(StoreError::from)?;
+                    let out = f(&mut tx)?;
+                    tx.commit().map_err(StoreError::from)?;
+                    Ok(out)
+                })();
+                match result {
+                    Err(e) if is_transient_conflict(&e) && attempt < WRITE_ATTEMPTS => {
+                        tracing::debug!(attempt, error = %e, "transaction conflict; retrying");
+                        attempt += 1;
+                    }
+                    Err(e) if is_transient_conflict(&e) => return Err(StoreError::Unavailable(one_line(&e))),
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
+    }
+}
+
+/// A deadlock or serialization failure: the transaction may succeed if run again.
+fn is_transient_conflict(err: &StoreError) -> bool {
+    let StoreError::Internal(e) = err else {
+        return false;
+    };
+    e.downcast_ref::<::postgres::Error>()
+        .and_then(::postgres::Error::code)
+        .is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("the store is closed".into())
+}
+
+/// Applies migrations under a session advisory lock scoped to the schema, so
+/// instances starting together migrate one after the other instead of racing
+/// to create the same tables.
+fn migrate_locked(client: &mut Client) -> anyhow::Result<usize> {
+    const LOCK: &str = "SELECT pg_advisory_lock(hashtext('forge:migrate:' || current_schema()))";
+    const UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('forge:migrate:' || current_schema()))";
+    let schema: Option<String> = client
+        .query_one("SELECT current_schema()", &[])
+        .and_then(|r| r.try_get(0))
+        .context("cannot read the current schema")?;
+    if schema.is_none() {
+        anyhow::bail!(
+            "the database has no schema to migrate into: the search_path names none that exists \
+             (create it, or fix options=-csearch_path in database.url)"
+        );
+    }
+    client.batch_execute(LOCK).context("cannot take the migration lock")?;
+    let report = embedded::migrations::runner().run(client);
+    let _ = client.batch_execute(UNLOCK);
+    let report = report.context("cannot apply database migrations")?;
+    Ok(report.applied_migrations().len())
+}
+
+/// Which column a violated constraint guards, as users know it.
+fn conflict_field(constraint: Option<&str>) -> &'static str {
+    match constraint.unwrap_or_default() {
+        "users_tenant_email" => "email",
+        "users_tenant_phone" => "phone",
+        "tenants_slug_key" => "slug",
+        "roles_tenant_name_key" => "name",
+        _ => "record",
+    }
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(err: ::postgres::Error) -> Self {
+        if let Some(db) = err.as_db_error() {
+            let code = db.code();
+            if code.code().starts_with("23") {
+                // Integrity constraint violation (unique, foreign key, check, not null).
+                return StoreError::Conflict {
+                    field: conflict_field(db.constraint()),
+                };
+            }
+            // Connection exceptions, shutdown, too many connections, read-only standby.
+            let unavailable = code.code().starts_with("08")
+                || code.code().starts_with("57P")
+                || *code == SqlState::TOO_MANY_CONNECTIONS
+                || *code == SqlState::READ_ONLY_SQL_TRANSACTION;
+            if unavailable {
+                return StoreError::Unavailable(one_line(db.message()));
+            }
+            return StoreError::Internal(err.into());
+        }
+        if err.is_closed() || std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()) {
+            return StoreError::Unavailable(chain(&err));
+        }
+        StoreError::Internal(err.into())
+    }
+}
+
+// ---- row mapping (the same shapes as sqlite.rs) ----
+
+pub(super) fn uuid_col(row: &Row, col: &str) -> StoreResult<Uuid> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| StoreError::Internal(anyhow::anyhow!("{col}: {e}")))
+}
+
+pub(super) fn opt_uuid_col(row: &Row, col: &str) -> StoreResult<Option<Uuid>> {
+    row.try_get::<_, Option<String>>(col)?
+        .map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Internal(anyhow::anyhow!("{col}: {e}"))))
+        .transpose()
+}
+
+/// The user columns. Differs from SQLite only in how the roles are gathered:
+/// `ARRAY(SELECT ...)` (a `text[]`) here, `json_group_array` there.
+macro_rules! pg_user_columns {
+    () => {
+        "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
+         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, \
+         ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+          WHERE ur.user_id = u.id ORDER BY r.name) AS roles"
+    };
+}
+pub(super) use pg_user_columns;
+
+pub(super) const USER_COLUMNS: &str = pg_user_columns!();
+const LOAD_USER: &str = concat!(
+    "SELECT ",
+    pg_user_columns!(),
+    " FROM users u WHERE u.tenant_id = $1 AND u.id = $2"
+);
+
+pub(super) fn user_from_row(row: &Row) -> StoreResult<User> {
+    let metadata: String = row.try_get("metadata")?;
+    let mut roles: Vec<String> = row.try_get("roles")?;
+    roles.sort();
+    Ok(User {
+        id: uuid_col(row, "id")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
+        email: row.try_get::<_, Option<String>>("email")?.map(Email::from_trusted),
+        email_verified: row.try_get("email_verified")?,
+        phone: row.try_get::<_, Option<String>>("phone")?.map(Phone::from_trusted),
+        phone_verified: row.try_get("phone_verified")?,
+        disabled: row.try_get("disabled")?,
+        metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+        roles,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        last_sign_in_at: row.try_get("last_sign_in_at")?,
+    })
+}
+
+const SESSION_COLUMNS: &str =
+    "s.id, s.tenant_id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip";
+
+fn session_from_row(row: &Row) -> StoreResult<Session> {
+    Ok(Session {
+        id: uuid_col(row, "id")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
+        user_id: uuid_col(row, "user_id")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        user_agent: row.try_get("user_agent")?,
+        ip: row.try_get("ip")?,
+    })
+}
+
+pub(super) const KEY_COLUMNS: &str =
+    "kid, algorithm, private_key, public_key, state, created_at, activated_at, retired_at";
+
+pub(super) fn key_from_row(row: &Row) -> StoreResult<SigningKeyRecord> {
+    let state: String = row.try_get("state")?;
+    Ok(SigningKeyRecord {
+        kid: row.try_get("kid")?,
+        algorithm: row.try_get("algorithm")?,
+        private_key: row.try_get("private_key")?,
+        public_key: row.try_get("public_key")?,
+        state: KeyState::parse(&state).unwrap_or(KeyState::Retired),
+        created_at: row.try_get("created_at")?,
+        activated_at: row.try_get("activated_at")?,
+        retired_at: row.try_get("retired_at")?,
+    })
+}
+
+pub(super) fn tenant_from_row(row: &Row) -> StoreResult<Tenant> {
+    let slug: String = row.try_get("slug")?;
+    Ok(Tenant {
+        id: uuid_col(row, "id")?,
+        slug: crate::domain::TenantSlug::parse(&slug)
+            .map_err(|e| StoreError::Internal(anyhow::anyhow!("tenant slug {slug:?}: {e}")))?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Maps every row with `f`.
+pub(super) fn all<T>(rows: Vec<Row>, f: impl Fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(f).collect()
+}
+
+/// Parses a column of ids, skipping anything that is not one (as SQLite's adapter does).
+pub(super) fn ids(rows: Vec<Row>) -> StoreResult<Vec<Uuid>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let s: String = row.try_get(0)?;
+        if let Ok(id) = Uuid::parse_str(&s) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn load_user(c: &mut impl GenericClient, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
+    c.query_opt(LOAD_USER, &[&tenant_id.to_string(), &user_id.to_string()])?
+        .map(|r| user_from_row(&r))
+        .transpose()
+}
+
+pub(super) fn insert_audit(c: &mut impl GenericClient, e: &NewAuditEvent) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO audit_events (id, tenant_id, at, event, user_id, actor_id, ip, user_agent, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &Uuid::now_v7().to_string(),
+            &e.tenant_id.to_string(),
+            &e.at,
+            &e.event,
+            &e.user_id.map(|u| u.to_string()),
+            &e.actor_id.map(|u| u.to_string()),
+            &e.ip,
+            &e.user_agent,
+            &e.detail.to_string(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_session(c: &mut Transaction<'_>, tenant_id: Uuid, user_id: Uuid, s: &NewSession) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO sessions (id, tenant_id, user_id, created_at, last_used_at, expires_at, user_agent, ip) \
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+        &[
+            &s.id.to_string(),
+            &tenant_id.to_string(),
+            &user_id.to_string(),
+            &s.now,
+            &s.expires_at,
+            &s.user_agent,
+            &s.ip,
+        ],
+    )?;
+    c.execute(
+        "INSERT INTO refresh_tokens (token_hash, session_id, tenant_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &s.refresh_hash,
+            &s.id.to_string(),
+            &tenant_id.to_string(),
+            &s.now,
+            &s.expires_at,
+        ],
+    )?;
+    Ok(())
+}
+
+fn set_roles(
+    c: &mut Transaction<'_>,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    roles: &[crate::domain::RoleName],
+    now: i64,
+) -> StoreResult<()> {
+    for role in roles {
+        // `ON CONFLICT DO NOTHING` is SQLite's `INSERT OR IGNORE`: zero rows
+        // when the role does not exist (or is listed twice), as there.
+        let n = c.execute(
+            "INSERT INTO user_roles (user_id, role_id, tenant_id, created_at) \
+             SELECT $1, id, tenant_id, $3 FROM roles WHERE tenant_id = $2 AND name = $4 \
+             ON CONFLICT DO NOTHING",
+            &[&user_id.to_string(), &tenant_id.to_string(), &now, &role.as_str()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+    }
+    Ok(())
+}
+
+fn revoke_where(
+    c: &mut Transaction<'_>,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    now: i64,
+) -> StoreResult<Vec<Uuid>> {
+    let rows = c.query(
+        "UPDATE sessions SET revoked_at = $3 \
+         WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL AND ($4::text IS NULL OR id <> $4) \
+         RETURNING id",
+        &[
+            &tenant_id.to_string(),
+            &user_id.to_string(),
+            &now,
+            &keep.map(|k| k.to_string()),
+        ],
+    )?;
+    ids(rows)
+}
+
+#[async_trait]
+impl AccountStore for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| {
+            c.batch_execute("SELECT 1")?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn pool_state(&self) -> (u32, u32) {
+        match &self.inner.pool {
+            Some(pool) => {
+                let s = pool.state();
+                (s.connections, s.idle_connections)
+            }
+            None => (0, 0),
+        }
+    }
+
+    async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
+        let slug = slug.to_string();
+        self.read(move |c| {
+            // On the hot path when instances share state (no local tenant
+            // cache): typed parameters make it one round trip, not three.
+            c.query_typed_opt(
+                "SELECT id, slug, name, created_at FROM tenants WHERE slug = $1",
+                &[(&slug, Type::TEXT)],
+            )?
+            .map(|r| tenant_from_row(&r))
+            .transpose()
+        })
+        .await
+    }
+
+    async fn create_user(&self, new: NewUser, session: Option<NewSession>, audit: NewAuditEvent) -> StoreResult<User> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO users (id, tenant_id, email, email_verified, phone, phone_verified, metadata, \
+                 created_at, updated_at, last_sign_in_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
+                &[
+                    &new.id.to_string(),
+                    &new.tenant_id.to_string(),
+                    &new.email.as_ref().map(|e| e.as_str()),
+                    &new.email_verified,
+                    &new.phone.as_ref().map(|p| p.as_str()),
+                    &new.phone_verified,
+                    &new.metadata.to_string(),
+                    &new.now,
+                    &session.as_ref().map(|_| new.now),
+                ],
+            )?;
+            if let Some(hash) = &new.password_hash {
+                tx.execute(
+                    "INSERT INTO password_credentials (user_id, tenant_id, hash, updated_at) VALUES ($1, $2, $3, $4)",
+                    &[&new.id.to_string(), &new.tenant_id.to_string(), hash, &new.now],
+                )?;
+            }
+            set_roles(tx, new.tenant_id, new.id, &new.roles, new.now)?;
+            if let Some(s) = &session {
+                insert_session(tx, new.tenant_id, new.id, s)?;
+            }
+            insert_audit(tx, &audit)?;
+            load_user(tx, new.tenant_id, new.id)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
+        self.read(move |c| load_user(c, tenant_id, user_id)).await
+    }
+
+    async fn find_for_login(
+        &self,
+        tenant_id: Uuid,
+        identifier: &Identifier,
+    ) -> StoreResult<Option<(User, Option<String>)>> {
+        let column = match identifier {
+            Identifier::Email(_) => "email",
+            Identifier::Phone(_) => "phone",
+        };
+        let value = identifier.as_str().to_string();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {USER_COLUMNS}, pc.hash FROM users u LEFT JOIN password_credentials pc ON pc.user_id = u.id \
+                 WHERE u.tenant_id = $1 AND u.{column} = $2"
+            );
+            c.query_opt(&sql, &[&tenant_id.to_string(), &value])?
+                .map(|r| Ok((user_from_row(&r)?, r.try_get::<_, Option<String>>("hash")?)))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn sign_in(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        sign_in: SignIn,
+        audit: NewAuditEvent,
+    ) -> StoreResult<User> {
+        self.write(move |tx| {
+            let SignIn {
+                session,
+                rehash,
+                verified,
+            } = &sign_in;
+            let t = tenant_id.to_string();
+            let u = user_id.to_string();
+            let n = tx.execute(
+                "UPDATE users SET last_sign_in_at = $3 WHERE tenant_id = $1 AND id = $2",
+                &[&t, &u, &session.now],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            if let Some(hash) = rehash {
+                tx.execute(
+                    "UPDATE password_credentials SET hash = $2, updated_at = $3 WHERE user_id = $1",
+                    &[&u, hash, &session.now],
+                )?;
+            }
+            let verified_column = match verified {
+                Some(IdentifierKind::Email) => Some("email_verified"),
+                Some(IdentifierKind::Phone) => Some("phone_verified"),
+                None => None,
+            };
+            if let Some(column) = verified_column {
+                tx.execute(
+                    &format!("UPDATE users SET {column} = TRUE, updated_at = $3 WHERE tenant_id = $1 AND id = $2"),
+                    &[&t, &u, &session.now],
+                )?;
+            }
+            insert_session(tx, tenant_id, user_id, session)?;
+            insert_audit(tx, &audit)?;
+            load_user(tx, tenant_id, user_id)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn password_hash(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<String>> {
+        self.read(move |c| {
+            Ok(c.query_opt(
+                "SELECT hash FROM password_credentials WHERE tenant_id = $1 AND user_id = $2",
+                &[&tenant_id.to_string(), &user_id.to_string()],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+        })
+        .await
+    }
+
+    async fn update_user(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        patch: UserPatch,
+        audit: NewAuditEvent,
+    ) -> StoreResult<User> {
+        self.write(move |tx| {
+            let t = tenant_id.to_string();
+            let u = user_id.to_string();
+            // Locks the row: concurrent patches of one user apply one after the other.
+            let exists = tx.query_opt(
+                "SELECT id FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+                &[&t, &u],
+            )?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            if let Some(email) = &patch.email {
+                tx.execute(
+                    "UPDATE users SET email = $3 WHERE tenant_id = $1 AND id = $2",
+                    &[&t, &u, &email.as_ref().map(|e| e.as_str())],
+                )?;
+            }
+            if let Some(phone) = &patch.phone {
+                tx.execute(
+                    "UPDATE users SET phone = $3 WHERE tenant_id = $1 AND id = $2",
+                    &[&t, &u, &phone.as_ref().map(|p| p.as_str())],
+                )?;
+            }
+            let flags = [
+                ("email_verified", patch.email_verified),
+                ("phone_verified", patch.phone_verified),
+                ("disabled", patch.disabled),
+            ];
+            for (column, value) in flags {
+                if let Some(v) = value {
+                    tx.execute(
+                        &format!("UPDATE users SET {column} = $3 WHERE tenant_id = $1 AND id = $2"),
+                        &[&t, &u, &v],
+                    )?;
+                }
+            }
+            if let Some(metadata) = &patch.metadata {
+                tx.execute(
+                    "UPDATE users SET metadata = $3 WHERE tenant_id = $1 AND id = $2",
+                    &[&t, &u, &metadata.to_string()],
+                )?;
+            }
+            if let Some(hash) = &patch.password_hash {
+                tx.execute(
+                    "INSERT INTO password_credentials (user_id, tenant_id, hash, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
+                    &[&u, &t, hash, &patch.now],
+                )?;
+            }
+            tx.execute(
+                "UPDATE users SET updated_at = $3 WHERE tenant_id = $1 AND id = $2",
+                &[&t, &u, &patch.now],
+            )?;
+            if patch.disabled == Some(true) {
+                revoke_where(tx, tenant_id, user_id, None, patch.now)?;
+            }
+            insert_audit(tx, &audit)?;
+            load_user(tx, tenant_id, user_id)?.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid, audit: NewAuditEvent) -> StoreResult<Vec<Uuid>> {
+        self.write(move |tx| {
+            let live = revoke_where(tx, tenant_id, user_id, None, audit.at)?;
+            let n = tx.execute(
+                "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
+                &[&tenant_id.to_string(), &user_id.to_string()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            insert_audit(tx, &audit)?;
+            Ok(live)
+        })
+        .await
+    }
+
+    async fn access_of(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<Access>> {
+        self.read(move |c| {
+            // One statement (one snapshot): no row when the user is gone, one
+            // row with a NULL name when they hold no role. On the hot path when
+            // instances share state: typed parameters, one round trip.
+            let rows = c.query_typed(
+                "SELECT r.name, r.permissions FROM users u \
+                 LEFT JOIN user_roles ur ON ur.user_id = u.id AND ur.tenant_id = u.tenant_id \
+                 LEFT JOIN roles r ON r.id = ur.role_id \
+                 WHERE u.tenant_id = $1 AND u.id = $2 ORDER BY r.name",
+                &[(&tenant_id.to_string(), Type::TEXT), (&user_id.to_string(), Type::TEXT)],
+            )?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let mut access = Access::default();
+            for row in rows {
+                let Some(name) = row.try_get::<_, Option<String>>(0)? else {
+                    continue;
+                };
+                let permissions: Option<String> = row.try_get(1)?;
+                access.roles.push(name);
+                let perms: Vec<String> =
+                    serde_json::from_str(permissions.as_deref().unwrap_or("[]")).unwrap_or_default();
+                access.permissions.extend(perms);
+            }
+            access.permissions.sort();
+            access.permissions.dedup();
+            Ok(Some(access))
+        })
+        .await
+    }
+
+    async fn rotate_refresh(&self, req: RotateRefresh) -> StoreResult<Rotation> {
+        self.write(move |tx| {
+            let t = req.tenant_id.to_string();
+            // The one statement that decides who wins a concurrent refresh:
+            // a second rotation waits for this row lock, then finds
+            // rotated_at set and matches nothing.
+            let won: Option<String> = tx
+                .query_opt(
+                    "UPDATE refresh_tokens SET rotated_at = $3 \
+                     WHERE token_hash = $1 AND tenant_id = $2 AND rotated_at IS NULL AND expires_at > $3 \
+                     RETURNING session_id",
+                    &[&req.old_hash, &t, &req.now],
+                )?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            let live_session_sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.id = $1 AND s.tenant_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3 \
+                 AND u.disabled = FALSE"
+            );
+            if let Some(session_id) = won {
+                let Some(row) = tx.query_opt(&live_session_sql, &[&session_id, &t, &req.now])? else {
+                    return Ok(Rotation::Invalid);
+                };
+                let session = session_from_row(&row)?;
+                tx.execute(
+                    "INSERT INTO refresh_tokens (token_hash, session_id, tenant_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&req.new_hash, &session_id, &t, &req.now, &req.new_expires_at],
+                )?;
+                tx.execute(
+                    "UPDATE sessions SET last_used_at = $2, expires_at = $3, ip = COALESCE($4, ip), \
+                     user_agent = COALESCE($5, user_agent) WHERE id = $1",
+                    &[&session_id, &req.now, &req.new_expires_at, &req.ip, &req.user_agent],
+                )?;
+                insert_audit(
+                    tx,
+                    &NewAuditEvent {
+                        tenant_id: req.tenant_id,
+                        at: req.now,
+                        event: "refresh",
+                        user_id: Some(session.user_id),
+                        actor_id: Some(session.user_id),
+                        ip: req.ip.clone(),
+                        user_agent: req.user_agent.clone(),
+                        detail: serde_json::json!({ "session_id": session.id }),
+                    },
+                )?;
+                let user = load_user(tx, req.tenant_id, session.user_id)?.ok_or(StoreError::NotFound)?;
+                return Ok(Rotation::Rotated { session, user });
+            }
+
+            // Lost, or presented a token that is not live: find out which.
+            let prior = tx.query_opt(
+                "SELECT session_id, rotated_at FROM refresh_tokens WHERE token_hash = $1 AND tenant_id = $2",
+                &[&req.old_hash, &t],
+            )?;
+            let Some(prior) = prior else {
+                return Ok(Rotation::Invalid);
+            };
+            let session_id: String = prior.try_get(0)?;
+            let Some(rotated_at) = prior.try_get::<_, Option<i64>>(1)? else {
+                return Ok(Rotation::Invalid);
+            };
+            let Some(row) = tx.query_opt(&live_session_sql, &[&session_id, &t, &req.now])? else {
+                return Ok(Rotation::Invalid);
+            };
+            let session = session_from_row(&row)?;
+            let successor_live: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE token_hash = $1 AND session_id = $2 \
+                     AND rotated_at IS NULL AND expires_at > $3)",
+                    &[&req.new_hash, &session_id, &req.now],
+                )?
+                .try_get(0)?;
+            if req.grace_secs > 0 && req.now - rotated_at <= req.grace_secs && successor_live {
+                let user = load_user(tx, req.tenant_id, session.user_id)?.ok_or(StoreError::NotFound)?;
+                return Ok(Rotation::WithinGrace { session, user });
+            }
+            tx.execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE id = $1",
+                &[&session_id, &req.now],
+            )?;
+            insert_audit(
+                tx,
+                &NewAuditEvent {
+                    tenant_id: req.tenant_id,
+                    at: req.now,
+                    event: "refresh_reuse_detected",
+                    user_id: Some(session.user_id),
+                    actor_id: None,
+                    ip: req.ip.clone(),
+                    user_agent: req.user_agent.clone(),
+                    detail: serde_json::json!({ "session_id": session.id }),
+                },
+            )?;
+            Ok(Rotation::ReuseDetected {
+                session_id: session.id,
+                user_id: session.user_id,
+            })
+        })
+        .await
+    }
+
+    async fn session_by_refresh(&self, tenant_id: Uuid, token_hash: &str) -> StoreResult<Option<Session>> {
+        let token_hash = token_hash.to_string();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
+                 WHERE rt.token_hash = $1 AND rt.tenant_id = $2"
+            );
+            c.query_opt(&sql, &[&token_hash, &tenant_id.to_string()])?
+                .map(|r| session_from_row(&r))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, tenant_id: Uuid, user_id: Uuid, now: Timestamp) -> StoreResult<Vec<Session>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s \
+                 WHERE s.tenant_id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3 \
+                 ORDER BY s.created_at DESC, s.id DESC"
+            );
+            let rows = c.query(&sql, &[&tenant_id.to_string(), &user_id.to_string(), &now])?;
+            all(rows, session_from_row)
+        })
+        .await
+    }
+
+    async fn revoke_session(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        session_id: Uuid,
+        audit: Option<NewAuditEvent>,
+    ) -> StoreResult<bool> {
+        self.write(move |tx| {
+            let now = audit.as_ref().map(|a| a.at).unwrap_or_default();
+            let n = tx.execute(
+                "UPDATE sessions SET revoked_at = $4 \
+                 WHERE tenant_id = $1 AND user_id = $2 AND id = $3 AND revoked_at IS NULL",
+                &[
+                    &tenant_id.to_string(),
+                    &user_id.to_string(),
+                    &session_id.to_string(),
+                    &now,
+                ],
+            )?;
+            if n > 0
+                && let Some(a) = &audit
+            {
+                insert_audit(tx, a)?;
+            }
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn revoke_sessions(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        audit: Option<NewAuditEvent>,
+    ) -> StoreResult<Vec<Uuid>> {
+        self.write(move |tx| {
+            let now = audit.as_ref().map(|a| a.at).unwrap_or_default();
+            let ids = revoke_where(tx, tenant_id, user_id, keep, now)?;
+            if let Some(a) = &audit {
+                insert_audit(tx, a)?;
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn revoked_since(&self, since: Timestamp) -> StoreResult<(Vec<Uuid>, Vec<Uuid>)> {
+        self.read(move |c| {
+            let sessions = c.query(
+                "SELECT id FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= $1",
+                &[&since],
+            )?;
+            let users = c.query(
+                "SELECT id FROM users WHERE disabled = TRUE AND updated_at >= $1",
+                &[&since],
+            )?;
+            Ok((ids(sessions)?, ids(users)?))
+        })
+        .await
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        self.read(|c| {
+            let rows = c.query(
+                &format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid"),
+                &[],
+            )?;
+            all(rows, key_from_row)
+        })
+        .await
+    }
+
+    async fn insert_signing_key_if_absent(&self, key: SigningKeyRecord) -> StoreResult<Vec<SigningKeyRecord>> {
+        self.write(move |tx| {
+            // SQLite's single writer makes check-then-insert exclusive; here
+            // a transaction-scoped advisory lock does, so instances starting
+            // together create exactly one key per state.
+            tx.batch_execute("SELECT pg_advisory_xact_lock(hashtext('forge:signing_keys:' || current_schema()))")?;
+            let exists: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = $1)",
+                    &[&key.state.as_str()],
+                )?
+                .try_get(0)?;
+            if !exists {
+                tx.execute(
+                    "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, state, created_at, \
+                     activated_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    &[
+                        &key.kid,
+                        &key.algorithm,
+                        &key.private_key,
+                        &key.public_key,
+                        &key.state.as_str(),
+                        &key.created_at,
+                        &key.activated_at,
+                        &key.retired_at,
+                    ],
+                )?;
+            }
+            let rows = tx.query(
+                &format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid"),
+                &[],
+            )?;
+            all(rows, key_from_row)
+        })
+        .await
+    }
+
+    async fn server_secret(&self, name: &str, candidate: Vec<u8>, now: Timestamp) -> StoreResult<Vec<u8>> {
+        let name = name.to_string();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &candidate, &now],
+            )?;
+            Ok(tx
+                .query_one("SELECT value FROM server_secrets WHERE name = $1", &[&name])?
+                .try_get(0)?)
+        })
+        .await
+    }
+
+    async fn record_audit(&self, event: NewAuditEvent) -> StoreResult<()> {
+        self.write(move |tx| insert_audit(tx, &event)).await
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        self.read(|c| {
+            let n: i64 = c.query_one("SELECT COUNT(*) FROM users", &[])?.try_get(0)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+}

@@ -1,0 +1,1497 @@
+//! The admin site over HTTP, as a browser without JavaScript would use it:
+//! sign-in and sign-out, session expiry, every page rendering with its
+//! security headers, every action working and audited with the acting
+//! administrator, CSRF and Fetch-Metadata refusals (403) on every POST,
+//! non-admins refused, tenant admins confined to their tenant, user data
+//! escaped, and the users page staying fast with 100,000 users.
+//!
+//! The client follows no redirects and keeps cookies by hand, so each test
+//! sees the exact `Set-Cookie` and `Location` headers.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use forge::store::{AuditQuery, DEFAULT_TENANT_ID, MessageKind, NewOutboxMessage, OutboxChannel};
+use forge::testing::TestServer;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::rbac::{make_role, provision, send};
+use crate::{PASSWORD, access};
+
+/// A cookie-keeping, non-redirecting client of one test server.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+}
+
+/// One response: status, headers and body text.
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    }
+
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.body.find(marker).expect("a csrf field") + marker.len();
+        let end = self.body[start..].find('"').unwrap();
+        self.body[start..start + end].to_string()
+    }
+}
+
+impl Browser {
+    fn new(s: &TestServer) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: s.base_url().to_string(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let mut req = req;
+        if !self.cookies.is_empty() {
+            req = req.header("cookie", self.cookie_header());
+        }
+        let resp = req.send().await.unwrap();
+        let page = Page {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: String::new(),
+        };
+        let body = resp.text().await.unwrap();
+        let page = Page { body, ..page };
+        for c in page.set_cookies() {
+            let first = c.split(';').next().unwrap_or_default();
+            let (name, value) = first.split_once('=').unwrap();
+            if c.contains("Max-Age=0") || value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        page
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    /// A same-origin form post, as a browser sends it.
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("sec-fetch-site", "same-origin")
+            .form(form);
+        self.send(req).await
+    }
+
+    /// Posts with the session's CSRF token added.
+    async fn act(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let token = self.get("/admin").await.csrf();
+        let mut fields = vec![("csrf", token.as_str())];
+        fields.extend_from_slice(form);
+        self.post(path, &fields).await
+    }
+
+    async fn sign_in_to(&mut self, tenant: &str, identifier: &str, password: &str) -> Page {
+        let form = self.get("/admin/login").await;
+        assert_eq!(form.status, 200);
+        let token = form.csrf();
+        self.post(
+            "/admin/login",
+            &[
+                ("csrf", token.as_str()),
+                ("identifier", identifier),
+                ("password", password),
+                ("tenant", tenant),
+                ("next", ""),
+            ],
+        )
+        .await
+    }
+
+    async fn sign_in(&mut self, identifier: &str, password: &str) -> Page {
+        let page = self.sign_in_to("", identifier, password).await;
+        assert_eq!(page.status, 303, "sign-in failed: {}", page.body);
+        assert_eq!(page.location(), "/admin");
+        page
+    }
+
+    /// The flash message the next page shows.
+    async fn flash(&mut self, path: &str) -> String {
+        let page = self.get(path).await;
+        let marker = "class=\"flash ";
+        let Some(start) = page.body.find(marker) else {
+            return String::new();
+        };
+        let rest = &page.body[start..];
+        let open = rest.find('>').unwrap() + 1;
+        let close = rest.find("</div>").unwrap();
+        rest[open..close].to_string()
+    }
+}
+
+async fn server() -> TestServer {
+    TestServer::start_with(|c| c.admin.insecure_cookies = true).await
+}
+
+/// A server whose SQLite file the test can also write, for rows the API
+/// refuses to create (an email with `<script>`, a resendable message).
+async fn server_on_file(dir: &tempfile::TempDir) -> (TestServer, std::path::PathBuf) {
+    let path = dir.path().join("forge.db");
+    let url = format!("sqlite://{}", path.display());
+    let s = TestServer::start_with(|c| {
+        c.admin.insecure_cookies = true;
+        c.rate_limit.enabled = false;
+        c.database.url = url;
+    })
+    .await;
+    (s, path)
+}
+
+fn raw_db(path: &std::path::Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c
+}
+
+/// Creates the operator `root@example.com` and returns their user id.
+async fn operator(s: &TestServer) -> (String, String) {
+    let root = s.admin("root@example.com", PASSWORD).await;
+    (
+        root["user"]["id"].as_str().unwrap().to_string(),
+        access(&root).to_string(),
+    )
+}
+
+fn assert_security_headers(page: &Page, what: &str) {
+    let h = &page.headers;
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'"), "{what}: {csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    assert!(!csp.contains("script-src"), "{what}: no script may run: {csp}");
+    assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+    assert_eq!(h["x-frame-options"], "DENY", "{what}");
+    assert_eq!(h["referrer-policy"], "same-origin", "{what}");
+    assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+    assert!(h.contains_key("cache-control"), "{what}");
+}
+
+async fn audit_rows(s: &TestServer, tenant_id: Uuid, event: &str) -> Vec<forge::store::AuditEvent> {
+    s.state()
+        .store
+        .list_audit(AuditQuery {
+            tenant_id,
+            user_id: None,
+            event: Some(event.to_string()),
+            before: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+}
+
+async fn actor_of_last(s: &TestServer, event: &str) -> Option<String> {
+    audit_rows(s, DEFAULT_TENANT_ID, event)
+        .await
+        .first()
+        .and_then(|e| e.actor_id)
+        .map(|a| a.to_string())
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_session_cookie_and_sign_out_ends_it() {
+    let s = server().await;
+    let (root_id, _) = operator(&s).await;
+    let mut b = Browser::new(&s);
+
+    let form = b.get("/admin/login").await;
+    assert_security_headers(&form, "login form");
+    assert!(form.body.contains("Sign in"));
+    let signed_in = b.sign_in("root@example.com", PASSWORD).await;
+    let cookie = signed_in
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("forge_admin="))
+        .unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(!cookie.contains("Secure"), "insecure_cookies drops Secure: {cookie}");
+    // The token is 256 random bits, and the server keeps only its hash.
+    let token = b.cookies["forge_admin"].clone();
+    assert_eq!(token.len(), 43);
+    assert_eq!(
+        s.state().cache.get(&format!("admin:session:{token}")).await.unwrap(),
+        None
+    );
+
+    let dashboard = b.get("/admin").await;
+    assert_eq!(dashboard.status, 200);
+    assert!(dashboard.body.contains("root@example.com"));
+    let login_again = b.get("/admin/login").await;
+    assert_eq!((login_again.status.as_u16(), login_again.location()), (303, "/admin"));
+    assert_eq!(actor_of_last(&s, "admin_login").await, Some(root_id.clone()));
+
+    let out = b.act("/admin/logout", &[]).await;
+    assert_eq!((out.status.as_u16(), out.location()), (303, "/admin/login"));
+    assert!(
+        out.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("forge_admin=;") && c.contains("Max-Age=0"))
+    );
+    assert_eq!(actor_of_last(&s, "admin_logout").await, Some(root_id));
+    // The old cookie is dead on the server, not only in this browser.
+    b.cookies.insert("forge_admin".into(), token);
+    let after = b.get("/admin").await;
+    assert_eq!((after.status.as_u16(), after.location()), (303, "/admin/login"));
+
+    // Without insecure_cookies the cookie is Secure.
+    let secure = TestServer::start().await;
+    secure.admin("root@example.com", PASSWORD).await;
+    let mut b = Browser::new(&secure);
+    let page = b.sign_in("root@example.com", PASSWORD).await;
+    assert!(
+        page.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("forge_admin=") && c.contains("; Secure"))
+    );
+}
+
+#[tokio::test]
+async fn wrong_passwords_get_one_generic_answer_and_next_stays_on_the_site() {
+    let s = server().await;
+    operator(&s).await;
+    let mut b = Browser::new(&s);
+    let wrong = b.sign_in_to("", "root@example.com", "not the password").await;
+    let unknown = b.sign_in_to("", "nobody@example.com", PASSWORD).await;
+    let no_tenant = b.sign_in_to("nope", "root@example.com", PASSWORD).await;
+    for page in [&wrong, &unknown, &no_tenant] {
+        assert_eq!(page.status, 401);
+        assert!(page.body.contains("Wrong email, password or tenant."));
+        assert!(!b.cookies.contains_key("forge_admin"));
+    }
+    let failures = audit_rows(&s, DEFAULT_TENANT_ID, "login_failed").await;
+    assert_eq!(failures.len(), 2, "one row per failure in a known tenant");
+
+    // The sign-in form's own token: missing or wrong is 403.
+    let form = b.get("/admin/login").await;
+    let good = form.csrf();
+    for token in ["", "forged"] {
+        let page = b
+            .post(
+                "/admin/login",
+                &[
+                    ("csrf", token),
+                    ("identifier", "root@example.com"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 403, "token {token:?}");
+    }
+    // `next` returns to an admin page, never elsewhere.
+    let page = b
+        .post(
+            "/admin/login",
+            &[
+                ("csrf", good.as_str()),
+                ("identifier", "root@example.com"),
+                ("password", PASSWORD),
+                ("next", "https://evil.example/admin"),
+            ],
+        )
+        .await;
+    assert_eq!((page.status.as_u16(), page.location()), (303, "/admin"));
+    b.cookies.clear();
+    let redirect = b.get("/admin/users?q=ann").await;
+    assert_eq!(redirect.location(), "/admin/login?next=%2Fadmin%2Fusers%3Fq%3Dann");
+    let form = b.get(redirect.location()).await;
+    assert!(form.body.contains("value=\"/admin/users?q=ann\""));
+    let token = form.csrf();
+    let page = b
+        .post(
+            "/admin/login",
+            &[
+                ("csrf", token.as_str()),
+                ("identifier", "root@example.com"),
+                ("password", PASSWORD),
+                ("next", "/admin/users?q=ann"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/admin/users?q=ann");
+}
+
+#[tokio::test]
+async fn sign_in_is_rate_limited_with_the_api_budget() {
+    let s = TestServer::start_with(|c| {
+        c.admin.insecure_cookies = true;
+        c.rate_limit.login_failures_per_account = "4/15m".parse().unwrap();
+    })
+    .await;
+    operator(&s).await;
+    // Two failures through the API and two through the form share one budget.
+    for _ in 0..2 {
+        let resp = s
+            .client()
+            .post(s.url("/v1/auth/login"))
+            .json(&json!({"email": "root@example.com", "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let mut b = Browser::new(&s);
+    for _ in 0..2 {
+        assert_eq!(b.sign_in_to("", "root@example.com", "wrong password").await.status, 401);
+    }
+    let limited = b.sign_in_to("", "root@example.com", PASSWORD).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(limited.body.contains("Too many attempts"));
+}
+
+#[tokio::test]
+async fn every_page_requires_sign_in() {
+    let s = server().await;
+    let mut b = Browser::new(&s);
+    let id = Uuid::now_v7();
+    let gets = [
+        "/admin".to_string(),
+        "/admin/users".into(),
+        "/admin/users?q=a".into(),
+        format!("/admin/users/{id}"),
+        format!("/admin/users/{id}/delete"),
+        "/admin/roles".into(),
+        "/admin/roles/admin".into(),
+        "/admin/roles/x/delete".into(),
+        "/admin/audit".into(),
+        "/admin/messages".into(),
+        "/admin/keys".into(),
+        "/admin/tenants".into(),
+        "/admin/tenants/acme/delete".into(),
+        "/admin/no-such-page".into(),
+    ];
+    for path in &gets {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 303, "{path}");
+        assert!(
+            page.location().starts_with("/admin/login"),
+            "{path}: {}",
+            page.location()
+        );
+        assert_security_headers(&page, path);
+    }
+    for path in post_paths(&id.to_string(), &id.to_string(), "x", "acme") {
+        let page = b.post(&path, &[("csrf", "whatever")]).await;
+        assert_eq!((page.status.as_u16(), page.location()), (303, "/admin/login"), "{path}");
+    }
+    // A forged or stale cookie is the same as none, and is cleared.
+    b.cookies.insert("forge_admin".into(), "forged".into());
+    let page = b.get("/admin").await;
+    assert_eq!(page.location(), "/admin/login");
+    assert!(!b.cookies.contains_key("forge_admin"));
+}
+
+fn post_paths(user: &str, message: &str, role: &str, tenant: &str) -> Vec<String> {
+    vec![
+        "/admin/users".into(),
+        format!("/admin/users/{user}/roles"),
+        format!("/admin/users/{user}/roles/remove"),
+        format!("/admin/users/{user}/sessions/revoke"),
+        format!("/admin/users/{user}/sessions/revoke-all"),
+        format!("/admin/users/{user}/disable"),
+        format!("/admin/users/{user}/enable"),
+        format!("/admin/users/{user}/delete"),
+        "/admin/roles".into(),
+        format!("/admin/roles/{role}"),
+        format!("/admin/roles/{role}/delete"),
+        format!("/admin/messages/{message}/resend"),
+        "/admin/keys/rotate".into(),
+        "/admin/tenants".into(),
+        format!("/admin/tenants/{tenant}/delete"),
+        "/admin/tenant".into(),
+        "/admin/logout".into(),
+    ]
+}
+
+#[tokio::test]
+async fn non_admins_are_refused_and_lose_access_when_demoted_or_disabled() {
+    let s = server().await;
+    let (_, op) = operator(&s).await;
+    make_role(&s, &op, "support", &["users:read", "users:write", "audit:read"]).await;
+    provision(&s, &op, "helper@example.com", &["support"]).await;
+    let mut b = Browser::new(&s);
+    let page = b.sign_in_to("", "helper@example.com", PASSWORD).await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("does not hold the admin role"), "{}", page.body);
+    assert!(!b.cookies.contains_key("forge_admin"));
+    assert_eq!(audit_rows(&s, DEFAULT_TENANT_ID, "admin_login_denied").await.len(), 1);
+
+    // An admin who loses the role is out on the next click.
+    let second = provision(&s, &op, "second@example.com", &["admin"]).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("second@example.com", PASSWORD).await;
+    assert_eq!(b.get("/admin/users").await.status, 200);
+    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{second}/roles/admin"), &op, None).await;
+    assert_eq!(status, 204);
+    let page = b.get("/admin/users").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("no longer holds the admin role"));
+    assert!(!b.cookies.contains_key("forge_admin"));
+
+    // So is a disabled one.
+    let third = provision(&s, &op, "third@example.com", &["admin"]).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("third@example.com", PASSWORD).await;
+    let (status, _) = send(
+        &s,
+        "PATCH",
+        &format!("/v1/users/{third}"),
+        &op,
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let page = b.get("/admin").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("disabled"));
+    // And a disabled admin cannot sign in at all.
+    let page = b.sign_in_to("", "third@example.com", PASSWORD).await;
+    assert_eq!(page.status, 403);
+}
+
+#[tokio::test]
+async fn sessions_expire_when_idle_and_after_the_absolute_limit() {
+    let s = server().await;
+    operator(&s).await;
+    let idle = s.state().config.admin.session_idle.as_secs() as i64;
+    let absolute = s.state().config.admin.session_absolute.as_secs() as i64;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    s.clock().advance(idle - 60);
+    assert_eq!(b.get("/admin").await.status, 200, "use refreshes the idle clock");
+    s.clock().advance(idle - 60);
+    assert_eq!(b.get("/admin").await.status, 200);
+    s.clock().advance(idle + 1);
+    let page = b.get("/admin").await;
+    assert_eq!((page.status.as_u16(), page.location()), (303, "/admin/login"));
+
+    b.sign_in("root@example.com", PASSWORD).await;
+    let mut elapsed = 0;
+    while elapsed + idle / 2 < absolute {
+        s.clock().advance(idle / 2);
+        elapsed += idle / 2;
+        assert_eq!(b.get("/admin").await.status, 200, "at {elapsed} s");
+    }
+    s.clock().advance(absolute - elapsed);
+    let page = b.get("/admin").await;
+    assert_eq!(
+        page.location(),
+        "/admin/login",
+        "the absolute limit holds however busy the session"
+    );
+}
+
+#[tokio::test]
+async fn every_page_renders_with_the_security_headers() {
+    let s = server().await;
+    let (_, op) = operator(&s).await;
+    make_role(&s, &op, "support", &["users:read"]).await;
+    let user = provision(&s, &op, "ann@example.com", &["support"]).await;
+    s.login("ann@example.com", PASSWORD).await;
+    let (status, _) = send(
+        &s,
+        "POST",
+        "/v1/tenants",
+        &op,
+        Some(json!({"slug": "acme", "name": "Acme"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    for (path, expect) in [
+        ("/admin".to_string(), "Sign-ins"),
+        ("/admin/users".into(), "ann@example.com"),
+        ("/admin/users?q=ann".into(), "ann@example.com"),
+        ("/admin/users?q=%2B1415".into(), "No user matches"),
+        (format!("/admin/users/{user}"), "Recent activity"),
+        (format!("/admin/users/{user}/delete"), "Delete this user?"),
+        ("/admin/roles".into(), "support"),
+        ("/admin/roles/support".into(), "users:read"),
+        ("/admin/roles/admin".into(), "built-in"),
+        ("/admin/roles/support/delete".into(), "Delete the role support?"),
+        ("/admin/audit".into(), "admin_login"),
+        ("/admin/audit?event=login".into(), "ann@example.com"),
+        ("/admin/messages".into(), "No messages"),
+        ("/admin/keys".into(), "current"),
+        ("/admin/tenants".into(), "acme"),
+        ("/admin/tenants/acme/delete".into(), "Delete the tenant acme?"),
+    ] {
+        let page = b.get(&path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert_security_headers(&page, &path);
+        assert_eq!(page.headers["cache-control"], "no-store", "{path}");
+        assert!(
+            page.headers["content-type"].to_str().unwrap().starts_with("text/html"),
+            "{path}"
+        );
+        assert!(page.body.contains(expect), "{path} lacks {expect:?}");
+        assert!(!page.body.contains("<script"), "{path} has a script");
+        assert!(
+            !page.body.contains(" style=\""),
+            "{path} has an inline style the CSP would block"
+        );
+    }
+    // Errors are pages too, with the same headers.
+    for (path, status) in [
+        ("/admin/users/not-a-uuid".to_string(), 404),
+        (format!("/admin/users/{}", Uuid::now_v7()), 404),
+        ("/admin/roles/nope".into(), 404),
+        ("/admin/roles/admin/delete".into(), 403),
+        ("/admin/tenants/default/delete".into(), 403),
+        ("/admin/nothing-here".into(), 404),
+        ("/admin/users?cursor=garbage".into(), 200),
+    ] {
+        let page = b.get(&path).await;
+        assert_eq!(page.status, status, "{path}");
+        assert_security_headers(&page, &path);
+        assert!(page.body.contains("<html"), "{path}");
+    }
+    // The stylesheet is cacheable for a year under a content-hashed URL.
+    let dashboard = b.get("/admin").await;
+    let start = dashboard.body.find("/admin/static/admin.css?v=").unwrap();
+    let href = &dashboard.body[start..start + dashboard.body[start..].find('"').unwrap()];
+    let css = b.get(href).await;
+    assert_eq!(css.status, 200);
+    assert_eq!(css.headers["content-type"], "text/css; charset=utf-8");
+    assert_eq!(css.headers["cache-control"], "public, max-age=31536000, immutable");
+    assert!(css.body.contains(".btn"));
+}
+
+#[tokio::test]
+async fn posts_without_or_with_a_wrong_csrf_token_are_refused() {
+    let s = server().await;
+    let (_, op) = operator(&s).await;
+    make_role(&s, &op, "support", &["users:read"]).await;
+    let user = provision(&s, &op, "ann@example.com", &["support"]).await;
+    let ann = s.login("ann@example.com", PASSWORD).await;
+    let (status, _) = send(
+        &s,
+        "POST",
+        "/v1/tenants",
+        &op,
+        Some(json!({"slug": "acme", "name": "Acme"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let keys_before = s.state().store.signing_keys().await.unwrap().len();
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let real = b.get("/admin").await.csrf();
+    let wrong = format!("{}x", &real[..real.len() - 1]);
+    let session = s
+        .state()
+        .store
+        .list_sessions(DEFAULT_TENANT_ID, user.parse().unwrap(), s.clock().now());
+    let session_id = session.await.unwrap()[0].id.to_string();
+    for path in post_paths(&user, &Uuid::now_v7().to_string(), "support", "acme") {
+        let fields = [
+            ("role", "support"),
+            ("session", session_id.as_str()),
+            ("slug", "acme"),
+            ("name", "x"),
+            ("permissions", "*"),
+            ("force", "1"),
+            ("email", "new@example.com"),
+        ];
+        let mut without = fields.to_vec();
+        without.retain(|(k, _)| *k != "csrf");
+        let page = b.post(&path, &without).await;
+        assert_eq!(page.status, 403, "{path} without a token");
+        assert!(page.body.contains("security token"), "{path}");
+        assert_security_headers(&page, &path);
+        let mut forged = vec![("csrf", wrong.as_str())];
+        forged.extend_from_slice(&fields);
+        assert_eq!(b.post(&path, &forged).await.status, 403, "{path} with a wrong token");
+        let mut empty = vec![("csrf", "")];
+        empty.extend_from_slice(&fields);
+        assert_eq!(b.post(&path, &empty).await.status, 403, "{path} with an empty token");
+    }
+    // Nothing changed: still signed in, user, role, session, tenant and keys intact.
+    assert_eq!(b.get("/admin").await.status, 200);
+    let (status, body) = send(&s, "GET", &format!("/v1/users/{user}"), &op, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["disabled"], false);
+    assert_eq!(body["roles"], json!(["support"]));
+    assert_eq!(send(&s, "GET", "/v1/users/me", access(&ann), None).await.0, 200);
+    assert_eq!(send(&s, "GET", "/v1/roles/support", &op, None).await.0, 200);
+    assert_eq!(send(&s, "GET", "/v1/tenants/acme", &op, None).await.0, 200);
+    assert_eq!(s.state().store.signing_keys().await.unwrap().len(), keys_before);
+    assert_eq!(
+        send(&s, "GET", "/v1/users?q=new@", &op, None).await.1["items"],
+        json!([])
+    );
+    // Another session's token is no good either.
+    let mut other = Browser::new(&s);
+    other.sign_in("root@example.com", PASSWORD).await;
+    let page = b
+        .post(
+            &format!("/admin/users/{user}/disable"),
+            &[("csrf", &other.get("/admin").await.csrf())],
+        )
+        .await;
+    assert_eq!(page.status, 403);
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused_by_fetch_metadata() {
+    let s = server().await;
+    let (_, op) = operator(&s).await;
+    let user = provision(&s, &op, "ann@example.com", &[]).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let token = b.get("/admin").await.csrf();
+    let path = format!("/admin/users/{user}/disable");
+    for site in ["cross-site", "same-site", "garbage"] {
+        let req = b
+            .client
+            .post(format!("{}{path}", b.base))
+            .header("sec-fetch-site", site)
+            .form(&[("csrf", token.as_str())]);
+        let page = b.send(req).await;
+        assert_eq!(page.status, 403, "{site}");
+        assert!(page.body.contains("another site"));
+        assert_security_headers(&page, site);
+    }
+    // The sign-in form too.
+    let req = b
+        .client
+        .post(format!("{}/admin/login", b.base))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("identifier", "root@example.com"), ("password", PASSWORD)]);
+    assert_eq!(b.send(req).await.status, 403);
+    assert_eq!(
+        send(&s, "GET", &format!("/v1/users/{user}"), &op, None).await.1["disabled"],
+        false
+    );
+    // `none` (typed by the user) and no header at all (older clients) pass.
+    for site in [Some("none"), None] {
+        let mut req = b
+            .client
+            .post(format!("{}{path}", b.base))
+            .form(&[("csrf", token.as_str())]);
+        if let Some(site) = site {
+            req = req.header("sec-fetch-site", site);
+        }
+        assert_eq!(b.send(req).await.status, 303, "{site:?}");
+    }
+    // A GET from another site is a plain navigation and fine.
+    let req = b
+        .client
+        .get(format!("{}/admin", b.base))
+        .header("sec-fetch-site", "cross-site");
+    assert_eq!(b.send(req).await.status, 200);
+}
+
+#[tokio::test]
+async fn user_pages_search_page_and_change_users_with_audit_rows() {
+    let s = server().await;
+    let (root_id, op) = operator(&s).await;
+    make_role(&s, &op, "support", &["users:read"]).await;
+    for i in 0..60 {
+        provision(&s, &op, &format!("user-{i:02}@example.com"), &[]).await;
+    }
+    let ann = provision(&s, &op, "ann@example.com", &[]).await;
+    let first = s.login("ann@example.com", PASSWORD).await;
+    let second = s.login("ann@example.com", PASSWORD).await;
+    let third = s.login("ann@example.com", PASSWORD).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+
+    // Keyset paging: 50, then the rest, no overlap.
+    let page1 = b.get("/admin/users").await;
+    assert_eq!(page1.body.matches("href=\"/admin/users/").count(), 50);
+    let start = page1
+        .body
+        .find("id=\"next-page\"")
+        .map(|_| page1.body.find("/admin/users?cursor=").unwrap());
+    let start = start.expect("a next page link");
+    let href = page1.body[start..start + page1.body[start..].find('"').unwrap()].replace("&amp;", "&");
+    let page2 = b.get(&href).await;
+    assert_eq!(page2.status, 200);
+    assert_eq!(page2.body.matches("href=\"/admin/users/").count(), 12);
+    assert!(!page2.body.contains("id=\"next-page\""));
+    // Prefix search, case-insensitive.
+    let found = b.get("/admin/users?q=USER-5").await;
+    assert_eq!(found.body.matches("href=\"/admin/users/").count(), 10);
+    assert!(found.body.contains("user-59@example.com"));
+    assert!(!found.body.contains("user-49@example.com"));
+
+    let detail = format!("/admin/users/{ann}");
+    let page = b.get(&detail).await;
+    assert_eq!(page.body.matches("class=\"btn small revoke-session\"").count(), 3);
+
+    // Assign and remove a role.
+    let page = b
+        .act(&format!("/admin/users/{ann}/roles"), &[("role", "support")])
+        .await;
+    assert_eq!((page.status.as_u16(), page.location()), (303, detail.as_str()));
+    assert!(b.flash(&detail).await.contains("Role support assigned"));
+    assert_eq!(
+        send(&s, "GET", &format!("/v1/users/{ann}"), &op, None).await.1["roles"],
+        json!(["support"])
+    );
+    assert_eq!(actor_of_last(&s, "role_assigned").await, Some(root_id.clone()));
+    b.act(&format!("/admin/users/{ann}/roles/remove"), &[("role", "support")])
+        .await;
+    assert_eq!(
+        send(&s, "GET", &format!("/v1/users/{ann}"), &op, None).await.1["roles"],
+        json!([])
+    );
+    assert_eq!(actor_of_last(&s, "role_removed").await, Some(root_id.clone()));
+    let page = b.act(&format!("/admin/users/{ann}/roles"), &[("role", "ghost")]).await;
+    assert_eq!(page.status, 303);
+    assert!(b.flash(&detail).await.contains("not found"), "unknown role");
+
+    // Revoke one session: its token dies, the others live.
+    let sessions = s
+        .state()
+        .store
+        .list_sessions(DEFAULT_TENANT_ID, ann.parse().unwrap(), s.clock().now())
+        .await
+        .unwrap();
+    let claims = crate::rbac::claims(access(&first));
+    let sid = claims["sid"].as_str().unwrap();
+    assert!(sessions.iter().any(|x| x.id.to_string() == sid));
+    b.act(&format!("/admin/users/{ann}/sessions/revoke"), &[("session", sid)])
+        .await;
+    assert!(b.flash(&detail).await.contains("Session revoked"));
+    assert_eq!(send(&s, "GET", "/v1/users/me", access(&first), None).await.0, 401);
+    assert_eq!(send(&s, "GET", "/v1/users/me", access(&second), None).await.0, 200);
+    assert_eq!(actor_of_last(&s, "session_revoked").await, Some(root_id.clone()));
+    // Then all of them.
+    b.act(&format!("/admin/users/{ann}/sessions/revoke-all"), &[]).await;
+    assert!(b.flash(&detail).await.contains("Every session"));
+    assert_eq!(send(&s, "GET", "/v1/users/me", access(&third), None).await.0, 401);
+    assert!(b.get(&detail).await.body.contains("No live sessions."));
+
+    // Disable (tokens die at once), enable.
+    let fresh = s.login("ann@example.com", PASSWORD).await;
+    b.act(&format!("/admin/users/{ann}/disable"), &[]).await;
+    assert!(b.flash(&detail).await.contains("User disabled"));
+    assert_eq!(send(&s, "GET", "/v1/users/me", access(&fresh), None).await.0, 401);
+    assert_eq!(actor_of_last(&s, "user_disabled").await, Some(root_id.clone()));
+    assert!(b.get("/admin/users?q=ann").await.body.contains("disabled"));
+    b.act(&format!("/admin/users/{ann}/enable"), &[]).await;
+    assert_eq!(actor_of_last(&s, "user_enabled").await, Some(root_id.clone()));
+    s.login("ann@example.com", PASSWORD).await;
+
+    // The administrator cannot lock themselves out.
+    b.act(&format!("/admin/users/{root_id}/disable"), &[]).await;
+    assert!(
+        b.flash(&format!("/admin/users/{root_id}"))
+            .await
+            .contains("your own account")
+    );
+    b.act(&format!("/admin/users/{root_id}/roles/remove"), &[("role", "admin")])
+        .await;
+    assert!(b.flash("/admin").await.contains("your own account"));
+    b.act(&format!("/admin/users/{root_id}/delete"), &[]).await;
+    assert_eq!(b.get("/admin").await.status, 200);
+
+    // Create a user, then delete them through the confirmation page.
+    let page = b
+        .act(
+            "/admin/users",
+            &[
+                ("email", "New.Person@example.com"),
+                ("role", "support"),
+                ("password", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 303);
+    let created = page.location().trim_start_matches("/admin/users/").to_string();
+    assert!(b.flash(page.location()).await.contains("User created"));
+    let (_, body) = send(&s, "GET", &format!("/v1/users/{created}"), &op, None).await;
+    assert_eq!(body["email"], "new.person@example.com");
+    assert_eq!(body["roles"], json!(["support"]));
+    assert_eq!(actor_of_last(&s, "user_created").await, Some(root_id.clone()));
+    let bad = b.act("/admin/users", &[("email", "not an email")]).await;
+    assert_eq!(bad.location(), "/admin/users");
+    assert!(b.flash("/admin/users").await.contains("email"));
+
+    let confirm = b.get(&format!("/admin/users/{created}/delete")).await;
+    assert!(confirm.body.contains("new.person@example.com will be deleted"));
+    let page = b.act(&format!("/admin/users/{created}/delete"), &[]).await;
+    assert_eq!(page.location(), "/admin/users");
+    assert!(b.flash("/admin/users").await.contains("User deleted"));
+    assert_eq!(send(&s, "GET", &format!("/v1/users/{created}"), &op, None).await.0, 404);
+    assert_eq!(actor_of_last(&s, "user_deleted").await, Some(root_id));
+
+    // The detail page lists the user's recent audit events.
+    let page = b.get(&detail).await;
+    for event in [
+        "user_enabled",
+        "user_disabled",
+        "session_revoked",
+        "role_removed",
+        "role_assigned",
+        "login",
+    ] {
+        assert!(page.body.contains(event), "{event} missing from the user's activity");
+    }
+}
+
+#[tokio::test]
+async fn roles_are_created_edited_and_deleted_but_never_admin() {
+    let s = server().await;
+    let (root_id, op) = operator(&s).await;
+    let ann = provision(&s, &op, "ann@example.com", &[]).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+
+    let page = b
+        .act(
+            "/admin/roles",
+            &[
+                ("name", "support"),
+                ("permissions", "users:read\naudit:read, users:read"),
+            ],
+        )
+        .await;
+    assert_eq!((page.status.as_u16(), page.location()), (303, "/admin/roles/support"));
+    assert!(b.flash("/admin/roles/support").await.contains("Role support created"));
+    let (_, role) = send(&s, "GET", "/v1/roles/support", &op, None).await;
+    assert_eq!(role["permissions"], json!(["audit:read", "users:read"]));
+    assert_eq!(actor_of_last(&s, "role_created").await, Some(root_id.clone()));
+
+    // Edit: takes effect for a holder at once.
+    let (status, _) = send(&s, "PUT", &format!("/v1/users/{ann}/roles/support"), &op, None).await;
+    assert_eq!(status, 204);
+    let ann_token = s.login("ann@example.com", PASSWORD).await;
+    assert_eq!(send(&s, "GET", "/v1/roles", access(&ann_token), None).await.0, 403);
+    b.act("/admin/roles/support", &[("permissions", "users:read roles:read")])
+        .await;
+    assert!(b.flash("/admin/roles/support").await.contains("saved"));
+    assert_eq!(send(&s, "GET", "/v1/roles", access(&ann_token), None).await.0, 200);
+    assert_eq!(actor_of_last(&s, "role_updated").await, Some(root_id.clone()));
+
+    // Bad input is explained, nothing changes.
+    b.act("/admin/roles/support", &[("permissions", "users")]).await;
+    assert!(b.flash("/admin/roles/support").await.contains("permissions"));
+    b.act("/admin/roles", &[("name", "Bad Name"), ("permissions", "")])
+        .await;
+    assert!(b.flash("/admin/roles").await.contains("name"));
+    b.act("/admin/roles", &[("name", "support"), ("permissions", "")]).await;
+    assert!(b.flash("/admin/roles").await.contains("role with that name exists"));
+
+    // admin is built in.
+    let page = b.get("/admin/roles/admin").await;
+    assert!(!page.body.contains("id=\"save-role\""));
+    b.act("/admin/roles/admin", &[("permissions", "users:read")]).await;
+    assert!(b.flash("/admin/roles/admin").await.contains("built-in"));
+    b.act("/admin/roles/admin/delete", &[]).await;
+    assert!(b.flash("/admin/roles/admin").await.contains("built-in"));
+    assert_eq!(send(&s, "GET", "/v1/roles/admin", &op, None).await.0, 200);
+
+    let page = b.act("/admin/roles/support/delete", &[]).await;
+    assert_eq!(page.location(), "/admin/roles");
+    assert!(b.flash("/admin/roles").await.contains("Role support deleted"));
+    assert_eq!(send(&s, "GET", "/v1/roles/support", &op, None).await.0, 404);
+    assert_eq!(send(&s, "GET", "/v1/roles", access(&ann_token), None).await.0, 403);
+    assert_eq!(actor_of_last(&s, "role_deleted").await, Some(root_id));
+}
+
+#[tokio::test]
+async fn the_audit_log_filters_by_event_and_user_and_pages() {
+    let s = TestServer::start_with(|c| {
+        c.admin.insecure_cookies = true;
+        c.rate_limit.enabled = false;
+    })
+    .await;
+    let (_, op) = operator(&s).await;
+    provision(&s, &op, "ann@example.com", &[]).await;
+    for _ in 0..55 {
+        s.login("ann@example.com", PASSWORD).await;
+    }
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b.get("/admin/audit?event=login").await;
+    assert_eq!(page.body.matches(">login</a>").count(), 50);
+    assert!(!page.body.contains(">admin_login</a>"));
+    let start = page.body.find("/admin/audit?cursor=").expect("an older page");
+    let href = page.body[start..start + page.body[start..].find('"').unwrap()].replace("&amp;", "&");
+    assert!(href.contains("event=login"));
+    let older = b.get(&href).await;
+    assert_eq!(
+        older.body.matches(">login</a>").count(),
+        6,
+        "55 API sign-ins and the operator's own"
+    );
+
+    let by_user = b.get("/admin/audit?user=ann%40example.com&event=login").await;
+    assert_eq!(by_user.body.matches(">login</a>").count(), 50);
+    let by_root = b.get("/admin/audit?user=root%40example.com").await;
+    assert!(by_root.body.contains(">admin_login</a>"));
+    assert!(
+        !by_root.body.contains(">user_created</a>"),
+        "ann's creation is ann's event"
+    );
+    for bad in ["event=DROP%20TABLE", "user=nobody%40example.com", "cursor=garbage"] {
+        let page = b.get(&format!("/admin/audit?{bad}")).await;
+        assert_eq!(page.status, 200, "{bad}");
+        assert!(page.body.contains("class=\"flash err\""), "{bad}");
+    }
+}
+
+fn message(tenant_id: Uuid, to: &str, now: i64) -> NewOutboxMessage {
+    NewOutboxMessage {
+        tenant_id,
+        channel: OutboxChannel::Email,
+        kind: MessageKind::PasswordReset,
+        recipient: to.into(),
+        subject: "Reset your password".into(),
+        body: forge::secret::Secret::new("your code is 123456"),
+        code: forge::secret::Secret::new("123456"),
+        next_attempt_at: now + 3_600,
+        created_at: now,
+        expires_at: now + 600,
+    }
+}
+
+#[tokio::test]
+async fn messages_list_the_outbox_and_resend_a_failed_one() {
+    let s = server().await;
+    let (root_id, _) = operator(&s).await;
+    let now = s.clock().now();
+    let store = &s.state().store;
+    store
+        .enqueue(message(DEFAULT_TENANT_ID, "pending@example.com", now))
+        .await
+        .unwrap();
+    // Failed for good, but its code is still valid: it can be sent again.
+    let failed = store
+        .enqueue(message(DEFAULT_TENANT_ID, "failed@example.com", now))
+        .await
+        .unwrap();
+    store.mark_failed(failed, "smtp said no", now).await.unwrap();
+    // Expired: failed and erased; nothing to send any more.
+    let mut old = message(DEFAULT_TENANT_ID, "expired@example.com", now - 900);
+    old.expires_at = now - 1;
+    let expired = store.enqueue(old).await.unwrap();
+    store.expire(now).await.unwrap();
+
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b.get("/admin/messages").await;
+    for text in [
+        "pending@example.com",
+        "expired@example.com",
+        "failed@example.com",
+        "smtp said no",
+        "password_reset",
+    ] {
+        assert!(page.body.contains(text), "{text}");
+    }
+    assert!(!page.body.contains("123456"), "codes never reach a page");
+    let failed_only = b.get("/admin/messages?status=failed").await;
+    assert!(!failed_only.body.contains("pending@example.com"));
+    assert_eq!(failed_only.body.matches(">Resend</button>").count(), 1);
+    assert!(failed_only.body.contains("code expired"));
+    assert_eq!(b.get("/admin/messages?status=bogus").await.status, 400);
+    assert!(
+        b.get("/admin")
+            .await
+            .body
+            .contains("Failed messages</span><span class=\"value\">2<")
+    );
+
+    let page = b.act(&format!("/admin/messages/{failed}/resend"), &[]).await;
+    assert_eq!(page.location(), "/admin/messages");
+    assert!(b.flash("/admin/messages").await.contains("queued again"));
+    let rows = store.list(DEFAULT_TENANT_ID, None, 10, None).await.unwrap();
+    let resent = rows.iter().find(|m| m.id == failed).unwrap();
+    assert_ne!(resent.status, forge::store::OutboxStatus::Failed);
+    assert_eq!(actor_of_last(&s, "message_resent").await, Some(root_id));
+    // An expired one cannot be: the page says why.
+    b.act(&format!("/admin/messages/{expired}/resend"), &[]).await;
+    let flash = b.flash("/admin/messages").await;
+    assert!(flash.contains("cannot be sent again"), "{flash}");
+    assert_eq!(audit_rows(&s, DEFAULT_TENANT_ID, "message_resent").await.len(), 1);
+}
+
+#[tokio::test]
+async fn keys_rotate_and_old_tokens_keep_verifying() {
+    let s = server().await;
+    let (root_id, op) = operator(&s).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let jwks = |s: &TestServer| {
+        let url = s.url("/.well-known/jwks.json");
+        let client = s.client().clone();
+        async move {
+            let v: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            v["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = s.state().store.signing_keys().await.unwrap();
+    let old_current = before
+        .iter()
+        .find(|k| k.state.as_str() == "current")
+        .unwrap()
+        .kid
+        .clone();
+    let old_next = before.iter().find(|k| k.state.as_str() == "next").unwrap().kid.clone();
+    let page = b.get("/admin/keys").await;
+    assert!(page.body.contains(&old_current) && page.body.contains(&old_next));
+    assert!(page.body.contains("Rotate anyway"), "the next key is brand new");
+
+    // Too soon after the next key was published: refused unless forced.
+    b.act("/admin/keys/rotate", &[]).await;
+    assert!(b.flash("/admin/keys").await.contains("wait"));
+    assert_eq!(s.state().store.signing_keys().await.unwrap().len(), 2);
+
+    s.clock().advance(forge::service::keys::JWKS_MAX_AGE_SECS as i64 + 1);
+    let page = b.act("/admin/keys/rotate", &[]).await;
+    assert_eq!(page.location(), "/admin/keys");
+    assert!(b.flash("/admin/keys").await.contains("Keys rotated"));
+    let after = s.state().store.signing_keys().await.unwrap();
+    let state_of = |kid: &str| after.iter().find(|k| k.kid == kid).unwrap().state.as_str();
+    assert_eq!(state_of(&old_next), "current");
+    assert_eq!(state_of(&old_current), "retired");
+    assert_eq!(after.len(), 3);
+    assert_eq!(actor_of_last(&s, "key_rotated").await, Some(root_id));
+    // The old key stays published; a token it signed still works; new tokens use the new key.
+    let published = jwks(&s).await;
+    assert_eq!(published.len(), 3);
+    assert!(published.contains(&old_current));
+    assert_eq!(send(&s, "GET", "/v1/users/me", &op, None).await.0, 200);
+    let fresh = s.login("root@example.com", PASSWORD).await;
+    let header: Value = {
+        use base64::Engine;
+        let h = access(&fresh).split('.').next().unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+    };
+    assert_eq!(header["kid"], old_next);
+    let page = b.get("/admin/keys").await;
+    assert!(page.body.contains("published until"));
+
+    // Forced right away: allowed, audited as forced.
+    b.act("/admin/keys/rotate", &[("force", "1")]).await;
+    assert!(b.flash("/admin/keys").await.contains("Keys rotated"));
+    let forced = audit_rows(&s, DEFAULT_TENANT_ID, "key_rotated").await;
+    assert_eq!(forced[0].detail["forced"], true);
+    // Once the old key's tokens have expired, it leaves the JWKS.
+    s.clock()
+        .advance(s.state().config.jwt.access_ttl.as_secs() as i64 + 120);
+    forge::service::keys::reload(s.state()).await.unwrap();
+    assert!(!jwks(&s).await.contains(&old_current));
+}
+
+#[tokio::test]
+async fn tenants_are_created_shown_read_only_and_deleted_by_operators_only() {
+    let s = server().await;
+    let (root_id, _) = operator(&s).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b
+        .act(
+            "/admin/tenants",
+            &[
+                ("slug", "acme"),
+                ("name", "Acme Inc."),
+                ("admin_email", "boss@acme.io"),
+                ("admin_password", "acme admin passphrase 4 tests"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/admin/tenants");
+    assert!(
+        b.flash("/admin/tenants")
+            .await
+            .contains("created with its first administrator")
+    );
+    assert_eq!(actor_of_last(&s, "tenant_created").await, Some(root_id.clone()));
+    b.act("/admin/tenants", &[("slug", "acme")]).await;
+    assert!(b.flash("/admin/tenants").await.contains("tenant with that slug exists"));
+    b.act("/admin/tenants", &[("slug", "x"), ("admin_email", "a@b.io")])
+        .await;
+    assert!(b.flash("/admin/tenants").await.contains("both"));
+
+    // Show acme: its users, read-only.
+    let page = b.act("/admin/tenant", &[("slug", "acme")]).await;
+    assert_eq!(page.location(), "/admin");
+    let dashboard = b.get("/admin").await;
+    assert!(dashboard.body.contains("read-only"));
+    assert!(dashboard.body.contains("Acme Inc."));
+    let users = b.get("/admin/users").await;
+    assert!(users.body.contains(">boss@acme.io</a>"));
+    assert!(!users.body.contains(">root@example.com</a>"));
+    assert!(!users.body.contains("New user"));
+    let start = users.body.find("href=\"/admin/users/").unwrap() + "href=\"/admin/users/".len();
+    let boss = users.body[start..start + 36].to_string();
+    let detail = b.get(&format!("/admin/users/{boss}")).await;
+    assert_eq!(detail.status, 200);
+    assert!(!detail.body.contains("id=\"disable-user\""));
+    b.act(&format!("/admin/users/{boss}/disable"), &[]).await;
+    assert!(b.flash("/admin").await.contains("read-only"));
+    assert_eq!(
+        audit_rows(&s, DEFAULT_TENANT_ID, "admin_tenant_switched").await.len(),
+        1
+    );
+    // Back to default.
+    b.act("/admin/tenant", &[("slug", "default")]).await;
+    assert!(b.get("/admin/users").await.body.contains(">root@example.com</a>"));
+
+    // acme's own admin signs in to acme, sees only acme, and no operator pages.
+    let mut boss_browser = Browser::new(&s);
+    let page = boss_browser
+        .sign_in_to("acme", "boss@acme.io", "acme admin passphrase 4 tests")
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let users = boss_browser.get("/admin/users").await;
+    assert!(users.body.contains(">boss@acme.io</a>") && !users.body.contains(">root@example.com</a>"));
+    assert!(!users.body.contains("href=\"/admin/keys\""));
+    for path in ["/admin/keys", "/admin/tenants", "/admin/tenants/acme/delete"] {
+        assert_eq!(boss_browser.get(path).await.status, 403, "{path}");
+    }
+    for path in [
+        "/admin/keys/rotate",
+        "/admin/tenant",
+        "/admin/tenants",
+        "/admin/tenants/acme/delete",
+    ] {
+        assert_eq!(
+            boss_browser.act(path, &[("slug", "default")]).await.status,
+            403,
+            "{path}"
+        );
+    }
+    assert_eq!(boss_browser.get(&format!("/admin/users/{root_id}")).await.status, 404);
+    // The operator's password does not open acme.
+    let mut wrong = Browser::new(&s);
+    assert_eq!(wrong.sign_in_to("acme", "root@example.com", PASSWORD).await.status, 401);
+
+    // Delete acme through the confirmation page; its admin's session ends.
+    let confirm = b.get("/admin/tenants/acme/delete").await;
+    assert!(confirm.body.contains("Acme Inc. (acme) will be deleted"));
+    let page = b.act("/admin/tenants/acme/delete", &[]).await;
+    assert_eq!(page.location(), "/admin/tenants");
+    assert!(b.flash("/admin/tenants").await.contains("Tenant acme deleted"));
+    assert_eq!(actor_of_last(&s, "tenant_deleted").await, Some(root_id));
+    let page = boss_browser.get("/admin").await;
+    assert_eq!(page.status, 403);
+    b.act("/admin/tenants/default/delete", &[]).await;
+    assert!(b.flash("/admin/tenants").await.contains("cannot be deleted"));
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_and_charts_sign_ins() {
+    let s = server().await;
+    let (_, op) = operator(&s).await;
+    provision(&s, &op, "ann@example.com", &[]).await;
+    for _ in 0..3 {
+        s.login("ann@example.com", PASSWORD).await;
+    }
+    for _ in 0..2 {
+        let resp = s
+            .client()
+            .post(s.url("/v1/auth/login"))
+            .json(&json!({"email": "ann@example.com", "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b.get("/admin").await;
+    let stat = |label: &str| -> String {
+        let marker = format!("{label}</span><span class=\"value\">");
+        let start = page.body.find(&marker).unwrap_or_else(|| panic!("{label}")) + marker.len();
+        page.body[start..start + page.body[start..].find('<').unwrap()].to_string()
+    };
+    assert_eq!(stat("Users"), "2");
+    // root's API login (from `operator`) and ann's three.
+    assert_eq!(stat("Active sessions"), "4");
+    // Those four, plus root's admin-site sign-in.
+    assert_eq!(stat("Sign-ins, 24 h"), "5");
+    assert_eq!(stat("Failed sign-ins, 24 h"), "2");
+    assert_eq!(stat("Pending messages"), "0");
+    assert_eq!(page.body.matches("<svg").count(), 2);
+    assert_eq!(page.body.matches("<rect class=\"ok\"").count(), 24 + 30);
+    assert!(page.body.contains("5 sign-ins, 2 failed"), "the current hour's tooltip");
+    assert!(page.body.contains("5 sign-ins and 2 failures in total"));
+    // A day later (and signed in again) the hourly chart holds only the new
+    // sign-in, and the daily one still counts everything.
+    s.clock().advance(86_400);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b.get("/admin").await;
+    assert!(
+        page.body
+            .contains("per hour over the last 24 hours: 1 sign-in and 0 failures in total")
+    );
+    assert!(
+        page.body
+            .contains("per day over the last 30 days: 6 sign-ins and 2 failures in total")
+    );
+}
+
+#[tokio::test]
+async fn user_data_is_escaped_on_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, path) = server_on_file(&dir).await;
+    let (_, op) = operator(&s).await;
+    let evil = "<script>alert(1)</script>@x.io";
+    let id = Uuid::now_v7();
+    let now = s.clock().now();
+    // The email parser refuses this address, so it goes straight into the table.
+    raw_db(&path)
+        .execute(
+            "INSERT INTO users (id, tenant_id, email, phone, metadata, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?5)",
+            rusqlite::params![
+                id.to_string(),
+                DEFAULT_TENANT_ID.to_string(),
+                evil,
+                json!({"note": "<script>alert(2)</script>", "\"><img src=x onerror=alert(3)>": 1}).to_string(),
+                now
+            ],
+        )
+        .unwrap();
+    raw_db(&path)
+        .execute(
+            "INSERT INTO sessions (id, tenant_id, user_id, created_at, last_used_at, expires_at, user_agent, ip) \
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, '<script>alert(4)</script>', '<b>ip</b>')",
+            rusqlite::params![
+                Uuid::now_v7().to_string(),
+                DEFAULT_TENANT_ID.to_string(),
+                id.to_string(),
+                now,
+                now + 3600
+            ],
+        )
+        .unwrap();
+    // An audit row about them with a hostile user agent and detail, as a client can send.
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/login"))
+        .header("user-agent", "<script>alert(5)</script>")
+        .json(&json!({"email": "ann@example.com", "password": "<script>alert(6)</script>"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    provision(&s, &op, "ann@example.com", &[]).await;
+
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    for path in [
+        "/admin".to_string(),
+        "/admin/users".into(),
+        "/admin/users?q=%3Cscript%3E".into(),
+        "/admin/users?q=%22%3E%3Cscript%3Ealert(7)%3C%2Fscript%3E".into(),
+        format!("/admin/users/{id}"),
+        format!("/admin/users/{id}/delete"),
+        "/admin/audit".into(),
+        "/admin/audit?event=%3Cscript%3E".into(),
+        "/admin/audit?user=%3Cscript%3Ealert(1)%3C%2Fscript%3E%40x.io".into(),
+    ] {
+        let page = b.get(&path).await;
+        assert!(page.status.is_success(), "{path}: {}", page.status);
+        assert!(!page.body.contains("<script"), "{path} echoes a raw <script>");
+        assert!(!page.body.contains("<img"), "{path} echoes a raw <img>");
+        assert!(!page.body.contains("<b>ip"), "{path} echoes raw markup");
+    }
+    let list = b.get("/admin/users?q=%3Cscript%3E").await;
+    // askama writes `<` and `>` as numeric character references.
+    let escaped = |raw: &str| raw.replace('<', "&#60;").replace('>', "&#62;");
+    assert!(list.body.contains(&escaped(evil)), "{}", list.body);
+    let detail = b.get(&format!("/admin/users/{id}")).await;
+    assert!(detail.body.contains(&escaped("<script>alert(4)</script>")));
+    assert!(detail.body.contains(&escaped("<script>alert(2)</script>")));
+    let audit = b.get("/admin/audit").await;
+    assert!(audit.body.contains(&escaped("<script>alert(5)</script>")));
+    assert!(
+        !audit.body.contains("alert(6)"),
+        "a password never reaches the audit log"
+    );
+    // The login form echoes what was typed, escaped.
+    let mut other = Browser::new(&s);
+    let page = other
+        .sign_in_to("\"><script>alert(8)</script>", "\"><script>x</script>", "pw")
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(!page.body.contains("<script"));
+}
+
+/// The users page and a search with 100,000 users: prints the medians of 20
+/// renders over HTTP (run with `--nocapture` to see them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_page_and_search_stay_fast_with_100k_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, path) = server_on_file(&dir).await;
+    operator(&s).await;
+    let inserted = Instant::now();
+    {
+        let mut db = raw_db(&path);
+        let tx = db.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO users (id, tenant_id, email, phone, metadata, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, '{}', ?5, ?5)",
+                )
+                .unwrap();
+            let tenant = DEFAULT_TENANT_ID.to_string();
+            for i in 0..100_000u32 {
+                stmt.execute(rusqlite::params![
+                    Uuid::now_v7().to_string(),
+                    tenant,
+                    format!("user-{i}@example.com"),
+                    format!("+1415{:07}", i),
+                    1_700_000_000 + i64::from(i),
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    eprintln!("inserted 100,000 users in {:?}", inserted.elapsed());
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let mut medians = Vec::new();
+    for path in ["/admin/users", "/admin/users?q=user-5"] {
+        // Warm up the connection and the statement caches.
+        let page = b.get(path).await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.body.matches("href=\"/admin/users/").count(), 50, "{path}");
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            let started = Instant::now();
+            let page = b.get(path).await;
+            times.push(started.elapsed());
+            assert_eq!(page.status, 200);
+        }
+        times.sort();
+        let median = (times[9] + times[10]) / 2;
+        eprintln!(
+            "{path}: median {median:?} over 20 renders (min {:?}, max {:?})",
+            times[0], times[19]
+        );
+        medians.push(median);
+    }
+    // A generous bound: the target is 100 ms on a release build.
+    for m in medians {
+        assert!(m < Duration::from_millis(1_000), "median {m:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forge_keys_list_and_rotate_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, path) = server_on_file(&dir).await;
+    let config = dir.path().join("forge.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"sqlite://{}\"\n", path.display())).unwrap();
+    let forge = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("FORGE_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let keys = s.state().store.signing_keys().await.unwrap();
+    let current = keys.iter().find(|k| k.state.as_str() == "current").unwrap().kid.clone();
+    let next = keys.iter().find(|k| k.state.as_str() == "next").unwrap().kid.clone();
+
+    let (code, out, _) = forge(&["keys", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("KID"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with(&current) && l.contains(" current ")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with(&next) && l.contains(" next ")),
+        "{out}"
+    );
+
+    // The next key is brand new (by the wall clock): refused without --force.
+    let (code, _, err) = forge(&["keys", "rotate"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(s.state().store.signing_keys().await.unwrap().len(), 2);
+
+    let (code, out, err) = forge(&["keys", "rotate", "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("signing keys rotated"));
+    assert!(
+        out.lines().any(|l| l.starts_with(&next) && l.contains(" current ")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with(&current) && l.contains(" retired ")),
+        "{out}"
+    );
+    let rows = audit_rows(&s, DEFAULT_TENANT_ID, "key_rotated").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].detail["via"], "cli");
+    assert_eq!(rows[0].actor_id, None);
+    // The running server signs with the new key after its next reload.
+    operator(&s).await;
+    forge::service::keys::reload(s.state()).await.unwrap();
+    let token = s.login("root@example.com", PASSWORD).await;
+    assert_eq!(s.state().keys.current().current_kid(), next);
+    assert_eq!(send(&s, "GET", "/v1/users/me", access(&token), None).await.0, 200);
+}

@@ -1,0 +1,372 @@
+//! The admin site in a real browser: headless Chromium (Debian `chromium`
+//! and `chromium-driver`) driven over WebDriver by `fantoccini`.
+//!
+//! Each test starts its own forge (`TestServer`) and its own `chromedriver`
+//! on a free port, with a fresh profile directory, and clicks through the
+//! site as an operator would: sign in, search a user, assign a role, revoke
+//! a session, rotate the signing keys, sign out. JavaScript is switched off
+//! in the browser, so every step proves the site needs none. Each step
+//! saves a screenshot under `target/browser-screenshots/` for a person to
+//! look at.
+//!
+//! Not part of a plain `cargo test` (it needs the browser): run it with
+//! `cargo test --test browser`, which `scripts/test` does after installing
+//! Chromium. A missing `/usr/bin/chromedriver` is a failure, not a skip.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use forge::testing::TestServer;
+use serde_json::{Value, json};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A chromedriver process, killed (by its own pid) when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_driver() -> Driver {
+    assert!(
+        Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
+        "the browser tests need {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver \
+         (scripts/test does this)"
+    );
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let url = format!("http://127.0.0.1:{port}");
+    let driver = Driver { child, url };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return driver;
+        }
+        assert!(Instant::now() < deadline, "chromedriver did not start on port {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fresh headless Chromium session with JavaScript switched off.
+async fn browser(driver: &Driver, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--window-size=1440,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+            "prefs": { "profile.managed_default_content_settings.javascript": 2 },
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("browser-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn path_of(c: &Client) -> String {
+    let url = c.current_url().await.unwrap();
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
+async fn flash(c: &Client) -> String {
+    c.find(Locator::Css(".flash")).await.unwrap().text().await.unwrap()
+}
+
+/// Types into the form field `name` (clearing it first).
+async fn fill(c: &Client, name: &str, value: &str) {
+    let field = c.find(Locator::Css(&format!("[name=\"{name}\"]"))).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
+async fn api(s: &TestServer, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Value {
+    let mut req = s.client().request(method, s.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_manages_users_and_keys_in_chromium() {
+    let s = TestServer::start_with(|c| c.admin.insecure_cookies = true).await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let op = root["access_token"].as_str().unwrap().to_string();
+    api(
+        &s,
+        reqwest::Method::POST,
+        "/v1/roles",
+        &op,
+        Some(json!({"name": "support", "permissions": ["users:read", "audit:read"]})),
+    )
+    .await;
+    for email in [
+        "ann@example.com",
+        "anna.k@example.com",
+        "bob@example.com",
+        "carol@example.org",
+    ] {
+        api(
+            &s,
+            reqwest::Method::POST,
+            "/v1/users",
+            &op,
+            Some(json!({"email": email, "password": PASSWORD})),
+        )
+        .await;
+    }
+    // Ann signs in from two devices; one session will be revoked.
+    let phone = s.login("ann@example.com", PASSWORD).await;
+    let laptop = s.login("ann@example.com", PASSWORD).await;
+    let failed = s
+        .client()
+        .post(s.url("/v1/auth/login"))
+        .json(&json!({"email": "bob@example.com", "password": "not it"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 401);
+
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    let base = s.base_url().to_string();
+
+    // Sign in.
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    assert_eq!(path_of(&c).await, "/admin/login");
+    shot(&c, "01-sign-in").await;
+    fill(&c, "identifier", "root@example.com").await;
+    fill(&c, "password", PASSWORD).await;
+    click(&c, "#sign-in").await;
+    assert_eq!(path_of(&c).await, "/admin");
+    let body = c.source().await.unwrap();
+    assert!(body.contains("Active sessions"));
+    assert!(body.contains("<svg"));
+    shot(&c, "02-dashboard").await;
+
+    // The stylesheet applied under the CSP (no inline styles anywhere).
+    let side = c.find(Locator::Css("aside.side")).await.unwrap();
+    assert_eq!(side.css_value("background-color").await.unwrap(), "rgba(17, 24, 39, 1)");
+
+    // Search a user.
+    click(&c, "a[href=\"/admin/users\"]").await;
+    assert_eq!(path_of(&c).await, "/admin/users");
+    shot(&c, "03-users").await;
+    fill(&c, "q", "ann").await;
+    click(&c, "form.search button[type=submit]").await;
+    assert_eq!(path_of(&c).await, "/admin/users?q=ann");
+    let rows = c.find_all(Locator::Css("table.table tbody a.strong")).await.unwrap();
+    let mut found = Vec::new();
+    for r in &rows {
+        found.push(r.text().await.unwrap());
+    }
+    assert_eq!(found, vec!["ann@example.com", "anna.k@example.com"]);
+    shot(&c, "04-search").await;
+    rows[0].click().await.unwrap();
+    assert!(path_of(&c).await.starts_with("/admin/users/"));
+    let user_page = path_of(&c).await;
+    assert_eq!(c.find_all(Locator::Css(".revoke-session")).await.unwrap().len(), 2);
+    shot(&c, "05-user").await;
+
+    // Assign a role.
+    c.find(Locator::Css("#assign-role"))
+        .await
+        .unwrap()
+        .select_by_value("support")
+        .await
+        .unwrap();
+    click(&c, "#assign-role-button").await;
+    assert_eq!(path_of(&c).await, user_page);
+    assert_eq!(flash(&c).await, "Role support assigned.");
+    let ann = api(
+        &s,
+        reqwest::Method::GET,
+        &user_page.replace("/admin/users/", "/v1/users/"),
+        &op,
+        None,
+    )
+    .await;
+    assert_eq!(ann["roles"], json!(["support"]));
+    shot(&c, "06-role-assigned").await;
+
+    // Revoke a session: the newest (the laptop's) is listed first.
+    click(&c, ".revoke-session").await;
+    assert_eq!(flash(&c).await, "Session revoked; its tokens stopped working.");
+    assert_eq!(c.find_all(Locator::Css(".revoke-session")).await.unwrap().len(), 1);
+    let me = |token: &Value| {
+        s.client()
+            .get(s.url("/v1/users/me"))
+            .bearer_auth(token["access_token"].as_str().unwrap().to_string())
+            .send()
+    };
+    assert_eq!(me(&laptop).await.unwrap().status(), 401);
+    assert_eq!(me(&phone).await.unwrap().status(), 200);
+    shot(&c, "07-session-revoked").await;
+
+    // Rotate the signing keys (a few minutes after start, as in real life).
+    s.clock().advance(forge::service::keys::JWKS_MAX_AGE_SECS as i64 + 60);
+    click(&c, "a[href=\"/admin/keys\"]").await;
+    shot(&c, "08-keys").await;
+    let before: Vec<String> = {
+        let mut kids = Vec::new();
+        for cell in c.find_all(Locator::Css("td.mono")).await.unwrap() {
+            kids.push(cell.text().await.unwrap());
+        }
+        kids
+    };
+    assert_eq!(before.len(), 2);
+    click(&c, "#rotate-keys").await;
+    assert_eq!(path_of(&c).await, "/admin/keys");
+    assert!(flash(&c).await.starts_with("Keys rotated."));
+    let states: Vec<String> = {
+        let mut v = Vec::new();
+        for b in c.find_all(Locator::Css("td .badge")).await.unwrap() {
+            v.push(b.text().await.unwrap());
+        }
+        v
+    };
+    assert_eq!(states, vec!["next", "current", "retired"], "newest first");
+    let jwks: Value = s
+        .client()
+        .get(s.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        3,
+        "the retired key stays published"
+    );
+    shot(&c, "09-keys-rotated").await;
+
+    // The other pages, for the record.
+    for (path, name) in [
+        ("/admin/audit", "10-audit"),
+        ("/admin/roles", "11-roles"),
+        ("/admin/roles/support", "12-role"),
+        ("/admin/messages", "13-messages"),
+        ("/admin/tenants", "14-tenants"),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        assert_eq!(path_of(&c).await, path);
+        shot(&c, name).await;
+    }
+    c.goto(&format!("{base}{user_page}/delete")).await.unwrap();
+    shot(&c, "15-confirm-delete").await;
+
+    // Sign out: back to the form, and the pages are closed again.
+    click(&c, "#sign-out").await;
+    assert_eq!(path_of(&c).await, "/admin/login");
+    shot(&c, "16-signed-out").await;
+    c.goto(&format!("{base}/admin/users")).await.unwrap();
+    assert_eq!(path_of(&c).await, "/admin/login?next=%2Fadmin%2Fusers");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_and_a_non_admin_are_turned_away_in_chromium() {
+    let s = TestServer::start_with(|c| c.admin.insecure_cookies = true).await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let op = root["access_token"].as_str().unwrap().to_string();
+    api(
+        &s,
+        reqwest::Method::POST,
+        "/v1/users",
+        &op,
+        Some(json!({"email": "ann@example.com", "password": PASSWORD})),
+    )
+    .await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    let base = s.base_url().to_string();
+
+    c.goto(&format!("{base}/admin/login")).await.unwrap();
+    fill(&c, "identifier", "root@example.com").await;
+    fill(&c, "password", "wrong password").await;
+    click(&c, "#sign-in").await;
+    assert_eq!(path_of(&c).await, "/admin/login");
+    assert_eq!(flash(&c).await, "Wrong email, password or tenant.");
+    // What was typed stays, the password does not.
+    let identifier = c.find(Locator::Css("[name=identifier]")).await.unwrap();
+    assert_eq!(
+        identifier.prop("value").await.unwrap().as_deref(),
+        Some("root@example.com")
+    );
+    let password = c.find(Locator::Css("[name=password]")).await.unwrap();
+    assert_eq!(password.prop("value").await.unwrap().as_deref(), Some(""));
+    shot(&c, "20-wrong-password").await;
+
+    fill(&c, "identifier", "ann@example.com").await;
+    fill(&c, "password", PASSWORD).await;
+    click(&c, "#sign-in").await;
+    assert!(flash(&c).await.contains("does not hold the admin role"));
+    shot(&c, "21-not-an-admin").await;
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    assert_eq!(path_of(&c).await, "/admin/login");
+    c.close().await.unwrap();
+}
