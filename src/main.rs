@@ -11,6 +11,12 @@ use forge::config::Config;
 use forge::domain::{Email, TenantSlug};
 use forge::secret::Secret;
 
+/// mimalloc gives freed memory back to the system. With glibc's allocator,
+/// the 19 MiB argon2 buffers freed on different threads stayed resident in
+/// several malloc arenas (about 230 MiB after a few dozen sign-ins).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "forge", version, about = "Authentication as infrastructure in one binary")]
 struct Cli {
