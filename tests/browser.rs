@@ -133,8 +133,23 @@ async fn fill(c: &Client, name: &str, value: &str) {
     field.send_keys(value).await.unwrap();
 }
 
+/// Clicks an element that loads a page (every click on this site does: it
+/// has no JavaScript) and waits until the new page has replaced the old one,
+/// so the next look at the URL or the DOM sees the new page.
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    let element = c.find(Locator::Css(css)).await.unwrap();
+    click_element(c, element, css).await;
+}
+
+async fn click_element(c: &Client, element: fantoccini::elements::Element, what: &str) {
+    let before = c.find(Locator::Css("html")).await.unwrap();
+    element.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The old document's root goes stale once the new page is in.
+    while before.tag_name().await.is_ok() {
+        assert!(Instant::now() < deadline, "clicking {what} loaded no new page");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 async fn api(s: &TestServer, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Value {
@@ -223,7 +238,7 @@ async fn an_operator_manages_users_and_keys_in_chromium() {
     }
     assert_eq!(found, vec!["ann@example.com", "anna.k@example.com"]);
     shot(&c, "04-search").await;
-    rows[0].click().await.unwrap();
+    click_element(&c, rows[0].clone(), "the first result").await;
     assert!(path_of(&c).await.starts_with("/admin/users/"));
     let user_page = path_of(&c).await;
     assert_eq!(c.find_all(Locator::Css(".revoke-session")).await.unwrap().len(), 2);
