@@ -203,7 +203,7 @@ async fn set_password(
     };
     let audit = meta.audit(tenant.id, now, event, Some(user.id), Some(user.id));
     state.store.update_user(tenant.id, user.id, patch, audit).await?;
-    let revoked = state.store.revoke_sessions(tenant.id, user.id, keep, None).await?;
+    let revoked = state.store.revoke_sessions(tenant.id, user.id, keep, now, None).await?;
     denylist::deny_sessions(state, &revoked).await?;
     Ok(())
 }

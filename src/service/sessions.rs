@@ -182,14 +182,14 @@ pub async fn logout(
         LogoutScope::Session => {
             state
                 .store
-                .revoke_session(tenant.id, user_id, session_id, Some(audit))
+                .revoke_session(tenant.id, user_id, session_id, now, Some(audit))
                 .await?;
             vec![session_id]
         }
         LogoutScope::All => {
             let mut ids = state
                 .store
-                .revoke_sessions(tenant.id, user_id, None, Some(audit))
+                .revoke_sessions(tenant.id, user_id, None, now, Some(audit))
                 .await?;
             ids.push(session_id);
             ids
@@ -264,7 +264,13 @@ pub async fn revoke_own(
     audit.detail = serde_json::json!({ "session_id": session_id });
     if !state
         .store
-        .revoke_session(principal.tenant.id, principal.user_id, session_id, Some(audit))
+        .revoke_session(
+            principal.tenant.id,
+            principal.user_id,
+            session_id,
+            state.clock.now(),
+            Some(audit),
+        )
         .await?
     {
         return Err(AppError::not_found("session"));

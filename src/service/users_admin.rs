@@ -421,9 +421,10 @@ pub async fn revoke_sessions(
     let tenant_id = principal.tenant.id;
     get(state, principal, user_id).await?;
     rbac::require_covers_user(state, principal, user_id).await?;
+    let now = state.clock.now();
     let mut audit = meta.audit(
         tenant_id,
-        state.clock.now(),
+        now,
         "session_revoked",
         Some(user_id),
         Some(principal.user_id),
@@ -431,7 +432,11 @@ pub async fn revoke_sessions(
     let revoked = match session_id {
         Some(id) => {
             audit.detail = serde_json::json!({ "session_id": id });
-            if !state.store.revoke_session(tenant_id, user_id, id, Some(audit)).await? {
+            if !state
+                .store
+                .revoke_session(tenant_id, user_id, id, now, Some(audit))
+                .await?
+            {
                 return Err(AppError::not_found("session"));
             }
             vec![id]
@@ -440,7 +445,7 @@ pub async fn revoke_sessions(
             audit.detail = serde_json::json!({ "scope": "all" });
             state
                 .store
-                .revoke_sessions(tenant_id, user_id, None, Some(audit))
+                .revoke_sessions(tenant_id, user_id, None, now, Some(audit))
                 .await?
         }
     };

@@ -121,12 +121,14 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn rotate_refresh(&self, req: RotateRefresh) -> StoreResult<Rotation>;
     async fn session_by_refresh(&self, tenant_id: Uuid, token_hash: &str) -> StoreResult<Option<Session>>;
     async fn list_sessions(&self, tenant_id: Uuid, user_id: Uuid, now: Timestamp) -> StoreResult<Vec<Session>>;
-    /// Revokes one session of the user; false if it was not theirs or not live.
+    /// Revokes one session of the user at `now`; false if it was not theirs
+    /// or not live. (`now` is stored: the deny list is refilled from it.)
     async fn revoke_session(
         &self,
         tenant_id: Uuid,
         user_id: Uuid,
         session_id: Uuid,
+        now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<bool>;
     /// Revokes all live sessions of the user except `keep`; returns their ids.
@@ -135,6 +137,7 @@ pub trait AccountStore: Send + Sync + 'static {
         tenant_id: Uuid,
         user_id: Uuid,
         keep: Option<Uuid>,
+        now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<Vec<Uuid>>;
     /// Sessions revoked and users disabled since `since`, to rebuild the

@@ -987,10 +987,10 @@ impl AccountStore for PgStore {
         tenant_id: Uuid,
         user_id: Uuid,
         session_id: Uuid,
+        now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<bool> {
         self.write(move |tx| {
-            let now = audit.as_ref().map(|a| a.at).unwrap_or_default();
             let n = tx.execute(
                 "UPDATE sessions SET revoked_at = $4 \
                  WHERE tenant_id = $1 AND user_id = $2 AND id = $3 AND revoked_at IS NULL",
@@ -1016,10 +1016,10 @@ impl AccountStore for PgStore {
         tenant_id: Uuid,
         user_id: Uuid,
         keep: Option<Uuid>,
+        now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<Vec<Uuid>> {
         self.write(move |tx| {
-            let now = audit.as_ref().map(|a| a.at).unwrap_or_default();
             let ids = revoke_where(tx, tenant_id, user_id, keep, now)?;
             if let Some(a) = &audit {
                 insert_audit(tx, a)?;

@@ -216,3 +216,43 @@ async fn changing_the_email_makes_it_unverified() {
     .await;
     assert_eq!(user["email_verified"], false);
 }
+
+/// The revocations of a reset are recorded with their time, so a restart
+/// (which refills the deny list from the database) keeps the old access
+/// tokens dead.
+#[tokio::test]
+async fn reset_revocations_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("forge.db").display());
+    let a = TestServer::start_with(|c| c.database.url = url.clone()).await;
+    let session = a.signup("rey@example.com", PASSWORD).await;
+    a.client()
+        .post(a.url("/v1/auth/password/forgot"))
+        .json(&json!({"email": "rey@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    let code = a.last_code("rey@example.com").await;
+    let resp = a
+        .client()
+        .post(a.url("/v1/auth/password/reset"))
+        .json(&json!({"email": "rey@example.com", "code": code, "new_password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    a.stop().await;
+    let b = TestServer::start_with(|c| c.database.url = url.clone()).await;
+    let me = b
+        .client()
+        .get(b.url("/v1/users/me"))
+        .bearer_auth(access(&session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        401,
+        "a token revoked by the reset works again after a restart"
+    );
+}

@@ -291,12 +291,17 @@ async fn sessions(store: &Arc<dyn Store>) {
     let live = store.list_sessions(T, cy.id, NOW).await.unwrap();
     assert_eq!(live.len(), 1);
     assert!(
-        !store.revoke_session(T, cy.id, session_id, None).await.unwrap(),
+        !store.revoke_session(T, cy.id, session_id, NOW, None).await.unwrap(),
         "already revoked"
     );
     let mut a = audit("logout", Some(cy.id));
     a.at = NOW + 100;
-    assert!(store.revoke_session(T, cy.id, live[0].id, Some(a)).await.unwrap());
+    assert!(
+        store
+            .revoke_session(T, cy.id, live[0].id, a.at, Some(a.clone()))
+            .await
+            .unwrap()
+    );
     let (sessions, _) = store.revoked_since(NOW + 100).await.unwrap();
     assert_eq!(sessions, [live[0].id]);
 
