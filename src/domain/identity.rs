@@ -1,7 +1,8 @@
 //! Email addresses and phone numbers, the two identifiers a user signs in with.
 //!
-//! `Email::parse` trims and lowercases, so case and whitespace variants of one
-//! address are the same key in the unique index. `Phone::parse` normalises to
+//! `Email::parse` gives the one canonical form of an address (see its doc:
+//! NFKC-stable single-script local part, case-folded; IDNA domain), so every
+//! spelling of one mailbox is the same key in the unique index. `Phone::parse` normalises to
 //! E.164 with the `phonenumber` crate (libphonenumber's metadata), so
 //! `+1 (415) 555-0100` and `+14155550100` collide too.
 
@@ -11,49 +12,114 @@ use std::fmt;
 pub struct Email(String);
 
 impl Email {
+    /// Parses an address into its one canonical form, so that every way of
+    /// writing one mailbox is the same key in the unique index and the same
+    /// string in every assertion forge makes about it:
+    ///
+    /// - the local part must already be in NFKC form (a fullwidth `ｏ`, a
+    ///   ligature or a compatibility digit is refused, not silently mapped,
+    ///   because a look-alike address is how one person poses as another),
+    ///   must be written in one script (UTS #39; `pаypal` with a Cyrillic
+    ///   `а` is refused), and is then case-folded;
+    /// - the domain goes through IDNA (UTS #46) to its ASCII (punycode)
+    ///   form, which also folds its case.
+    ///
+    /// The result is idempotent: parsing a canonical address returns it.
     pub fn parse(input: &str) -> Result<Self, &'static str> {
-        let email = input.trim().to_lowercase();
-        if email.is_empty() {
+        let input = input.trim();
+        if input.is_empty() {
             return Err("is required");
         }
+        if input.len() > 254 {
+            return Err("is too long");
+        }
+        let Some((local, domain)) = input.rsplit_once('@') else {
+            return Err("is not a valid email address");
+        };
+        let local = canonical_local(local)?;
+        let domain = canonical_domain(domain)?;
+        let email = format!("{local}@{domain}");
         if email.len() > 254 {
             return Err("is too long");
         }
-        let Some((local, domain)) = email.rsplit_once('@') else {
-            return Err("is not a valid email address");
-        };
-        let valid_local = !local.is_empty()
-            && local.len() <= 64
-            && !local.starts_with('.')
-            && !local.ends_with('.')
-            && !local.contains("..")
-            && local
-                .chars()
-                .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
-        let labels: Vec<&str> = domain.split('.').collect();
-        let valid_domain = labels.len() >= 2
-            && labels.iter().all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-                    && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-            });
-        if valid_local && valid_domain {
-            Ok(Email(email))
-        } else {
-            Err("is not a valid email address")
-        }
+        Ok(Email(email))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// The domain part (ASCII: IDNA domains are kept in punycode).
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+
+    /// The address when it is plain ASCII, the only form an HTTP header may
+    /// carry (an internationalised local part has none).
+    pub fn ascii(&self) -> Option<&str> {
+        self.0.is_ascii().then_some(self.0.as_str())
+    }
+
     /// Reconstructs a value the store wrote; it was parsed on the way in.
     pub(crate) fn from_trusted(value: String) -> Self {
         Email(value)
     }
+}
+
+const INVALID: &str = "is not a valid email address";
+
+fn canonical_local(local: &str) -> Result<String, &'static str> {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_security::MixedScript;
+    if local.is_empty() || local.len() > 64 {
+        return Err(INVALID);
+    }
+    if !local
+        .chars()
+        .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c))
+    {
+        return Err(INVALID);
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(INVALID);
+    }
+    if !local.is_ascii() {
+        if local.nfkc().ne(local.chars()) {
+            return Err("contains characters that are not in their normal form (NFKC)");
+        }
+        if !local.is_single_script() {
+            return Err("mixes characters of different scripts");
+        }
+    }
+    // Case folding, then NFKC again: folding can leave a string that is not
+    // normalised (NFKC_Casefold is the closure of the two).
+    let folded: String = caseless::default_case_fold_str(local).nfkc().collect();
+    if folded.len() > 64
+        || !folded
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c))
+    {
+        return Err(INVALID);
+    }
+    Ok(folded)
+}
+
+fn canonical_domain(domain: &str) -> Result<String, &'static str> {
+    if domain.is_empty() || domain.len() > 253 || domain.ends_with('.') {
+        return Err(INVALID);
+    }
+    let ascii = idna::domain_to_ascii(domain).map_err(|_| INVALID)?;
+    let labels: Vec<&str> = ascii.split('.').collect();
+    let valid = ascii.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid { Ok(ascii) } else { Err(INVALID) }
 }
 
 impl fmt::Display for Email {
@@ -147,6 +213,44 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse(&format!("{}@x.io", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn email_is_canonical() {
+        // Case folding covers more than ASCII, and the domain goes to punycode.
+        assert_eq!(
+            Email::parse("ÉLODIE@Exämple.COM").unwrap().as_str(),
+            "élodie@xn--exmple-cua.com"
+        );
+        assert_eq!(
+            Email::parse("élodie@xn--exmple-cua.com").unwrap().as_str(),
+            "élodie@xn--exmple-cua.com"
+        );
+        assert_eq!(Email::parse("STRASSE@x.de"), Email::parse("straße@x.de"));
+        assert_eq!(Email::parse("ops@EXAMPLE.com").unwrap().domain(), "example.com");
+        assert_eq!(
+            Email::parse("ops@example.com").unwrap().ascii(),
+            Some("ops@example.com")
+        );
+        assert_eq!(Email::parse("élodie@example.com").unwrap().ascii(), None);
+    }
+
+    #[test]
+    fn look_alike_local_parts_are_refused() {
+        // A fullwidth `ｏ` (U+FF4F) is not NFKC-stable: it would pose as `ops`.
+        assert!(Email::parse("\u{ff4f}ps@example.com").is_err());
+        // The `fi` ligature, a superscript digit: also changed by NFKC.
+        assert!(Email::parse("\u{fb01}nance@example.com").is_err());
+        assert!(Email::parse("ops\u{00b9}@example.com").is_err());
+        // Latin with a Cyrillic `а` (U+0430): mixed scripts.
+        assert!(Email::parse("p\u{0430}ypal@example.com").is_err());
+        // One script throughout is fine.
+        assert!(Email::parse("\u{043f}\u{0430}\u{0432}\u{0435}\u{043b}@example.com").is_ok());
+        // A fullwidth domain is mapped by IDNA to the same ASCII domain.
+        assert_eq!(
+            Email::parse("ops@\u{ff45}xample.com").unwrap().as_str(),
+            "ops@example.com"
+        );
     }
 
     #[test]
