@@ -152,6 +152,54 @@ impl TestServer {
         body
     }
 
+    /// Proves the email of a signed-in user with the code forge sends, then
+    /// refreshes the session: the returned token response asserts the
+    /// verified address (only proven identifiers go into tokens).
+    pub async fn verify_email(&self, session: &Value) -> Value {
+        let access = session["access_token"].as_str().expect("access_token");
+        let email = session["user"]["email"].as_str().expect("the user has an email");
+        let resp = self
+            .client
+            .post(self.url("/v1/auth/email/verify/request"))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("verification request");
+        assert_eq!(resp.status(), 202, "verification request for {email}");
+        let code = self.last_code(email).await;
+        let resp = self
+            .client
+            .post(self.url("/v1/auth/email/verify"))
+            .bearer_auth(access)
+            .json(&json!({ "code": code }))
+            .send()
+            .await
+            .expect("verification");
+        assert_eq!(resp.status(), 200, "verification of {email}");
+        let resp = self
+            .client
+            .post(self.url("/v1/auth/refresh"))
+            .header(
+                "x-forge-tenant",
+                session["user"]["tenant"].as_str().unwrap_or("default"),
+            )
+            .json(&json!({ "refresh_token": session["refresh_token"] }))
+            .send()
+            .await
+            .expect("refresh");
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "refresh after verifying {email}: {body}");
+        body
+    }
+
+    /// Signs up in the default tenant, proves the email and returns a token
+    /// response that asserts it.
+    pub async fn signup_verified(&self, email: &str, password: &str) -> Value {
+        let session = self.signup(email, password).await;
+        self.verify_email(&session).await
+    }
+
     /// Signs in with a password and returns the token response.
     pub async fn login(&self, email: &str, password: &str) -> Value {
         let resp = self

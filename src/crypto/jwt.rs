@@ -49,10 +49,20 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
-    /// The user's email when they have one, for forward-auth's `Remote-Email`
-    /// without a database round trip. (An extension to API.md's claim list.)
+    /// The user's email, present only once the user has proven it (forward
+    /// auth asserts it as `Remote-Email` without a database round trip; an
+    /// unproven address must never be asserted). An extension to API.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Whether the user proved their email address (the claim name of API.md).
+    #[serde(default)]
+    pub email_verified: bool,
+    /// The user's phone (E.164), present only once proven.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Whether the user proved their phone number (the claim name of API.md).
+    #[serde(default)]
+    pub phone_verified: bool,
 }
 
 /// Key material as stored in the database. For EdDSA: `private_pkcs8` is
@@ -508,6 +518,9 @@ mod tests {
             exp: now + 900,
             jti: uuid::Uuid::new_v4().to_string(),
             email: None,
+            email_verified: false,
+            phone: None,
+            phone_verified: false,
         }
     }
 

@@ -214,7 +214,10 @@ fn principal(state: &AppState, session: &SiteSession, user: &User, tenant: &Tena
             iat: session.created_at,
             exp: now,
             jti: session.id.to_string(),
-            email: user.email.as_ref().map(|e| e.to_string()),
+            email: None,
+            email_verified: false,
+            phone: None,
+            phone_verified: false,
         }),
     }
 }

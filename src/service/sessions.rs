@@ -68,7 +68,20 @@ pub fn mint_access(state: &AppState, user: &User, session_id: Uuid, tenant: &Ten
         iat: now,
         exp: now + ttl as i64,
         jti: Uuid::now_v7().to_string(),
-        email: user.email.as_ref().map(|e| e.to_string()),
+        // Only proven identifiers go into a token: whatever reads it
+        // (forward auth, an app) takes them as the user's own.
+        email: user
+            .email
+            .as_ref()
+            .filter(|_| user.email_verified)
+            .map(|e| e.to_string()),
+        email_verified: user.email.is_some() && user.email_verified,
+        phone: user
+            .phone
+            .as_ref()
+            .filter(|_| user.phone_verified)
+            .map(|p| p.to_string()),
+        phone_verified: user.phone.is_some() && user.phone_verified,
     };
     let token = keys.sign(&claims).map_err(AppError::internal)?;
     Ok((token, ttl))

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod errors;
+mod integrity;
 mod limits;
 #[cfg(feature = "postgres")]
 mod multi_instance;

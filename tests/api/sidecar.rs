@@ -6,7 +6,7 @@ use crate::{PASSWORD, access, parts};
 #[tokio::test]
 async fn verify_sets_identity_headers() {
     let s = TestServer::start().await;
-    let session = s.signup("sam@example.com", PASSWORD).await;
+    let session = s.signup_verified("sam@example.com", PASSWORD).await;
     let resp = s
         .client()
         .get(s.url("/v1/auth/verify"))

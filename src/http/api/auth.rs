@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::dto::*;
-use crate::domain::{Email, Identifier, Phone};
+use crate::domain::{Email, Identifier, Phone, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAuth, Query, bearer, session_cookie};
 use crate::service::accounts::{self, SignedUp, SignupInput};
@@ -231,9 +231,10 @@ pub async fn logout(
 #[utoipa::path(get, path = "/v1/auth/verify", tag = "sidecar",
     params(VerifyQuery),
     responses(
-        (status = 200, description = "authenticated; identity in X-Forge-User-Id, X-Forge-Tenant, X-Forge-Roles, Remote-User, Remote-Email, Remote-Groups"),
+        (status = 200, description = "authenticated in the expected tenant; identity in X-Forge-User-Id, X-Forge-Tenant, X-Forge-Roles, Remote-User (verified email, else verified phone, else user id), Remote-Email (only a verified email), Remote-Groups; all ASCII"),
+        (status = 400, description = "the tenant parameter is not a valid slug", body = ErrorBody),
         (status = 401, description = "no, bad, expired or revoked token", body = ErrorBody),
-        (status = 403, description = "lacks the requested role or permission", body = ErrorBody),
+        (status = 403, description = "a token of another tenant, or lacks the requested role or permission", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn verify(
@@ -241,10 +242,22 @@ pub async fn verify(
     Query(query): Query<VerifyQuery>,
     request_headers: HeaderMap,
 ) -> AppResult<Response> {
+    let expected = match query.tenant.as_deref() {
+        Some(slug) => TenantSlug::parse(slug).map_err(|e| AppError::validation("tenant", e))?,
+        None => TenantSlug::default_tenant(),
+    };
     let token = bearer(&request_headers)
         .or_else(|| session_cookie(&request_headers))
         .ok_or_else(AppError::invalid_token)?;
     let principal = sessions::authenticate(&state, token).await?;
+    // The answer is about one tenant: an `admin` of another tenant is
+    // nobody here.
+    if principal.tenant.slug != expected {
+        return Err(AppError::forbidden(
+            "wrong_tenant",
+            "the token belongs to another tenant",
+        ));
+    }
     let roles = crate::service::rbac::effective_roles(&state, &principal).await?;
     if let Some(role) = &query.role
         && !roles.iter().any(|r| r == role)
@@ -262,16 +275,26 @@ pub async fn verify(
             headers.insert(HeaderName::from_static(name), v);
         }
     };
+    let claims = &principal.claims;
     let roles = roles.join(",");
-    put("x-forge-user-id", &principal.claims.sub);
-    put("x-forge-tenant", &principal.claims.tid);
-    put("x-forge-session-id", &principal.claims.sid);
+    put("x-forge-user-id", &claims.sub);
+    put("x-forge-tenant", &claims.tid);
+    put("x-forge-session-id", &claims.sid);
     put("x-forge-roles", &roles);
-    put(
-        "remote-user",
-        principal.claims.email.as_deref().unwrap_or(&principal.claims.sub),
-    );
-    put("remote-email", principal.claims.email.as_deref().unwrap_or_default());
+    // Tokens carry only proven identifiers (see `sessions::mint_access`);
+    // headers carry only ASCII, so an internationalised address is left out.
+    let email = claims
+        .email
+        .as_deref()
+        .filter(|e| claims.email_verified && e.is_ascii());
+    let phone = claims
+        .phone
+        .as_deref()
+        .filter(|p| claims.phone_verified && p.is_ascii());
+    put("remote-user", email.or(phone).unwrap_or(&claims.sub));
+    if let Some(email) = email {
+        put("remote-email", email);
+    }
     put("remote-groups", &roles);
     headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok((StatusCode::OK, headers).into_response())

@@ -227,6 +227,9 @@ pub struct IntrospectResponse {
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
 pub struct VerifyQuery {
+    /// The tenant the protected app belongs to (default `default`): a token
+    /// of any other tenant is refused with 403, whatever roles it holds.
+    pub tenant: Option<String>,
     /// Answer 403 unless the user holds this role.
     pub role: Option<String>,
     /// Answer 403 unless the user holds this permission.

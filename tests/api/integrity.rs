@@ -1,0 +1,186 @@
+//! Identity integrity: what forge asserts about a person is proven and bound
+//! to the tenant. Each test performs the attack that worked on 0.1.0.
+
+use forge::testing::TestServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::rbac::{claims, login_in, send};
+use crate::{PASSWORD, access, assert_error, parts};
+
+const OTHER_PASSWORD: &str = "another good passphrase 7";
+
+async fn post(
+    s: &TestServer,
+    path: &str,
+    tenant: Option<&str>,
+    bearer: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut req = s.client().post(s.url(path)).json(&body);
+    if let Some(t) = tenant {
+        req = req.header("x-forge-tenant", t);
+    }
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    parts(req.send().await.unwrap()).await
+}
+
+async fn forward_auth(s: &TestServer, token: &str, query: &str) -> reqwest::Response {
+    s.client()
+        .get(s.url(&format!("/v1/auth/verify?{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs in with a one-time code sent to `phone` (or email).
+async fn otp_sign_in(s: &TestServer, tenant: Option<&str>, field: &str, address: &str) -> (StatusCode, Value) {
+    let (status, body) = post(s, "/v1/auth/otp", tenant, None, json!({ field: address })).await;
+    assert_eq!(status, 202, "{body}");
+    let code = s.last_code(address).await;
+    post(
+        s,
+        "/v1/auth/otp/verify",
+        tenant,
+        None,
+        json!({ field: address, "code": code }),
+    )
+    .await
+}
+
+async fn make_tenant(s: &TestServer, operator: &str, slug: &str, admin_email: &str) {
+    let (status, body) = send(
+        s,
+        "POST",
+        "/v1/tenants",
+        operator,
+        Some(json!({"slug": slug, "name": slug, "admin": {"email": admin_email, "password": PASSWORD}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Item 1 and 2: signing up in another tenant with the operator's address
+/// gave a token whose forward-auth answer named the operator.
+#[tokio::test]
+async fn an_unproven_address_is_never_asserted_and_tenants_do_not_mix() {
+    let s = TestServer::start().await;
+    let root = s.admin("ops@example.com", PASSWORD).await;
+    make_tenant(&s, access(&root), "acme", "boss@acme.io").await;
+
+    let (status, mallory) = post(
+        &s,
+        "/v1/auth/signup",
+        Some("acme"),
+        None,
+        json!({"email": "OPS@example.com", "password": OTHER_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 201, "{mallory}");
+    let token = access(&mallory);
+    let c = claims(token);
+    assert!(c.get("email").is_none(), "an unverified email went into the token: {c}");
+    assert_eq!(c["email_verified"], false);
+
+    // The protected app is of the default tenant: a token of acme is nobody there.
+    let (status, body) = parts(forward_auth(&s, token, "").await).await;
+    assert_error(status, &body, 403, "wrong_tenant");
+    // In its own tenant it is asserted by user id, not by the unproven address.
+    let resp = forward_auth(&s, token, "tenant=acme").await;
+    assert_eq!(resp.status(), 200);
+    let user_id = mallory["user"]["id"].as_str().unwrap();
+    assert_eq!(resp.headers()["remote-user"], user_id);
+    assert!(resp.headers().get("remote-email").is_none());
+    assert_eq!(resp.headers()["x-forge-tenant"], "acme");
+
+    // The operator's own (verified) address is asserted, in the default tenant only.
+    let resp = forward_auth(&s, access(&root), "role=admin").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["remote-user"], "ops@example.com");
+    assert_eq!(resp.headers()["remote-email"], "ops@example.com");
+    assert_eq!(claims(access(&root))["email_verified"], true);
+
+    // An admin of acme is not an admin of the default tenant.
+    let boss = login_in(&s, "acme", "boss@acme.io", PASSWORD).await;
+    assert_eq!(forward_auth(&s, access(&boss), "role=admin").await.status(), 403);
+    assert_eq!(
+        forward_auth(&s, access(&boss), "permission=users:read").await.status(),
+        403
+    );
+    assert_eq!(
+        forward_auth(&s, access(&boss), "tenant=acme&role=admin").await.status(),
+        200
+    );
+    let (status, body) = parts(forward_auth(&s, access(&boss), "tenant=Not%20A%20Slug").await).await;
+    assert_error(status, &body, 400, "validation_failed");
+}
+
+/// Item 1: a proven phone is asserted when there is no proven email.
+#[tokio::test]
+async fn a_proven_phone_is_the_remote_user_without_a_proven_email() {
+    let s = TestServer::start().await;
+    let (status, session) = otp_sign_in(&s, None, "phone", "+14155550142").await;
+    assert_eq!(status, 200, "{session}");
+    let c = claims(access(&session));
+    assert_eq!(c["phone"], "+14155550142");
+    assert_eq!(c["phone_verified"], true);
+    let resp = forward_auth(&s, access(&session), "").await;
+    assert_eq!(resp.headers()["remote-user"], "+14155550142");
+    assert!(resp.headers().get("remote-email").is_none());
+}
+
+/// Item 3: one person, one address.
+#[tokio::test]
+async fn look_alike_addresses_are_refused_and_domains_are_ascii() {
+    let s = TestServer::start().await;
+    s.signup_verified("ops@example.com", PASSWORD).await;
+    // A fullwidth `ｏ`, a Cyrillic `а`: refused, not mapped and not stored raw.
+    for spoof in [
+        "\u{ff4f}ps@example.com",
+        "\u{043e}ps@example.com",
+        "op\u{0430}s@example.com",
+    ] {
+        let (status, body) = post(
+            &s,
+            "/v1/auth/signup",
+            None,
+            None,
+            json!({"email": spoof, "password": OTHER_PASSWORD}),
+        )
+        .await;
+        if status == 400 {
+            assert!(body["fields"]["email"].is_string(), "{body}");
+        } else {
+            // A whole-script Cyrillic local part is a different, honest address.
+            assert_eq!(status, 201, "{spoof}: {body}");
+            assert_ne!(body["user"]["email"], "ops@example.com");
+        }
+    }
+    let (status, body) = post(
+        &s,
+        "/v1/auth/signup",
+        None,
+        None,
+        json!({"email": "\u{ff4f}ps@example.com", "password": OTHER_PASSWORD}),
+    )
+    .await;
+    assert_error(status, &body, 400, "validation_failed");
+    // Case and the domain's spelling do not make a second account.
+    let (status, body) = post(
+        &s,
+        "/v1/auth/signup",
+        None,
+        None,
+        json!({"email": "OPS@EXAMPLE.COM", "password": OTHER_PASSWORD}),
+    )
+    .await;
+    assert_error(status, &body, 409, "email_taken");
+    // An internationalised domain is kept (and asserted) in punycode.
+    let session = s.signup_verified("kai@bücher.example", PASSWORD).await;
+    assert_eq!(session["user"]["email"], "kai@xn--bcher-kva.example");
+    let resp = forward_auth(&s, access(&session), "").await;
+    assert_eq!(resp.headers()["remote-email"], "kai@xn--bcher-kva.example");
+}
