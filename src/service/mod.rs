@@ -9,6 +9,7 @@ pub mod denylist;
 pub mod keys;
 pub mod limits;
 pub mod otp;
+pub mod proof;
 pub mod rbac;
 pub mod recovery;
 pub mod roles;

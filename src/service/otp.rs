@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
-use super::{RequestMeta, sessions};
+use super::{RequestMeta, proof, sessions};
 use crate::domain::Identifier;
 use crate::error::{AppError, AppResult};
 use crate::notify::{MessageKind, Recipient};
@@ -125,6 +125,32 @@ pub async fn verify(
     let user = match state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
         Some(user) if user.disabled => return Err(AppError::forbidden("user_disabled", "this account is disabled")),
         Some(user) => {
+            // Every way in honours the setting: a phone code must not open
+            // an account whose (possibly someone else's) email is unproven.
+            if matches!(identifier, Identifier::Phone(_))
+                && state.config.signup.require_email_verification
+                && user.email.is_some()
+                && !user.email_verified
+            {
+                return Err(AppError::forbidden(
+                    "email_not_verified",
+                    "verify your email address before signing in",
+                ));
+            }
+            let proven_kind = kind(identifier);
+            let proven = match proven_kind {
+                IdentifierKind::Email => user.email_verified,
+                IdentifierKind::Phone => user.phone_verified,
+            };
+            let user = if proven {
+                user
+            } else {
+                let event = match proven_kind {
+                    IdentifierKind::Email => "email_verified",
+                    IdentifierKind::Phone => "phone_verified",
+                };
+                proof::prove(state, tenant, &user, proven_kind, proof::Keep::default(), event, meta).await?
+            };
             let mut audit = meta.audit(tenant.id, now, "otp_verified", Some(user.id), Some(user.id));
             audit.detail = serde_json::json!({ "session_id": session.id });
             let sign_in = SignIn {

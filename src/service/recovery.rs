@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
-use super::{RequestMeta, accounts, denylist, otp, sessions};
+use super::{RequestMeta, accounts, denylist, otp, proof, sessions};
 use crate::crypto::password::Verification;
 use crate::domain::{Email, Identifier};
 use crate::error::{AppError, AppResult};
@@ -126,17 +126,22 @@ pub async fn confirm_own(
     let user = accounts::me(state, principal).await?;
     let email = user.email.clone().ok_or_else(invalid_code)?;
     consume(state, &principal.tenant, &email, Purpose::EmailVerification, code).await?;
-    let now = state.clock.now();
-    let patch = UserPatch {
-        email_verified: Some(true),
-        now,
-        ..Default::default()
+    // The prover is signed in to this account and received the code: they
+    // own the address, and (having a session) set or know the password.
+    let keep = proof::Keep {
+        password: true,
+        session: Some(principal.session_id),
     };
-    let audit = meta.audit(principal.tenant.id, now, "email_verified", Some(user.id), Some(user.id));
-    Ok(state
-        .store
-        .update_user(principal.tenant.id, user.id, patch, audit)
-        .await?)
+    proof::prove(
+        state,
+        &principal.tenant,
+        &user,
+        IdentifierKind::Email,
+        keep,
+        "email_verified",
+        meta,
+    )
+    .await
 }
 
 /// `POST /v1/auth/email/verify` with `{email, code}`: verifies and signs in
@@ -146,6 +151,7 @@ pub async fn confirm_and_sign_in(
     tenant: &Tenant,
     email: &Email,
     code: &str,
+    password: Option<&Secret>,
     meta: &RequestMeta,
 ) -> AppResult<(User, sessions::Tokens)> {
     consume(state, tenant, email, Purpose::EmailVerification, code).await?;
@@ -153,14 +159,45 @@ pub async fn confirm_and_sign_in(
     if user.disabled {
         return Err(AppError::forbidden("user_disabled", "this account is disabled"));
     }
+    // Whoever reads the mailbox proves the address, not that they chose
+    // the password it was signed up with: that password survives the first
+    // proof only if the prover shows it here.
+    let shows_password = match password {
+        Some(password) => {
+            let stored = state.store.password_hash(tenant.id, user.id).await?;
+            stored.is_some()
+                && matches!(
+                    state
+                        .passwords
+                        .verify(password, stored.as_deref())
+                        .await
+                        .map_err(AppError::internal)?,
+                    Verification::Match { .. }
+                )
+        }
+        None => false,
+    };
+    let keep = proof::Keep {
+        password: shows_password,
+        session: None,
+    };
+    let user = if user.email_verified {
+        user
+    } else {
+        proof::prove(
+            state,
+            tenant,
+            &user,
+            IdentifierKind::Email,
+            keep,
+            "email_verified",
+            meta,
+        )
+        .await?
+    };
     let (session, refresh) = sessions::new_session(state, meta);
-    let audit = meta.audit(
-        tenant.id,
-        state.clock.now(),
-        "email_verified",
-        Some(user.id),
-        Some(user.id),
-    );
+    let mut audit = meta.audit(tenant.id, state.clock.now(), "login", Some(user.id), Some(user.id));
+    audit.detail = serde_json::json!({ "method": "email_code", "session_id": session.id });
     let sign_in = SignIn {
         session: session.clone(),
         rehash: None,
@@ -195,9 +232,7 @@ async fn set_password(
     let hash = state.passwords.hash(password).await.map_err(AppError::internal)?;
     let now = state.clock.now();
     let patch = UserPatch {
-        password_hash: Some(hash),
-        // A reset code arrived by email: the address is proven.
-        email_verified: (event == "password_reset").then_some(true),
+        password_hash: Some(Some(hash)),
         now,
         ..Default::default()
     };
@@ -221,6 +256,26 @@ pub async fn reset(
     accounts::check_password(state, new_password, vec![email.to_string()]).await?;
     consume(state, tenant, email, Purpose::PasswordReset, code).await?;
     let user = find_by_email(state, tenant, email).await?.ok_or_else(invalid_code)?;
+    // A reset code arrived by email: the address is proven, and the new
+    // password is the prover's own.
+    let user = if user.email_verified {
+        user
+    } else {
+        let keep = proof::Keep {
+            password: true,
+            session: None,
+        };
+        proof::prove(
+            state,
+            tenant,
+            &user,
+            IdentifierKind::Email,
+            keep,
+            "email_verified",
+            meta,
+        )
+        .await?
+    };
     set_password(state, tenant, &user, new_password, None, "password_reset", meta).await
 }
 

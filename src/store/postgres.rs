@@ -782,12 +782,21 @@ impl AccountStore for PgStore {
                     &[&t, &u, &metadata.to_string()],
                 )?;
             }
-            if let Some(hash) = &patch.password_hash {
-                tx.execute(
-                    "INSERT INTO password_credentials (user_id, tenant_id, hash, updated_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
-                    &[&u, &t, hash, &patch.now],
-                )?;
+            match &patch.password_hash {
+                Some(Some(hash)) => {
+                    tx.execute(
+                        "INSERT INTO password_credentials (user_id, tenant_id, hash, updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
+                        &[&u, &t, hash, &patch.now],
+                    )?;
+                }
+                Some(None) => {
+                    tx.execute(
+                        "DELETE FROM password_credentials WHERE user_id = $1 AND tenant_id = $2",
+                        &[&u, &t],
+                    )?;
+                }
+                None => {}
             }
             tx.execute(
                 "UPDATE users SET updated_at = $3 WHERE tenant_id = $1 AND id = $2",

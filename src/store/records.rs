@@ -51,7 +51,9 @@ pub struct UserPatch {
     pub phone_verified: Option<bool>,
     pub disabled: Option<bool>,
     pub metadata: Option<serde_json::Value>,
-    pub password_hash: Option<String>,
+    /// `Some(None)` removes the password (the account then signs in only
+    /// with codes until a new one is set).
+    pub password_hash: Option<Option<String>>,
     pub now: Timestamp,
 }
 

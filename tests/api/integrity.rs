@@ -1,12 +1,14 @@
-//! Identity integrity: what forge asserts about a person is proven and bound
-//! to the tenant. Each test performs the attack that worked on 0.1.0.
+//! Identity integrity (issue 9, items 1-5): what forge asserts about a person
+//! is proven and bound to the tenant; sign-up cannot pre-hijack an account;
+//! a stolen access token cannot change how the account signs in. Each test
+//! performs the attack that worked on 0.1.0.
 
 use forge::testing::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::rbac::{claims, login_in, send};
-use crate::{PASSWORD, access, assert_error, parts};
+use crate::{PASSWORD, access, assert_error, parts, refresh};
 
 const OTHER_PASSWORD: &str = "another good passphrase 7";
 
@@ -183,4 +185,162 @@ async fn look_alike_addresses_are_refused_and_domains_are_ascii() {
     assert_eq!(session["user"]["email"], "kai@xn--bcher-kva.example");
     let resp = forward_auth(&s, access(&session), "").await;
     assert_eq!(resp.headers()["remote-email"], "kai@xn--bcher-kva.example");
+}
+
+/// Item 4, with `require_email_verification`: the attacker signs up with the
+/// victim's email and their own phone, and the phone code must not open the
+/// account; after the victim's reset the phone is gone.
+#[tokio::test]
+async fn pre_hijacking_through_a_phone_is_stopped() {
+    // Rate limits off: the resend cooldown runs on the wall clock.
+    let s = TestServer::start_with(|c| {
+        c.signup.require_email_verification = true;
+        c.rate_limit.enabled = false;
+    })
+    .await;
+    let (status, body) = post(
+        &s,
+        "/v1/auth/signup",
+        None,
+        None,
+        json!({"email": "victim@example.com", "password": OTHER_PASSWORD, "phone": "+14155550177"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let victim_id = body["user"]["id"].as_str().unwrap().to_string();
+    let (status, body) = otp_sign_in(&s, None, "phone", "+14155550177").await;
+    assert_error(status, &body, 403, "email_not_verified");
+
+    // The victim takes the address back with a reset.
+    let (status, _) = post(
+        &s,
+        "/v1/auth/password/forgot",
+        None,
+        None,
+        json!({"email": "victim@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let code = s.last_code("victim@example.com").await;
+    let (status, body) = post(
+        &s,
+        "/v1/auth/password/reset",
+        None,
+        None,
+        json!({"email": "victim@example.com", "code": code, "new_password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let victim = s.login("victim@example.com", PASSWORD).await;
+    assert_eq!(
+        victim["user"]["phone"],
+        Value::Null,
+        "the attacker's phone stayed: {victim}"
+    );
+    assert_eq!(victim["user"]["email_verified"], true);
+    // The phone now reaches (at most) a new, empty account, never the victim's.
+    let (status, body) = otp_sign_in(&s, None, "phone", "+14155550177").await;
+    if status == 200 {
+        assert_ne!(body["user"]["id"], victim_id.as_str());
+    }
+    let (status, _) = post(
+        &s,
+        "/v1/auth/login",
+        None,
+        None,
+        json!({"email": "victim@example.com", "password": OTHER_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 401, "the attacker's password still works");
+}
+
+/// Item 4, without `require_email_verification`: the attacker's session,
+/// password and phone all die when the owner proves the address.
+#[tokio::test]
+async fn the_first_proof_of_an_address_evicts_the_pre_hijacker() {
+    let s = TestServer::start().await;
+    let (status, attacker) = post(
+        &s,
+        "/v1/auth/signup",
+        None,
+        None,
+        json!({"email": "victim@example.com", "password": OTHER_PASSWORD, "phone": "+14155550178"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{attacker}");
+    // The owner asks for a verification code and proves the address.
+    let (status, _) = post(
+        &s,
+        "/v1/auth/email/verify/request",
+        None,
+        None,
+        json!({"email": "victim@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let code = s.last_code("victim@example.com").await;
+    let (status, victim) = post(
+        &s,
+        "/v1/auth/email/verify",
+        None,
+        None,
+        json!({"email": "victim@example.com", "code": code}),
+    )
+    .await;
+    assert_eq!(status, 200, "{victim}");
+    assert_eq!(victim["user"]["phone"], Value::Null);
+    let (status, _) = send(&s, "GET", "/v1/users/me", access(&attacker), None).await;
+    assert_eq!(status, 401, "the attacker's session survived");
+    let (status, _) = post(
+        &s,
+        "/v1/auth/refresh",
+        None,
+        None,
+        json!({"refresh_token": refresh(&attacker)}),
+    )
+    .await;
+    assert_eq!(status, 401, "the attacker's refresh token survived");
+    let (status, _) = post(
+        &s,
+        "/v1/auth/login",
+        None,
+        None,
+        json!({"email": "victim@example.com", "password": OTHER_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 401, "the attacker's password survived");
+    // The owner's own session works.
+    let (status, me) = send(&s, "GET", "/v1/users/me", access(&victim), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["email_verified"], true);
+}
+
+/// Item 4: a phone proven first frees the unproven email someone typed.
+#[tokio::test]
+async fn a_phone_proven_first_drops_an_unproven_email() {
+    let s = TestServer::start().await;
+    let (status, _) = post(
+        &s,
+        "/v1/auth/signup",
+        None,
+        None,
+        json!({"email": "someone@example.com", "password": OTHER_PASSWORD, "phone": "+14155550179"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, session) = otp_sign_in(&s, None, "phone", "+14155550179").await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["email"], Value::Null);
+    // The address is free for its owner.
+    s.signup("someone@example.com", PASSWORD).await;
+}
+
+/// Item 4: the owner who proves the address while signed in keeps the password.
+#[tokio::test]
+async fn the_owner_keeps_their_password() {
+    let s = TestServer::start().await;
+    let session = s.signup("owner@example.com", PASSWORD).await;
+    let session = s.verify_email(&session).await;
+    assert_eq!(session["user"]["email_verified"], true);
+    s.login("owner@example.com", PASSWORD).await;
 }

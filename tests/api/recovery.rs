@@ -78,7 +78,7 @@ async fn required_verification_holds_back_sign_in() {
     let (status, session) = parts(
         s.client()
             .post(s.url("/v1/auth/email/verify"))
-            .json(&json!({"email": "xena@example.com", "code": code}))
+            .json(&json!({"email": "xena@example.com", "code": code, "password": PASSWORD}))
             .send()
             .await
             .unwrap(),
@@ -87,6 +87,7 @@ async fn required_verification_holds_back_sign_in() {
     assert_eq!(status, 200, "{session}");
     assert_eq!(session["user"]["email_verified"], true);
     assert!(session["access_token"].is_string());
+    // The prover showed the password: it stays.
     s.login("xena@example.com", PASSWORD).await;
 }
 

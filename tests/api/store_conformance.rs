@@ -171,7 +171,7 @@ async fn accounts(store: &Arc<dyn Store>) {
             UserPatch {
                 email_verified: Some(true),
                 metadata: Some(serde_json::json!({"plan": "free"})),
-                password_hash: Some("$argon2id$new".into()),
+                password_hash: Some(Some("$argon2id$new".into())),
                 now: NOW + 5,
                 ..Default::default()
             },

@@ -150,6 +150,11 @@ pub struct VerifyEmailRequest {
     pub email: Option<String>,
     #[schema(value_type = String)]
     pub code: Secret,
+    /// Without a bearer token: the password the account was signed up with.
+    /// The first proof of an address drops a password the prover does not
+    /// show (it may have been set by someone else: pre-hijacking).
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<Secret>,
 }
 
 /// Confirm an email address. With a bearer: 200 with the user. With `{email, code}`: 200 with tokens.
@@ -176,7 +181,8 @@ pub async fn verify_email(
             Ok(axum::Json(UserView::new(user, &p.tenant)).into_response())
         }
         (None, Some(e)) => {
-            let (user, tokens) = recovery::confirm_and_sign_in(&state, &tenant, &email(&e)?, code, &meta).await?;
+            let (user, tokens) =
+                recovery::confirm_and_sign_in(&state, &tenant, &email(&e)?, code, req.password.as_ref(), &meta).await?;
             Ok(TokenResponse::new(user, &tenant, tokens).into_response())
         }
         (None, None) => Err(AppError::validation("email", "is required without a bearer token")),

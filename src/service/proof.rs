@@ -1,0 +1,100 @@
+//! Proving an identifier, and what the first proof of an account changes.
+//!
+//! Pre-hijacking (Sudhodanan & Paverd, "Pre-hijacked accounts", USENIX
+//! Security 2022): anyone can sign up with an address they do not own, add
+//! a phone of their own and set a password, then wait for the owner to
+//! verify the address or reset the password, and keep a way in. So the
+//! first proof of an account wins: when an account that had no proven
+//! identifier proves one (email verification, an email or phone one-time
+//! code, a password reset), every other identifier that was never proven
+//! and the password set before the proof are dropped, unless the prover
+//! showed that password too, and every session but the prover's own is
+//! revoked (which also ends admin-site sessions). Whoever proves an address
+//! ends up with an account that nobody else can enter.
+//!
+//! Proving a further identifier of an account that already has a proven
+//! owner only marks it proven: that owner set up the rest.
+
+use uuid::Uuid;
+
+use super::{RequestMeta, denylist};
+use crate::error::AppResult;
+use crate::state::AppState;
+use crate::store::{IdentifierKind, Tenant, User, UserPatch};
+
+/// What the prover keeps besides the identifier they proved.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keep {
+    /// The prover showed the current password (or set it themselves).
+    pub password: bool,
+    /// The session the proof was made in, when the prover was signed in.
+    pub session: Option<Uuid>,
+}
+
+/// Whether the account has no proven identifier yet.
+pub fn unowned(user: &User) -> bool {
+    let email = user.email.is_some() && user.email_verified;
+    let phone = user.phone.is_some() && user.phone_verified;
+    !(email || phone)
+}
+
+/// Marks `kind` of `user` proven and, on the first proof of the account,
+/// applies the rules above. `event` names the audit row.
+pub async fn prove(
+    state: &AppState,
+    tenant: &Tenant,
+    user: &User,
+    kind: IdentifierKind,
+    keep: Keep,
+    event: &'static str,
+    meta: &RequestMeta,
+) -> AppResult<User> {
+    let first = unowned(user);
+    let now = state.clock.now();
+    let mut patch = UserPatch {
+        now,
+        ..Default::default()
+    };
+    let mut dropped = Vec::new();
+    match kind {
+        IdentifierKind::Email => patch.email_verified = Some(true),
+        IdentifierKind::Phone => patch.phone_verified = Some(true),
+    }
+    if first {
+        match kind {
+            IdentifierKind::Email if user.phone.is_some() => {
+                patch.phone = Some(None);
+                patch.phone_verified = Some(false);
+                dropped.push("phone");
+            }
+            IdentifierKind::Phone if user.email.is_some() => {
+                patch.email = Some(None);
+                patch.email_verified = Some(false);
+                dropped.push("email");
+            }
+            _ => {}
+        }
+        if !keep.password && state.store.password_hash(tenant.id, user.id).await?.is_some() {
+            patch.password_hash = Some(None);
+            dropped.push("password");
+        }
+    }
+    let mut audit = meta.audit(tenant.id, now, event, Some(user.id), Some(user.id));
+    audit.detail = serde_json::json!({
+        "identifier": match kind { IdentifierKind::Email => "email", IdentifierKind::Phone => "phone" },
+        "first_proof": first,
+        "dropped": dropped,
+    });
+    let user = state.store.update_user(tenant.id, user.id, patch, audit).await?;
+    if first {
+        let revoked = state
+            .store
+            .revoke_sessions(tenant.id, user.id, keep.session, now, None)
+            .await?;
+        denylist::deny_sessions(state, &revoked).await?;
+        if !dropped.is_empty() {
+            tracing::info!(user_id = %user.id, ?dropped, "first proof of the account: unproven credentials dropped");
+        }
+    }
+    Ok(user)
+}
