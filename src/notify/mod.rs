@@ -230,6 +230,11 @@ impl Notifier {
             ttl_minutes,
         );
         let now = inner.clock.now();
+        let code = if kind.carries_code() {
+            code.clone()
+        } else {
+            Secret::new(String::new())
+        };
         if let Some(outbox) = &inner.memory {
             outbox.push(OutboxEntry {
                 to: to.address().to_owned(),
@@ -262,6 +267,19 @@ impl Notifier {
             .await?;
         inner.wake.notify_one();
         Ok(())
+    }
+
+    /// Queues a notice without a code (`text` is its sentence: what
+    /// happened, when, from where); it is worth sending for a day.
+    pub async fn notice(&self, tenant_id: Uuid, to: Recipient, kind: MessageKind, text: &str) -> StoreResult<()> {
+        self.send(
+            tenant_id,
+            to,
+            kind,
+            &Secret::new(text.to_owned()),
+            Duration::from_secs(24 * 3600),
+        )
+        .await
     }
 
     /// The captured messages when `notify.channel = "memory"`, for

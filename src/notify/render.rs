@@ -39,6 +39,14 @@ struct ResetEmail<'a> {
     public_url: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "email/address_changed.txt")]
+struct AddressChangedEmail<'a> {
+    product: &'a str,
+    notice: &'a str,
+    public_url: &'a str,
+}
+
 /// "1 minute", "5 minutes".
 fn minutes(n: u64) -> String {
     if n == 1 {
@@ -49,6 +57,9 @@ fn minutes(n: u64) -> String {
 }
 
 /// Subject and body of a message.
+///
+/// For a notice ([`MessageKind::AddressChanged`]) `code` is the notice's
+/// sentence (what changed, when, from where): it carries no code.
 ///
 /// `ttl_minutes` is how long the code stays valid, rounded up by the caller
 /// (a 90 s code says "2 minutes": a short promise would be a lie the other
@@ -66,6 +77,7 @@ pub fn render(
         MessageKind::Otp => format!("Your {product} sign-in code"),
         MessageKind::EmailVerification => format!("Verify your email address for {product}"),
         MessageKind::PasswordReset => format!("Reset your {product} password"),
+        MessageKind::AddressChanged => format!("Your {product} sign-in address was changed"),
     };
     let ttl = minutes(ttl_minutes);
     let body = match channel {
@@ -74,6 +86,7 @@ pub fn render(
                 MessageKind::Otp => "code",
                 MessageKind::EmailVerification => "verification code",
                 MessageKind::PasswordReset => "password reset code",
+                MessageKind::AddressChanged => return (subject, format!("{product}: {code}")),
             };
             format!("Your {product} {what} is {code}. It expires in {ttl}.")
         }
@@ -97,6 +110,12 @@ pub fn render(
                     product,
                     code,
                     ttl: &ttl,
+                    public_url,
+                }
+                .render(),
+                MessageKind::AddressChanged => AddressChangedEmail {
+                    product,
+                    notice: code,
                     public_url,
                 }
                 .render(),

@@ -225,12 +225,23 @@ pub async fn me(state: &AppState, principal: &sessions::Principal) -> AppResult<
         .ok_or_else(AppError::invalid_token)
 }
 
-/// A change to one's own profile. A new email or phone is unverified.
+/// A change to one's own profile. A new email or phone needs proof of
+/// ownership and waits for the new address to prove itself (see
+/// [`super::address`]); metadata changes at once.
 #[derive(Default)]
 pub struct ProfileChange {
     pub email: Option<Email>,
     pub phone: Option<Option<Phone>>,
     pub metadata: Option<serde_json::Value>,
+    pub proof: super::address::Reauthentication,
+}
+
+/// The profile after a change, and the address changes still waiting for
+/// their code.
+pub struct ProfileUpdate {
+    pub user: User,
+    pub pending_email: Option<Email>,
+    pub pending_phone: Option<Phone>,
 }
 
 pub async fn update_me(
@@ -238,8 +249,14 @@ pub async fn update_me(
     principal: &sessions::Principal,
     change: ProfileChange,
     meta: &RequestMeta,
-) -> AppResult<User> {
+) -> AppResult<ProfileUpdate> {
+    let tenant = &principal.tenant;
     let current = me(state, principal).await?;
+    let new_email = change.email.filter(|e| Some(e) != current.email.as_ref());
+    let new_phone = change.phone.filter(|p| p.as_ref() != current.phone.as_ref());
+    if new_email.is_some() || new_phone.is_some() {
+        super::address::reauthenticate(state, tenant, &current, &change.proof).await?;
+    }
     let now = state.clock.now();
     let mut patch = UserPatch {
         now,
@@ -247,31 +264,48 @@ pub async fn update_me(
         ..Default::default()
     };
     let mut changed = Vec::new();
-    if let Some(email) = change.email.filter(|e| Some(e) != current.email.as_ref()) {
-        patch.email = Some(Some(email));
-        patch.email_verified = Some(false);
-        changed.push("email");
-    }
-    if let Some(phone) = change.phone.filter(|p| p.as_ref() != current.phone.as_ref()) {
-        patch.phone = Some(phone);
-        patch.phone_verified = Some(false);
-        changed.push("phone");
-    }
     if patch.metadata.is_some() {
         changed.push("metadata");
     }
-    let mut audit = meta.audit(
-        principal.tenant.id,
-        now,
-        "user_updated",
-        Some(principal.user_id),
-        Some(principal.user_id),
-    );
-    audit.detail = serde_json::json!({ "fields": changed });
-    Ok(state
-        .store
-        .update_user(principal.tenant.id, principal.user_id, patch, audit)
-        .await?)
+    // Removing the phone needs no new proof, but must leave a way in.
+    if let Some(None) = new_phone {
+        if current.email.is_none() {
+            return Err(AppError::validation(
+                "phone",
+                "cannot remove the only address of the account",
+            ));
+        }
+        patch.phone = Some(None);
+        patch.phone_verified = Some(false);
+        changed.push("phone");
+    }
+    let user = if changed.is_empty() {
+        current
+    } else {
+        let mut audit = meta.audit(
+            tenant.id,
+            now,
+            "user_updated",
+            Some(principal.user_id),
+            Some(principal.user_id),
+        );
+        audit.detail = serde_json::json!({ "fields": changed });
+        state
+            .store
+            .update_user(tenant.id, principal.user_id, patch, audit)
+            .await?
+    };
+    if let Some(email) = &new_email {
+        super::address::start(state, tenant, &user, &Identifier::Email(email.clone()), meta).await?;
+    }
+    if let Some(Some(phone)) = &new_phone {
+        super::address::start(state, tenant, &user, &Identifier::Phone(phone.clone()), meta).await?;
+    }
+    Ok(ProfileUpdate {
+        user,
+        pending_email: new_email,
+        pending_phone: new_phone.flatten(),
+    })
 }
 
 pub async fn delete_me(state: &AppState, principal: &sessions::Principal, meta: &RequestMeta) -> AppResult<()> {

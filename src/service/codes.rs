@@ -22,6 +22,11 @@ pub enum Purpose {
     SignIn,
     EmailVerification,
     PasswordReset,
+    /// Proves a signed-in user is the account's owner before a change of
+    /// how they sign in (accounts without a password).
+    Reauthentication,
+    /// Proves the new address of a pending email or phone change.
+    AddressChange,
 }
 
 impl Purpose {
@@ -30,6 +35,8 @@ impl Purpose {
             Purpose::SignIn => "otp",
             Purpose::EmailVerification => "verify",
             Purpose::PasswordReset => "reset",
+            Purpose::Reauthentication => "reauth",
+            Purpose::AddressChange => "address",
         }
     }
 }

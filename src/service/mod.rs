@@ -2,6 +2,7 @@
 //! knows about axum, SQL or Redis; handlers call one function each.
 
 pub mod accounts;
+pub mod address;
 pub mod admin_site;
 pub mod audit;
 pub mod codes;

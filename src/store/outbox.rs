@@ -55,6 +55,9 @@ pub enum MessageKind {
     EmailVerification,
     /// A code allowing a new password to be set.
     PasswordReset,
+    /// A notice, without a code, to the old address after an email or phone
+    /// change: what changed, when and from where.
+    AddressChanged,
 }
 
 impl MessageKind {
@@ -63,7 +66,13 @@ impl MessageKind {
             MessageKind::Otp => "otp",
             MessageKind::EmailVerification => "email_verification",
             MessageKind::PasswordReset => "password_reset",
+            MessageKind::AddressChanged => "address_changed",
         }
+    }
+
+    /// Whether the message carries a one-time code (a notice does not).
+    pub fn carries_code(self) -> bool {
+        !matches!(self, MessageKind::AddressChanged)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -71,6 +80,7 @@ impl MessageKind {
             "otp" => Some(MessageKind::Otp),
             "email_verification" => Some(MessageKind::EmailVerification),
             "password_reset" => Some(MessageKind::PasswordReset),
+            "address_changed" => Some(MessageKind::AddressChanged),
             _ => None,
         }
     }

@@ -344,3 +344,92 @@ async fn the_owner_keeps_their_password() {
     assert_eq!(session["user"]["email_verified"], true);
     s.login("owner@example.com", PASSWORD).await;
 }
+
+/// Item 5: a leaked access token alone cannot move the account to another
+/// address (0.1.0: PATCH the email, then forgot + reset through it).
+#[tokio::test]
+async fn a_stolen_token_cannot_change_the_address() {
+    let s = TestServer::start().await;
+    let session = s.signup_verified("ann@example.com", PASSWORD).await;
+    let token = access(&session);
+    let patch = |body: Value| send(&s, "PATCH", "/v1/users/me", token, Some(body));
+    let (status, body) = patch(json!({"email": "root@example.com"})).await;
+    assert_error(status, &body, 401, "reauthentication_required");
+    let (status, body) = patch(json!({"phone": "+14155550180"})).await;
+    assert_error(status, &body, 401, "reauthentication_required");
+    let (status, body) = patch(json!({"email": "root@example.com", "current_password": OTHER_PASSWORD})).await;
+    assert_error(status, &body, 401, "invalid_credentials");
+    let (_, me) = send(&s, "GET", "/v1/users/me", token, None).await;
+    assert_eq!(me["email"], "ann@example.com");
+
+    // With the password the change is pending until the new address answers.
+    let (status, body) = patch(json!({"email": "ann.new@example.com", "current_password": PASSWORD})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email"], "ann@example.com");
+    assert_eq!(body["pending_email"], "ann.new@example.com");
+    let resp = forward_auth(&s, token, "").await;
+    assert_eq!(resp.headers()["remote-email"], "ann@example.com");
+    let other = s.login("ann@example.com", PASSWORD).await;
+    let (status, body) = post(
+        &s,
+        "/v1/auth/email/verify",
+        None,
+        Some(token),
+        json!({"code": "000000"}),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_code");
+    let code = s.last_code("ann.new@example.com").await;
+    let (status, me) = post(&s, "/v1/auth/email/verify", None, Some(token), json!({"code": code})).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["email"], "ann.new@example.com");
+    assert_eq!(me["email_verified"], true);
+    // The old address is told, with when and from where.
+    let notice = &s.outbox("ann@example.com").await[0];
+    assert_eq!(notice["kind"], "address_changed");
+    assert_eq!(notice["code"], "");
+    let body = notice["body"].as_str().unwrap();
+    assert!(body.contains("127.0.0.1") && body.contains("email address"), "{body}");
+    // Every other session ended.
+    let (status, _) = send(&s, "GET", "/v1/users/me", access(&other), None).await;
+    assert_eq!(status, 401);
+    s.login("ann.new@example.com", PASSWORD).await;
+}
+
+/// Item 5: an account without a password proves itself with a code sent to
+/// its current address.
+#[tokio::test]
+async fn a_passwordless_account_reauthenticates_with_a_code() {
+    // Rate limits off: the resend cooldown runs on the wall clock.
+    let s = TestServer::start_with(|c| c.rate_limit.enabled = false).await;
+    let (status, session) = otp_sign_in(&s, None, "phone", "+14155550181").await;
+    assert_eq!(status, 200, "{session}");
+    let token = access(&session);
+    let (status, body) = send(
+        &s,
+        "PATCH",
+        "/v1/users/me",
+        token,
+        Some(json!({"email": "bo@example.com"})),
+    )
+    .await;
+    assert_error(status, &body, 401, "reauthentication_required");
+    let (status, _) = post(&s, "/v1/auth/reauthenticate", None, Some(token), json!({})).await;
+    assert_eq!(status, 202);
+    let code = s.last_code("+14155550181").await;
+    let (status, body) = send(
+        &s,
+        "PATCH",
+        "/v1/users/me",
+        token,
+        Some(json!({"email": "bo@example.com", "code": code})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pending_email"], "bo@example.com");
+    let code = s.last_code("bo@example.com").await;
+    let (status, me) = post(&s, "/v1/auth/email/verify", None, Some(token), json!({"code": code})).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["email"], "bo@example.com");
+    assert_eq!(me["phone"], "+14155550181");
+}

@@ -187,37 +187,6 @@ async fn change_revokes_the_other_sessions() {
     s.login("zoe@example.com", NEW_PASSWORD).await;
 }
 
-#[tokio::test]
-async fn changing_the_email_makes_it_unverified() {
-    let s = TestServer::start().await;
-    let session = s.signup("abe@example.com", PASSWORD).await;
-    s.client()
-        .post(s.url("/v1/auth/email/verify/request"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
-    let code = s.last_code("abe@example.com").await;
-    s.client()
-        .post(s.url("/v1/auth/email/verify"))
-        .bearer_auth(access(&session))
-        .json(&json!({"code": code}))
-        .send()
-        .await
-        .unwrap();
-    let (_, user) = parts(
-        s.client()
-            .patch(s.url("/v1/users/me"))
-            .bearer_auth(access(&session))
-            .json(&json!({"email": "abe2@example.com"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(user["email_verified"], false);
-}
-
 /// The revocations of a reset are recorded with their time, so a restart
 /// (which refills the deny list from the database) keeps the old access
 /// tokens dead.

@@ -43,7 +43,28 @@ async fn me_get_patch_delete() {
         s.client()
             .patch(s.url("/v1/users/me"))
             .bearer_auth(token)
-            .json(&json!({"email": "Nina2@Example.com", "phone": "+14155550101", "metadata": {"theme": "dark"}}))
+            .json(
+                &json!({"email": "Nina2@Example.com", "phone": "+14155550101", "metadata": {"theme": "dark"},
+                          "current_password": PASSWORD}),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{me}");
+    // The new addresses wait for their codes; metadata changes at once.
+    assert_eq!(me["email"], "nina@example.com");
+    assert_eq!(me["pending_email"], "nina2@example.com");
+    assert_eq!(me["phone"], serde_json::Value::Null);
+    assert_eq!(me["pending_phone"], "+14155550101");
+    assert_eq!(me["metadata"]["theme"], "dark");
+    let code = s.last_code("nina2@example.com").await;
+    let (status, me) = parts(
+        s.client()
+            .post(s.url("/v1/auth/email/verify"))
+            .bearer_auth(token)
+            .json(&json!({"code": code}))
             .send()
             .await
             .unwrap(),
@@ -51,16 +72,28 @@ async fn me_get_patch_delete() {
     .await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["email"], "nina2@example.com");
-    assert_eq!(me["email_verified"], false);
+    assert_eq!(me["email_verified"], true);
+    let code = s.last_code("+14155550101").await;
+    let (status, me) = parts(
+        s.client()
+            .post(s.url("/v1/auth/phone/verify"))
+            .bearer_auth(token)
+            .json(&json!({"code": code}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{me}");
     assert_eq!(me["phone"], "+14155550101");
-    assert_eq!(me["metadata"]["theme"], "dark");
+    assert_eq!(me["phone_verified"], true);
 
-    // Remove the phone with an explicit null.
+    // Remove the phone with an explicit null (also a change of how one signs in).
     let (_, me) = parts(
         s.client()
             .patch(s.url("/v1/users/me"))
             .bearer_auth(token)
-            .json(&json!({"phone": null}))
+            .json(&json!({"phone": null, "current_password": PASSWORD}))
             .send()
             .await
             .unwrap(),
@@ -98,7 +131,7 @@ async fn me_get_patch_delete() {
         s.client()
             .patch(s.url("/v1/users/me"))
             .bearer_auth(token)
-            .json(&json!({"email": "omar@example.com"}))
+            .json(&json!({"email": "omar@example.com", "current_password": PASSWORD}))
             .send()
             .await
             .unwrap(),

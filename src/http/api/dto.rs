@@ -181,6 +181,27 @@ pub struct UpdateMeRequest {
     pub phone: Option<Option<String>>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Required to change email or phone when the account has a password.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub current_password: Option<crate::secret::Secret>,
+    /// For accounts without a password: the code sent by
+    /// `POST /v1/auth/reauthenticate`.
+    #[schema(value_type = Option<String>)]
+    pub code: Option<crate::secret::Secret>,
+}
+
+/// `PATCH /v1/users/me`: the user (an email or phone change is not applied
+/// yet) and the addresses waiting for their code.
+#[derive(Serialize, ToSchema)]
+pub struct UpdateMeResponse {
+    #[serde(flatten)]
+    pub user: UserView,
+    /// The new email, until `POST /v1/auth/email/verify` confirms it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_email: Option<String>,
+    /// The new phone, until `POST /v1/auth/phone/verify` confirms it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_phone: Option<String>,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

@@ -10,11 +10,12 @@ use utoipa::{IntoParams, ToSchema};
 use super::dto::{TokenResponse, UserView};
 use crate::domain::{Email, Identifier, Phone};
 use crate::error::{AppError, AppResult, ErrorBody};
-use crate::http::extract::{ClientMeta, CurrentTenant, Json, MaybeAuth, Query};
+use crate::http::extract::{Auth, ClientMeta, CurrentTenant, Json, MaybeAuth, Query};
 use crate::notify::OutboxEntry;
 use crate::secret::Secret;
-use crate::service::{otp, recovery};
+use crate::service::{address, otp, recovery};
 use crate::state::AppState;
+use crate::store::IdentifierKind;
 
 /// The one answer to every request that may send a message.
 #[derive(Serialize, ToSchema)]
@@ -177,7 +178,12 @@ pub async fn verify_email(
     let code = req.code.expose().trim();
     match (principal, req.email) {
         (Some(p), _) => {
-            let user = recovery::confirm_own(&state, &p, code, &meta).await?;
+            // A pending email change takes the code first; else the code
+            // verifies the current address.
+            let user = match address::complete(&state, &p, IdentifierKind::Email, code, &meta).await? {
+                Some(user) => user,
+                None => recovery::confirm_own(&state, &p, code, &meta).await?,
+            };
             Ok(axum::Json(UserView::new(user, &p.tenant)).into_response())
         }
         (None, Some(e)) => {
@@ -187,6 +193,61 @@ pub async fn verify_email(
         }
         (None, None) => Err(AppError::validation("email", "is required without a bearer token")),
     }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    #[schema(value_type = String)]
+    pub code: Secret,
+}
+
+/// Confirm a pending phone change with the code sent to the new number.
+#[utoipa::path(post, path = "/v1/auth/phone/verify", tag = "identity",
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "the user with the new phone, verified", body = UserView),
+        (status = 400, description = "invalid_code (also when no change is pending)", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "phone_taken", body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn verify_phone(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ClientMeta(meta): ClientMeta,
+    Json(req): Json<CodeRequest>,
+) -> AppResult<axum::Json<UserView>> {
+    let user = address::complete(
+        &state,
+        &principal,
+        IdentifierKind::Phone,
+        req.code.expose().trim(),
+        &meta,
+    )
+    .await?
+    .ok_or_else(|| AppError::bad_request("invalid_code", "the code is wrong or expired"))?;
+    Ok(axum::Json(UserView::new(user, &principal.tenant)))
+}
+
+/// Send a one-time code to the caller's verified address, to prove it is them before changing
+/// how they sign in (accounts without a password).
+#[utoipa::path(post, path = "/v1/auth/reauthenticate", tag = "identity",
+    responses(
+        (status = 202, body = Accepted),
+        (status = 400, description = "no_proven_address", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn reauthenticate(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    ClientMeta(meta): ClientMeta,
+) -> AppResult<impl IntoResponse> {
+    address::send_reauthentication(&state, &principal, &meta).await?;
+    Ok(accepted())
 }
 
 #[derive(Deserialize, ToSchema)]

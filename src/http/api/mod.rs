@@ -65,6 +65,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(identity::verify_otp))
         .routes(routes!(identity::request_verification))
         .routes(routes!(identity::verify_email))
+        .routes(routes!(identity::verify_phone))
+        .routes(routes!(identity::reauthenticate))
         .routes(routes!(identity::forgot))
         .routes(routes!(identity::reset))
         .routes(routes!(identity::change))

@@ -8,6 +8,7 @@ use crate::domain::{Email, Phone};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::extract::{Auth, ClientMeta, Json};
 use crate::service::accounts::{self, ProfileChange};
+use crate::service::address::Reauthentication;
 use crate::service::sessions;
 use crate::state::AppState;
 
@@ -20,17 +21,24 @@ pub async fn get_me(State(state): State<AppState>, Auth(principal): Auth) -> App
     Ok(axum::Json(UserView::new(user, &principal.tenant)))
 }
 
-/// Change email, phone or metadata. A changed email or phone becomes unverified.
+/// Change email, phone or metadata. Changing email or phone needs the current password (or a
+/// reauthentication code) and stays pending until the new address confirms it.
 #[utoipa::path(patch, path = "/v1/users/me", tag = "users",
     request_body = UpdateMeRequest,
-    responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses(
+        (status = 200, description = "the user; a new email or phone is pending until confirmed", body = UpdateMeResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "no token, or reauthentication_required / invalid_credentials for an email or phone change", body = ErrorBody),
+        (status = 409, description = "email_taken or phone_taken", body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub async fn patch_me(
     State(state): State<AppState>,
     Auth(principal): Auth,
     ClientMeta(meta): ClientMeta,
     Json(req): Json<UpdateMeRequest>,
-) -> AppResult<axum::Json<UserView>> {
+) -> AppResult<axum::Json<UpdateMeResponse>> {
     let change = ProfileChange {
         email: req
             .email
@@ -44,9 +52,17 @@ pub async fn patch_me(
             Some(Some(p)) => Some(Some(Phone::parse(&p).map_err(|e| AppError::validation("phone", e))?)),
         },
         metadata: metadata(req.metadata)?,
+        proof: Reauthentication {
+            current_password: req.current_password,
+            code: req.code,
+        },
     };
-    let user = accounts::update_me(&state, &principal, change, &meta).await?;
-    Ok(axum::Json(UserView::new(user, &principal.tenant)))
+    let update = accounts::update_me(&state, &principal, change, &meta).await?;
+    Ok(axum::Json(UpdateMeResponse {
+        user: UserView::new(update.user, &principal.tenant),
+        pending_email: update.pending_email.map(|e| e.to_string()),
+        pending_phone: update.pending_phone.map(|p| p.to_string()),
+    }))
 }
 
 /// Delete the caller's account; every session ends at once.

@@ -1,0 +1,310 @@
+//! Changing how you sign in: a new email or phone needs proof twice over.
+//!
+//! A leaked access token must not become a permanent takeover (change the
+//! email, then reset the password through it). So a change of email or
+//! phone needs the current password, or for an account without one a fresh
+//! one-time code sent to its current proven address (`POST
+//! /v1/auth/reauthenticate`); and it is only *pending* until the new address
+//! proves itself with the code sent there. Then the old address is told,
+//! with the time and the client IP, and every other session ends.
+//!
+//! A pending change lives in the cache next to its code (one per user and
+//! kind, replaced by a newer request), for as long as the code does.
+
+use uuid::Uuid;
+
+use super::codes::{self, Check, Purpose};
+use super::limits::{self, ip_key};
+use super::recovery::RECOVERY_CODE_TTL;
+use super::{RequestMeta, accounts, denylist, otp, proof, sessions};
+use crate::crypto::password::Verification;
+use crate::domain::{Email, Identifier, Phone};
+use crate::error::{AppError, AppResult};
+use crate::notify::{MessageKind, Recipient};
+use crate::secret::Secret;
+use crate::state::AppState;
+use crate::store::{IdentifierKind, StoreError, Tenant, User, UserPatch};
+
+/// The proof a caller offers that they are the account's owner.
+#[derive(Default)]
+pub struct Reauthentication {
+    pub current_password: Option<Secret>,
+    pub code: Option<Secret>,
+}
+
+fn reauthentication_required() -> AppError {
+    AppError::unauthorized(
+        "reauthentication_required",
+        "changing how you sign in needs your current password (or a code from POST /v1/auth/reauthenticate)",
+    )
+}
+
+fn invalid_code() -> AppError {
+    AppError::bad_request("invalid_code", "the code is wrong or expired")
+}
+
+/// The address a reauthentication code goes to: the proven email, else the
+/// proven phone.
+fn proven_address(user: &User) -> Option<Identifier> {
+    match (&user.email, &user.phone) {
+        (Some(e), _) if user.email_verified => Some(Identifier::Email(e.clone())),
+        (_, Some(p)) if user.phone_verified => Some(Identifier::Phone(p.clone())),
+        _ => None,
+    }
+}
+
+fn recipient(identifier: &Identifier) -> Recipient {
+    match identifier {
+        Identifier::Email(e) => Recipient::from(e),
+        Identifier::Phone(p) => Recipient::from(p),
+    }
+}
+
+/// `POST /v1/auth/reauthenticate`: a code to the caller's proven address.
+pub async fn send_reauthentication(
+    state: &AppState,
+    principal: &sessions::Principal,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    let tenant = &principal.tenant;
+    let user = accounts::me(state, principal).await?;
+    let Some(to) = proven_address(&user) else {
+        return Err(AppError::bad_request(
+            "no_proven_address",
+            "the account has no verified email or phone to send a code to",
+        ));
+    };
+    let rl = &state.config.rate_limit;
+    limits::spend(state, "otp-send-ip", &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip).await?;
+    otp::cooldown(state, tenant, to.as_str()).await?;
+    let code = codes::issue(
+        state,
+        Purpose::Reauthentication,
+        tenant.id,
+        &user.id.to_string(),
+        state.config.otp.ttl,
+    )
+    .await?;
+    state
+        .notifier
+        .send(tenant.id, recipient(&to), MessageKind::Otp, &code, state.config.otp.ttl)
+        .await?;
+    Ok(())
+}
+
+/// Checks the caller's proof of ownership: the current password when the
+/// account has one (wrong guesses count against a per-account budget), else
+/// a reauthentication code.
+pub async fn reauthenticate(state: &AppState, tenant: &Tenant, user: &User, proof: &Reauthentication) -> AppResult<()> {
+    let stored = state.store.password_hash(tenant.id, user.id).await?;
+    let rate = state.config.rate_limit.login_failures_per_account;
+    let key = format!("{}:{}", tenant.id, user.id);
+    match (stored, &proof.current_password, &proof.code) {
+        (Some(hash), Some(password), _) => {
+            limits::check_failures(state, "reauth-fail", &key, rate).await?;
+            match state
+                .passwords
+                .verify(password, Some(&hash))
+                .await
+                .map_err(AppError::internal)?
+            {
+                Verification::Match { .. } => Ok(()),
+                Verification::Mismatch => {
+                    limits::record_failure(state, "reauth-fail", &key, rate).await?;
+                    Err(AppError::invalid_credentials())
+                }
+            }
+        }
+        (None, _, Some(code)) => {
+            match codes::consume(
+                state,
+                Purpose::Reauthentication,
+                tenant.id,
+                &user.id.to_string(),
+                code.expose().trim(),
+            )
+            .await?
+            {
+                Check::Valid => Ok(()),
+                Check::Invalid => Err(invalid_code()),
+                Check::Burned => Err(AppError::RateLimited {
+                    retry_after_secs: state.config.otp.attempt_window.as_secs(),
+                }),
+            }
+        }
+        _ => Err(reauthentication_required()),
+    }
+}
+
+fn pending_key(kind: IdentifierKind, tenant_id: Uuid, user_id: Uuid) -> String {
+    let kind = match kind {
+        IdentifierKind::Email => "email",
+        IdentifierKind::Phone => "phone",
+    };
+    format!("pending:{kind}:{tenant_id}:{user_id}")
+}
+
+/// The code of a change is bound to the user and the new address both.
+fn code_subject(user_id: Uuid, address: &str) -> String {
+    format!("{user_id}:{address}")
+}
+
+/// Starts a change to `new`: remembers it as pending and sends the code to
+/// the new address. The caller has already reauthenticated.
+pub async fn start(
+    state: &AppState,
+    tenant: &Tenant,
+    user: &User,
+    new: &Identifier,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    let (kind, taken) = match new {
+        Identifier::Email(_) => (IdentifierKind::Email, "email"),
+        Identifier::Phone(_) => (IdentifierKind::Phone, "phone"),
+    };
+    if let Some((other, _)) = state.store.find_for_login(tenant.id, new).await?
+        && other.id != user.id
+    {
+        return Err(StoreError::Conflict { field: taken }.into());
+    }
+    let rl = &state.config.rate_limit;
+    limits::spend(state, "otp-send-ip", &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip).await?;
+    otp::cooldown(state, tenant, new.as_str()).await?;
+    state
+        .cache
+        .set(
+            &pending_key(kind, tenant.id, user.id),
+            new.as_str().as_bytes(),
+            RECOVERY_CODE_TTL,
+        )
+        .await?;
+    let code = codes::issue(
+        state,
+        Purpose::AddressChange,
+        tenant.id,
+        &code_subject(user.id, new.as_str()),
+        RECOVERY_CODE_TTL,
+    )
+    .await?;
+    state
+        .notifier
+        .send(
+            tenant.id,
+            recipient(new),
+            MessageKind::EmailVerification,
+            &code,
+            RECOVERY_CODE_TTL,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The pending change of `kind`, if one waits for its code.
+pub async fn pending(
+    state: &AppState,
+    tenant: &Tenant,
+    user_id: Uuid,
+    kind: IdentifierKind,
+) -> AppResult<Option<Identifier>> {
+    let Some(raw) = state.cache.get(&pending_key(kind, tenant.id, user_id)).await? else {
+        return Ok(None);
+    };
+    let address = String::from_utf8(raw).unwrap_or_default();
+    Ok(match kind {
+        IdentifierKind::Email => Email::parse(&address).ok().map(Identifier::Email),
+        IdentifierKind::Phone => Phone::parse(&address).ok().map(Identifier::Phone),
+    })
+}
+
+/// Completes a pending change with the code sent to the new address: the
+/// new address replaces the old one, proven; the old one is told; every
+/// other session ends. `None` when no change of `kind` is pending.
+pub async fn complete(
+    state: &AppState,
+    principal: &sessions::Principal,
+    kind: IdentifierKind,
+    code: &str,
+    meta: &RequestMeta,
+) -> AppResult<Option<User>> {
+    let tenant = &principal.tenant;
+    let Some(new) = pending(state, tenant, principal.user_id, kind).await? else {
+        return Ok(None);
+    };
+    let subject = code_subject(principal.user_id, new.as_str());
+    match codes::consume(state, Purpose::AddressChange, tenant.id, &subject, code).await? {
+        Check::Valid => {}
+        Check::Invalid => return Err(invalid_code()),
+        Check::Burned => {
+            state
+                .cache
+                .delete(&pending_key(kind, tenant.id, principal.user_id))
+                .await?;
+            return Err(AppError::RateLimited {
+                retry_after_secs: state.config.otp.attempt_window.as_secs(),
+            });
+        }
+    }
+    state
+        .cache
+        .delete(&pending_key(kind, tenant.id, principal.user_id))
+        .await?;
+    let before = accounts::me(state, principal).await?;
+    let now = state.clock.now();
+    let mut patch = UserPatch {
+        now,
+        ..Default::default()
+    };
+    let (old, what, event) = match &new {
+        Identifier::Email(e) => {
+            patch.email = Some(Some(e.clone()));
+            patch.email_verified = Some(false);
+            let old = before
+                .email
+                .clone()
+                .filter(|_| before.email_verified)
+                .map(Identifier::Email);
+            (old, "email address", "email_changed")
+        }
+        Identifier::Phone(p) => {
+            patch.phone = Some(Some(p.clone()));
+            patch.phone_verified = Some(false);
+            let old = before
+                .phone
+                .clone()
+                .filter(|_| before.phone_verified)
+                .map(Identifier::Phone);
+            (old, "phone number", "phone_changed")
+        }
+    };
+    let audit = meta.audit(tenant.id, now, event, Some(before.id), Some(before.id));
+    let changed = state.store.update_user(tenant.id, before.id, patch, audit).await?;
+    // The new address is proven by the code; the caller reauthenticated
+    // (password or code) when asking for the change, so nothing is dropped.
+    let keep = proof::Keep {
+        password: true,
+        session: Some(principal.session_id),
+    };
+    let verified_event = match kind {
+        IdentifierKind::Email => "email_verified",
+        IdentifierKind::Phone => "phone_verified",
+    };
+    let user = proof::prove(state, tenant, &changed, kind, keep, verified_event, meta).await?;
+    let revoked = state
+        .store
+        .revoke_sessions(tenant.id, user.id, Some(principal.session_id), now, None)
+        .await?;
+    denylist::deny_sessions(state, &revoked).await?;
+    if let Some(old) = old {
+        let when = time::OffsetDateTime::from_unix_timestamp(now)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default();
+        let from = meta.ip.as_deref().unwrap_or("an unknown address");
+        let text = format!("The {what} of your account was changed on {when} from {from}.");
+        state
+            .notifier
+            .notice(tenant.id, recipient(&old), MessageKind::AddressChanged, &text)
+            .await?;
+    }
+    Ok(Some(user))
+}
