@@ -78,25 +78,24 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// One span and one log line per request, and the request metrics.
 async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    // Both bounded (see `metrics`): the raw method and path are the client's.
+    let method = metrics::method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+        .unwrap_or_else(|| metrics::UNMATCHED_ROUTE.into());
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let span = tracing::info_span!("request", %method, %route, request_id);
+    let span = tracing::info_span!("request", method, %route, request_id);
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let latency = started.elapsed();
-    state
-        .metrics
-        .request(method.as_str(), &route, status, latency.as_secs_f64());
+    state.metrics.request(method, &route, status, latency.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(status, latency_ms = latency.as_secs_f64() * 1000.0, "request");
     });

@@ -171,3 +171,89 @@ async fn revocations_survive_a_restart() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// Made-up methods and paths must not become metrics labels: the Prometheus
+/// client keeps every label value it sees, so before the fix each of these
+/// requests added series (~2 KB each, times the histogram buckets) to every
+/// scrape and to the process for good.
+#[tokio::test]
+async fn metrics_labels_stay_bounded_under_random_methods_and_paths() {
+    use futures::StreamExt;
+    use rand::Rng;
+    use rand::distributions::{Alphanumeric, DistString, Uniform};
+
+    let s = TestServer::start().await;
+    let scrape = || async {
+        s.client()
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let random_method = || -> String {
+        let mut rng = rand::thread_rng();
+        (0..2048)
+            .map(|_| char::from(rng.sample(Uniform::new_inclusive(b'A', b'Z'))))
+            .collect()
+    };
+    let random_path = || format!("/{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 2048));
+
+    // One request of each kind first, so the series the flood may use exist.
+    let warm = [
+        (random_method(), "/v1/auth/login".to_string()),
+        (random_method(), random_path()),
+        ("GET".to_string(), random_path()),
+    ];
+    for (method, path) in &warm {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        s.client().request(method, s.url(path)).send().await.unwrap();
+    }
+    let before = scrape().await;
+    assert!(before.contains("method=\"other\",route=\"unmatched\""), "{before}");
+    assert!(before.contains("method=\"other\",route=\"/v1/auth/login\""), "{before}");
+
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        let method = if i % 3 == 0 { "GET".to_string() } else { random_method() };
+        let path = if i % 3 == 1 {
+            "/v1/auth/login".to_string()
+        } else {
+            random_path()
+        };
+        sent.push((method, path));
+    }
+    let s = &s;
+    let statuses: Vec<u16> = futures::stream::iter(sent.iter())
+        .map(|(method, path)| async move {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            s.client()
+                .request(method, s.url(path))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 404 || *s == 405), "{statuses:?}");
+
+    let after = scrape().await;
+    for raw in sent.iter().chain(warm.iter()).flat_map(|(m, p)| [m, p]) {
+        if raw.len() > 64 {
+            assert!(!after.contains(&raw[..64]), "a raw method or path became a label");
+        }
+    }
+    // Same series as before the flood: only counter values changed.
+    assert!(
+        after.len() < before.len() + 2048,
+        "{} -> {} bytes",
+        before.len(),
+        after.len()
+    );
+    assert!(after.len() < 64 * 1024, "scrape is {} bytes", after.len());
+}
