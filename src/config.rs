@@ -63,6 +63,10 @@ pub struct ServerConfig {
     #[serde(with = "ip_nets")]
     pub trusted_proxies: Vec<IpNet>,
     pub max_body_bytes: usize,
+    /// Browser origins allowed by CORS (`scheme://host[:port]`), or `["*"]`
+    /// for any origin. Credentials are never allowed cross-origin (forge
+    /// takes bearer tokens, not cookies, from other origins), which is what
+    /// makes `*` safe to support.
     pub cors_origins: Vec<String>,
 }
 
@@ -812,6 +816,9 @@ impl Config {
         if server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");
         }
+        if let Some(problem) = cors_origins_problem(&server.cors_origins) {
+            return fail("server.cors_origins", problem);
+        }
 
         if let Some(problem) = database_url_problem(&self.database.url) {
             return fail("database.url", problem);
@@ -921,6 +928,7 @@ impl Config {
         if self.admin.session_absolute < self.admin.session_idle {
             return fail("admin.session_absolute", "must not be shorter than admin.session_idle");
         }
+
         Ok(())
     }
 
@@ -957,6 +965,28 @@ fn cache_url_problem(url: &str) -> Option<&'static str> {
     } else {
         Some("unsupported cache; use memory or redis://... (with --features postgres)")
     }
+}
+
+/// Why a `server.cors_origins` list cannot be served: `*` only alone, every
+/// other entry an origin as browsers send it (`https://app.example.com`, no
+/// path, no trailing slash, ASCII), since anything else never matches and
+/// would silently allow nothing.
+fn cors_origins_problem(origins: &[String]) -> Option<&'static str> {
+    if origins.iter().any(|o| o == "*") {
+        return (origins.len() > 1).then_some("\"*\" (any origin) must be the only entry");
+    }
+    origins.iter().find_map(|origin| {
+        let rest = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| origin.strip_prefix(scheme));
+        let valid = rest.is_some_and(|host| {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        });
+        (!valid).then_some("each entry must be an origin like \"https://app.example.com\" (no path) or \"*\" alone")
+    })
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -1624,6 +1654,16 @@ mod tests {
             ("[password]\nargon2_iterations = 0", "password.argon2_iterations"),
             ("[password]\nargon2_parallelism = 0", "password.argon2_parallelism"),
             ("[server]\nmax_body_bytes = 10", "server.max_body_bytes"),
+            (
+                "[server]\ncors_origins = [\"*\", \"https://a.example\"]",
+                "server.cors_origins",
+            ),
+            (
+                "[server]\ncors_origins = [\"https://a.example/\"]",
+                "server.cors_origins",
+            ),
+            ("[server]\ncors_origins = [\"a.example\"]", "server.cors_origins"),
+            ("[server]\ncors_origins = [\"https://\"]", "server.cors_origins"),
             ("[server]\npublic_url = \"ftp://x\"", "server.public_url"),
             ("[server]\npublic_url = \"http://\"", "server.public_url"),
             ("[jwt]\naccess_ttl = \"0s\"", "jwt.access_ttl"),
@@ -1659,6 +1699,16 @@ mod tests {
             c.validate().unwrap_err().to_string(),
             "database.pool_size: must be at least 1"
         );
+    }
+
+    #[test]
+    fn cors_origins_accept_any_or_a_list_of_origins() {
+        let c = file("[server]\ncors_origins = [\"*\"]").unwrap();
+        assert_eq!(c.server.cors_origins, ["*"]);
+        let c =
+            file("[server]\ncors_origins = [\"https://a.example\", \"http://localhost:3000\", \"http://[::1]:8080\"]")
+                .unwrap();
+        assert_eq!(c.server.cors_origins.len(), 3);
     }
 
     #[test]

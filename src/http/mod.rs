@@ -62,10 +62,18 @@ pub fn router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
+/// `["*"]` allows any origin (never with credentials: tower-http refuses
+/// that pair, and forge's cross-origin callers send bearer tokens). `*`
+/// must not reach `AllowOrigin::list`, which panics on it; config
+/// validation keeps it the only entry.
 fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,

@@ -257,3 +257,32 @@ async fn metrics_labels_stay_bounded_under_random_methods_and_paths() {
     );
     assert!(after.len() < 64 * 1024, "scrape is {} bytes", after.len());
 }
+
+/// `cors_origins = ["*"]` used to panic the server on start (tower-http's
+/// `AllowOrigin::list` refuses `*`); now it allows any origin, without
+/// credentials.
+#[tokio::test]
+async fn cors_any_origin_serves_and_answers_preflights() {
+    let s = TestServer::start_with(|c| c.server.cors_origins = vec!["*".into()]).await;
+    let resp = s
+        .client()
+        .request(reqwest::Method::OPTIONS, s.url("/v1/auth/login"))
+        .header("origin", "https://anywhere.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    assert!(!resp.headers().contains_key("access-control-allow-credentials"));
+    let resp = s
+        .client()
+        .get(s.url("/health"))
+        .header("origin", "https://other.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+}
