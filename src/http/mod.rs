@@ -1,9 +1,12 @@
 //! The HTTP surface: router assembly and the layers every request passes.
 //!
-//! Order of the layers, outside in: CORS, panic catcher (a panic becomes a
-//! JSON 500, never a dropped connection), request id, the access log and
+//! Order of the layers, outside in: CORS, request id, the access log and
 //! metrics (method, matched route, status, latency; never a header or body),
-//! security headers, body size limit.
+//! security headers, panic catcher, body size limit. The panic catcher sits
+//! inside the access log so a panicking handler's request is still logged,
+//! counted and given its request id: it becomes the standard JSON 500 and
+//! costs that one request only. That needs unwinding, so the release
+//! profile must never say `panic = "abort"` (a test guards Cargo.toml).
 
 pub mod admin;
 pub mod api;
@@ -31,7 +34,9 @@ use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState) -> axum::Router {
+/// forge's router with `extra` (an embedder's own routes, see
+/// `Application::with_routes`) merged in, behind the same layers.
+pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
     let (api, openapi) = api::router();
     let max_body = state.config.server.max_body_bytes;
     let cors = cors(&state.config.server.cors_origins);
@@ -45,9 +50,11 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(admin)
         .merge(wellknown::router())
         .merge(ops::router(Arc::new(openapi)))
+        .merge(extra)
         .fallback(|| async { AppError::not_found("route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -55,9 +62,6 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(middleware::from_fn_with_state(state.clone(), access_log))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(CatchPanicLayer::custom(|_| {
-            AppError::internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
         .layer(cors)
         .with_state(state)
 }
@@ -81,6 +85,18 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static(extract::TENANT_HEADER),
         ])
         .max_age(std::time::Duration::from_secs(600))
+}
+
+/// A caught panic: logged with its message inside the request span, answered
+/// with the generic JSON 500 (`AppError::Internal`), which never carries the
+/// message to the client.
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    AppError::internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
 }
 
 /// One span and one log line per request, and the request metrics.

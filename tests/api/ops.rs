@@ -286,3 +286,77 @@ async fn cors_any_origin_serves_and_answers_preflights() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
 }
+
+/// A panicking handler costs its own request (the standard JSON 500, the
+/// panic message kept out of the body) and nothing else: the server keeps
+/// serving, requests in flight included.
+#[tokio::test]
+async fn a_panicking_handler_gives_one_500_and_the_server_keeps_serving() {
+    use axum::routing::get;
+
+    async fn boom() -> &'static str {
+        panic!("secret detail 4711 from the panicking handler")
+    }
+    async fn slow() -> &'static str {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        "done"
+    }
+    let routes = axum::Router::new()
+        .route("/test/panic", get(boom))
+        .route("/test/slow", get(slow));
+    let s = TestServer::start_with_routes(TestServer::config(), routes).await;
+
+    let in_flight = s.client().get(s.url("/test/slow")).send();
+    let panicking = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        s.client().get(s.url("/test/panic")).send().await.unwrap()
+    };
+    let (in_flight, resp) = tokio::join!(in_flight, panicking);
+    assert_eq!(resp.status(), 500);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("4711") && !text.contains("secret"), "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"], "internal_error");
+    assert_eq!(body["message"], "internal server error");
+    let in_flight = in_flight.unwrap();
+    assert_eq!(in_flight.status(), 200);
+    assert_eq!(in_flight.text().await.unwrap(), "done");
+
+    for _ in 0..3 {
+        assert_eq!(s.client().get(s.url("/test/panic")).send().await.unwrap().status(), 500);
+        let (status, body) = parts(s.client().get(s.url("/health")).send().await.unwrap()).await;
+        assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
+    }
+    let metrics = s
+        .client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("forge_http_requests_total{method=\"GET\",route=\"/test/panic\",status=\"500\"} 4"),
+        "{metrics}"
+    );
+}
+
+/// `panic = "abort"` in the release profile would make the panic catcher a
+/// no-op in production builds (one panic would end every request in flight),
+/// while every debug-build test above still passed.
+#[test]
+fn release_profile_unwinds_on_panic() {
+    let manifest: toml::Table = include_str!("../../Cargo.toml").parse().unwrap();
+    let profiles = manifest
+        .get("profile")
+        .and_then(|p| p.as_table())
+        .cloned()
+        .unwrap_or_default();
+    for (name, profile) in &profiles {
+        let panic = profile.get("panic").and_then(|p| p.as_str());
+        assert_ne!(panic, Some("abort"), "profile.{name} must unwind on panic");
+    }
+    assert!(profiles.contains_key("release"), "the release profile moved?");
+}
