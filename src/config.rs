@@ -49,6 +49,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub dev: DevConfig,
     pub audit: AuditConfig,
+    pub introspection: IntrospectionConfig,
     pub log: LogConfig,
 }
 
@@ -402,6 +403,27 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self { retention: days(90) }
+    }
+}
+
+/// HTTP Basic credentials for `POST /v1/auth/introspect` (RFC 7662 section
+/// 2.1), for resource servers that hold no user token of their own. Without
+/// a secret, only bearer callers holding `tokens:introspect` may introspect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// The Basic user name that goes with the secret.
+    pub username: String,
+    /// At least 32 bytes; compared in constant time.
+    pub secret: Option<Secret>,
+}
+
+impl Default for IntrospectionConfig {
+    fn default() -> Self {
+        Self {
+            username: "introspect".to_owned(),
+            secret: None,
+        }
     }
 }
 
@@ -929,6 +951,15 @@ impl Config {
             return fail("admin.session_absolute", "must not be shorter than admin.session_idle");
         }
 
+        let introspection = &self.introspection;
+        if introspection.username.is_empty() || introspection.username.contains(':') {
+            return fail("introspection.username", "must be non-empty and contain no `:`");
+        }
+        if let Some(secret) = &introspection.secret
+            && secret.expose().len() < 32
+        {
+            return fail("introspection.secret", "must be at least 32 bytes");
+        }
         Ok(())
     }
 
@@ -1063,6 +1094,7 @@ fn schema() -> Table {
     probe.notify.smtp.password = Some(Secret::default());
     probe.notify.webhook.secret = Some(Secret::default());
     probe.notify.twilio.auth_token = Some(Secret::default());
+    probe.introspection.secret = Some(Secret::default());
     match Value::try_from(&probe) {
         Ok(Value::Table(table)) => table,
         // Unreachable in practice; overrides then fall back to TOML typing.
@@ -1654,6 +1686,8 @@ mod tests {
             ("[password]\nargon2_iterations = 0", "password.argon2_iterations"),
             ("[password]\nargon2_parallelism = 0", "password.argon2_parallelism"),
             ("[server]\nmax_body_bytes = 10", "server.max_body_bytes"),
+            ("[introspection]\nsecret = \"too short\"", "introspection.secret"),
+            ("[introspection]\nusername = \"a:b\"", "introspection.username"),
             (
                 "[server]\ncors_origins = [\"*\", \"https://a.example\"]",
                 "server.cors_origins",
@@ -1709,6 +1743,29 @@ mod tests {
             file("[server]\ncors_origins = [\"https://a.example\", \"http://localhost:3000\", \"http://[::1]:8080\"]")
                 .unwrap();
         assert_eq!(c.server.cors_origins.len(), 3);
+    }
+
+    #[test]
+    fn introspection_secret_is_checked_and_redacted() {
+        const LONG: &str = "introspection-secret-0123456789abcdef";
+        let c = file(&format!("[introspection]\nsecret = \"{LONG}\"")).unwrap();
+        assert_eq!(c.introspection.secret.as_ref().map(Secret::expose), Some(LONG));
+        assert_eq!(c.introspection.username, "introspect");
+        let shown = c.redacted_toml();
+        assert!(!shown.contains(LONG), "{shown}");
+        assert!(shown.contains("[introspection]"), "{shown}");
+        let err = file_err("[introspection]\nsecret = \"short-secret-value\"\n");
+        assert_eq!(err, "forge.toml: introspection.secret: must be at least 32 bytes");
+        // A numeric secret from the environment stays a string.
+        let c = Config::from_sources(
+            None,
+            env(&[("FORGE_INTROSPECTION__SECRET", "123456789012345678901234567890123")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.introspection.secret.as_ref().map(Secret::expose),
+            Some("123456789012345678901234567890123")
+        );
     }
 
     #[test]

@@ -244,6 +244,28 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// HTTP Basic credentials (`Authorization: Basic base64(user:password)`):
+/// `None` when the request uses no Basic scheme, `Some(None)` when it does
+/// but the value is not valid base64 of UTF-8 `user:password`. The parts are
+/// compared as sent (no form-decoding, RFC 6749 section 2.3.1): use secrets
+/// without reserved characters, e.g. hex.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<Option<(String, String)>> {
+    use base64::Engine;
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    Some(decoded.and_then(|text| {
+        text.split_once(':')
+            .map(|(user, password)| (user.to_string(), password.to_string()))
+    }))
+}
+
 /// The `forge_session` cookie, which forward-auth accepts instead of a bearer.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
