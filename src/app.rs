@@ -29,6 +29,8 @@ use crate::store::sqlite::SqliteStore;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Routes an embedder added with [`Application::with_routes`].
+    extra_routes: axum::Router<AppState>,
 }
 
 /// How long start-up waits for a database or cache that does not answer,
@@ -171,7 +173,22 @@ impl Application {
         let listener = TcpListener::bind(state.config.server.bind)
             .await
             .with_context(|| format!("cannot listen on {}", state.config.server.bind))?;
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            extra_routes: axum::Router::new(),
+        })
+    }
+
+    /// Adds routes of the embedder's own next to forge's: they share the
+    /// state ([`AppState`] as `State`) and pass the same layers (request id,
+    /// access log and metrics, panic catcher, CORS, body limit). Their paths
+    /// must not overlap forge's routes: axum refuses an overlap by panicking
+    /// when the router is assembled, a programming error seen on first start.
+    /// Forge's own tests use this to mount a deliberately panicking handler.
+    pub fn with_routes(mut self, routes: axum::Router<AppState>) -> Self {
+        self.extra_routes = self.extra_routes.merge(routes);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -189,7 +206,7 @@ impl Application {
         let maintenance = tokio::spawn(maintenance(state.clone()));
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let worker = state.notifier.spawn_worker(worker_stopped);
-        let router = crate::http::router(state);
+        let router = crate::http::router(state, self.extra_routes);
         let result = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

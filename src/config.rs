@@ -49,6 +49,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub dev: DevConfig,
     pub audit: AuditConfig,
+    pub introspection: IntrospectionConfig,
     pub log: LogConfig,
 }
 
@@ -63,6 +64,10 @@ pub struct ServerConfig {
     #[serde(with = "ip_nets")]
     pub trusted_proxies: Vec<IpNet>,
     pub max_body_bytes: usize,
+    /// Browser origins allowed by CORS (`scheme://host[:port]`), or `["*"]`
+    /// for any origin. Credentials are never allowed cross-origin (forge
+    /// takes bearer tokens, not cookies, from other origins), which is what
+    /// makes `*` safe to support.
     pub cors_origins: Vec<String>,
 }
 
@@ -398,6 +403,27 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self { retention: days(90) }
+    }
+}
+
+/// HTTP Basic credentials for `POST /v1/auth/introspect` (RFC 7662 section
+/// 2.1), for resource servers that hold no user token of their own. Without
+/// a secret, only bearer callers holding `tokens:introspect` may introspect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// The Basic user name that goes with the secret.
+    pub username: String,
+    /// At least 32 bytes; compared in constant time.
+    pub secret: Option<Secret>,
+}
+
+impl Default for IntrospectionConfig {
+    fn default() -> Self {
+        Self {
+            username: "introspect".to_owned(),
+            secret: None,
+        }
     }
 }
 
@@ -812,6 +838,9 @@ impl Config {
         if server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");
         }
+        if let Some(problem) = cors_origins_problem(&server.cors_origins) {
+            return fail("server.cors_origins", problem);
+        }
 
         if let Some(problem) = database_url_problem(&self.database.url) {
             return fail("database.url", problem);
@@ -921,6 +950,16 @@ impl Config {
         if self.admin.session_absolute < self.admin.session_idle {
             return fail("admin.session_absolute", "must not be shorter than admin.session_idle");
         }
+
+        let introspection = &self.introspection;
+        if introspection.username.is_empty() || introspection.username.contains(':') {
+            return fail("introspection.username", "must be non-empty and contain no `:`");
+        }
+        if let Some(secret) = &introspection.secret
+            && secret.expose().len() < 32
+        {
+            return fail("introspection.secret", "must be at least 32 bytes");
+        }
         Ok(())
     }
 
@@ -957,6 +996,28 @@ fn cache_url_problem(url: &str) -> Option<&'static str> {
     } else {
         Some("unsupported cache; use memory or redis://... (with --features postgres)")
     }
+}
+
+/// Why a `server.cors_origins` list cannot be served: `*` only alone, every
+/// other entry an origin as browsers send it (`https://app.example.com`, no
+/// path, no trailing slash, ASCII), since anything else never matches and
+/// would silently allow nothing.
+fn cors_origins_problem(origins: &[String]) -> Option<&'static str> {
+    if origins.iter().any(|o| o == "*") {
+        return (origins.len() > 1).then_some("\"*\" (any origin) must be the only entry");
+    }
+    origins.iter().find_map(|origin| {
+        let rest = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| origin.strip_prefix(scheme));
+        let valid = rest.is_some_and(|host| {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        });
+        (!valid).then_some("each entry must be an origin like \"https://app.example.com\" (no path) or \"*\" alone")
+    })
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -1033,6 +1094,7 @@ fn schema() -> Table {
     probe.notify.smtp.password = Some(Secret::default());
     probe.notify.webhook.secret = Some(Secret::default());
     probe.notify.twilio.auth_token = Some(Secret::default());
+    probe.introspection.secret = Some(Secret::default());
     match Value::try_from(&probe) {
         Ok(Value::Table(table)) => table,
         // Unreachable in practice; overrides then fall back to TOML typing.
@@ -1624,6 +1686,18 @@ mod tests {
             ("[password]\nargon2_iterations = 0", "password.argon2_iterations"),
             ("[password]\nargon2_parallelism = 0", "password.argon2_parallelism"),
             ("[server]\nmax_body_bytes = 10", "server.max_body_bytes"),
+            ("[introspection]\nsecret = \"too short\"", "introspection.secret"),
+            ("[introspection]\nusername = \"a:b\"", "introspection.username"),
+            (
+                "[server]\ncors_origins = [\"*\", \"https://a.example\"]",
+                "server.cors_origins",
+            ),
+            (
+                "[server]\ncors_origins = [\"https://a.example/\"]",
+                "server.cors_origins",
+            ),
+            ("[server]\ncors_origins = [\"a.example\"]", "server.cors_origins"),
+            ("[server]\ncors_origins = [\"https://\"]", "server.cors_origins"),
             ("[server]\npublic_url = \"ftp://x\"", "server.public_url"),
             ("[server]\npublic_url = \"http://\"", "server.public_url"),
             ("[jwt]\naccess_ttl = \"0s\"", "jwt.access_ttl"),
@@ -1658,6 +1732,39 @@ mod tests {
         assert_eq!(
             c.validate().unwrap_err().to_string(),
             "database.pool_size: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn cors_origins_accept_any_or_a_list_of_origins() {
+        let c = file("[server]\ncors_origins = [\"*\"]").unwrap();
+        assert_eq!(c.server.cors_origins, ["*"]);
+        let c =
+            file("[server]\ncors_origins = [\"https://a.example\", \"http://localhost:3000\", \"http://[::1]:8080\"]")
+                .unwrap();
+        assert_eq!(c.server.cors_origins.len(), 3);
+    }
+
+    #[test]
+    fn introspection_secret_is_checked_and_redacted() {
+        const LONG: &str = "introspection-secret-0123456789abcdef";
+        let c = file(&format!("[introspection]\nsecret = \"{LONG}\"")).unwrap();
+        assert_eq!(c.introspection.secret.as_ref().map(Secret::expose), Some(LONG));
+        assert_eq!(c.introspection.username, "introspect");
+        let shown = c.redacted_toml();
+        assert!(!shown.contains(LONG), "{shown}");
+        assert!(shown.contains("[introspection]"), "{shown}");
+        let err = file_err("[introspection]\nsecret = \"short-secret-value\"\n");
+        assert_eq!(err, "forge.toml: introspection.secret: must be at least 32 bytes");
+        // A numeric secret from the environment stays a string.
+        let c = Config::from_sources(
+            None,
+            env(&[("FORGE_INTROSPECTION__SECRET", "123456789012345678901234567890123")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.introspection.secret.as_ref().map(Secret::expose),
+            Some("123456789012345678901234567890123")
         );
     }
 

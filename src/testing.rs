@@ -80,6 +80,13 @@ impl TestServer {
     }
 
     pub async fn start_config(config: Config) -> Self {
+        Self::start_with_routes(config, axum::Router::new()).await
+    }
+
+    /// Starts with `config` and `routes` merged into forge's router (see
+    /// [`Application::with_routes`]): a test can mount a handler of its own,
+    /// such as one that panics, behind all of forge's layers.
+    pub async fn start_with_routes(config: Config, routes: axum::Router<AppState>) -> Self {
         if std::env::var_os("FORGE_TEST_LOG").is_some() {
             crate::telemetry::init(&config.log);
         }
@@ -88,7 +95,8 @@ impl TestServer {
         let now = Clock::system().now();
         let app = Application::build_with_clock(config, Clock::manual(now))
             .await
-            .unwrap_or_else(|e| panic!("forge test server failed to start: {e:#}"));
+            .unwrap_or_else(|e| panic!("forge test server failed to start: {e:#}"))
+            .with_routes(routes);
         let base_url = format!("http://{}", app.local_addr());
         let state = app.state().clone();
         let (tx, rx) = oneshot::channel::<()>();

@@ -143,23 +143,47 @@ impl ClientMeta {
     }
 }
 
-/// The client IP: the peer address, or, when the peer is a trusted proxy, the
-/// right-most address in `X-Forwarded-For` that is not itself trusted.
+/// The client IP: the peer address, or, when the peer is a trusted proxy,
+/// the address found by walking `X-Forwarded-For` from the right (the entry
+/// our own proxy wrote) to the left: the first entry that is not itself a
+/// trusted proxy is the client.
+///
+/// Only the entries right of the first untrusted one can be believed; an
+/// entry that does not parse as an IP address (`1.2.3.4:5678`, `unknown`,
+/// garbage, a non-ASCII header) ends the walk, and the client is then the
+/// last address we could still trust: the proxy that handed us that entry.
+/// Skipping it instead would let a client who can smuggle a malformed entry
+/// past a proxy pick the address we believe. When every entry is a trusted
+/// proxy, the client is the left-most one (a machine inside the trusted
+/// network). IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a
+/// dual-stack socket reports) are compared as the IPv4 address they carry.
 pub fn client_ip(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical())?;
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = parts
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    Some(forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer))
+    let mut entries: Vec<Option<IpAddr>> = Vec::new();
+    for value in parts.headers.get_all("x-forwarded-for") {
+        match value.to_str() {
+            Ok(text) => entries.extend(text.split(',').map(|s| s.trim().parse::<IpAddr>().ok())),
+            Err(_) => entries.push(None),
+        }
+    }
+    let mut client = peer;
+    for entry in entries.into_iter().rev() {
+        let Some(ip) = entry.map(|ip| ip.to_canonical()) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    Some(client)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientMeta
@@ -218,6 +242,28 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// HTTP Basic credentials (`Authorization: Basic base64(user:password)`):
+/// `None` when the request uses no Basic scheme, `Some(None)` when it does
+/// but the value is not valid base64 of UTF-8 `user:password`. The parts are
+/// compared as sent (no form-decoding, RFC 6749 section 2.3.1): use secrets
+/// without reserved characters, e.g. hex.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<Option<(String, String)>> {
+    use base64::Engine;
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    Some(decoded.and_then(|text| {
+        text.split_once(':')
+            .map(|(user, password)| (user.to_string(), password.to_string()))
+    }))
 }
 
 /// The `forge_session` cookie, which forward-auth accepts instead of a bearer.
@@ -291,13 +337,58 @@ mod tests {
         parts
     }
 
+    fn ip_of(peer: &str, xff: Option<&str>) -> String {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        client_ip(&parts_from(peer, xff), &trusted).unwrap().to_string()
+    }
+
     #[test]
     fn forwarded_for_only_from_trusted_proxies() {
-        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let ip = |peer, xff| client_ip(&parts_from(peer, xff), &trusted).unwrap().to_string();
-        assert_eq!(ip("1.2.3.4:5", Some("9.9.9.9")), "1.2.3.4");
-        assert_eq!(ip("10.0.0.1:5", Some("9.9.9.9")), "9.9.9.9");
-        assert_eq!(ip("10.0.0.1:5", Some("6.6.6.6, 9.9.9.9, 10.0.0.2")), "9.9.9.9");
-        assert_eq!(ip("10.0.0.1:5", Some("garbage")), "10.0.0.1");
+        assert_eq!(ip_of("1.2.3.4:5", Some("9.9.9.9")), "1.2.3.4");
+        assert_eq!(ip_of("10.0.0.1:5", Some("9.9.9.9")), "9.9.9.9");
+        assert_eq!(ip_of("10.0.0.1:5", None), "10.0.0.1");
+    }
+
+    #[test]
+    fn forwarded_for_spoofed_left_entries_are_ignored() {
+        // The client wrote 6.6.6.6 itself; our proxy appended the real 9.9.9.9.
+        assert_eq!(ip_of("10.0.0.1:5", Some("6.6.6.6, 9.9.9.9, 10.0.0.2")), "9.9.9.9");
+        assert_eq!(ip_of("10.0.0.1:5", Some("1.1.1.1, 6.6.6.6, 9.9.9.9")), "9.9.9.9");
+    }
+
+    #[test]
+    fn forwarded_for_garbage_ends_the_walk_at_the_last_trusted_hop() {
+        assert_eq!(ip_of("10.0.0.1:5", Some("garbage")), "10.0.0.1");
+        // Skipping the garbage would have believed the spoofed 6.6.6.6.
+        assert_eq!(ip_of("10.0.0.1:5", Some("6.6.6.6, garbage")), "10.0.0.1");
+        assert_eq!(ip_of("10.0.0.1:5", Some("6.6.6.6, unknown, 10.0.0.2")), "10.0.0.2");
+        assert_eq!(ip_of("10.0.0.1:5", Some("6.6.6.6, , 10.0.0.2")), "10.0.0.2");
+    }
+
+    #[test]
+    fn forwarded_for_ip_with_port_ends_the_walk() {
+        assert_eq!(ip_of("10.0.0.1:5", Some("6.6.6.6, 9.9.9.9:4321")), "10.0.0.1");
+        assert_eq!(
+            ip_of("10.0.0.1:5", Some("6.6.6.6, [2001:db8::1]:443, 10.0.0.3")),
+            "10.0.0.3"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_all_trusted_chain_gives_the_left_most_hop() {
+        assert_eq!(ip_of("10.0.0.1:5", Some("10.1.1.1, 10.0.0.2")), "10.1.1.1");
+    }
+
+    #[test]
+    fn forwarded_for_ipv6() {
+        assert_eq!(ip_of("[fd00::1]:5", Some("6.6.6.6, 2001:db8::7")), "2001:db8::7");
+        assert_eq!(
+            ip_of("[fd00::1]:5", Some("2001:db8::6, 2001:db8::7, fd00::2")),
+            "2001:db8::7"
+        );
+        assert_eq!(ip_of("[2001:db8::9]:5", Some("9.9.9.9")), "2001:db8::9");
+        // A dual-stack socket reports an IPv4 proxy as ::ffff:10.0.0.1.
+        assert_eq!(ip_of("[::ffff:10.0.0.1]:5", Some("9.9.9.9")), "9.9.9.9");
+        assert_eq!(ip_of("10.0.0.1:5", Some("::ffff:9.9.9.9")), "9.9.9.9");
     }
 }

@@ -1,5 +1,13 @@
 //! Prometheus metrics, kept in the application state (no global registry,
 //! so two servers in one process count separately).
+//!
+//! Invariant: every label value comes from a small closed set. The
+//! Prometheus client keeps every label combination it ever saw, so a value
+//! a client controls (a raw method, a raw path) would let anyone grow the
+//! process and every scrape without bound. Methods outside the standard
+//! nine are counted as `other` ([`method_label`]), routes are the matched
+//! template or `unmatched` (see `http::access_log`), statuses are numbers,
+//! and login outcomes are constants chosen by forge.
 
 use std::sync::Mutex;
 
@@ -12,20 +20,42 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    outcome: String,
+    outcome: &'static str,
+}
+
+/// The route label of a request no route matched: one series for every
+/// unknown path, whatever the path was.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The metrics label for an HTTP method: one of the nine standard methods,
+/// else `other`, so a client sending made-up methods adds no series.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 pub struct Metrics {
@@ -97,28 +127,27 @@ pub struct Gauges {
 }
 
 impl Metrics {
-    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    /// Counts one request. `method` comes from [`method_label`]; `route` must
+    /// be a route template or [`UNMATCHED_ROUTE`], never a raw path.
+    pub fn request(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_string(),
+                method,
                 route: route.to_string(),
                 status,
             })
             .inc();
         self.latency
             .get_or_create(&RouteLabels {
-                method: method.to_string(),
+                method,
                 route: route.to_string(),
             })
             .observe(seconds);
     }
 
-    pub fn login(&self, outcome: &str) {
-        self.logins
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.into(),
-            })
-            .inc();
+    /// Counts a sign-in; `outcome` is a constant (`success`, `failure`, ...).
+    pub fn login(&self, outcome: &'static str) {
+        self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     pub fn render(&self, gauges: Gauges) -> String {
@@ -132,5 +161,21 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn only_standard_methods_are_labels() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::TRACE), "TRACE");
+        for raw in ["FOO", "get", "PROPFIND", &"X".repeat(2048)] {
+            let method = Method::from_bytes(raw.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{raw}");
+        }
     }
 }

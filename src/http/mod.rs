@@ -1,9 +1,12 @@
 //! The HTTP surface: router assembly and the layers every request passes.
 //!
-//! Order of the layers, outside in: CORS, panic catcher (a panic becomes a
-//! JSON 500, never a dropped connection), request id, the access log and
+//! Order of the layers, outside in: CORS, request id, the access log and
 //! metrics (method, matched route, status, latency; never a header or body),
-//! security headers, body size limit.
+//! security headers, panic catcher, body size limit. The panic catcher sits
+//! inside the access log so a panicking handler's request is still logged,
+//! counted and given its request id: it becomes the standard JSON 500 and
+//! costs that one request only. That needs unwinding, so the release
+//! profile must never say `panic = "abort"` (a test guards Cargo.toml).
 
 pub mod admin;
 pub mod api;
@@ -31,7 +34,9 @@ use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(state: AppState) -> axum::Router {
+/// forge's router with `extra` (an embedder's own routes, see
+/// `Application::with_routes`) merged in, behind the same layers.
+pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
     let (api, openapi) = api::router();
     let max_body = state.config.server.max_body_bytes;
     let cors = cors(&state.config.server.cors_origins);
@@ -45,9 +50,11 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(admin)
         .merge(wellknown::router())
         .merge(ops::router(Arc::new(openapi)))
+        .merge(extra)
         .fallback(|| async { AppError::not_found("route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -55,17 +62,22 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(middleware::from_fn_with_state(state.clone(), access_log))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(CatchPanicLayer::custom(|_| {
-            AppError::internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
         .layer(cors)
         .with_state(state)
 }
 
+/// `["*"]` allows any origin (never with credentials: tower-http refuses
+/// that pair, and forge's cross-origin callers send bearer tokens). `*`
+/// must not reach `AllowOrigin::list`, which panics on it; config
+/// validation keeps it the only entry.
 fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
@@ -75,28 +87,39 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// A caught panic: logged with its message inside the request span, answered
+/// with the generic JSON 500 (`AppError::Internal`), which never carries the
+/// message to the client.
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    AppError::internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}
+
 /// One span and one log line per request, and the request metrics.
 async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    // Both bounded (see `metrics`): the raw method and path are the client's.
+    let method = metrics::method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+        .unwrap_or_else(|| metrics::UNMATCHED_ROUTE.into());
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let span = tracing::info_span!("request", %method, %route, request_id);
+    let span = tracing::info_span!("request", method, %route, request_id);
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let latency = started.elapsed();
-    state
-        .metrics
-        .request(method.as_str(), &route, status, latency.as_secs_f64());
+    state.metrics.request(method, &route, status, latency.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(status, latency_ms = latency.as_secs_f64() * 1000.0, "request");
     });

@@ -21,9 +21,13 @@ use std::marker::PhantomData;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
-use crate::http::extract::Auth;
+use crate::http::extract::{Auth, basic_credentials};
 use crate::service::rbac;
 use crate::service::sessions::Principal;
 use crate::state::AppState;
@@ -65,6 +69,8 @@ permissions! {
     RolesAssign = "roles:assign";
     /// Read the audit log.
     AuditRead = "audit:read";
+    /// Introspect access tokens of the caller's tenant (`POST /v1/auth/introspect`).
+    TokensIntrospect = "tokens:introspect";
     /// List and read tenants (operators only).
     TenantsRead = "tenants:read", operator;
     /// Create and delete tenants (operators only).
@@ -105,5 +111,118 @@ where
             return Err(AppError::forbidden("forbidden", message));
         }
         Ok(RequirePermission(principal, PhantomData))
+    }
+}
+
+/// Who called `POST /v1/auth/introspect`. RFC 7662 section 2.1 requires the
+/// caller to authenticate, or the endpoint is an oracle for anyone holding a
+/// stolen token (and tells them whose it is). Two ways in:
+pub enum IntrospectionCaller {
+    /// HTTP Basic with `introspection.username` and `introspection.secret`:
+    /// a resource server trusted by the operator, for tokens of any tenant.
+    Client,
+    /// A bearer access token whose user currently holds `tokens:introspect`:
+    /// answers only about tokens of the caller's own tenant.
+    User(Principal),
+}
+
+/// A refused introspection caller: the error body, and on 401 a Basic
+/// challenge next to (or, after a Basic attempt, instead of) the Bearer one.
+pub struct IntrospectionRejection {
+    error: AppError,
+    basic: Challenge,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Challenge {
+    /// Basic is not configured: only the Bearer challenge.
+    None,
+    /// Basic is configured: offered next to Bearer.
+    Also,
+    /// The caller tried Basic: answer in kind.
+    Only,
+}
+
+impl IntoResponse for IntrospectionRejection {
+    fn into_response(self) -> Response {
+        let mut response = self.error.into_response();
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let basic = HeaderValue::from_static("Basic realm=\"forge\", charset=\"UTF-8\"");
+            match self.basic {
+                Challenge::None => {}
+                Challenge::Also => {
+                    response.headers_mut().append(header::WWW_AUTHENTICATE, basic);
+                }
+                Challenge::Only => {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, basic);
+                }
+            }
+        }
+        response
+    }
+}
+
+/// Whether `given` equals `expected`, in time that depends on neither (both
+/// are hashed first, so not even the length leaks).
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    Sha256::digest(given).ct_eq(&Sha256::digest(expected)).into()
+}
+
+impl<S> FromRequestParts<S> for IntrospectionCaller
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = IntrospectionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, IntrospectionRejection> {
+        let app = AppState::from_ref(state);
+        let config = &app.config.introspection;
+        if let Some(basic) = basic_credentials(&parts.headers) {
+            let refused = || IntrospectionRejection {
+                error: AppError::unauthorized("invalid_client", "invalid client credentials"),
+                basic: Challenge::Only,
+            };
+            let (username, password) = basic.ok_or_else(refused)?;
+            let secret = config.secret.as_ref().ok_or_else(refused)?;
+            // Both compared, always, so timing tells nothing about which was wrong.
+            let user_ok = same_secret(username.as_bytes(), config.username.as_bytes());
+            let secret_ok = same_secret(password.as_bytes(), secret.expose().as_bytes());
+            return if user_ok & secret_ok {
+                Ok(IntrospectionCaller::Client)
+            } else {
+                Err(refused())
+            };
+        }
+        let basic = if config.secret.is_some() {
+            Challenge::Also
+        } else {
+            Challenge::None
+        };
+        let reject = |error| IntrospectionRejection { error, basic };
+        let Auth(principal) = Auth::from_request_parts(parts, state).await.map_err(reject)?;
+        if !rbac::has_permission(&app, &principal, TokensIntrospect::NAME)
+            .await
+            .map_err(reject)?
+        {
+            return Err(reject(AppError::forbidden(
+                "forbidden",
+                format!("requires permission {}", TokensIntrospect::NAME),
+            )));
+        }
+        Ok(IntrospectionCaller::User(principal))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_secret_compares_whole_values() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"abc"));
     }
 }

@@ -68,6 +68,31 @@ async fn trusted_proxies_forward_the_client_ip() {
     );
 }
 
+/// Behind a trusted proxy, a client controls every `X-Forwarded-For` entry
+/// left of the one the proxy appends. Before, an entry that did not parse
+/// (`ip:port`, garbage) was skipped, so "SPOOFED, garbage" made forge believe
+/// SPOOFED and each made-up address bought a fresh budget. Now the walk stops
+/// there and the client is the proxy that handed the entry over.
+#[tokio::test]
+async fn unparsable_forwarded_for_entries_do_not_buy_fresh_buckets() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limit.login_per_ip = rate("3/1m");
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    for i in 0..3 {
+        let xff = format!("198.51.100.{i}, garbage-{i}");
+        assert_eq!(login(&s, "x@example.com", PASSWORD, Some(&xff)).await, 401);
+    }
+    for xff in [
+        "198.51.100.50, 203.0.113.9:4711",
+        "198.51.100.51, unknown",
+        "[2001:db8::1]:443",
+    ] {
+        assert_eq!(login(&s, "x@example.com", PASSWORD, Some(xff)).await, 429, "{xff}");
+    }
+}
+
 #[tokio::test]
 async fn failed_logins_per_account_answer_429_the_same_whether_it_exists_or_not() {
     let s = TestServer::start_with(|c| {

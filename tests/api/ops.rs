@@ -171,3 +171,192 @@ async fn revocations_survive_a_restart() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// Made-up methods and paths must not become metrics labels: the Prometheus
+/// client keeps every label value it sees, so before the fix each of these
+/// requests added series (~2 KB each, times the histogram buckets) to every
+/// scrape and to the process for good.
+#[tokio::test]
+async fn metrics_labels_stay_bounded_under_random_methods_and_paths() {
+    use futures::StreamExt;
+    use rand::Rng;
+    use rand::distributions::{Alphanumeric, DistString, Uniform};
+
+    let s = TestServer::start().await;
+    let scrape = || async {
+        s.client()
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let random_method = || -> String {
+        let mut rng = rand::thread_rng();
+        (0..2048)
+            .map(|_| char::from(rng.sample(Uniform::new_inclusive(b'A', b'Z'))))
+            .collect()
+    };
+    let random_path = || format!("/{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 2048));
+
+    // One request of each kind first, so the series the flood may use exist.
+    let warm = [
+        (random_method(), "/v1/auth/login".to_string()),
+        (random_method(), random_path()),
+        ("GET".to_string(), random_path()),
+    ];
+    for (method, path) in &warm {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        s.client().request(method, s.url(path)).send().await.unwrap();
+    }
+    let before = scrape().await;
+    assert!(before.contains("method=\"other\",route=\"unmatched\""), "{before}");
+    assert!(before.contains("method=\"other\",route=\"/v1/auth/login\""), "{before}");
+
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        let method = if i % 3 == 0 { "GET".to_string() } else { random_method() };
+        let path = if i % 3 == 1 {
+            "/v1/auth/login".to_string()
+        } else {
+            random_path()
+        };
+        sent.push((method, path));
+    }
+    let s = &s;
+    let statuses: Vec<u16> = futures::stream::iter(sent.iter())
+        .map(|(method, path)| async move {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            s.client()
+                .request(method, s.url(path))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 404 || *s == 405), "{statuses:?}");
+
+    let after = scrape().await;
+    for raw in sent.iter().chain(warm.iter()).flat_map(|(m, p)| [m, p]) {
+        if raw.len() > 64 {
+            assert!(!after.contains(&raw[..64]), "a raw method or path became a label");
+        }
+    }
+    // Same series as before the flood: only counter values changed.
+    assert!(
+        after.len() < before.len() + 2048,
+        "{} -> {} bytes",
+        before.len(),
+        after.len()
+    );
+    assert!(after.len() < 64 * 1024, "scrape is {} bytes", after.len());
+}
+
+/// `cors_origins = ["*"]` used to panic the server on start (tower-http's
+/// `AllowOrigin::list` refuses `*`); now it allows any origin, without
+/// credentials.
+#[tokio::test]
+async fn cors_any_origin_serves_and_answers_preflights() {
+    let s = TestServer::start_with(|c| c.server.cors_origins = vec!["*".into()]).await;
+    let resp = s
+        .client()
+        .request(reqwest::Method::OPTIONS, s.url("/v1/auth/login"))
+        .header("origin", "https://anywhere.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    assert!(!resp.headers().contains_key("access-control-allow-credentials"));
+    let resp = s
+        .client()
+        .get(s.url("/health"))
+        .header("origin", "https://other.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+}
+
+/// A panicking handler costs its own request (the standard JSON 500, the
+/// panic message kept out of the body) and nothing else: the server keeps
+/// serving, requests in flight included.
+#[tokio::test]
+async fn a_panicking_handler_gives_one_500_and_the_server_keeps_serving() {
+    use axum::routing::get;
+
+    async fn boom() -> &'static str {
+        panic!("secret detail 4711 from the panicking handler")
+    }
+    async fn slow() -> &'static str {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        "done"
+    }
+    let routes = axum::Router::new()
+        .route("/test/panic", get(boom))
+        .route("/test/slow", get(slow));
+    let s = TestServer::start_with_routes(TestServer::config(), routes).await;
+
+    let in_flight = s.client().get(s.url("/test/slow")).send();
+    let panicking = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        s.client().get(s.url("/test/panic")).send().await.unwrap()
+    };
+    let (in_flight, resp) = tokio::join!(in_flight, panicking);
+    assert_eq!(resp.status(), 500);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("4711") && !text.contains("secret"), "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"], "internal_error");
+    assert_eq!(body["message"], "internal server error");
+    let in_flight = in_flight.unwrap();
+    assert_eq!(in_flight.status(), 200);
+    assert_eq!(in_flight.text().await.unwrap(), "done");
+
+    for _ in 0..3 {
+        assert_eq!(s.client().get(s.url("/test/panic")).send().await.unwrap().status(), 500);
+        let (status, body) = parts(s.client().get(s.url("/health")).send().await.unwrap()).await;
+        assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
+    }
+    let metrics = s
+        .client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("forge_http_requests_total{method=\"GET\",route=\"/test/panic\",status=\"500\"} 4"),
+        "{metrics}"
+    );
+}
+
+/// `panic = "abort"` in the release profile would make the panic catcher a
+/// no-op in production builds (one panic would end every request in flight),
+/// while every debug-build test above still passed.
+#[test]
+fn release_profile_unwinds_on_panic() {
+    let manifest: toml::Table = include_str!("../../Cargo.toml").parse().unwrap();
+    let profiles = manifest
+        .get("profile")
+        .and_then(|p| p.as_table())
+        .cloned()
+        .unwrap_or_default();
+    for (name, profile) in &profiles {
+        let panic = profile.get("panic").and_then(|p| p.as_str());
+        assert_ne!(panic, Some("abort"), "profile.{name} must unwind on panic");
+    }
+    assert!(profiles.contains_key("release"), "the release profile moved?");
+}

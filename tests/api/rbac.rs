@@ -145,6 +145,12 @@ const ROUTES: &[(&str, &str, Option<&str>, &str)] = &[
         "tenants:write",
     ),
     ("DELETE", "/v1/tenants/{t}", None, "tenants:write"),
+    (
+        "POST",
+        "/v1/auth/introspect",
+        Some(r#"{"token": "x"}"#),
+        "tokens:introspect",
+    ),
 ];
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 use forge::testing::TestServer;
 use serde_json::json;
 
-use crate::{PASSWORD, access, parts};
+use crate::{PASSWORD, access, assert_error, parts};
 
 #[tokio::test]
 async fn verify_sets_identity_headers() {
@@ -61,19 +61,33 @@ async fn verify_checks_roles_and_permissions() {
     );
 }
 
+/// Introspects `token` as the caller `auth` describes.
+async fn introspect(s: &TestServer, auth: Caller<'_>, token: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    let req = s.client().post(s.url("/v1/auth/introspect")).form(&[("token", token)]);
+    let req = match auth {
+        Caller::Anonymous => req,
+        Caller::Bearer(t) => req.bearer_auth(t),
+        Caller::Basic(user, secret) => req.basic_auth(user, Some(secret)),
+    };
+    parts(req.send().await.unwrap()).await
+}
+
+#[derive(Clone, Copy)]
+enum Caller<'a> {
+    Anonymous,
+    Bearer(&'a str),
+    Basic(&'a str, &'a str),
+}
+
+const INTROSPECTION_SECRET: &str = "0123456789abcdef0123456789abcdef-introspection";
+
 #[tokio::test]
 async fn introspection() {
     let s = TestServer::start().await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let caller = Caller::Bearer(access(&root));
     let session = s.signup("tara@example.com", PASSWORD).await;
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/introspect"))
-            .form(&[("token", access(&session))])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = introspect(&s, caller, access(&session)).await;
     assert_eq!(status, 200);
     assert_eq!(body["active"], true);
     assert_eq!(body["sub"], session["user"]["id"]);
@@ -84,6 +98,7 @@ async fn introspection() {
         let (_, body) = parts(
             s.client()
                 .post(s.url("/v1/auth/introspect"))
+                .bearer_auth(access(&root))
                 .json(&json!({"token": token}))
                 .send()
                 .await
@@ -98,14 +113,149 @@ async fn introspection() {
         .send()
         .await
         .unwrap();
-    let (_, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/introspect"))
-            .json(&json!({"token": access(&session)}))
-            .send()
-            .await
-            .unwrap(),
+    let (_, body) = introspect(&s, caller, access(&session)).await;
+    assert_eq!(body["active"], false, "revoked tokens are inactive");
+}
+
+/// RFC 7662 section 2.1: before, anyone could ask whether a token was live
+/// and whose it was. Now the caller authenticates, with a bearer token that
+/// holds `tokens:introspect` or with the configured Basic secret.
+#[tokio::test]
+async fn introspection_requires_an_authenticated_caller() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limit.enabled = false;
+        c.introspection.secret = Some(forge::secret::Secret::new(INTROSPECTION_SECRET));
+    })
+    .await;
+    let victim = s.signup("victim@example.com", PASSWORD).await;
+    let token = access(&victim);
+
+    // Nobody, a garbage bearer, the victim's own token, wrong Basic credentials.
+    let (status, body) = introspect(&s, Caller::Anonymous, token).await;
+    assert_error(status, &body, 401, "invalid_token");
+    let (status, body) = introspect(&s, Caller::Bearer("garbage"), token).await;
+    assert_error(status, &body, 401, "invalid_token");
+    let (status, body) = introspect(&s, Caller::Bearer(token), token).await;
+    assert_error(status, &body, 403, "forbidden");
+    assert!(body.get("active").is_none() && body.get("sub").is_none(), "{body}");
+    for (user, secret) in [
+        ("introspect", "0123456789abcdef0123456789abcdef-introspectioN"),
+        ("introspect", ""),
+        ("someone", INTROSPECTION_SECRET),
+    ] {
+        let (status, body) = introspect(&s, Caller::Basic(user, secret), token).await;
+        assert_error(status, &body, 401, "invalid_client");
+    }
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/introspect"))
+        .header("authorization", "Basic !!!not-base64")
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Basic realm=\"forge\", charset=\"UTF-8\""
+    );
+
+    // A 401 offers both ways in.
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/introspect"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let challenges: Vec<&str> = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(challenges.iter().any(|c| c.starts_with("Bearer")), "{challenges:?}");
+    assert!(challenges.iter().any(|c| c.starts_with("Basic")), "{challenges:?}");
+
+    // The configured client, and a user holding the permission.
+    let (status, body) = introspect(&s, Caller::Basic("introspect", INTROSPECTION_SECRET), token).await;
+    assert_eq!((status.as_u16(), &body["active"]), (200, &json!(true)), "{body}");
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let rs = crate::rbac::user_with(&s, access(&root), "resource-server", &["tokens:introspect"]).await;
+    let (status, body) = introspect(&s, Caller::Bearer(access(&rs)), token).await;
+    assert_eq!((status.as_u16(), &body["active"]), (200, &json!(true)), "{body}");
+    assert_eq!(body["sub"], victim["user"]["id"]);
+}
+
+#[tokio::test]
+async fn introspection_basic_is_off_without_a_secret() {
+    let s = TestServer::start().await;
+    let victim = s.signup("victim@example.com", PASSWORD).await;
+    for secret in ["", INTROSPECTION_SECRET] {
+        let (status, body) = introspect(&s, Caller::Basic("introspect", secret), access(&victim)).await;
+        assert_error(status, &body, 401, "invalid_client");
+    }
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/introspect"))
+        .form(&[("token", access(&victim))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenges: Vec<&str> = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    assert!(challenges[0].starts_with("Bearer"), "{challenges:?}");
+}
+
+/// A tenant's introspector (even its admin) sees other tenants' tokens as
+/// inactive; the operator's Basic client sees every tenant.
+#[tokio::test]
+async fn introspection_is_bound_to_the_callers_tenant() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limit.enabled = false;
+        c.introspection.secret = Some(forge::secret::Secret::new(INTROSPECTION_SECRET));
+    })
+    .await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let (status, body) = crate::rbac::send(
+        &s,
+        "POST",
+        "/v1/tenants",
+        access(&root),
+        Some(json!({"slug": "acme", "name": "Acme",
+                    "admin": {"email": "boss@acme.io", "password": PASSWORD}})),
     )
     .await;
-    assert_eq!(body["active"], false, "revoked tokens are inactive");
+    assert_eq!(status, 201, "{body}");
+    let boss = crate::rbac::login_in(&s, "acme", "boss@acme.io", PASSWORD).await;
+    let default_user = s.signup("someone@example.com", PASSWORD).await;
+
+    let (status, body) = introspect(&s, Caller::Bearer(access(&boss)), access(&default_user)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"active": false}), "acme's admin sees default's token");
+    let (_, body) = introspect(&s, Caller::Bearer(access(&root)), access(&boss)).await;
+    assert_eq!(body, json!({"active": false}), "default's admin sees acme's token");
+    // Each sees its own tenant's tokens.
+    let (_, body) = introspect(&s, Caller::Bearer(access(&boss)), access(&boss)).await;
+    assert_eq!(
+        (&body["active"], &body["tid"]),
+        (&json!(true), &json!("acme")),
+        "{body}"
+    );
+    let (_, body) = introspect(&s, Caller::Bearer(access(&root)), access(&default_user)).await;
+    assert_eq!(body["active"], true, "{body}");
+    // The configured client answers for every tenant.
+    let basic = Caller::Basic("introspect", INTROSPECTION_SECRET);
+    let (_, body) = introspect(&s, basic, access(&boss)).await;
+    assert_eq!(
+        (&body["active"], &body["tid"]),
+        (&json!(true), &json!("acme")),
+        "{body}"
+    );
 }

@@ -9,6 +9,7 @@ use super::dto::*;
 use crate::domain::{Email, Identifier, Phone, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAuth, Query, bearer, session_cookie};
+use crate::http::permission::IntrospectionCaller;
 use crate::service::accounts::{self, SignedUp, SignupInput};
 use crate::service::sessions::{self, LogoutScope};
 use crate::state::AppState;
@@ -300,17 +301,36 @@ pub async fn verify(
     Ok((StatusCode::OK, headers).into_response())
 }
 
-/// RFC 7662 token introspection of an access token.
+/// RFC 7662 token introspection of an access token. The caller authenticates
+/// (section 2.1): a bearer token whose user holds `tokens:introspect` (then
+/// tokens of other tenants are `{"active": false}`), or HTTP Basic with
+/// `introspection.username` / `introspection.secret` (any tenant).
 #[utoipa::path(post, path = "/v1/auth/introspect", tag = "sidecar",
     request_body(content = IntrospectRequest, description = "form or JSON"),
-    responses((status = 200, body = IntrospectResponse), (status = 400, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "the token's claims, or only `{\"active\": false}`", body = IntrospectResponse),
+        (status = 400, description = "invalid body", body = ErrorBody),
+        (status = 401, description = "the caller is not authenticated (no, bad or revoked bearer token; wrong Basic credentials)", body = ErrorBody),
+        (status = 403, description = "the caller lacks the permission tokens:introspect", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "neither JSON nor a form", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("introspection_basic" = [])))]
 pub async fn introspect(
     State(state): State<AppState>,
+    caller: IntrospectionCaller,
     JsonOrForm(req): JsonOrForm<IntrospectRequest>,
 ) -> AppResult<axum::Json<IntrospectResponse>> {
     let Ok(principal) = sessions::authenticate(&state, &req.token).await else {
         return Ok(axum::Json(IntrospectResponse::default()));
     };
+    // A tenant's introspector learns nothing about other tenants' tokens,
+    // not even that they are live.
+    if let IntrospectionCaller::User(caller) = &caller
+        && caller.tenant.id != principal.tenant.id
+    {
+        return Ok(axum::Json(IntrospectResponse::default()));
+    }
     let c = &principal.claims;
     Ok(axum::Json(IntrospectResponse {
         active: true,

@@ -48,6 +48,17 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "introspection_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "introspection.username and introspection.secret from the configuration",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
