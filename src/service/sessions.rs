@@ -19,7 +19,7 @@ use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::{hash_token, hmac_sha256_hex, random_token};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::store::{NewSession, RotateRefresh, Rotation, Session, Tenant, User};
+use crate::store::{NewAuditEvent, NewSession, RotateRefresh, Rotation, Session, Tenant, User};
 
 /// What a sign-in hands to the client.
 #[derive(Debug, Clone)]
@@ -187,16 +187,35 @@ pub async fn logout(
             vec![session_id]
         }
         LogoutScope::All => {
-            let mut ids = state
-                .store
-                .revoke_sessions(tenant.id, user_id, None, now, Some(audit))
-                .await?;
-            ids.push(session_id);
-            ids
+            sign_out_everywhere(state, tenant.id, user_id, None, Some(audit)).await?;
+            vec![session_id]
         }
     };
     denylist::deny_sessions(state, &revoked).await?;
     Ok(())
+}
+
+/// Ends every session of a user at once: the API sessions (revoked, and
+/// their access tokens denied) except `keep`, and, through the credential
+/// epoch bumped in the same transaction, every admin-site session. This is
+/// the operation for any event after which nobody who signed in before may
+/// stay in: a password reset or change, "sign out everywhere", an
+/// identifier proven for the first time. `audit` is written in that
+/// transaction. Returns the revoked session ids.
+pub async fn sign_out_everywhere(
+    state: &AppState,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    audit: Option<NewAuditEvent>,
+) -> AppResult<Vec<Uuid>> {
+    let now = state.clock.now();
+    let revoked = state
+        .store
+        .revoke_sessions(tenant_id, user_id, keep, now, audit)
+        .await?;
+    denylist::deny_sessions(state, &revoked).await?;
+    Ok(revoked)
 }
 
 fn token_digest(token: &str) -> [u8; 32] {

@@ -387,7 +387,7 @@ pub(super) fn opt_uuid_col(row: &Row, col: &str) -> StoreResult<Option<Uuid>> {
 macro_rules! pg_user_columns {
     () => {
         "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
-         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, \
+         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, u.credential_epoch, \
          ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
           WHERE ur.user_id = u.id ORDER BY r.name) AS roles"
     };
@@ -418,6 +418,7 @@ pub(super) fn user_from_row(row: &Row) -> StoreResult<User> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         last_sign_in_at: row.try_get("last_sign_in_at")?,
+        credential_epoch: row.try_get("credential_epoch")?,
     })
 }
 
@@ -556,6 +557,17 @@ fn set_roles(
             return Err(StoreError::NotFound);
         }
     }
+    Ok(())
+}
+
+/// Moves the user's credential epoch on, ending every session that records
+/// the old one (the admin site's). Call it inside the transaction of the
+/// event that ends the user's sessions.
+pub(super) fn bump_credential_epoch(c: &mut impl GenericClient, tenant_id: Uuid, user_id: Uuid) -> StoreResult<()> {
+    c.execute(
+        "UPDATE users SET credential_epoch = credential_epoch + 1 WHERE tenant_id = $1 AND id = $2",
+        &[&tenant_id.to_string(), &user_id.to_string()],
+    )?;
     Ok(())
 }
 
@@ -796,6 +808,9 @@ impl AccountStore for PgStore {
             if patch.disabled == Some(true) {
                 revoke_where(tx, tenant_id, user_id, None, patch.now)?;
             }
+            if patch.disabled == Some(true) || patch.password_hash.is_some() {
+                bump_credential_epoch(tx, tenant_id, user_id)?;
+            }
             insert_audit(tx, &audit)?;
             load_user(tx, tenant_id, user_id)?.ok_or(StoreError::NotFound)
         })
@@ -1021,6 +1036,7 @@ impl AccountStore for PgStore {
     ) -> StoreResult<Vec<Uuid>> {
         self.write(move |tx| {
             let ids = revoke_where(tx, tenant_id, user_id, keep, now)?;
+            bump_credential_epoch(tx, tenant_id, user_id)?;
             if let Some(a) = &audit {
                 insert_audit(tx, a)?;
             }

@@ -235,7 +235,7 @@ pub(super) fn opt_uuid_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<Option<
 macro_rules! user_columns {
     () => {
         "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
-         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, \
+         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, u.credential_epoch, \
          (SELECT json_group_array(r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
           WHERE ur.user_id = u.id) AS roles"
     };
@@ -262,6 +262,7 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         last_sign_in_at: row.get("last_sign_in_at")?,
+        credential_epoch: row.get("credential_epoch")?,
     })
 }
 
@@ -369,6 +370,17 @@ fn set_roles(
             return Err(StoreError::NotFound);
         }
     }
+    Ok(())
+}
+
+/// Moves the user's credential epoch on, ending every session that records
+/// the old one (the admin site's). Call it inside the transaction of the
+/// event that ends the user's sessions.
+pub(super) fn bump_credential_epoch(c: &Connection, tenant_id: Uuid, user_id: Uuid) -> StoreResult<()> {
+    c.execute(
+        "UPDATE users SET credential_epoch = credential_epoch + 1 WHERE tenant_id = ?1 AND id = ?2",
+        params![tenant_id.to_string(), user_id.to_string()],
+    )?;
     Ok(())
 }
 
@@ -610,6 +622,9 @@ impl AccountStore for SqliteStore {
             if patch.disabled == Some(true) {
                 revoke_where(tx, tenant_id, user_id, None, patch.now)?;
             }
+            if patch.disabled == Some(true) || patch.password_hash.is_some() {
+                bump_credential_epoch(tx, tenant_id, user_id)?;
+            }
             insert_audit(tx, &audit)?;
             load_user(tx, tenant_id, user_id)?.ok_or(StoreError::NotFound)
         })
@@ -822,6 +837,7 @@ impl AccountStore for SqliteStore {
     ) -> StoreResult<Vec<Uuid>> {
         self.write(move |tx| {
             let ids = revoke_where(tx, tenant_id, user_id, keep, now)?;
+            bump_credential_epoch(tx, tenant_id, user_id)?;
             if let Some(a) = &audit {
                 insert_audit(tx, a)?;
             }

@@ -337,6 +337,80 @@ async fn sessions(store: &Arc<dyn Store>) {
     let (_, users) = store.revoked_since(NOW + 200).await.unwrap();
     assert_eq!(users, [cy.id]);
 
+    // The credential epoch moves with every event that ends all sessions,
+    // and with nothing else.
+    let epoch = |u: Option<User>| u.unwrap().credential_epoch;
+    let fay = new_user("fay@example.com", None, &[]);
+    let created = store
+        .create_user(fay.clone(), Some(session("f0")), audit("signup", None))
+        .await
+        .unwrap();
+    assert_eq!(created.credential_epoch, 0);
+    let patched = store
+        .update_user(
+            T,
+            fay.id,
+            UserPatch {
+                metadata: Some(serde_json::json!({})),
+                now: NOW,
+                ..Default::default()
+            },
+            audit("user_updated", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.credential_epoch, 0, "a profile change keeps sessions");
+    assert!(
+        store
+            .revoke_session(T, fay.id, created_session_id(store, fay.id).await, NOW, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        epoch(store.get_user(T, fay.id).await.unwrap()),
+        0,
+        "one sign-out keeps the others"
+    );
+    store.revoke_sessions(T, fay.id, None, NOW, None).await.unwrap();
+    assert_eq!(
+        epoch(store.get_user(T, fay.id).await.unwrap()),
+        1,
+        "sign-out everywhere"
+    );
+    let new_password = UserPatch {
+        password_hash: Some("$argon2id$new".into()),
+        now: NOW,
+        ..Default::default()
+    };
+    let changed = store
+        .update_user(T, fay.id, new_password, audit("password_changed", None))
+        .await
+        .unwrap();
+    assert_eq!(changed.credential_epoch, 2, "a new password");
+    let disable = UserPatch {
+        disabled: Some(true),
+        now: NOW,
+        ..Default::default()
+    };
+    let disabled = store
+        .update_user(T, fay.id, disable, audit("user_disabled", None))
+        .await
+        .unwrap();
+    assert_eq!(disabled.credential_epoch, 3, "disable");
+    let enable = UserPatch {
+        disabled: Some(false),
+        now: NOW,
+        ..Default::default()
+    };
+    let enabled = store
+        .update_user(T, fay.id, enable, audit("user_enabled", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        enabled.credential_epoch, 3,
+        "enabling again does not revive old sessions"
+    );
+
     let dee = new_user("dee@example.com", None, &[]);
     store
         .create_user(dee.clone(), Some(session("d0")), audit("signup", None))
@@ -349,6 +423,10 @@ async fn sessions(store: &Arc<dyn Store>) {
         store.delete_user(T, dee.id, audit("user_deleted", None)).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn created_session_id(store: &Arc<dyn Store>, user: Uuid) -> Uuid {
+    store.list_sessions(T, user, NOW).await.unwrap()[0].id
 }
 
 async fn admin(store: &Arc<dyn Store>) {
