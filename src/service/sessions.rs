@@ -7,6 +7,12 @@
 //! inside the grace window gets the very same successor, while the database
 //! holds only SHA-256 hashes. Which request wins a concurrent rotation is
 //! decided by one conditional UPDATE in the store.
+//!
+//! Two limits end a session: the sliding `jwt.refresh_ttl` (a refresh
+//! token unused that long expires) and the absolute `jwt.session_max_age`
+//! counted from the sign-in. The store checks the absolute one in the
+//! rotation's transaction and caps every successor's expiry at it, so a
+//! client refreshing forever is still signed out on time.
 
 use std::sync::Arc;
 
@@ -43,11 +49,12 @@ pub struct Principal {
 pub fn new_session(state: &AppState, meta: &RequestMeta) -> (NewSession, String) {
     let refresh = random_token();
     let now = state.clock.now();
+    let jwt = &state.config.jwt;
     let session = NewSession {
         id: Uuid::now_v7(),
         refresh_hash: hash_token(&refresh),
         now,
-        expires_at: now + state.config.jwt.refresh_ttl.as_secs() as i64,
+        expires_at: now + jwt.refresh_ttl.min(jwt.session_max_age).as_secs() as i64,
         user_agent: meta.user_agent.clone(),
         ip: meta.ip.clone(),
     };
@@ -127,6 +134,7 @@ pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &Requ
             now,
             grace_secs: state.config.jwt.refresh_reuse_grace.as_secs() as i64,
             new_expires_at: now + state.config.jwt.refresh_ttl.as_secs() as i64,
+            session_max_age: i64::try_from(state.config.jwt.session_max_age.as_secs()).unwrap_or(i64::MAX),
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.clone(),
         })

@@ -884,22 +884,27 @@ impl AccountStore for PgStore {
             let live_session_sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
                  WHERE s.id = $1 AND s.tenant_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3 \
-                 AND u.disabled = FALSE"
+                 AND u.disabled = FALSE AND s.created_at > $3 - $4"
             );
             if let Some(session_id) = won {
-                let Some(row) = tx.query_opt(&live_session_sql, &[&session_id, &t, &req.now])? else {
+                let Some(row) = tx.query_opt(&live_session_sql, &[&session_id, &t, &req.now, &req.session_max_age])?
+                else {
                     return Ok(Rotation::Invalid);
                 };
                 let session = session_from_row(&row)?;
+                // Sliding, but never past the session's absolute end.
+                let expires_at = req
+                    .new_expires_at
+                    .min(session.created_at.saturating_add(req.session_max_age));
                 tx.execute(
                     "INSERT INTO refresh_tokens (token_hash, session_id, tenant_id, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5)",
-                    &[&req.new_hash, &session_id, &t, &req.now, &req.new_expires_at],
+                    &[&req.new_hash, &session_id, &t, &req.now, &expires_at],
                 )?;
                 tx.execute(
                     "UPDATE sessions SET last_used_at = $2, expires_at = $3, ip = COALESCE($4, ip), \
                      user_agent = COALESCE($5, user_agent) WHERE id = $1",
-                    &[&session_id, &req.now, &req.new_expires_at, &req.ip, &req.user_agent],
+                    &[&session_id, &req.now, &expires_at, &req.ip, &req.user_agent],
                 )?;
                 insert_audit(
                     tx,
@@ -930,7 +935,7 @@ impl AccountStore for PgStore {
             let Some(rotated_at) = prior.try_get::<_, Option<i64>>(1)? else {
                 return Ok(Rotation::Invalid);
             };
-            let Some(row) = tx.query_opt(&live_session_sql, &[&session_id, &t, &req.now])? else {
+            let Some(row) = tx.query_opt(&live_session_sql, &[&session_id, &t, &req.now, &req.session_max_age])? else {
                 return Ok(Rotation::Invalid);
             };
             let session = session_from_row(&row)?;

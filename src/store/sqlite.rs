@@ -694,19 +694,22 @@ impl AccountStore for SqliteStore {
                 .optional()?;
             let live_session_sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.id = ?1 AND s.tenant_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3 AND u.disabled = 0"
+                 WHERE s.id = ?1 AND s.tenant_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3 AND u.disabled = 0 \
+                 AND s.created_at > ?3 - ?4"
             );
             if let Some(session_id) = won {
-                let Some(session) = tx.query_row(&live_session_sql, params![session_id, t, req.now], session_from_row).optional()? else {
+                let Some(session) = tx.query_row(&live_session_sql, params![session_id, t, req.now, req.session_max_age], session_from_row).optional()? else {
                     return Ok(Rotation::Invalid);
                 };
+                // Sliding, but never past the session's absolute end.
+                let expires_at = req.new_expires_at.min(session.created_at.saturating_add(req.session_max_age));
                 tx.execute(
                     "INSERT INTO refresh_tokens (token_hash, session_id, tenant_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![req.new_hash, session_id, t, req.now, req.new_expires_at],
+                    params![req.new_hash, session_id, t, req.now, expires_at],
                 )?;
                 tx.execute(
                     "UPDATE sessions SET last_used_at = ?2, expires_at = ?3, ip = COALESCE(?4, ip), user_agent = COALESCE(?5, user_agent) WHERE id = ?1",
-                    params![session_id, req.now, req.new_expires_at, req.ip, req.user_agent],
+                    params![session_id, req.now, expires_at, req.ip, req.user_agent],
                 )?;
                 insert_audit(
                     tx,
@@ -736,7 +739,7 @@ impl AccountStore for SqliteStore {
             let Some((session_id, Some(rotated_at))) = prior else {
                 return Ok(Rotation::Invalid);
             };
-            let Some(session) = tx.query_row(&live_session_sql, params![session_id, t, req.now], session_from_row).optional()? else {
+            let Some(session) = tx.query_row(&live_session_sql, params![session_id, t, req.now, req.session_max_age], session_from_row).optional()? else {
                 return Ok(Rotation::Invalid);
             };
             let successor_live: bool = tx.query_row(

@@ -67,6 +67,7 @@ fn rotate(old: &str, new: &str, now: i64, grace: i64) -> RotateRefresh {
         now,
         grace_secs: grace,
         new_expires_at: now + 3600,
+        session_max_age: 90 * 86_400,
         ip: None,
         user_agent: None,
     }
@@ -410,6 +411,34 @@ async fn sessions(store: &Arc<dyn Store>) {
         enabled.credential_epoch, 3,
         "enabling again does not revive old sessions"
     );
+
+    // The absolute lifetime: past it a session does not refresh, and a
+    // successor never outlives it.
+    let gus = new_user("gus@example.com", None, &[]);
+    store
+        .create_user(gus.clone(), Some(session("g0")), audit("signup", None))
+        .await
+        .unwrap();
+    let Rotation::Rotated { .. } = store
+        .rotate_refresh(RotateRefresh {
+            session_max_age: 100,
+            ..rotate("g0", "g1", NOW + 10, 10)
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("a session younger than its maximum age refreshes");
+    };
+    let live = store.list_sessions(T, gus.id, NOW + 10).await.unwrap();
+    assert_eq!(live[0].expires_at, NOW + 100, "capped at created_at + max age");
+    let too_old = RotateRefresh {
+        session_max_age: 50,
+        ..rotate("g1", "g2", NOW + 60, 10)
+    };
+    assert!(matches!(
+        store.rotate_refresh(too_old).await.unwrap(),
+        Rotation::Invalid
+    ));
 
     let dee = new_user("dee@example.com", None, &[]);
     store
