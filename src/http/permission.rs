@@ -65,6 +65,10 @@ permissions! {
     RolesAssign = "roles:assign";
     /// Read the audit log.
     AuditRead = "audit:read";
+    /// Read the tenant's settings.
+    SettingsRead = "settings:read";
+    /// Change the tenant's settings (its signup policy, ...).
+    SettingsWrite = "settings:write";
     /// List and read tenants (operators only).
     TenantsRead = "tenants:read", operator;
     /// Create and delete tenants (operators only).

@@ -1628,3 +1628,99 @@ async fn a_deleted_admin_loses_the_admin_site() {
     assert_eq!(status, 204);
     assert_admin_session_ended(&mut b, &cookie, "after delete").await;
 }
+
+// ---- tenant settings ----
+
+async fn signup_status(s: &TestServer, tenant: &str, email: &str) -> u16 {
+    s.client()
+        .post(s.url("/v1/auth/signup"))
+        .header("x-forge-tenant", tenant)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn tenant_admins_set_the_signup_policy_and_operators_choose_it_at_creation() {
+    let s = server().await;
+    let (root_id, _) = operator(&s).await;
+    let mut op = Browser::new(&s);
+    op.sign_in("root@example.com", PASSWORD).await;
+    // The operator creates acme closed to sign-up from the tenants form.
+    let page = op
+        .act(
+            "/admin/tenants",
+            &[
+                ("slug", "acme"),
+                ("name", "Acme"),
+                ("admin_email", "boss@acme.io"),
+                ("admin_password", "acme admin passphrase 4 tests"),
+                ("signup_mode", "closed"),
+                ("signup_domains", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/admin/tenants");
+    assert!(op.flash("/admin/tenants").await.contains("created"));
+    assert_eq!(signup_status(&s, "acme", "eve@example.com").await, 403);
+    // An invalid policy is refused with the reason, and creates nothing.
+    op.act(
+        "/admin/tenants",
+        &[("slug", "bad"), ("signup_mode", "domains"), ("signup_domains", "")],
+    )
+    .await;
+    assert!(op.flash("/admin/tenants").await.contains("domain"));
+    assert_eq!(signup_status(&s, "bad", "eve@example.com").await, 404);
+
+    // Acme's admin sees the policy and changes it (CSRF-protected, audited).
+    let mut boss = Browser::new(&s);
+    let page = boss
+        .sign_in_to("acme", "boss@acme.io", "acme admin passphrase 4 tests")
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let settings = boss.get("/admin/settings").await;
+    assert_eq!(settings.status, 200);
+    assert_security_headers(&settings, "settings page");
+    assert!(settings.body.contains("value=\"closed\" checked"), "{}", settings.body);
+    let refused = boss.post("/admin/settings", &[("mode", "open"), ("domains", "")]).await;
+    assert_eq!(refused.status, 403, "no CSRF token");
+    let page = boss
+        .act(
+            "/admin/settings",
+            &[("mode", "domains"), ("domains", "Acme.io\nexample.org")],
+        )
+        .await;
+    assert_eq!(page.location(), "/admin/settings");
+    assert!(boss.flash("/admin/settings").await.contains("domains"));
+    let settings = boss.get("/admin/settings").await;
+    assert!(settings.body.contains("value=\"domains\" checked"));
+    assert!(settings.body.contains("acme.io\nexample.org"));
+    assert_eq!(signup_status(&s, "acme", "ann@acme.io").await, 201);
+    assert_eq!(signup_status(&s, "acme", "eve@evil.io").await, 403);
+    let acme_id = s.state().store.tenant_by_slug("acme").await.unwrap().unwrap().id;
+    let rows = audit_rows(&s, acme_id, "settings_updated").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].detail["signup"]["mode"], "domains");
+    // A bad domain is refused and changes nothing.
+    boss.act("/admin/settings", &[("mode", "domains"), ("domains", "bücher.example")])
+        .await;
+    assert!(boss.flash("/admin/settings").await.contains("punycode"));
+    assert_eq!(audit_rows(&s, acme_id, "settings_updated").await.len(), 1);
+
+    // The operator looking at acme sees its policy read-only.
+    op.act("/admin/tenant", &[("slug", "acme")]).await;
+    let shown = op.get("/admin/settings").await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.body.contains("id=\"signup-mode\">domains<"), "{}", shown.body);
+    assert!(!shown.body.contains("id=\"save-signup\""));
+    op.act("/admin/settings", &[("mode", "open"), ("domains", "")]).await;
+    assert!(op.flash("/admin/settings").await.contains("read-only"));
+    assert_eq!(signup_status(&s, "acme", "eve@evil.io").await, 403);
+    // Back home, the operator's own tenant follows the server default.
+    op.act("/admin/tenant", &[("slug", "default")]).await;
+    assert!(op.get("/admin/settings").await.body.contains("value=\"open\" checked"));
+    assert_eq!(actor_of_last(&s, "tenant_created").await, Some(root_id));
+}

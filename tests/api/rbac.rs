@@ -145,6 +145,13 @@ const ROUTES: &[(&str, &str, Option<&str>, &str)] = &[
         "tenants:write",
     ),
     ("DELETE", "/v1/tenants/{t}", None, "tenants:write"),
+    ("GET", "/v1/tenant/settings", None, "settings:read"),
+    (
+        "PATCH",
+        "/v1/tenant/settings",
+        Some(r#"{"signup": {"mode": "open"}}"#),
+        "settings:write",
+    ),
 ];
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use forge::domain::settings::{SignupMode, SignupPolicy, TenantSettings};
 use forge::domain::{Email, Identifier, Permission, Phone, RoleName, TenantSlug};
 use forge::secret::Secret;
 use forge::store::*;
@@ -625,6 +626,9 @@ async fn admin(store: &Arc<dyn Store>) {
                 name: "Acme".into(),
                 now: NOW,
                 admin: Some(boss.clone()),
+                settings: TenantSettings {
+                    signup: Some(SignupPolicy::parse(SignupMode::Domains, &["acme.test".into()]).unwrap()),
+                },
             },
             vec![audit("tenant_created", None)],
         )
@@ -640,12 +644,38 @@ async fn admin(store: &Arc<dyn Store>) {
                 name: "Again".into(),
                 now: NOW,
                 admin: None,
+                settings: TenantSettings::default(),
             },
             vec![],
         )
         .await
         .unwrap_err();
     assert_eq!(conflict_field(e), "slug");
+    // Settings: stored as created, parts replaced whole, others kept.
+    let stored = store.tenant_settings(acme).await.unwrap().unwrap();
+    assert_eq!(stored.signup.as_ref().unwrap().domains, ["acme.test"]);
+    assert_eq!(store.tenant_settings(T).await.unwrap(), Some(TenantSettings::default()));
+    assert!(store.tenant_settings(Uuid::now_v7()).await.unwrap().is_none());
+    let closed = TenantSettings {
+        signup: Some(SignupPolicy::parse(SignupMode::Closed, &[]).unwrap()),
+    };
+    let updated = store
+        .update_tenant_settings(acme, closed.clone(), vec![audit("settings_updated", None)])
+        .await
+        .unwrap();
+    assert_eq!(updated, closed);
+    assert_eq!(store.tenant_settings(acme).await.unwrap(), Some(closed));
+    let kept = store
+        .update_tenant_settings(acme, TenantSettings::default(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept.signup.unwrap().mode, SignupMode::Closed, "an absent part is kept");
+    assert!(matches!(
+        store
+            .update_tenant_settings(Uuid::now_v7(), TenantSettings::default(), vec![])
+            .await,
+        Err(StoreError::NotFound)
+    ));
     let slugs: Vec<String> = store
         .list_tenants(None, 10)
         .await
