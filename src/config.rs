@@ -136,6 +136,11 @@ pub struct JwtConfig {
     pub access_ttl: Duration,
     #[serde(with = "duration")]
     pub refresh_ttl: Duration,
+    /// The absolute lifetime of a session, however often it refreshes: a
+    /// refresh after `created_at + session_max_age` fails and no refresh
+    /// token outlives it. `refresh_ttl` is the sliding (idle) limit.
+    #[serde(with = "duration")]
+    pub session_max_age: Duration,
     /// A just-rotated refresh token presented again within this window is a
     /// client race (two tabs), not theft.
     #[serde(with = "duration")]
@@ -154,6 +159,7 @@ impl Default for JwtConfig {
             audience: "forge".to_owned(),
             access_ttl: minutes(15),
             refresh_ttl: days(30),
+            session_max_age: days(90),
             refresh_reuse_grace: Duration::from_secs(10),
             leeway: Duration::from_secs(30),
         }
@@ -871,6 +877,9 @@ impl Config {
         if jwt.refresh_ttl <= jwt.access_ttl {
             return fail("jwt.refresh_ttl", "must be longer than jwt.access_ttl");
         }
+        if jwt.session_max_age <= jwt.access_ttl {
+            return fail("jwt.session_max_age", "must be longer than jwt.access_ttl");
+        }
 
         let pw = &self.password;
         if pw.min_length < 1 {
@@ -1324,6 +1333,7 @@ mod tests {
         assert_eq!(c.jwt.audience, "forge");
         assert_eq!(c.jwt.access_ttl, Duration::from_secs(900));
         assert_eq!(c.jwt.refresh_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.jwt.session_max_age, Duration::from_secs(90 * 86_400));
         assert_eq!(c.jwt.refresh_reuse_grace, Duration::from_secs(10));
         assert_eq!(c.jwt.leeway, Duration::from_secs(30));
         assert_eq!(c.password.min_length, 8);
@@ -1702,6 +1712,7 @@ mod tests {
             ("[server]\npublic_url = \"http://\"", "server.public_url"),
             ("[jwt]\naccess_ttl = \"0s\"", "jwt.access_ttl"),
             ("[jwt]\nrefresh_ttl = \"15m\"", "jwt.refresh_ttl"),
+            ("[jwt]\nsession_max_age = \"10m\"", "jwt.session_max_age"),
             ("[notify]\nchannel = \"smtp\"", "notify.smtp.host"),
             ("[notify]\nchannel = \"smtp\"\nsmtp.host = \"h\"", "notify.smtp.from"),
             ("[notify]\nchannel = \"webhook\"", "notify.webhook.url"),

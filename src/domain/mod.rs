@@ -4,6 +4,7 @@
 
 mod identity;
 mod names;
+pub mod settings;
 
 pub use identity::{Email, Identifier, Phone};
 pub use names::{Permission, RoleName, TenantSlug};

@@ -6,7 +6,8 @@
 //!   error body; serde messages are stripped of the values they quote, so a
 //!   rejected body never echoes a password.
 //! - [`ClientMeta`] believes `X-Forwarded-For` only from a trusted proxy.
-//! - [`CurrentTenant`] resolves `X-Forge-Tenant` (default `default`).
+//! - [`CurrentTenant`] resolves `X-Forge-Tenant` (default `default`);
+//!   [`TenantOverride`] reads it unresolved for operator-only overrides.
 //! - [`Auth`] verifies the bearer token and the deny list.
 
 use std::net::{IpAddr, SocketAddr};
@@ -231,6 +232,31 @@ where
             .await?
             .ok_or_else(unknown)?;
         Ok(CurrentTenant(tenant))
+    }
+}
+
+/// `X-Forge-Tenant` as named by an authenticated caller who may act on
+/// another tenant (operators): the slug, not yet looked up, so the use case
+/// can refuse a non-operator before revealing whether the tenant exists.
+/// Absent: None. A value that is no valid slug is 404 `unknown_tenant`.
+pub struct TenantOverride(pub Option<TenantSlug>);
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantOverride {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        let Some(value) = parts.headers.get(TENANT_HEADER) else {
+            return Ok(TenantOverride(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(|s| TenantSlug::parse(s.trim()).ok())
+            .map(|slug| TenantOverride(Some(slug)))
+            .ok_or_else(|| AppError::NotFound {
+                code: "unknown_tenant",
+                message: "no such tenant".into(),
+            })
     }
 }
 

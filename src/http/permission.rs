@@ -71,6 +71,10 @@ permissions! {
     AuditRead = "audit:read";
     /// Introspect access tokens of the caller's tenant (`POST /v1/auth/introspect`).
     TokensIntrospect = "tokens:introspect";
+    /// Read the tenant's settings.
+    SettingsRead = "settings:read";
+    /// Change the tenant's settings (its signup policy, ...).
+    SettingsWrite = "settings:write";
     /// List and read tenants (operators only).
     TenantsRead = "tenants:read", operator;
     /// Create and delete tenants (operators only).

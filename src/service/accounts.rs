@@ -66,9 +66,6 @@ pub enum SignedUp {
 }
 
 pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
-    if !state.config.signup.enabled {
-        return Err(AppError::forbidden("signup_disabled", "sign-up is disabled"));
-    }
     limits::spend(
         state,
         "signup-ip",
@@ -76,6 +73,8 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
         state.config.rate_limit.signup_per_ip,
     )
     .await?;
+    // The tenant's own policy (its default follows `signup.enabled`).
+    super::settings::check_signup(state, tenant, &Identifier::Email(input.email.clone())).await?;
     check_password(state, &input.password, hint_inputs(Some(&input.email))).await?;
     let hash = state
         .passwords

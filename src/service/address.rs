@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
 use super::recovery::RECOVERY_CODE_TTL;
-use super::{RequestMeta, accounts, denylist, otp, proof, sessions};
+use super::{RequestMeta, accounts, otp, proof, sessions};
 use crate::crypto::password::Verification;
 use crate::domain::{Email, Identifier, Phone};
 use crate::error::{AppError, AppResult};
@@ -289,11 +289,7 @@ pub async fn complete(
         IdentifierKind::Phone => "phone_verified",
     };
     let user = proof::prove(state, tenant, &changed, kind, keep, verified_event, meta).await?;
-    let revoked = state
-        .store
-        .revoke_sessions(tenant.id, user.id, Some(principal.session_id), now, None)
-        .await?;
-    denylist::deny_sessions(state, &revoked).await?;
+    sessions::sign_out_everywhere(state, tenant.id, user.id, Some(principal.session_id), None).await?;
     if let Some(old) = old {
         let when = time::OffsetDateTime::from_unix_timestamp(now)
             .ok()

@@ -14,6 +14,13 @@
 //! Every request re-reads the user and their roles (through the `rbac`
 //! cache, which role changes invalidate): a user who is disabled, deleted or
 //! loses the `admin` role is out on their next click, whatever their cookie.
+//! The session also records the user's credential epoch at sign-in; a
+//! password reset or change, "sign out everywhere" (the user's or an
+//! administrator's) and a disable bump the stored epoch in their own
+//! transaction, so the session dies with the user's API sessions and stays
+//! dead after a re-enable. Sessions live in the cache, not in the
+//! `sessions` table, so the epoch (one integer on the user row, which every
+//! request reads anyway) is what reaches them without listing them.
 //!
 //! Who may sign in: holders of the `admin` role in the tenant they sign in
 //! to. Admins of the `default` tenant are *operators*: they also manage the
@@ -93,6 +100,12 @@ pub struct SiteSession {
     pub created_at: Timestamp,
     pub last_seen: Timestamp,
     pub flash: Option<Flash>,
+    /// The user's credential epoch at sign-in. Every event that ends all of
+    /// the user's sessions (password reset or change, sign-out everywhere,
+    /// disable) moves the stored epoch on, and the session ends on its next
+    /// request. No default: a session cached before this field existed
+    /// fails to load and its administrator signs in again.
+    pub credential_epoch: i64,
 }
 
 /// A signed-in administrator, re-checked on this request.
@@ -286,6 +299,7 @@ pub async fn sign_in(
         created_at: now,
         last_seen: now,
         flash: None,
+        credential_epoch: user.credential_epoch,
     };
     let own = principal(state, &session, &user, &tenant);
     if !is_admin(state, &own).await? {
@@ -345,6 +359,12 @@ pub async fn load(state: &AppState, token: &str, take_flash: bool) -> AppResult<
     };
     if user.disabled {
         return revoked(state, &key, "user_disabled").await;
+    }
+    if user.credential_epoch != session.credential_epoch {
+        // Signed out everywhere (or a new password) since this session
+        // opened: it ends like an expired one, back to the sign-in page.
+        state.cache.delete(&key).await?;
+        return Ok(Loaded::Expired);
     }
     let own = principal(state, &session, &user, &own_tenant);
     if !is_admin(state, &own).await? {

@@ -15,6 +15,7 @@ pub mod rbac;
 pub mod recovery;
 pub mod roles;
 pub mod sessions;
+pub mod settings;
 pub mod tenants;
 pub mod users_admin;
 

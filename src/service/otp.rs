@@ -1,8 +1,8 @@
 //! Sign-in with a one-time code sent to a phone or an email address.
 //!
 //! Requesting a code answers the same whether or not the account exists; a
-//! code goes out only to an existing, enabled account or, when sign-up is
-//! open, to a new address (whose account is created on first verification,
+//! code goes out only to an existing, enabled account or, when the tenant's
+//! signup policy admits it, to a new address (whose account is created on first verification,
 //! already verified: the code proved the address). Floods are stopped by a
 //! resend cooldown and per-identifier and per-IP budgets; guessing by the
 //! burn after `otp.max_attempts` wrong codes.
@@ -65,7 +65,9 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
     let existing = state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u);
     let deliver = match &existing {
         Some(user) => !user.disabled,
-        None => state.config.signup.enabled,
+        // A new address gets a code only when the tenant's signup policy
+        // would admit it, so the answer stays the same either way.
+        None => super::settings::signup_admits(state, tenant, identifier).await?,
     };
     if !deliver {
         return Ok(());
@@ -84,8 +86,11 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
 }
 
 /// `POST /v1/auth/otp/verify`: signs in (creating the account on first
-/// verification when sign-up is open). Failures are `invalid_otp`, or 429
-/// once the code is burned.
+/// verification when the tenant's signup policy admits the identifier; a
+/// phone number never passes a `domains` policy, since it proves no email
+/// domain). Failures are `invalid_otp`, 429 once the code is burned, or 403
+/// `signup_disabled` / `signup_domain_not_allowed` for a new account the
+/// policy refuses.
 pub async fn verify(
     state: &AppState,
     tenant: &Tenant,
@@ -160,7 +165,9 @@ pub async fn verify(
             };
             state.store.sign_in(tenant.id, user.id, sign_in, audit).await?
         }
-        None if state.config.signup.enabled => {
+        None => {
+            // The policy may have changed since the code was sent.
+            super::settings::check_signup(state, tenant, identifier).await?;
             let id = Uuid::now_v7();
             let (email, phone) = match identifier {
                 Identifier::Email(e) => (Some(e.clone()), None),
@@ -188,7 +195,6 @@ pub async fn verify(
                 )
                 .await?
         }
-        None => return Err(invalid()),
     };
     let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
     Ok((user, tokens))

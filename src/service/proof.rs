@@ -17,7 +17,7 @@
 
 use uuid::Uuid;
 
-use super::{RequestMeta, denylist};
+use super::{RequestMeta, sessions};
 use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store::{IdentifierKind, Tenant, User, UserPatch};
@@ -87,11 +87,7 @@ pub async fn prove(
     });
     let user = state.store.update_user(tenant.id, user.id, patch, audit).await?;
     if first {
-        let revoked = state
-            .store
-            .revoke_sessions(tenant.id, user.id, keep.session, now, None)
-            .await?;
-        denylist::deny_sessions(state, &revoked).await?;
+        sessions::sign_out_everywhere(state, tenant.id, user.id, keep.session, None).await?;
         if !dropped.is_empty() {
             tracing::info!(user_id = %user.id, ?dropped, "first proof of the account: unproven credentials dropped");
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
-use super::{RequestMeta, accounts, denylist, otp, proof, sessions};
+use super::{RequestMeta, accounts, otp, proof, sessions};
 use crate::crypto::password::Verification;
 use crate::domain::{Email, Identifier};
 use crate::error::{AppError, AppResult};
@@ -219,7 +219,9 @@ pub async fn forgot(state: &AppState, tenant: &Tenant, email: &Email, meta: &Req
     Ok(())
 }
 
-/// Stores a new password hash and revokes sessions (all, or all but `keep`).
+/// Stores a new password hash and signs the user out everywhere (all
+/// sessions, or all but `keep`); the admin site's sessions end as well,
+/// since the store bumps the credential epoch with the new password.
 async fn set_password(
     state: &AppState,
     tenant: &Tenant,
@@ -238,8 +240,7 @@ async fn set_password(
     };
     let audit = meta.audit(tenant.id, now, event, Some(user.id), Some(user.id));
     state.store.update_user(tenant.id, user.id, patch, audit).await?;
-    let revoked = state.store.revoke_sessions(tenant.id, user.id, keep, now, None).await?;
-    denylist::deny_sessions(state, &revoked).await?;
+    sessions::sign_out_everywhere(state, tenant.id, user.id, keep, None).await?;
     Ok(())
 }
 

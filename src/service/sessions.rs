@@ -7,6 +7,12 @@
 //! inside the grace window gets the very same successor, while the database
 //! holds only SHA-256 hashes. Which request wins a concurrent rotation is
 //! decided by one conditional UPDATE in the store.
+//!
+//! Two limits end a session: the sliding `jwt.refresh_ttl` (a refresh
+//! token unused that long expires) and the absolute `jwt.session_max_age`
+//! counted from the sign-in. The store checks the absolute one in the
+//! rotation's transaction and caps every successor's expiry at it, so a
+//! client refreshing forever is still signed out on time.
 
 use std::sync::Arc;
 
@@ -19,7 +25,7 @@ use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::{hash_token, hmac_sha256_hex, random_token};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::store::{NewSession, RotateRefresh, Rotation, Session, Tenant, User};
+use crate::store::{NewAuditEvent, NewSession, RotateRefresh, Rotation, Session, Tenant, User};
 
 /// What a sign-in hands to the client.
 #[derive(Debug, Clone)]
@@ -43,11 +49,12 @@ pub struct Principal {
 pub fn new_session(state: &AppState, meta: &RequestMeta) -> (NewSession, String) {
     let refresh = random_token();
     let now = state.clock.now();
+    let jwt = &state.config.jwt;
     let session = NewSession {
         id: Uuid::now_v7(),
         refresh_hash: hash_token(&refresh),
         now,
-        expires_at: now + state.config.jwt.refresh_ttl.as_secs() as i64,
+        expires_at: now + jwt.refresh_ttl.min(jwt.session_max_age).as_secs() as i64,
         user_agent: meta.user_agent.clone(),
         ip: meta.ip.clone(),
     };
@@ -140,6 +147,7 @@ pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &Requ
             now,
             grace_secs: state.config.jwt.refresh_reuse_grace.as_secs() as i64,
             new_expires_at: now + state.config.jwt.refresh_ttl.as_secs() as i64,
+            session_max_age: i64::try_from(state.config.jwt.session_max_age.as_secs()).unwrap_or(i64::MAX),
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.clone(),
         })
@@ -200,16 +208,35 @@ pub async fn logout(
             vec![session_id]
         }
         LogoutScope::All => {
-            let mut ids = state
-                .store
-                .revoke_sessions(tenant.id, user_id, None, now, Some(audit))
-                .await?;
-            ids.push(session_id);
-            ids
+            sign_out_everywhere(state, tenant.id, user_id, None, Some(audit)).await?;
+            vec![session_id]
         }
     };
     denylist::deny_sessions(state, &revoked).await?;
     Ok(())
+}
+
+/// Ends every session of a user at once: the API sessions (revoked, and
+/// their access tokens denied) except `keep`, and, through the credential
+/// epoch bumped in the same transaction, every admin-site session. This is
+/// the operation for any event after which nobody who signed in before may
+/// stay in: a password reset or change, "sign out everywhere", an
+/// identifier proven for the first time. `audit` is written in that
+/// transaction. Returns the revoked session ids.
+pub async fn sign_out_everywhere(
+    state: &AppState,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    audit: Option<NewAuditEvent>,
+) -> AppResult<Vec<Uuid>> {
+    let now = state.clock.now();
+    let revoked = state
+        .store
+        .revoke_sessions(tenant_id, user_id, keep, now, audit)
+        .await?;
+    denylist::deny_sessions(state, &revoked).await?;
+    Ok(revoked)
 }
 
 fn token_digest(token: &str) -> [u8; 32] {

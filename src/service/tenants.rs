@@ -19,8 +19,10 @@
 
 use uuid::Uuid;
 
+use super::settings::{self, SignupChange};
 use super::users_admin::paging::{self, Page};
 use super::{RequestMeta, accounts, denylist, rbac};
+use crate::domain::settings::{SignupPolicy, TenantSettings};
 use crate::domain::{Email, RoleName, TenantSlug};
 use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
@@ -69,16 +71,25 @@ pub struct FirstAdmin {
     pub password: Secret,
 }
 
-/// Creates a tenant; 409 `tenant_exists` when the slug is taken.
+/// Creates a tenant; 409 `tenant_exists` when the slug is taken. `signup`
+/// sets its signup policy (400 `fields` `signup.*` when invalid); without
+/// it the tenant follows `signup.enabled` until its administrators choose.
 pub async fn create(
     state: &AppState,
     principal: &Principal,
     slug: TenantSlug,
     name: String,
     admin: Option<FirstAdmin>,
+    signup: Option<SignupChange>,
     meta: &RequestMeta,
 ) -> AppResult<(Tenant, Option<User>)> {
     require_operator(state, principal, "tenants:write").await?;
+    let default_policy = SignupPolicy::default_for(state.config.signup.enabled);
+    let settings = TenantSettings {
+        signup: signup
+            .map(|change| settings::signup_policy(&default_policy, change))
+            .transpose()?,
+    };
     let now = state.clock.now();
     let tenant_id = Uuid::now_v7();
     let admin_user = match admin {
@@ -106,6 +117,7 @@ pub async fn create(
     let admin_id = admin_user.as_ref().map(|u| u.id);
     let detail = serde_json::json!({
         "tenant_id": tenant_id, "slug": slug.as_str(), "name": name, "admin_user_id": admin_id,
+        "signup": settings.signup.as_ref().map(|p| p.mode.as_str()),
     });
     let mut audit = Vec::new();
     let mut at_operator = meta.audit(
@@ -134,6 +146,7 @@ pub async fn create(
                 name,
                 now,
                 admin: admin_user,
+                settings,
             },
             audit,
         )

@@ -443,10 +443,10 @@ pub async fn revoke_sessions(
         }
         None => {
             audit.detail = serde_json::json!({ "scope": "all" });
-            state
-                .store
-                .revoke_sessions(tenant_id, user_id, None, now, Some(audit))
-                .await?
+            // Admin-site sessions of the user end too (credential epoch).
+            return super::sessions::sign_out_everywhere(state, tenant_id, user_id, None, Some(audit))
+                .await
+                .map(drop);
         }
     };
     denylist::deny_sessions(state, &revoked).await?;

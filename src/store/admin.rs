@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{NewAuditEvent, NewUser, StoreResult, Tenant, User};
+use crate::domain::settings::TenantSettings;
 use crate::domain::{Permission, RoleName, TenantSlug, Timestamp};
 
 /// A role of one tenant and the permission strings it grants.
@@ -97,6 +98,8 @@ pub struct NewTenant {
     pub name: String,
     pub now: Timestamp,
     pub admin: Option<NewUser>,
+    /// The parts of its settings chosen at creation (e.g. its signup policy).
+    pub settings: TenantSettings,
 }
 
 /// What a tenant deletion took with it that the caller must still act on.
@@ -146,6 +149,18 @@ pub trait AdminStore: Send + Sync + 'static {
     /// Deletes a tenant other than `default` with everything it owns (users,
     /// sessions, roles, audit rows cascade). NotFound for `default` too.
     async fn delete_tenant(&self, slug: &str, audit: NewAuditEvent) -> StoreResult<DeletedTenant>;
+    /// The parts of a tenant's settings that were ever set; None when the
+    /// tenant does not exist.
+    async fn tenant_settings(&self, tenant_id: Uuid) -> StoreResult<Option<TenantSettings>>;
+    /// Replaces, in one transaction, every part that `parts` holds (other
+    /// parts stay as they are) and writes the audit rows; returns the whole
+    /// stored settings afterwards. NotFound when the tenant is gone.
+    async fn update_tenant_settings(
+        &self,
+        tenant_id: Uuid,
+        parts: TenantSettings,
+        audit: Vec<NewAuditEvent>,
+    ) -> StoreResult<TenantSettings>;
 
     // ---- audit ----
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>>;

@@ -103,6 +103,8 @@ pub trait AccountStore: Send + Sync + 'static {
     -> StoreResult<User>;
     /// The user's password hash, if they have a password.
     async fn password_hash(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<String>>;
+    /// Applies the patch; a new password or `disabled: true` also bumps
+    /// the credential epoch in the same transaction.
     async fn update_user(
         &self,
         tenant_id: Uuid,
@@ -131,7 +133,11 @@ pub trait AccountStore: Send + Sync + 'static {
         now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<bool>;
-    /// Revokes all live sessions of the user except `keep`; returns their ids.
+    /// Signs the user out everywhere: revokes all live sessions except
+    /// `keep` and bumps the user's credential epoch (which ends their
+    /// admin-site sessions) in one transaction; returns the revoked ids.
+    /// Callers should use `service::sessions::sign_out_everywhere`, which
+    /// also puts the revoked sessions on the deny list.
     async fn revoke_sessions(
         &self,
         tenant_id: Uuid,

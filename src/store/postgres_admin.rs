@@ -22,7 +22,14 @@ use super::postgres::{
     PgStore, all, ids, insert_audit, load_user, opt_uuid_col, pg_user_columns, tenant_from_row, user_from_row, uuid_col,
 };
 use super::{DEFAULT_TENANT_ID, NewAuditEvent, NewUser, StoreError, StoreResult, Tenant, User};
+use crate::domain::settings::TenantSettings;
 use crate::domain::{RoleName, Timestamp};
+
+/// A stored settings document; one that does not parse is an internal
+/// error (fail closed: a sign-up never proceeds on settings it cannot read).
+fn settings_from_text(text: &str) -> StoreResult<TenantSettings> {
+    TenantSettings::from_json(text).map_err(|e| StoreError::Internal(anyhow::anyhow!("tenant settings: {e}")))
+}
 
 const LIST_ALL: &str = concat!(
     "SELECT ",
@@ -312,8 +319,8 @@ impl AdminStore for PgStore {
         self.write(move |tx| {
             let t = new.id.to_string();
             tx.execute(
-                "INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
-                &[&t, &new.slug.as_str(), &new.name, &new.now],
+                "INSERT INTO tenants (id, slug, name, created_at, settings) VALUES ($1, $2, $3, $4, $5)",
+                &[&t, &new.slug.as_str(), &new.name, &new.now, &new.settings.to_json()],
             )?;
             let admin_role = Uuid::now_v7().to_string();
             tx.execute(
@@ -362,6 +369,41 @@ impl AdminStore for PgStore {
             tx.execute("DELETE FROM tenants WHERE id = $1", &[&t])?;
             insert_audit(tx, &audit)?;
             Ok(DeletedTenant { tenant, live_sessions })
+        })
+        .await
+    }
+
+    async fn tenant_settings(&self, tenant_id: Uuid) -> StoreResult<Option<TenantSettings>> {
+        self.read(move |c| {
+            c.query_opt("SELECT settings FROM tenants WHERE id = $1", &[&tenant_id.to_string()])?
+                .map(|r| settings_from_text(&r.try_get::<_, String>(0)?))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn update_tenant_settings(
+        &self,
+        tenant_id: Uuid,
+        parts: TenantSettings,
+        audit: Vec<NewAuditEvent>,
+    ) -> StoreResult<TenantSettings> {
+        self.write(move |tx| {
+            let t = tenant_id.to_string();
+            // Locks the row: concurrent changes of different parts apply one
+            // after the other and neither undoes the other.
+            let Some(row) = tx.query_opt("SELECT settings FROM tenants WHERE id = $1 FOR UPDATE", &[&t])? else {
+                return Err(StoreError::NotFound);
+            };
+            let updated = settings_from_text(&row.try_get::<_, String>(0)?)?.overlay(&parts);
+            tx.execute(
+                "UPDATE tenants SET settings = $2 WHERE id = $1",
+                &[&t, &updated.to_json()],
+            )?;
+            for event in &audit {
+                insert_audit(tx, event)?;
+            }
+            Ok(updated)
         })
         .await
     }

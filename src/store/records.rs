@@ -26,6 +26,11 @@ pub struct User {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_sign_in_at: Option<Timestamp>,
+    /// Bumped by every event that ends all of the user's sessions (password
+    /// set or reset, sign-out everywhere, disable), in that event's
+    /// transaction. Sessions kept outside the `sessions` table (the admin
+    /// site's) record it when they open and end when it moves.
+    pub credential_epoch: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -42,7 +47,9 @@ pub struct NewUser {
     pub now: Timestamp,
 }
 
-/// A change to a user; `None` leaves a field alone.
+/// A change to a user; `None` leaves a field alone. Setting a password or
+/// disabling the user also bumps [`User::credential_epoch`] in the same
+/// transaction.
 #[derive(Clone, Debug, Default)]
 pub struct UserPatch {
     pub email: Option<Option<Email>>,
@@ -104,7 +111,12 @@ pub struct RotateRefresh {
     pub new_hash: String,
     pub now: Timestamp,
     pub grace_secs: i64,
+    /// The sliding expiry of the successor; the store caps it at the
+    /// session's absolute end (`created_at + session_max_age`).
     pub new_expires_at: Timestamp,
+    /// `jwt.session_max_age` in seconds: a session created longer ago than
+    /// this is not live, whatever its sliding expiry says.
+    pub session_max_age: i64,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }

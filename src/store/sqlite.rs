@@ -235,7 +235,7 @@ pub(super) fn opt_uuid_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<Option<
 macro_rules! user_columns {
     () => {
         "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
-         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, \
+         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, u.credential_epoch, \
          (SELECT json_group_array(r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
           WHERE ur.user_id = u.id) AS roles"
     };
@@ -262,6 +262,7 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         last_sign_in_at: row.get("last_sign_in_at")?,
+        credential_epoch: row.get("credential_epoch")?,
     })
 }
 
@@ -369,6 +370,17 @@ fn set_roles(
             return Err(StoreError::NotFound);
         }
     }
+    Ok(())
+}
+
+/// Moves the user's credential epoch on, ending every session that records
+/// the old one (the admin site's). Call it inside the transaction of the
+/// event that ends the user's sessions.
+pub(super) fn bump_credential_epoch(c: &Connection, tenant_id: Uuid, user_id: Uuid) -> StoreResult<()> {
+    c.execute(
+        "UPDATE users SET credential_epoch = credential_epoch + 1 WHERE tenant_id = ?1 AND id = ?2",
+        params![tenant_id.to_string(), user_id.to_string()],
+    )?;
     Ok(())
 }
 
@@ -619,6 +631,9 @@ impl AccountStore for SqliteStore {
             if patch.disabled == Some(true) {
                 revoke_where(tx, tenant_id, user_id, None, patch.now)?;
             }
+            if patch.disabled == Some(true) || patch.password_hash.is_some() {
+                bump_credential_epoch(tx, tenant_id, user_id)?;
+            }
             insert_audit(tx, &audit)?;
             load_user(tx, tenant_id, user_id)?.ok_or(StoreError::NotFound)
         })
@@ -688,19 +703,22 @@ impl AccountStore for SqliteStore {
                 .optional()?;
             let live_session_sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.id = ?1 AND s.tenant_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3 AND u.disabled = 0"
+                 WHERE s.id = ?1 AND s.tenant_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3 AND u.disabled = 0 \
+                 AND s.created_at > ?3 - ?4"
             );
             if let Some(session_id) = won {
-                let Some(session) = tx.query_row(&live_session_sql, params![session_id, t, req.now], session_from_row).optional()? else {
+                let Some(session) = tx.query_row(&live_session_sql, params![session_id, t, req.now, req.session_max_age], session_from_row).optional()? else {
                     return Ok(Rotation::Invalid);
                 };
+                // Sliding, but never past the session's absolute end.
+                let expires_at = req.new_expires_at.min(session.created_at.saturating_add(req.session_max_age));
                 tx.execute(
                     "INSERT INTO refresh_tokens (token_hash, session_id, tenant_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![req.new_hash, session_id, t, req.now, req.new_expires_at],
+                    params![req.new_hash, session_id, t, req.now, expires_at],
                 )?;
                 tx.execute(
                     "UPDATE sessions SET last_used_at = ?2, expires_at = ?3, ip = COALESCE(?4, ip), user_agent = COALESCE(?5, user_agent) WHERE id = ?1",
-                    params![session_id, req.now, req.new_expires_at, req.ip, req.user_agent],
+                    params![session_id, req.now, expires_at, req.ip, req.user_agent],
                 )?;
                 insert_audit(
                     tx,
@@ -730,7 +748,7 @@ impl AccountStore for SqliteStore {
             let Some((session_id, Some(rotated_at))) = prior else {
                 return Ok(Rotation::Invalid);
             };
-            let Some(session) = tx.query_row(&live_session_sql, params![session_id, t, req.now], session_from_row).optional()? else {
+            let Some(session) = tx.query_row(&live_session_sql, params![session_id, t, req.now, req.session_max_age], session_from_row).optional()? else {
                 return Ok(Rotation::Invalid);
             };
             let successor_live: bool = tx.query_row(
@@ -831,6 +849,7 @@ impl AccountStore for SqliteStore {
     ) -> StoreResult<Vec<Uuid>> {
         self.write(move |tx| {
             let ids = revoke_where(tx, tenant_id, user_id, keep, now)?;
+            bump_credential_epoch(tx, tenant_id, user_id)?;
             if let Some(a) = &audit {
                 insert_audit(tx, a)?;
             }

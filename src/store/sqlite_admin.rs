@@ -21,7 +21,14 @@ use uuid::Uuid;
 use super::admin::*;
 use super::sqlite::{SqliteStore, insert_audit, load_user, opt_uuid_col, user_columns, user_from_row, uuid_col};
 use super::{DEFAULT_TENANT_ID, NewAuditEvent, NewUser, StoreError, StoreResult, Tenant, User};
+use crate::domain::settings::TenantSettings;
 use crate::domain::{RoleName, TenantSlug, Timestamp};
+
+/// A stored settings document; one that does not parse is an internal
+/// error (fail closed: a sign-up never proceeds on settings it cannot read).
+fn settings_from_text(text: &str) -> StoreResult<TenantSettings> {
+    TenantSettings::from_json(text).map_err(|e| StoreError::Internal(anyhow::anyhow!("tenant settings: {e}")))
+}
 
 const LIST_ALL: &str = concat!(
     "SELECT ",
@@ -390,8 +397,8 @@ impl AdminStore for SqliteStore {
         self.write(move |tx| {
             let t = new.id.to_string();
             tx.execute(
-                "INSERT INTO tenants (id, slug, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![t, new.slug.as_str(), new.name, new.now],
+                "INSERT INTO tenants (id, slug, name, created_at, settings) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![t, new.slug.as_str(), new.name, new.now, new.settings.to_json()],
             )?;
             let admin_role = Uuid::now_v7().to_string();
             tx.execute(
@@ -448,6 +455,47 @@ impl AdminStore for SqliteStore {
             tx.execute("DELETE FROM tenants WHERE id = ?1", params![t])?;
             insert_audit(tx, &audit)?;
             Ok(DeletedTenant { tenant, live_sessions })
+        })
+        .await
+    }
+
+    async fn tenant_settings(&self, tenant_id: Uuid) -> StoreResult<Option<TenantSettings>> {
+        self.read(move |c| {
+            let text: Option<String> = c
+                .query_row(
+                    "SELECT settings FROM tenants WHERE id = ?1",
+                    params![tenant_id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            text.map(|t| settings_from_text(&t)).transpose()
+        })
+        .await
+    }
+
+    async fn update_tenant_settings(
+        &self,
+        tenant_id: Uuid,
+        parts: TenantSettings,
+        audit: Vec<NewAuditEvent>,
+    ) -> StoreResult<TenantSettings> {
+        self.write(move |tx| {
+            let t = tenant_id.to_string();
+            let text: Option<String> = tx
+                .query_row("SELECT settings FROM tenants WHERE id = ?1", params![t], |r| r.get(0))
+                .optional()?;
+            let Some(text) = text else {
+                return Err(StoreError::NotFound);
+            };
+            let updated = settings_from_text(&text)?.overlay(&parts);
+            tx.execute(
+                "UPDATE tenants SET settings = ?2 WHERE id = ?1",
+                params![t, updated.to_json()],
+            )?;
+            for event in &audit {
+                insert_audit(tx, event)?;
+            }
+            Ok(updated)
         })
         .await
     }
@@ -573,6 +621,7 @@ mod tests {
                     name: "Acme".into(),
                     now: 100,
                     admin: None,
+                    settings: Default::default(),
                 },
                 vec![audit(DEFAULT_TENANT_ID, "tenant_created")],
             )

@@ -1495,3 +1495,232 @@ async fn forge_keys_list_and_rotate_from_the_command_line() {
     assert_eq!(s.state().keys.current().current_kid(), next);
     assert_eq!(send(&s, "GET", "/v1/users/me", access(&token), None).await.0, 200);
 }
+
+// ---- every session dies together (credential epoch) ----
+
+const NEW_PASSWORD: &str = "another horse battery staple";
+
+/// An administrator `second@example.com` (besides the operator) signed in to
+/// the admin site; returns the server, the operator's token, the second
+/// admin's id and browser.
+async fn second_admin_in_the_site() -> (TestServer, String, String, Browser) {
+    let s = server().await;
+    let (_, op) = operator(&s).await;
+    let id = provision(&s, &op, "second@example.com", &["admin"]).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("second@example.com", PASSWORD).await;
+    assert_eq!(b.get("/admin/users").await.status, 200);
+    (s, op, id, b)
+}
+
+/// The admin cookie obtained before the event no longer opens a page: the
+/// browser is sent to the sign-in page (or refused) and the cookie cleared.
+/// The cookie is then replayed by hand, to prove the server forgot it.
+async fn assert_admin_session_ended(b: &mut Browser, cookie: &str, what: &str) {
+    let page = b.get("/admin/users").await;
+    assert_ne!(page.status, 200, "{what}: the old admin cookie still works");
+    assert!(
+        page.set_cookies().iter().any(|c| c.starts_with("forge_admin=;")),
+        "{what}: the cookie is cleared"
+    );
+    b.cookies.insert("forge_admin".into(), cookie.to_string());
+    let page = b.get("/admin").await;
+    assert_eq!(
+        (page.status.as_u16(), page.location()),
+        (303, "/admin/login"),
+        "{what}: replaying the old cookie"
+    );
+}
+
+#[tokio::test]
+async fn a_password_reset_ends_admin_sessions() {
+    let (s, _, _, mut b) = second_admin_in_the_site().await;
+    let cookie = b.cookies["forge_admin"].clone();
+    let forgot = s
+        .client()
+        .post(s.url("/v1/auth/password/forgot"))
+        .json(&json!({"email": "second@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forgot.status(), 202);
+    let code = s.last_code("second@example.com").await;
+    let reset = s
+        .client()
+        .post(s.url("/v1/auth/password/reset"))
+        .json(&json!({"email": "second@example.com", "code": code, "new_password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 204);
+    assert_admin_session_ended(&mut b, &cookie, "after a password reset").await;
+    // A new sign-in with the new password works.
+    b.sign_in("second@example.com", NEW_PASSWORD).await;
+    assert_eq!(b.get("/admin/users").await.status, 200);
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_admin_sessions_but_one_session_does_not() {
+    let (s, op, id, mut b) = second_admin_in_the_site().await;
+    let cookie = b.cookies["forge_admin"].clone();
+    // Signing out one API session leaves the admin site alone.
+    let one = s.login("second@example.com", PASSWORD).await;
+    let (status, _) = send(&s, "POST", "/v1/auth/logout", access(&one), Some(json!({}))).await;
+    assert_eq!(status, 204);
+    assert_eq!(b.get("/admin/users").await.status, 200);
+
+    // The user's own "sign out everywhere".
+    let all = s.login("second@example.com", PASSWORD).await;
+    let (status, _) = send(
+        &s,
+        "POST",
+        "/v1/auth/logout",
+        access(&all),
+        Some(json!({"scope": "all"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_admin_session_ended(&mut b, &cookie, "after logout scope=all").await;
+
+    // An administrator's "end all sessions" of the user.
+    b.sign_in("second@example.com", PASSWORD).await;
+    let cookie = b.cookies["forge_admin"].clone();
+    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{id}/sessions"), &op, None).await;
+    assert_eq!(status, 204);
+    assert_admin_session_ended(&mut b, &cookie, "after DELETE /v1/users/{id}/sessions").await;
+}
+
+#[tokio::test]
+async fn a_password_change_ends_admin_sessions() {
+    let (s, _, _, mut b) = second_admin_in_the_site().await;
+    let cookie = b.cookies["forge_admin"].clone();
+    let api = s.login("second@example.com", PASSWORD).await;
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/v1/auth/password/change",
+        access(&api),
+        Some(json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_admin_session_ended(&mut b, &cookie, "after a password change").await;
+}
+
+#[tokio::test]
+async fn a_disabled_admin_stays_out_after_being_enabled_again() {
+    let (s, op, id, mut b) = second_admin_in_the_site().await;
+    let cookie = b.cookies["forge_admin"].clone();
+    let path = format!("/v1/users/{id}");
+    let (status, _) = send(&s, "PATCH", &path, &op, Some(json!({"disabled": true}))).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(&s, "PATCH", &path, &op, Some(json!({"disabled": false}))).await;
+    assert_eq!(status, 200);
+    // Without the epoch, the cookie would work again for the rest of its 12 h.
+    assert_admin_session_ended(&mut b, &cookie, "after disable and enable").await;
+}
+
+#[tokio::test]
+async fn a_deleted_admin_loses_the_admin_site() {
+    let (s, op, id, mut b) = second_admin_in_the_site().await;
+    let cookie = b.cookies["forge_admin"].clone();
+    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{id}"), &op, None).await;
+    assert_eq!(status, 204);
+    assert_admin_session_ended(&mut b, &cookie, "after delete").await;
+}
+
+// ---- tenant settings ----
+
+async fn signup_status(s: &TestServer, tenant: &str, email: &str) -> u16 {
+    s.client()
+        .post(s.url("/v1/auth/signup"))
+        .header("x-forge-tenant", tenant)
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn tenant_admins_set_the_signup_policy_and_operators_choose_it_at_creation() {
+    let s = server().await;
+    let (root_id, _) = operator(&s).await;
+    let mut op = Browser::new(&s);
+    op.sign_in("root@example.com", PASSWORD).await;
+    // The operator creates acme closed to sign-up from the tenants form.
+    let page = op
+        .act(
+            "/admin/tenants",
+            &[
+                ("slug", "acme"),
+                ("name", "Acme"),
+                ("admin_email", "boss@acme.io"),
+                ("admin_password", "acme admin passphrase 4 tests"),
+                ("signup_mode", "closed"),
+                ("signup_domains", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/admin/tenants");
+    assert!(op.flash("/admin/tenants").await.contains("created"));
+    assert_eq!(signup_status(&s, "acme", "eve@example.com").await, 403);
+    // An invalid policy is refused with the reason, and creates nothing.
+    op.act(
+        "/admin/tenants",
+        &[("slug", "bad"), ("signup_mode", "domains"), ("signup_domains", "")],
+    )
+    .await;
+    assert!(op.flash("/admin/tenants").await.contains("domain"));
+    assert_eq!(signup_status(&s, "bad", "eve@example.com").await, 404);
+
+    // Acme's admin sees the policy and changes it (CSRF-protected, audited).
+    let mut boss = Browser::new(&s);
+    let page = boss
+        .sign_in_to("acme", "boss@acme.io", "acme admin passphrase 4 tests")
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let settings = boss.get("/admin/settings").await;
+    assert_eq!(settings.status, 200);
+    assert_security_headers(&settings, "settings page");
+    assert!(settings.body.contains("value=\"closed\" checked"), "{}", settings.body);
+    let refused = boss.post("/admin/settings", &[("mode", "open"), ("domains", "")]).await;
+    assert_eq!(refused.status, 403, "no CSRF token");
+    let page = boss
+        .act(
+            "/admin/settings",
+            &[("mode", "domains"), ("domains", "Acme.io\nexample.org")],
+        )
+        .await;
+    assert_eq!(page.location(), "/admin/settings");
+    assert!(boss.flash("/admin/settings").await.contains("domains"));
+    let settings = boss.get("/admin/settings").await;
+    assert!(settings.body.contains("value=\"domains\" checked"));
+    assert!(settings.body.contains("acme.io\nexample.org"));
+    assert_eq!(signup_status(&s, "acme", "ann@acme.io").await, 201);
+    assert_eq!(signup_status(&s, "acme", "eve@evil.io").await, 403);
+    let acme_id = s.state().store.tenant_by_slug("acme").await.unwrap().unwrap().id;
+    let rows = audit_rows(&s, acme_id, "settings_updated").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].detail["signup"]["mode"], "domains");
+    // A bad domain is refused and changes nothing.
+    boss.act("/admin/settings", &[("mode", "domains"), ("domains", "bücher.example")])
+        .await;
+    assert!(boss.flash("/admin/settings").await.contains("punycode"));
+    assert_eq!(audit_rows(&s, acme_id, "settings_updated").await.len(), 1);
+
+    // The operator looking at acme sees its policy read-only.
+    op.act("/admin/tenant", &[("slug", "acme")]).await;
+    let shown = op.get("/admin/settings").await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.body.contains("id=\"signup-mode\">domains<"), "{}", shown.body);
+    assert!(!shown.body.contains("id=\"save-signup\""));
+    op.act("/admin/settings", &[("mode", "open"), ("domains", "")]).await;
+    assert!(op.flash("/admin/settings").await.contains("read-only"));
+    assert_eq!(signup_status(&s, "acme", "eve@evil.io").await, 403);
+    // Back home, the operator's own tenant follows the server default.
+    op.act("/admin/tenant", &[("slug", "default")]).await;
+    assert!(op.get("/admin/settings").await.body.contains("value=\"open\" checked"));
+    assert_eq!(actor_of_last(&s, "tenant_created").await, Some(root_id));
+}

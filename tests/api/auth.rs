@@ -508,3 +508,66 @@ async fn rehashes_on_login_when_parameters_change() {
     assert!(after.contains("m=2048,t=2"), "{after}");
     assert_ne!(id, uuid::Uuid::nil());
 }
+
+#[tokio::test]
+async fn sessions_end_at_their_absolute_lifetime_however_often_they_refresh() {
+    const DAY: i64 = 86_400;
+    let s = TestServer::start().await;
+    let max_age = s.state().config.jwt.session_max_age.as_secs() as i64;
+    assert_eq!(max_age, 90 * DAY, "the documented default");
+    let signed_up = s.signup("abe@example.com", PASSWORD).await;
+    let user_id: uuid::Uuid = signed_up["user"]["id"].as_str().unwrap().parse().unwrap();
+    let start = s.clock().now();
+    let refresh_with = |token: String| {
+        s.client()
+            .post(s.url("/v1/auth/refresh"))
+            .json(&json!({"refresh_token": token}))
+            .send()
+    };
+    // Refreshing every 20 days keeps the sliding 30-day expiry alive...
+    let mut token = refresh(&signed_up).to_string();
+    for _ in 0..4 {
+        s.clock().advance(20 * DAY);
+        let (status, body) = parts(refresh_with(token.clone()).await.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        token = refresh(&body).to_string();
+    }
+    // ...but the successor issued on day 80 expires on day 90, not 110.
+    let sessions = s
+        .state()
+        .store
+        .list_sessions(forge::store::DEFAULT_TENANT_ID, user_id, s.clock().now())
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].expires_at, start + max_age);
+    s.clock().advance(10 * DAY);
+    let (status, body) = parts(refresh_with(token.clone()).await.unwrap()).await;
+    assert_error(status, &body, 401, "invalid_grant");
+
+    // A maximum age below the refresh TTL caps the very first refresh token.
+    let s = TestServer::start_with(|c| c.jwt.session_max_age = std::time::Duration::from_secs(DAY as u64)).await;
+    let signed_up = s.signup("bea@example.com", PASSWORD).await;
+    s.clock().advance(DAY / 2);
+    let (status, body) = parts(
+        s.client()
+            .post(s.url("/v1/auth/refresh"))
+            .json(&json!({"refresh_token": refresh(&signed_up)}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    s.clock().advance(DAY / 2);
+    let (status, body) = parts(
+        s.client()
+            .post(s.url("/v1/auth/refresh"))
+            .json(&json!({"refresh_token": refresh(&body)}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, 401, "invalid_grant");
+}

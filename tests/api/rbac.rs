@@ -151,6 +151,13 @@ const ROUTES: &[(&str, &str, Option<&str>, &str)] = &[
         Some(r#"{"token": "x"}"#),
         "tokens:introspect",
     ),
+    ("GET", "/v1/tenant/settings", None, "settings:read"),
+    (
+        "PATCH",
+        "/v1/tenant/settings",
+        Some(r#"{"signup": {"mode": "open"}}"#),
+        "settings:write",
+    ),
 ];
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use forge::domain::settings::{SignupMode, SignupPolicy, TenantSettings};
 use forge::domain::{Email, Identifier, Permission, Phone, RoleName, TenantSlug};
 use forge::secret::Secret;
 use forge::store::*;
@@ -67,6 +68,7 @@ fn rotate(old: &str, new: &str, now: i64, grace: i64) -> RotateRefresh {
         now,
         grace_secs: grace,
         new_expires_at: now + 3600,
+        session_max_age: 90 * 86_400,
         ip: None,
         user_agent: None,
     }
@@ -337,6 +339,108 @@ async fn sessions(store: &Arc<dyn Store>) {
     let (_, users) = store.revoked_since(NOW + 200).await.unwrap();
     assert_eq!(users, [cy.id]);
 
+    // The credential epoch moves with every event that ends all sessions,
+    // and with nothing else.
+    let epoch = |u: Option<User>| u.unwrap().credential_epoch;
+    let fay = new_user("fay@example.com", None, &[]);
+    let created = store
+        .create_user(fay.clone(), Some(session("f0")), audit("signup", None))
+        .await
+        .unwrap();
+    assert_eq!(created.credential_epoch, 0);
+    let patched = store
+        .update_user(
+            T,
+            fay.id,
+            UserPatch {
+                metadata: Some(serde_json::json!({})),
+                now: NOW,
+                ..Default::default()
+            },
+            audit("user_updated", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.credential_epoch, 0, "a profile change keeps sessions");
+    assert!(
+        store
+            .revoke_session(T, fay.id, created_session_id(store, fay.id).await, NOW, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        epoch(store.get_user(T, fay.id).await.unwrap()),
+        0,
+        "one sign-out keeps the others"
+    );
+    store.revoke_sessions(T, fay.id, None, NOW, None).await.unwrap();
+    assert_eq!(
+        epoch(store.get_user(T, fay.id).await.unwrap()),
+        1,
+        "sign-out everywhere"
+    );
+    let new_password = UserPatch {
+        password_hash: Some(Some("$argon2id$new".into())),
+        now: NOW,
+        ..Default::default()
+    };
+    let changed = store
+        .update_user(T, fay.id, new_password, audit("password_changed", None))
+        .await
+        .unwrap();
+    assert_eq!(changed.credential_epoch, 2, "a new password");
+    let disable = UserPatch {
+        disabled: Some(true),
+        now: NOW,
+        ..Default::default()
+    };
+    let disabled = store
+        .update_user(T, fay.id, disable, audit("user_disabled", None))
+        .await
+        .unwrap();
+    assert_eq!(disabled.credential_epoch, 3, "disable");
+    let enable = UserPatch {
+        disabled: Some(false),
+        now: NOW,
+        ..Default::default()
+    };
+    let enabled = store
+        .update_user(T, fay.id, enable, audit("user_enabled", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        enabled.credential_epoch, 3,
+        "enabling again does not revive old sessions"
+    );
+
+    // The absolute lifetime: past it a session does not refresh, and a
+    // successor never outlives it.
+    let gus = new_user("gus@example.com", None, &[]);
+    store
+        .create_user(gus.clone(), Some(session("g0")), audit("signup", None))
+        .await
+        .unwrap();
+    let Rotation::Rotated { .. } = store
+        .rotate_refresh(RotateRefresh {
+            session_max_age: 100,
+            ..rotate("g0", "g1", NOW + 10, 10)
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("a session younger than its maximum age refreshes");
+    };
+    let live = store.list_sessions(T, gus.id, NOW + 10).await.unwrap();
+    assert_eq!(live[0].expires_at, NOW + 100, "capped at created_at + max age");
+    let too_old = RotateRefresh {
+        session_max_age: 50,
+        ..rotate("g1", "g2", NOW + 60, 10)
+    };
+    assert!(matches!(
+        store.rotate_refresh(too_old).await.unwrap(),
+        Rotation::Invalid
+    ));
+
     let dee = new_user("dee@example.com", None, &[]);
     store
         .create_user(dee.clone(), Some(session("d0")), audit("signup", None))
@@ -349,6 +453,10 @@ async fn sessions(store: &Arc<dyn Store>) {
         store.delete_user(T, dee.id, audit("user_deleted", None)).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn created_session_id(store: &Arc<dyn Store>, user: Uuid) -> Uuid {
+    store.list_sessions(T, user, NOW).await.unwrap()[0].id
 }
 
 async fn admin(store: &Arc<dyn Store>) {
@@ -518,6 +626,9 @@ async fn admin(store: &Arc<dyn Store>) {
                 name: "Acme".into(),
                 now: NOW,
                 admin: Some(boss.clone()),
+                settings: TenantSettings {
+                    signup: Some(SignupPolicy::parse(SignupMode::Domains, &["acme.test".into()]).unwrap()),
+                },
             },
             vec![audit("tenant_created", None)],
         )
@@ -533,12 +644,38 @@ async fn admin(store: &Arc<dyn Store>) {
                 name: "Again".into(),
                 now: NOW,
                 admin: None,
+                settings: TenantSettings::default(),
             },
             vec![],
         )
         .await
         .unwrap_err();
     assert_eq!(conflict_field(e), "slug");
+    // Settings: stored as created, parts replaced whole, others kept.
+    let stored = store.tenant_settings(acme).await.unwrap().unwrap();
+    assert_eq!(stored.signup.as_ref().unwrap().domains, ["acme.test"]);
+    assert_eq!(store.tenant_settings(T).await.unwrap(), Some(TenantSettings::default()));
+    assert!(store.tenant_settings(Uuid::now_v7()).await.unwrap().is_none());
+    let closed = TenantSettings {
+        signup: Some(SignupPolicy::parse(SignupMode::Closed, &[]).unwrap()),
+    };
+    let updated = store
+        .update_tenant_settings(acme, closed.clone(), vec![audit("settings_updated", None)])
+        .await
+        .unwrap();
+    assert_eq!(updated, closed);
+    assert_eq!(store.tenant_settings(acme).await.unwrap(), Some(closed));
+    let kept = store
+        .update_tenant_settings(acme, TenantSettings::default(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept.signup.unwrap().mode, SignupMode::Closed, "an absent part is kept");
+    assert!(matches!(
+        store
+            .update_tenant_settings(Uuid::now_v7(), TenantSettings::default(), vec![])
+            .await,
+        Err(StoreError::NotFound)
+    ));
     let slugs: Vec<String> = store
         .list_tenants(None, 10)
         .await

@@ -26,6 +26,7 @@ pub mod guard;
 mod login;
 mod operations;
 mod roles;
+mod settings;
 mod users;
 pub mod views;
 
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/audit", get(directory::audit))
         .route("/admin/messages", get(directory::messages))
         .route("/admin/messages/{id}/resend", post(directory::resend))
+        .route("/admin/settings", get(settings::show).post(settings::update))
         .route("/admin/keys", get(operations::keys))
         .route("/admin/keys/rotate", post(operations::rotate))
         .route(

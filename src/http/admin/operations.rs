@@ -20,6 +20,7 @@ use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::admin_site;
 use crate::service::keys::JWKS_MAX_AGE_SECS;
+use crate::service::settings::SignupChange;
 use crate::service::tenants::{self, FirstAdmin};
 use crate::state::AppState;
 use crate::store::KeyState;
@@ -127,6 +128,8 @@ struct TenantsPage {
     tenants: Vec<TenantRow>,
     next: Option<String>,
     first_page: bool,
+    /// What a tenant created without a signup policy follows.
+    default_signup: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +166,7 @@ pub async fn tenants(
             )
         }),
         first_page: query.cursor.is_none(),
+        default_signup: if state.config.signup.enabled { "open" } else { "closed" },
     }))
 }
 
@@ -176,6 +180,11 @@ pub struct CreateTenantForm {
     admin_email: String,
     #[serde(default)]
     admin_password: String,
+    /// Empty: follow the server's `signup.enabled`.
+    #[serde(default)]
+    signup_mode: String,
+    #[serde(default)]
+    signup_domains: String,
 }
 
 /// `POST /admin/tenants`.
@@ -205,7 +214,11 @@ pub async fn create_tenant(
                 ));
             }
         };
-        let (tenant, first) = tenants::create(&state, &admin.own, slug, name, first_admin, &meta).await?;
+        let signup = non_empty(&form.signup_mode).map(|mode| SignupChange {
+            mode: Some(mode.to_string()),
+            domains: Some(super::settings::domain_list(&form.signup_domains)),
+        });
+        let (tenant, first) = tenants::create(&state, &admin.own, slug, name, first_admin, signup, &meta).await?;
         Ok(match first {
             Some(_) => format!("Tenant {} created with its first administrator.", tenant.slug),
             None => format!("Tenant {} created.", tenant.slug),

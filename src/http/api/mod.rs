@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dto;
 pub mod identity;
 pub mod roles;
+pub mod settings;
 pub mod tenants;
 pub mod users;
 
@@ -101,6 +102,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(roles::assign_role, roles::remove_role))
         .routes(routes!(tenants::list_tenants, tenants::create_tenant))
         .routes(routes!(tenants::get_tenant, tenants::delete_tenant))
+        .routes(routes!(settings::get_settings, settings::patch_settings))
         .routes(routes!(audit::list_audit))
         .split_for_parts()
 }

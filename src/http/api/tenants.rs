@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::dto::UserView;
+use super::settings::SignupModeName;
 use crate::domain::{Email, TenantSlug, rfc3339};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, Json, Query};
 use crate::http::permission::{RequirePermission, TenantsRead, TenantsWrite};
+use crate::service::settings::SignupChange;
 use crate::service::tenants::{self, FirstAdmin};
 use crate::state::AppState;
 use crate::store::Tenant;
@@ -83,6 +85,21 @@ pub struct CreateTenantRequest {
     pub name: String,
     /// Creates this account in the new tenant holding its `admin` role.
     pub admin: Option<TenantAdminRequest>,
+    /// The tenant's signup policy; without it the tenant follows the
+    /// server's `signup.enabled` until its administrators choose one.
+    pub signup: Option<NewTenantSignup>,
+}
+
+/// A new tenant's signup policy.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenantSignup {
+    /// `open`, `closed` or `domains`.
+    #[schema(value_type = SignupModeName)]
+    pub mode: String,
+    /// Email domains admitted in `domains` mode (which needs at least one).
+    #[schema(max_items = 100)]
+    pub domains: Option<Vec<String>>,
 }
 
 fn display_name(raw: &str) -> AppResult<String> {
@@ -115,7 +132,7 @@ pub async fn list_tenants(
     request_body = CreateTenantRequest,
     responses(
         (status = 201, body = CreatedTenant, headers(("location" = String, description = "/v1/tenants/{slug}"))),
-        (status = 400, description = "invalid slug, name, email or weak password", body = ErrorBody),
+        (status = 400, description = "invalid slug, name, email, weak password, or invalid signup policy (`fields` `signup.mode`, `signup.domains`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "not an operator", body = ErrorBody),
         (status = 409, description = "tenant_exists", body = ErrorBody),
@@ -136,7 +153,11 @@ pub async fn create_tenant(
             password: a.password,
         }),
     };
-    let (tenant, admin) = tenants::create(&state, &caller, slug, name, admin, &meta).await?;
+    let signup = req.signup.map(|s| SignupChange {
+        mode: Some(s.mode),
+        domains: s.domains,
+    });
+    let (tenant, admin) = tenants::create(&state, &caller, slug, name, admin, signup, &meta).await?;
     let location = HeaderValue::from_str(&format!("/v1/tenants/{}", tenant.slug)).map_err(AppError::internal)?;
     let admin = admin.map(|u| UserView::new(u, &tenant));
     let view = TenantView::from(tenant);

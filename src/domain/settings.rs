@@ -1,0 +1,276 @@
+//! A tenant's settings, as typed values.
+//!
+//! Storage. The settings are one JSON document per tenant (`tenants.settings`)
+//! holding only the *parts* that were ever set (`signup` today; `mfa`,
+//! `notices`, `federation` and `branding` later). A part that was never set
+//! is absent and its default applies, so a default that follows the server
+//! configuration (the signup policy follows `signup.enabled`) keeps
+//! following it until an administrator chooses otherwise. A new part is a
+//! new `Option` field here and needs no migration; a document written by a
+//! newer version keeps its unknown parts when an older one reads it (they
+//! are ignored, not refused). Each part is validated into its typed value
+//! before it is stored, so what the store returns is always well formed;
+//! parts are replaced whole, in one transaction, so concurrent changes of
+//! different parts never undo each other.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::Identifier;
+
+/// The most email domains one signup policy may list.
+pub const MAX_SIGNUP_DOMAINS: usize = 100;
+
+/// Who may create an account by signing up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignupMode {
+    /// Anyone.
+    Open,
+    /// Nobody; accounts come only from administrators.
+    Closed,
+    /// Only people proving an email address of one of the listed domains.
+    Domains,
+}
+
+impl SignupMode {
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        match s.trim() {
+            "open" => Ok(SignupMode::Open),
+            "closed" => Ok(SignupMode::Closed),
+            "domains" => Ok(SignupMode::Domains),
+            _ => Err("must be open, closed or domains"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignupMode::Open => "open",
+            SignupMode::Closed => "closed",
+            SignupMode::Domains => "domains",
+        }
+    }
+}
+
+/// A tenant's signup policy. `domains` are lowercase ASCII host names (IDNA
+/// domains in their punycode `xn--` form), compared exactly with the domain
+/// part of an email address; they are kept whatever the mode, so switching
+/// to `closed` for a while and back does not lose the list, but only
+/// `domains` mode reads them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignupPolicy {
+    pub mode: SignupMode,
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+/// Why a policy refuses a sign-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignupRefusal {
+    /// The tenant is closed to sign-up.
+    Closed,
+    /// `domains` mode, and the identifier is not an email of a listed
+    /// domain (a phone number proves no domain at all).
+    DomainNotAllowed,
+}
+
+impl SignupPolicy {
+    /// The policy of a tenant that never set one: open when the server's
+    /// `signup.enabled` is true, closed otherwise.
+    pub fn default_for(signup_enabled: bool) -> Self {
+        SignupPolicy {
+            mode: if signup_enabled {
+                SignupMode::Open
+            } else {
+                SignupMode::Closed
+            },
+            domains: Vec::new(),
+        }
+    }
+
+    /// Validates a policy: `Err((field, reason))` names the field under
+    /// `signup` that is wrong. Domains are trimmed, lowercased and
+    /// deduplicated (sorted).
+    pub fn parse(mode: SignupMode, domains: &[String]) -> Result<Self, (&'static str, String)> {
+        if domains.len() > MAX_SIGNUP_DOMAINS {
+            return Err(("domains", format!("at most {MAX_SIGNUP_DOMAINS} domains")));
+        }
+        let mut set = BTreeSet::new();
+        for raw in domains {
+            let domain = parse_domain(raw).map_err(|reason| ("domains", format!("{raw:?}: {reason}")))?;
+            set.insert(domain);
+        }
+        if mode == SignupMode::Domains && set.is_empty() {
+            return Err(("domains", "list at least one domain for mode domains".into()));
+        }
+        Ok(SignupPolicy {
+            mode,
+            domains: set.into_iter().collect(),
+        })
+    }
+
+    /// Whether someone proving `identifier` may create an account.
+    pub fn admits(&self, identifier: &Identifier) -> Result<(), SignupRefusal> {
+        match (self.mode, identifier) {
+            (SignupMode::Open, _) => Ok(()),
+            (SignupMode::Closed, _) => Err(SignupRefusal::Closed),
+            (SignupMode::Domains, Identifier::Email(email)) => {
+                let domain = email.as_str().rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+                if self.domains.iter().any(|d| d == domain) {
+                    Ok(())
+                } else {
+                    Err(SignupRefusal::DomainNotAllowed)
+                }
+            }
+            (SignupMode::Domains, Identifier::Phone(_)) => Err(SignupRefusal::DomainNotAllowed),
+        }
+    }
+}
+
+/// A domain as a policy lists it: an ASCII host name, lowercased. A
+/// Unicode domain is refused with a pointer to its punycode form, so what
+/// is stored is exactly what canonical email addresses carry.
+fn parse_domain(raw: &str) -> Result<String, &'static str> {
+    let domain = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    if domain.is_empty() {
+        return Err("is empty");
+    }
+    if !domain.is_ascii() {
+        return Err("use the ASCII (punycode, xn--) form of the domain");
+    }
+    if domain.len() > 253 {
+        return Err("is longer than 253 characters");
+    }
+    if domain.contains('@') {
+        return Err("give the domain only, without the part before @");
+    }
+    for label in domain.split('.') {
+        let valid = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err("is not a domain name (letters, digits and - in dot-separated labels)");
+        }
+    }
+    Ok(domain)
+}
+
+/// The parts of a tenant's settings that were set; `None` means "never
+/// set": the default applies. See the module docs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signup: Option<SignupPolicy>,
+}
+
+impl TenantSettings {
+    /// The signup policy in force: the stored one, or the default.
+    pub fn signup_policy(&self, signup_enabled: bool) -> SignupPolicy {
+        self.signup
+            .clone()
+            .unwrap_or_else(|| SignupPolicy::default_for(signup_enabled))
+    }
+
+    /// Names of the parts this value holds (for audit rows).
+    pub fn parts(&self) -> Vec<&'static str> {
+        let mut parts = Vec::new();
+        if self.signup.is_some() {
+            parts.push("signup");
+        }
+        parts
+    }
+
+    /// `self` with every part that `other` holds replaced by `other`'s.
+    pub fn overlay(mut self, other: &TenantSettings) -> TenantSettings {
+        if let Some(signup) = &other.signup {
+            self.signup = Some(signup.clone());
+        }
+        self
+    }
+
+    /// The stored form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Reads the stored form; unknown parts (from a newer version) are ignored.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Email, Phone};
+
+    fn email(s: &str) -> Identifier {
+        Identifier::Email(Email::parse(s).unwrap())
+    }
+
+    #[test]
+    fn domains_are_validated_and_normalised() {
+        let p = SignupPolicy::parse(
+            SignupMode::Domains,
+            &[
+                " Example.COM ".into(),
+                "example.com.".into(),
+                "xn--bcher-kva.example".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.domains, ["example.com", "xn--bcher-kva.example"]);
+        for bad in [
+            "",
+            "bücher.example",
+            "a@example.com",
+            "-a.com",
+            "a..com",
+            "a_b.com",
+            "a.com-",
+        ] {
+            assert!(SignupPolicy::parse(SignupMode::Open, &[bad.into()]).is_err(), "{bad:?}");
+        }
+        assert_eq!(SignupPolicy::parse(SignupMode::Domains, &[]).unwrap_err().0, "domains");
+        let many: Vec<String> = (0..=MAX_SIGNUP_DOMAINS).map(|i| format!("d{i}.com")).collect();
+        assert!(SignupPolicy::parse(SignupMode::Domains, &many).is_err());
+    }
+
+    #[test]
+    fn policies_admit_what_they_say() {
+        let open = SignupPolicy::default_for(true);
+        let closed = SignupPolicy::default_for(false);
+        let acme = SignupPolicy::parse(SignupMode::Domains, &["acme.io".into()]).unwrap();
+        let phone = Identifier::Phone(Phone::parse("+14155550100").unwrap());
+        assert_eq!(open.admits(&phone), Ok(()));
+        assert_eq!(closed.admits(&email("a@acme.io")), Err(SignupRefusal::Closed));
+        assert_eq!(acme.admits(&email("a@acme.io")), Ok(()));
+        assert_eq!(acme.admits(&email("a@ACME.io")), Ok(()));
+        for other in ["a@evil.io", "a@sub.acme.io", "a@acme.io.evil.io"] {
+            assert_eq!(
+                acme.admits(&email(other)),
+                Err(SignupRefusal::DomainNotAllowed),
+                "{other}"
+            );
+        }
+        assert_eq!(acme.admits(&phone), Err(SignupRefusal::DomainNotAllowed));
+    }
+
+    #[test]
+    fn settings_round_trip_and_keep_defaults_for_unset_parts() {
+        let unset = TenantSettings::from_json("{}").unwrap();
+        assert_eq!(unset.signup_policy(false).mode, SignupMode::Closed);
+        assert_eq!(unset.signup_policy(true).mode, SignupMode::Open);
+        let newer =
+            TenantSettings::from_json(r#"{"signup":{"mode":"closed","domains":[]},"branding":{"name":"x"}}"#).unwrap();
+        assert_eq!(newer.signup_policy(true).mode, SignupMode::Closed);
+        assert_eq!(TenantSettings::from_json(&newer.to_json()).unwrap(), newer);
+        let merged = unset.overlay(&newer);
+        assert_eq!(merged.parts(), ["signup"]);
+    }
+}

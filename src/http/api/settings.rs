@@ -1,0 +1,142 @@
+//! `/v1/tenant/settings`: a tenant's settings, read (`settings:read`) and
+//! changed (`settings:write`) by its administrators; operators add
+//! `X-Forge-Tenant` to act on another tenant. Only the `signup` part exists
+//! so far; a PATCH sends only the parts it changes.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::settings::{SignupMode, SignupPolicy};
+use crate::error::{AppResult, ErrorBody};
+use crate::http::extract::{ClientMeta, Json, TenantOverride};
+use crate::http::permission::{RequirePermission, SettingsRead, SettingsWrite};
+use crate::service::settings::{self, Effective, SettingsChange, SignupChange};
+use crate::state::AppState;
+
+/// Who may create an account by signing up.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum SignupModeName {
+    Open,
+    Closed,
+    Domains,
+}
+
+impl From<SignupMode> for SignupModeName {
+    fn from(m: SignupMode) -> Self {
+        match m {
+            SignupMode::Open => SignupModeName::Open,
+            SignupMode::Closed => SignupModeName::Closed,
+            SignupMode::Domains => SignupModeName::Domains,
+        }
+    }
+}
+
+/// The signup policy in force.
+#[derive(Serialize, ToSchema)]
+pub struct SignupPolicyView {
+    pub mode: SignupModeName,
+    /// Email domains (lowercase ASCII, IDNA domains as punycode) admitted in
+    /// `domains` mode; kept but unused in the other modes.
+    pub domains: Vec<String>,
+}
+
+impl From<SignupPolicy> for SignupPolicyView {
+    fn from(p: SignupPolicy) -> Self {
+        Self {
+            mode: p.mode.into(),
+            domains: p.domains,
+        }
+    }
+}
+
+/// A tenant's settings in force (parts never set show their defaults; the
+/// signup default follows the server's `signup.enabled`).
+#[derive(Serialize, ToSchema)]
+pub struct TenantSettingsView {
+    pub signup: SignupPolicyView,
+}
+
+impl From<Effective> for TenantSettingsView {
+    fn from(e: Effective) -> Self {
+        Self {
+            signup: e.signup.into(),
+        }
+    }
+}
+
+/// A signup policy to set. Omitted fields keep their current value.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SignupPolicyPatch {
+    /// `open`, `closed` or `domains`.
+    #[schema(value_type = Option<SignupModeName>)]
+    pub mode: Option<String>,
+    /// Email domains admitted in `domains` mode (which needs at least one):
+    /// host names in ASCII (`xn--` for IDNA domains), compared exactly with
+    /// an address's domain part. Replaces the list.
+    #[schema(max_items = 100)]
+    pub domains: Option<Vec<String>>,
+}
+
+impl From<SignupPolicyPatch> for SignupChange {
+    fn from(p: SignupPolicyPatch) -> Self {
+        SignupChange {
+            mode: p.mode,
+            domains: p.domains,
+        }
+    }
+}
+
+/// The parts of the settings to change; parts left out stay as they are.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettingsPatch {
+    pub signup: Option<SignupPolicyPatch>,
+}
+
+/// The settings of the caller's tenant (operators: of the tenant named by `X-Forge-Tenant`).
+#[utoipa::path(get, path = "/v1/tenant/settings", tag = "tenants",
+    params(("X-Forge-Tenant" = Option<String>, Header, description = "another tenant's slug (operators only); default: the caller's tenant")),
+    responses(
+        (status = 200, body = TenantSettingsView),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "no settings:read, or another tenant named by a non-operator", body = ErrorBody),
+        (status = 404, description = "unknown_tenant", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get_settings(
+    State(state): State<AppState>,
+    RequirePermission(caller, ..): RequirePermission<SettingsRead>,
+    TenantOverride(slug): TenantOverride,
+) -> AppResult<axum::Json<TenantSettingsView>> {
+    let (_, settings) = settings::get(&state, &caller, slug.as_ref()).await?;
+    Ok(axum::Json(settings.into()))
+}
+
+/// Change parts of the tenant's settings; audited as `settings_updated`.
+#[utoipa::path(patch, path = "/v1/tenant/settings", tag = "tenants",
+    params(("X-Forge-Tenant" = Option<String>, Header, description = "another tenant's slug (operators only); default: the caller's tenant")),
+    request_body = TenantSettingsPatch,
+    responses(
+        (status = 200, description = "the settings in force after the change", body = TenantSettingsView),
+        (status = 400, description = "invalid body, or an invalid mode or domain (`fields`: `signup.mode`, `signup.domains`); mode `domains` needs at least one domain", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "no settings:write, or another tenant named by a non-operator", body = ErrorBody),
+        (status = 404, description = "unknown_tenant", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn patch_settings(
+    State(state): State<AppState>,
+    RequirePermission(caller, ..): RequirePermission<SettingsWrite>,
+    TenantOverride(slug): TenantOverride,
+    ClientMeta(meta): ClientMeta,
+    Json(req): Json<TenantSettingsPatch>,
+) -> AppResult<axum::Json<TenantSettingsView>> {
+    let change = SettingsChange {
+        signup: req.signup.map(SignupChange::from),
+    };
+    let (_, settings) = settings::update(&state, &caller, slug.as_ref(), change, &meta).await?;
+    Ok(axum::Json(settings.into()))
+}

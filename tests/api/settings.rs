@@ -1,0 +1,309 @@
+//! Tenant settings (`/v1/tenant/settings`) and the per-tenant signup policy:
+//! read and changed by the tenant's administrators (audited), isolated
+//! between tenants (operators act elsewhere with `X-Forge-Tenant`), set at
+//! tenant creation, and enforced by password sign-up and by the account
+//! creation of a first one-time-code sign-in. Admin provisioning ignores it.
+
+use forge::testing::TestServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::rbac::{login_in, send};
+use crate::{PASSWORD, access, assert_error, parts};
+
+const BOSS_PASSWORD: &str = "acme admin passphrase 4 tests";
+
+/// A request with an optional `X-Forge-Tenant`.
+async fn call(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    tenant: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = s.client().request(method, s.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(t) = tenant {
+        req = req.header("x-forge-tenant", t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    parts(req.send().await.unwrap()).await
+}
+
+async fn signup_in(s: &TestServer, tenant: &str, email: &str) -> (StatusCode, Value) {
+    let body = json!({"email": email, "password": PASSWORD});
+    call(s, "POST", "/v1/auth/signup", None, Some(tenant), Some(body)).await
+}
+
+/// The operator's token, and a tenant `slug` (with `signup` if given) whose
+/// first administrator `boss@<slug>.io` is signed in: (operator, boss).
+async fn tenant_with_admin(s: &TestServer, op: &str, slug: &str, signup: Option<Value>) -> String {
+    let mut body = json!({
+        "slug": slug, "name": slug,
+        "admin": {"email": format!("boss@{slug}.io"), "password": BOSS_PASSWORD},
+    });
+    if let Some(p) = signup {
+        body["signup"] = p;
+    }
+    let (status, created) = send(s, "POST", "/v1/tenants", op, Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let boss = login_in(s, slug, &format!("boss@{slug}.io"), BOSS_PASSWORD).await;
+    access(&boss).to_string()
+}
+
+async fn operator(s: &TestServer) -> String {
+    access(&s.admin("root@example.com", PASSWORD).await).to_string()
+}
+
+#[tokio::test]
+async fn signup_into_a_closed_tenant_is_403() {
+    let s = TestServer::start().await;
+    let op = operator(&s).await;
+    // On 0.1.0 the header alone was enough: 201 into any tenant.
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/v1/tenants",
+        &op,
+        Some(json!({"slug": "acme", "name": "Acme", "signup": {"mode": "closed"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = signup_in(&s, "acme", "mallory@example.com").await;
+    assert_error(status, &body, 403, "signup_disabled");
+    // A tenant that never chose follows signup.enabled (true here).
+    send(
+        &s,
+        "POST",
+        "/v1/tenants",
+        &op,
+        Some(json!({"slug": "beta", "name": "Beta"})),
+    )
+    .await;
+    assert_eq!(signup_in(&s, "beta", "ann@example.com").await.0, 201);
+    // Administrators still provision accounts in a closed tenant.
+    let boss = tenant_with_admin(&s, &op, "gamma", Some(json!({"mode": "closed"}))).await;
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/v1/users",
+        Some(&boss),
+        None,
+        Some(json!({"email": "hire@gamma.io", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // With signup.enabled = false, tenants without a policy are closed, and
+    // a tenant that chose open is open.
+    let s = TestServer::start_with(|c| c.signup.enabled = false).await;
+    let op = operator(&s).await;
+    send(
+        &s,
+        "POST",
+        "/v1/tenants",
+        &op,
+        Some(json!({"slug": "beta", "name": "Beta"})),
+    )
+    .await;
+    let (status, body) = signup_in(&s, "beta", "ann@example.com").await;
+    assert_error(status, &body, 403, "signup_disabled");
+    let (status, body) = signup_in(&s, "default", "ann@example.com").await;
+    assert_error(status, &body, 403, "signup_disabled");
+    let body = json!({"slug": "open", "name": "Open", "signup": {"mode": "open"}});
+    assert_eq!(send(&s, "POST", "/v1/tenants", &op, Some(body)).await.0, 201);
+    assert_eq!(signup_in(&s, "open", "ann@example.com").await.0, 201);
+    // An invalid policy at creation is a 400 naming the field.
+    let body = json!({"slug": "bad", "name": "Bad", "signup": {"mode": "domains"}});
+    let (status, body) = send(&s, "POST", "/v1/tenants", &op, Some(body)).await;
+    assert_error(status, &body, 400, "validation_failed");
+    assert!(body["fields"]["signup.domains"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn a_tenants_admin_reads_and_changes_its_settings_audited() {
+    let s = TestServer::start().await;
+    let op = operator(&s).await;
+    let boss = tenant_with_admin(&s, &op, "acme", None).await;
+    let get = || call(&s, "GET", "/v1/tenant/settings", Some(&boss), None, None);
+    let (status, body) = get().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"signup": {"mode": "open", "domains": []}}));
+
+    let patch = |body: Value| call(&s, "PATCH", "/v1/tenant/settings", Some(&boss), None, Some(body));
+    let (status, body) =
+        patch(json!({"signup": {"mode": "domains", "domains": ["Acme.io", "xn--bcher-kva.example"]}})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["signup"]["mode"], "domains");
+    assert_eq!(body["signup"]["domains"], json!(["acme.io", "xn--bcher-kva.example"]));
+    assert_eq!(get().await.1, body);
+
+    // Enforced: only listed domains, exactly (no subdomains, no phones).
+    assert_eq!(signup_in(&s, "acme", "ann@acme.io").await.0, 201);
+    for email in ["eve@evil.io", "eve@sub.acme.io", "eve@acme.io.evil.io"] {
+        let (status, body) = signup_in(&s, "acme", email).await;
+        assert_error(status, &body, 403, "signup_domain_not_allowed");
+    }
+
+    // Omitted fields keep their value; an empty PATCH changes nothing.
+    let (status, body) = patch(json!({"signup": {"mode": "closed"}})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["signup"]["domains"], json!(["acme.io", "xn--bcher-kva.example"]));
+    let (status, _) = patch(json!({})).await;
+    assert_eq!(status, 200);
+    let (status, body) = signup_in(&s, "acme", "bob@acme.io").await;
+    assert_error(status, &body, 403, "signup_disabled");
+
+    // Every change is audited in the tenant's log, without secrets.
+    let (status, audit) = call(&s, "GET", "/v1/audit?event=settings_updated", Some(&boss), None, None).await;
+    assert_eq!(status, 200);
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{audit}");
+    assert_eq!(items[0]["detail"]["signup"]["mode"], "closed");
+    assert_eq!(items[0]["detail"]["parts"], json!(["signup"]));
+    assert!(items[0]["actor_id"].is_string());
+
+    // Validation: 400 with fields.
+    for (bad, field) in [
+        (json!({"signup": {"mode": "sometimes"}}), "signup.mode"),
+        (json!({"signup": {"mode": "domains", "domains": []}}), "signup.domains"),
+        (json!({"signup": {"domains": ["bücher.example"]}}), "signup.domains"),
+        (json!({"signup": {"domains": ["ann@acme.io"]}}), "signup.domains"),
+    ] {
+        let (status, body) = patch(bad.clone()).await;
+        assert_error(status, &body, 400, "validation_failed");
+        assert!(body["fields"][field].is_string(), "{bad}: {body}");
+    }
+    let (status, body) = patch(json!({"unknown": {}})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(get().await.1["signup"]["mode"], "closed", "nothing invalid was stored");
+
+    // A user of the tenant without the permissions gets 403.
+    let plain = login_in(&s, "acme", "ann@acme.io", PASSWORD).await;
+    let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(access(&plain)), None, None).await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, _) = call(&s, "GET", "/v1/tenant/settings", None, None, None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn settings_are_isolated_between_tenants_and_operators_use_the_header() {
+    let s = TestServer::start().await;
+    let op = operator(&s).await;
+    let a = tenant_with_admin(&s, &op, "alpha", None).await;
+    tenant_with_admin(&s, &op, "beta", Some(json!({"mode": "closed"}))).await;
+    let closed = json!({"signup": {"mode": "closed"}});
+    let open = json!({"signup": {"mode": "open"}});
+
+    // An admin of alpha cannot read or change beta's (or default's) settings,
+    // and cannot tell an existing tenant from a missing one.
+    for other in ["beta", "default", "nowhere"] {
+        let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(&a), Some(other), None).await;
+        assert_error(status, &body, 403, "forbidden");
+        let (status, body) = call(
+            &s,
+            "PATCH",
+            "/v1/tenant/settings",
+            Some(&a),
+            Some(other),
+            Some(open.clone()),
+        )
+        .await;
+        assert_error(status, &body, 403, "forbidden");
+    }
+    assert_eq!(signup_in(&s, "beta", "x@example.com").await.0, 403, "beta stays closed");
+    // Naming its own tenant is fine.
+    let (status, _) = call(
+        &s,
+        "PATCH",
+        "/v1/tenant/settings",
+        Some(&a),
+        Some("alpha"),
+        Some(closed.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The operator: own tenant without the header, others with it.
+    let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(&op), None, None).await;
+    assert_eq!((status.as_u16(), &body["signup"]["mode"]), (200, &json!("open")));
+    let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(&op), Some("beta"), None).await;
+    assert_eq!((status.as_u16(), &body["signup"]["mode"]), (200, &json!("closed")));
+    let (status, _) = call(&s, "PATCH", "/v1/tenant/settings", Some(&op), Some("beta"), Some(open)).await;
+    assert_eq!(status, 200);
+    assert_eq!(signup_in(&s, "beta", "x@example.com").await.0, 201);
+    let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(&op), Some("nowhere"), None).await;
+    assert_error(status, &body, 404, "unknown_tenant");
+    // Alpha's change did not touch default, and the operator's change of
+    // beta is audited in beta's log and the operator's.
+    assert_eq!(signup_in(&s, "default", "y@example.com").await.0, 201);
+    let (_, audit) = call(&s, "GET", "/v1/audit?event=settings_updated", Some(&op), None, None).await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    assert_eq!(audit["items"][0]["detail"]["tenant"], "beta");
+}
+
+async fn otp(s: &TestServer, tenant: &str, body: Value) -> (StatusCode, Value) {
+    call(s, "POST", "/v1/auth/otp", None, Some(tenant), Some(body)).await
+}
+
+async fn otp_verify(s: &TestServer, tenant: &str, mut body: Value, code: &str) -> (StatusCode, Value) {
+    body["code"] = json!(code);
+    call(s, "POST", "/v1/auth/otp/verify", None, Some(tenant), Some(body)).await
+}
+
+#[tokio::test]
+async fn one_time_code_sign_up_follows_the_tenants_policy() {
+    let s = TestServer::start_with(|c| c.otp.resend_cooldown = std::time::Duration::from_millis(1)).await;
+    let op = operator(&s).await;
+    let boss = tenant_with_admin(
+        &s,
+        &op,
+        "acme",
+        Some(json!({"mode": "domains", "domains": ["acme.io"]})),
+    )
+    .await;
+    let phone = json!({"phone": "+14155550171"});
+    let outsider = json!({"email": "eve@evil.io"});
+    let insider = json!({"email": "ann@acme.io"});
+
+    // No code goes to an address the policy would not admit (same 202).
+    assert_eq!(otp(&s, "acme", phone.clone()).await.0, 202);
+    assert!(s.outbox("+14155550171").await.is_empty(), "a phone proves no domain");
+    assert_eq!(otp(&s, "acme", outsider.clone()).await.0, 202);
+    assert!(s.outbox("eve@evil.io").await.is_empty());
+    assert_eq!(otp(&s, "acme", insider.clone()).await.0, 202);
+    let code = s.last_code("ann@acme.io").await;
+    let (status, body) = otp_verify(&s, "acme", insider, &code).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["email"], "ann@acme.io");
+
+    // A code sent while the tenant was open does not create an account after
+    // it closed to phones: the first verify checks the policy again.
+    let patch = |b: Value| call(&s, "PATCH", "/v1/tenant/settings", Some(&boss), None, Some(b));
+    assert_eq!(patch(json!({"signup": {"mode": "open"}})).await.0, 200);
+    assert_eq!(otp(&s, "acme", phone.clone()).await.0, 202);
+    let code = s.last_code("+14155550171").await;
+    assert_eq!(patch(json!({"signup": {"mode": "domains"}})).await.0, 200);
+    let (status, body) = otp_verify(&s, "acme", phone, &code).await;
+    assert_error(status, &body, 403, "signup_domain_not_allowed");
+    // Closed: no code to a new address, and a pending code creates nothing.
+    assert_eq!(patch(json!({"signup": {"mode": "open"}})).await.0, 200);
+    assert_eq!(otp(&s, "acme", outsider.clone()).await.0, 202);
+    let code = s.last_code("eve@evil.io").await;
+    assert_eq!(patch(json!({"signup": {"mode": "closed"}})).await.0, 200);
+    let (status, body) = otp_verify(&s, "acme", outsider, &code).await;
+    assert_error(status, &body, 403, "signup_disabled");
+    // Existing accounts still sign in with a code.
+    assert_eq!(otp(&s, "acme", json!({"email": "ann@acme.io"})).await.0, 202);
+    let code = s.last_code("ann@acme.io").await;
+    assert_eq!(
+        otp_verify(&s, "acme", json!({"email": "ann@acme.io"}), &code).await.0,
+        200
+    );
+}
