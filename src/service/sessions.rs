@@ -271,6 +271,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal>
     let tenant = super::accounts::tenant(state, &claims.tid)
         .await?
         .ok_or_else(AppError::invalid_token)?;
+    // Tokens name their tenant by slug: a tenant deleted and created again
+    // under the same slug is another tenant, and the old tokens (whose
+    // sessions went with the old one) must not speak for it.
+    if tenant.created_at > claims.iat {
+        return Err(AppError::invalid_token());
+    }
     Ok(Principal {
         user_id,
         session_id,

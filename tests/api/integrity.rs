@@ -433,3 +433,44 @@ async fn a_passwordless_account_reauthenticates_with_a_code() {
     assert_eq!(me["email"], "bo@example.com");
     assert_eq!(me["phone"], "+14155550181");
 }
+
+/// Same class as item 2, found while hunting: tokens name their tenant by
+/// slug, so after a tenant was deleted and created again under the same slug
+/// (and a restart emptied the deny list), introspection called the old
+/// tenant's tokens active for the new tenant.
+#[tokio::test]
+async fn a_recreated_tenant_does_not_honour_the_old_tenants_tokens() {
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-integrity";
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("forge.db").display());
+    let configure = |c: &mut forge::Config| {
+        c.database.url = url.clone();
+        c.introspection.secret = Some(forge::secret::Secret::new(SECRET));
+    };
+    let a = TestServer::start_with(configure).await;
+    let root = a.admin("ops@example.com", PASSWORD).await;
+    make_tenant(&a, access(&root), "acme", "boss@acme.io").await;
+    let old = login_in(&a, "acme", "boss@acme.io", PASSWORD).await;
+    let (status, _) = send(&a, "DELETE", "/v1/tenants/acme", access(&root), None).await;
+    assert_eq!(status, 204);
+    a.clock().advance(5);
+    make_tenant(&a, access(&root), "acme", "new-boss@acme.io").await;
+    a.stop().await;
+    let b = TestServer::start_with(configure).await;
+    let (status, body) = parts(
+        b.client()
+            .post(b.url("/v1/auth/introspect"))
+            .basic_auth("introspect", Some(SECRET))
+            .json(&json!({"token": access(&old)}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["active"], false,
+        "a token of the deleted tenant speaks for its successor: {body}"
+    );
+    assert_eq!(forward_auth(&b, access(&old), "tenant=acme").await.status(), 401);
+}
