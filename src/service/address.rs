@@ -284,11 +284,7 @@ pub async fn complete(
         password: true,
         session: Some(principal.session_id),
     };
-    let verified_event = match kind {
-        IdentifierKind::Email => "email_verified",
-        IdentifierKind::Phone => "phone_verified",
-    };
-    let user = proof::prove(state, tenant, &changed, kind, keep, verified_event, meta).await?;
+    let user = proof::prove(state, tenant, &changed, kind, keep, meta).await?;
     sessions::sign_out_everywhere(state, tenant.id, user.id, Some(principal.session_id), None).await?;
     if let Some(old) = old {
         let when = time::OffsetDateTime::from_unix_timestamp(now)

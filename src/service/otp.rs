@@ -142,20 +142,7 @@ pub async fn verify(
                     "verify your email address before signing in",
                 ));
             }
-            let proven_kind = kind(identifier);
-            let proven = match proven_kind {
-                IdentifierKind::Email => user.email_verified,
-                IdentifierKind::Phone => user.phone_verified,
-            };
-            let user = if proven {
-                user
-            } else {
-                let event = match proven_kind {
-                    IdentifierKind::Email => "email_verified",
-                    IdentifierKind::Phone => "phone_verified",
-                };
-                proof::prove(state, tenant, &user, proven_kind, proof::Keep::default(), event, meta).await?
-            };
+            let user = proof::prove(state, tenant, &user, kind(identifier), proof::Keep::default(), meta).await?;
             let mut audit = meta.audit(tenant.id, now, "otp_verified", Some(user.id), Some(user.id));
             audit.detail = serde_json::json!({ "session_id": session.id });
             let sign_in = SignIn {

@@ -39,16 +39,23 @@ pub fn unowned(user: &User) -> bool {
 }
 
 /// Marks `kind` of `user` proven and, on the first proof of the account,
-/// applies the rules above. `event` names the audit row.
+/// applies the rules above; nothing happens when it is proven already. The
+/// audit row is `email_verified` or `phone_verified`.
 pub async fn prove(
     state: &AppState,
     tenant: &Tenant,
     user: &User,
     kind: IdentifierKind,
     keep: Keep,
-    event: &'static str,
     meta: &RequestMeta,
 ) -> AppResult<User> {
+    let (proven, event) = match kind {
+        IdentifierKind::Email => (user.email.is_some() && user.email_verified, "email_verified"),
+        IdentifierKind::Phone => (user.phone.is_some() && user.phone_verified, "phone_verified"),
+    };
+    if proven {
+        return Ok(user.clone());
+    }
     let first = unowned(user);
     let now = state.clock.now();
     let mut patch = UserPatch {

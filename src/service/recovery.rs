@@ -132,16 +132,7 @@ pub async fn confirm_own(
         password: true,
         session: Some(principal.session_id),
     };
-    proof::prove(
-        state,
-        &principal.tenant,
-        &user,
-        IdentifierKind::Email,
-        keep,
-        "email_verified",
-        meta,
-    )
-    .await
+    proof::prove(state, &principal.tenant, &user, IdentifierKind::Email, keep, meta).await
 }
 
 /// `POST /v1/auth/email/verify` with `{email, code}`: verifies and signs in
@@ -181,20 +172,7 @@ pub async fn confirm_and_sign_in(
         password: shows_password,
         session: None,
     };
-    let user = if user.email_verified {
-        user
-    } else {
-        proof::prove(
-            state,
-            tenant,
-            &user,
-            IdentifierKind::Email,
-            keep,
-            "email_verified",
-            meta,
-        )
-        .await?
-    };
+    let user = proof::prove(state, tenant, &user, IdentifierKind::Email, keep, meta).await?;
     let (session, refresh) = sessions::new_session(state, meta);
     let mut audit = meta.audit(tenant.id, state.clock.now(), "login", Some(user.id), Some(user.id));
     audit.detail = serde_json::json!({ "method": "email_code", "session_id": session.id });
@@ -259,24 +237,11 @@ pub async fn reset(
     let user = find_by_email(state, tenant, email).await?.ok_or_else(invalid_code)?;
     // A reset code arrived by email: the address is proven, and the new
     // password is the prover's own.
-    let user = if user.email_verified {
-        user
-    } else {
-        let keep = proof::Keep {
-            password: true,
-            session: None,
-        };
-        proof::prove(
-            state,
-            tenant,
-            &user,
-            IdentifierKind::Email,
-            keep,
-            "email_verified",
-            meta,
-        )
-        .await?
+    let keep = proof::Keep {
+        password: true,
+        session: None,
     };
+    let user = proof::prove(state, tenant, &user, IdentifierKind::Email, keep, meta).await?;
     set_password(state, tenant, &user, new_password, None, "password_reset", meta).await
 }
 
