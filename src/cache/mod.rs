@@ -1,24 +1,48 @@
 //! The cache port: short-lived shared state with a time to live.
 //!
-//! It holds what must expire by itself and, with several instances, be shared
-//! by all of them: OTP codes (hashed), attempt counters, resend cooldowns,
-//! rate-limit budgets and the deny list of revoked sessions and disabled
-//! users. Counters and compare-and-delete are single atomic operations in
-//! every adapter, so two instances (or two requests) never both win.
+//! It holds two kinds of state, kept apart on purpose:
+//!
+//! - **Security state**: OTP codes (hashed), attempt counters, resend
+//!   cooldowns, admin-site sessions and the deny list of revoked sessions and
+//!   disabled or deleted users (`get`, `set`, `set_if_absent`, `delete`,
+//!   `take_if_equals`, `incr`). Only events an attacker cannot mint at will
+//!   (a sign-out, a code actually issued, a sign-in) add entries, and
+//!   nothing here is ever evicted to make room: an entry leaves when its TTL
+//!   ends or when it is deleted. A revocation that could be pushed out by
+//!   load would let a signed-out token work again.
+//! - **Rate-limit counters** (`count`): keyed by what clients send (their
+//!   address, the identifier they name), so an attacker creates as many keys
+//!   as it likes. They live in a fixed-size windowed count-min sketch per
+//!   budget ([`sketch`]), which never under-counts and never grows, and never
+//!   touch the security state's memory.
+//!
+//! Counters and compare-and-delete are single atomic operations in every
+//! adapter, so two instances (or two requests) never both win.
 
 pub mod moka;
 #[cfg(feature = "postgres")]
 pub mod redis;
+pub mod sketch;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub use sketch::Count;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cache unavailable: {0}")]
 pub struct CacheError(pub String);
 
 pub type CacheResult<T> = Result<T, CacheError>;
+
+/// What the in-process adapter holds, for tests and operators: the number
+/// of security-state entries and the bytes the rate-limit sketches take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub security_entries: u64,
+    pub rate_limit_bytes: u64,
+}
 
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
@@ -33,6 +57,17 @@ pub trait Cache: Send + Sync + 'static {
     /// Increments a counter, creating it with `ttl` (a fixed window) when
     /// absent; returns the new count and the seconds left in its window.
     async fn incr(&self, key: &str, ttl: Duration) -> CacheResult<(u64, u64)>;
+    /// A rate-limit counter: counts one hit for `digest` in budget `bucket`
+    /// (when `hit`) and returns its count over the last one to two `period`s
+    /// (see [`sketch`]). `digest` is a keyed hash of the client's key, never
+    /// the key itself; `bucket` names a budget in code, so the set of
+    /// buckets is fixed and small.
+    async fn count(&self, bucket: &'static str, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count>;
+    /// The in-process footprint; `None` for a shared cache (it has its own
+    /// memory limits; see the README on Redis).
+    fn footprint(&self) -> Option<Footprint> {
+        None
+    }
     /// A round trip for readiness checks.
     async fn ping(&self) -> CacheResult<()>;
 }

@@ -1,17 +1,28 @@
-//! The in-process [`Cache`] adapter on moka, with a time to live per entry.
+//! The in-process [`Cache`] adapter: security state on moka with a time to
+//! live per entry, rate-limit counters in fixed-size sketches.
+//!
+//! The security-state cache has no size bound on purpose: a bound means
+//! eviction, and eviction of a deny-list entry makes a revoked token work
+//! again. Its size is what legitimate events put in it (sign-outs, codes
+//! sent, admin sessions), each gone when its TTL ends. Everything keyed by
+//! what clients send goes to the sketches ([`super::sketch`]), one per
+//! budget, allocated on first use and never larger.
 //!
 //! Atomicity comes from moka's per-key `and_compute_with`, which runs one
-//! closure at a time for a key. Expiry is checked on read as well as by
-//! moka's eviction, so an entry is never seen past its deadline.
+//! closure at a time for a key, and from the sketch's lock. Expiry is
+//! checked on read as well as by moka's eviction, so an entry is never seen
+//! past its deadline.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache as MokaCache;
 
-use super::{Cache, CacheResult};
+use super::sketch::{Count, SKETCH_BYTES, WindowedSketch};
+use super::{Cache, CacheResult, Footprint};
 
 #[derive(Clone)]
 struct Entry {
@@ -31,29 +42,41 @@ impl moka::Expiry<String, Entry> for PerEntry {
     }
 }
 
+type Sketches = HashMap<(&'static str, u64), Arc<WindowedSketch>>;
+
 #[derive(Clone)]
 pub struct MokaStore {
     entries: MokaCache<String, Entry>,
+    /// One sketch per (bucket, period in ms): a set fixed by code and config.
+    sketches: Arc<Mutex<Sketches>>,
+    started: Instant,
 }
 
 impl MokaStore {
-    pub fn new(max_entries: u64) -> Self {
+    pub fn new() -> Self {
         Self {
-            entries: MokaCache::builder()
-                .max_capacity(max_entries)
-                .expire_after(PerEntry)
-                .build(),
+            entries: MokaCache::builder().expire_after(PerEntry).build(),
+            sketches: Arc::default(),
+            started: Instant::now(),
         }
     }
 
     fn live(&self, key: &str) -> Option<Entry> {
         self.entries.get(key).filter(|e| e.expires > Instant::now())
     }
+
+    fn sketch(&self, bucket: &'static str, period_ms: u64) -> Arc<WindowedSketch> {
+        let mut sketches = self.sketches.lock().unwrap_or_else(|p| p.into_inner());
+        sketches
+            .entry((bucket, period_ms))
+            .or_insert_with(|| Arc::new(WindowedSketch::new(period_ms)))
+            .clone()
+    }
 }
 
 impl Default for MokaStore {
     fn default() -> Self {
-        Self::new(1_000_000)
+        Self::new()
     }
 }
 
@@ -140,6 +163,21 @@ impl Cache for MokaStore {
         Ok((u64::from_be_bytes(buf), left))
     }
 
+    async fn count(&self, bucket: &'static str, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count> {
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(self.sketch(bucket, period_ms).count(digest, hit, now_ms))
+    }
+
+    fn footprint(&self) -> Option<Footprint> {
+        self.entries.run_pending_tasks();
+        let sketches = self.sketches.lock().unwrap_or_else(|p| p.into_inner()).len();
+        Some(Footprint {
+            security_entries: self.entries.entry_count(),
+            rate_limit_bytes: (sketches * SKETCH_BYTES) as u64,
+        })
+    }
+
     async fn ping(&self) -> CacheResult<()> {
         Ok(())
     }
@@ -166,6 +204,24 @@ mod tests {
 
         assert_eq!(c.incr("n", Duration::from_secs(60)).await.unwrap().0, 1);
         assert_eq!(c.incr("n", Duration::from_secs(60)).await.unwrap().0, 2);
+    }
+
+    /// Rate-limit keys never enter the security state, however many there
+    /// are: a deny-list entry survives any flood of them.
+    #[tokio::test]
+    async fn rate_limit_keys_never_touch_security_state() {
+        let c = MokaStore::default();
+        c.set("deny:s:x", b"1", Duration::from_secs(600)).await.unwrap();
+        for n in 0..200_000u64 {
+            let mut d = [0u8; 32];
+            d[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            d[8..16].copy_from_slice(&n.wrapping_mul(0xBF58_476D_1CE4_E5B9).to_le_bytes());
+            c.count("refresh-ip", &d, Duration::from_secs(60), true).await.unwrap();
+        }
+        assert_eq!(c.get("deny:s:x").await.unwrap(), Some(b"1".to_vec()));
+        let f = c.footprint().unwrap();
+        assert_eq!(f.security_entries, 1);
+        assert_eq!(f.rate_limit_bytes, SKETCH_BYTES as u64);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,7 +11,17 @@
 //! - `incr` is a Lua script that keeps the counter as the 8-byte big-endian
 //!   integer the in-process adapter stores (callers read counters back with
 //!   `get`), sets the TTL only when it creates the key (a fixed window) and
-//!   returns the count with the milliseconds left.
+//!   returns the count with the milliseconds left;
+//! - `count` (rate limits) is a Lua script over the same windowed count-min
+//!   sketch as the in-process adapter ([`super::sketch`]): one Redis string
+//!   per budget and generation, read and raised with `BITFIELD` (`u32`
+//!   cells), so a flood of client addresses adds no keys and at most
+//!   [`super::sketch::SKETCH_BYTES`] per budget. The generation comes from
+//!   the wall clock, so every instance counts into the same one.
+//!
+//! Since nothing attacker-created grows Redis, deny-list entries never
+//! compete with it for memory; run Redis with `maxmemory-policy noeviction`
+//! all the same, so Redis itself never drops a revocation.
 //!
 //! Keys carry a prefix (`forge:` unless the URL says `?prefix=...`), so
 //! several deployments, or parallel test servers, can share one Redis
@@ -33,6 +43,7 @@ use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, RedisError, Script};
 use async_trait::async_trait;
 
+use super::sketch::{self, Count};
 use super::{Cache, CacheError, CacheResult};
 
 /// The key prefix when the URL names none.
@@ -79,6 +90,47 @@ end
 return {n, left}
 ";
 
+/// KEYS[1] the current generation's sketch, KEYS[2] the previous one's;
+/// ARGV[1] `1` to count a hit, ARGV[2] how long (ms) the current generation
+/// must be kept (until it stops being the previous one), ARGV[3..] the cell
+/// indices. Returns the estimate over both generations (conservative update,
+/// as in `cache::sketch`).
+const COUNT: &str = r"
+local n = #ARGV - 2
+local gets = {}
+for i = 1, n do
+  gets[#gets + 1] = 'GET'
+  gets[#gets + 1] = 'u32'
+  gets[#gets + 1] = '#' .. ARGV[i + 2]
+end
+local cur = redis.call('BITFIELD', KEYS[1], unpack(gets))
+local prev = redis.call('BITFIELD', KEYS[2], unpack(gets))
+local min_cur = cur[1]
+local min_prev = prev[1]
+for i = 2, n do
+  if cur[i] < min_cur then min_cur = cur[i] end
+  if prev[i] < min_prev then min_prev = prev[i] end
+end
+if ARGV[1] == '1' then
+  local target = math.min(min_cur + 1, 4294967295)
+  local sets = {}
+  for i = 1, n do
+    if cur[i] < target then
+      sets[#sets + 1] = 'SET'
+      sets[#sets + 1] = 'u32'
+      sets[#sets + 1] = '#' .. ARGV[i + 2]
+      sets[#sets + 1] = target
+    end
+  end
+  if #sets > 0 then
+    redis.call('BITFIELD', KEYS[1], unpack(sets))
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  min_cur = target
+end
+return min_cur + min_prev
+";
+
 /// Why [`RedisCache::open`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -103,6 +155,7 @@ pub struct RedisCache {
     connection: Mutex<Connection>,
     incr: Script,
     take_if_equals: Script,
+    count: Script,
 }
 
 /// The URL without forge's own `prefix` parameter, and that prefix.
@@ -170,6 +223,7 @@ impl RedisCache {
             }),
             incr: Script::new(INCR),
             take_if_equals: Script::new(TAKE_IF_EQUALS),
+            count: Script::new(COUNT),
         };
         match cache.connect().await {
             Ok(_) => Ok(cache),
@@ -304,8 +358,57 @@ impl Cache for RedisCache {
         Ok((count, left_ms.div_ceil(1000).max(1)))
     }
 
+    async fn count(&self, bucket: &'static str, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count> {
+        let period_ms = ttl_millis(period);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let (index, left_ms) = sketch::generation(now_ms, period_ms);
+        let name = |i: u64| self.key(&format!("rl:{bucket}:{period_ms}:{i}"));
+        let mut conn = self.connect().await.map_err(|e| self.failed(e))?;
+        let mut invocation = self.count.key(name(index));
+        invocation
+            .key(name(index.saturating_sub(1)))
+            .arg(if hit { "1" } else { "0" })
+            .arg(left_ms.saturating_add(period_ms));
+        for cell in sketch::cells(digest) {
+            invocation.arg(cell);
+        }
+        let count: u64 = invocation.invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        Ok(Count {
+            count,
+            retry_after_secs: left_ms.div_ceil(1000).max(1),
+        })
+    }
+
     async fn ping(&self) -> CacheResult<()> {
         self.query::<String>(&::redis::cmd("PING")).await.map(|_| ())
+    }
+}
+
+/// How many keys exist under `prefix` (tests check that a flood adds none).
+/// Blocking: call it from a plain thread or `spawn_blocking`.
+pub fn count_prefix_blocking(url: &str) -> anyhow::Result<u64> {
+    let (url, prefix) = split_prefix(url);
+    let client = ::redis::Client::open(url.as_str())?;
+    let mut conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+    let pattern = format!("{}*", glob_escape(&prefix));
+    let mut cursor: u64 = 0;
+    let mut count = 0;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = ::redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query(&mut conn)?;
+        count += keys.len() as u64;
+        if next == 0 {
+            return Ok(count);
+        }
+        cursor = next;
     }
 }
 

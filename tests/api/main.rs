@@ -16,6 +16,7 @@ mod ops;
 mod otp;
 mod rbac;
 mod recovery;
+mod security_state;
 mod sidecar;
 mod store_conformance;
 mod tenants;
