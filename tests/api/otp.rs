@@ -188,3 +188,39 @@ async fn parallel_wrong_guesses_get_max_attempts_tries() {
     let (status, body) = verify(&s, json!({"email": "par@example.com", "code": code})).await;
     assert_error(status, &body, 429, "rate_limited");
 }
+
+/// Issue 9, item 8: requests refused by the resend cooldown send nothing,
+/// so they no longer spend the address's send budget. Before, hammering the
+/// request during the cooldown used up the 5/h budget and locked the owner
+/// out of codes (and of password reset) for the rest of the hour.
+#[tokio::test]
+async fn requests_refused_by_the_cooldown_do_not_spend_the_send_budget() {
+    let s = TestServer::start_with(|c| {
+        c.otp.resend_cooldown = std::time::Duration::from_millis(400);
+        c.rate_limit.otp_send_per_ip = "1000/1h".parse().unwrap();
+    })
+    .await;
+    for to in ["victim@example.com", "victim2@example.com"] {
+        let path = if to == "victim@example.com" {
+            "/v1/auth/otp"
+        } else {
+            "/v1/auth/password/forgot"
+        };
+        if to == "victim2@example.com" {
+            s.signup(to, PASSWORD).await;
+        }
+        let send = || s.client().post(s.url(path)).json(&json!({"email": to})).send();
+        assert_eq!(send().await.unwrap().status(), 202);
+        // The attacker hammers during the cooldown.
+        for _ in 0..20 {
+            assert_eq!(send().await.unwrap().status(), 429);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+        assert_eq!(
+            send().await.unwrap().status(),
+            202,
+            "{to}: the owner gets a code after the cooldown"
+        );
+        assert_eq!(s.outbox(to).await.len(), 2, "{to}");
+    }
+}
