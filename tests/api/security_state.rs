@@ -32,6 +32,25 @@ async fn token_status(s: &TestServer, token: &str) -> (u16, u16) {
     (verify, me)
 }
 
+/// Whether introspection calls `token` active. It answers from the token
+/// and the deny list alone (no user lookup), so it is what a missing
+/// revocation shows in; `/v1/auth/verify` and `/v1/users/me` also refuse
+/// tokens of users that no longer exist. (If introspection requires the
+/// caller to authenticate, an unauthenticated call is refused: also not
+/// active.)
+async fn introspects_active(s: &TestServer, token: &str) -> bool {
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/introspect"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let ok = resp.status() == 200;
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    ok && body["active"] == true
+}
+
 /// Keys the test's cache holds: security entries in process, or every key
 /// under the test's prefix in Redis.
 async fn cache_keys(s: &TestServer) -> u64 {
@@ -180,6 +199,10 @@ async fn a_deleted_users_token_stays_inactive_after_a_restart() {
         (401, 401),
         "a deleted user's token works again after a restart"
     );
+    assert!(
+        !introspects_active(&b, &token).await,
+        "a deleted user's token introspects active after a restart"
+    );
     b.stop().await;
     a.stop().await;
 }
@@ -227,6 +250,10 @@ async fn a_deleted_tenants_tokens_stay_inactive_after_a_restart() {
         token_status(&b, &token).await,
         (401, 401),
         "a deleted tenant's token works in the new tenant of the same slug"
+    );
+    assert!(
+        !introspects_active(&b, &token).await,
+        "a deleted tenant's token introspects active after a restart"
     );
     b.stop().await;
     a.stop().await;
