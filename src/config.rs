@@ -247,6 +247,12 @@ pub struct RateLimitConfig {
     pub otp_verify_per_ip: Rate,
     pub recovery_per_identifier: Rate,
     pub refresh_per_ip: Rate,
+    /// Failed logins per device token: a device that signed in to the
+    /// account before has this budget of its own instead of the account's.
+    pub login_failures_per_device: Rate,
+    /// How long a device token (cookie `forge_device`) stays valid.
+    #[serde(with = "duration")]
+    pub device_token_ttl: Duration,
 }
 
 impl Default for RateLimitConfig {
@@ -261,6 +267,8 @@ impl Default for RateLimitConfig {
             otp_verify_per_ip: Rate::new(30, minutes(5)),
             recovery_per_identifier: Rate::new(5, hours(1)),
             refresh_per_ip: Rate::new(120, minutes(1)),
+            login_failures_per_device: Rate::new(5, minutes(15)),
+            device_token_ttl: days(180),
         }
     }
 }
@@ -911,6 +919,9 @@ impl Config {
         if self.otp.ttl.is_zero() {
             return fail("otp.ttl", "must be longer than zero");
         }
+        if self.rate_limit.device_token_ttl.is_zero() {
+            return fail("rate_limit.device_token_ttl", "must be longer than 0s");
+        }
         if self.otp.max_attempts < 1 {
             return fail("otp.max_attempts", "must be at least 1");
         }
@@ -1359,6 +1370,7 @@ mod tests {
             (r.otp_send_per_ip, "30/1h"),
             (r.otp_verify_per_ip, "30/5m"),
             (r.recovery_per_identifier, "5/1h"),
+            (r.login_failures_per_device, "5/15m"),
             (r.refresh_per_ip, "120/1m"),
         ] {
             assert_eq!(rate, text.parse().unwrap(), "{text}");

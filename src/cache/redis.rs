@@ -4,14 +4,22 @@
 //!
 //! Every operation is one atomic Redis command or script:
 //! - `set_if_absent` is `SET key value NX PX ttl`;
-//! - `take_if_equals` is a Lua compare-and-delete, so a one-time code is
-//!   consumed exactly once even by two instances at the same millisecond
-//!   (the compare is not constant-time, but what is stored is an HMAC of the
+//! - `try_code` is one Lua script that checks for a burn, compares the
+//!   digest, counts a wrong try and burns the code at `otp.max_attempts`,
+//!   so a one-time code is consumed exactly once and concurrent guesses
+//!   (from any number of instances) never get more tries than allowed (the
+//!   compare is not constant-time, but what is stored is an HMAC of the
 //!   code, so timing reveals nothing about the code);
-//! - `incr` is a Lua script that keeps the counter as the 8-byte big-endian
-//!   integer the in-process adapter stores (callers read counters back with
-//!   `get`), sets the TTL only when it creates the key (a fixed window) and
-//!   returns the count with the milliseconds left.
+//! - `count` (rate limits) is a Lua script over the same windowed count-min
+//!   sketch as the in-process adapter ([`super::sketch`]): one Redis string
+//!   per budget and generation, read and raised with `BITFIELD` (`u32`
+//!   cells), so a flood of client addresses adds no keys and at most
+//!   [`super::sketch::SKETCH_BYTES`] per budget. The generation comes from
+//!   the wall clock, so every instance counts into the same one.
+//!
+//! Since nothing attacker-created grows Redis, deny-list entries never
+//! compete with it for memory; run Redis with `maxmemory-policy noeviction`
+//! all the same, so Redis itself never drops a revocation.
 //!
 //! Keys carry a prefix (`forge:` unless the URL says `?prefix=...`), so
 //! several deployments, or parallel test servers, can share one Redis
@@ -33,7 +41,8 @@ use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, RedisError, Script};
 use async_trait::async_trait;
 
-use super::{Cache, CacheError, CacheResult};
+use super::sketch::{self, Count};
+use super::{Cache, CacheError, CacheResult, CodeCheck};
 
 /// The key prefix when the URL names none.
 pub const DEFAULT_PREFIX: &str = "forge:";
@@ -42,41 +51,80 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failed connect, calls fail without trying again for this long.
 pub const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
-const TAKE_IF_EQUALS: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
+/// KEYS[1] the code; ARGV[1] its digest, ARGV[2] its TTL in milliseconds.
+/// A code is a hash: `d` the digest, `t` the wrong tries so far; replacing
+/// it drops the tries and any burn.
+const PUT_CODE: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 ";
 
-/// KEYS[1] the counter, ARGV[1] the window in milliseconds. Returns
-/// {count, milliseconds left}. The value is 8 bytes, big-endian, like the
-/// moka adapter's, so `get` reads the same bytes on both backends.
-const INCR: &str = r"
-local v = redis.call('GET', KEYS[1])
-local n = 0
-if v and string.len(v) == 8 then
-  for i = 1, 8 do n = n * 256 + string.byte(v, i) end
+/// KEYS[1] the code; ARGV[1] the presented digest, ARGV[2] max attempts,
+/// ARGV[3] how long (ms) a burn mark lives. Returns 0 valid, 1 invalid,
+/// 2 burned: the compare, the count and the burn are one atomic step.
+const TRY_CODE: &str = r"
+if redis.call('HEXISTS', KEYS[1], 'b') == 1 then
+  return 2
 end
-n = n + 1
-local bytes = {}
-local m = n
-for i = 8, 1, -1 do
-  bytes[i] = m % 256
-  m = math.floor(m / 256)
+local stored = redis.call('HGET', KEYS[1], 'd')
+if not stored then
+  return 1
 end
-local encoded = string.char(unpack(bytes))
-if v then
-  redis.call('SET', KEYS[1], encoded, 'KEEPTTL')
-else
-  redis.call('SET', KEYS[1], encoded, 'PX', ARGV[1])
+if stored == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 0
 end
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  left = tonumber(ARGV[1])
+local tries = redis.call('HINCRBY', KEYS[1], 't', 1)
+if tries >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'b', 1)
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 2
 end
-return {n, left}
+return 1
+";
+
+/// KEYS[1] the current generation's sketch, KEYS[2] the previous one's;
+/// ARGV[1] `1` to count a hit, ARGV[2] how long (ms) the current generation
+/// must be kept (until it stops being the previous one), ARGV[3..] the cell
+/// indices. Returns the estimate over both generations (conservative update,
+/// as in `cache::sketch`).
+const COUNT: &str = r"
+local n = #ARGV - 2
+local gets = {}
+for i = 1, n do
+  gets[#gets + 1] = 'GET'
+  gets[#gets + 1] = 'u32'
+  gets[#gets + 1] = '#' .. ARGV[i + 2]
+end
+local cur = redis.call('BITFIELD', KEYS[1], unpack(gets))
+local prev = redis.call('BITFIELD', KEYS[2], unpack(gets))
+local min_cur = cur[1]
+local min_prev = prev[1]
+for i = 2, n do
+  if cur[i] < min_cur then min_cur = cur[i] end
+  if prev[i] < min_prev then min_prev = prev[i] end
+end
+if ARGV[1] == '1' then
+  local target = math.min(min_cur + 1, 4294967295)
+  local sets = {}
+  for i = 1, n do
+    if cur[i] < target then
+      sets[#sets + 1] = 'SET'
+      sets[#sets + 1] = 'u32'
+      sets[#sets + 1] = '#' .. ARGV[i + 2]
+      sets[#sets + 1] = target
+    end
+  end
+  if #sets > 0 then
+    redis.call('BITFIELD', KEYS[1], unpack(sets))
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  min_cur = target
+end
+return min_cur + min_prev
 ";
 
 /// Why [`RedisCache::open`] failed.
@@ -101,8 +149,9 @@ pub struct RedisCache {
     target: String,
     config: AsyncConnectionConfig,
     connection: Mutex<Connection>,
-    incr: Script,
-    take_if_equals: Script,
+    put_code: Script,
+    try_code: Script,
+    count: Script,
 }
 
 /// The URL without forge's own `prefix` parameter, and that prefix.
@@ -168,8 +217,9 @@ impl RedisCache {
                 current: None,
                 last_failure: None,
             }),
-            incr: Script::new(INCR),
-            take_if_equals: Script::new(TAKE_IF_EQUALS),
+            put_code: Script::new(PUT_CODE),
+            try_code: Script::new(TRY_CODE),
+            count: Script::new(COUNT),
         };
         match cache.connect().await {
             Ok(_) => Ok(cache),
@@ -279,33 +329,93 @@ impl Cache for RedisCache {
             .map(|_| ())
     }
 
-    async fn take_if_equals(&self, key: &str, expected: &[u8]) -> CacheResult<bool> {
+    async fn put_code(&self, key: &str, digest: &[u8], ttl: Duration) -> CacheResult<()> {
         let mut conn = self.connect().await.map_err(|e| self.failed(e))?;
-        let deleted: i64 = self
-            .take_if_equals
+        self.put_code
             .key(self.key(key))
-            .arg(expected)
-            .invoke_async(&mut conn)
+            .arg(digest)
+            .arg(ttl_millis(ttl))
+            .invoke_async::<i64>(&mut conn)
             .await
             .map_err(|e| self.failed(e))?;
-        Ok(deleted == 1)
+        Ok(())
     }
 
-    async fn incr(&self, key: &str, ttl: Duration) -> CacheResult<(u64, u64)> {
+    async fn try_code(
+        &self,
+        key: &str,
+        digest: &[u8],
+        max_attempts: u32,
+        burn_ttl: Duration,
+    ) -> CacheResult<CodeCheck> {
         let mut conn = self.connect().await.map_err(|e| self.failed(e))?;
-        let (count, left_ms): (u64, i64) = self
-            .incr
+        let outcome: i64 = self
+            .try_code
             .key(self.key(key))
-            .arg(ttl_millis(ttl))
+            .arg(digest)
+            .arg(max_attempts)
+            .arg(ttl_millis(burn_ttl))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.failed(e))?;
-        let left_ms = u64::try_from(left_ms).unwrap_or(0);
-        Ok((count, left_ms.div_ceil(1000).max(1)))
+        Ok(match outcome {
+            0 => CodeCheck::Valid,
+            2 => CodeCheck::Burned,
+            _ => CodeCheck::Invalid,
+        })
+    }
+
+    async fn count(&self, bucket: &'static str, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count> {
+        let period_ms = ttl_millis(period);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let (index, left_ms) = sketch::generation(now_ms, period_ms);
+        let name = |i: u64| self.key(&format!("rl:{bucket}:{period_ms}:{i}"));
+        let mut conn = self.connect().await.map_err(|e| self.failed(e))?;
+        let mut invocation = self.count.key(name(index));
+        invocation
+            .key(name(index.saturating_sub(1)))
+            .arg(if hit { "1" } else { "0" })
+            .arg(left_ms.saturating_add(period_ms));
+        for cell in sketch::cells(digest) {
+            invocation.arg(cell);
+        }
+        let count: u64 = invocation.invoke_async(&mut conn).await.map_err(|e| self.failed(e))?;
+        Ok(Count {
+            count,
+            retry_after_secs: left_ms.div_ceil(1000).max(1),
+        })
     }
 
     async fn ping(&self) -> CacheResult<()> {
         self.query::<String>(&::redis::cmd("PING")).await.map(|_| ())
+    }
+}
+
+/// How many keys exist under `prefix` (tests check that a flood adds none).
+/// Blocking: call it from a plain thread or `spawn_blocking`.
+pub fn count_prefix_blocking(url: &str) -> anyhow::Result<u64> {
+    let (url, prefix) = split_prefix(url);
+    let client = ::redis::Client::open(url.as_str())?;
+    let mut conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+    let pattern = format!("{}*", glob_escape(&prefix));
+    let mut cursor: u64 = 0;
+    let mut count = 0;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = ::redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query(&mut conn)?;
+        count += keys.len() as u64;
+        if next == 0 {
+            return Ok(count);
+        }
+        cursor = next;
     }
 }
 

@@ -66,12 +66,17 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Lower-case hex HMAC-SHA256 of `msg` under `key` (webhook signatures,
 /// keyed hashes of identifiers).
 pub fn hmac_sha256_hex(key: &[u8], msg: &[u8]) -> String {
+    hex::encode(hmac_sha256(key, msg))
+}
+
+/// HMAC-SHA256 of `msg` under `key`, raw (rate-limit keys, device tokens).
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // Infallible: HMAC accepts keys of any length (long keys are hashed,
     // short ones padded); `new_from_slice` only errs for fixed-size MACs.
     #[allow(clippy::expect_used)]
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(msg);
-    hex::encode(mac.finalize().into_bytes())
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

@@ -201,7 +201,19 @@ where
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect());
-        Ok(ClientMeta(RequestMeta { ip, user_agent }))
+        // A device token from the header (API clients) or the cookie
+        // (browsers); a body field, where an endpoint has one, overrides it.
+        let device_token = parts
+            .headers
+            .get("x-forge-device")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| crate::http::admin::guard::cookie(&parts.headers, crate::service::devices::COOKIE))
+            .map(|s| s.chars().take(512).collect());
+        Ok(ClientMeta(RequestMeta {
+            ip,
+            user_agent,
+            device_token,
+        }))
     }
 }
 

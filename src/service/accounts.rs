@@ -120,7 +120,9 @@ pub struct ProvenPassword {
 }
 
 /// The one password check of every sign-in (API and admin site): the per-IP
-/// budget, the per-account-and-IP failure throttle, one argon2 verification
+/// budget, the failure throttle (per account whatever the address, or per
+/// device for a request carrying a valid device token of this account, see
+/// [`super::devices`]), one argon2 verification
 /// whether or not the account exists (`tenant: None`, an unknown tenant, is
 /// a failure like any other), the `login_failed` audit row, and the answers
 /// only a caller who proved the password may see (disabled, unverified).
@@ -137,13 +139,29 @@ pub async fn check_password_sign_in(
     let rl = &state.config.rate_limit;
     let ip = ip_key(meta.ip.as_deref());
     limits::spend(state, "login-ip", &ip, rl.login_per_ip).await?;
-    // Failures are counted per account and client IP (see `limits`).
-    let failure_key = format!("{tenant_key}:{}:{ip}", identifier.as_str());
-    limits::check_failures(state, "login-fail", &failure_key, rl.login_failures_per_account).await?;
     let found = match tenant {
         Some(t) => state.store.find_for_login(t.id, identifier).await?,
         None => None,
     };
+    // Failures count per account from every address (NIST SP 800-63B
+    // 5.2.2): by user id, so email and phone share one budget, or by the
+    // name tried when there is no such account, which then locks the same
+    // way. A valid device token of this account swaps in the device's own
+    // budget, so the account's lockout never locks its owner out.
+    let device = match (tenant, &found, meta.device_token.as_deref()) {
+        (Some(t), Some((user, _)), Some(token)) => super::devices::verify(state, token, t.id, user.id),
+        _ => None,
+    };
+    let (bucket, failure_key, budget) = match (&device, &found) {
+        (Some(device), _) => ("login-fail-device", device.to_string(), rl.login_failures_per_device),
+        (None, Some((user, _))) => ("login-fail", user.id.to_string(), rl.login_failures_per_account),
+        (None, None) => (
+            "login-fail",
+            format!("{tenant_key}:{}", identifier.as_str()),
+            rl.login_failures_per_account,
+        ),
+    };
+    limits::check_failures(state, bucket, &failure_key, budget).await?;
     let stored_hash = found.as_ref().and_then(|(_, h)| h.as_deref());
     let verification = state
         .passwords
@@ -160,7 +178,7 @@ pub async fn check_password_sign_in(
                 audit.detail = serde_json::json!({ "method": "password", "via": via });
                 state.store.record_audit(audit).await?;
             }
-            limits::record_failure(state, "login-fail", &failure_key, rl.login_failures_per_account).await?;
+            limits::record_failure(state, bucket, &failure_key, budget).await?;
             return Err(AppError::invalid_credentials());
         }
     };
@@ -212,7 +230,8 @@ pub async fn login(
     };
     let user = state.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
     state.metrics.login("success");
-    let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
+    let mut tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
+    tokens.device_token = Some(super::devices::issue(state, tenant.id, user.id));
     Ok((user, tokens))
 }
 

@@ -247,6 +247,8 @@ async fn is_admin(state: &AppState, principal: &Principal) -> AppResult<bool> {
 pub struct SignedIn {
     pub token: String,
     pub session: SiteSession,
+    /// For the `forge_device` cookie (see `service::devices`).
+    pub device_token: String,
 }
 
 /// Signs an administrator in with a password. `tenant` is the slug typed in
@@ -317,7 +319,12 @@ pub async fn sign_in(
     audit.detail = serde_json::json!({ "session": session.id });
     state.store.record_audit(audit).await?;
     state.metrics.login("success");
-    Ok(SignedIn { token, session })
+    let device_token = super::devices::issue(state, tenant.id, user.id);
+    Ok(SignedIn {
+        token,
+        session,
+        device_token,
+    })
 }
 
 fn tenant_name_key(slug: Option<&TenantSlug>) -> String {

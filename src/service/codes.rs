@@ -1,7 +1,11 @@
 //! One-time codes: six digits from a CSPRNG, kept only in the cache as an
 //! HMAC under a server key (a leaked cache does not give the code away by a
-//! million hashes), consumed by one atomic compare-and-delete, and burned
-//! after `otp.max_attempts` wrong tries within `otp.attempt_window`.
+//! million hashes), and checked by one atomic step of the cache
+//! ([`crate::cache::Cache::try_code`]) that compares, counts the wrong try
+//! and burns the code at `otp.max_attempts` wrong tries, so parallel guesses
+//! never get more tries than that. A burned code answers 429 for
+//! `otp.attempt_window` or until a new code is issued. Wrong tries live with
+//! the code: a guess at an address without a code stores nothing.
 //!
 //! Keys name the purpose, the tenant and the identifier, so a sign-in code
 //! never verifies an email and a reset code never signs anyone in.
@@ -42,21 +46,10 @@ impl Purpose {
 }
 
 /// The outcome of presenting a code.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Check {
-    Valid,
-    /// Wrong, expired, or never issued.
-    Invalid,
-    /// Too many wrong tries: the code is gone; a new one must be requested.
-    Burned,
-}
+pub use crate::cache::CodeCheck as Check;
 
 fn code_key(purpose: Purpose, tenant_id: Uuid, identifier: &str) -> String {
     format!("code:{}:{tenant_id}:{identifier}", purpose.as_str())
-}
-
-fn attempts_key(purpose: Purpose, tenant_id: Uuid, identifier: &str) -> String {
-    format!("code-tries:{}:{tenant_id}:{identifier}", purpose.as_str())
 }
 
 fn digest(state: &AppState, purpose: Purpose, identifier: &str, code: &str) -> Vec<u8> {
@@ -64,8 +57,8 @@ fn digest(state: &AppState, purpose: Purpose, identifier: &str, code: &str) -> V
     hmac_sha256_hex(&state.refresh_key, message.as_bytes()).into_bytes()
 }
 
-/// Creates a fresh code for `identifier`, replacing any earlier one and
-/// clearing its wrong-try count.
+/// Creates a fresh code for `identifier`, replacing any earlier one, its
+/// wrong tries and a burn.
 pub async fn issue(
     state: &AppState,
     purpose: Purpose,
@@ -77,16 +70,13 @@ pub async fn issue(
     let stored = digest(state, purpose, identifier, &code);
     state
         .cache
-        .set(&code_key(purpose, tenant_id, identifier), &stored, ttl)
-        .await?;
-    state
-        .cache
-        .delete(&attempts_key(purpose, tenant_id, identifier))
+        .put_code(&code_key(purpose, tenant_id, identifier), &stored, ttl)
         .await?;
     Ok(Secret::new(code))
 }
 
-/// Consumes the code if it matches (exactly once, even under concurrency).
+/// Presents a code: consumed if it matches (exactly once, even under
+/// concurrency); a wrong one, well-formed or not, counts as a try.
 pub async fn consume(
     state: &AppState,
     purpose: Purpose,
@@ -94,32 +84,13 @@ pub async fn consume(
     identifier: &str,
     code: &str,
 ) -> AppResult<Check> {
-    let max = u64::from(state.config.otp.max_attempts);
-    let tries_key = attempts_key(purpose, tenant_id, identifier);
-    let code_key = code_key(purpose, tenant_id, identifier);
-    if let Some(raw) = state.cache.get(&tries_key).await? {
-        let mut buf = [0u8; 8];
-        if raw.len() == 8 {
-            buf.copy_from_slice(&raw);
-        }
-        if u64::from_be_bytes(buf) >= max {
-            return Ok(Check::Burned);
-        }
-    }
-    let well_formed = code.len() == CODE_DIGITS && code.bytes().all(|b| b.is_ascii_digit());
-    if well_formed
-        && state
-            .cache
-            .take_if_equals(&code_key, &digest(state, purpose, identifier, code))
-            .await?
-    {
-        state.cache.delete(&tries_key).await?;
-        return Ok(Check::Valid);
-    }
-    let (tries, _) = state.cache.incr(&tries_key, state.config.otp.attempt_window).await?;
-    if tries >= max {
-        state.cache.delete(&code_key).await?;
-        return Ok(Check::Burned);
-    }
-    Ok(Check::Invalid)
+    Ok(state
+        .cache
+        .try_code(
+            &code_key(purpose, tenant_id, identifier),
+            &digest(state, purpose, identifier, code),
+            state.config.otp.max_attempts,
+            state.config.otp.attempt_window,
+        )
+        .await?)
 }

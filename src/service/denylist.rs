@@ -4,7 +4,10 @@
 //! Entries live in the cache for the longest life an access token can still
 //! have, so checking a token costs a cache lookup and never a database round
 //! trip. The in-process cache is empty after a restart, so start-up refills
-//! it from the database ([`warm`]); with Redis it is shared by all instances.
+//! it from the database ([`warm`]): revoked session rows, disabled users and
+//! the tombstones of deleted users (their session rows are gone with them);
+//! with Redis it is shared by all instances. Entries are security state: the
+//! cache never evicts them to make room for anything (see `cache`).
 
 use std::time::Duration;
 

@@ -7,6 +7,7 @@ pub mod admin_site;
 pub mod audit;
 pub mod codes;
 pub mod denylist;
+pub mod devices;
 pub mod keys;
 pub mod limits;
 pub mod otp;
@@ -28,6 +29,9 @@ use crate::store::NewAuditEvent;
 pub struct RequestMeta {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// A device token the client presented (see [`devices`]); only password
+    /// sign-in reads it.
+    pub device_token: Option<String>,
 }
 
 impl RequestMeta {

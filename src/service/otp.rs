@@ -58,9 +58,13 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
         limits_config.otp_send_per_ip,
     )
     .await?;
+    // The cooldown first: a request it refuses sends nothing, so it must not
+    // spend the identifier's budget (else a few requests an hour would lock
+    // the owner out of codes). Past the cooldown the budget is spent whether
+    // or not the account exists, so the answers stay the same for both.
+    cooldown(state, tenant, identifier.as_str()).await?;
     let target = format!("{}:{}", tenant.id, identifier.as_str());
     limits::spend(state, "otp-send-id", &target, limits_config.otp_send_per_identifier).await?;
-    cooldown(state, tenant, identifier.as_str()).await?;
 
     let existing = state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u);
     let deliver = match &existing {

@@ -35,14 +35,15 @@ fn burned(state: &AppState) -> AppError {
 async fn budget(state: &AppState, tenant: &Tenant, email: &Email, meta: &RequestMeta) -> AppResult<()> {
     let rl = &state.config.rate_limit;
     limits::spend(state, "otp-send-ip", &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip).await?;
+    // The cooldown before the address's budget: see `otp::request`.
+    otp::cooldown(state, tenant, email.as_str()).await?;
     limits::spend(
         state,
         "recovery",
         &format!("{}:{email}", tenant.id),
         rl.recovery_per_identifier,
     )
-    .await?;
-    otp::cooldown(state, tenant, email.as_str()).await
+    .await
 }
 
 async fn find_by_email(state: &AppState, tenant: &Tenant, email: &Email) -> AppResult<Option<User>> {

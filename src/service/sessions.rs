@@ -33,6 +33,8 @@ pub struct Tokens {
     pub access_token: String,
     pub expires_in: u64,
     pub refresh_token: String,
+    /// Set by a password sign-in: the device token for the next one.
+    pub device_token: Option<String>,
 }
 
 /// The caller of an authenticated request, from a verified access token
@@ -106,6 +108,7 @@ pub fn tokens_for(
         access_token,
         expires_in,
         refresh_token,
+        device_token: None,
     })
 }
 

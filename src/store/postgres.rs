@@ -836,6 +836,13 @@ impl AccountStore for PgStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
+            // The cascade took the session rows: the tombstone is what keeps
+            // the user's tokens denied after a restart (see `revoked_since`).
+            tx.execute(
+                "INSERT INTO deleted_users (user_id, tenant_id, deleted_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id) DO UPDATE SET deleted_at = excluded.deleted_at",
+                &[&user_id.to_string(), &tenant_id.to_string(), &audit.at],
+            )?;
             insert_audit(tx, &audit)?;
             Ok(live)
         })
@@ -1066,7 +1073,8 @@ impl AccountStore for PgStore {
                 &[&since],
             )?;
             let users = c.query(
-                "SELECT id FROM users WHERE disabled = TRUE AND updated_at >= $1",
+                "SELECT id FROM users WHERE disabled = TRUE AND updated_at >= $1 \
+                 UNION SELECT user_id FROM deleted_users WHERE deleted_at >= $1",
                 &[&since],
             )?;
             Ok((ids(sessions)?, ids(users)?))

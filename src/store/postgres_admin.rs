@@ -366,6 +366,15 @@ impl AdminStore for PgStore {
             )?;
             let live_sessions = ids(live)?;
             // Everything the tenant owns references it with ON DELETE CASCADE.
+            // Tombstones outlive the cascade, so a restart still denies the
+            // tenant's tokens (a tenant re-created under the same slug must
+            // not accept them).
+            tx.execute(
+                "INSERT INTO deleted_users (user_id, tenant_id, deleted_at) \
+                 SELECT id, tenant_id, $2 FROM users WHERE tenant_id = $1 \
+                 ON CONFLICT (user_id) DO UPDATE SET deleted_at = excluded.deleted_at",
+                &[&t, &audit.at],
+            )?;
             tx.execute("DELETE FROM tenants WHERE id = $1", &[&t])?;
             insert_audit(tx, &audit)?;
             Ok(DeletedTenant { tenant, live_sessions })

@@ -650,6 +650,13 @@ impl AccountStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
+            // The cascade took the session rows: the tombstone is what keeps
+            // the user's tokens denied after a restart (see `revoked_since`).
+            tx.execute(
+                "INSERT INTO deleted_users (user_id, tenant_id, deleted_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (user_id) DO UPDATE SET deleted_at = excluded.deleted_at",
+                params![user_id.to_string(), tenant_id.to_string(), audit.at],
+            )?;
             insert_audit(tx, &audit)?;
             Ok(live)
         })
@@ -869,7 +876,10 @@ impl AccountStore for SqliteStore {
             };
             Ok((
                 collect("SELECT id FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= ?1")?,
-                collect("SELECT id FROM users WHERE disabled = 1 AND updated_at >= ?1")?,
+                collect(
+                    "SELECT id FROM users WHERE disabled = 1 AND updated_at >= ?1 \
+                     UNION SELECT user_id FROM deleted_users WHERE deleted_at >= ?1",
+                )?,
             ))
         })
         .await

@@ -452,6 +452,15 @@ impl AdminStore for SqliteStore {
             // Users, credentials, sessions, refresh tokens, roles, role
             // assignments, audit rows and outbox messages all reference the
             // tenant with ON DELETE CASCADE.
+            // Tombstones outlive the cascade, so a restart still denies the
+            // tenant's tokens (a tenant re-created under the same slug must
+            // not accept them).
+            tx.execute(
+                "INSERT INTO deleted_users (user_id, tenant_id, deleted_at) \
+                 SELECT id, tenant_id, ?2 FROM users WHERE tenant_id = ?1 \
+                 ON CONFLICT (user_id) DO UPDATE SET deleted_at = excluded.deleted_at",
+                params![t, audit.at],
+            )?;
             tx.execute("DELETE FROM tenants WHERE id = ?1", params![t])?;
             insert_audit(tx, &audit)?;
             Ok(DeletedTenant { tenant, live_sessions })

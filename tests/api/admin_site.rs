@@ -387,6 +387,48 @@ async fn sign_in_is_rate_limited_with_the_api_budget() {
     assert!(limited.body.contains("Too many attempts"));
 }
 
+/// Issue 9, item 8, on the admin site (it shares the password check): the
+/// browser that signed in before keeps its `forge_device` cookie and signs
+/// in while an attacker holds the account locked; a browser without one
+/// gets 429.
+#[tokio::test]
+async fn the_admins_own_browser_signs_in_while_the_account_is_locked() {
+    let s = TestServer::start_with(|c| {
+        c.admin.insecure_cookies = true;
+        c.rate_limit.login_failures_per_account = "3/15m".parse().unwrap();
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    operator(&s).await;
+    let mut own = Browser::new(&s);
+    let page = own.sign_in("root@example.com", PASSWORD).await;
+    let device = page
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("forge_device="))
+        .expect("a forge_device cookie");
+    assert!(
+        device.contains("HttpOnly") && device.contains("SameSite=Strict"),
+        "{device}"
+    );
+    for i in 0..3 {
+        let resp = s
+            .client()
+            .post(s.url("/v1/auth/login"))
+            .header("x-forwarded-for", format!("2001:db8:{i}::1"))
+            .json(&json!({"email": "root@example.com", "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let mut stranger = Browser::new(&s);
+    assert_eq!(stranger.sign_in_to("", "root@example.com", PASSWORD).await.status, 429);
+    // Signed out (the session cookie gone), only the device cookie is kept.
+    own.cookies.retain(|name, _| name == "forge_device");
+    own.sign_in("root@example.com", PASSWORD).await;
+}
+
 #[tokio::test]
 async fn every_page_requires_sign_in() {
     let s = server().await;

@@ -108,8 +108,130 @@ async fn failed_logins_per_account_answer_429_the_same_whether_it_exists_or_not(
         // Past the budget: 429 even with the right password, for both.
         assert_eq!(login(&s, email, PASSWORD, Some("198.51.100.1")).await, 429, "{email}");
     }
-    // The owner, from another address, is not locked out by the attacker.
-    assert_eq!(login(&s, "real@example.com", PASSWORD, Some("198.51.100.2")).await, 200);
+}
+
+/// Issue 9, item 8: a distributed guessing attack (every guess from a new
+/// address, IPv4 and IPv6 alike) is stopped at the account's budget; before,
+/// failures were counted per account and address, so each new address got
+/// a fresh budget. The owner without a device token is locked out too...
+#[tokio::test]
+async fn a_distributed_guessing_attack_is_stopped_at_the_account_budget() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limit.login_failures_per_account = rate("4/15m");
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    s.signup("target@example.com", PASSWORD).await;
+    let addresses = ["203.0.113.1", "2001:db8:1::1", "203.0.113.2", "2001:db8:2::1"];
+    for xff in addresses {
+        assert_eq!(
+            login(&s, "target@example.com", "wrong password here", Some(xff)).await,
+            401
+        );
+    }
+    for xff in ["203.0.113.99", "2001:db8:99::1", "198.51.100.7"] {
+        assert_eq!(
+            login(&s, "target@example.com", "another wrong guess", Some(xff)).await,
+            429,
+            "a fresh address buys no fresh guesses"
+        );
+    }
+    // ...and so is the owner signing in from anywhere without a device token.
+    assert_eq!(login(&s, "target@example.com", PASSWORD, Some("192.0.2.50")).await, 429);
+}
+
+async fn login_with_device(s: &TestServer, password: &str, device: &Device<'_>, xff: &str) -> u16 {
+    let mut body = json!({"email": "owner@example.com", "password": password});
+    let mut req = s.client().post(s.url("/v1/auth/login")).header("x-forwarded-for", xff);
+    req = match device {
+        Device::Header(t) => req.header("x-forge-device", *t),
+        Device::Field(t) => {
+            body["device_token"] = json!(t);
+            req
+        }
+        Device::Cookie(t) => req.header("cookie", format!("forge_device={t}")),
+    };
+    req.json(&body).send().await.unwrap().status().as_u16()
+}
+
+enum Device<'a> {
+    Header(&'a str),
+    Field(&'a str),
+    Cookie(&'a str),
+}
+
+/// ...but the owner's device that signed in before (OWASP device cookies)
+/// still signs in while the account is locked, through the header, the
+/// body field or the cookie; it has a small budget of its own; a device
+/// token of another account, or a forged one, does not help.
+#[tokio::test]
+async fn the_owner_with_a_device_token_signs_in_while_the_account_is_locked() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limit.login_failures_per_account = rate("3/15m");
+        c.rate_limit.login_failures_per_device = rate("2/15m");
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    s.signup("owner@example.com", PASSWORD).await;
+    s.signup("other@example.com", PASSWORD).await;
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/login"))
+        .json(&json!({"email": "owner@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with("forge_device="))
+        .expect("a forge_device cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let (_, body) = parts(resp).await;
+    let device = body["device_token"].as_str().expect("device_token").to_string();
+    let other = s.login("other@example.com", PASSWORD).await;
+    let other_device = other["device_token"].as_str().unwrap().to_string();
+
+    // The attacker locks the account from a botnet.
+    for i in 0..3 {
+        login(
+            &s,
+            "owner@example.com",
+            "wrong password here",
+            Some(&format!("203.0.113.{i}")),
+        )
+        .await;
+    }
+    assert_eq!(login(&s, "owner@example.com", PASSWORD, Some("192.0.2.1")).await, 429);
+
+    for d in [Device::Header(&device), Device::Field(&device), Device::Cookie(&device)] {
+        assert_eq!(login_with_device(&s, PASSWORD, &d, "192.0.2.1").await, 200);
+    }
+    // Other accounts' tokens and forgeries count for nothing.
+    let forged = format!("{}x", &device[..device.len() - 1]);
+    for t in [other_device.as_str(), forged.as_str(), "fd1.AAAA.AAAA"] {
+        assert_eq!(
+            login_with_device(&s, PASSWORD, &Device::Header(t), "192.0.2.1").await,
+            429
+        );
+    }
+    // The device's own budget: two failures, then it is locked as well.
+    for _ in 0..2 {
+        assert_eq!(
+            login_with_device(&s, "wrong password here", &Device::Header(&device), "192.0.2.1").await,
+            401
+        );
+    }
+    assert_eq!(
+        login_with_device(&s, PASSWORD, &Device::Header(&device), "192.0.2.1").await,
+        429
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ mod ops;
 mod otp;
 mod rbac;
 mod recovery;
+mod security_state;
 mod settings;
 mod sidecar;
 mod store_conformance;

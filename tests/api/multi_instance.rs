@@ -622,12 +622,11 @@ async fn an_unreachable_database_or_cache_at_start_is_retried_then_reported_in_o
 
 // ---------------------------------------------------------------- the adapter
 
-/// The Redis adapter's operations, atomic under concurrency, with counters
-/// stored as the in-process adapter stores them.
+/// The Redis adapter's operations, atomic under concurrency.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_redis_cache_is_atomic() {
-    use forge::cache::Cache;
     use forge::cache::redis::{RedisCache, purge_prefix_blocking};
+    use forge::cache::{Cache, CodeCheck};
     let url = shared_config().cache.url;
     let c = Arc::new(RedisCache::open(&url).await.unwrap());
     assert!(c.prefix().starts_with(shared::NAME_PREFIX));
@@ -639,21 +638,19 @@ async fn the_redis_cache_is_atomic() {
 
     assert!(c.set_if_absent("b", b"x", Duration::from_secs(5)).await.unwrap());
     assert!(!c.set_if_absent("b", b"y", Duration::from_secs(5)).await.unwrap());
-    assert!(!c.take_if_equals("b", b"y").await.unwrap());
-    assert!(c.take_if_equals("b", b"x").await.unwrap());
-    assert!(!c.take_if_equals("b", b"x").await.unwrap());
+    c.delete("b").await.unwrap();
+    assert_eq!(c.get("b").await.unwrap(), None);
 
-    assert_eq!(c.incr("n", Duration::from_secs(60)).await.unwrap(), (1, 60));
-    assert_eq!(c.incr("n", Duration::from_secs(60)).await.unwrap().0, 2);
-    assert_eq!(c.get("n").await.unwrap(), Some(2u64.to_be_bytes().to_vec()));
-    c.delete("n").await.unwrap();
-    assert_eq!(c.get("n").await.unwrap(), None);
-
+    // Rate-limit counters: concurrent hits are never lost.
+    let digest = [7u8; 32];
     let mut tasks = Vec::new();
     for _ in 0..100 {
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
-            c.incr("k", Duration::from_secs(60)).await.unwrap().0
+            c.count("test", &digest, Duration::from_secs(3600), true)
+                .await
+                .unwrap()
+                .count
         }));
     }
     let mut seen = Vec::new();
@@ -662,25 +659,59 @@ async fn the_redis_cache_is_atomic() {
     }
     seen.sort();
     assert_eq!(seen, (1..=100).collect::<Vec<_>>());
+    let peek = c
+        .count("test", &digest, Duration::from_secs(3600), false)
+        .await
+        .unwrap();
+    assert_eq!(peek.count, 100);
+    assert!((1..=3600).contains(&peek.retry_after_secs));
+
     // Only one of many concurrent consumers takes a code.
-    c.set("code", b"digest", Duration::from_secs(60)).await.unwrap();
+    c.put_code("code", b"digest", Duration::from_secs(60)).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
-            c.take_if_equals("code", b"digest").await.unwrap()
+            c.try_code("code", b"digest", 3, Duration::from_secs(60)).await.unwrap()
         }));
     }
     let mut won = 0;
     for t in tasks {
-        won += usize::from(t.await.unwrap());
+        won += usize::from(t.await.unwrap() == CodeCheck::Valid);
     }
     assert_eq!(won, 1);
+    assert_eq!(
+        c.get("code").await.unwrap(),
+        None,
+        "consumed, and wrong guesses stored nothing"
+    );
+
+    // Many concurrent wrong guesses get `max_attempts` tries between them.
+    c.put_code("code", b"right", Duration::from_secs(60)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let guess = format!("wrong{i}");
+            c.try_code("code", guess.as_bytes(), 3, Duration::from_secs(60))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut invalid = 0;
+    for t in tasks {
+        invalid += usize::from(t.await.unwrap() == CodeCheck::Invalid);
+    }
+    assert_eq!(invalid, 2, "the third wrong try burns the code");
+    assert_eq!(
+        c.try_code("code", b"right", 3, Duration::from_secs(60)).await.unwrap(),
+        CodeCheck::Burned
+    );
     c.ping().await.unwrap();
 
     let purged = tokio::task::spawn_blocking(move || purge_prefix_blocking(&url))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(purged, 1, "only k was left");
+    assert_eq!(purged, 2, "the sketch and the burned code were left");
 }

@@ -149,3 +149,78 @@ async fn otp_sign_in_respects_closed_signup_and_disabled_accounts() {
     request(&s, json!({"phone": "+14155550160"})).await;
     assert!(s.outbox("+14155550160").await.is_empty());
 }
+
+/// Many concurrent wrong guesses at one code (on Redis: from one Lua script
+/// per guess) never get more than `otp.max_attempts` tries between them,
+/// and the right code fails once it is burned. Before, each guess read the
+/// try counter, compared and counted in separate steps, so guesses sent
+/// together were all compared against the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_guesses_get_max_attempts_tries() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limit.otp_verify_per_ip = "1000/5m".parse().unwrap();
+    })
+    .await;
+    request(&s, json!({"email": "par@example.com"})).await;
+    let code = s.last_code("par@example.com").await;
+    let guesses: Vec<String> = (0..40u32)
+        .map(|i| format!("{:06}", (code.parse::<u32>().unwrap() + 1 + i) % 1_000_000))
+        .collect();
+    let tasks: Vec<_> = guesses
+        .iter()
+        .map(|g| {
+            s.client()
+                .post(s.url("/v1/auth/otp/verify"))
+                .json(&json!({"email": "par@example.com", "code": g}))
+                .send()
+        })
+        .collect();
+    let statuses: Vec<u16> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let max = s.state().config.otp.max_attempts as usize;
+    let invalid = statuses.iter().filter(|&&st| st == 401).count();
+    let burned = statuses.iter().filter(|&&st| st == 429).count();
+    assert_eq!(invalid, max - 1, "{statuses:?}");
+    assert_eq!(burned, statuses.len() - invalid, "{statuses:?}");
+    let (status, body) = verify(&s, json!({"email": "par@example.com", "code": code})).await;
+    assert_error(status, &body, 429, "rate_limited");
+}
+
+/// Issue 9, item 8: requests refused by the resend cooldown send nothing,
+/// so they no longer spend the address's send budget. Before, hammering the
+/// request during the cooldown used up the 5/h budget and locked the owner
+/// out of codes (and of password reset) for the rest of the hour.
+#[tokio::test]
+async fn requests_refused_by_the_cooldown_do_not_spend_the_send_budget() {
+    let s = TestServer::start_with(|c| {
+        c.otp.resend_cooldown = std::time::Duration::from_millis(400);
+        c.rate_limit.otp_send_per_ip = "1000/1h".parse().unwrap();
+    })
+    .await;
+    for to in ["victim@example.com", "victim2@example.com"] {
+        let path = if to == "victim@example.com" {
+            "/v1/auth/otp"
+        } else {
+            "/v1/auth/password/forgot"
+        };
+        if to == "victim2@example.com" {
+            s.signup(to, PASSWORD).await;
+        }
+        let send = || s.client().post(s.url(path)).json(&json!({"email": to})).send();
+        assert_eq!(send().await.unwrap().status(), 202);
+        // The attacker hammers during the cooldown.
+        for _ in 0..20 {
+            assert_eq!(send().await.unwrap().status(), 429);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+        assert_eq!(
+            send().await.unwrap().status(),
+            202,
+            "{to}: the owner gets a code after the cooldown"
+        );
+        assert_eq!(s.outbox(to).await.len(), 2, "{to}");
+    }
+}

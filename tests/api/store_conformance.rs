@@ -449,6 +449,9 @@ async fn sessions(store: &Arc<dyn Store>) {
     let live = store.delete_user(T, dee.id, audit("user_deleted", None)).await.unwrap();
     assert_eq!(live.len(), 1);
     assert!(store.get_user(T, dee.id).await.unwrap().is_none());
+    // The deletion outlives the cascade: the deny-list refill still sees it.
+    let (_, users) = store.revoked_since(NOW).await.unwrap();
+    assert!(users.contains(&dee.id), "{users:?}");
     assert!(matches!(
         store.delete_user(T, dee.id, audit("user_deleted", None)).await,
         Err(StoreError::NotFound)

@@ -169,6 +169,10 @@ pub async fn sign_in(
                 header::SET_COOKIE,
                 guard::set_cookie(&state, LOGIN_COOKIE, "", "/admin/login", 0),
             );
+            headers.append(
+                header::SET_COOKIE,
+                crate::http::api::auth::device_cookie(&state, &signed_in.device_token),
+            );
             response
         }
         Err(AppError::Unauthorized { .. }) => {

@@ -59,12 +59,26 @@ pub async fn signup(
     })
 }
 
+/// Sets the `forge_device` cookie: `HttpOnly` (scripts never see it),
+/// `Secure` unless `admin.insecure_cookies`, and `SameSite=Strict`: it is
+/// only ever needed on a sign-in POST from forge's own origin, so no
+/// cross-site request has any reason to carry it (Lax would add top-level
+/// cross-site navigations, which never sign in). Path `/` so the API and
+/// the admin sign-in share it.
+pub fn device_cookie(state: &AppState, token: &str) -> HeaderValue {
+    let max_age = state.config.rate_limit.device_token_ttl.as_secs();
+    crate::http::admin::guard::set_cookie(state, crate::service::devices::COOKIE, token, "/", max_age)
+}
+
 /// Sign in with email or phone and password.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "identity",
-    params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
+    params(
+        ("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug"),
+        ("X-Forge-Device" = Option<String>, Header, description = "device token of an earlier sign-in (or the `forge_device` cookie, or `device_token` in the body)"),
+    ),
     request_body = LoginRequest,
     responses(
-        (status = 200, body = TokenResponse),
+        (status = 200, description = "signed in; also sets the `forge_device` cookie", body = TokenResponse),
         (status = 400, description = "neither email nor phone given", body = ErrorBody),
         (status = 401, description = "invalid_credentials", body = ErrorBody),
         (status = 403, description = "user_disabled or email_not_verified", body = ErrorBody),
@@ -73,16 +87,24 @@ pub async fn signup(
 pub async fn login(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
-    ClientMeta(meta): ClientMeta,
+    ClientMeta(mut meta): ClientMeta,
     Json(req): Json<LoginRequest>,
-) -> AppResult<TokenResponse> {
+) -> AppResult<Response> {
     let identifier = match (req.email.as_deref(), req.phone.as_deref()) {
         (Some(e), None) => Identifier::Email(Email::parse(e).map_err(|e| AppError::validation("email", e))?),
         (None, Some(p)) => Identifier::Phone(Phone::parse(p).map_err(|e| AppError::validation("phone", e))?),
         _ => return Err(AppError::validation("email", "give either email or phone")),
     };
+    if req.device_token.is_some() {
+        meta.device_token = req.device_token;
+    }
     let (user, tokens) = accounts::login(&state, &tenant, &identifier, &req.password, &meta).await?;
-    Ok(TokenResponse::new(user, &tenant, tokens))
+    let cookie = tokens.device_token.as_deref().map(|t| device_cookie(&state, t));
+    let mut response = TokenResponse::new(user, &tenant, tokens).into_response();
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(axum::http::header::SET_COOKIE, cookie);
+    }
+    Ok(response)
 }
 
 fn oauth(status: StatusCode, code: &'static str, description: &str) -> AppError {
@@ -125,10 +147,13 @@ fn to_oauth(err: AppError) -> AppError {
 pub async fn token(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
-    ClientMeta(meta): ClientMeta,
+    ClientMeta(mut meta): ClientMeta,
     body: Result<JsonOrForm<TokenRequest>, AppError>,
 ) -> AppResult<TokenResponse> {
     let JsonOrForm(req) = body.map_err(to_oauth)?;
+    if req.device_token.is_some() {
+        meta.device_token = req.device_token.clone();
+    }
     let missing = |what: &str| oauth(StatusCode::BAD_REQUEST, "invalid_request", &format!("missing {what}"));
     let (user, tokens) = match req.grant_type.as_str() {
         "password" => {

@@ -62,6 +62,12 @@ pub struct TokenResponse {
     pub expires_in: u64,
     /// Opaque, single use; rotate it at `/v1/auth/refresh`.
     pub refresh_token: String,
+    /// After a password sign-in only: this device's token. Send it back on
+    /// the next password sign-in (`X-Forge-Device` header or `device_token`
+    /// field; browsers get it as the `forge_device` cookie too) and failed
+    /// attempts by others can't lock you out of the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
     pub user: UserView,
 }
 
@@ -72,6 +78,7 @@ impl TokenResponse {
             token_type: "Bearer",
             expires_in: tokens.expires_in,
             refresh_token: tokens.refresh_token,
+            device_token: tokens.device_token,
             user: UserView::new(user, tenant),
         }
     }
@@ -141,6 +148,10 @@ pub struct LoginRequest {
     pub phone: Option<String>,
     #[schema(value_type = String, format = Password)]
     pub password: crate::secret::Secret,
+    /// The device token of an earlier sign-in to this account (or send it
+    /// as the `X-Forge-Device` header): this device then has its own failure
+    /// budget and is not blocked when the account is locked.
+    pub device_token: Option<String>,
 }
 
 /// OAuth2 token request (RFC 6749 sections 4.3 and 6), as form or JSON.
@@ -154,6 +165,8 @@ pub struct TokenRequest {
     pub refresh_token: Option<String>,
     /// Accepted and ignored: forge has no OAuth2 scopes.
     pub scope: Option<String>,
+    /// `password` grant: the device token of an earlier sign-in (see `LoginRequest`).
+    pub device_token: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
