@@ -291,12 +291,12 @@ async fn a_tenant_deleted_and_recreated_on_one_instance_is_the_new_one_on_the_ot
     let first = crate::rbac::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
     let (status, body) = send(&a, "DELETE", "/v1/tenants/acme", root, None).await;
     assert!(status.is_success(), "{status} {body}");
-    assert_eq!(verify(&b, access(&first), "").await, 401);
+    assert_eq!(verify(&b, access(&first), "?tenant=acme").await, 401);
     let (status, body) = send(&a, "POST", "/v1/tenants", root, Some(create("acme"))).await;
     assert_eq!(status, 201, "{body}");
     let second = crate::rbac::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
     assert_ne!(second["user"]["id"], first["user"]["id"]);
-    assert_eq!(verify(&b, access(&second), "").await, 200);
+    assert_eq!(verify(&b, access(&second), "?tenant=acme").await, 200);
 }
 
 // ---------------------------------------------------------------- outbox
