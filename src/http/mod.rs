@@ -13,7 +13,6 @@ pub mod ops;
 pub mod permission;
 pub mod wellknown;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -33,6 +32,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> axum::Router {
     let (api, openapi) = api::router();
+    let openapi = api::contract::complete(&openapi, &state.config);
     let max_body = state.config.server.max_body_bytes;
     let cors = cors(&state.config.server.cors_origins);
     let admin = if state.config.admin.enabled {
@@ -44,7 +44,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(api)
         .merge(admin)
         .merge(wellknown::router())
-        .merge(ops::router(Arc::new(openapi)))
+        .merge(ops::router(openapi))
         .fallback(|| async { AppError::not_found("route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
