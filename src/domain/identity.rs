@@ -134,12 +134,18 @@ pub struct Phone(String);
 impl Phone {
     /// Accepts international numbers only (a leading `+` and country code):
     /// a server has no sensible default region for its users.
+    /// Only digits and the usual separators: libphonenumber would otherwise
+    /// skip trailing junk (`+44 20 7946 0958 ***` parses), and the limit
+    /// counts the input as sent, as the OpenAPI `maxLength` does.
     pub fn parse(input: &str) -> Result<Self, &'static str> {
+        if input.len() > 32 {
+            return Err("must be an international number starting with +");
+        }
         let input = input.trim();
         if input.is_empty() {
             return Err("is required");
         }
-        if input.len() > 32 || !input.starts_with('+') {
+        if !input.starts_with('+') || !input[1..].chars().all(|c| c.is_ascii_digit() || " ().-".contains(c)) {
             return Err("must be an international number starting with +");
         }
         let number = phonenumber::parse(None, input).map_err(|_| "is not a valid phone number")?;
@@ -260,6 +266,8 @@ mod tests {
         assert!(Phone::parse("4155550100").is_err());
         assert!(Phone::parse("+1 555").is_err());
         assert!(Phone::parse("+abc").is_err());
+        assert!(Phone::parse("+44 20 7946 0958 ***").is_err());
+        assert!(Phone::parse(&format!(" {} ", "+442079460958".repeat(3))).is_err());
     }
 
     proptest! {

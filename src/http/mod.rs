@@ -16,7 +16,6 @@ pub mod ops;
 pub mod permission;
 pub mod wellknown;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -38,6 +37,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `Application::with_routes`) merged in, behind the same layers.
 pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
     let (api, openapi) = api::router();
+    let openapi = api::contract::complete(&openapi, &state.config);
     let max_body = state.config.server.max_body_bytes;
     let cors = cors(&state.config.server.cors_origins);
     let admin = if state.config.admin.enabled {
@@ -49,7 +49,7 @@ pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
         .merge(api)
         .merge(admin)
         .merge(wellknown::router())
-        .merge(ops::router(Arc::new(openapi)))
+        .merge(ops::router(openapi))
         .merge(extra)
         .fallback(|| async { AppError::not_found("route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })

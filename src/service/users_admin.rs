@@ -225,7 +225,11 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
             let found = known
                 .iter()
                 .find(|r| r.name == role.as_str())
-                .ok_or_else(|| AppError::validation("roles", format!("no role named {role}")))?;
+                // Like `PUT /v1/users/{id}/roles/{role}`: an unknown role is 404.
+                .ok_or_else(|| AppError::NotFound {
+                    code: "unknown_role",
+                    message: format!("no role named {role}"),
+                })?;
             wanted.extend(found.permissions.iter().cloned());
         }
         rbac::require_covers(state, principal, &wanted).await?;
@@ -320,8 +324,9 @@ pub async fn update(
     let new_phone = change.phone.filter(|p| p.as_ref() != current.phone.as_ref());
     if let Some(phone) = new_phone {
         if phone.is_none() && current.email.is_none() && patch.email.is_none() {
-            return Err(AppError::validation(
-                "phone",
+            // State, not syntax: the same body is fine for a user with an email.
+            return Err(AppError::conflict(
+                "last_identifier",
                 "a user without an email needs a phone number",
             ));
         }
@@ -330,7 +335,7 @@ pub async fn update(
         fields.push("phone");
     } else if let Some(v) = change.phone_verified.filter(|v| *v != current.phone_verified) {
         if v && current.phone.is_none() {
-            return Err(AppError::validation("phone_verified", "the user has no phone number"));
+            return Err(AppError::conflict("no_phone", "the user has no phone number"));
         }
         patch.phone_verified = Some(v);
         fields.push("phone_verified");

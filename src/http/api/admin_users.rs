@@ -134,9 +134,10 @@ pub async fn list_users(
     request_body = CreateUserRequest,
     responses(
         (status = 201, body = UserView, headers(("location" = String, description = "/v1/users/{id}"))),
-        (status = 400, description = "invalid field, weak password, unknown role", body = ErrorBody),
+        (status = 400, description = "invalid field or weak password", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "needs users:write (and roles:assign with roles)", body = ErrorBody),
+        (status = 404, description = "unknown_role: a role in `roles` does not exist in the tenant", body = ErrorBody),
         (status = 409, description = "email_taken or phone_taken", body = ErrorBody),
     ),
     security(("bearer" = [])))]

@@ -232,7 +232,10 @@ pub async fn logout(
                 "expected Content-Type: application/json".into(),
             ));
         }
-        serde_json::from_slice(&body).map_err(|_| AppError::bad_request("invalid_request", "invalid logout body"))?
+        // `null` is no body, as the document's nullable schema says.
+        serde_json::from_slice::<Option<LogoutRequest>>(&body)
+            .map_err(|_| AppError::bad_request("invalid_request", "invalid logout body"))?
+            .unwrap_or_default()
     };
     let scope = match req.scope.as_deref() {
         None | Some("session") => LogoutScope::Session,

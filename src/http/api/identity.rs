@@ -113,12 +113,14 @@ pub struct VerificationRequest {
     pub email: Option<String>,
 }
 
-/// Parses an optional JSON body: empty means `T::default()`.
+/// Parses an optional JSON body: empty or `null` means `T::default()`.
 fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> AppResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
+    // `null` is "no body" too, as the document's nullable schema says.
+    serde_json::from_slice::<Option<T>>(body)
+        .map(Option::unwrap_or_default)
         .map_err(|_| AppError::bad_request("invalid_request", "the body is not valid JSON for this endpoint"))
 }
 

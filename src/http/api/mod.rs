@@ -4,6 +4,7 @@
 pub mod admin_users;
 pub mod audit;
 pub mod auth;
+pub mod contract;
 pub mod dto;
 pub mod identity;
 pub mod roles;
