@@ -66,6 +66,10 @@ def _explained(reason):
 
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
+    # `DELETE /v1/users/{id}/sessions` ends every session: the list is empty
+    # afterwards, not gone, so its GET rightly answers 200 `[]`.
+    if type(failure).__name__ == "UseAfterFree" and str(failure.free).rstrip("/").endswith("/sessions"):
+        return False
     if type(failure).__name__ != "RejectedPositiveData" or response.status_code != 400:
         return True
     try:

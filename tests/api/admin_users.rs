@@ -268,10 +268,8 @@ async fn provision_read_change_and_delete_a_user() {
         ),
         (json!({"metadata": {}}), "validation_failed"),
         (json!({"email": "nope"}), "validation_failed"),
-        (
-            json!({"email": "r@example.com", "roles": ["nope"]}),
-            "validation_failed",
-        ),
+        // An unknown role is 404, like assigning one by path.
+        (json!({"email": "r@example.com", "roles": ["nope"]}), "unknown_role"),
         (
             json!({"email": "r@example.com", "roles": ["Bad Role"]}),
             "validation_failed",
@@ -281,7 +279,11 @@ async fn provision_read_change_and_delete_a_user() {
         (json!({"phone": "+14155550142"}), "phone_taken"),
     ] {
         let (status, body) = send(&s, "POST", "/v1/users", &admin, Some(bad.clone())).await;
-        let want = if code.ends_with("_taken") { 409 } else { 400 };
+        let want = match code {
+            "email_taken" | "phone_taken" => 409,
+            "unknown_role" => 404,
+            _ => 400,
+        };
         assert_error(status, &body, want, code);
     }
 
