@@ -101,9 +101,6 @@ impl SignupPolicy {
             let domain = parse_domain(raw).map_err(|reason| ("domains", format!("{raw:?}: {reason}")))?;
             set.insert(domain);
         }
-        if mode == SignupMode::Domains && set.is_empty() {
-            return Err(("domains", "list at least one domain for mode domains".into()));
-        }
         Ok(SignupPolicy {
             mode,
             domains: set.into_iter().collect(),
@@ -236,7 +233,12 @@ mod tests {
         ] {
             assert!(SignupPolicy::parse(SignupMode::Open, &[bad.into()]).is_err(), "{bad:?}");
         }
-        assert_eq!(SignupPolicy::parse(SignupMode::Domains, &[]).unwrap_err().0, "domains");
+        // `domains` with an empty list admits no one (as `closed` does).
+        let none = SignupPolicy::parse(SignupMode::Domains, &[]).unwrap();
+        assert!(
+            none.admits(&Identifier::Email(Email::parse("a@example.com").unwrap()))
+                .is_err()
+        );
         let many: Vec<String> = (0..=MAX_SIGNUP_DOMAINS).map(|i| format!("d{i}.com")).collect();
         assert!(SignupPolicy::parse(SignupMode::Domains, &many).is_err());
     }

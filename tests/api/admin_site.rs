@@ -1711,7 +1711,11 @@ async fn tenant_admins_set_the_signup_policy_and_operators_choose_it_at_creation
     // An invalid policy is refused with the reason, and creates nothing.
     op.act(
         "/admin/tenants",
-        &[("slug", "bad"), ("signup_mode", "domains"), ("signup_domains", "")],
+        &[
+            ("slug", "bad"),
+            ("signup_mode", "domains"),
+            ("signup_domains", "ann@acme.io"),
+        ],
     )
     .await;
     assert!(op.flash("/admin/tenants").await.contains("domain"));

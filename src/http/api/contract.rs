@@ -138,6 +138,7 @@ fn add_shared_responses(doc: &mut Value) {
         ("limit", json!({"minimum": 1, "maximum": MAX_LIMIT})),
         ("user_id", json!({"format": "uuid"})),
         ("event", json!({"pattern": "^[a-z_]{1,64}$"})),
+        ("tenant", json!({"pattern": TENANT_SLUG})),
     ];
     for item in paths.values_mut().filter_map(Value::as_object_mut) {
         for op in item.values_mut() {
@@ -187,6 +188,10 @@ fn add_token_endpoint(doc: &mut Value) {
 const ROLE_NAME: &str = "^[a-z0-9][a-z0-9._-]{0,63}$";
 const PERMISSION: &str = r"^(\*|(\*|[a-z0-9][a-z0-9._-]{0,63}):(\*|[a-z0-9][a-z0-9._-]{0,63}))$";
 const TENANT_SLUG: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
+/// A signup-policy domain as `domain::settings` accepts it: letters,
+/// digits and `-` in dot-separated labels (trimmed; a final dot allowed).
+const DOMAIN: &str =
+    r"^\s*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\s*$";
 /// A display name: no control characters, not blank.
 const DISPLAY_NAME: &str = r"^\s*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
 
@@ -209,6 +214,8 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
             json!({"minLength": 1, "maxLength": 200, "pattern": DISPLAY_NAME}),
         ),
         ("LogoutRequest", "scope", json!({"enum": ["session", "all", null]})),
+        ("SignupPolicyPatch", "domains", names(DOMAIN)),
+        ("NewTenantSignup", "domains", names(DOMAIN)),
     ]
 }
 

@@ -73,7 +73,7 @@ pub struct SignupPolicyPatch {
     /// `open`, `closed` or `domains`.
     #[schema(value_type = Option<SignupModeName>)]
     pub mode: Option<String>,
-    /// Email domains admitted in `domains` mode (which needs at least one):
+    /// Email domains admitted in `domains` mode (an empty list admits no one):
     /// host names in ASCII (`xn--` for IDNA domains), compared exactly with
     /// an address's domain part. Replaces the list.
     #[schema(max_items = 100)]
@@ -121,7 +121,7 @@ pub async fn get_settings(
     request_body = TenantSettingsPatch,
     responses(
         (status = 200, description = "the settings in force after the change", body = TenantSettingsView),
-        (status = 400, description = "invalid body, or an invalid mode or domain (`fields`: `signup.mode`, `signup.domains`); mode `domains` needs at least one domain", body = ErrorBody),
+        (status = 400, description = "invalid body, or an invalid mode or domain (`fields`: `signup.mode`, `signup.domains`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "no settings:write, or another tenant named by a non-operator", body = ErrorBody),
         (status = 404, description = "unknown_tenant", body = ErrorBody),

@@ -97,7 +97,7 @@ pub struct NewTenantSignup {
     /// `open`, `closed` or `domains`.
     #[schema(value_type = SignupModeName)]
     pub mode: String,
-    /// Email domains admitted in `domains` mode (which needs at least one).
+    /// Email domains admitted in `domains` mode (an empty list admits no one).
     #[schema(max_items = 100)]
     pub domains: Option<Vec<String>>,
 }
