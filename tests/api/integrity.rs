@@ -53,6 +53,21 @@ async fn otp_sign_in(s: &TestServer, tenant: Option<&str>, field: &str, address:
     .await
 }
 
+/// The attacker's move: an account with someone else's email, the
+/// attacker's phone and the attacker's password.
+async fn pre_register(s: &TestServer, email: &str, phone: &str) -> Value {
+    let body = json!({"email": email, "password": OTHER_PASSWORD, "phone": phone});
+    let (status, body) = post(s, "/v1/auth/signup", None, None, body).await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// The status of a password sign-in.
+async fn password_login(s: &TestServer, email: &str, password: &str) -> StatusCode {
+    let body = json!({"email": email, "password": password});
+    post(s, "/v1/auth/login", None, None, body).await.0
+}
+
 async fn make_tenant(s: &TestServer, operator: &str, slug: &str, admin_email: &str) {
     let (status, body) = send(
         s,
@@ -198,15 +213,7 @@ async fn pre_hijacking_through_a_phone_is_stopped() {
         c.rate_limit.enabled = false;
     })
     .await;
-    let (status, body) = post(
-        &s,
-        "/v1/auth/signup",
-        None,
-        None,
-        json!({"email": "victim@example.com", "password": OTHER_PASSWORD, "phone": "+14155550177"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let body = pre_register(&s, "victim@example.com", "+14155550177").await;
     let victim_id = body["user"]["id"].as_str().unwrap().to_string();
     let (status, body) = otp_sign_in(&s, None, "phone", "+14155550177").await;
     assert_error(status, &body, 403, "email_not_verified");
@@ -243,15 +250,11 @@ async fn pre_hijacking_through_a_phone_is_stopped() {
     if status == 200 {
         assert_ne!(body["user"]["id"], victim_id.as_str());
     }
-    let (status, _) = post(
-        &s,
-        "/v1/auth/login",
-        None,
-        None,
-        json!({"email": "victim@example.com", "password": OTHER_PASSWORD}),
-    )
-    .await;
-    assert_eq!(status, 401, "the attacker's password still works");
+    assert_eq!(
+        password_login(&s, "victim@example.com", OTHER_PASSWORD).await,
+        401,
+        "the attacker's password still works"
+    );
 }
 
 /// Item 4, without `require_email_verification`: the attacker's session,
@@ -259,15 +262,7 @@ async fn pre_hijacking_through_a_phone_is_stopped() {
 #[tokio::test]
 async fn the_first_proof_of_an_address_evicts_the_pre_hijacker() {
     let s = TestServer::start().await;
-    let (status, attacker) = post(
-        &s,
-        "/v1/auth/signup",
-        None,
-        None,
-        json!({"email": "victim@example.com", "password": OTHER_PASSWORD, "phone": "+14155550178"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{attacker}");
+    let attacker = pre_register(&s, "victim@example.com", "+14155550178").await;
     // The owner asks for a verification code and proves the address.
     let (status, _) = post(
         &s,
@@ -300,15 +295,11 @@ async fn the_first_proof_of_an_address_evicts_the_pre_hijacker() {
     )
     .await;
     assert_eq!(status, 401, "the attacker's refresh token survived");
-    let (status, _) = post(
-        &s,
-        "/v1/auth/login",
-        None,
-        None,
-        json!({"email": "victim@example.com", "password": OTHER_PASSWORD}),
-    )
-    .await;
-    assert_eq!(status, 401, "the attacker's password survived");
+    assert_eq!(
+        password_login(&s, "victim@example.com", OTHER_PASSWORD).await,
+        401,
+        "the attacker's password survived"
+    );
     // The owner's own session works.
     let (status, me) = send(&s, "GET", "/v1/users/me", access(&victim), None).await;
     assert_eq!(status, 200);
@@ -319,15 +310,7 @@ async fn the_first_proof_of_an_address_evicts_the_pre_hijacker() {
 #[tokio::test]
 async fn a_phone_proven_first_drops_an_unproven_email() {
     let s = TestServer::start().await;
-    let (status, _) = post(
-        &s,
-        "/v1/auth/signup",
-        None,
-        None,
-        json!({"email": "someone@example.com", "password": OTHER_PASSWORD, "phone": "+14155550179"}),
-    )
-    .await;
-    assert_eq!(status, 201);
+    pre_register(&s, "someone@example.com", "+14155550179").await;
     let (status, session) = otp_sign_in(&s, None, "phone", "+14155550179").await;
     assert_eq!(status, 200, "{session}");
     assert_eq!(session["user"]["email"], Value::Null);
