@@ -154,8 +154,10 @@ pub async fn confirm_and_sign_in(
     // Whoever reads the mailbox proves the address, not that they chose
     // the password it was signed up with: that password survives the first
     // proof only if the prover shows it here.
+    // Only a first proof can drop the password: spend an argon2 check on
+    // the shown password only then.
     let shows_password = match password {
-        Some(password) => {
+        Some(password) if proof::unowned(&user) => {
             let stored = state.store.password_hash(tenant.id, user.id).await?;
             stored.is_some()
                 && matches!(
@@ -167,7 +169,7 @@ pub async fn confirm_and_sign_in(
                     Verification::Match { .. }
                 )
         }
-        None => false,
+        _ => false,
     };
     let keep = proof::Keep {
         password: shows_password,
