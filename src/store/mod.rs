@@ -16,6 +16,9 @@ mod postgres_admin;
 #[cfg(feature = "postgres")]
 mod postgres_site;
 pub mod records;
+// Used by the areas as they move onto the SQL layer, one commit each.
+#[allow(dead_code, unused_imports)]
+mod rows;
 pub mod site;
 pub mod sql;
 pub mod sqlite;

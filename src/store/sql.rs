@@ -101,6 +101,16 @@ impl<T: Param> Param for Option<T> {
     }
 }
 
+impl<'a, T> Param for &'a Option<T>
+where
+    &'a T: Param,
+{
+    const KIND: Kind = <&'a T as Param>::KIND;
+    fn into_value(self) -> Value {
+        self.as_ref().map_or(Value::Null(Self::KIND), Param::into_value)
+    }
+}
+
 /// The parameter list of a statement: `args![tenant_id, user_id, now]`.
 #[macro_export]
 macro_rules! args {
