@@ -368,14 +368,15 @@ async fn sign_in_is_rate_limited_with_the_api_budget() {
     operator(&s).await;
     // Two failures through the API and two through the form share one budget.
     for _ in 0..2 {
-        let resp = s
-            .client()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"email": "root@example.com", "password": "wrong password"}))
-            .send()
+        assert_eq!(
+            s.post(
+                "/v1/auth/login",
+                json!({"email": "root@example.com", "password": "wrong password"})
+            )
             .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
+            .0,
+            401
+        );
     }
     let mut b = Browser::new(&s);
     for _ in 0..2 {
@@ -412,15 +413,16 @@ async fn the_admins_own_browser_signs_in_while_the_account_is_locked() {
         "{device}"
     );
     for i in 0..3 {
-        let resp = s
-            .client()
-            .post(s.url("/v1/auth/login"))
-            .header("x-forwarded-for", format!("2001:db8:{i}::1"))
-            .json(&json!({"email": "root@example.com", "password": "wrong password"}))
-            .send()
+        assert_eq!(
+            s.post(
+                "/v1/auth/login",
+                json!({"email": "root@example.com", "password": "wrong password"})
+            )
+            .header("x-forwarded-for", &format!("2001:db8:{i}::1"))
             .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
+            .0,
+            401
+        );
     }
     let mut stranger = Browser::new(&s);
     assert_eq!(stranger.sign_in_to("", "root@example.com", PASSWORD).await.status, 429);
@@ -1280,14 +1282,15 @@ async fn the_dashboard_counts_and_charts_sign_ins() {
         s.login("ann@example.com", PASSWORD).await;
     }
     for _ in 0..2 {
-        let resp = s
-            .client()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"email": "ann@example.com", "password": "wrong password"}))
-            .send()
+        assert_eq!(
+            s.post(
+                "/v1/auth/login",
+                json!({"email": "ann@example.com", "password": "wrong password"})
+            )
             .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
+            .0,
+            401
+        );
     }
     let mut b = Browser::new(&s);
     b.sign_in("root@example.com", PASSWORD).await;
@@ -1359,15 +1362,16 @@ async fn user_data_is_escaped_on_every_page() {
         )
         .unwrap();
     // An audit row about them with a hostile user agent and detail, as a client can send.
-    let resp = s
-        .client()
-        .post(s.url("/v1/auth/login"))
+    assert_eq!(
+        s.post(
+            "/v1/auth/login",
+            json!({"email": "ann@example.com", "password": "<script>alert(6)</script>"})
+        )
         .header("user-agent", "<script>alert(5)</script>")
-        .json(&json!({"email": "ann@example.com", "password": "<script>alert(6)</script>"}))
-        .send()
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
+        .0,
+        401
+    );
     provision(&s, &op, "ann@example.com", &[]).await;
 
     let mut b = Browser::new(&s);
@@ -1578,22 +1582,20 @@ async fn assert_admin_session_ended(b: &mut Browser, cookie: &str, what: &str) {
 async fn a_password_reset_ends_admin_sessions() {
     let (s, _, _, mut b) = second_admin_in_the_site().await;
     let cookie = b.cookies["forge_admin"].clone();
-    let forgot = s
-        .client()
-        .post(s.url("/v1/auth/password/forgot"))
-        .json(&json!({"email": "second@example.com"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forgot.status(), 202);
+    assert_eq!(
+        s.post("/v1/auth/password/forgot", json!({"email": "second@example.com"}))
+            .await
+            .0,
+        202
+    );
     let code = s.last_code("second@example.com").await;
     let reset = s
-        .client()
-        .post(s.url("/v1/auth/password/reset"))
-        .json(&json!({"email": "second@example.com", "code": code, "new_password": NEW_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/auth/password/reset",
+            json!({"email": "second@example.com", "code": code, "new_password": NEW_PASSWORD}),
+        )
+        .response()
+        .await;
     assert_eq!(reset.status(), 204);
     assert_admin_session_ended(&mut b, &cookie, "after a password reset").await;
     // A new sign-in with the new password works.
@@ -1674,14 +1676,10 @@ async fn a_deleted_admin_loses_the_admin_site() {
 // ---- tenant settings ----
 
 async fn signup_status(s: &TestServer, tenant: &str, email: &str) -> u16 {
-    s.client()
-        .post(s.url("/v1/auth/signup"))
-        .header("x-forge-tenant", tenant)
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
+    s.post("/v1/auth/signup", json!({"email": email, "password": PASSWORD}))
+        .tenant(tenant)
         .await
-        .unwrap()
-        .status()
+        .0
         .as_u16()
 }
 

@@ -232,16 +232,14 @@ async fn provision_read_change_and_delete_a_user() {
     crate::rbac::make_role(&s, &admin, "support", &["users:read"]).await;
 
     let resp = s
-        .client()
-        .post(s.url("/v1/users"))
-        .bearer_auth(&admin)
-        .json(
-            &json!({"email": " Dana@Example.com ", "phone": "+1 415 555 0142", "password": PASSWORD,
+        .as_user(&admin)
+        .post(
+            "/v1/users",
+            json!({"email": " Dana@Example.com ", "phone": "+1 415 555 0142", "password": PASSWORD,
                       "metadata": {"plan": "pro"}, "email_verified": true, "roles": ["support"]}),
         )
-        .send()
-        .await
-        .unwrap();
+        .response()
+        .await;
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     let (status, user) = parts(resp).await;
     assert_eq!(status, 201, "{user}");
@@ -386,34 +384,18 @@ async fn disabling_revokes_at_once_and_enabling_lets_the_user_back() {
     assert_eq!(user["disabled"], true);
     for token in [access(&session), access(&other)] {
         assert_eq!(send(&s, "GET", "/v1/users/me", token, None).await.0, 401);
-        let resp = s
-            .client()
-            .get(s.url("/v1/auth/verify"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
+        assert_eq!(s.as_user(token).get("/v1/auth/verify").await.0, 401);
     }
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": refresh(&session)}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": refresh(&session)}))
+        .await;
     assert_error(status, &body, 401, "invalid_grant");
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"email": "frank@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "frank@example.com", "password": PASSWORD}),
+        )
+        .await;
     assert_error(status, &body, 403, "user_disabled");
     let (_, sessions) = send(&s, "GET", &format!("/v1/users/{id}/sessions"), &admin, None).await;
     assert_eq!(sessions, json!([]));

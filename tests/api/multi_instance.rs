@@ -53,17 +53,11 @@ async fn pair(configure: impl Fn(&mut Config)) -> (TestServer, TestServer) {
 }
 
 async fn post(s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
-    parts(s.client().post(s.url(path)).json(&body).send().await.unwrap()).await
+    s.post(path, &body).await
 }
 
 async fn verify(s: &TestServer, token: &str, query: &str) -> StatusCode {
-    s.client()
-        .get(s.url(&format!("/v1/auth/verify{query}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    s.as_user(token).get(&format!("/v1/auth/verify{query}")).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,23 +106,15 @@ async fn logout_on_one_instance_fails_verify_on_the_other_at_once() {
         200,
         "and now cached as verified on b"
     );
-    let resp = a
-        .client()
-        .post(a.url("/v1/auth/logout"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        a.as_user(access(&session))
+            .request(reqwest::Method::POST, "/v1/auth/logout")
+            .await
+            .0,
+        204
+    );
     assert_eq!(verify(&b, access(&session), "").await, 401);
-    let me = b
-        .client()
-        .get(b.url("/v1/users/me"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 401);
+    assert_eq!(b.as_user(access(&session)).get("/v1/users/me").await.0, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,12 +195,12 @@ async fn one_rate_limit_budget_across_instances() {
     // The fifth is over the budget whichever instance gets it.
     for s in [&a, &b] {
         let resp = s
-            .client()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"email": "eve@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+            .post(
+                "/v1/auth/login",
+                json!({"email": "eve@example.com", "password": PASSWORD}),
+            )
+            .response()
+            .await;
         assert_eq!(resp.status(), 429);
         assert!(resp.headers().contains_key("retry-after"));
     }
@@ -452,7 +438,7 @@ fn redis_address(url: &str) -> String {
 }
 
 async fn ready(s: &TestServer) -> (StatusCode, Value) {
-    parts(s.client().get(s.url("/health/ready")).send().await.unwrap()).await
+    s.get("/health/ready").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,19 +477,12 @@ async fn redis_going_away_mid_run_gives_503_and_service_comes_back() {
             "took {:?}",
             started.elapsed()
         );
-        let resp = s
-            .client()
-            .get(s.url("/v1/users/me"))
-            .bearer_auth(access(&session))
-            .send()
-            .await
-            .unwrap();
+        let resp = s.as_user(access(&session)).get("/v1/users/me").response().await;
         let (status, body) = parts(resp).await;
         assert_error(status, &body, 503, "unavailable");
     }
     // What needs no cache still works.
-    let health = s.client().get(s.url("/health")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(s.get("/health").await.0, 200);
 
     proxy.restore().await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -517,14 +496,7 @@ async fn redis_going_away_mid_run_gives_503_and_service_comes_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.login("gus@example.com", PASSWORD).await;
-    let me = s
-        .client()
-        .get(s.url("/v1/users/me"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
+    assert_eq!(s.as_user(access(&session)).get("/v1/users/me").await.0, 200);
     s.stop().await;
 }
 

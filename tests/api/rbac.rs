@@ -64,16 +64,10 @@ pub async fn user_with(s: &TestServer, admin: &str, role: &str, permissions: &[&
 
 /// Signs in to a tenant named by `X-Forge-Tenant`.
 pub async fn login_in(s: &TestServer, tenant: &str, email: &str, password: &str) -> Value {
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .header("x-forge-tenant", tenant)
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s
+        .post("/v1/auth/login", json!({"email": email, "password": password}))
+        .tenant(tenant)
+        .await;
     assert_eq!(status, 200, "login of {email} in {tenant}: {body}");
     body
 }
@@ -277,15 +271,9 @@ async fn role_changes_apply_to_tokens_already_issued() {
     // The user object and a refreshed token carry the role.
     let (_, me) = send(&s, "GET", "/v1/users/me", &token, None).await;
     assert_eq!(me["roles"], json!(["viewer"]));
-    let (status, refreshed) = parts(
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": session["refresh_token"]}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, refreshed) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": session["refresh_token"]}))
+        .await;
     assert_eq!(status, 200, "{refreshed}");
     assert_eq!(claims(access(&refreshed))["roles"], json!(["viewer"]));
     assert_eq!(claims(&token)["roles"], json!([]), "the old token's claim is stale...");
@@ -357,13 +345,13 @@ async fn the_admin_role_is_built_in_and_roles_are_validated() {
     assert_error(status, &body, 409, "role_exists");
 
     let resp = s
-        .client()
-        .post(s.url("/v1/roles"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "support", "permissions": ["users:read", "users:read", "audit:*"]}))
-        .send()
-        .await
-        .unwrap();
+        .as_user(&admin)
+        .post(
+            "/v1/roles",
+            json!({"name": "support", "permissions": ["users:read", "users:read", "audit:*"]}),
+        )
+        .response()
+        .await;
     assert_eq!(resp.headers()["location"], "/v1/roles/support");
     let (status, role) = parts(resp).await;
     assert_eq!(status, 201);
@@ -486,15 +474,7 @@ async fn nobody_grants_more_than_they_hold() {
 #[tokio::test]
 async fn openapi_lists_the_admin_routes() {
     let s = server().await;
-    let doc: Value = s
-        .client()
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = s.get("/openapi.json").response().await.json().await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
     let expected = [
         ("get", "/v1/users"),

@@ -16,14 +16,14 @@ async fn operators_create_list_and_delete_tenants() {
     let op = access(&root).to_string();
 
     let resp = s
-        .client()
-        .post(s.url("/v1/tenants"))
-        .bearer_auth(&op)
-        .json(&json!({"slug": "acme", "name": "Acme Inc.",
-                      "admin": {"email": "Boss@Acme.io", "password": ACME_ADMIN_PASSWORD}}))
-        .send()
-        .await
-        .unwrap();
+        .as_user(&op)
+        .post(
+            "/v1/tenants",
+            json!({"slug": "acme", "name": "Acme Inc.",
+                      "admin": {"email": "Boss@Acme.io", "password": ACME_ADMIN_PASSWORD}}),
+        )
+        .response()
+        .await;
     assert_eq!(resp.headers()["location"], "/v1/tenants/acme");
     let (status, created) = parts(resp).await;
     assert_eq!(status, 201, "{created}");
@@ -113,26 +113,14 @@ async fn operators_create_list_and_delete_tenants() {
     assert_error(status, &body, 403, "default_tenant");
     assert_eq!(send(&s, "DELETE", "/v1/tenants/acme", &op, None).await.0, 204);
     assert_eq!(send(&s, "GET", "/v1/users/me", b, None).await.0, 401);
-    assert_eq!(
-        s.client()
-            .get(s.url("/v1/auth/verify"))
-            .bearer_auth(b)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .header("x-forge-tenant", "acme")
-            .json(&json!({"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_eq!(s.as_user(b).get("/v1/auth/verify").await.0, 401);
+    let (status, body) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}),
+        )
+        .tenant("acme")
+        .await;
     assert_error(status, &body, 404, "unknown_tenant");
     assert_eq!(send(&s, "DELETE", "/v1/tenants/acme", &op, None).await.0, 404);
     assert_eq!(send(&s, "DELETE", "/v1/tenants/NOT_A_SLUG", &op, None).await.0, 404);
@@ -147,16 +135,13 @@ async fn operators_create_list_and_delete_tenants() {
     )
     .await;
     assert_eq!(status, 201);
-    let (status, _) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .header("x-forge-tenant", "acme")
-            .json(&json!({"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}),
+        )
+        .tenant("acme")
+        .await;
     assert_eq!(status, 401);
 }
 
@@ -230,16 +215,7 @@ async fn another_tenants_data_is_absent() {
     let (_, roles) = send(&s, "GET", "/v1/roles", &b, None).await;
     assert_eq!(roles["items"].as_array().unwrap().len(), 1);
     // The header cannot redirect a token to another tenant.
-    let (status, _) = parts(
-        s.client()
-            .get(s.url(&format!("/v1/users/{v}")))
-            .bearer_auth(&b)
-            .header("x-forge-tenant", "default")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = s.as_user(&b).get(&format!("/v1/users/{v}")).tenant("default").await;
     assert_eq!(status, 404);
 
     // The victim is untouched.
@@ -288,16 +264,13 @@ async fn one_email_two_tenants_two_accounts() {
     assert_eq!(b["user"]["id"], there["user"]["id"]);
     assert_eq!(claims(access(&b))["tid"], "acme");
     // Each password opens only its own account.
-    let (status, _) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .header("x-forge-tenant", "acme")
-            .json(&json!({"email": "alice@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "alice@example.com", "password": PASSWORD}),
+        )
+        .tenant("acme")
+        .await;
     assert_eq!(status, 401);
     // Deleting one leaves the other.
     assert_eq!(send(&s, "DELETE", "/v1/users/me", access(&b), None).await.0, 204);
