@@ -5,189 +5,43 @@
 //! non-admins refused, tenant admins confined to their tenant, user data
 //! escaped, and the users page staying fast with 100,000 users.
 //!
-//! The client follows no redirects and keeps cookies by hand, so each test
-//! sees the exact `Set-Cookie` and `Location` headers.
+//! The client (`support::site_client`) follows no redirects and keeps
+//! cookies by hand, so each test sees the exact `Set-Cookie` and `Location`
+//! headers.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use forge::store::{AuditQuery, DEFAULT_TENANT_ID, MessageKind, NewOutboxMessage, OutboxChannel};
 use forge::testing::TestServer;
-use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
+use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::rbac::{make_role, provision, send};
+use crate::support::raw_db::RawDb;
+use crate::support::site_client::{Browser, Page};
 use crate::{PASSWORD, access};
-
-/// A cookie-keeping, non-redirecting client of one test server.
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookies: HashMap<String, String>,
-}
-
-/// One response: status, headers and body text.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect()
-    }
-
-    /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
-        let marker = "name=\"csrf\" value=\"";
-        let start = self.body.find(marker).expect("a csrf field") + marker.len();
-        let end = self.body[start..].find('"').unwrap();
-        self.body[start..start + end].to_string()
-    }
-}
-
-impl Browser {
-    fn new(s: &TestServer) -> Self {
-        Self {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: s.base_url().to_string(),
-            cookies: HashMap::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let mut req = req;
-        if !self.cookies.is_empty() {
-            req = req.header("cookie", self.cookie_header());
-        }
-        let resp = req.send().await.unwrap();
-        let page = Page {
-            status: resp.status(),
-            headers: resp.headers().clone(),
-            body: String::new(),
-        };
-        let body = resp.text().await.unwrap();
-        let page = Page { body, ..page };
-        for c in page.set_cookies() {
-            let first = c.split(';').next().unwrap_or_default();
-            let (name, value) = first.split_once('=').unwrap();
-            if c.contains("Max-Age=0") || value.is_empty() {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_string(), value.to_string());
-            }
-        }
-        page
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self.client.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    /// A same-origin form post, as a browser sends it.
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("sec-fetch-site", "same-origin")
-            .form(form);
-        self.send(req).await
-    }
-
-    /// Posts with the session's CSRF token added.
-    async fn act(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let token = self.get("/admin").await.csrf();
-        let mut fields = vec![("csrf", token.as_str())];
-        fields.extend_from_slice(form);
-        self.post(path, &fields).await
-    }
-
-    async fn sign_in_to(&mut self, tenant: &str, identifier: &str, password: &str) -> Page {
-        let form = self.get("/admin/login").await;
-        assert_eq!(form.status, 200);
-        let token = form.csrf();
-        self.post(
-            "/admin/login",
-            &[
-                ("csrf", token.as_str()),
-                ("identifier", identifier),
-                ("password", password),
-                ("tenant", tenant),
-                ("next", ""),
-            ],
-        )
-        .await
-    }
-
-    async fn sign_in(&mut self, identifier: &str, password: &str) -> Page {
-        let page = self.sign_in_to("", identifier, password).await;
-        assert_eq!(page.status, 303, "sign-in failed: {}", page.body);
-        assert_eq!(page.location(), "/admin");
-        page
-    }
-
-    /// The flash message the next page shows.
-    async fn flash(&mut self, path: &str) -> String {
-        let page = self.get(path).await;
-        let marker = "class=\"flash ";
-        let Some(start) = page.body.find(marker) else {
-            return String::new();
-        };
-        let rest = &page.body[start..];
-        let open = rest.find('>').unwrap() + 1;
-        let close = rest.find("</div>").unwrap();
-        rest[open..close].to_string()
-    }
-}
 
 async fn server() -> TestServer {
     TestServer::start_with(|c| c.admin.insecure_cookies = true).await
 }
 
-/// A server whose SQLite file the test can also write, for rows the API
-/// refuses to create (an email with `<script>`, a resendable message).
-async fn server_on_file(dir: &tempfile::TempDir) -> (TestServer, std::path::PathBuf) {
-    let path = dir.path().join("forge.db");
-    let url = format!("sqlite://{}", path.display());
+/// A server whose database the test can also write (`support::raw_db`),
+/// for rows the API refuses to create (an email with `<script>`, 100,000
+/// users at once): a SQLite file in `dir`, or the test's own PostgreSQL
+/// schema when the suite runs on PostgreSQL.
+async fn server_with_raw_db(dir: &tempfile::TempDir) -> (TestServer, RawDb) {
+    let file = format!("sqlite://{}", dir.path().join("forge.db").display());
     let s = TestServer::start_with(|c| {
         c.admin.insecure_cookies = true;
         c.rate_limit.enabled = false;
-        c.database.url = url;
+        if c.database.url.starts_with("sqlite:") {
+            c.database.url = file;
+        }
     })
     .await;
-    (s, path)
-}
-
-fn raw_db(path: &std::path::Path) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open(path).unwrap();
-    c.busy_timeout(Duration::from_secs(10)).unwrap();
-    c
+    let db = RawDb::of(&s);
+    (s, db)
 }
 
 /// Creates the operator `root@example.com` and returns their user id.
@@ -736,8 +590,7 @@ async fn cross_site_posts_are_refused_by_fetch_metadata() {
     let path = format!("/admin/users/{user}/disable");
     for site in ["cross-site", "same-site", "garbage"] {
         let req = b
-            .client
-            .post(format!("{}{path}", b.base))
+            .request(Method::POST, &path)
             .header("sec-fetch-site", site)
             .form(&[("csrf", token.as_str())]);
         let page = b.send(req).await;
@@ -747,8 +600,7 @@ async fn cross_site_posts_are_refused_by_fetch_metadata() {
     }
     // The sign-in form too.
     let req = b
-        .client
-        .post(format!("{}/admin/login", b.base))
+        .request(Method::POST, "/admin/login")
         .header("sec-fetch-site", "cross-site")
         .form(&[("identifier", "root@example.com"), ("password", PASSWORD)]);
     assert_eq!(b.send(req).await.status, 403);
@@ -758,20 +610,14 @@ async fn cross_site_posts_are_refused_by_fetch_metadata() {
     );
     // `none` (typed by the user) and no header at all (older clients) pass.
     for site in [Some("none"), None] {
-        let mut req = b
-            .client
-            .post(format!("{}{path}", b.base))
-            .form(&[("csrf", token.as_str())]);
+        let mut req = b.request(Method::POST, &path).form(&[("csrf", token.as_str())]);
         if let Some(site) = site {
             req = req.header("sec-fetch-site", site);
         }
         assert_eq!(b.send(req).await.status, 303, "{site:?}");
     }
     // A GET from another site is a plain navigation and fine.
-    let req = b
-        .client
-        .get(format!("{}/admin", b.base))
-        .header("sec-fetch-site", "cross-site");
+    let req = b.request(Method::GET, "/admin").header("sec-fetch-site", "cross-site");
     assert_eq!(b.send(req).await.status, 200);
 }
 
@@ -1329,38 +1175,37 @@ async fn the_dashboard_counts_and_charts_sign_ins() {
 #[tokio::test]
 async fn user_data_is_escaped_on_every_page() {
     let dir = tempfile::tempdir().unwrap();
-    let (s, path) = server_on_file(&dir).await;
+    let (s, db) = server_with_raw_db(&dir).await;
     let (_, op) = operator(&s).await;
     let evil = "<script>alert(1)</script>@x.io";
     let id = Uuid::now_v7();
     let now = s.clock().now();
     // The email parser refuses this address, so it goes straight into the table.
-    raw_db(&path)
-        .execute(
-            "INSERT INTO users (id, tenant_id, email, phone, metadata, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?5)",
-            rusqlite::params![
-                id.to_string(),
-                DEFAULT_TENANT_ID.to_string(),
-                evil,
-                json!({"note": "<script>alert(2)</script>", "\"><img src=x onerror=alert(3)>": 1}).to_string(),
-                now
-            ],
-        )
-        .unwrap();
-    raw_db(&path)
-        .execute(
-            "INSERT INTO sessions (id, tenant_id, user_id, created_at, last_used_at, expires_at, user_agent, ip) \
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, '<script>alert(4)</script>', '<b>ip</b>')",
-            rusqlite::params![
-                Uuid::now_v7().to_string(),
-                DEFAULT_TENANT_ID.to_string(),
-                id.to_string(),
-                now,
-                now + 3600
-            ],
-        )
-        .unwrap();
+    let metadata = json!({"note": "<script>alert(2)</script>", "\"><img src=x onerror=alert(3)>": 1});
+    db.execute(
+        "INSERT INTO users (id, tenant_id, email, phone, metadata, created_at, updated_at) \
+         VALUES ($1, $2, $3, NULL, $4, $5, $5)",
+        vec![
+            id.into(),
+            DEFAULT_TENANT_ID.into(),
+            evil.into(),
+            metadata.to_string().into(),
+            now.into(),
+        ],
+    )
+    .await;
+    db.execute(
+        "INSERT INTO sessions (id, tenant_id, user_id, created_at, last_used_at, expires_at, user_agent, ip) \
+         VALUES ($1, $2, $3, $4, $4, $5, '<script>alert(4)</script>', '<b>ip</b>')",
+        vec![
+            Uuid::now_v7().into(),
+            DEFAULT_TENANT_ID.into(),
+            id.into(),
+            now.into(),
+            (now + 3600).into(),
+        ],
+    )
+    .await;
     // An audit row about them with a hostile user agent and detail, as a client can send.
     assert_eq!(
         s.post(
@@ -1420,34 +1265,39 @@ async fn user_data_is_escaped_on_every_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_page_and_search_stay_fast_with_100k_users() {
     let dir = tempfile::tempdir().unwrap();
-    let (s, path) = server_on_file(&dir).await;
+    let (s, db) = server_with_raw_db(&dir).await;
     operator(&s).await;
     let inserted = Instant::now();
-    {
-        let mut db = raw_db(&path);
-        let tx = db.transaction().unwrap();
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO users (id, tenant_id, email, phone, metadata, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, '{}', ?5, ?5)",
-                )
-                .unwrap();
-            let tenant = DEFAULT_TENANT_ID.to_string();
-            for i in 0..100_000u32 {
-                stmt.execute(rusqlite::params![
-                    Uuid::now_v7().to_string(),
-                    tenant,
-                    format!("user-{i}@example.com"),
-                    format!("+1415{:07}", i),
-                    1_700_000_000 + i64::from(i),
-                ])
-                .unwrap();
-            }
-        }
-        tx.commit().unwrap();
-    }
-    eprintln!("inserted 100,000 users in {:?}", inserted.elapsed());
+    // 1,000 rows a statement, in one transaction: the same few round trips
+    // on both backends.
+    const ROWS: u32 = 1_000;
+    let values: Vec<String> = (0..ROWS)
+        .map(|r| {
+            let p = |i: u32| format!("${}", r * 5 + i);
+            format!("({}, {}, {}, {}, '{{}}', {}, {})", p(1), p(2), p(3), p(4), p(5), p(5))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO users (id, tenant_id, email, phone, metadata, created_at, updated_at) VALUES {}",
+        values.join(", ")
+    );
+    let chunks = (0..100_000u32 / ROWS)
+        .map(|chunk| {
+            (chunk * ROWS..(chunk + 1) * ROWS)
+                .flat_map(|i| {
+                    vec![
+                        Uuid::now_v7().into(),
+                        DEFAULT_TENANT_ID.into(),
+                        format!("user-{i}@example.com").into(),
+                        format!("+1415{:07}", i).into(),
+                        (1_700_000_000 + i64::from(i)).into(),
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    db.execute_many(&sql, chunks).await;
+    eprintln!("inserted 100,000 users in {:?} on {}", inserted.elapsed(), db.backend());
     let mut b = Browser::new(&s);
     b.sign_in("root@example.com", PASSWORD).await;
     let mut medians = Vec::new();
@@ -1480,9 +1330,12 @@ async fn users_page_and_search_stay_fast_with_100k_users() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forge_keys_list_and_rotate_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let (s, path) = server_on_file(&dir).await;
+    let (s, _) = server_with_raw_db(&dir).await;
+    // The command line opens the server's database: its SQLite file or its
+    // PostgreSQL schema.
     let config = dir.path().join("forge.toml");
-    std::fs::write(&config, format!("[database]\nurl = \"sqlite://{}\"\n", path.display())).unwrap();
+    let url = &s.state().config.database.url;
+    std::fs::write(&config, format!("[database]\nurl = \"{url}\"\n")).unwrap();
     let forge = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_forge"))
             .arg("--config")
