@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::rbac::{make_role, provision, send};
+use crate::rbac::{make_role, provision};
 use crate::support::raw_db::RawDb;
 use crate::support::site_client::{Browser, Page};
 use crate::{PASSWORD, access};
@@ -367,7 +367,7 @@ async fn non_admins_are_refused_and_lose_access_when_demoted_or_disabled() {
     let mut b = Browser::new(&s);
     b.sign_in("second@example.com", PASSWORD).await;
     assert_eq!(b.get("/admin/users").await.status, 200);
-    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{second}/roles/admin"), &op, None).await;
+    let (status, _) = s.as_user(&op).delete(&format!("/v1/users/{second}/roles/admin")).await;
     assert_eq!(status, 204);
     let page = b.get("/admin/users").await;
     assert_eq!(page.status, 403);
@@ -378,14 +378,10 @@ async fn non_admins_are_refused_and_lose_access_when_demoted_or_disabled() {
     let third = provision(&s, &op, "third@example.com", &["admin"]).await;
     let mut b = Browser::new(&s);
     b.sign_in("third@example.com", PASSWORD).await;
-    let (status, _) = send(
-        &s,
-        "PATCH",
-        &format!("/v1/users/{third}"),
-        &op,
-        Some(json!({"disabled": true})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&op)
+        .patch(&format!("/v1/users/{third}"), json!({"disabled": true}))
+        .await;
     assert_eq!(status, 200);
     let page = b.get("/admin").await;
     assert_eq!(page.status, 403);
@@ -434,14 +430,10 @@ async fn every_page_renders_with_the_security_headers() {
     make_role(&s, &op, "support", &["users:read"]).await;
     let user = provision(&s, &op, "ann@example.com", &["support"]).await;
     s.login("ann@example.com", PASSWORD).await;
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &op,
-        Some(json!({"slug": "acme", "name": "Acme"})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&op)
+        .post("/v1/tenants", json!({"slug": "acme", "name": "Acme"}))
+        .await;
     assert_eq!(status, 201);
     let mut b = Browser::new(&s);
     b.sign_in("root@example.com", PASSWORD).await;
@@ -511,14 +503,10 @@ async fn posts_without_or_with_a_wrong_csrf_token_are_refused() {
     make_role(&s, &op, "support", &["users:read"]).await;
     let user = provision(&s, &op, "ann@example.com", &["support"]).await;
     let ann = s.login("ann@example.com", PASSWORD).await;
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &op,
-        Some(json!({"slug": "acme", "name": "Acme"})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&op)
+        .post("/v1/tenants", json!({"slug": "acme", "name": "Acme"}))
+        .await;
     assert_eq!(status, 201);
     let keys_before = s.state().store.signing_keys().await.unwrap().len();
     let mut b = Browser::new(&s);
@@ -555,18 +543,15 @@ async fn posts_without_or_with_a_wrong_csrf_token_are_refused() {
     }
     // Nothing changed: still signed in, user, role, session, tenant and keys intact.
     assert_eq!(b.get("/admin").await.status, 200);
-    let (status, body) = send(&s, "GET", &format!("/v1/users/{user}"), &op, None).await;
+    let (status, body) = s.as_user(&op).get(&format!("/v1/users/{user}")).await;
     assert_eq!(status, 200);
     assert_eq!(body["disabled"], false);
     assert_eq!(body["roles"], json!(["support"]));
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&ann), None).await.0, 200);
-    assert_eq!(send(&s, "GET", "/v1/roles/support", &op, None).await.0, 200);
-    assert_eq!(send(&s, "GET", "/v1/tenants/acme", &op, None).await.0, 200);
+    assert_eq!(s.as_user(access(&ann)).get("/v1/users/me").await.0, 200);
+    assert_eq!(s.as_user(&op).get("/v1/roles/support").await.0, 200);
+    assert_eq!(s.as_user(&op).get("/v1/tenants/acme").await.0, 200);
     assert_eq!(s.state().store.signing_keys().await.unwrap().len(), keys_before);
-    assert_eq!(
-        send(&s, "GET", "/v1/users?q=new@", &op, None).await.1["items"],
-        json!([])
-    );
+    assert_eq!(s.as_user(&op).get("/v1/users?q=new@").await.1["items"], json!([]));
     // Another session's token is no good either.
     let mut other = Browser::new(&s);
     other.sign_in("root@example.com", PASSWORD).await;
@@ -605,7 +590,7 @@ async fn cross_site_posts_are_refused_by_fetch_metadata() {
         .form(&[("identifier", "root@example.com"), ("password", PASSWORD)]);
     assert_eq!(b.send(req).await.status, 403);
     assert_eq!(
-        send(&s, "GET", &format!("/v1/users/{user}"), &op, None).await.1["disabled"],
+        s.as_user(&op).get(&format!("/v1/users/{user}")).await.1["disabled"],
         false
     );
     // `none` (typed by the user) and no header at all (older clients) pass.
@@ -666,14 +651,14 @@ async fn user_pages_search_page_and_change_users_with_audit_rows() {
     assert_eq!((page.status.as_u16(), page.location()), (303, detail.as_str()));
     assert!(b.flash(&detail).await.contains("Role support assigned"));
     assert_eq!(
-        send(&s, "GET", &format!("/v1/users/{ann}"), &op, None).await.1["roles"],
+        s.as_user(&op).get(&format!("/v1/users/{ann}")).await.1["roles"],
         json!(["support"])
     );
     assert_eq!(actor_of_last(&s, "role_assigned").await, Some(root_id.clone()));
     b.act(&format!("/admin/users/{ann}/roles/remove"), &[("role", "support")])
         .await;
     assert_eq!(
-        send(&s, "GET", &format!("/v1/users/{ann}"), &op, None).await.1["roles"],
+        s.as_user(&op).get(&format!("/v1/users/{ann}")).await.1["roles"],
         json!([])
     );
     assert_eq!(actor_of_last(&s, "role_removed").await, Some(root_id.clone()));
@@ -694,20 +679,20 @@ async fn user_pages_search_page_and_change_users_with_audit_rows() {
     b.act(&format!("/admin/users/{ann}/sessions/revoke"), &[("session", sid)])
         .await;
     assert!(b.flash(&detail).await.contains("Session revoked"));
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&first), None).await.0, 401);
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&second), None).await.0, 200);
+    assert_eq!(s.as_user(access(&first)).get("/v1/users/me").await.0, 401);
+    assert_eq!(s.as_user(access(&second)).get("/v1/users/me").await.0, 200);
     assert_eq!(actor_of_last(&s, "session_revoked").await, Some(root_id.clone()));
     // Then all of them.
     b.act(&format!("/admin/users/{ann}/sessions/revoke-all"), &[]).await;
     assert!(b.flash(&detail).await.contains("Every session"));
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&third), None).await.0, 401);
+    assert_eq!(s.as_user(access(&third)).get("/v1/users/me").await.0, 401);
     assert!(b.get(&detail).await.body.contains("No live sessions."));
 
     // Disable (tokens die at once), enable.
     let fresh = s.login("ann@example.com", PASSWORD).await;
     b.act(&format!("/admin/users/{ann}/disable"), &[]).await;
     assert!(b.flash(&detail).await.contains("User disabled"));
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&fresh), None).await.0, 401);
+    assert_eq!(s.as_user(access(&fresh)).get("/v1/users/me").await.0, 401);
     assert_eq!(actor_of_last(&s, "user_disabled").await, Some(root_id.clone()));
     assert!(b.get("/admin/users?q=ann").await.body.contains("disabled"));
     b.act(&format!("/admin/users/{ann}/enable"), &[]).await;
@@ -741,7 +726,7 @@ async fn user_pages_search_page_and_change_users_with_audit_rows() {
     assert_eq!(page.status, 303);
     let created = page.location().trim_start_matches("/admin/users/").to_string();
     assert!(b.flash(page.location()).await.contains("User created"));
-    let (_, body) = send(&s, "GET", &format!("/v1/users/{created}"), &op, None).await;
+    let (_, body) = s.as_user(&op).get(&format!("/v1/users/{created}")).await;
     assert_eq!(body["email"], "new.person@example.com");
     assert_eq!(body["roles"], json!(["support"]));
     assert_eq!(actor_of_last(&s, "user_created").await, Some(root_id.clone()));
@@ -754,7 +739,7 @@ async fn user_pages_search_page_and_change_users_with_audit_rows() {
     let page = b.act(&format!("/admin/users/{created}/delete"), &[]).await;
     assert_eq!(page.location(), "/admin/users");
     assert!(b.flash("/admin/users").await.contains("User deleted"));
-    assert_eq!(send(&s, "GET", &format!("/v1/users/{created}"), &op, None).await.0, 404);
+    assert_eq!(s.as_user(&op).get(&format!("/v1/users/{created}")).await.0, 404);
     assert_eq!(actor_of_last(&s, "user_deleted").await, Some(root_id));
 
     // The detail page lists the user's recent audit events.
@@ -790,19 +775,22 @@ async fn roles_are_created_edited_and_deleted_but_never_admin() {
         .await;
     assert_eq!((page.status.as_u16(), page.location()), (303, "/admin/roles/support"));
     assert!(b.flash("/admin/roles/support").await.contains("Role support created"));
-    let (_, role) = send(&s, "GET", "/v1/roles/support", &op, None).await;
+    let (_, role) = s.as_user(&op).get("/v1/roles/support").await;
     assert_eq!(role["permissions"], json!(["audit:read", "users:read"]));
     assert_eq!(actor_of_last(&s, "role_created").await, Some(root_id.clone()));
 
     // Edit: takes effect for a holder at once.
-    let (status, _) = send(&s, "PUT", &format!("/v1/users/{ann}/roles/support"), &op, None).await;
+    let (status, _) = s
+        .as_user(&op)
+        .request(reqwest::Method::PUT, &format!("/v1/users/{ann}/roles/support"))
+        .await;
     assert_eq!(status, 204);
     let ann_token = s.login("ann@example.com", PASSWORD).await;
-    assert_eq!(send(&s, "GET", "/v1/roles", access(&ann_token), None).await.0, 403);
+    assert_eq!(s.as_user(access(&ann_token)).get("/v1/roles").await.0, 403);
     b.act("/admin/roles/support", &[("permissions", "users:read roles:read")])
         .await;
     assert!(b.flash("/admin/roles/support").await.contains("saved"));
-    assert_eq!(send(&s, "GET", "/v1/roles", access(&ann_token), None).await.0, 200);
+    assert_eq!(s.as_user(access(&ann_token)).get("/v1/roles").await.0, 200);
     assert_eq!(actor_of_last(&s, "role_updated").await, Some(root_id.clone()));
 
     // Bad input is explained, nothing changes.
@@ -821,13 +809,13 @@ async fn roles_are_created_edited_and_deleted_but_never_admin() {
     assert!(b.flash("/admin/roles/admin").await.contains("built-in"));
     b.act("/admin/roles/admin/delete", &[]).await;
     assert!(b.flash("/admin/roles/admin").await.contains("built-in"));
-    assert_eq!(send(&s, "GET", "/v1/roles/admin", &op, None).await.0, 200);
+    assert_eq!(s.as_user(&op).get("/v1/roles/admin").await.0, 200);
 
     let page = b.act("/admin/roles/support/delete", &[]).await;
     assert_eq!(page.location(), "/admin/roles");
     assert!(b.flash("/admin/roles").await.contains("Role support deleted"));
-    assert_eq!(send(&s, "GET", "/v1/roles/support", &op, None).await.0, 404);
-    assert_eq!(send(&s, "GET", "/v1/roles", access(&ann_token), None).await.0, 403);
+    assert_eq!(s.as_user(&op).get("/v1/roles/support").await.0, 404);
+    assert_eq!(s.as_user(access(&ann_token)).get("/v1/roles").await.0, 403);
     assert_eq!(actor_of_last(&s, "role_deleted").await, Some(root_id));
 }
 
@@ -999,7 +987,7 @@ async fn keys_rotate_and_old_tokens_keep_verifying() {
     let published = jwks(&s).await;
     assert_eq!(published.len(), 3);
     assert!(published.contains(&old_current));
-    assert_eq!(send(&s, "GET", "/v1/users/me", &op, None).await.0, 200);
+    assert_eq!(s.as_user(&op).get("/v1/users/me").await.0, 200);
     let fresh = s.login("root@example.com", PASSWORD).await;
     let header: Value = {
         use base64::Engine;
@@ -1392,7 +1380,7 @@ async fn forge_keys_list_and_rotate_from_the_command_line() {
     forge::service::keys::reload(s.state()).await.unwrap();
     let token = s.login("root@example.com", PASSWORD).await;
     assert_eq!(s.state().keys.current().current_kid(), next);
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&token), None).await.0, 200);
+    assert_eq!(s.as_user(access(&token)).get("/v1/users/me").await.0, 200);
 }
 
 // ---- every session dies together (credential epoch) ----
@@ -1462,27 +1450,23 @@ async fn signing_out_everywhere_ends_admin_sessions_but_one_session_does_not() {
     let cookie = b.cookies["forge_admin"].clone();
     // Signing out one API session leaves the admin site alone.
     let one = s.login("second@example.com", PASSWORD).await;
-    let (status, _) = send(&s, "POST", "/v1/auth/logout", access(&one), Some(json!({}))).await;
+    let (status, _) = s.as_user(access(&one)).post("/v1/auth/logout", json!({})).await;
     assert_eq!(status, 204);
     assert_eq!(b.get("/admin/users").await.status, 200);
 
     // The user's own "sign out everywhere".
     let all = s.login("second@example.com", PASSWORD).await;
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/auth/logout",
-        access(&all),
-        Some(json!({"scope": "all"})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(access(&all))
+        .post("/v1/auth/logout", json!({"scope": "all"}))
+        .await;
     assert_eq!(status, 204);
     assert_admin_session_ended(&mut b, &cookie, "after logout scope=all").await;
 
     // An administrator's "end all sessions" of the user.
     b.sign_in("second@example.com", PASSWORD).await;
     let cookie = b.cookies["forge_admin"].clone();
-    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{id}/sessions"), &op, None).await;
+    let (status, _) = s.as_user(&op).delete(&format!("/v1/users/{id}/sessions")).await;
     assert_eq!(status, 204);
     assert_admin_session_ended(&mut b, &cookie, "after DELETE /v1/users/{id}/sessions").await;
 }
@@ -1492,14 +1476,13 @@ async fn a_password_change_ends_admin_sessions() {
     let (s, _, _, mut b) = second_admin_in_the_site().await;
     let cookie = b.cookies["forge_admin"].clone();
     let api = s.login("second@example.com", PASSWORD).await;
-    let (status, body) = send(
-        &s,
-        "POST",
-        "/v1/auth/password/change",
-        access(&api),
-        Some(json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(access(&api))
+        .post(
+            "/v1/auth/password/change",
+            json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        )
+        .await;
     assert_eq!(status, 204, "{body}");
     assert_admin_session_ended(&mut b, &cookie, "after a password change").await;
 }
@@ -1509,9 +1492,9 @@ async fn a_disabled_admin_stays_out_after_being_enabled_again() {
     let (s, op, id, mut b) = second_admin_in_the_site().await;
     let cookie = b.cookies["forge_admin"].clone();
     let path = format!("/v1/users/{id}");
-    let (status, _) = send(&s, "PATCH", &path, &op, Some(json!({"disabled": true}))).await;
+    let (status, _) = s.as_user(&op).patch(&path, json!({"disabled": true})).await;
     assert_eq!(status, 200);
-    let (status, _) = send(&s, "PATCH", &path, &op, Some(json!({"disabled": false}))).await;
+    let (status, _) = s.as_user(&op).patch(&path, json!({"disabled": false})).await;
     assert_eq!(status, 200);
     // Without the epoch, the cookie would work again for the rest of its 12 h.
     assert_admin_session_ended(&mut b, &cookie, "after disable and enable").await;
@@ -1521,7 +1504,7 @@ async fn a_disabled_admin_stays_out_after_being_enabled_again() {
 async fn a_deleted_admin_loses_the_admin_site() {
     let (s, op, id, mut b) = second_admin_in_the_site().await;
     let cookie = b.cookies["forge_admin"].clone();
-    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{id}"), &op, None).await;
+    let (status, _) = s.as_user(&op).delete(&format!("/v1/users/{id}")).await;
     assert_eq!(status, 204);
     assert_admin_session_ended(&mut b, &cookie, "after delete").await;
 }

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::rbac::{make_role, provision, send};
+use crate::rbac::{make_role, provision};
 use crate::{PASSWORD, access, assert_error, parts, refresh};
 
 /// A config whose servers share one fresh schema and key prefix.
@@ -219,41 +219,36 @@ async fn disabling_a_user_or_removing_a_role_on_one_instance_counts_on_the_other
     // b answers from its own state; warm it before the change.
     assert_eq!(verify(&b, fay, "?permission=audit:read").await, 200);
     assert_eq!(verify(&b, fay, "?role=auditor").await, 200);
-    let (status, _) = send(&b, "GET", "/v1/audit", fay, None).await;
+    let (status, _) = b.as_user(fay).get("/v1/audit").await;
     assert_eq!(status, 200);
 
-    let (status, body) = send(&a, "DELETE", &format!("/v1/users/{id}/roles/auditor"), admin, None).await;
+    let (status, body) = a.as_user(admin).delete(&format!("/v1/users/{id}/roles/auditor")).await;
     assert!(status.is_success(), "{status} {body}");
     assert_eq!(verify(&b, fay, "?permission=audit:read").await, 403);
     assert_eq!(verify(&b, fay, "?role=auditor").await, 403);
-    let (status, body) = send(&b, "GET", "/v1/audit", fay, None).await;
+    let (status, body) = b.as_user(fay).get("/v1/audit").await;
     assert_error(status, &body, 403, "forbidden");
 
     // Back again, then the role's permissions change on a.
-    let (status, body) = send(&a, "PUT", &format!("/v1/users/{id}/roles/auditor"), admin, None).await;
+    let (status, body) = a
+        .as_user(admin)
+        .request(reqwest::Method::PUT, &format!("/v1/users/{id}/roles/auditor"))
+        .await;
     assert!(status.is_success(), "{status} {body}");
     assert_eq!(verify(&b, fay, "?permission=audit:read").await, 200);
-    let (status, body) = send(
-        &a,
-        "PUT",
-        "/v1/roles/auditor",
-        admin,
-        Some(json!({"permissions": ["users:read"]})),
-    )
-    .await;
+    let (status, body) = a
+        .as_user(admin)
+        .put("/v1/roles/auditor", json!({"permissions": ["users:read"]}))
+        .await;
     assert!(status.is_success(), "{status} {body}");
     assert_eq!(verify(&b, fay, "?permission=audit:read").await, 403);
     assert_eq!(verify(&b, fay, "?permission=users:read").await, 200);
 
     // Disabled on a: refused on b from the next request.
-    let (status, body) = send(
-        &a,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        admin,
-        Some(json!({"disabled": true})),
-    )
-    .await;
+    let (status, body) = a
+        .as_user(admin)
+        .patch(&format!("/v1/users/{id}"), json!({"disabled": true}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(verify(&b, fay, "").await, 401);
     let (status, body) = post(
@@ -271,14 +266,14 @@ async fn a_tenant_deleted_and_recreated_on_one_instance_is_the_new_one_on_the_ot
     let root = a.admin("root@example.com", PASSWORD).await;
     let root = access(&root);
     let create = |s: &'static str| json!({"slug": s, "name": "Acme", "admin": {"email": "boss@acme.test", "password": PASSWORD}});
-    let (status, body) = send(&a, "POST", "/v1/tenants", root, Some(create("acme"))).await;
+    let (status, body) = a.as_user(root).post("/v1/tenants", create("acme")).await;
     assert_eq!(status, 201, "{body}");
     // b resolves (and, alone, would cache) the tenant.
     let first = crate::rbac::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
-    let (status, body) = send(&a, "DELETE", "/v1/tenants/acme", root, None).await;
+    let (status, body) = a.as_user(root).delete("/v1/tenants/acme").await;
     assert!(status.is_success(), "{status} {body}");
     assert_eq!(verify(&b, access(&first), "?tenant=acme").await, 401);
-    let (status, body) = send(&a, "POST", "/v1/tenants", root, Some(create("acme"))).await;
+    let (status, body) = a.as_user(root).post("/v1/tenants", create("acme")).await;
     assert_eq!(status, 201, "{body}");
     let second = crate::rbac::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
     assert_ne!(second["user"]["id"], first["user"]["id"]);

@@ -189,15 +189,14 @@ async fn introspection_is_bound_to_the_callers_tenant() {
     })
     .await;
     let root = s.admin("root@example.com", PASSWORD).await;
-    let (status, body) = crate::rbac::send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        access(&root),
-        Some(json!({"slug": "acme", "name": "Acme",
-                    "admin": {"email": "boss@acme.io", "password": PASSWORD}})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(access(&root))
+        .post(
+            "/v1/tenants",
+            json!({"slug": "acme", "name": "Acme",
+                    "admin": {"email": "boss@acme.io", "password": PASSWORD}}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let boss = crate::rbac::login_in(&s, "acme", "boss@acme.io", PASSWORD).await;
     let default_user = s.signup("someone@example.com", PASSWORD).await;
