@@ -12,14 +12,11 @@ fn rate(s: &str) -> Rate {
 }
 
 async fn login(s: &TestServer, email: &str, password: &str, xff: Option<&str>) -> u16 {
-    let mut req = s
-        .client()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}));
+    let mut call = s.post("/v1/auth/login", json!({"email": email, "password": password}));
     if let Some(x) = xff {
-        req = req.header("x-forwarded-for", x);
+        call = call.header("x-forwarded-for", x);
     }
-    req.send().await.unwrap().status().as_u16()
+    call.await.0.as_u16()
 }
 
 #[tokio::test]
@@ -142,16 +139,18 @@ async fn a_distributed_guessing_attack_is_stopped_at_the_account_budget() {
 
 async fn login_with_device(s: &TestServer, password: &str, device: &Device<'_>, xff: &str) -> u16 {
     let mut body = json!({"email": "owner@example.com", "password": password});
-    let mut req = s.client().post(s.url("/v1/auth/login")).header("x-forwarded-for", xff);
-    req = match device {
-        Device::Header(t) => req.header("x-forge-device", *t),
+    let mut call = s
+        .request(reqwest::Method::POST, "/v1/auth/login")
+        .header("x-forwarded-for", xff);
+    call = match device {
+        Device::Header(t) => call.header("x-forge-device", t),
         Device::Field(t) => {
             body["device_token"] = json!(t);
-            req
+            call
         }
-        Device::Cookie(t) => req.header("cookie", format!("forge_device={t}")),
+        Device::Cookie(t) => call.header("cookie", &format!("forge_device={t}")),
     };
-    req.json(&body).send().await.unwrap().status().as_u16()
+    call.json(&body).await.0.as_u16()
 }
 
 enum Device<'a> {

@@ -78,12 +78,10 @@ pub fn claims(token: &str) -> Value {
 }
 
 async fn verify(s: &TestServer, token: &str, query: &str) -> reqwest::Response {
-    s.client()
-        .get(s.url(&format!("/v1/auth/verify?{query}")))
-        .bearer_auth(token)
-        .send()
+    s.as_user(token)
+        .get(&format!("/v1/auth/verify?{query}"))
+        .response()
         .await
-        .unwrap()
 }
 
 /// Every protected route: (method, path, body, permission). `{u}` is a
@@ -186,14 +184,9 @@ async fn every_protected_route_needs_exactly_its_permission() {
 
         let (status, err) = send(&s, method, &path, access(&plain), body.clone()).await;
         assert_error(status, &err, 403, "forbidden");
-        let (status, _) = parts(
-            s.client()
-                .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), s.url(&path))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, _) = s
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), &path)
+            .await;
         assert_eq!(status, 401, "{method} {path} without a token");
         // Holders of other permissions are refused too.
         for (other, token) in &holders {
