@@ -17,9 +17,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::rbac::{make_role, provision};
 use crate::support::raw_db::RawDb;
 use crate::support::site_client::{Browser, Page};
+use crate::support::{make_role, provision};
 use crate::{PASSWORD, access};
 
 async fn server() -> TestServer {
@@ -673,7 +673,7 @@ async fn user_pages_search_page_and_change_users_with_audit_rows() {
         .list_sessions(DEFAULT_TENANT_ID, ann.parse().unwrap(), s.clock().now())
         .await
         .unwrap();
-    let claims = crate::rbac::claims(access(&first));
+    let claims = crate::support::claims(access(&first));
     let sid = claims["sid"].as_str().unwrap();
     assert!(sessions.iter().any(|x| x.id.to_string() == sid));
     b.act(&format!("/admin/users/{ann}/sessions/revoke"), &[("session", sid)])

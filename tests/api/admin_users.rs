@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use forge::testing::TestServer;
 use serde_json::{Value, json};
 
-use crate::rbac::{provision, server};
+use crate::support::{provision, server};
 use crate::{PASSWORD, access, assert_error, parts, refresh};
 
 async fn create_bare(s: &TestServer, admin: &str, email: String) -> String {
@@ -217,7 +217,7 @@ async fn provision_read_change_and_delete_a_user() {
     let s = server().await;
     let root = s.admin("root@example.com", PASSWORD).await;
     let admin = access(&root).to_string();
-    crate::rbac::make_role(&s, &admin, "support", &["users:read"]).await;
+    crate::support::make_role(&s, &admin, "support", &["users:read"]).await;
 
     let resp = s
         .as_user(&admin)

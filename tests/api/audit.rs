@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use forge::testing::TestServer;
 use serde_json::{Value, json};
 
-use crate::rbac::{login_in, make_role, server};
+use crate::support::{login_in, make_role, server};
 use crate::{PASSWORD, access, assert_error, refresh};
 
 const HANK_PASSWORD: &str = "hank's own long passphrase";

@@ -7,17 +7,10 @@ use forge::testing::{Call, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::rbac::{claims, login_in};
+use crate::support::{claims, forward_auth, login_in};
 use crate::{PASSWORD, access, assert_error, parts, refresh};
 
 const OTHER_PASSWORD: &str = "another good passphrase 7";
-
-async fn forward_auth(s: &TestServer, token: &str, query: &str) -> reqwest::Response {
-    s.as_user(token)
-        .get(&format!("/v1/auth/verify?{query}"))
-        .response()
-        .await
-}
 
 /// Signs in with a one-time code sent to `phone` (or email).
 async fn otp_sign_in(s: &TestServer, tenant: Option<&str>, field: &str, address: &str) -> (StatusCode, Value) {

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::rbac::{make_role, provision};
+use crate::support::{make_role, provision};
 use crate::{PASSWORD, access, assert_error, parts, refresh};
 
 /// A config whose servers share one fresh schema and key prefix.
@@ -269,13 +269,13 @@ async fn a_tenant_deleted_and_recreated_on_one_instance_is_the_new_one_on_the_ot
     let (status, body) = a.as_user(root).post("/v1/tenants", create("acme")).await;
     assert_eq!(status, 201, "{body}");
     // b resolves (and, alone, would cache) the tenant.
-    let first = crate::rbac::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
+    let first = crate::support::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
     let (status, body) = a.as_user(root).delete("/v1/tenants/acme").await;
     assert!(status.is_success(), "{status} {body}");
     assert_eq!(verify(&b, access(&first), "?tenant=acme").await, 401);
     let (status, body) = a.as_user(root).post("/v1/tenants", create("acme")).await;
     assert_eq!(status, 201, "{body}");
-    let second = crate::rbac::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
+    let second = crate::support::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
     assert_ne!(second["user"]["id"], first["user"]["id"]);
     assert_eq!(verify(&b, access(&second), "?tenant=acme").await, 200);
 }

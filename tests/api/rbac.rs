@@ -2,87 +2,13 @@
 //! plain user and admits exactly its permission, wildcards match, role
 //! changes apply to tokens already issued (forge's endpoints and
 //! `/v1/auth/verify`), the built-in `admin` role is protected, and nobody
-//! grants more than they hold. Also the helpers the other admin test
-//! modules share.
+//! grants more than they hold.
 
-use base64::Engine;
-use forge::testing::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::{claims, forward_auth, make_role, provision, send, server, user_with};
 use crate::{PASSWORD, access, assert_error, parts};
-
-/// A test server without rate limits: these tests sign in many times.
-pub async fn server() -> TestServer {
-    TestServer::start_with(|c| c.rate_limit.enabled = false).await
-}
-
-/// One request with a bearer token and an optional JSON body, for the
-/// route tables whose method is data.
-pub async fn send(s: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut call = s.as_user(token).request(method, path);
-    if let Some(b) = body {
-        call = call.json(b);
-    }
-    call.await
-}
-
-/// Creates a role (as `admin`), asserting 201.
-pub async fn make_role(s: &TestServer, admin: &str, name: &str, permissions: &[&str]) {
-    let (status, body) = s
-        .as_user(admin)
-        .post("/v1/roles", json!({"name": name, "permissions": permissions}))
-        .await;
-    assert_eq!(status, 201, "create role {name}: {body}");
-}
-
-/// Provisions a user with a password and roles (as `admin`); returns the id.
-pub async fn provision(s: &TestServer, admin: &str, email: &str, roles: &[&str]) -> String {
-    let (status, body) = s
-        .as_user(admin)
-        .post(
-            "/v1/users",
-            json!({"email": email, "password": PASSWORD, "roles": roles}),
-        )
-        .await;
-    assert_eq!(status, 201, "provision {email}: {body}");
-    body["id"].as_str().unwrap().to_string()
-}
-
-/// A signed-in user holding one role with exactly `permissions`.
-pub async fn user_with(s: &TestServer, admin: &str, role: &str, permissions: &[&str]) -> Value {
-    make_role(s, admin, role, permissions).await;
-    let email = format!("{role}@example.com");
-    provision(s, admin, &email, &[role]).await;
-    s.login(&email, PASSWORD).await
-}
-
-/// Signs in to a tenant named by `X-Forge-Tenant`.
-pub async fn login_in(s: &TestServer, tenant: &str, email: &str, password: &str) -> Value {
-    let (status, body) = s
-        .post("/v1/auth/login", json!({"email": email, "password": password}))
-        .tenant(tenant)
-        .await;
-    assert_eq!(status, 200, "login of {email} in {tenant}: {body}");
-    body
-}
-
-/// The claims of a JWT, unverified (the server verified it).
-pub fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-async fn verify(s: &TestServer, token: &str, query: &str) -> reqwest::Response {
-    s.as_user(token)
-        .get(&format!("/v1/auth/verify?{query}"))
-        .response()
-        .await
-}
 
 /// Every protected route: (method, path, body, permission). `{u}` is a
 /// fresh user, `{r}` a fresh role without permissions, `{t}` a fresh tenant.
@@ -226,8 +152,8 @@ async fn wildcards_match_within_their_scope() {
         .post("/v1/roles", json!({"name": "x", "permissions": []}))
         .await;
     assert_eq!(status, 403);
-    assert_eq!(verify(&s, t, "permission=billing:read").await.status(), 200);
-    assert_eq!(verify(&s, t, "permission=billing:write").await.status(), 403);
+    assert_eq!(forward_auth(&s, t, "permission=billing:read").await.status(), 200);
+    assert_eq!(forward_auth(&s, t, "permission=billing:write").await.status(), 403);
     // `*:read` is a default-tenant permission that covers `tenants:read`.
     assert_eq!(s.as_user(t).get("/v1/tenants").await.0, 200);
 }
@@ -243,7 +169,7 @@ async fn role_changes_apply_to_tokens_already_issued() {
     let forbidden_now = |status: StatusCode| assert_eq!(status, 403);
 
     forbidden_now(s.as_user(&token).get("/v1/users").await.0);
-    forbidden_now(verify(&s, &token, "permission=users:read").await.status());
+    forbidden_now(forward_auth(&s, &token, "permission=users:read").await.status());
     make_role(&s, &admin, "viewer", &["users:read"]).await;
 
     // Assign: effective at once, on forge's endpoints and on verify.
@@ -258,10 +184,10 @@ async fn role_changes_apply_to_tokens_already_issued() {
         .await;
     assert_eq!(status, 204, "assigning twice is idempotent");
     assert_eq!(s.as_user(&token).get("/v1/users").await.0, 200);
-    let resp = verify(&s, &token, "permission=users:read").await;
+    let resp = forward_auth(&s, &token, "permission=users:read").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-forge-roles"], "viewer");
-    assert_eq!(verify(&s, &token, "role=viewer").await.status(), 200);
+    assert_eq!(forward_auth(&s, &token, "role=viewer").await.status(), 200);
     // The user object and a refreshed token carry the role.
     let (_, me) = s.as_user(&token).get("/v1/users/me").await;
     assert_eq!(me["roles"], json!(["viewer"]));
@@ -281,9 +207,9 @@ async fn role_changes_apply_to_tokens_already_issued() {
     assert_eq!(status, 200);
     assert_eq!(role["permissions"], json!(["audit:read"]));
     forbidden_now(s.as_user(&token).get("/v1/users").await.0);
-    forbidden_now(verify(&s, &token, "permission=users:read").await.status());
+    forbidden_now(forward_auth(&s, &token, "permission=users:read").await.status());
     assert_eq!(s.as_user(&token).get("/v1/audit").await.0, 200);
-    assert_eq!(verify(&s, &token, "permission=audit:read").await.status(), 200);
+    assert_eq!(forward_auth(&s, &token, "permission=audit:read").await.status(), 200);
 
     // Removal: effective at once; removing again is idempotent.
     let (status, _) = s.as_user(&admin).delete(&format!("/v1/users/{id}/roles/viewer")).await;
@@ -291,8 +217,8 @@ async fn role_changes_apply_to_tokens_already_issued() {
     let (status, _) = s.as_user(&admin).delete(&format!("/v1/users/{id}/roles/viewer")).await;
     assert_eq!(status, 204);
     forbidden_now(s.as_user(&token).get("/v1/audit").await.0);
-    forbidden_now(verify(&s, &token, "role=viewer").await.status());
-    assert_eq!(verify(&s, &token, "").await.headers()["x-forge-roles"], "");
+    forbidden_now(forward_auth(&s, &token, "role=viewer").await.status());
+    assert_eq!(forward_auth(&s, &token, "").await.headers()["x-forge-roles"], "");
 
     // Role deletion: effective at once.
     s.as_user(&admin)
@@ -302,8 +228,8 @@ async fn role_changes_apply_to_tokens_already_issued() {
     let (status, _) = s.as_user(&admin).delete("/v1/roles/viewer").await;
     assert_eq!(status, 204);
     forbidden_now(s.as_user(&token).get("/v1/audit").await.0);
-    forbidden_now(verify(&s, &token, "permission=audit:read").await.status());
-    forbidden_now(verify(&s, &token, "role=viewer").await.status());
+    forbidden_now(forward_auth(&s, &token, "permission=audit:read").await.status());
+    forbidden_now(forward_auth(&s, &token, "role=viewer").await.status());
     assert_eq!(s.as_user(&admin).get("/v1/roles/viewer").await.0, 404);
 }
 
@@ -414,7 +340,7 @@ async fn nobody_grants_more_than_they_hold() {
     // ...nor take `admin` away from the operator.
     let (status, _) = s.as_user(t).delete(&format!("/v1/users/{root_id}/roles/admin")).await;
     assert_eq!(status, 403);
-    assert_eq!(verify(&s, &admin, "role=admin").await.status(), 200);
+    assert_eq!(forward_auth(&s, &admin, "role=admin").await.status(), 200);
 
     // A role writer cannot mint a role with more than they hold.
     let writer = user_with(&s, &admin, "writer", &["roles:*"]).await;

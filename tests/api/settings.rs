@@ -8,7 +8,7 @@ use forge::testing::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::rbac::login_in;
+use crate::support::login_in;
 use crate::{PASSWORD, access, assert_error};
 
 const BOSS_PASSWORD: &str = "acme admin passphrase 4 tests";

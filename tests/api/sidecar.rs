@@ -149,7 +149,7 @@ async fn introspection_requires_an_authenticated_caller() {
     let (status, body) = introspect(&s, Caller::Basic("introspect", INTROSPECTION_SECRET), token).await;
     assert_eq!((status.as_u16(), &body["active"]), (200, &json!(true)), "{body}");
     let root = s.admin("root@example.com", PASSWORD).await;
-    let rs = crate::rbac::user_with(&s, access(&root), "resource-server", &["tokens:introspect"]).await;
+    let rs = crate::support::user_with(&s, access(&root), "resource-server", &["tokens:introspect"]).await;
     let (status, body) = introspect(&s, Caller::Bearer(access(&rs)), token).await;
     assert_eq!((status.as_u16(), &body["active"]), (200, &json!(true)), "{body}");
     assert_eq!(body["sub"], victim["user"]["id"]);
@@ -198,7 +198,7 @@ async fn introspection_is_bound_to_the_callers_tenant() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let boss = crate::rbac::login_in(&s, "acme", "boss@acme.io", PASSWORD).await;
+    let boss = crate::support::login_in(&s, "acme", "boss@acme.io", PASSWORD).await;
     let default_user = s.signup("someone@example.com", PASSWORD).await;
 
     let (status, body) = introspect(&s, Caller::Bearer(access(&boss)), access(&default_user)).await;

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::rbac::{claims, login_in, make_role, provision, send, server};
+use crate::support::{claims, login_in, make_role, provision, send, server};
 use crate::{PASSWORD, access, assert_error, parts};
 
 const ACME_ADMIN_PASSWORD: &str = "acme admin passphrase 4 tests";
