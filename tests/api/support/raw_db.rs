@@ -106,7 +106,7 @@ fn sqlite(path: &str, sql: &str, rows: Vec<Vec<Param>>) {
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     let tx = db.transaction().unwrap();
     {
-        let mut stmt = tx.prepare(&sqlite_placeholders(sql)).unwrap();
+        let mut stmt = tx.prepare(&forge::store::sql::to_sqlite(sql)).unwrap();
         for row in rows {
             let values = row.into_iter().map(|p| match p {
                 Param::Text(t) => Value::Text(t),
@@ -141,32 +141,4 @@ fn postgres(url: &str, sql: &str, rows: Vec<Vec<Param>>) {
         tx.execute(&stmt, &refs).unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     tx.commit().unwrap();
-}
-
-/// `$N` to `?N` outside quoted strings; enough for the tests' statements.
-fn sqlite_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut quote: Option<char> = None;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
-                out.push('?');
-                continue;
-            }
-            _ => {}
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[test]
-fn placeholders_become_sqlite_ones_outside_strings() {
-    assert_eq!(
-        sqlite_placeholders("VALUES ($1, $10, '$2', \"$3\", $1)"),
-        "VALUES (?1, ?10, '$2', \"$3\", ?1)"
-    );
 }
