@@ -10,8 +10,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::jwt::{AccessClaims, Keyring};
 use crate::crypto::password::{PasswordHasher, PasswordPolicy};
-use crate::http::metrics::Metrics;
 use crate::store::{Store, Tenant};
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {

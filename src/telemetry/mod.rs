@@ -1,6 +1,8 @@
 //! Logging setup: text or JSON lines on stderr (stdout carries only the
 //! `forge listening on` line), level from `log.level` or `RUST_LOG`.
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
