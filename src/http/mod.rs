@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod api;
 pub mod extract;
+pub mod metrics;
 pub mod ops;
 pub mod permission;
 pub mod wellknown;
@@ -102,12 +103,12 @@ fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response 
 async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     // Both bounded (see `metrics`): the raw method and path are the client's.
-    let method = crate::telemetry::metrics::method_label(request.method());
+    let method = metrics::method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| crate::telemetry::metrics::UNMATCHED_ROUTE.into());
+        .unwrap_or_else(|| metrics::UNMATCHED_ROUTE.into());
     let request_id = request
         .extensions()
         .get::<RequestId>()

@@ -1,13 +1,16 @@
-//! Prometheus metrics, kept in the application state (no global registry,
-//! so two servers in one process count separately).
+//! The Prometheus recorder, kept in the application state (no global
+//! registry, so two servers in one process count separately). It lives
+//! outside `http` so use cases can count things without depending on the
+//! web layer; `http::metrics` turns requests into its bounded labels and
+//! `http::ops` serves the scrape.
 //!
 //! Invariant: every label value comes from a small closed set. The
 //! Prometheus client keeps every label combination it ever saw, so a value
 //! a client controls (a raw method, a raw path) would let anyone grow the
 //! process and every scrape without bound. Methods outside the standard
-//! nine are counted as `other` ([`method_label`]), routes are the matched
-//! template or `unmatched` (see `http::access_log`), statuses are numbers,
-//! and login outcomes are constants chosen by forge.
+//! nine are counted as `other` (`http::metrics::method_label`), routes are
+//! the matched template or `unmatched` (see `http::access_log`), statuses
+//! are numbers, and login outcomes are constants chosen by forge.
 
 use std::sync::Mutex;
 
@@ -34,28 +37,6 @@ struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
-}
-
-/// The route label of a request no route matched: one series for every
-/// unknown path, whatever the path was.
-pub const UNMATCHED_ROUTE: &str = "unmatched";
-
-/// The metrics label for an HTTP method: one of the nine standard methods,
-/// else `other`, so a client sending made-up methods adds no series.
-pub fn method_label(method: &axum::http::Method) -> &'static str {
-    use axum::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "other",
-    }
 }
 
 pub struct Metrics {
@@ -127,8 +108,9 @@ pub struct Gauges {
 }
 
 impl Metrics {
-    /// Counts one request. `method` comes from [`method_label`]; `route` must
-    /// be a route template or [`UNMATCHED_ROUTE`], never a raw path.
+    /// Counts one request. `method` comes from `http::metrics::method_label`;
+    /// `route` must be a route template or `http::metrics::UNMATCHED_ROUTE`,
+    /// never a raw path.
     pub fn request(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
@@ -161,21 +143,5 @@ impl Metrics {
             out.clear();
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::Method;
-
-    #[test]
-    fn only_standard_methods_are_labels() {
-        assert_eq!(method_label(&Method::GET), "GET");
-        assert_eq!(method_label(&Method::TRACE), "TRACE");
-        for raw in ["FOO", "get", "PROPFIND", &"X".repeat(2048)] {
-            let method = Method::from_bytes(raw.as_bytes()).unwrap();
-            assert_eq!(method_label(&method), "other", "{raw}");
-        }
     }
 }
