@@ -237,7 +237,7 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), Failure> {
             k.kid,
             k.state.as_str(),
             forge::domain::rfc3339(k.created_at),
-            forge::http::admin::views::duration(now - k.created_at),
+            forge::http::site::views::duration(now - k.created_at),
             time(k.activated_at),
             time(k.retired_at),
         );

@@ -12,7 +12,7 @@ use crate::service::admin_site;
 use crate::state::AppState;
 
 #[derive(Template)]
-#[template(path = "admin/dashboard.html")]
+#[template(path = "site/dashboard.html")]
 struct DashboardPage {
     l: Layout,
     users: u64,

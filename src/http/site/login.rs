@@ -28,7 +28,7 @@ use crate::state::AppState;
 const FORM_TTL_SECS: u64 = 3_600;
 
 #[derive(Template)]
-#[template(path = "admin/login.html")]
+#[template(path = "site/login.html")]
 struct LoginPage {
     css: &'static str,
     csrf: String,

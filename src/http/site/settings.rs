@@ -17,7 +17,7 @@ use crate::service::settings::{self, SettingsChange, SignupChange};
 use crate::state::AppState;
 
 #[derive(Template)]
-#[template(path = "admin/settings.html")]
+#[template(path = "site/settings.html")]
 struct SettingsPage {
     l: Layout,
     mode: &'static str,

@@ -167,7 +167,7 @@ pub async fn event_rows(
 }
 
 #[derive(Template)]
-#[template(path = "admin/audit.html")]
+#[template(path = "site/audit.html")]
 struct AuditPage {
     l: Layout,
     event: String,
@@ -282,7 +282,7 @@ struct MessageRow {
 }
 
 #[derive(Template)]
-#[template(path = "admin/messages.html")]
+#[template(path = "site/messages.html")]
 struct MessagesPage {
     l: Layout,
     status: String,

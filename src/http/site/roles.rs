@@ -27,7 +27,7 @@ struct RoleRow {
 }
 
 #[derive(Template)]
-#[template(path = "admin/roles.html")]
+#[template(path = "site/roles.html")]
 struct RolesPage {
     l: Layout,
     roles: Vec<RoleRow>,
@@ -96,7 +96,7 @@ pub async fn create(
 }
 
 #[derive(Template)]
-#[template(path = "admin/role.html")]
+#[template(path = "site/role.html")]
 struct RolePage {
     l: Layout,
     name: String,

@@ -61,7 +61,7 @@ fn row(user: &User, now: i64) -> UserRow {
 }
 
 #[derive(Template)]
-#[template(path = "admin/users.html")]
+#[template(path = "site/users.html")]
 struct UsersPage {
     l: Layout,
     q: String,
@@ -190,7 +190,7 @@ struct SessionRow {
 }
 
 #[derive(Template)]
-#[template(path = "admin/user.html")]
+#[template(path = "site/user.html")]
 struct UserPage {
     l: Layout,
     user: UserRow,
@@ -406,7 +406,7 @@ pub async fn enable(
 
 /// A confirmation page before something that cannot be undone.
 #[derive(Template)]
-#[template(path = "admin/confirm.html")]
+#[template(path = "site/confirm.html")]
 pub struct ConfirmPage {
     pub l: Layout,
     pub heading: String,

@@ -37,7 +37,7 @@ struct KeyRow {
 }
 
 #[derive(Template)]
-#[template(path = "admin/keys.html")]
+#[template(path = "site/keys.html")]
 struct KeysPage {
     l: Layout,
     keys: Vec<KeyRow>,
@@ -122,7 +122,7 @@ struct TenantRow {
 }
 
 #[derive(Template)]
-#[template(path = "admin/tenants.html")]
+#[template(path = "site/tenants.html")]
 struct TenantsPage {
     l: Layout,
     tenants: Vec<TenantRow>,

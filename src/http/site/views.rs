@@ -139,7 +139,7 @@ pub fn describe(e: &AppError) -> String {
 }
 
 #[derive(Template)]
-#[template(path = "admin/error.html")]
+#[template(path = "site/error.html")]
 struct ErrorPage {
     css: &'static str,
     status: u16,
