@@ -55,9 +55,9 @@ use crate::crypto::tokens::random_token;
 use crate::domain::{Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
+use crate::service::directory::paging::{self, Page};
 use crate::service::keys::{self, JWKS_MAX_AGE_SECS};
 use crate::service::sessions::Principal;
-use crate::service::users_admin::paging::{self, Page};
 use crate::state::AppState;
 use crate::store::{
     ActivityQuery, DEFAULT_TENANT_ID, KeyRotation, KeyState, OutboxMessage, OutboxStatus, SigningKeyRecord, SiteCounts,

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod codes;
 pub mod denylist;
 pub mod devices;
+pub mod directory;
 pub mod keys;
 pub mod limits;
 pub mod otp;
@@ -18,7 +19,6 @@ pub mod roles;
 pub mod sessions;
 pub mod settings;
 pub mod tenants;
-pub mod users_admin;
 
 use uuid::Uuid;
 

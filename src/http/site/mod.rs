@@ -21,10 +21,10 @@
 
 pub mod chart;
 mod dashboard;
-mod directory;
 pub mod guard;
 mod login;
 mod operations;
+mod records;
 mod roles;
 mod settings;
 mod users;
@@ -63,9 +63,9 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/admin/roles/{name}/delete",
             get(roles::confirm_delete).post(roles::delete),
         )
-        .route("/admin/audit", get(directory::audit))
-        .route("/admin/messages", get(directory::messages))
-        .route("/admin/messages/{id}/resend", post(directory::resend))
+        .route("/admin/audit", get(records::audit))
+        .route("/admin/messages", get(records::messages))
+        .route("/admin/messages/{id}/resend", post(records::resend))
         .route("/admin/settings", get(settings::show).post(settings::update))
         .route("/admin/keys", get(operations::keys))
         .route("/admin/keys/rotate", post(operations::rotate))

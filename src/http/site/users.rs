@@ -2,7 +2,7 @@
 //! and the detail page (profile, roles, sessions, disable/enable, delete
 //! behind a confirmation page, recent audit events).
 //!
-//! Every action calls the use case the API calls (`users_admin`, `roles`),
+//! Every action calls the use case the API calls (`directory`, `roles`),
 //! so the same rules hold: nobody acts on a user holding permissions they
 //! lack, changes are audited with the administrator as actor, disabling and
 //! deleting end the user's tokens at once. The site adds one rule of its
@@ -15,15 +15,15 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::directory::{EventRow, event_rows};
 use super::guard::{Admin, done};
+use super::records::{EventRow, event_rows};
 use super::views::{self, Layout, PageError, PageForm, PageQuery, non_empty, page};
 use crate::domain::{Email, Phone, RoleName};
 use crate::error::AppError;
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::admin_site::SiteAdmin;
-use crate::service::users_admin::{self, AccountChange, NewAccount};
+use crate::service::directory::{self, AccountChange, NewAccount};
 use crate::service::{audit, roles};
 use crate::state::AppState;
 use crate::store::User;
@@ -88,7 +88,7 @@ pub async fn list(
 ) -> Result<Response, PageError> {
     let principal = admin.viewing();
     let q = non_empty(&query.q).map(str::to_string);
-    let outcome = users_admin::list(&state, principal, q.as_deref(), Some(PAGE), query.cursor.as_deref()).await;
+    let outcome = directory::list(&state, principal, q.as_deref(), Some(PAGE), query.cursor.as_deref()).await;
     let (users, next, error) = match outcome {
         Ok(p) => (p.items, p.next_cursor, None),
         Err(e @ (AppError::Validation { .. } | AppError::BadRequest { .. })) => {
@@ -168,7 +168,7 @@ pub async fn create(
     let outcome = async {
         let account = new_account(&form)?;
         let principal = admin.acting()?;
-        users_admin::create(&state, principal, account, &meta).await
+        directory::create(&state, principal, account, &meta).await
     }
     .await;
     Ok(match outcome {
@@ -213,8 +213,8 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let id = views::parse_id(&id, "user")?;
     let principal = admin.viewing();
-    let user = users_admin::get(&state, principal, id).await?;
-    let sessions = users_admin::sessions(&state, principal, id).await?;
+    let user = directory::get(&state, principal, id).await?;
+    let sessions = directory::sessions(&state, principal, id).await?;
     let assignable = roles::list(&state, principal)
         .await?
         .into_iter()
@@ -339,7 +339,7 @@ pub async fn revoke_session(
     let id = views::parse_id(&id, "user")?;
     let outcome = async {
         let session = Uuid::parse_str(form.session.trim()).map_err(|_| AppError::not_found("session"))?;
-        users_admin::revoke_sessions(&state, admin.acting()?, id, Some(session), &meta).await?;
+        directory::revoke_sessions(&state, admin.acting()?, id, Some(session), &meta).await?;
         Ok("Session revoked; its tokens stopped working.".to_string())
     }
     .await;
@@ -355,7 +355,7 @@ pub async fn revoke_all_sessions(
 ) -> Result<Response, PageError> {
     let id = views::parse_id(&id, "user")?;
     let outcome = async {
-        users_admin::revoke_sessions(&state, admin.acting()?, id, None, &meta).await?;
+        directory::revoke_sessions(&state, admin.acting()?, id, None, &meta).await?;
         Ok("Every session of this user was revoked.".to_string())
     }
     .await;
@@ -371,7 +371,7 @@ async fn set_disabled(state: &AppState, admin: &SiteAdmin, id: Uuid, disabled: b
             disabled: Some(disabled),
             ..Default::default()
         };
-        users_admin::update(state, admin.acting()?, id, change, &meta.0).await?;
+        directory::update(state, admin.acting()?, id, change, &meta.0).await?;
         Ok(if disabled {
             "User disabled; their sessions were revoked.".to_string()
         } else {
@@ -424,7 +424,7 @@ pub async fn confirm_delete(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let id = views::parse_id(&id, "user")?;
-    let user = users_admin::get(&state, admin.viewing(), id).await?;
+    let user = directory::get(&state, admin.viewing(), id).await?;
     let name = user
         .email
         .as_ref()
@@ -458,7 +458,7 @@ pub async fn delete(
         if is_self(&admin, id) {
             return Err(not_yourself("delete"));
         }
-        users_admin::delete(&state, admin.acting()?, id, &meta).await?;
+        directory::delete(&state, admin.acting()?, id, &meta).await?;
         Ok("User deleted.".to_string())
     }
     .await;

@@ -21,7 +21,7 @@ use crate::config::NotifyChannel;
 use crate::error::AppError;
 use crate::http::extract::ClientMeta;
 use crate::service::admin_site::{self, SiteAdmin};
-use crate::service::{audit, users_admin};
+use crate::service::{audit, directory};
 use crate::state::AppState;
 use crate::store::{AuditEvent, OutboxStatus};
 
@@ -120,7 +120,7 @@ pub async fn event_rows(
         if names.contains_key(&id) || names.len() >= 2 * PAGE as usize {
             continue;
         }
-        let user = match users_admin::get(state, principal, id).await {
+        let user = match directory::get(state, principal, id).await {
             Ok(u) => Some(u),
             Err(AppError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
@@ -195,7 +195,7 @@ async fn user_filter(state: &AppState, admin: &SiteAdmin, input: &str) -> Result
         return Ok(Some(id));
     }
     let principal = admin.viewing();
-    let page = users_admin::list(state, principal, Some(input), Some(5), None).await?;
+    let page = directory::list(state, principal, Some(input), Some(5), None).await?;
     let wanted = input.trim().to_lowercase();
     let found = page.items.into_iter().find(|u| {
         u.email.as_ref().is_some_and(|e| e.as_str() == wanted) || u.phone.as_ref().is_some_and(|p| p.as_str() == wanted)

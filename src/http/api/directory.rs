@@ -19,7 +19,7 @@ use crate::domain::{Email, Phone, RoleName};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, Json, Query};
 use crate::http::permission::{RequirePermission, UsersRead, UsersWrite};
-use crate::service::users_admin::{self, AccountChange, NewAccount};
+use crate::service::directory::{self, AccountChange, NewAccount};
 use crate::state::AppState;
 
 /// A page of users and the cursor of the next page (absent on the last).
@@ -111,7 +111,7 @@ pub async fn list_users(
     RequirePermission(caller, ..): RequirePermission<UsersRead>,
     Query(query): Query<ListUsersQuery>,
 ) -> AppResult<axum::Json<UserList>> {
-    let page = users_admin::list(
+    let page = directory::list(
         &state,
         &caller,
         query.q.as_deref(),
@@ -161,7 +161,7 @@ pub async fn create_user(
         phone_verified: req.phone_verified,
         roles,
     };
-    let user = users_admin::create(&state, &caller, new, &meta).await?;
+    let user = directory::create(&state, &caller, new, &meta).await?;
     let location = HeaderValue::from_str(&format!("/v1/users/{}", user.id)).map_err(AppError::internal)?;
     Ok((
         StatusCode::CREATED,
@@ -181,7 +181,7 @@ pub async fn get_user(
     RequirePermission(caller, ..): RequirePermission<UsersRead>,
     Path(id): Path<String>,
 ) -> AppResult<axum::Json<UserView>> {
-    let user = users_admin::get(&state, &caller, user_id(&id)?).await?;
+    let user = directory::get(&state, &caller, user_id(&id)?).await?;
     Ok(axum::Json(UserView::new(user, &caller.tenant)))
 }
 
@@ -217,7 +217,7 @@ pub async fn patch_user(
         email_verified: req.email_verified,
         phone_verified: req.phone_verified,
     };
-    let user = users_admin::update(&state, &caller, id, change, &meta).await?;
+    let user = directory::update(&state, &caller, id, change, &meta).await?;
     Ok(axum::Json(UserView::new(user, &caller.tenant)))
 }
 
@@ -232,7 +232,7 @@ pub async fn delete_user(
     ClientMeta(meta): ClientMeta,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    users_admin::delete(&state, &caller, user_id(&id)?, &meta).await?;
+    directory::delete(&state, &caller, user_id(&id)?, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -246,7 +246,7 @@ pub async fn list_user_sessions(
     RequirePermission(caller, ..): RequirePermission<UsersRead>,
     Path(id): Path<String>,
 ) -> AppResult<axum::Json<Vec<SessionView>>> {
-    let sessions = users_admin::sessions(&state, &caller, user_id(&id)?).await?;
+    let sessions = directory::sessions(&state, &caller, user_id(&id)?).await?;
     Ok(axum::Json(
         sessions
             .into_iter()
@@ -266,7 +266,7 @@ pub async fn delete_user_sessions(
     ClientMeta(meta): ClientMeta,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    users_admin::revoke_sessions(&state, &caller, user_id(&id)?, None, &meta).await?;
+    directory::revoke_sessions(&state, &caller, user_id(&id)?, None, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -283,6 +283,6 @@ pub async fn delete_user_session(
 ) -> AppResult<StatusCode> {
     let id = user_id(&id)?;
     let session_id = Uuid::parse_str(&session_id).map_err(|_| AppError::not_found("session"))?;
-    users_admin::revoke_sessions(&state, &caller, id, Some(session_id), &meta).await?;
+    directory::revoke_sessions(&state, &caller, id, Some(session_id), &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
