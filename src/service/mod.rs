@@ -3,7 +3,6 @@
 
 pub mod accounts;
 pub mod address;
-pub mod admin_site;
 pub mod audit;
 pub mod codes;
 pub mod denylist;
@@ -18,6 +17,7 @@ pub mod recovery;
 pub mod roles;
 pub mod sessions;
 pub mod settings;
+pub mod site;
 pub mod tenants;
 
 use uuid::Uuid;

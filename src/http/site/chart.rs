@@ -7,7 +7,7 @@
 //! or inline style: colours come from classes in the stylesheet, which the
 //! CSP allows.
 
-use crate::service::admin_site::ActivityPoint;
+use crate::service::site::dashboard::ActivityPoint;
 
 /// The drawing's coordinate system (the SVG scales to its container).
 pub const WIDTH: u32 = 720;

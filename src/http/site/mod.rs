@@ -8,7 +8,7 @@
 //! `Sec-Fetch-Site` is present and neither `same-origin` nor `none` is
 //! refused with 403). Every page but the sign-in form and the stylesheet sits
 //! behind [`guard::require_admin`], which loads and re-checks the session
-//! (see `service::admin_site`) and, for every non-GET request, compares the
+//! (see `service::site::sessions`) and, for every non-GET request, compares the
 //! form's `csrf` field with the session's token in constant time before any
 //! handler runs, so no handler can forget the check. State changes are POSTs
 //! that answer with a redirect (post/redirect/get) and leave a one-time

@@ -3,7 +3,7 @@
 //!
 //! Only operators, admins of the `default` tenant, open these; a tenant's
 //! own admin gets 403. The use cases check again (`tenants::*` require an
-//! operator principal, `admin_site::rotate_keys_now` too).
+//! operator principal, `keys::rotate_keys_now` too).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -18,9 +18,9 @@ use crate::domain::{Email, TenantSlug};
 use crate::error::AppError;
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
-use crate::service::admin_site;
-use crate::service::keys::JWKS_MAX_AGE_SECS;
+use crate::service::keys::{self, JWKS_MAX_AGE_SECS};
 use crate::service::settings::SignupChange;
+use crate::service::site::sessions;
 use crate::service::tenants::{self, FirstAdmin};
 use crate::state::AppState;
 use crate::store::KeyState;
@@ -53,15 +53,15 @@ struct KeysPage {
 pub async fn keys(State(state): State<AppState>, Admin(admin): Admin) -> Result<Response, PageError> {
     require_operator(&admin)?;
     let now = state.clock.now();
-    let keys = admin_site::list_keys(state.store.as_ref(), &state.config, now).await?;
-    let wait = admin_site::next_key_wait(&keys, now);
+    let keys = keys::list_keys(state.store.as_ref(), &state.config, now).await?;
+    let wait = keys::next_key_wait(&keys, now);
     Ok(page(&KeysPage {
         l: Layout::new(&admin, "keys", "Signing keys"),
         hs256: state.config.jwt.algorithm == JwtAlgorithm::HS256,
         wait,
         wait_text: views::duration(wait),
         jwks_max_age: views::duration(JWKS_MAX_AGE_SECS as i64),
-        horizon: views::duration(admin_site::retirement_horizon(&state.config)),
+        horizon: views::duration(keys::retirement_horizon(&state.config)),
         keys: keys
             .into_iter()
             .map(|k| KeyRow {
@@ -98,7 +98,7 @@ pub async fn rotate(
     PageForm(form): PageForm<RotateForm>,
 ) -> Result<Response, PageError> {
     require_operator(&admin)?;
-    let outcome = admin_site::rotate_keys_now(&state, &admin, form.force.is_some(), &meta)
+    let outcome = keys::rotate_keys_now(&state, &admin, form.force.is_some(), &meta)
         .await
         .map(|keys| {
             let current = keys
@@ -288,7 +288,7 @@ pub async fn switch_tenant(
     PageForm(form): PageForm<SwitchForm>,
 ) -> Result<Response, PageError> {
     require_operator(&admin)?;
-    let outcome = admin_site::switch_tenant(&state, &admin, &form.slug, &meta)
+    let outcome = sessions::switch_tenant(&state, &admin, &form.slug, &meta)
         .await
         .map(|t| format!("The pages now show tenant {} ({}).", t.name, t.slug));
     let to = if outcome.is_ok() { "/admin" } else { "/admin/tenants" };

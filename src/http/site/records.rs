@@ -20,7 +20,8 @@ use super::views::{self, Layout, PageError, PageQuery, non_empty, page};
 use crate::config::NotifyChannel;
 use crate::error::AppError;
 use crate::http::extract::ClientMeta;
-use crate::service::admin_site::{self, SiteAdmin};
+use crate::service::site::messages;
+use crate::service::site::sessions::SiteAdmin;
 use crate::service::{audit, directory};
 use crate::state::AppState;
 use crate::store::{AuditEvent, OutboxStatus};
@@ -314,7 +315,7 @@ pub async fn messages(
             Some(OutboxStatus::parse(s).ok_or_else(|| AppError::validation("status", "must be a message status"))?)
         }
     };
-    let page_rows = admin_site::messages(&state, &admin, status, Some(PAGE), query.cursor.as_deref()).await?;
+    let page_rows = messages::messages(&state, &admin, status, Some(PAGE), query.cursor.as_deref()).await?;
     let now = state.clock.now();
     let messages = page_rows
         .items
@@ -373,7 +374,7 @@ pub async fn resend(
     let id = views::parse_id(&id, "message")?;
     let outcome = async {
         admin.acting()?;
-        admin_site::resend_message(&state, &admin, id, &meta).await
+        messages::resend_message(&state, &admin, id, &meta).await
     }
     .await
     .and_then(|resent| {

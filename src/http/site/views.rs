@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
-use crate::service::admin_site::{Flash, SiteAdmin};
+use crate::service::site::sessions::{Flash, SiteAdmin};
 
 /// The stylesheet's path (its link adds `?v=<content hash>`).
 pub const STYLESHEET_PATH: &str = "/admin/static/admin.css";

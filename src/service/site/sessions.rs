@@ -1,6 +1,6 @@
-//! The admin site's use cases: signing administrators in and out of the
-//! `/admin` pages, keeping their server-side sessions, the dashboard's
-//! numbers, and the signing-key rotation (shared with `forge keys rotate`).
+//! The admin site's sessions: signing administrators in and out of the
+//! `/admin` pages, keeping their server-side sessions and CSRF tokens, and
+//! switching the tenant the pages show.
 //!
 //! Sessions. A sign-in mints a random token (256 bits) that only the
 //! browser holds, in the `forge_admin` cookie; the server keeps the session
@@ -48,26 +48,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{RequestMeta, accounts, rbac};
-use crate::config::{Config, JwtAlgorithm};
-use crate::crypto::jwt::{AccessClaims, generate_ed25519};
+use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::random_token;
 use crate::domain::{Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
-use crate::service::directory::paging::{self, Page};
-use crate::service::keys::{self, JWKS_MAX_AGE_SECS};
 use crate::service::sessions::Principal;
+use crate::service::{RequestMeta, accounts, devices, rbac, tenants};
 use crate::state::AppState;
-use crate::store::{
-    ActivityQuery, DEFAULT_TENANT_ID, KeyRotation, KeyState, OutboxMessage, OutboxStatus, SigningKeyRecord, SiteCounts,
-    Store, Tenant, User,
-};
-
-/// Audit events that count as a successful sign-in on the dashboard.
-pub const SIGN_IN_EVENTS: [&str; 3] = ["login", "otp_verified", "admin_login"];
-/// Audit events that count as a failed sign-in on the dashboard.
-pub const FAILED_SIGN_IN_EVENTS: [&str; 2] = ["login_failed", "otp_failed"];
+use crate::store::{DEFAULT_TENANT_ID, Tenant, User};
 
 /// The audience of the synthetic claims an admin-site principal carries;
 /// no token with it is ever signed.
@@ -319,7 +308,7 @@ pub async fn sign_in(
     audit.detail = serde_json::json!({ "session": session.id });
     state.store.record_audit(audit).await?;
     state.metrics.login("success");
-    let device_token = super::devices::issue(state, tenant.id, user.id);
+    let device_token = devices::issue(state, tenant.id, user.id);
     Ok(SignedIn {
         token,
         session,
@@ -452,9 +441,9 @@ pub async fn sign_out(state: &AppState, admin: &SiteAdmin, meta: &RequestMeta) -
 pub async fn switch_tenant(state: &AppState, admin: &SiteAdmin, slug: &str, meta: &RequestMeta) -> AppResult<Tenant> {
     let slug = slug.trim();
     let target = if slug.is_empty() || slug == TenantSlug::DEFAULT {
-        super::tenants::get(state, &admin.own, TenantSlug::DEFAULT).await?
+        tenants::get(state, &admin.own, TenantSlug::DEFAULT).await?
     } else {
-        super::tenants::get(state, &admin.own, slug).await?
+        tenants::get(state, &admin.own, slug).await?
     };
     let mut session = admin.session.clone();
     session.viewing = (target.id != admin.own.tenant.id).then(|| target.slug.to_string());
@@ -472,304 +461,9 @@ pub async fn switch_tenant(state: &AppState, admin: &SiteAdmin, slug: &str, meta
     Ok(target)
 }
 
-/// One bar of the sign-in chart.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ActivityPoint {
-    /// Start of the bucket, Unix seconds (UTC).
-    pub start: Timestamp,
-    pub successes: u64,
-    pub failures: u64,
-}
-
-/// Everything the dashboard shows for the tenant the pages show.
-#[derive(Clone, Debug, Default)]
-pub struct Dashboard {
-    pub counts: SiteCounts,
-    pub sign_ins_24h: u64,
-    pub failures_24h: u64,
-    /// 24 hourly buckets, the last one the current (partial) hour.
-    pub hourly: Vec<ActivityPoint>,
-    /// 30 daily buckets (UTC days), the last one today.
-    pub daily: Vec<ActivityPoint>,
-}
-
-async fn activity(
-    state: &AppState,
-    tenant_id: Uuid,
-    since: Timestamp,
-    bucket_secs: i64,
-    buckets: u32,
-) -> AppResult<Vec<ActivityPoint>> {
-    let rows = state
-        .store
-        .activity(ActivityQuery {
-            tenant_id,
-            since,
-            bucket_secs,
-            buckets,
-            successes: SIGN_IN_EVENTS.to_vec(),
-            failures: FAILED_SIGN_IN_EVENTS.to_vec(),
-        })
-        .await?;
-    let mut points: Vec<ActivityPoint> = (0..buckets)
-        .map(|i| ActivityPoint {
-            start: since + i64::from(i) * bucket_secs,
-            ..Default::default()
-        })
-        .collect();
-    for row in rows {
-        if let Some(p) = points.get_mut(row.bucket as usize) {
-            p.successes = row.successes;
-            p.failures = row.failures;
-        }
-    }
-    Ok(points)
-}
-
-/// The dashboard's numbers for the tenant the pages show.
-pub async fn dashboard(state: &AppState, admin: &SiteAdmin) -> AppResult<Dashboard> {
-    const HOUR: i64 = 3_600;
-    const DAY: i64 = 86_400;
-    let tenant_id = admin.tenant().id;
-    let now = state.clock.now();
-    let counts = state.store.site_counts(tenant_id, now).await?;
-    // (now - 24 h, now], so that what happened this very second counts.
-    let last_24h = activity(state, tenant_id, now - DAY + 1, DAY, 1).await?;
-    let this_hour = now.div_euclid(HOUR) * HOUR;
-    let hourly = activity(state, tenant_id, this_hour - 23 * HOUR, HOUR, 24).await?;
-    let today = now.div_euclid(DAY) * DAY;
-    let daily = activity(state, tenant_id, today - 29 * DAY, DAY, 30).await?;
-    Ok(Dashboard {
-        counts,
-        sign_ins_24h: last_24h.first().map(|p| p.successes).unwrap_or(0),
-        failures_24h: last_24h.first().map(|p| p.failures).unwrap_or(0),
-        hourly,
-        daily,
-    })
-}
-
-/// A signing key as the keys page and `forge keys list` show it.
-#[derive(Clone, Debug)]
-pub struct KeyInfo {
-    pub kid: String,
-    pub algorithm: String,
-    pub state: KeyState,
-    pub created_at: Timestamp,
-    pub activated_at: Option<Timestamp>,
-    pub retired_at: Option<Timestamp>,
-    /// Published in the JWKS now (next, current, and retired keys whose
-    /// tokens may still be alive).
-    pub published: bool,
-    /// For a retired key: when it leaves the JWKS.
-    pub unpublished_at: Option<Timestamp>,
-}
-
-/// How long after retirement a key still verifies: the longest an access
-/// token signed just before the rotation lives, plus the leeway.
-pub fn retirement_horizon(config: &Config) -> i64 {
-    i64::try_from((config.jwt.access_ttl + config.jwt.leeway).as_secs()).unwrap_or(i64::MAX)
-}
-
-/// Every stored signing key with its place in the JWKS: next, current,
-/// then the retired ones, most recently retired first.
-pub async fn list_keys(store: &dyn Store, config: &Config, now: Timestamp) -> AppResult<Vec<KeyInfo>> {
-    let horizon = retirement_horizon(config);
-    let mut keys: Vec<KeyInfo> = store
-        .signing_keys()
-        .await?
-        .into_iter()
-        .map(|k| {
-            let unpublished_at = k.retired_at.map(|r| r.saturating_add(horizon));
-            let published = match k.state {
-                KeyState::Next | KeyState::Current => true,
-                KeyState::Retired => unpublished_at.is_some_and(|u| u > now),
-            };
-            KeyInfo {
-                kid: k.kid,
-                algorithm: k.algorithm,
-                state: k.state,
-                created_at: k.created_at,
-                activated_at: k.activated_at,
-                retired_at: k.retired_at,
-                published,
-                unpublished_at,
-            }
-        })
-        .collect();
-    // The order of their lives: next, current, then retired keys newest first.
-    let rank = |s: &KeyState| match s {
-        KeyState::Next => 0,
-        KeyState::Current => 1,
-        KeyState::Retired => 2,
-    };
-    keys.sort_by(|a, b| {
-        rank(&a.state)
-            .cmp(&rank(&b.state))
-            .then_with(|| b.retired_at.cmp(&a.retired_at))
-            .then_with(|| b.created_at.cmp(&a.created_at))
-            .then_with(|| a.kid.cmp(&b.kid))
-    });
-    Ok(keys)
-}
-
-/// Seconds until the `next` key has been published long enough to sign
-/// (0 when it may sign now), for the keys page.
-pub fn next_key_wait(keys: &[KeyInfo], now: Timestamp) -> i64 {
-    keys.iter()
-        .filter(|k| k.state == KeyState::Next)
-        .map(|k| (k.created_at + JWKS_MAX_AGE_SECS as i64 - now).max(0))
-        .max()
-        .unwrap_or(0)
-}
-
-/// Rotates the Ed25519 signing keys in one transaction: `next` starts
-/// signing, `current` retires (it stays in the JWKS until its tokens have
-/// expired), a new `next` is published. Unless `force`, refuses while the
-/// `next` key is younger than the JWKS cache lifetime (409
-/// `key_too_new`), since a verifier holding a cached JWKS would not know
-/// it yet. Audited as `key_rotated` in the `default` tenant's log with
-/// `actor` (none from the command line). Refused with HS256 (409
-/// `no_signing_keys`): the secret is the key. This does not reload the
-/// keyring of a running server: [`rotate_keys_now`] does, and other
-/// processes pick the change up within a minute (their maintenance loop).
-pub async fn rotate_keys(
-    store: &dyn Store,
-    config: &Config,
-    now: Timestamp,
-    force: bool,
-    actor: Option<Uuid>,
-    via: &'static str,
-    meta: &RequestMeta,
-) -> AppResult<Vec<SigningKeyRecord>> {
-    if config.jwt.algorithm == JwtAlgorithm::HS256 {
-        return Err(AppError::conflict(
-            "no_signing_keys",
-            "jwt.algorithm is HS256: tokens are signed with jwt.secret, so there are no keys to rotate",
-        ));
-    }
-    let material = generate_ed25519();
-    let new_next = SigningKeyRecord {
-        kid: material.kid.clone(),
-        algorithm: "EdDSA".into(),
-        private_key: material.private_pkcs8.clone(),
-        public_key: material.public_raw.clone(),
-        state: KeyState::Next,
-        created_at: now,
-        activated_at: None,
-        retired_at: None,
-    };
-    let mut audit = meta.audit(DEFAULT_TENANT_ID, now, "key_rotated", None, actor);
-    audit.detail = serde_json::json!({ "new_next_kid": new_next.kid, "forced": force, "via": via });
-    let not_after = (!force).then(|| now - JWKS_MAX_AGE_SECS as i64);
-    match store.rotate_signing_keys(new_next, now, not_after, audit).await? {
-        KeyRotation::Rotated(keys) => {
-            tracing::info!(new_next = %material.kid, "signing keys rotated");
-            Ok(keys)
-        }
-        KeyRotation::NextTooYoung { next_created_at } => {
-            let age = now - next_created_at;
-            let wait = JWKS_MAX_AGE_SECS as i64 - age;
-            Err(AppError::conflict(
-                "key_too_new",
-                format!(
-                    "the next key was published {age} s ago and verifiers may cache the JWKS for \
-                     {JWKS_MAX_AGE_SECS} s; wait {wait} s, or force the rotation (\"Rotate anyway\", \
-                     or forge keys rotate --force)"
-                ),
-            ))
-        }
-        KeyRotation::NoNextKey => Err(AppError::conflict(
-            "no_next_key",
-            "there is no next key to promote; restart forge to create one",
-        )),
-    }
-}
-
-/// [`rotate_keys`] from the admin site (operators only), then reloads this
-/// process's keyring so the new current key signs at once.
-pub async fn rotate_keys_now(
-    state: &AppState,
-    admin: &SiteAdmin,
-    force: bool,
-    meta: &RequestMeta,
-) -> AppResult<Vec<SigningKeyRecord>> {
-    if !admin.operator {
-        return Err(AppError::forbidden(
-            "forbidden",
-            "only operators rotate the signing keys",
-        ));
-    }
-    let keys = rotate_keys(
-        state.store.as_ref(),
-        &state.config,
-        state.clock.now(),
-        force,
-        Some(admin.user.id),
-        "admin_site",
-        meta,
-    )
-    .await?;
-    keys::reload(state).await.map_err(AppError::internal)?;
-    Ok(keys)
-}
-
-/// One page of the shown tenant's outbox, newest first, optionally of one
-/// status. The cursor is bound to this list (`paging` kind `m`).
-pub async fn messages(
-    state: &AppState,
-    admin: &SiteAdmin,
-    status: Option<OutboxStatus>,
-    limit: Option<u32>,
-    cursor: Option<&str>,
-) -> AppResult<Page<OutboxMessage>> {
-    let limit = paging::limit(limit)?;
-    let before = cursor.map(|c| paging::decode_uuid("m", c)).transpose()?;
-    let rows = state.store.list(admin.tenant().id, status, limit + 1, before).await?;
-    Ok(paging::page(rows, limit, |m: &OutboxMessage| {
-        paging::encode("m", &m.id.to_string())
-    }))
-}
-
-/// Puts a failed message of the shown tenant back in the queue. Returns
-/// false when the store cannot (its code was erased when it failed or
-/// expired, or it is not failed). Audited as `message_resent`.
-pub async fn resend_message(state: &AppState, admin: &SiteAdmin, id: Uuid, meta: &RequestMeta) -> AppResult<bool> {
-    let tenant_id = admin.tenant().id;
-    let now = state.clock.now();
-    if !state.store.resend(tenant_id, id, now).await? {
-        return Ok(false);
-    }
-    let mut audit = meta.audit(tenant_id, now, "message_resent", None, Some(admin.user.id));
-    audit.detail = serde_json::json!({ "message_id": id });
-    state.store.record_audit(audit).await?;
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn info(state: KeyState, created_at: i64) -> KeyInfo {
-        KeyInfo {
-            kid: "k".into(),
-            algorithm: "EdDSA".into(),
-            state,
-            created_at,
-            activated_at: None,
-            retired_at: None,
-            published: true,
-            unpublished_at: None,
-        }
-    }
-
-    #[test]
-    fn next_key_wait_counts_down_to_zero() {
-        let keys = vec![info(KeyState::Current, 0), info(KeyState::Next, 1_000)];
-        assert_eq!(next_key_wait(&keys, 1_000), JWKS_MAX_AGE_SECS as i64);
-        assert_eq!(next_key_wait(&keys, 1_100), JWKS_MAX_AGE_SECS as i64 - 100);
-        assert_eq!(next_key_wait(&keys, 10_000), 0);
-        assert_eq!(next_key_wait(&[], 0), 0);
-    }
 
     #[test]
     fn session_keys_hash_the_token() {
