@@ -11,6 +11,7 @@ pub mod directory;
 pub mod keys;
 pub mod limits;
 pub mod otp;
+pub mod paging;
 pub mod proof;
 pub mod rbac;
 pub mod recovery;

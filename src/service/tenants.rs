@@ -19,7 +19,7 @@
 
 use uuid::Uuid;
 
-use super::directory::paging::{self, Page};
+use super::paging::{self, Page};
 use super::settings::{self, SignupChange};
 use super::{RequestMeta, accounts, denylist, rbac};
 use crate::domain::settings::{SignupPolicy, TenantSettings};

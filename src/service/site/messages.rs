@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::sessions::SiteAdmin;
 use crate::error::AppResult;
 use crate::service::RequestMeta;
-use crate::service::directory::paging::{self, Page};
+use crate::service::paging::{self, Page};
 use crate::state::AppState;
 use crate::store::{OutboxMessage, OutboxStatus};
 
