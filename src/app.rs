@@ -20,12 +20,12 @@ use crate::config::Config;
 use crate::crypto::password::{Argon2Params, PasswordHasher};
 use crate::crypto::tokens::random_token;
 use crate::domain::PasswordPolicy;
-use crate::http::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::service::{denylist, keys};
 use crate::state::{AppState, Keys};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
+use crate::telemetry::metrics::Metrics;
 
 pub struct Application {
     listener: TcpListener,

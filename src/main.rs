@@ -193,9 +193,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `forge keys list|rotate`: the admin site's key use cases on the store.
+/// `forge keys list|rotate`: the key use cases the admin site uses, on the store.
 async fn keys(config: Config, command: KeysCommand) -> Result<(), Failure> {
-    use forge::service::admin_site;
+    use forge::service::keys;
     let store = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || forge::app::open_store(&config))
@@ -209,14 +209,12 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), Failure> {
     }
     if let KeysCommand::Rotate { force } = command {
         let meta = forge::service::RequestMeta::default();
-        admin_site::rotate_keys(store.as_ref(), &config, now, force, None, "cli", &meta)
+        keys::rotate_keys(store.as_ref(), &config, now, force, None, "cli", &meta)
             .await
             .map_err(app_error)?;
         println!("forge: signing keys rotated; running servers switch within a minute");
     }
-    let keys = admin_site::list_keys(store.as_ref(), &config, now)
-        .await
-        .map_err(app_error)?;
+    let keys = keys::list_keys(store.as_ref(), &config, now).await.map_err(app_error)?;
     if keys.is_empty() {
         println!("forge: no signing keys yet; they are created when the server first starts");
         return Ok(());
@@ -237,7 +235,7 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), Failure> {
             k.kid,
             k.state.as_str(),
             forge::domain::rfc3339(k.created_at),
-            forge::http::admin::views::duration(now - k.created_at),
+            forge::http::site::views::duration(now - k.created_at),
             time(k.activated_at),
             time(k.retired_at),
         );

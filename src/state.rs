@@ -11,8 +11,8 @@ use crate::config::Config;
 use crate::crypto::jwt::{AccessClaims, Keyring};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::PasswordPolicy;
-use crate::http::metrics::Metrics;
 use crate::store::{Store, Tenant};
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {

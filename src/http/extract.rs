@@ -207,7 +207,7 @@ where
             .headers
             .get("x-forge-device")
             .and_then(|v| v.to_str().ok())
-            .or_else(|| crate::http::admin::guard::cookie(&parts.headers, crate::service::devices::COOKIE))
+            .or_else(|| crate::http::site::guard::cookie(&parts.headers, crate::service::devices::COOKIE))
             .map(|s| s.chars().take(512).collect());
         Ok(ClientMeta(RequestMeta {
             ip,

@@ -8,12 +8,12 @@
 //! costs that one request only. That needs unwinding, so the release
 //! profile must never say `panic = "abort"` (a test guards Cargo.toml).
 
-pub mod admin;
 pub mod api;
 pub mod extract;
 pub mod metrics;
 pub mod ops;
 pub mod permission;
+pub mod site;
 pub mod wellknown;
 
 use std::time::Instant;
@@ -40,14 +40,14 @@ pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
     let openapi = api::contract::complete(&openapi, &state.config);
     let max_body = state.config.server.max_body_bytes;
     let cors = cors(&state.config.server.cors_origins);
-    let admin = if state.config.admin.enabled {
-        admin::router(state.clone())
+    let site = if state.config.admin.enabled {
+        site::router(state.clone())
     } else {
         axum::Router::new()
     };
     axum::Router::new()
         .merge(api)
-        .merge(admin)
+        .merge(site)
         .merge(wellknown::router())
         .merge(ops::router(openapi))
         .merge(extra)

@@ -8,8 +8,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::http::metrics::Gauges;
 use crate::state::AppState;
+use crate::telemetry::metrics::Gauges;
 
 /// `openapi` is the finished document (`api::contract::complete`).
 pub fn router(openapi: serde_json::Value) -> axum::Router<AppState> {

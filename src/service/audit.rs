@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use super::users_admin::paging::{self, Page};
+use super::paging::{self, Page};
 use crate::error::{AppError, AppResult};
 use crate::service::sessions::Principal;
 use crate::state::AppState;

@@ -1,5 +1,6 @@
 //! Signing keys: created on first start, stored in the database, loaded into
-//! the in-memory [`Keyring`].
+//! the in-memory [`Keyring`], listed and rotated (by `forge keys` and by
+//! operators on the admin site).
 //!
 //! With EdDSA there is always a `current` key that signs and a `next` key that
 //! is already published in the JWKS but signs nothing yet, so a verifier that
@@ -7,11 +8,17 @@
 //! promotes `next` to `current`, retires `current` (kept for verification
 //! until its last token expires) and creates a new `next`.
 
-use crate::config::JwtAlgorithm;
+use uuid::Uuid;
+
+use crate::config::{Config, JwtAlgorithm};
 use crate::crypto::jwt::{KeyMaterial, Keyring, VerifierSettings, generate_ed25519};
+use crate::domain::Timestamp;
+use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
+use crate::service::RequestMeta;
+use crate::service::site::sessions::SiteAdmin;
 use crate::state::AppState;
-use crate::store::{KeyState, SigningKeyRecord, Store};
+use crate::store::{DEFAULT_TENANT_ID, KeyRotation, KeyState, SigningKeyRecord, Store};
 
 /// How long the JWKS may be cached. Rotations must be at least this far apart
 /// for a cached JWKS to always hold the signing key.
@@ -55,7 +62,7 @@ pub async fn ensure_keys(store: &dyn Store, now: i64) -> anyhow::Result<Vec<Sign
 
 /// Builds the keyring from stored keys: the current key signs; next and the
 /// retired keys whose tokens may still be alive verify.
-pub fn keyring_from(config: &crate::config::Config, keys: &[SigningKeyRecord], now: i64) -> anyhow::Result<Keyring> {
+pub fn keyring_from(config: &Config, keys: &[SigningKeyRecord], now: i64) -> anyhow::Result<Keyring> {
     let settings = VerifierSettings {
         issuer: config.jwt.issuer.clone(),
         audience: config.jwt.audience.clone(),
@@ -98,4 +105,196 @@ pub async fn reload(state: &AppState) -> anyhow::Result<()> {
         .keys
         .replace(keyring_from(&state.config, &keys, state.clock.now())?);
     Ok(())
+}
+
+/// A signing key as the keys page and `forge keys list` show it.
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub algorithm: String,
+    pub state: KeyState,
+    pub created_at: Timestamp,
+    pub activated_at: Option<Timestamp>,
+    pub retired_at: Option<Timestamp>,
+    /// Published in the JWKS now (next, current, and retired keys whose
+    /// tokens may still be alive).
+    pub published: bool,
+    /// For a retired key: when it leaves the JWKS.
+    pub unpublished_at: Option<Timestamp>,
+}
+
+/// How long after retirement a key still verifies: the longest an access
+/// token signed just before the rotation lives, plus the leeway.
+pub fn retirement_horizon(config: &Config) -> i64 {
+    i64::try_from((config.jwt.access_ttl + config.jwt.leeway).as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Every stored signing key with its place in the JWKS: next, current,
+/// then the retired ones, most recently retired first.
+pub async fn list_keys(store: &dyn Store, config: &Config, now: Timestamp) -> AppResult<Vec<KeyInfo>> {
+    let horizon = retirement_horizon(config);
+    let mut keys: Vec<KeyInfo> = store
+        .signing_keys()
+        .await?
+        .into_iter()
+        .map(|k| {
+            let unpublished_at = k.retired_at.map(|r| r.saturating_add(horizon));
+            let published = match k.state {
+                KeyState::Next | KeyState::Current => true,
+                KeyState::Retired => unpublished_at.is_some_and(|u| u > now),
+            };
+            KeyInfo {
+                kid: k.kid,
+                algorithm: k.algorithm,
+                state: k.state,
+                created_at: k.created_at,
+                activated_at: k.activated_at,
+                retired_at: k.retired_at,
+                published,
+                unpublished_at,
+            }
+        })
+        .collect();
+    // The order of their lives: next, current, then retired keys newest first.
+    let rank = |s: &KeyState| match s {
+        KeyState::Next => 0,
+        KeyState::Current => 1,
+        KeyState::Retired => 2,
+    };
+    keys.sort_by(|a, b| {
+        rank(&a.state)
+            .cmp(&rank(&b.state))
+            .then_with(|| b.retired_at.cmp(&a.retired_at))
+            .then_with(|| b.created_at.cmp(&a.created_at))
+            .then_with(|| a.kid.cmp(&b.kid))
+    });
+    Ok(keys)
+}
+
+/// Seconds until the `next` key has been published long enough to sign
+/// (0 when it may sign now), for the keys page.
+pub fn next_key_wait(keys: &[KeyInfo], now: Timestamp) -> i64 {
+    keys.iter()
+        .filter(|k| k.state == KeyState::Next)
+        .map(|k| (k.created_at + JWKS_MAX_AGE_SECS as i64 - now).max(0))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Rotates the Ed25519 signing keys in one transaction: `next` starts
+/// signing, `current` retires (it stays in the JWKS until its tokens have
+/// expired), a new `next` is published. Unless `force`, refuses while the
+/// `next` key is younger than the JWKS cache lifetime (409
+/// `key_too_new`), since a verifier holding a cached JWKS would not know
+/// it yet. Audited as `key_rotated` in the `default` tenant's log with
+/// `actor` (none from the command line). Refused with HS256 (409
+/// `no_signing_keys`): the secret is the key. This does not reload the
+/// keyring of a running server: [`rotate_keys_now`] does, and other
+/// processes pick the change up within a minute (their maintenance loop).
+pub async fn rotate_keys(
+    store: &dyn Store,
+    config: &Config,
+    now: Timestamp,
+    force: bool,
+    actor: Option<Uuid>,
+    via: &'static str,
+    meta: &RequestMeta,
+) -> AppResult<Vec<SigningKeyRecord>> {
+    if config.jwt.algorithm == JwtAlgorithm::HS256 {
+        return Err(AppError::conflict(
+            "no_signing_keys",
+            "jwt.algorithm is HS256: tokens are signed with jwt.secret, so there are no keys to rotate",
+        ));
+    }
+    let material = generate_ed25519();
+    let new_next = SigningKeyRecord {
+        kid: material.kid.clone(),
+        algorithm: "EdDSA".into(),
+        private_key: material.private_pkcs8.clone(),
+        public_key: material.public_raw.clone(),
+        state: KeyState::Next,
+        created_at: now,
+        activated_at: None,
+        retired_at: None,
+    };
+    let mut audit = meta.audit(DEFAULT_TENANT_ID, now, "key_rotated", None, actor);
+    audit.detail = serde_json::json!({ "new_next_kid": new_next.kid, "forced": force, "via": via });
+    let not_after = (!force).then(|| now - JWKS_MAX_AGE_SECS as i64);
+    match store.rotate_signing_keys(new_next, now, not_after, audit).await? {
+        KeyRotation::Rotated(keys) => {
+            tracing::info!(new_next = %material.kid, "signing keys rotated");
+            Ok(keys)
+        }
+        KeyRotation::NextTooYoung { next_created_at } => {
+            let age = now - next_created_at;
+            let wait = JWKS_MAX_AGE_SECS as i64 - age;
+            Err(AppError::conflict(
+                "key_too_new",
+                format!(
+                    "the next key was published {age} s ago and verifiers may cache the JWKS for \
+                     {JWKS_MAX_AGE_SECS} s; wait {wait} s, or force the rotation (\"Rotate anyway\", \
+                     or forge keys rotate --force)"
+                ),
+            ))
+        }
+        KeyRotation::NoNextKey => Err(AppError::conflict(
+            "no_next_key",
+            "there is no next key to promote; restart forge to create one",
+        )),
+    }
+}
+
+/// [`rotate_keys`] from the admin site (operators only), then reloads this
+/// process's keyring so the new current key signs at once.
+pub async fn rotate_keys_now(
+    state: &AppState,
+    admin: &SiteAdmin,
+    force: bool,
+    meta: &RequestMeta,
+) -> AppResult<Vec<SigningKeyRecord>> {
+    if !admin.operator {
+        return Err(AppError::forbidden(
+            "forbidden",
+            "only operators rotate the signing keys",
+        ));
+    }
+    let keys = rotate_keys(
+        state.store.as_ref(),
+        &state.config,
+        state.clock.now(),
+        force,
+        Some(admin.user.id),
+        "admin_site",
+        meta,
+    )
+    .await?;
+    reload(state).await.map_err(AppError::internal)?;
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(state: KeyState, created_at: i64) -> KeyInfo {
+        KeyInfo {
+            kid: "k".into(),
+            algorithm: "EdDSA".into(),
+            state,
+            created_at,
+            activated_at: None,
+            retired_at: None,
+            published: true,
+            unpublished_at: None,
+        }
+    }
+
+    #[test]
+    fn next_key_wait_counts_down_to_zero() {
+        let keys = vec![info(KeyState::Current, 0), info(KeyState::Next, 1_000)];
+        assert_eq!(next_key_wait(&keys, 1_000), JWKS_MAX_AGE_SECS as i64);
+        assert_eq!(next_key_wait(&keys, 1_100), JWKS_MAX_AGE_SECS as i64 - 100);
+        assert_eq!(next_key_wait(&keys, 10_000), 0);
+        assert_eq!(next_key_wait(&[], 0), 0);
+    }
 }

@@ -2,7 +2,7 @@
 //! Redis every instance draws on the same budget.
 //!
 //! Budgets are keyed by what an attacker cannot cheaply multiply: the client
-//! IP (as [`crate::http::extract::client_ip`] believes it, so a spoofed
+//! IP (as the HTTP layer's `client_ip` extractor believes it, so a spoofed
 //! `X-Forwarded-For` from an untrusted peer does not buy a fresh bucket; an
 //! IPv6 client by its /64, the smallest block a subscriber is given, so one
 //! attacker does not get 2^64 budgets) and the identifier being targeted.

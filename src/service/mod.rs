@@ -3,22 +3,23 @@
 
 pub mod accounts;
 pub mod address;
-pub mod admin_site;
 pub mod audit;
 pub mod codes;
 pub mod denylist;
 pub mod devices;
+pub mod directory;
 pub mod keys;
 pub mod limits;
 pub mod otp;
+pub mod paging;
 pub mod proof;
 pub mod rbac;
 pub mod recovery;
 pub mod roles;
 pub mod sessions;
 pub mod settings;
+pub mod site;
 pub mod tenants;
-pub mod users_admin;
 
 use uuid::Uuid;
 

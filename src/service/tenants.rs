@@ -19,8 +19,8 @@
 
 use uuid::Uuid;
 
+use super::paging::{self, Page};
 use super::settings::{self, SignupChange};
-use super::users_admin::paging::{self, Page};
 use super::{RequestMeta, accounts, denylist, rbac};
 use crate::domain::settings::{SignupPolicy, TenantSettings};
 use crate::domain::{Email, RoleName, TenantSlug};

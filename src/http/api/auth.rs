@@ -67,7 +67,7 @@ pub async fn signup(
 /// the admin sign-in share it.
 pub fn device_cookie(state: &AppState, token: &str) -> HeaderValue {
     let max_age = state.config.rate_limit.device_token_ttl.as_secs();
-    crate::http::admin::guard::set_cookie(state, crate::service::devices::COOKIE, token, "/", max_age)
+    crate::http::site::guard::set_cookie(state, crate::service::devices::COOKIE, token, "/", max_age)
 }
 
 /// Sign in with email or phone and password.

@@ -26,7 +26,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
-use crate::service::users_admin::paging::MAX_LIMIT;
+use crate::service::paging::MAX_LIMIT;
 
 /// The longest address SMTP carries (RFC 5321 section 4.5.3.1.3).
 const EMAIL_MAX: u64 = 254;

@@ -1,10 +1,10 @@
 //! The `/v1` API. Routes are registered through utoipa-axum, so a route
 //! cannot exist without its OpenAPI entry.
 
-pub mod admin_users;
 pub mod audit;
 pub mod auth;
 pub mod contract;
+pub mod directory;
 pub mod dto;
 pub mod identity;
 pub mod roles;
@@ -87,17 +87,14 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::get_me, users::patch_me, users::delete_me))
         .routes(routes!(users::list_sessions))
         .routes(routes!(users::delete_session))
-        .routes(routes!(admin_users::list_users, admin_users::create_user))
+        .routes(routes!(directory::list_users, directory::create_user))
         .routes(routes!(
-            admin_users::get_user,
-            admin_users::patch_user,
-            admin_users::delete_user
+            directory::get_user,
+            directory::patch_user,
+            directory::delete_user
         ))
-        .routes(routes!(
-            admin_users::list_user_sessions,
-            admin_users::delete_user_sessions
-        ))
-        .routes(routes!(admin_users::delete_user_session))
+        .routes(routes!(directory::list_user_sessions, directory::delete_user_sessions))
+        .routes(routes!(directory::delete_user_session))
         .routes(routes!(roles::list_roles, roles::create_role))
         .routes(routes!(roles::get_role, roles::update_role, roles::delete_role))
         .routes(routes!(roles::assign_role, roles::remove_role))

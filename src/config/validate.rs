@@ -1,0 +1,353 @@
+//! Validation: the rules between and within keys that types cannot
+//! express, each failure naming its key (the loader adds where the value
+//! came from).
+
+use super::{Config, ConfigError, JwtAlgorithm, NotifyChannel};
+use crate::secret::Secret;
+
+impl Config {
+    /// Checks the rules between and within keys that types cannot express.
+    /// The error names the key; it never repeats a secret or a database URL
+    /// (which may carry a password).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: &str| Err(ConfigError::invalid(key, message));
+
+        let server = &self.server;
+        if !is_http_url(&server.public_url) {
+            return fail("server.public_url", "must be an absolute http:// or https:// URL");
+        }
+        if server.max_body_bytes < 1024 {
+            return fail("server.max_body_bytes", "must be at least 1024");
+        }
+        if let Some(problem) = cors_origins_problem(&server.cors_origins) {
+            return fail("server.cors_origins", problem);
+        }
+
+        if let Some(problem) = database_url_problem(&self.database.url) {
+            return fail("database.url", problem);
+        }
+        if self.database.pool_size < 1 {
+            return fail("database.pool_size", "must be at least 1");
+        }
+        if let Some(problem) = cache_url_problem(&self.cache.url) {
+            return fail("cache.url", problem);
+        }
+
+        let jwt = &self.jwt;
+        if jwt.algorithm == JwtAlgorithm::HS256 {
+            match &jwt.secret {
+                None => return fail("jwt.secret", "required when jwt.algorithm is HS256"),
+                Some(secret) if secret.expose().len() < 32 => {
+                    return fail("jwt.secret", "must be at least 32 bytes for HS256");
+                }
+                Some(_) => {}
+            }
+        }
+        if jwt.audience.is_empty() {
+            return fail("jwt.audience", "must not be empty");
+        }
+        if jwt.access_ttl.is_zero() {
+            return fail("jwt.access_ttl", "must be longer than zero");
+        }
+        if jwt.refresh_ttl <= jwt.access_ttl {
+            return fail("jwt.refresh_ttl", "must be longer than jwt.access_ttl");
+        }
+        if jwt.session_max_age <= jwt.access_ttl {
+            return fail("jwt.session_max_age", "must be longer than jwt.access_ttl");
+        }
+
+        let pw = &self.password;
+        if pw.min_length < 1 {
+            return fail("password.min_length", "must be at least 1");
+        }
+        if pw.max_length > 1024 {
+            return fail("password.max_length", "must be at most 1024");
+        }
+        if pw.min_length > pw.max_length {
+            return fail("password.min_length", "must not exceed password.max_length");
+        }
+        if pw.min_strength > 4 {
+            return fail("password.min_strength", "must be between 0 and 4");
+        }
+        if pw.argon2_iterations < 1 {
+            return fail("password.argon2_iterations", "must be at least 1");
+        }
+        if pw.argon2_parallelism < 1 {
+            return fail("password.argon2_parallelism", "must be at least 1");
+        }
+        // argon2's own floor: 8 KiB per lane.
+        if u64::from(pw.argon2_memory_kib) < 8 * u64::from(pw.argon2_parallelism) {
+            return fail(
+                "password.argon2_memory_kib",
+                "must be at least 8 x password.argon2_parallelism",
+            );
+        }
+
+        if self.otp.ttl.is_zero() {
+            return fail("otp.ttl", "must be longer than zero");
+        }
+        if self.rate_limit.device_token_ttl.is_zero() {
+            return fail("rate_limit.device_token_ttl", "must be longer than 0s");
+        }
+        if self.otp.max_attempts < 1 {
+            return fail("otp.max_attempts", "must be at least 1");
+        }
+
+        let notify = &self.notify;
+        match notify.channel {
+            NotifyChannel::Log | NotifyChannel::Memory => {}
+            NotifyChannel::Smtp => {
+                if notify.smtp.host.is_empty() {
+                    return fail("notify.smtp.host", "required when notify.channel is smtp");
+                }
+                if notify.smtp.from.is_empty() {
+                    return fail("notify.smtp.from", "required when notify.channel is smtp");
+                }
+            }
+            NotifyChannel::Webhook => {
+                if notify.webhook.url.is_empty() {
+                    return fail("notify.webhook.url", "required when notify.channel is webhook");
+                }
+                if !is_http_url(&notify.webhook.url) {
+                    return fail("notify.webhook.url", "must be an http:// or https:// URL");
+                }
+                if notify.webhook.secret.as_ref().is_none_or(Secret::is_empty) {
+                    return fail("notify.webhook.secret", "required when notify.channel is webhook");
+                }
+            }
+            NotifyChannel::Twilio => {
+                if notify.twilio.account_sid.is_empty() {
+                    return fail("notify.twilio.account_sid", "required when notify.channel is twilio");
+                }
+                if notify.twilio.auth_token.as_ref().is_none_or(Secret::is_empty) {
+                    return fail("notify.twilio.auth_token", "required when notify.channel is twilio");
+                }
+                if notify.twilio.from.is_empty() {
+                    return fail("notify.twilio.from", "required when notify.channel is twilio");
+                }
+                if !is_http_url(&notify.twilio.base_url) {
+                    return fail("notify.twilio.base_url", "must be an http:// or https:// URL");
+                }
+            }
+        }
+
+        if self.admin.session_idle.is_zero() {
+            return fail("admin.session_idle", "must be longer than zero");
+        }
+        if self.admin.session_absolute < self.admin.session_idle {
+            return fail("admin.session_absolute", "must not be shorter than admin.session_idle");
+        }
+
+        let introspection = &self.introspection;
+        if introspection.username.is_empty() || introspection.username.contains(':') {
+            return fail("introspection.username", "must be non-empty and contain no `:`");
+        }
+        if let Some(secret) = &introspection.secret
+            && secret.expose().len() < 32
+        {
+            return fail("introspection.secret", "must be at least 32 bytes");
+        }
+        Ok(())
+    }
+}
+
+/// Why `url` names no compiled-in store. Never echoes the URL: it may carry a password.
+fn database_url_problem(url: &str) -> Option<&'static str> {
+    if url == "sqlite::memory:" {
+        None
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        path.is_empty()
+            .then_some("sqlite:// needs a file path, e.g. sqlite://forge.db")
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        (!cfg!(feature = "postgres")).then_some("postgres:// needs a forge built with --features postgres")
+    } else {
+        Some("unsupported database; use sqlite::memory:, sqlite://PATH or postgres://... (with --features postgres)")
+    }
+}
+
+/// Why `url` names no compiled-in cache. Never echoes the URL: it may carry a password.
+fn cache_url_problem(url: &str) -> Option<&'static str> {
+    if url == "memory" {
+        None
+    } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+        (!cfg!(feature = "postgres")).then_some("redis:// needs a forge built with --features postgres")
+    } else {
+        Some("unsupported cache; use memory or redis://... (with --features postgres)")
+    }
+}
+
+/// Why a `server.cors_origins` list cannot be served: `*` only alone, every
+/// other entry an origin as browsers send it (`https://app.example.com`, no
+/// path, no trailing slash, ASCII), since anything else never matches and
+/// would silently allow nothing.
+fn cors_origins_problem(origins: &[String]) -> Option<&'static str> {
+    if origins.iter().any(|o| o == "*") {
+        return (origins.len() > 1).then_some("\"*\" (any origin) must be the only entry");
+    }
+    origins.iter().find_map(|origin| {
+        let rest = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| origin.strip_prefix(scheme));
+        let valid = rest.is_some_and(|host| {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        });
+        (!valid).then_some("each entry must be an origin like \"https://app.example.com\" (no path) or \"*\" alone")
+    })
+}
+
+fn is_http_url(url: &str) -> bool {
+    ["http://", "https://"]
+        .iter()
+        .any(|scheme| url.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_support::*;
+
+    #[test]
+    fn hs256_needs_a_long_secret() {
+        let err = file_err("[jwt]\nalgorithm = \"HS256\"\n");
+        assert_eq!(err, "forge.toml: jwt.secret: required when jwt.algorithm is HS256");
+        let err = file_err("[jwt]\nalgorithm = \"HS256\"\nsecret = \"too-short-secret\"\n");
+        assert!(err.contains("jwt.secret"), "{err}");
+        assert!(!err.contains("too-short-secret"), "{err}");
+        let err = Config::from_sources(
+            Some(("forge.toml", "[jwt]\nalgorithm = \"HS256\"\n")),
+            env(&[("FORGE_JWT__SECRET", "short-env-secret")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "FORGE_JWT__SECRET: jwt.secret: must be at least 32 bytes for HS256"
+        );
+        let ok = Config::from_sources(
+            None,
+            env(&[("FORGE_JWT__ALGORITHM", "HS256"), ("FORGE_JWT__SECRET", SECRET)]),
+        );
+        assert!(ok.is_ok());
+    }
+    #[test]
+    fn backend_urls_follow_the_features() {
+        let postgres = "[database]\nurl = \"postgres://u:pw@h/db\"\n";
+        let redis = "[cache]\nurl = \"rediss://:pw@h\"\n";
+        if cfg!(feature = "postgres") {
+            assert!(file(postgres).is_ok());
+            assert!(file(redis).is_ok());
+        } else {
+            assert_eq!(
+                file_err(postgres),
+                "forge.toml: database.url: postgres:// needs a forge built with --features postgres"
+            );
+            assert_eq!(
+                file_err(redis),
+                "forge.toml: cache.url: redis:// needs a forge built with --features postgres"
+            );
+        }
+        let err = file_err("[database]\nurl = \"mysql://u:pw@h/db\"\n");
+        assert!(err.starts_with("forge.toml: database.url: unsupported"), "{err}");
+        assert!(!err.contains("pw"), "{err}");
+        assert!(file("[database]\nurl = \"sqlite::memory:\"\n").is_ok());
+        assert!(file_err("[database]\nurl = \"sqlite://\"\n").contains("database.url"));
+    }
+    #[test]
+    fn validate_rules_name_their_key() {
+        let cases: &[(&str, &str)] = &[
+            ("[database]\npool_size = 0", "database.pool_size"),
+            ("[password]\nmin_length = 0", "password.min_length"),
+            ("[password]\nmin_length = 20\nmax_length = 10", "password.min_length"),
+            ("[password]\nmax_length = 2000", "password.max_length"),
+            ("[password]\nmin_strength = 5", "password.min_strength"),
+            (
+                "[password]\nargon2_memory_kib = 15\nargon2_parallelism = 2",
+                "password.argon2_memory_kib",
+            ),
+            ("[password]\nargon2_iterations = 0", "password.argon2_iterations"),
+            ("[password]\nargon2_parallelism = 0", "password.argon2_parallelism"),
+            ("[server]\nmax_body_bytes = 10", "server.max_body_bytes"),
+            ("[introspection]\nsecret = \"too short\"", "introspection.secret"),
+            ("[introspection]\nusername = \"a:b\"", "introspection.username"),
+            (
+                "[server]\ncors_origins = [\"*\", \"https://a.example\"]",
+                "server.cors_origins",
+            ),
+            (
+                "[server]\ncors_origins = [\"https://a.example/\"]",
+                "server.cors_origins",
+            ),
+            ("[server]\ncors_origins = [\"a.example\"]", "server.cors_origins"),
+            ("[server]\ncors_origins = [\"https://\"]", "server.cors_origins"),
+            ("[server]\npublic_url = \"ftp://x\"", "server.public_url"),
+            ("[server]\npublic_url = \"http://\"", "server.public_url"),
+            ("[jwt]\naccess_ttl = \"0s\"", "jwt.access_ttl"),
+            ("[jwt]\nrefresh_ttl = \"15m\"", "jwt.refresh_ttl"),
+            ("[jwt]\nsession_max_age = \"10m\"", "jwt.session_max_age"),
+            ("[notify]\nchannel = \"smtp\"", "notify.smtp.host"),
+            ("[notify]\nchannel = \"smtp\"\nsmtp.host = \"h\"", "notify.smtp.from"),
+            ("[notify]\nchannel = \"webhook\"", "notify.webhook.url"),
+            (
+                "[notify]\nchannel = \"webhook\"\nwebhook.url = \"https://h\"",
+                "notify.webhook.secret",
+            ),
+            ("[notify]\nchannel = \"twilio\"", "notify.twilio.account_sid"),
+            (
+                "[notify]\nchannel = \"twilio\"\ntwilio.account_sid = \"AC1\"",
+                "notify.twilio.auth_token",
+            ),
+            (
+                "[notify]\nchannel = \"twilio\"\ntwilio.account_sid = \"AC1\"\ntwilio.auth_token = \"t\"",
+                "notify.twilio.from",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = file(text).unwrap_err();
+            assert_eq!(err.key(), Some(*key), "{text}: {err}");
+            let shown = err.to_string();
+            assert!(shown.starts_with(&format!("forge.toml: {key}: ")), "{shown}");
+            assert!(!shown.contains('\n'));
+        }
+        // validate() on a config built in code has no source to name
+        let mut c = Config::for_tests();
+        c.database.pool_size = 0;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "database.pool_size: must be at least 1"
+        );
+    }
+    #[test]
+    fn cors_origins_accept_any_or_a_list_of_origins() {
+        let c = file("[server]\ncors_origins = [\"*\"]").unwrap();
+        assert_eq!(c.server.cors_origins, ["*"]);
+        let c =
+            file("[server]\ncors_origins = [\"https://a.example\", \"http://localhost:3000\", \"http://[::1]:8080\"]")
+                .unwrap();
+        assert_eq!(c.server.cors_origins.len(), 3);
+    }
+    #[test]
+    fn introspection_secret_is_checked_and_redacted() {
+        const LONG: &str = "introspection-secret-0123456789abcdef";
+        let c = file(&format!("[introspection]\nsecret = \"{LONG}\"")).unwrap();
+        assert_eq!(c.introspection.secret.as_ref().map(Secret::expose), Some(LONG));
+        assert_eq!(c.introspection.username, "introspect");
+        let shown = c.redacted_toml();
+        assert!(!shown.contains(LONG), "{shown}");
+        assert!(shown.contains("[introspection]"), "{shown}");
+        let err = file_err("[introspection]\nsecret = \"short-secret-value\"\n");
+        assert_eq!(err, "forge.toml: introspection.secret: must be at least 32 bytes");
+        // A numeric secret from the environment stays a string.
+        let c = Config::from_sources(
+            None,
+            env(&[("FORGE_INTROSPECTION__SECRET", "123456789012345678901234567890123")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.introspection.secret.as_ref().map(Secret::expose),
+            Some("123456789012345678901234567890123")
+        );
+    }
+}

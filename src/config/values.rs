@@ -1,0 +1,586 @@
+//! The typed configuration: every key, its type and its built-in default
+//! (`forge.toml` documents the same values), and the redacted form
+//! `forge config check` prints.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::formats::{Rate, duration, ip_nets};
+use crate::secret::Secret;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub cache: CacheConfig,
+    pub jwt: JwtConfig,
+    pub password: PasswordConfig,
+    pub signup: SignupConfig,
+    pub otp: OtpConfig,
+    pub rate_limit: RateLimitConfig,
+    pub notify: NotifyConfig,
+    pub admin: AdminConfig,
+    pub dev: DevConfig,
+    pub audit: AuditConfig,
+    pub introspection: IntrospectionConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Port 0 picks a free port; the application reports the real address.
+    pub bind: SocketAddr,
+    /// Stored without a trailing `/` so callers can append paths.
+    pub public_url: String,
+    /// Only these peers' `X-Forwarded-For` is believed; bare IPs are accepted as /32 or /128.
+    #[serde(with = "ip_nets")]
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_body_bytes: usize,
+    /// Browser origins allowed by CORS (`scheme://host[:port]`), or `["*"]`
+    /// for any origin. Credentials are never allowed cross-origin (forge
+    /// takes bearer tokens, not cookies, from other origins), which is what
+    /// makes `*` safe to support.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://localhost:8080".to_owned(),
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 65_536,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite::memory:`, `sqlite://PATH`, or `postgres://...` with the `postgres` feature.
+    pub url: String,
+    pub pool_size: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://forge.db".to_owned(),
+            pool_size: 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `memory`, or `redis://`/`rediss://` with the `postgres` feature.
+    pub url: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            url: "memory".to_owned(),
+        }
+    }
+}
+
+/// The serde names are the JOSE `alg` values, so the config reads like the token header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    #[default]
+    EdDSA,
+    HS256,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    pub algorithm: JwtAlgorithm,
+    /// Required (32+ bytes) only for HS256; EdDSA keys live in the keyring.
+    pub secret: Option<Secret>,
+    /// Empty means "the public URL", filled in by [`Config::from_sources`].
+    pub issuer: String,
+    pub audience: String,
+    #[serde(with = "duration")]
+    pub access_ttl: Duration,
+    #[serde(with = "duration")]
+    pub refresh_ttl: Duration,
+    /// The absolute lifetime of a session, however often it refreshes: a
+    /// refresh after `created_at + session_max_age` fails and no refresh
+    /// token outlives it. `refresh_ttl` is the sliding (idle) limit.
+    #[serde(with = "duration")]
+    pub session_max_age: Duration,
+    /// A just-rotated refresh token presented again within this window is a
+    /// client race (two tabs), not theft.
+    #[serde(with = "duration")]
+    pub refresh_reuse_grace: Duration,
+    /// Clock skew tolerated when checking `exp`/`nbf`.
+    #[serde(with = "duration")]
+    pub leeway: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::EdDSA,
+            secret: None,
+            issuer: String::new(),
+            audience: "forge".to_owned(),
+            access_ttl: minutes(15),
+            refresh_ttl: days(30),
+            session_max_age: days(90),
+            refresh_reuse_grace: Duration::from_secs(10),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    pub min_length: usize,
+    /// Caps the argon2 input so a huge password cannot buy CPU time.
+    pub max_length: usize,
+    /// zxcvbn-style score 0..=4.
+    pub min_strength: u8,
+    pub require_classes: bool,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        // The argon2id values are OWASP's minimum recommendation (19 MiB, t=2, p=1).
+        Self {
+            min_length: 8,
+            max_length: 128,
+            min_strength: 2,
+            require_classes: false,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignupConfig {
+    pub enabled: bool,
+    pub require_email_verification: bool,
+}
+
+impl Default for SignupConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            require_email_verification: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtpConfig {
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+    pub max_attempts: u32,
+    #[serde(with = "duration")]
+    pub attempt_window: Duration,
+    #[serde(with = "duration")]
+    pub resend_cooldown: Duration,
+}
+
+impl Default for OtpConfig {
+    fn default() -> Self {
+        Self {
+            ttl: minutes(5),
+            max_attempts: 3,
+            attempt_window: minutes(15),
+            resend_cooldown: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// `false` turns every budget off (benchmarks, trusted networks).
+    pub enabled: bool,
+    pub login_per_ip: Rate,
+    pub login_failures_per_account: Rate,
+    pub signup_per_ip: Rate,
+    pub otp_send_per_identifier: Rate,
+    pub otp_send_per_ip: Rate,
+    pub otp_verify_per_ip: Rate,
+    pub recovery_per_identifier: Rate,
+    pub refresh_per_ip: Rate,
+    /// Failed logins per device token: a device that signed in to the
+    /// account before has this budget of its own instead of the account's.
+    pub login_failures_per_device: Rate,
+    /// How long a device token (cookie `forge_device`) stays valid.
+    #[serde(with = "duration")]
+    pub device_token_ttl: Duration,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login_per_ip: Rate::new(30, minutes(1)),
+            login_failures_per_account: Rate::new(10, minutes(15)),
+            signup_per_ip: Rate::new(20, hours(1)),
+            otp_send_per_identifier: Rate::new(5, hours(1)),
+            otp_send_per_ip: Rate::new(30, hours(1)),
+            otp_verify_per_ip: Rate::new(30, minutes(5)),
+            recovery_per_identifier: Rate::new(5, hours(1)),
+            refresh_per_ip: Rate::new(120, minutes(1)),
+            login_failures_per_device: Rate::new(5, minutes(15)),
+            device_token_ttl: days(180),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyChannel {
+    /// Prints messages to the log: a local trial needs no mail server.
+    #[default]
+    Log,
+    /// Keeps messages for `/v1/dev/outbox` (tests).
+    Memory,
+    Smtp,
+    Webhook,
+    Twilio,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub channel: NotifyChannel,
+    /// Named in message texts ("Your forge code is ...").
+    pub product_name: String,
+    /// Delivery attempts by the durable outbox worker before a message is dropped.
+    pub max_attempts: u32,
+    pub smtp: SmtpConfig,
+    pub webhook: WebhookConfig,
+    pub twilio: TwilioConfig,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            channel: NotifyChannel::Log,
+            product_name: "forge".to_owned(),
+            max_attempts: 8,
+            smtp: SmtpConfig::default(),
+            webhook: WebhookConfig::default(),
+            twilio: TwilioConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on localhost or a test server.
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            security: SmtpSecurity::Starttls,
+            username: None,
+            password: None,
+            from: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Signs each delivery so the receiver can tell forge from anyone else.
+    pub secret: Option<Secret>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: Option<Secret>,
+    pub from: String,
+    /// Overridable so tests can point at a fake Twilio.
+    pub base_url: String,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        Self {
+            account_sid: String::new(),
+            auth_token: None,
+            from: String::new(),
+            base_url: "https://api.twilio.com".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    /// Drops `Secure` from the admin cookie so plain-HTTP development works.
+    pub insecure_cookies: bool,
+    #[serde(with = "duration")]
+    pub session_idle: Duration,
+    #[serde(with = "duration")]
+    pub session_absolute: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            insecure_cookies: false,
+            session_idle: minutes(30),
+            session_absolute: hours(12),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevConfig {
+    /// Serves `GET /v1/dev/outbox`; exposes one-time codes, so never in production.
+    pub outbox: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    #[serde(with = "duration")]
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention: days(90) }
+    }
+}
+
+/// HTTP Basic credentials for `POST /v1/auth/introspect` (RFC 7662 section
+/// 2.1), for resource servers that hold no user token of their own. Without
+/// a secret, only bearer callers holding `tokens:introspect` may introspect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// The Basic user name that goes with the secret.
+    pub username: String,
+    /// At least 32 bytes; compared in constant time.
+    pub secret: Option<Secret>,
+}
+
+impl Default for IntrospectionConfig {
+    fn default() -> Self {
+        Self {
+            username: "introspect".to_owned(),
+            secret: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter directive: `info`, `forge=debug,tower_http=info`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+pub(super) const fn minutes(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+
+pub(super) const fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3_600)
+}
+
+pub(super) const fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+impl Config {
+    /// The effective config as TOML for `forge config check`: secrets print as
+    /// `***` and so do passwords inside database and cache URLs.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = redact_url_password(&shown.database.url);
+        shown.cache.url = redact_url_password(&shown.cache.url);
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))
+    }
+}
+
+/// `postgres://user:pw@host/db` -> `postgres://user:***@host/db`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_support::*;
+
+    #[test]
+    fn defaults_match_the_documented_table() {
+        let c = Config::default();
+        assert_eq!(c.server.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.server.public_url, "http://localhost:8080");
+        assert!(c.server.trusted_proxies.is_empty());
+        assert_eq!(c.server.max_body_bytes, 65_536);
+        assert!(c.server.cors_origins.is_empty());
+        assert_eq!(c.database.url, "sqlite://forge.db");
+        assert_eq!(c.database.pool_size, 8);
+        assert_eq!(c.cache.url, "memory");
+        assert_eq!(c.jwt.algorithm, JwtAlgorithm::EdDSA);
+        assert_eq!(c.jwt.secret, None);
+        assert_eq!(c.jwt.issuer, "");
+        assert_eq!(c.jwt.audience, "forge");
+        assert_eq!(c.jwt.access_ttl, Duration::from_secs(900));
+        assert_eq!(c.jwt.refresh_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.jwt.session_max_age, Duration::from_secs(90 * 86_400));
+        assert_eq!(c.jwt.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(c.jwt.leeway, Duration::from_secs(30));
+        assert_eq!(c.password.min_length, 8);
+        assert_eq!(c.password.max_length, 128);
+        assert_eq!(c.password.min_strength, 2);
+        assert!(!c.password.require_classes);
+        assert_eq!(c.password.argon2_memory_kib, 19_456);
+        assert_eq!(c.password.argon2_iterations, 2);
+        assert_eq!(c.password.argon2_parallelism, 1);
+        assert!(c.signup.enabled);
+        assert!(!c.signup.require_email_verification);
+        assert_eq!(c.otp.ttl, Duration::from_secs(300));
+        assert_eq!(c.otp.max_attempts, 3);
+        assert_eq!(c.otp.attempt_window, Duration::from_secs(900));
+        assert_eq!(c.otp.resend_cooldown, Duration::from_secs(60));
+        let r = &c.rate_limit;
+        assert!(r.enabled);
+        for (rate, text) in [
+            (r.login_per_ip, "30/1m"),
+            (r.login_failures_per_account, "10/15m"),
+            (r.signup_per_ip, "20/1h"),
+            (r.otp_send_per_identifier, "5/1h"),
+            (r.otp_send_per_ip, "30/1h"),
+            (r.otp_verify_per_ip, "30/5m"),
+            (r.recovery_per_identifier, "5/1h"),
+            (r.login_failures_per_device, "5/15m"),
+            (r.refresh_per_ip, "120/1m"),
+        ] {
+            assert_eq!(rate, text.parse().unwrap(), "{text}");
+        }
+        assert_eq!(c.notify.channel, NotifyChannel::Log);
+        assert_eq!(c.notify.product_name, "forge");
+        assert_eq!(c.notify.max_attempts, 8);
+        assert_eq!(c.notify.smtp.host, "");
+        assert_eq!(c.notify.smtp.port, 587);
+        assert_eq!(c.notify.smtp.security, SmtpSecurity::Starttls);
+        assert_eq!(c.notify.smtp.username, None);
+        assert_eq!(c.notify.smtp.password, None);
+        assert_eq!(c.notify.smtp.from, "");
+        assert_eq!(c.notify.webhook, WebhookConfig::default());
+        assert_eq!(c.notify.twilio.base_url, "https://api.twilio.com");
+        assert!(c.admin.enabled);
+        assert!(!c.admin.insecure_cookies);
+        assert_eq!(c.admin.session_idle, Duration::from_secs(1_800));
+        assert_eq!(c.admin.session_absolute, Duration::from_secs(12 * 3_600));
+        assert!(!c.dev.outbox);
+        assert_eq!(c.audit.retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(c.log.level, "info");
+        assert_eq!(c.log.format, LogFormat::Text);
+        c.validate().unwrap();
+    }
+    #[test]
+    fn sample_file_is_the_defaults() {
+        let sample = include_str!("../../forge.toml");
+        let loaded = Config::from_sources(Some(("forge.toml", sample)), Vec::new()).unwrap();
+        assert_eq!(loaded, resolved_default());
+    }
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(
+            redact_url_password("postgres://forge:pw@db:5432/forge"),
+            "postgres://forge:***@db:5432/forge"
+        );
+        assert_eq!(redact_url_password("redis://:pw@cache"), "redis://:***@cache");
+        assert_eq!(redact_url_password("sqlite://forge.db"), "sqlite://forge.db");
+        assert_eq!(redact_url_password("memory"), "memory");
+        assert_eq!(redact_url_password("postgres://forge@db/x"), "postgres://forge@db/x");
+    }
+    #[test]
+    fn for_tests_is_valid_and_in_memory() {
+        let c = Config::for_tests();
+        c.validate().unwrap();
+        assert_eq!(c.database.url, "sqlite::memory:");
+        assert_eq!(c.server.bind.port(), 0);
+        assert_eq!(c.notify.channel, NotifyChannel::Memory);
+        assert!(c.dev.outbox);
+        assert_eq!(c.jwt.issuer, c.server.public_url);
+    }
+}

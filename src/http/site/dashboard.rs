@@ -1,0 +1,41 @@
+//! `GET /admin`: the dashboard of the tenant the pages show: counts and the
+//! sign-in charts (hourly over 24 hours, daily over 30 days).
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+
+use super::chart::{Chart, Scale};
+use super::guard::Admin;
+use super::views::{Layout, PageError, page};
+use crate::service::site::dashboard;
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "site/dashboard.html")]
+struct DashboardPage {
+    l: Layout,
+    users: u64,
+    active_sessions: u64,
+    sign_ins: u64,
+    failures: u64,
+    pending: u64,
+    failed: u64,
+    hourly: Chart,
+    daily: Chart,
+}
+
+pub async fn show(State(state): State<AppState>, Admin(admin): Admin) -> Result<Response, PageError> {
+    let d = dashboard::dashboard(&state, &admin).await?;
+    Ok(page(&DashboardPage {
+        l: Layout::new(&admin, "dashboard", "Dashboard"),
+        users: d.counts.users,
+        active_sessions: d.counts.active_sessions,
+        sign_ins: d.sign_ins_24h,
+        failures: d.failures_24h,
+        pending: d.counts.pending_messages,
+        failed: d.counts.failed_messages,
+        hourly: Chart::bars(&d.hourly, Scale::Hourly),
+        daily: Chart::bars(&d.daily, Scale::Daily),
+    }))
+}

@@ -1,0 +1,288 @@
+//! The admin site's middleware: security headers, the Fetch-Metadata check,
+//! and the session + CSRF gate in front of every signed-in page.
+//!
+//! The CSRF token is per session, travels as the hidden `csrf` field of
+//! every form, and is compared in constant time here, on the buffered
+//! `application/x-www-form-urlencoded` body, before the handler runs; the
+//! body is then handed on unchanged. A missing or wrong token is 403. The
+//! cookie is `SameSite=Strict` as well, so a cross-site form post does not
+//! even carry the session; the token is what protects browsers (and
+//! same-site subdomains) that the cookie attribute alone would not.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::views::{self, PageError};
+use crate::crypto::tokens::constant_time_eq;
+use crate::error::AppError;
+use crate::service::site::sessions::{self, Loaded, SiteAdmin};
+use crate::state::AppState;
+
+/// The session cookie.
+pub const COOKIE: &str = "forge_admin";
+/// The sign-in form's own CSRF cookie (there is no session yet).
+pub const LOGIN_COOKIE: &str = "forge_admin_login";
+
+/// No script at all, styles only from our own stylesheet, forms only to us,
+/// never framed.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+                       frame-ancestors 'none'; base-uri 'none'";
+
+/// Sets the admin site's security headers on every response under `/admin`.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Refuses a state-changing request that a browser says came from another
+/// site (`Sec-Fetch-Site` other than `same-origin` or `none`, the latter
+/// being a user typing or bookmarking). Clients that send no Fetch Metadata
+/// (older browsers, curl) rely on the CSRF token alone.
+pub async fn fetch_metadata(request: Request, next: Next) -> Response {
+    if changes_state(request.method())
+        && let Some(site) = request.headers().get("sec-fetch-site")
+        && !matches!(site.to_str(), Ok("same-origin" | "none"))
+    {
+        return PageError(AppError::forbidden(
+            "cross_site",
+            "This request came from another site, so it was refused. Use the admin site's own forms.",
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// A `Set-Cookie` value: `HttpOnly; SameSite=Strict`, `Secure` unless the
+/// configuration allows plain HTTP. `max_age` 0 deletes the cookie.
+pub fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.config.admin.insecure_cookies {
+        ""
+    } else {
+        "; Secure"
+    };
+    let text = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("forge_admin=; Max-Age=0"))
+}
+
+/// Deletes the session cookie.
+pub fn clear_session_cookie(state: &AppState) -> HeaderValue {
+    set_cookie(state, COOKIE, "", "/admin", 0)
+}
+
+/// Where the sign-in page sends an administrator back to: a path under
+/// `/admin` only, so the parameter cannot become an open redirect.
+pub fn safe_next(next: Option<&str>) -> Option<String> {
+    let next = next?.trim();
+    let ok = (next == "/admin" || next.starts_with("/admin/"))
+        && !next.contains("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && !next.starts_with("/admin/login")
+        && !next.starts_with("/admin/logout");
+    ok.then(|| next.to_string())
+}
+
+fn to_login(state: &AppState, parts: &Parts, had_cookie: bool) -> Response {
+    let mut target = "/admin/login".to_string();
+    if parts.method == Method::GET {
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/admin");
+        if let Some(next) = safe_next(Some(path)).filter(|n| n != "/admin") {
+            target = format!("/admin/login?next={}", urlencode(&next));
+        }
+    }
+    let mut response = Redirect::to(&target).into_response();
+    if had_cookie {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, clear_session_cookie(state));
+    }
+    response
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .map(|e| e.trim_start_matches('=').to_string())
+        .unwrap_or_default()
+}
+
+/// Loads and re-checks the session, then checks the CSRF token of a
+/// state-changing request; the handler finds the [`SiteAdmin`] in the
+/// request's extensions (extractor [`Admin`]).
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let token = cookie(&parts.headers, COOKIE).map(str::to_string);
+    let Some(token) = token else {
+        return to_login(&state, &parts, false);
+    };
+    let is_page = parts.method == Method::GET;
+    let admin = match sessions::load(&state, &token, is_page).await {
+        Ok(Loaded::Valid(admin)) => admin,
+        Ok(Loaded::Expired) => return to_login(&state, &parts, true),
+        Ok(Loaded::Revoked(reason)) => {
+            let message = match reason {
+                "not_admin" => "Your account no longer holds the admin role, so your admin session has ended.",
+                "user_disabled" => "Your account is disabled, so your admin session has ended.",
+                _ => "Your account or its tenant no longer exists, so your admin session has ended.",
+            };
+            let mut response = PageError(AppError::forbidden("session_revoked", message)).into_response();
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, clear_session_cookie(&state));
+            return response;
+        }
+        Err(e) => return PageError(e).into_response(),
+    };
+    let body = if changes_state(&parts.method) {
+        let limit = state.config.server.max_body_bytes;
+        let bytes = match axum::body::to_bytes(body, limit).await {
+            Ok(b) => b,
+            Err(_) => return PageError(AppError::PayloadTooLarge).into_response(),
+        };
+        let sent = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+            .ok()
+            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+        let valid = sent.is_some_and(|t| constant_time_eq(t.as_bytes(), admin.csrf().as_bytes()));
+        if !valid {
+            return PageError(AppError::forbidden(
+                "csrf",
+                "The form's security token is missing or out of date. Go back, reload the page and try again.",
+            ))
+            .into_response();
+        }
+        Body::from(bytes)
+    } else {
+        body
+    };
+    parts.extensions.insert(Arc::<SiteAdmin>::from(admin));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The signed-in administrator of this request (put there by
+/// [`require_admin`]).
+pub struct Admin(pub Arc<SiteAdmin>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, PageError> {
+        parts
+            .extensions
+            .get::<Arc<SiteAdmin>>()
+            .cloned()
+            .map(Admin)
+            .ok_or_else(|| {
+                PageError(AppError::internal(anyhow::anyhow!(
+                    "admin page without the admin guard"
+                )))
+            })
+    }
+}
+
+/// Answers 403 unless the administrator is an operator.
+pub fn require_operator(admin: &SiteAdmin) -> Result<(), PageError> {
+    if admin.operator {
+        Ok(())
+    } else {
+        Err(PageError(AppError::forbidden(
+            "forbidden",
+            "Only operators (administrators of the default tenant) can open this page.",
+        )))
+    }
+}
+
+/// 303 to `to`; the status every successful form post answers with.
+pub fn see_other(to: &str) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
+}
+
+/// Leaves the outcome of an action as a message for the next page and
+/// redirects there: the success text, or what went wrong.
+pub async fn done(state: &AppState, admin: &SiteAdmin, to: &str, outcome: Result<String, AppError>) -> Response {
+    let (ok, text) = match outcome {
+        Ok(text) => (true, text),
+        Err(e) => (false, views::describe(&e)),
+    };
+    if let Err(e) = sessions::flash(state, admin, ok, text).await {
+        return PageError(e).into_response();
+    }
+    see_other(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_inside_the_admin_site() {
+        assert_eq!(safe_next(Some("/admin/users?q=a")), Some("/admin/users?q=a".into()));
+        assert_eq!(safe_next(Some("/admin")), Some("/admin".into()));
+        for bad in [
+            "https://evil.example/admin",
+            "//evil.example/admin",
+            "/admin//evil",
+            "/admin\\..\\x",
+            "/administrator",
+            "/v1/users",
+            "/admin/login?next=/admin",
+            "/admin/x\ny",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(safe_next(None), None);
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; forge_admin=tok; b=2"));
+        assert_eq!(cookie(&headers, COOKIE), Some("tok"));
+        assert_eq!(cookie(&headers, "forge_admin_login"), None);
+        headers.insert(header::COOKIE, HeaderValue::from_static("forge_admin="));
+        assert_eq!(cookie(&headers, COOKIE), None);
+    }
+
+    #[test]
+    fn urlencode_escapes_query_values() {
+        assert_eq!(urlencode("/admin/users?q=a&b"), "%2Fadmin%2Fusers%3Fq%3Da%26b");
+    }
+}

@@ -1,0 +1,205 @@
+//! Signing in to and out of the admin site.
+//!
+//! The sign-in form has no session to carry a CSRF token yet, so it gets
+//! its own: a random token in a short-lived `SameSite=Strict` cookie scoped
+//! to `/admin/login`, repeated in a hidden field and compared in constant
+//! time (double submit). With the Fetch-Metadata check this keeps another
+//! site from signing a browser in to an account of the attacker's choosing.
+//! Sign-in mints a fresh session token every time (no fixation) and drops
+//! the form's token.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::guard::{self, Admin, COOKIE, LOGIN_COOKIE};
+use super::views::{self, PageError, page_with};
+use crate::crypto::tokens::{constant_time_eq, random_token};
+use crate::domain::{Email, Identifier, Phone};
+use crate::error::AppError;
+use crate::http::extract::ClientMeta;
+use crate::secret::Secret;
+use crate::service::site::sessions::{self, Loaded};
+use crate::state::AppState;
+
+/// How long a sign-in form stays usable.
+const FORM_TTL_SECS: u64 = 3_600;
+
+#[derive(Template)]
+#[template(path = "site/login.html")]
+struct LoginPage {
+    css: &'static str,
+    csrf: String,
+    next: String,
+    identifier: String,
+    tenant: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    identifier: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    next: String,
+}
+
+fn form_response(state: &AppState, status: StatusCode, mut page: LoginPage) -> Response {
+    // A fresh form token on every rendering of the form.
+    let token = random_token();
+    page.csrf = token.clone();
+    let mut response = page_with(status, &page);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        guard::set_cookie(state, LOGIN_COOKIE, &token, "/admin/login", FORM_TTL_SECS),
+    );
+    response
+}
+
+/// `GET /admin/login`: the form, or the dashboard for someone signed in.
+pub async fn form(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let next = guard::safe_next(query.next.as_deref());
+    if let Some(token) = guard::cookie(&headers, COOKIE)
+        && let Ok(Loaded::Valid(_)) = sessions::load(&state, token, false).await
+    {
+        return guard::see_other(next.as_deref().unwrap_or("/admin"));
+    }
+    form_response(
+        &state,
+        StatusCode::OK,
+        LoginPage {
+            css: views::stylesheet_url(),
+            csrf: String::new(),
+            next: next.unwrap_or_default(),
+            identifier: String::new(),
+            tenant: String::new(),
+            error: None,
+        },
+    )
+}
+
+fn parse_identifier(input: &str) -> Option<Identifier> {
+    let input = input.trim();
+    if input.starts_with('+') {
+        Phone::parse(input).ok().map(Identifier::Phone)
+    } else {
+        Email::parse(input).ok().map(Identifier::Email)
+    }
+}
+
+/// `POST /admin/login`.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(axum::Form(form)) = form else {
+        return PageError(AppError::bad_request(
+            "invalid_request",
+            "the sign-in form is malformed",
+        ))
+        .into_response();
+    };
+    let expected = guard::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
+        return PageError(AppError::forbidden(
+            "csrf",
+            "The sign-in form expired or cookies are blocked. Reload the sign-in page and try again.",
+        ))
+        .into_response();
+    }
+    let next = guard::safe_next(Some(&form.next));
+    let retry = |status: StatusCode, error: String| {
+        form_response(
+            &state,
+            status,
+            LoginPage {
+                css: views::stylesheet_url(),
+                csrf: String::new(),
+                next: next.clone().unwrap_or_default(),
+                identifier: form.identifier.chars().take(254).collect(),
+                tenant: form.tenant.chars().take(63).collect(),
+                error: Some(error),
+            },
+        )
+    };
+    let Some(identifier) = parse_identifier(&form.identifier) else {
+        return retry(
+            StatusCode::BAD_REQUEST,
+            "Enter your email address, or your phone number starting with +.".into(),
+        );
+    };
+    if form.password.is_empty() {
+        return retry(StatusCode::BAD_REQUEST, "Enter your password.".into());
+    }
+    let password = Secret::new(form.password.clone());
+    match sessions::sign_in(&state, &form.tenant, &identifier, &password, &meta).await {
+        Ok(signed_in) => {
+            if let Some(old) = guard::cookie(&headers, COOKIE)
+                && let Err(e) = sessions::discard(&state, old).await
+            {
+                return PageError(e).into_response();
+            }
+            let mut response = guard::see_other(next.as_deref().unwrap_or("/admin"));
+            let max_age = state.config.admin.session_absolute.as_secs();
+            let headers = response.headers_mut();
+            headers.append(
+                header::SET_COOKIE,
+                guard::set_cookie(&state, COOKIE, &signed_in.token, "/admin", max_age),
+            );
+            headers.append(
+                header::SET_COOKIE,
+                guard::set_cookie(&state, LOGIN_COOKIE, "", "/admin/login", 0),
+            );
+            headers.append(
+                header::SET_COOKIE,
+                crate::http::api::auth::device_cookie(&state, &signed_in.device_token),
+            );
+            response
+        }
+        Err(AppError::Unauthorized { .. }) => {
+            retry(StatusCode::UNAUTHORIZED, "Wrong email, password or tenant.".into())
+        }
+        Err(e @ AppError::RateLimited { .. }) => {
+            let mut response = retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e));
+            if let AppError::RateLimited { retry_after_secs } = e {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
+            }
+            response
+        }
+        Err(e @ AppError::Forbidden { .. }) => retry(StatusCode::FORBIDDEN, views::describe(&e)),
+        Err(e) => PageError(e).into_response(),
+    }
+}
+
+/// `POST /admin/logout`.
+pub async fn sign_out(State(state): State<AppState>, Admin(admin): Admin, ClientMeta(meta): ClientMeta) -> Response {
+    if let Err(e) = sessions::sign_out(&state, &admin, &meta).await {
+        return PageError(e).into_response();
+    }
+    let mut response = guard::see_other("/admin/login");
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, guard::clear_session_cookie(&state));
+    response
+}

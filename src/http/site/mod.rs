@@ -1,0 +1,89 @@
+//! `/admin`: the server-rendered admin site (askama templates, one embedded
+//! stylesheet, no JavaScript).
+//!
+//! Every admin response passes [`guard::security_headers`] (CSP without any
+//! script, `X-Frame-Options: DENY`, `Referrer-Policy: same-origin`,
+//! `Cache-Control: no-store` unless the handler chose otherwise) and
+//! [`guard::fetch_metadata`] (a state-changing request whose
+//! `Sec-Fetch-Site` is present and neither `same-origin` nor `none` is
+//! refused with 403). Every page but the sign-in form and the stylesheet sits
+//! behind [`guard::require_admin`], which loads and re-checks the session
+//! (see `service::site::sessions`) and, for every non-GET request, compares the
+//! form's `csrf` field with the session's token in constant time before any
+//! handler runs, so no handler can forget the check. State changes are POSTs
+//! that answer with a redirect (post/redirect/get) and leave a one-time
+//! message in the session.
+//!
+//! Handlers are thin like the API's: parse the form, call one use case, map
+//! the outcome. All output goes through askama's HTML escaping; no template
+//! marks user data safe. The SVG chart is drawn by the templates from numbers
+//! ([`chart`]).
+
+pub mod chart;
+mod dashboard;
+pub mod guard;
+mod login;
+mod operations;
+mod records;
+mod roles;
+mod settings;
+mod users;
+pub mod views;
+
+use axum::Router;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+/// The admin router, merged into the main router when `admin.enabled`.
+pub fn router(state: AppState) -> Router<AppState> {
+    let signed_in = Router::new()
+        .route("/admin", get(dashboard::show))
+        .route("/admin/", get(|| async { Redirect::to("/admin") }))
+        .route("/admin/logout", post(login::sign_out))
+        .route("/admin/users", get(users::list).post(users::create))
+        .route("/admin/users/{id}", get(users::show))
+        .route("/admin/users/{id}/roles", post(users::assign_role))
+        .route("/admin/users/{id}/roles/remove", post(users::remove_role))
+        .route("/admin/users/{id}/sessions/revoke", post(users::revoke_session))
+        .route(
+            "/admin/users/{id}/sessions/revoke-all",
+            post(users::revoke_all_sessions),
+        )
+        .route("/admin/users/{id}/disable", post(users::disable))
+        .route("/admin/users/{id}/enable", post(users::enable))
+        .route(
+            "/admin/users/{id}/delete",
+            get(users::confirm_delete).post(users::delete),
+        )
+        .route("/admin/roles", get(roles::list).post(roles::create))
+        .route("/admin/roles/{name}", get(roles::show).post(roles::update))
+        .route(
+            "/admin/roles/{name}/delete",
+            get(roles::confirm_delete).post(roles::delete),
+        )
+        .route("/admin/audit", get(records::audit))
+        .route("/admin/messages", get(records::messages))
+        .route("/admin/messages/{id}/resend", post(records::resend))
+        .route("/admin/settings", get(settings::show).post(settings::update))
+        .route("/admin/keys", get(operations::keys))
+        .route("/admin/keys/rotate", post(operations::rotate))
+        .route(
+            "/admin/tenants",
+            get(operations::tenants).post(operations::create_tenant),
+        )
+        .route(
+            "/admin/tenants/{slug}/delete",
+            get(operations::confirm_delete_tenant).post(operations::delete_tenant),
+        )
+        .route("/admin/tenant", post(operations::switch_tenant))
+        .route("/admin/{*rest}", get(views::not_found).post(views::not_found))
+        .route_layer(axum::middleware::from_fn_with_state(state, guard::require_admin));
+    Router::new()
+        .merge(signed_in)
+        .route("/admin/login", get(login::form).post(login::sign_in))
+        .route(views::STYLESHEET_PATH, get(views::stylesheet))
+        .layer(axum::middleware::from_fn(guard::fetch_metadata))
+        .layer(axum::middleware::from_fn(guard::security_headers))
+}

@@ -1,0 +1,476 @@
+//! The admin site's sessions: signing administrators in and out of the
+//! `/admin` pages, keeping their server-side sessions and CSRF tokens, and
+//! switching the tenant the pages show.
+//!
+//! Sessions. A sign-in mints a random token (256 bits) that only the
+//! browser holds, in the `forge_admin` cookie; the server keeps the session
+//! in the [`Cache`](crate::cache::Cache) port under the token's SHA-256, so
+//! a leaked cache dump cannot be replayed and, with Redis, every instance
+//! sees the same sessions. A session expires when idle for
+//! `admin.session_idle` (refreshed on use) and in any case
+//! `admin.session_absolute` after sign-in; both are checked against the
+//! application [`Clock`](crate::clock::Clock), the cache TTL is only the
+//! backstop that frees the memory. Each session carries its own CSRF token.
+//! Every request re-reads the user and their roles (through the `rbac`
+//! cache, which role changes invalidate): a user who is disabled, deleted or
+//! loses the `admin` role is out on their next click, whatever their cookie.
+//! The session also records the user's credential epoch at sign-in; a
+//! password reset or change, "sign out everywhere" (the user's or an
+//! administrator's) and a disable bump the stored epoch in their own
+//! transaction, so the session dies with the user's API sessions and stays
+//! dead after a re-enable. Sessions live in the cache, not in the
+//! `sessions` table, so the epoch (one integer on the user row, which every
+//! request reads anyway) is what reaches them without listing them.
+//!
+//! Who may sign in: holders of the `admin` role in the tenant they sign in
+//! to. Admins of the `default` tenant are *operators*: they also manage the
+//! set of tenants and the signing keys, and may switch the pages to another
+//! tenant. Every other tenant's admin sees only their own tenant.
+//!
+//! Another tenant, read-only. An operator may switch the pages to another
+//! tenant to *look* at it: its users, roles, audit log, messages and
+//! dashboard. Changes there are refused ([`SiteAdmin::acting`]), as in the
+//! API, where an operator manages tenants, not the users inside them: the
+//! use cases check the caller's permissions in the caller's own tenant
+//! (`rbac::access` reads the user's roles in `principal.tenant`), so there
+//! is no sound way to hand them an operator acting elsewhere; a tenant's
+//! users are changed by that tenant's administrators.
+//!
+//! Password checks follow `accounts::login`: one argon2 verification on the
+//! bounded pool whether or not the account exists, one generic failure, and
+//! the same rate-limit buckets as the API (`login-ip`, `login-fail`), so
+//! alternating between the API and the form buys an attacker nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::crypto::jwt::AccessClaims;
+use crate::crypto::tokens::random_token;
+use crate::domain::{Identifier, RoleName, TenantSlug, Timestamp};
+use crate::error::{AppError, AppResult};
+use crate::secret::Secret;
+use crate::service::sessions::Principal;
+use crate::service::{RequestMeta, accounts, devices, rbac, tenants};
+use crate::state::AppState;
+use crate::store::{DEFAULT_TENANT_ID, Tenant, User};
+
+/// The audience of the synthetic claims an admin-site principal carries;
+/// no token with it is ever signed.
+const SITE_AUDIENCE: &str = "forge-admin-site";
+
+/// A session is written back at most this often when only its idle clock
+/// moves, so browsing does not write the cache on every click.
+const TOUCH_EVERY_SECS: i64 = 15;
+
+/// A message for the next page the administrator sees (post/redirect/get).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Flash {
+    pub ok: bool,
+    pub text: String,
+}
+
+/// What the cache holds for one admin session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SiteSession {
+    /// Names the session in audit rows (the token itself is never logged).
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The tenant the administrator signed in to.
+    pub tenant_slug: String,
+    /// The tenant the pages show, when an operator switched away from
+    /// `default`.
+    pub viewing: Option<String>,
+    /// Compared in constant time with the `csrf` field of every POST.
+    pub csrf: String,
+    pub created_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub flash: Option<Flash>,
+    /// The user's credential epoch at sign-in. Every event that ends all of
+    /// the user's sessions (password reset or change, sign-out everywhere,
+    /// disable) moves the stored epoch on, and the session ends on its next
+    /// request. No default: a session cached before this field existed
+    /// fails to load and its administrator signs in again.
+    pub credential_epoch: i64,
+}
+
+/// A signed-in administrator, re-checked on this request.
+#[derive(Clone, Debug)]
+pub struct SiteAdmin {
+    /// The cache key of the session (SHA-256 of the cookie's token).
+    key: String,
+    pub session: SiteSession,
+    pub user: User,
+    /// The administrator in their own tenant.
+    pub own: Principal,
+    /// The administrator acting in the tenant the pages show.
+    acting: Principal,
+    /// An admin of the `default` tenant.
+    pub operator: bool,
+    /// The flash taken from the session for this (GET) request.
+    pub flash: Option<Flash>,
+}
+
+impl SiteAdmin {
+    /// The tenant the pages show.
+    pub fn tenant(&self) -> &Tenant {
+        &self.acting.tenant
+    }
+
+    /// Whether an operator is looking at another tenant than `default`.
+    pub fn switched(&self) -> bool {
+        self.acting.tenant.id != self.own.tenant.id
+    }
+
+    /// The principal for reading the shown tenant (lists, details, audit).
+    pub fn viewing(&self) -> &Principal {
+        &self.acting
+    }
+
+    /// The principal for changing something in the shown tenant. An
+    /// operator looking at another tenant is refused (403 `read_only`): see
+    /// the module docs.
+    pub fn acting(&self) -> AppResult<&Principal> {
+        if self.switched() {
+            return Err(AppError::forbidden(
+                "read_only",
+                format!(
+                    "tenant {} is shown read-only: operators manage tenants, not the users inside them. \
+                     Switch back to default, or sign in as an administrator of {}",
+                    self.acting.tenant.slug, self.acting.tenant.slug
+                ),
+            ));
+        }
+        Ok(&self.acting)
+    }
+
+    pub fn csrf(&self) -> &str {
+        &self.session.csrf
+    }
+
+    pub fn email(&self) -> String {
+        self.user
+            .email
+            .as_ref()
+            .map(|e| e.to_string())
+            .or_else(|| self.user.phone.as_ref().map(|p| p.to_string()))
+            .unwrap_or_else(|| self.user.id.to_string())
+    }
+}
+
+/// Why a cookie did not lead to a usable session.
+#[derive(Debug)]
+pub enum Loaded {
+    Valid(Box<SiteAdmin>),
+    /// No such session, or it expired: sign in again.
+    Expired,
+    /// The user is disabled, deleted, or no longer holds `admin`; the
+    /// session is gone.
+    Revoked(&'static str),
+}
+
+fn session_key(token: &str) -> String {
+    format!("admin:session:{}", hex::encode(Sha256::digest(token.as_bytes())))
+}
+
+fn cache_ttl(state: &AppState, session: &SiteSession, now: Timestamp) -> Option<Duration> {
+    let cfg = &state.config.admin;
+    let absolute_end = session
+        .created_at
+        .saturating_add(i64::try_from(cfg.session_absolute.as_secs()).unwrap_or(i64::MAX));
+    let left = u64::try_from(absolute_end.saturating_sub(now))
+        .ok()
+        .filter(|s| *s > 0)?;
+    Some(Duration::from_secs(left).min(cfg.session_idle))
+}
+
+async fn save(state: &AppState, key: &str, session: &SiteSession, now: Timestamp) -> AppResult<()> {
+    let Some(ttl) = cache_ttl(state, session, now) else {
+        state.cache.delete(key).await?;
+        return Ok(());
+    };
+    let bytes = serde_json::to_vec(session).map_err(AppError::internal)?;
+    state.cache.set(key, &bytes, ttl).await?;
+    Ok(())
+}
+
+/// A principal for the admin site's calls into the other use cases. Its
+/// claims are synthetic (never signed); the use cases read only the ids
+/// and the tenant.
+fn principal(state: &AppState, session: &SiteSession, user: &User, tenant: &Tenant) -> Principal {
+    let now = state.clock.now();
+    Principal {
+        user_id: user.id,
+        session_id: session.id,
+        tenant: tenant.clone(),
+        claims: Arc::new(AccessClaims {
+            iss: state.config.jwt.issuer.clone(),
+            aud: SITE_AUDIENCE.into(),
+            sub: user.id.to_string(),
+            sid: session.id.to_string(),
+            tid: tenant.slug.to_string(),
+            roles: user.roles.clone(),
+            iat: session.created_at,
+            exp: now,
+            jti: session.id.to_string(),
+            email: None,
+            email_verified: false,
+            phone: None,
+            phone_verified: false,
+        }),
+    }
+}
+
+async fn is_admin(state: &AppState, principal: &Principal) -> AppResult<bool> {
+    Ok(rbac::access(state, principal)
+        .await?
+        .roles
+        .iter()
+        .any(|r| r == RoleName::ADMIN))
+}
+
+/// A new session: its cookie token and what the server keeps.
+pub struct SignedIn {
+    pub token: String,
+    pub session: SiteSession,
+    /// For the `forge_device` cookie (see `service::devices`).
+    pub device_token: String,
+}
+
+/// Signs an administrator in with a password. `tenant` is the slug typed in
+/// the form (`default` when empty). Failures: 401 `invalid_credentials`
+/// (wrong password, unknown account or tenant: one answer), 429, 403
+/// `user_disabled`, 403 `not_admin` (only once the password is proven).
+pub async fn sign_in(
+    state: &AppState,
+    tenant: &str,
+    identifier: &Identifier,
+    password: &Secret,
+    meta: &RequestMeta,
+) -> AppResult<SignedIn> {
+    let slug = match tenant.trim() {
+        "" => Some(TenantSlug::default_tenant()),
+        s => TenantSlug::parse(s).ok(),
+    };
+    let tenant = match &slug {
+        Some(slug) => accounts::tenant(state, slug.as_str()).await?,
+        None => None,
+    };
+    // An unknown tenant still costs a verification and counts failures
+    // under its name, so it reads exactly like a wrong password.
+    let tenant_key = tenant
+        .as_ref()
+        .map(|t| t.id.to_string())
+        .unwrap_or_else(|| format!("unknown:{}", tenant_name_key(slug.as_ref())));
+    let proven = accounts::check_password_sign_in(
+        state,
+        tenant.as_ref(),
+        &tenant_key,
+        identifier,
+        password,
+        meta,
+        "admin_site",
+    )
+    .await?;
+    let user = proven.user;
+    // A proven password implies a known tenant.
+    let Some(tenant) = tenant else {
+        return Err(AppError::invalid_credentials());
+    };
+    let now = state.clock.now();
+    let session = SiteSession {
+        id: Uuid::now_v7(),
+        user_id: user.id,
+        tenant_slug: tenant.slug.to_string(),
+        viewing: None,
+        csrf: random_token(),
+        created_at: now,
+        last_seen: now,
+        flash: None,
+        credential_epoch: user.credential_epoch,
+    };
+    let own = principal(state, &session, &user, &tenant);
+    if !is_admin(state, &own).await? {
+        let mut audit = meta.audit(tenant.id, now, "admin_login_denied", Some(user.id), Some(user.id));
+        audit.detail = serde_json::json!({ "reason": "not_admin" });
+        state.store.record_audit(audit).await?;
+        return Err(AppError::forbidden(
+            "not_admin",
+            "this account does not hold the admin role, so it cannot use the admin site",
+        ));
+    }
+    let token = random_token();
+    save(state, &session_key(&token), &session, now).await?;
+    let mut audit = meta.audit(tenant.id, now, "admin_login", Some(user.id), Some(user.id));
+    audit.detail = serde_json::json!({ "session": session.id });
+    state.store.record_audit(audit).await?;
+    state.metrics.login("success");
+    let device_token = devices::issue(state, tenant.id, user.id);
+    Ok(SignedIn {
+        token,
+        session,
+        device_token,
+    })
+}
+
+fn tenant_name_key(slug: Option<&TenantSlug>) -> String {
+    slug.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Forgets the session behind a cookie token, if there is one (a browser
+/// signing in again: its old session must not linger).
+pub async fn discard(state: &AppState, token: &str) -> AppResult<()> {
+    Ok(state.cache.delete(&session_key(token)).await?)
+}
+
+/// The session behind a cookie token, re-checked: not expired (idle and
+/// absolute, by the application clock), the user still present, enabled
+/// and holding `admin`. `take_flash` removes the pending flash (for pages;
+/// a POST leaves it for the page it redirects to).
+pub async fn load(state: &AppState, token: &str, take_flash: bool) -> AppResult<Loaded> {
+    let key = session_key(token);
+    let Some(raw) = state.cache.get(&key).await? else {
+        return Ok(Loaded::Expired);
+    };
+    let Ok(mut session) = serde_json::from_slice::<SiteSession>(&raw) else {
+        state.cache.delete(&key).await?;
+        return Ok(Loaded::Expired);
+    };
+    let now = state.clock.now();
+    let cfg = &state.config.admin;
+    let idle = i64::try_from(cfg.session_idle.as_secs()).unwrap_or(i64::MAX);
+    let absolute = i64::try_from(cfg.session_absolute.as_secs()).unwrap_or(i64::MAX);
+    if now.saturating_sub(session.last_seen) > idle || now.saturating_sub(session.created_at) >= absolute {
+        state.cache.delete(&key).await?;
+        return Ok(Loaded::Expired);
+    }
+    let Some(own_tenant) = accounts::tenant(state, &session.tenant_slug).await? else {
+        return revoked(state, &key, "tenant_deleted").await;
+    };
+    let Some(user) = state.store.get_user(own_tenant.id, session.user_id).await? else {
+        return revoked(state, &key, "user_deleted").await;
+    };
+    if user.disabled {
+        return revoked(state, &key, "user_disabled").await;
+    }
+    if user.credential_epoch != session.credential_epoch {
+        // Signed out everywhere (or a new password) since this session
+        // opened: it ends like an expired one, back to the sign-in page.
+        state.cache.delete(&key).await?;
+        return Ok(Loaded::Expired);
+    }
+    let own = principal(state, &session, &user, &own_tenant);
+    if !is_admin(state, &own).await? {
+        return revoked(state, &key, "not_admin").await;
+    }
+    let operator = own_tenant.id == DEFAULT_TENANT_ID;
+    let mut changed = false;
+    let viewed = match (&session.viewing, operator) {
+        (Some(slug), true) => accounts::tenant(state, slug).await?,
+        _ => None,
+    };
+    if session.viewing.is_some() && viewed.is_none() {
+        // The viewed tenant was deleted (or the admin is no operator).
+        session.viewing = None;
+        changed = true;
+    }
+    let acting = match &viewed {
+        Some(t) => principal(state, &session, &user, t),
+        None => own.clone(),
+    };
+    let flash = if take_flash { session.flash.take() } else { None };
+    changed |= flash.is_some();
+    if now - session.last_seen >= TOUCH_EVERY_SECS {
+        session.last_seen = now;
+        changed = true;
+    }
+    if changed {
+        save(state, &key, &session, now).await?;
+    }
+    Ok(Loaded::Valid(Box::new(SiteAdmin {
+        key,
+        session,
+        user,
+        own,
+        acting,
+        operator,
+        flash,
+    })))
+}
+
+async fn revoked(state: &AppState, key: &str, reason: &'static str) -> AppResult<Loaded> {
+    state.cache.delete(key).await?;
+    Ok(Loaded::Revoked(reason))
+}
+
+/// Leaves a message for the next page.
+/// The session is re-read first, so a change the action itself made to it
+/// (a tenant switch) is kept; a session that ended meanwhile stays ended.
+pub async fn flash(state: &AppState, admin: &SiteAdmin, ok: bool, text: impl Into<String>) -> AppResult<()> {
+    let Some(raw) = state.cache.get(&admin.key).await? else {
+        return Ok(());
+    };
+    let Ok(mut session) = serde_json::from_slice::<SiteSession>(&raw) else {
+        return Ok(());
+    };
+    session.flash = Some(Flash { ok, text: text.into() });
+    save(state, &admin.key, &session, state.clock.now()).await
+}
+
+/// Ends the session behind `admin` (sign-out).
+pub async fn sign_out(state: &AppState, admin: &SiteAdmin, meta: &RequestMeta) -> AppResult<()> {
+    state.cache.delete(&admin.key).await?;
+    let mut audit = meta.audit(
+        admin.own.tenant.id,
+        state.clock.now(),
+        "admin_logout",
+        Some(admin.user.id),
+        Some(admin.user.id),
+    );
+    audit.detail = serde_json::json!({ "session": admin.session.id });
+    state.store.record_audit(audit).await?;
+    Ok(())
+}
+
+/// Shows another tenant's pages (operators only); `default` (or the empty
+/// slug) goes back to the operator's own tenant. Audited in the operator's
+/// log as `admin_tenant_switched`.
+pub async fn switch_tenant(state: &AppState, admin: &SiteAdmin, slug: &str, meta: &RequestMeta) -> AppResult<Tenant> {
+    let slug = slug.trim();
+    let target = if slug.is_empty() || slug == TenantSlug::DEFAULT {
+        tenants::get(state, &admin.own, TenantSlug::DEFAULT).await?
+    } else {
+        tenants::get(state, &admin.own, slug).await?
+    };
+    let mut session = admin.session.clone();
+    session.viewing = (target.id != admin.own.tenant.id).then(|| target.slug.to_string());
+    let now = state.clock.now();
+    save(state, &admin.key, &session, now).await?;
+    let mut audit = meta.audit(
+        admin.own.tenant.id,
+        now,
+        "admin_tenant_switched",
+        None,
+        Some(admin.user.id),
+    );
+    audit.detail = serde_json::json!({ "tenant": target.slug.as_str() });
+    state.store.record_audit(audit).await?;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_keys_hash_the_token() {
+        let token = random_token();
+        let key = session_key(&token);
+        assert!(key.starts_with("admin:session:"));
+        assert!(!key.contains(&token));
+        assert_eq!(key, session_key(&token));
+    }
+}
