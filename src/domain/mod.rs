@@ -2,10 +2,12 @@
 //! the HTTP edge; services and stores accept only these, so an unnormalised
 //! email or a malformed phone number cannot reach the database.
 
+mod audit;
 mod identity;
 mod names;
 pub mod settings;
 
+pub use audit::{AuditEvent, UnknownAuditEvent};
 pub use identity::{Email, Identifier, Phone};
 pub use names::{Permission, RoleName, TenantSlug};
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::limits::{self, ip_key};
 use super::{RequestMeta, denylist, off_runtime, sessions};
 use crate::crypto::password::Verification;
-use crate::domain::{Email, Identifier, Phone, RoleName, TenantSlug};
+use crate::domain::{AuditEvent, Email, Identifier, Phone, RoleName, TenantSlug};
 use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
 use crate::state::AppState;
@@ -101,7 +101,7 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
                 now,
             },
             (!hold_back).then(|| session.clone()),
-            meta.audit(tenant.id, now, "signup", Some(user_id), Some(user_id)),
+            meta.audit(tenant.id, now, AuditEvent::Signup, Some(user_id), Some(user_id)),
         )
         .await?;
     if hold_back {
@@ -174,7 +174,7 @@ pub async fn check_password_sign_in(
             state.metrics.login("failure");
             if let Some(tenant) = tenant {
                 let user_id = found.map(|(u, _)| u.id);
-                let mut audit = meta.audit(tenant.id, state.clock.now(), "login_failed", user_id, None);
+                let mut audit = meta.audit(tenant.id, state.clock.now(), AuditEvent::LoginFailed, user_id, None);
                 audit.detail = serde_json::json!({ "method": "password", "via": via });
                 state.store.record_audit(audit).await?;
             }
@@ -221,7 +221,7 @@ pub async fn login(
         None
     };
     let (session, refresh) = sessions::new_session(state, meta);
-    let mut audit = meta.audit(tenant.id, now, "login", Some(user.id), Some(user.id));
+    let mut audit = meta.audit(tenant.id, now, AuditEvent::Login, Some(user.id), Some(user.id));
     audit.detail = serde_json::json!({ "method": "password", "session_id": session.id });
     let sign_in = SignIn {
         session: session.clone(),
@@ -303,7 +303,7 @@ pub async fn update_me(
         let mut audit = meta.audit(
             tenant.id,
             now,
-            "user_updated",
+            AuditEvent::UserUpdated,
             Some(principal.user_id),
             Some(principal.user_id),
         );
@@ -330,7 +330,7 @@ pub async fn delete_me(state: &AppState, principal: &sessions::Principal, meta: 
     let audit = meta.audit(
         principal.tenant.id,
         state.clock.now(),
-        "user_deleted",
+        AuditEvent::UserDeleted,
         Some(principal.user_id),
         Some(principal.user_id),
     );
@@ -361,7 +361,7 @@ pub async fn create_admin(
     let hash = state.passwords.hash(&password).await.map_err(AppError::internal)?;
     let now = state.clock.now();
     let id = Uuid::now_v7();
-    let mut audit = RequestMeta::default().audit(tenant.id, now, "role_assigned", Some(id), None);
+    let mut audit = RequestMeta::default().audit(tenant.id, now, AuditEvent::RoleAssigned, Some(id), None);
     audit.detail = serde_json::json!({ "role": RoleName::ADMIN, "via": "cli" });
     state
         .store

@@ -18,7 +18,7 @@ use super::limits::{self, ip_key};
 use super::recovery::RECOVERY_CODE_TTL;
 use super::{RequestMeta, accounts, otp, proof, sessions};
 use crate::crypto::password::Verification;
-use crate::domain::{Email, Identifier, Phone};
+use crate::domain::{AuditEvent, Email, Identifier, Phone};
 use crate::error::{AppError, AppResult};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
@@ -263,7 +263,7 @@ pub async fn complete(
                 .clone()
                 .filter(|_| before.email_verified)
                 .map(Identifier::Email);
-            (old, "email address", "email_changed")
+            (old, "email address", AuditEvent::EmailChanged)
         }
         Identifier::Phone(p) => {
             patch.phone = Some(Some(p.clone()));
@@ -273,7 +273,7 @@ pub async fn complete(
                 .clone()
                 .filter(|_| before.phone_verified)
                 .map(Identifier::Phone);
-            (old, "phone number", "phone_changed")
+            (old, "phone number", AuditEvent::PhoneChanged)
         }
     };
     let audit = meta.audit(tenant.id, now, event, Some(before.id), Some(before.id));

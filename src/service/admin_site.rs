@@ -52,7 +52,7 @@ use super::{RequestMeta, accounts, rbac};
 use crate::config::{Config, JwtAlgorithm};
 use crate::crypto::jwt::{AccessClaims, generate_ed25519};
 use crate::crypto::tokens::random_token;
-use crate::domain::{Identifier, RoleName, TenantSlug, Timestamp};
+use crate::domain::{AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
 use crate::service::keys::{self, JWKS_MAX_AGE_SECS};
@@ -305,7 +305,13 @@ pub async fn sign_in(
     };
     let own = principal(state, &session, &user, &tenant);
     if !is_admin(state, &own).await? {
-        let mut audit = meta.audit(tenant.id, now, "admin_login_denied", Some(user.id), Some(user.id));
+        let mut audit = meta.audit(
+            tenant.id,
+            now,
+            AuditEvent::AdminLoginDenied,
+            Some(user.id),
+            Some(user.id),
+        );
         audit.detail = serde_json::json!({ "reason": "not_admin" });
         state.store.record_audit(audit).await?;
         return Err(AppError::forbidden(
@@ -315,7 +321,7 @@ pub async fn sign_in(
     }
     let token = random_token();
     save(state, &session_key(&token), &session, now).await?;
-    let mut audit = meta.audit(tenant.id, now, "admin_login", Some(user.id), Some(user.id));
+    let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
     audit.detail = serde_json::json!({ "session": session.id });
     state.store.record_audit(audit).await?;
     state.metrics.login("success");
@@ -437,7 +443,7 @@ pub async fn sign_out(state: &AppState, admin: &SiteAdmin, meta: &RequestMeta) -
     let mut audit = meta.audit(
         admin.own.tenant.id,
         state.clock.now(),
-        "admin_logout",
+        AuditEvent::AdminLogout,
         Some(admin.user.id),
         Some(admin.user.id),
     );
@@ -463,7 +469,7 @@ pub async fn switch_tenant(state: &AppState, admin: &SiteAdmin, slug: &str, meta
     let mut audit = meta.audit(
         admin.own.tenant.id,
         now,
-        "admin_tenant_switched",
+        AuditEvent::AdminTenantSwitched,
         None,
         Some(admin.user.id),
     );
@@ -658,7 +664,7 @@ pub async fn rotate_keys(
         activated_at: None,
         retired_at: None,
     };
-    let mut audit = meta.audit(DEFAULT_TENANT_ID, now, "key_rotated", None, actor);
+    let mut audit = meta.audit(DEFAULT_TENANT_ID, now, AuditEvent::KeyRotated, None, actor);
     audit.detail = serde_json::json!({ "new_next_kid": new_next.kid, "forced": force, "via": via });
     let not_after = (!force).then(|| now - JWKS_MAX_AGE_SECS as i64);
     match store.rotate_signing_keys(new_next, now, not_after, audit).await? {
@@ -739,7 +745,7 @@ pub async fn resend_message(state: &AppState, admin: &SiteAdmin, id: Uuid, meta:
     if !state.store.resend(tenant_id, id, now).await? {
         return Ok(false);
     }
-    let mut audit = meta.audit(tenant_id, now, "message_resent", None, Some(admin.user.id));
+    let mut audit = meta.audit(tenant_id, now, AuditEvent::MessageResent, None, Some(admin.user.id));
     audit.detail = serde_json::json!({ "message_id": id });
     state.store.record_audit(audit).await?;
     Ok(true)

@@ -22,6 +22,7 @@ pub mod users_admin;
 
 use uuid::Uuid;
 
+use crate::domain::AuditEvent;
 use crate::store::NewAuditEvent;
 
 /// Who is asking, as far as the audit log cares.
@@ -39,7 +40,7 @@ impl RequestMeta {
         &self,
         tenant_id: Uuid,
         at: i64,
-        event: &'static str,
+        event: AuditEvent,
         user_id: Option<Uuid>,
         actor_id: Option<Uuid>,
     ) -> NewAuditEvent {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
 use super::{RequestMeta, proof, sessions};
-use crate::domain::Identifier;
+use crate::domain::{AuditEvent, Identifier};
 use crate::error::{AppError, AppResult};
 use crate::notify::{MessageKind, Recipient};
 use crate::state::AppState;
@@ -83,7 +83,7 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
         .send(tenant.id, recipient(identifier), MessageKind::Otp, &code, ttl)
         .await?;
     let user_id = existing.map(|u| u.id);
-    let mut audit = meta.audit(tenant.id, state.clock.now(), "otp_sent", user_id, user_id);
+    let mut audit = meta.audit(tenant.id, state.clock.now(), AuditEvent::OtpSent, user_id, user_id);
     audit.detail = serde_json::json!({ "channel": recipient(identifier).channel() });
     state.store.record_audit(audit).await?;
     Ok(())
@@ -119,7 +119,7 @@ pub async fn verify(
                 .find_for_login(tenant.id, identifier)
                 .await?
                 .map(|(u, _)| u.id);
-            let mut audit = meta.audit(tenant.id, now, "otp_failed", user_id, None);
+            let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpFailed, user_id, None);
             audit.detail = serde_json::json!({ "burned": outcome == Check::Burned });
             state.store.record_audit(audit).await?;
             return Err(match outcome {
@@ -147,7 +147,7 @@ pub async fn verify(
                 ));
             }
             let user = proof::prove(state, tenant, &user, kind(identifier), proof::Keep::default(), meta).await?;
-            let mut audit = meta.audit(tenant.id, now, "otp_verified", Some(user.id), Some(user.id));
+            let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(user.id), Some(user.id));
             audit.detail = serde_json::json!({ "session_id": session.id });
             let sign_in = SignIn {
                 session: session.clone(),
@@ -164,7 +164,7 @@ pub async fn verify(
                 Identifier::Email(e) => (Some(e.clone()), None),
                 Identifier::Phone(p) => (None, Some(p.clone())),
             };
-            let mut audit = meta.audit(tenant.id, now, "otp_verified", Some(id), Some(id));
+            let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(id), Some(id));
             audit.detail = serde_json::json!({ "session_id": session.id, "signup": true });
             state
                 .store

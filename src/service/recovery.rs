@@ -11,7 +11,7 @@ use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
 use super::{RequestMeta, accounts, otp, proof, sessions};
 use crate::crypto::password::Verification;
-use crate::domain::{Email, Identifier};
+use crate::domain::{AuditEvent, Email, Identifier};
 use crate::error::{AppError, AppResult};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
@@ -177,7 +177,13 @@ pub async fn confirm_and_sign_in(
     };
     let user = proof::prove(state, tenant, &user, IdentifierKind::Email, keep, meta).await?;
     let (session, refresh) = sessions::new_session(state, meta);
-    let mut audit = meta.audit(tenant.id, state.clock.now(), "login", Some(user.id), Some(user.id));
+    let mut audit = meta.audit(
+        tenant.id,
+        state.clock.now(),
+        AuditEvent::Login,
+        Some(user.id),
+        Some(user.id),
+    );
     audit.detail = serde_json::json!({ "method": "email_code", "session_id": session.id });
     let sign_in = SignIn {
         session: session.clone(),
@@ -209,7 +215,7 @@ async fn set_password(
     user: &User,
     password: &Secret,
     keep: Option<uuid::Uuid>,
-    event: &'static str,
+    event: AuditEvent,
     meta: &RequestMeta,
 ) -> AppResult<()> {
     let hash = state.passwords.hash(password).await.map_err(AppError::internal)?;
@@ -245,7 +251,16 @@ pub async fn reset(
         session: None,
     };
     let user = proof::prove(state, tenant, &user, IdentifierKind::Email, keep, meta).await?;
-    set_password(state, tenant, &user, new_password, None, "password_reset", meta).await
+    set_password(
+        state,
+        tenant,
+        &user,
+        new_password,
+        None,
+        AuditEvent::PasswordReset,
+        meta,
+    )
+    .await
 }
 
 /// `POST /v1/auth/password/change`: proves the current password, then
@@ -277,7 +292,7 @@ pub async fn change(
         &user,
         new_password,
         Some(principal.session_id),
-        "password_changed",
+        AuditEvent::PasswordChanged,
         meta,
     )
     .await

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::{RequestMeta, denylist};
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::{hash_token, hmac_sha256_hex, random_token};
+use crate::domain::AuditEvent;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{NewAuditEvent, NewSession, RotateRefresh, Rotation, Session, Tenant, User};
@@ -200,7 +201,7 @@ pub async fn logout(
         _ => return Err(AppError::invalid_token()),
     };
     let now = state.clock.now();
-    let mut audit = meta.audit(tenant.id, now, "logout", Some(user_id), Some(user_id));
+    let mut audit = meta.audit(tenant.id, now, AuditEvent::Logout, Some(user_id), Some(user_id));
     audit.detail = serde_json::json!({ "scope": if scope == LogoutScope::All { "all" } else { "session" } });
     let revoked = match scope {
         LogoutScope::Session => {
@@ -306,7 +307,7 @@ pub async fn revoke_own(
     let mut audit = meta.audit(
         principal.tenant.id,
         state.clock.now(),
-        "logout",
+        AuditEvent::Logout,
         Some(principal.user_id),
         Some(principal.user_id),
     );

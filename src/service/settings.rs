@@ -22,7 +22,7 @@
 
 use super::{RequestMeta, rbac};
 use crate::domain::settings::{SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
-use crate::domain::{Identifier, TenantSlug};
+use crate::domain::{AuditEvent, Identifier, TenantSlug};
 use crate::error::{AppError, AppResult};
 use crate::service::sessions::Principal;
 use crate::state::AppState;
@@ -154,11 +154,17 @@ pub async fn update(
     let now = state.clock.now();
     let detail = audit_detail(&tenant, &parts);
     let mut audit: Vec<NewAuditEvent> = Vec::new();
-    let mut row = meta.audit(tenant.id, now, "settings_updated", None, Some(caller.user_id));
+    let mut row = meta.audit(tenant.id, now, AuditEvent::SettingsUpdated, None, Some(caller.user_id));
     row.detail = detail.clone();
     audit.push(row);
     if tenant.id != caller.tenant.id {
-        let mut row = meta.audit(caller.tenant.id, now, "settings_updated", None, Some(caller.user_id));
+        let mut row = meta.audit(
+            caller.tenant.id,
+            now,
+            AuditEvent::SettingsUpdated,
+            None,
+            Some(caller.user_id),
+        );
         row.detail = detail;
         audit.push(row);
     }

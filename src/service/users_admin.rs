@@ -14,7 +14,7 @@
 use uuid::Uuid;
 
 use super::{RequestMeta, accounts, denylist, rbac};
-use crate::domain::{Email, Phone, RoleName};
+use crate::domain::{AuditEvent, Email, Phone, RoleName};
 use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
@@ -248,7 +248,13 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
     };
     let now = state.clock.now();
     let id = Uuid::now_v7();
-    let mut audit = meta.audit(tenant.id, now, "user_created", Some(id), Some(principal.user_id));
+    let mut audit = meta.audit(
+        tenant.id,
+        now,
+        AuditEvent::UserCreated,
+        Some(id),
+        Some(principal.user_id),
+    );
     audit.detail = serde_json::json!({
         "roles": roles.iter().map(RoleName::as_str).collect::<Vec<_>>(),
         "password": password_hash.is_some(),
@@ -353,9 +359,9 @@ pub async fn update(
         return Ok(current);
     }
     let event = match toggled {
-        Some(true) => "user_disabled",
-        Some(false) => "user_enabled",
-        None => "user_updated",
+        Some(true) => AuditEvent::UserDisabled,
+        Some(false) => AuditEvent::UserEnabled,
+        None => AuditEvent::UserUpdated,
     };
     let mut audit = meta.audit(tenant_id, now, event, Some(user_id), Some(principal.user_id));
     audit.detail = serde_json::json!({ "fields": fields });
@@ -387,7 +393,7 @@ pub async fn delete(state: &AppState, principal: &Principal, user_id: Uuid, meta
     let audit = meta.audit(
         tenant_id,
         state.clock.now(),
-        "user_deleted",
+        AuditEvent::UserDeleted,
         Some(user_id),
         Some(principal.user_id),
     );
@@ -430,7 +436,7 @@ pub async fn revoke_sessions(
     let mut audit = meta.audit(
         tenant_id,
         now,
-        "session_revoked",
+        AuditEvent::SessionRevoked,
         Some(user_id),
         Some(principal.user_id),
     );

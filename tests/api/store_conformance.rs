@@ -25,7 +25,7 @@ fn audit(event: &'static str, user: Option<Uuid>) -> NewAuditEvent {
     NewAuditEvent {
         tenant_id: T,
         at: NOW,
-        event,
+        event: event.parse().expect("an event forge writes"),
         user_id: user,
         actor_id: user,
         ip: Some("127.0.0.1".into()),
@@ -210,7 +210,7 @@ async fn accounts(store: &Arc<dyn Store>) {
     assert_eq!(conflict_field(e), "email");
     assert!(matches!(
         store
-            .update_user(T, Uuid::now_v7(), UserPatch::default(), audit("x", None))
+            .update_user(T, Uuid::now_v7(), UserPatch::default(), audit("user_updated", None))
             .await,
         Err(StoreError::NotFound)
     ));
@@ -748,7 +748,7 @@ async fn admin(store: &Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(older.len(), 1);
-    let mut old = audit("ancient", None);
+    let mut old = audit("login", None);
     old.at = 10;
     for _ in 0..3 {
         store.record_audit(old.clone()).await.unwrap();
