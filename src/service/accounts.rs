@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::limits::{self, ip_key};
 use super::{RequestMeta, denylist, off_runtime, sessions};
+use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier, Phone, RoleName, TenantSlug};
 use crate::error::{AppError, AppResult};
@@ -68,7 +69,7 @@ pub enum SignedUp {
 pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
     limits::spend(
         state,
-        "signup-ip",
+        RateBucket::SignupIp,
         &ip_key(meta.ip.as_deref()),
         state.config.rate_limit.signup_per_ip,
     )
@@ -138,7 +139,7 @@ pub async fn check_password_sign_in(
 ) -> AppResult<ProvenPassword> {
     let rl = &state.config.rate_limit;
     let ip = ip_key(meta.ip.as_deref());
-    limits::spend(state, "login-ip", &ip, rl.login_per_ip).await?;
+    limits::spend(state, RateBucket::LoginIp, &ip, rl.login_per_ip).await?;
     let found = match tenant {
         Some(t) => state.store.find_for_login(t.id, identifier).await?,
         None => None,
@@ -153,10 +154,18 @@ pub async fn check_password_sign_in(
         _ => None,
     };
     let (bucket, failure_key, budget) = match (&device, &found) {
-        (Some(device), _) => ("login-fail-device", device.to_string(), rl.login_failures_per_device),
-        (None, Some((user, _))) => ("login-fail", user.id.to_string(), rl.login_failures_per_account),
+        (Some(device), _) => (
+            RateBucket::LoginFailDevice,
+            device.to_string(),
+            rl.login_failures_per_device,
+        ),
+        (None, Some((user, _))) => (
+            RateBucket::LoginFail,
+            user.id.to_string(),
+            rl.login_failures_per_account,
+        ),
         (None, None) => (
-            "login-fail",
+            RateBucket::LoginFail,
             format!("{tenant_key}:{}", identifier.as_str()),
             rl.login_failures_per_account,
         ),

@@ -45,10 +45,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{RequestMeta, accounts, rbac};
+use crate::cache::CacheKey;
 use crate::config::{Config, JwtAlgorithm};
 use crate::crypto::jwt::{AccessClaims, generate_ed25519};
 use crate::crypto::tokens::random_token;
@@ -112,7 +112,7 @@ pub struct SiteSession {
 #[derive(Clone, Debug)]
 pub struct SiteAdmin {
     /// The cache key of the session (SHA-256 of the cookie's token).
-    key: String,
+    key: CacheKey,
     pub session: SiteSession,
     pub user: User,
     /// The administrator in their own tenant.
@@ -181,10 +181,6 @@ pub enum Loaded {
     /// The user is disabled, deleted, or no longer holds `admin`; the
     /// session is gone.
     Revoked(&'static str),
-}
-
-fn session_key(token: &str) -> String {
-    format!("admin:session:{}", hex::encode(Sha256::digest(token.as_bytes())))
 }
 
 fn cache_ttl(state: &AppState, session: &SiteSession, now: Timestamp) -> Option<Duration> {
@@ -320,7 +316,7 @@ pub async fn sign_in(
         ));
     }
     let token = random_token();
-    save(state, &session_key(&token), &session, now).await?;
+    save(state, &CacheKey::site_session(&token), &session, now).await?;
     let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
     audit.detail = serde_json::json!({ "session": session.id });
     state.store.record_audit(audit).await?;
@@ -340,7 +336,7 @@ fn tenant_name_key(slug: Option<&TenantSlug>) -> String {
 /// Forgets the session behind a cookie token, if there is one (a browser
 /// signing in again: its old session must not linger).
 pub async fn discard(state: &AppState, token: &str) -> AppResult<()> {
-    Ok(state.cache.delete(&session_key(token)).await?)
+    Ok(state.cache.delete(&CacheKey::site_session(token)).await?)
 }
 
 /// The session behind a cookie token, re-checked: not expired (idle and
@@ -348,7 +344,7 @@ pub async fn discard(state: &AppState, token: &str) -> AppResult<()> {
 /// and holding `admin`. `take_flash` removes the pending flash (for pages;
 /// a POST leaves it for the page it redirects to).
 pub async fn load(state: &AppState, token: &str, take_flash: bool) -> AppResult<Loaded> {
-    let key = session_key(token);
+    let key = CacheKey::site_session(token);
     let Some(raw) = state.cache.get(&key).await? else {
         return Ok(Loaded::Expired);
     };
@@ -780,9 +776,9 @@ mod tests {
     #[test]
     fn session_keys_hash_the_token() {
         let token = random_token();
-        let key = session_key(&token);
+        let key = CacheKey::site_session(&token);
         assert!(key.starts_with("admin:session:"));
         assert!(!key.contains(&token));
-        assert_eq!(key, session_key(&token));
+        assert_eq!(key, CacheKey::site_session(&token));
     }
 }

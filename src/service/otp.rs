@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
 use super::{RequestMeta, proof, sessions};
+use crate::cache::{CacheKey, RateBucket};
 use crate::domain::{AuditEvent, Identifier};
 use crate::error::{AppError, AppResult};
 use crate::notify::{MessageKind, Recipient};
@@ -39,7 +40,7 @@ pub async fn cooldown(state: &AppState, tenant: &Tenant, identifier: &str) -> Ap
         return Ok(());
     }
     let period = state.config.otp.resend_cooldown;
-    let key = format!("cooldown:{}:{identifier}", tenant.id);
+    let key = CacheKey::cooldown(tenant.id, identifier);
     if !state.cache.set_if_absent(&key, b"1", period).await? {
         return Err(AppError::RateLimited {
             retry_after_secs: period.as_secs(),
@@ -53,7 +54,7 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
     let limits_config = &state.config.rate_limit;
     limits::spend(
         state,
-        "otp-send-ip",
+        RateBucket::OtpSendIp,
         &ip_key(meta.ip.as_deref()),
         limits_config.otp_send_per_ip,
     )
@@ -64,7 +65,13 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
     // or not the account exists, so the answers stay the same for both.
     cooldown(state, tenant, identifier.as_str()).await?;
     let target = format!("{}:{}", tenant.id, identifier.as_str());
-    limits::spend(state, "otp-send-id", &target, limits_config.otp_send_per_identifier).await?;
+    limits::spend(
+        state,
+        RateBucket::OtpSendId,
+        &target,
+        limits_config.otp_send_per_identifier,
+    )
+    .await?;
 
     let existing = state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u);
     let deliver = match &existing {
@@ -105,7 +112,7 @@ pub async fn verify(
     let now = state.clock.now();
     limits::spend(
         state,
-        "otp-verify-ip",
+        RateBucket::OtpVerifyIp,
         &ip_key(meta.ip.as_deref()),
         state.config.rate_limit.otp_verify_per_ip,
     )

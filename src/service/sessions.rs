@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{RequestMeta, denylist};
+use crate::cache::RateBucket;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::{hash_token, hmac_sha256_hex, random_token};
 use crate::domain::AuditEvent;
@@ -132,7 +133,7 @@ fn plausible_refresh_token(token: &str) -> bool {
 pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &RequestMeta) -> AppResult<(User, Tokens)> {
     super::limits::spend(
         state,
-        "refresh-ip",
+        RateBucket::RefreshIp,
         &super::limits::ip_key(meta.ip.as_deref()),
         state.config.rate_limit.refresh_per_ip,
     )
