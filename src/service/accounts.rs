@@ -13,7 +13,7 @@ use super::{RequestMeta, denylist, off_runtime, sessions};
 use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier, Phone, RoleName, TenantSlug};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::state::AppState;
 use crate::store::{NewUser, SignIn, StoreError, Tenant, User, UserPatch};
@@ -193,12 +193,12 @@ pub async fn check_password_sign_in(
     };
     if user.disabled {
         state.metrics.login("disabled");
-        return Err(AppError::forbidden("user_disabled", "this account is disabled"));
+        return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
     }
     if state.config.signup.require_email_verification && user.email.is_some() && !user.email_verified {
         state.metrics.login("unverified");
         return Err(AppError::forbidden(
-            "email_not_verified",
+            ErrorCode::EmailNotVerified,
             "verify your email address before signing in",
         ));
     }
@@ -363,7 +363,7 @@ pub async fn create_admin(
     let tenant = tenant(state, tenant_slug.as_str())
         .await?
         .ok_or_else(|| AppError::NotFound {
-            code: "unknown_tenant",
+            code: ErrorCode::UnknownTenant,
             message: format!("no tenant {tenant_slug}"),
         })?;
     check_password(state, &password, hint_inputs(Some(&email))).await?;

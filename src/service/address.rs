@@ -20,7 +20,7 @@ use super::{RequestMeta, accounts, otp, proof, sessions};
 use crate::cache::{CacheKey, RateBucket};
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier, Phone};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
 use crate::state::AppState;
@@ -35,13 +35,13 @@ pub struct Reauthentication {
 
 fn reauthentication_required() -> AppError {
     AppError::unauthorized(
-        "reauthentication_required",
+        ErrorCode::ReauthenticationRequired,
         "changing how you sign in needs your current password (or a code from POST /v1/auth/reauthenticate)",
     )
 }
 
 fn invalid_code() -> AppError {
-    AppError::bad_request("invalid_code", "the code is wrong or expired")
+    AppError::bad_request(ErrorCode::InvalidCode, "the code is wrong or expired")
 }
 
 /// The address a reauthentication code goes to: the proven email, else the
@@ -71,7 +71,7 @@ pub async fn send_reauthentication(
     let user = accounts::me(state, principal).await?;
     let Some(to) = proven_address(&user) else {
         return Err(AppError::bad_request(
-            "no_proven_address",
+            ErrorCode::NoProvenAddress,
             "the account has no verified email or phone to send a code to",
         ));
     };

@@ -53,7 +53,7 @@ use crate::config::{Config, JwtAlgorithm};
 use crate::crypto::jwt::{AccessClaims, generate_ed25519};
 use crate::crypto::tokens::random_token;
 use crate::domain::{AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::keys::{self, JWKS_MAX_AGE_SECS};
 use crate::service::sessions::Principal;
@@ -147,7 +147,7 @@ impl SiteAdmin {
     pub fn acting(&self) -> AppResult<&Principal> {
         if self.switched() {
             return Err(AppError::forbidden(
-                "read_only",
+                ErrorCode::ReadOnly,
                 format!(
                     "tenant {} is shown read-only: operators manage tenants, not the users inside them. \
                      Switch back to default, or sign in as an administrator of {}",
@@ -311,7 +311,7 @@ pub async fn sign_in(
         audit.detail = serde_json::json!({ "reason": "not_admin" });
         state.store.record_audit(audit).await?;
         return Err(AppError::forbidden(
-            "not_admin",
+            ErrorCode::NotAdmin,
             "this account does not hold the admin role, so it cannot use the admin site",
         ));
     }
@@ -645,7 +645,7 @@ pub async fn rotate_keys(
 ) -> AppResult<Vec<SigningKeyRecord>> {
     if config.jwt.algorithm == JwtAlgorithm::HS256 {
         return Err(AppError::conflict(
-            "no_signing_keys",
+            ErrorCode::NoSigningKeys,
             "jwt.algorithm is HS256: tokens are signed with jwt.secret, so there are no keys to rotate",
         ));
     }
@@ -672,7 +672,7 @@ pub async fn rotate_keys(
             let age = now - next_created_at;
             let wait = JWKS_MAX_AGE_SECS as i64 - age;
             Err(AppError::conflict(
-                "key_too_new",
+                ErrorCode::KeyTooNew,
                 format!(
                     "the next key was published {age} s ago and verifiers may cache the JWKS for \
                      {JWKS_MAX_AGE_SECS} s; wait {wait} s, or force the rotation (\"Rotate anyway\", \
@@ -681,7 +681,7 @@ pub async fn rotate_keys(
             ))
         }
         KeyRotation::NoNextKey => Err(AppError::conflict(
-            "no_next_key",
+            ErrorCode::NoNextKey,
             "there is no next key to promote; restart forge to create one",
         )),
     }
@@ -697,7 +697,7 @@ pub async fn rotate_keys_now(
 ) -> AppResult<Vec<SigningKeyRecord>> {
     if !admin.operator {
         return Err(AppError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             "only operators rotate the signing keys",
         ));
     }

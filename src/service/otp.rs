@@ -14,7 +14,7 @@ use super::limits::{self, ip_key};
 use super::{RequestMeta, proof, sessions};
 use crate::cache::{CacheKey, RateBucket};
 use crate::domain::{AuditEvent, Identifier};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::state::AppState;
 use crate::store::{IdentifierKind, NewUser, SignIn, Tenant, User};
@@ -117,7 +117,7 @@ pub async fn verify(
         state.config.rate_limit.otp_verify_per_ip,
     )
     .await?;
-    let invalid = || AppError::unauthorized("invalid_otp", "the code is wrong or expired");
+    let invalid = || AppError::unauthorized(ErrorCode::InvalidOtp, "the code is wrong or expired");
     match codes::consume(state, Purpose::SignIn, tenant.id, identifier.as_str(), code).await? {
         Check::Valid => {}
         outcome => {
@@ -139,7 +139,9 @@ pub async fn verify(
     }
     let (session, refresh) = sessions::new_session(state, meta);
     let user = match state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
-        Some(user) if user.disabled => return Err(AppError::forbidden("user_disabled", "this account is disabled")),
+        Some(user) if user.disabled => {
+            return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
+        }
         Some(user) => {
             // Every way in honours the setting: a phone code must not open
             // an account whose (possibly someone else's) email is unproven.
@@ -149,7 +151,7 @@ pub async fn verify(
                 && !user.email_verified
             {
                 return Err(AppError::forbidden(
-                    "email_not_verified",
+                    ErrorCode::EmailNotVerified,
                     "verify your email address before signing in",
                 ));
             }

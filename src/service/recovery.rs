@@ -13,7 +13,7 @@ use super::{RequestMeta, accounts, otp, proof, sessions};
 use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
 use crate::state::AppState;
@@ -24,7 +24,7 @@ use crate::store::{IdentifierKind, SignIn, Tenant, User, UserPatch};
 pub const RECOVERY_CODE_TTL: Duration = Duration::from_secs(15 * 60);
 
 fn invalid_code() -> AppError {
-    AppError::bad_request("invalid_code", "the code is wrong or expired")
+    AppError::bad_request(ErrorCode::InvalidCode, "the code is wrong or expired")
 }
 
 fn burned(state: &AppState) -> AppError {
@@ -156,7 +156,7 @@ pub async fn confirm_and_sign_in(
     consume(state, tenant, email, Purpose::EmailVerification, code).await?;
     let user = find_by_email(state, tenant, email).await?.ok_or_else(invalid_code)?;
     if user.disabled {
-        return Err(AppError::forbidden("user_disabled", "this account is disabled"));
+        return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
     }
     // Whoever reads the mailbox proves the address, not that they chose
     // the password it was signed up with: that password survives the first

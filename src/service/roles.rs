@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::{RequestMeta, rbac};
 use crate::domain::{AuditEvent, Permission, RoleName};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::sessions::Principal;
 use crate::state::AppState;
 use crate::store::{NewRole, Role, StoreError};
@@ -32,7 +32,7 @@ pub const MAX_PERMISSIONS: usize = 100;
 
 fn builtin(name: &str) -> AppError {
     AppError::forbidden(
-        "builtin_role",
+        ErrorCode::BuiltinRole,
         format!("{name} is a built-in role; it cannot be changed or deleted"),
     )
 }

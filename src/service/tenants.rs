@@ -24,7 +24,7 @@ use super::users_admin::paging::{self, Page};
 use super::{RequestMeta, accounts, denylist, rbac};
 use crate::domain::settings::{SignupPolicy, TenantSettings};
 use crate::domain::{AuditEvent, Email, RoleName, TenantSlug};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
 use crate::state::AppState;
@@ -35,7 +35,7 @@ async fn require_operator(state: &AppState, principal: &Principal, permission: &
         Ok(())
     } else {
         Err(AppError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("only operators (holders of {permission} in the default tenant) manage tenants"),
         ))
     }
@@ -168,7 +168,7 @@ pub async fn delete(state: &AppState, principal: &Principal, slug: &str, meta: &
     let slug = TenantSlug::parse(slug).map_err(|_| tenant_not_found())?;
     if slug.is_default() {
         return Err(AppError::forbidden(
-            "default_tenant",
+            ErrorCode::DefaultTenant,
             "the default tenant cannot be deleted",
         ));
     }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{RequestMeta, accounts, denylist, rbac};
 use crate::domain::{AuditEvent, Email, Phone, RoleName};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
 use crate::state::AppState;
@@ -57,7 +57,10 @@ pub mod paging {
     }
 
     fn invalid() -> AppError {
-        AppError::bad_request("invalid_cursor", "the cursor is malformed or belongs to another list")
+        AppError::bad_request(
+            crate::error::ErrorCode::InvalidCursor,
+            "the cursor is malformed or belongs to another list",
+        )
     }
 
     /// The key of a cursor of `kind`; 400 `invalid_cursor` otherwise.
@@ -215,7 +218,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
     if !roles.is_empty() {
         if !rbac::has_permission(state, principal, "roles:assign").await? {
             return Err(AppError::forbidden(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "giving roles requires permission roles:assign",
             ));
         }
@@ -227,7 +230,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
                 .find(|r| r.name == role.as_str())
                 // Like `PUT /v1/users/{id}/roles/{role}`: an unknown role is 404.
                 .ok_or_else(|| AppError::NotFound {
-                    code: "unknown_role",
+                    code: ErrorCode::UnknownRole,
                     message: format!("no role named {role}"),
                 })?;
             wanted.extend(found.permissions.iter().cloned());
@@ -332,7 +335,7 @@ pub async fn update(
         if phone.is_none() && current.email.is_none() && patch.email.is_none() {
             // State, not syntax: the same body is fine for a user with an email.
             return Err(AppError::conflict(
-                "last_identifier",
+                ErrorCode::LastIdentifier,
                 "a user without an email needs a phone number",
             ));
         }
@@ -341,7 +344,7 @@ pub async fn update(
         fields.push("phone");
     } else if let Some(v) = change.phone_verified.filter(|v| *v != current.phone_verified) {
         if v && current.phone.is_none() {
-            return Err(AppError::conflict("no_phone", "the user has no phone number"));
+            return Err(AppError::conflict(ErrorCode::NoPhone, "the user has no phone number"));
         }
         patch.phone_verified = Some(v);
         fields.push("phone_verified");

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::guard::{Admin, done};
 use super::views::{self, Layout, PageError, PageQuery, non_empty, page};
 use crate::config::NotifyChannel;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::service::admin_site::{self, SiteAdmin};
 use crate::service::{audit, users_admin};
@@ -347,7 +347,7 @@ pub async fn resend(
             Ok("The message is queued again; the worker sends it within seconds.".to_string())
         } else {
             Err(AppError::conflict(
-                "not_resendable",
+                ErrorCode::NotResendable,
                 "this message cannot be sent again: it is not failed, or its code expired and was erased. \
                      Ask the user to request a new code",
             ))
