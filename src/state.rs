@@ -9,7 +9,8 @@ use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::jwt::{AccessClaims, Keyring};
-use crate::crypto::password::{PasswordHasher, PasswordPolicy};
+use crate::crypto::password::PasswordHasher;
+use crate::domain::PasswordPolicy;
 use crate::http::metrics::Metrics;
 use crate::store::{Store, Tenant};
 

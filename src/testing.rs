@@ -6,10 +6,17 @@
 //! let server = forge::testing::TestServer::start().await;
 //! let session = server.signup("alice@example.com", "correct horse battery staple").await;
 //! let token = session["access_token"].as_str().unwrap();
-//! let me = server.client().get(server.url("/v1/users/me")).bearer_auth(token).send().await.unwrap();
-//! assert_eq!(me.status(), 200);
+//! let (status, me) = server.as_user(token).get("/v1/users/me").await;
+//! assert_eq!(status, 200);
+//! assert_eq!(me["email"], "alice@example.com");
 //! # }
 //! ```
+//!
+//! Requests read like the API: [`TestServer::get`], [`TestServer::post`]
+//! and the other verbs (or [`TestServer::as_user`] to send a bearer token)
+//! give a [`Call`] that, awaited, answers the status and the JSON body.
+//! Tests that need headers, cookies or raw bodies take
+//! [`Call::response`] or [`TestServer::client`] instead.
 //!
 //! Each [`TestServer`] is the real router on `127.0.0.1:0` with its own
 //! in-memory SQLite database, in-process cache and signing keys: tests
@@ -31,6 +38,11 @@
 //! last of them is stopped or dropped, the schema is dropped and the keys
 //! are deleted.
 
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -130,6 +142,46 @@ impl TestServer {
         &self.client
     }
 
+    /// A request to `path` (e.g. `/v1/users/me`) without a body; awaiting
+    /// it answers the status and the JSON body.
+    pub fn request(&self, method: Method, path: &str) -> Call {
+        Call {
+            builder: self.client.request(method, self.url(path)),
+            path: path.to_string(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Call {
+        self.request(Method::GET, path)
+    }
+
+    pub fn delete(&self, path: &str) -> Call {
+        self.request(Method::DELETE, path)
+    }
+
+    /// A `POST` with `body` as JSON; for one without a body, use
+    /// [`TestServer::request`].
+    pub fn post(&self, path: &str, body: impl Serialize) -> Call {
+        self.request(Method::POST, path).json(body)
+    }
+
+    pub fn put(&self, path: &str, body: impl Serialize) -> Call {
+        self.request(Method::PUT, path).json(body)
+    }
+
+    pub fn patch(&self, path: &str, body: impl Serialize) -> Call {
+        self.request(Method::PATCH, path).json(body)
+    }
+
+    /// The same requests, each with `Authorization: Bearer <token>`: what a
+    /// signed-in client sends.
+    pub fn as_user(&self, token: impl Into<String>) -> AsUser<'_> {
+        AsUser {
+            server: self,
+            token: token.into(),
+        }
+    }
+
     /// The server's state: its store, cache, config and keys.
     pub fn state(&self) -> &AppState {
         &self.state
@@ -146,16 +198,11 @@ impl TestServer {
     }
 
     pub async fn signup_in(&self, tenant: Option<&str>, email: &str, password: &str) -> Value {
-        let mut req = self
-            .client
-            .post(self.url("/v1/auth/signup"))
-            .json(&json!({ "email": email, "password": password }));
+        let mut call = self.post("/v1/auth/signup", json!({ "email": email, "password": password }));
         if let Some(t) = tenant {
-            req = req.header("x-forge-tenant", t);
+            call = call.tenant(t);
         }
-        let resp = req.send().await.expect("signup request");
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, body) = call.await;
         assert_eq!(status, 201, "signup of {email} failed: {body}");
         body
     }
@@ -166,37 +213,16 @@ impl TestServer {
     pub async fn verify_email(&self, session: &Value) -> Value {
         let access = session["access_token"].as_str().expect("access_token");
         let email = session["user"]["email"].as_str().expect("the user has an email");
-        let resp = self
-            .client
-            .post(self.url("/v1/auth/email/verify/request"))
-            .bearer_auth(access)
-            .send()
-            .await
-            .expect("verification request");
-        assert_eq!(resp.status(), 202, "verification request for {email}");
+        let user = self.as_user(access);
+        let (status, _) = user.request(Method::POST, "/v1/auth/email/verify/request").await;
+        assert_eq!(status, 202, "verification request for {email}");
         let code = self.last_code(email).await;
-        let resp = self
-            .client
-            .post(self.url("/v1/auth/email/verify"))
-            .bearer_auth(access)
-            .json(&json!({ "code": code }))
-            .send()
-            .await
-            .expect("verification");
-        assert_eq!(resp.status(), 200, "verification of {email}");
-        let resp = self
-            .client
-            .post(self.url("/v1/auth/refresh"))
-            .header(
-                "x-forge-tenant",
-                session["user"]["tenant"].as_str().unwrap_or("default"),
-            )
-            .json(&json!({ "refresh_token": session["refresh_token"] }))
-            .send()
-            .await
-            .expect("refresh");
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, _) = user.post("/v1/auth/email/verify", json!({ "code": code })).await;
+        assert_eq!(status, 200, "verification of {email}");
+        let (status, body) = self
+            .post("/v1/auth/refresh", json!({ "refresh_token": session["refresh_token"] }))
+            .tenant(session["user"]["tenant"].as_str().unwrap_or("default"))
+            .await;
         assert_eq!(status, 200, "refresh after verifying {email}: {body}");
         body
     }
@@ -210,15 +236,9 @@ impl TestServer {
 
     /// Signs in with a password and returns the token response.
     pub async fn login(&self, email: &str, password: &str) -> Value {
-        let resp = self
-            .client
-            .post(self.url("/v1/auth/login"))
-            .json(&json!({ "email": email, "password": password }))
-            .send()
-            .await
-            .expect("login request");
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, body) = self
+            .post("/v1/auth/login", json!({ "email": email, "password": password }))
+            .await;
         assert_eq!(status, 200, "login of {email} failed: {body}");
         body
     }
@@ -282,6 +302,112 @@ impl Drop for TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// One request of a test, built like a `reqwest` request. Awaiting it
+/// answers `(status, JSON body)`, the body `Value::Null` when it is not
+/// JSON, which is all most tests look at; [`Call::response`] gives the
+/// whole response to those that read headers.
+#[must_use = "a request does nothing until it is awaited"]
+pub struct Call {
+    builder: reqwest::RequestBuilder,
+    /// For the panic message when the server cannot be reached.
+    path: String,
+}
+
+impl Call {
+    pub fn bearer(self, token: impl std::fmt::Display) -> Self {
+        Self {
+            builder: self.builder.bearer_auth(token),
+            ..self
+        }
+    }
+
+    /// Names the tenant with `X-Forge-Tenant`, as operators and clients of
+    /// a tenant without its own host do.
+    pub fn tenant(self, slug: &str) -> Self {
+        self.header("x-forge-tenant", slug)
+    }
+
+    pub fn header(self, name: &str, value: &str) -> Self {
+        Self {
+            builder: self.builder.header(name, value),
+            ..self
+        }
+    }
+
+    /// Sends `body` as JSON (it replaces any body set before).
+    pub fn json(self, body: impl Serialize) -> Self {
+        Self {
+            builder: self.builder.json(&body),
+            ..self
+        }
+    }
+
+    /// Sends `form` as `application/x-www-form-urlencoded`.
+    pub fn form(self, form: impl Serialize) -> Self {
+        Self {
+            builder: self.builder.form(&form),
+            ..self
+        }
+    }
+
+    /// Sends the request and returns the whole response.
+    pub async fn response(self) -> reqwest::Response {
+        let path = self.path;
+        self.builder
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"))
+    }
+}
+
+impl IntoFuture for Call {
+    type Output = (StatusCode, Value);
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let resp = self.response().await;
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        })
+    }
+}
+
+/// [`TestServer`]'s requests as one signed-in user: each carries the
+/// user's bearer token (see [`TestServer::as_user`]).
+#[derive(Clone)]
+pub struct AsUser<'a> {
+    server: &'a TestServer,
+    token: String,
+}
+
+impl AsUser<'_> {
+    pub fn request(&self, method: Method, path: &str) -> Call {
+        self.server.request(method, path).bearer(&self.token)
+    }
+
+    pub fn get(&self, path: &str) -> Call {
+        self.request(Method::GET, path)
+    }
+
+    pub fn delete(&self, path: &str) -> Call {
+        self.request(Method::DELETE, path)
+    }
+
+    pub fn post(&self, path: &str, body: impl Serialize) -> Call {
+        self.request(Method::POST, path).json(body)
+    }
+
+    pub fn put(&self, path: &str, body: impl Serialize) -> Call {
+        self.request(Method::PUT, path).json(body)
+    }
+
+    pub fn patch(&self, path: &str, body: impl Serialize) -> Call {
+        self.request(Method::PATCH, path).json(body)
     }
 }
 

@@ -1,15 +1,19 @@
 //! Parsed input types. Everything a request carries becomes one of these at
 //! the HTTP edge; services and stores accept only these, so an unnormalised
 //! email or a malformed phone number cannot reach the database.
+//! [`password_policy`] holds the rules a new password must meet before it
+//! is hashed.
 
 mod audit;
 mod identity;
 mod names;
+pub mod password_policy;
 pub mod settings;
 
 pub use audit::{AuditEvent, UnknownAuditEvent};
 pub use identity::{Email, Identifier, Phone};
 pub use names::{Permission, RoleName, TenantSlug};
+pub use password_policy::PasswordPolicy;
 
 /// Unix seconds; every stored time is one of these, read from the [`crate::clock::Clock`].
 pub type Timestamp = i64;

@@ -14,14 +14,15 @@ pub mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_admin;
 #[cfg(feature = "postgres")]
-mod postgres_outbox;
-#[cfg(feature = "postgres")]
 mod postgres_site;
 pub mod records;
+// Used by the areas as they move onto the SQL layer, one commit each.
+#[allow(dead_code, unused_imports)]
+mod rows;
 pub mod site;
+pub mod sql;
 pub mod sqlite;
 mod sqlite_admin;
-mod sqlite_outbox;
 mod sqlite_site;
 
 use async_trait::async_trait;

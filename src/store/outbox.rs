@@ -16,6 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::StoreResult;
+use super::sql::{Driver, Row, args};
 use crate::domain::Timestamp;
 use crate::secret::Secret;
 
@@ -215,4 +216,222 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// Note that failing erases the body, so in practice a failed message
     /// cannot be resent: the user asks for a new code instead.
     async fn resend(&self, tenant_id: Uuid, id: Uuid, now: Timestamp) -> StoreResult<bool>;
+}
+
+// ---- the one implementation, over either database (see `sql.rs`) ----
+
+const COLUMNS: &str = "id, tenant_id, channel, kind, recipient, subject, body, code, status, attempts, \
+     next_attempt_at, locked_until, last_error, created_at, updated_at, expires_at";
+
+fn unknown(what: &str, value: &str) -> super::StoreError {
+    super::sql::corrupt(what, &format!("unknown value {value:?}"))
+}
+
+fn message_from_row(row: &Row) -> StoreResult<OutboxMessage> {
+    let channel: String = row.get("channel")?;
+    let kind: String = row.get("kind")?;
+    let status: String = row.get("status")?;
+    Ok(OutboxMessage {
+        id: row.get("id")?,
+        tenant_id: row.get("tenant_id")?,
+        channel: OutboxChannel::parse(&channel).ok_or_else(|| unknown("channel", &channel))?,
+        kind: MessageKind::parse(&kind).ok_or_else(|| unknown("kind", &kind))?,
+        recipient: row.get("recipient")?,
+        subject: row.get("subject")?,
+        body: row.get::<Option<String>>("body")?.map(Secret::new),
+        code: row.get::<Option<String>>("code")?.map(Secret::new),
+        status: OutboxStatus::parse(&status).ok_or_else(|| unknown("status", &status))?,
+        attempts: u32::try_from(row.get::<i64>("attempts")?).map_err(|_| unknown("attempts", "negative"))?,
+        next_attempt_at: row.get("next_attempt_at")?,
+        locked_until: row.get("locked_until")?,
+        last_error: row.get("last_error")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+/// The claim. SQLite has one writer, so `UPDATE ... WHERE id IN (SELECT ...
+/// LIMIT n)` is already exclusive there. On PostgreSQL several workers on
+/// several instances claim at once, so the inner select takes its rows `FOR
+/// UPDATE SKIP LOCKED`: each worker locks a disjoint batch without waiting,
+/// and a message is leased to exactly one worker at a time.
+macro_rules! claim {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE outbox SET status = 'sending', locked_until = $2, attempts = attempts + 1, updated_at = $1 \
+             WHERE id IN ( \
+                 SELECT id FROM outbox \
+                 WHERE expires_at > $1 AND body IS NOT NULL \
+                   AND ((status = 'pending' AND next_attempt_at <= $1) \
+                     OR (status = 'sending' AND locked_until <= $1)) \
+                 ORDER BY next_attempt_at, id LIMIT $3",
+            $lock,
+            ") RETURNING id, tenant_id, channel, kind, recipient, subject, body, code, status, attempts, \
+             next_attempt_at, locked_until, last_error, created_at, updated_at, expires_at"
+        )
+    };
+}
+const CLAIM_SQLITE: &str = claim!("");
+const CLAIM_POSTGRES: &str = claim!(" FOR UPDATE SKIP LOCKED");
+
+#[async_trait]
+impl<D: Driver> OutboxStore for D {
+    async fn enqueue(&self, msg: NewOutboxMessage) -> StoreResult<Uuid> {
+        let id = Uuid::now_v7();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO outbox (id, tenant_id, channel, kind, recipient, subject, body, code, status, attempts, \
+                 next_attempt_at, created_at, updated_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10, $10, $11)",
+                &args![
+                    id,
+                    msg.tenant_id,
+                    msg.channel.as_str(),
+                    msg.kind.as_str(),
+                    &msg.recipient,
+                    &msg.subject,
+                    msg.body.expose(),
+                    msg.code.expose(),
+                    msg.next_attempt_at,
+                    msg.created_at,
+                    msg.expires_at,
+                ],
+            )?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn claim_due(&self, now: Timestamp, limit: u32, lease_secs: i64) -> StoreResult<Vec<OutboxMessage>> {
+        let locked_until = now.saturating_add(lease_secs.max(1));
+        let mut claimed = self
+            .write(move |c| {
+                let sql = c.pick(CLAIM_SQLITE, CLAIM_POSTGRES);
+                c.query_map(sql, &args![now, locked_until, limit], message_from_row)
+            })
+            .await?;
+        // RETURNING gives no order guarantee; send the oldest first.
+        claimed.sort_by_key(|m| (m.next_attempt_at, m.id));
+        Ok(claimed)
+    }
+
+    async fn mark_delivered(&self, id: Uuid, now: Timestamp) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "UPDATE outbox SET status = 'delivered', body = NULL, code = NULL, locked_until = NULL, \
+                 last_error = NULL, updated_at = $2 WHERE id = $1",
+                &args![id, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_retry(&self, id: Uuid, next_attempt_at: Timestamp, error: &str, now: Timestamp) -> StoreResult<()> {
+        let error = error.to_owned();
+        self.write(move |c| {
+            // Only a message still leased goes back: one that expired or was
+            // failed meanwhile stays as it is.
+            c.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = $2, locked_until = NULL, \
+                 last_error = $3, updated_at = $4 WHERE id = $1 AND status = 'sending' AND body IS NOT NULL",
+                &args![id, next_attempt_at, &error, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_failed(&self, id: Uuid, error: &str, now: Timestamp) -> StoreResult<()> {
+        let error = error.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE outbox SET status = 'failed', locked_until = NULL, \
+                 last_error = $2, updated_at = $3 WHERE id = $1",
+                &args![id, &error, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(&self, id: Uuid, now: Timestamp) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = $2, locked_until = NULL, \
+                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = $2 \
+                 WHERE id = $1 AND status = 'sending'",
+                &args![id, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn expire(&self, now: Timestamp) -> StoreResult<u64> {
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE outbox SET status = 'failed', last_error = 'expired', body = NULL, code = NULL, \
+                 locked_until = NULL, updated_at = $1 \
+                 WHERE body IS NOT NULL AND expires_at <= $1 \
+                   AND (status = 'pending' OR (status = 'sending' AND locked_until <= $1))",
+                &args![now],
+            )?;
+            // A delivered or failed row keeps no secret, whatever its expiry;
+            // this catches any that an interrupted worker left behind.
+            c.execute(
+                "UPDATE outbox SET body = NULL, code = NULL, updated_at = $1 \
+                 WHERE body IS NOT NULL AND expires_at <= $1 AND status IN ('delivered', 'failed')",
+                &args![now],
+            )?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn pending_count(&self) -> StoreResult<u64> {
+        self.read(|c| {
+            c.query_value(
+                "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')",
+                &[],
+            )
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        tenant_id: Uuid,
+        status: Option<OutboxStatus>,
+        limit: u32,
+        before_id: Option<Uuid>,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM outbox \
+                 WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3) \
+                 ORDER BY id DESC LIMIT $4"
+            );
+            c.query_map(
+                &sql,
+                &args![tenant_id, status.map(OutboxStatus::as_str), before_id, limit],
+                message_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn resend(&self, tenant_id: Uuid, id: Uuid, now: Timestamp) -> StoreResult<bool> {
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $3, locked_until = NULL, \
+                 last_error = NULL, updated_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2 AND status = 'failed' AND body IS NOT NULL AND expires_at > $3",
+                &args![tenant_id, id, now],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
 }

@@ -240,7 +240,7 @@ impl PgStore {
     /// Runs `f` on a pooled connection in one blocking hop, outside any
     /// explicit transaction (single statements, or reads that tolerate
     /// READ COMMITTED between statements).
-    pub(super) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    pub(super) async fn read_client<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Client) -> StoreResult<T> + Send + 'static,
@@ -260,7 +260,7 @@ impl PgStore {
     /// Runs `f` in one transaction on one pooled connection, in one blocking
     /// hop; commits when `f` succeeds. A deadlock or serialization failure
     /// rolls back and runs `f` again (up to [`WRITE_ATTEMPTS`] times).
-    pub(super) async fn write<T, F>(&self, mut f: F) -> StoreResult<T>
+    pub(super) async fn write_tx<T, F>(&self, mut f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnMut(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
@@ -291,6 +291,130 @@ impl PgStore {
         })
         .await
         .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
+    }
+}
+
+// ---- the driver seam (see `sql.rs`) ----
+
+impl ::postgres::types::ToSql for sql::Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut ::postgres::types::private::BytesMut,
+    ) -> Result<::postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            sql::Value::Null(_) => Ok(::postgres::types::IsNull::Yes),
+            sql::Value::Int(i) => match *ty {
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                _ => i.to_sql(ty, out),
+            },
+            sql::Value::Bool(b) => b.to_sql(ty, out),
+            sql::Value::Text(s) => s.to_sql(ty, out),
+            sql::Value::Bytes(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // The type sent is the parameter's own ([`pg_type`]), so it always matches.
+        true
+    }
+
+    ::postgres::types::to_sql_checked!();
+}
+
+/// The type a parameter is sent with: the statement needs no prepare round
+/// trip, and a NULL is typed too.
+fn pg_type(v: &sql::Value) -> Type {
+    match v.kind() {
+        sql::Kind::Int => Type::INT8,
+        sql::Kind::Text => Type::TEXT,
+        sql::Kind::Bool => Type::BOOL,
+        sql::Kind::Bytes => Type::BYTEA,
+    }
+}
+
+fn pg_row(row: &Row, names: &Arc<[String]>) -> StoreResult<sql::Row> {
+    let values = row
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, col)| {
+            let name = col.name();
+            let v = match *col.type_() {
+                Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(sql::Value::Int),
+                Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| sql::Value::Int(v.into())),
+                Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| sql::Value::Int(v.into())),
+                Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(sql::Value::Bool),
+                Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(sql::Value::Bytes),
+                Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+                    row.try_get::<_, Option<String>>(i)?.map(sql::Value::Text)
+                }
+                ref other => return Err(sql::corrupt(name, &format!("unsupported type {other}"))),
+            };
+            Ok(v.unwrap_or(sql::Value::Null(sql::Kind::Text)))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(sql::Row::new(names.clone(), values))
+}
+
+/// A pooled client or an open transaction as a [`sql::Conn`].
+struct PgConn<'a, C: GenericClient>(&'a mut C);
+
+impl<C: GenericClient> sql::Conn for PgConn<'_, C> {
+    fn dialect(&self) -> sql::Dialect {
+        sql::Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[sql::Value]) -> StoreResult<u64> {
+        let typed: Vec<(&(dyn ::postgres::types::ToSql + Sync), Type)> =
+            params.iter().map(|p| (p as _, pg_type(p))).collect();
+        Ok(self.0.execute_typed(sql, &typed)?)
+    }
+
+    fn query(&mut self, sql: &str, params: &[sql::Value]) -> StoreResult<Vec<sql::Row>> {
+        let typed: Vec<(&(dyn ::postgres::types::ToSql + Sync), Type)> =
+            params.iter().map(|p| (p as _, pg_type(p))).collect();
+        let rows = self.0.query_typed(sql, &typed)?;
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let names: Arc<[String]> = first.columns().iter().map(|c| c.name().to_string()).collect();
+        rows.iter().map(|r| pg_row(r, &names)).collect()
+    }
+
+    fn lock(&mut self, name: &str) -> StoreResult<()> {
+        let name = sql::Value::Text(format!("forge:{name}:"));
+        self.0.execute_typed(
+            "SELECT pg_advisory_xact_lock(hashtext($1 || current_schema()))",
+            &[(&name, Type::TEXT)],
+        )?;
+        Ok(())
+    }
+}
+
+impl sql::Driver for PgStore {
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn sql::Conn) -> StoreResult<T> + Send + 'static,
+    {
+        self.read_client(move |c| f(&mut PgConn(c))).await
+    }
+
+    async fn write<T, F>(&self, mut f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn sql::Conn) -> StoreResult<T> + Send + 'static,
+    {
+        self.write_tx(move |tx| f(&mut PgConn(tx))).await
+    }
+
+    fn connections(&self) -> (u32, u32) {
+        self.inner.pool.as_ref().map_or((0, 0), |pool| {
+            let s = pool.state();
+            (s.connections, s.idle_connections)
+        })
     }
 }
 
@@ -595,7 +719,7 @@ fn revoke_where(
 #[async_trait]
 impl AccountStore for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| {
+        self.read_client(|c| {
             c.batch_execute("SELECT 1")?;
             Ok(())
         })
@@ -614,7 +738,7 @@ impl AccountStore for PgStore {
 
     async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
         let slug = slug.to_string();
-        self.read(move |c| {
+        self.read_client(move |c| {
             // On the hot path when instances share state (no local tenant
             // cache): typed parameters make it one round trip, not three.
             c.query_typed_opt(
@@ -628,7 +752,7 @@ impl AccountStore for PgStore {
     }
 
     async fn create_user(&self, new: NewUser, session: Option<NewSession>, audit: NewAuditEvent) -> StoreResult<User> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             tx.execute(
                 "INSERT INTO users (id, tenant_id, email, email_verified, phone, phone_verified, metadata, \
                  created_at, updated_at, last_sign_in_at) \
@@ -662,7 +786,7 @@ impl AccountStore for PgStore {
     }
 
     async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
-        self.read(move |c| load_user(c, tenant_id, user_id)).await
+        self.read_client(move |c| load_user(c, tenant_id, user_id)).await
     }
 
     async fn find_for_login(
@@ -675,7 +799,7 @@ impl AccountStore for PgStore {
             Identifier::Phone(_) => "phone",
         };
         let value = identifier.as_str().to_string();
-        self.read(move |c| {
+        self.read_client(move |c| {
             let sql = format!(
                 "SELECT {USER_COLUMNS}, pc.hash FROM users u LEFT JOIN password_credentials pc ON pc.user_id = u.id \
                  WHERE u.tenant_id = $1 AND u.{column} = $2"
@@ -694,7 +818,7 @@ impl AccountStore for PgStore {
         sign_in: SignIn,
         audit: NewAuditEvent,
     ) -> StoreResult<User> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let SignIn {
                 session,
                 rehash,
@@ -734,7 +858,7 @@ impl AccountStore for PgStore {
     }
 
     async fn password_hash(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<String>> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             Ok(c.query_opt(
                 "SELECT hash FROM password_credentials WHERE tenant_id = $1 AND user_id = $2",
                 &[&tenant_id.to_string(), &user_id.to_string()],
@@ -752,7 +876,7 @@ impl AccountStore for PgStore {
         patch: UserPatch,
         audit: NewAuditEvent,
     ) -> StoreResult<User> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = tenant_id.to_string();
             let u = user_id.to_string();
             // Locks the row: concurrent patches of one user apply one after the other.
@@ -827,7 +951,7 @@ impl AccountStore for PgStore {
     }
 
     async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid, audit: NewAuditEvent) -> StoreResult<Vec<Uuid>> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let live = revoke_where(tx, tenant_id, user_id, None, audit.at)?;
             let n = tx.execute(
                 "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
@@ -850,7 +974,7 @@ impl AccountStore for PgStore {
     }
 
     async fn access_of(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<Access>> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             // One statement (one snapshot): no row when the user is gone, one
             // row with a NULL name when they hold no role. On the hot path when
             // instances share state: typed parameters, one round trip.
@@ -883,7 +1007,7 @@ impl AccountStore for PgStore {
     }
 
     async fn rotate_refresh(&self, req: RotateRefresh) -> StoreResult<Rotation> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = req.tenant_id.to_string();
             // The one statement that decides who wins a concurrent refresh:
             // a second rotation waits for this row lock, then finds
@@ -993,7 +1117,7 @@ impl AccountStore for PgStore {
 
     async fn session_by_refresh(&self, tenant_id: Uuid, token_hash: &str) -> StoreResult<Option<Session>> {
         let token_hash = token_hash.to_string();
-        self.read(move |c| {
+        self.read_client(move |c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
                  WHERE rt.token_hash = $1 AND rt.tenant_id = $2"
@@ -1006,7 +1130,7 @@ impl AccountStore for PgStore {
     }
 
     async fn list_sessions(&self, tenant_id: Uuid, user_id: Uuid, now: Timestamp) -> StoreResult<Vec<Session>> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions s \
                  WHERE s.tenant_id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3 \
@@ -1026,7 +1150,7 @@ impl AccountStore for PgStore {
         now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<bool> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let n = tx.execute(
                 "UPDATE sessions SET revoked_at = $4 \
                  WHERE tenant_id = $1 AND user_id = $2 AND id = $3 AND revoked_at IS NULL",
@@ -1055,7 +1179,7 @@ impl AccountStore for PgStore {
         now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<Vec<Uuid>> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let ids = revoke_where(tx, tenant_id, user_id, keep, now)?;
             bump_credential_epoch(tx, tenant_id, user_id)?;
             if let Some(a) = &audit {
@@ -1067,7 +1191,7 @@ impl AccountStore for PgStore {
     }
 
     async fn revoked_since(&self, since: Timestamp) -> StoreResult<(Vec<Uuid>, Vec<Uuid>)> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             let sessions = c.query(
                 "SELECT id FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at >= $1",
                 &[&since],
@@ -1083,7 +1207,7 @@ impl AccountStore for PgStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        self.read(|c| {
+        self.read_client(|c| {
             let rows = c.query(
                 &format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid"),
                 &[],
@@ -1094,7 +1218,7 @@ impl AccountStore for PgStore {
     }
 
     async fn insert_signing_key_if_absent(&self, key: SigningKeyRecord) -> StoreResult<Vec<SigningKeyRecord>> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             // SQLite's single writer makes check-then-insert exclusive; here
             // a transaction-scoped advisory lock does, so instances starting
             // together create exactly one key per state.
@@ -1132,7 +1256,7 @@ impl AccountStore for PgStore {
 
     async fn server_secret(&self, name: &str, candidate: Vec<u8>, now: Timestamp) -> StoreResult<Vec<u8>> {
         let name = name.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             tx.execute(
                 "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO NOTHING",
@@ -1146,11 +1270,11 @@ impl AccountStore for PgStore {
     }
 
     async fn record_audit(&self, event: NewAuditEvent) -> StoreResult<()> {
-        self.write(move |tx| insert_audit(tx, &event)).await
+        self.write_tx(move |tx| insert_audit(tx, &event)).await
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
-        self.read(|c| {
+        self.read_client(|c| {
             let n: i64 = c.query_one("SELECT COUNT(*) FROM users", &[])?.try_get(0)?;
             Ok(u64::try_from(n).unwrap_or(0))
         })

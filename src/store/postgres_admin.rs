@@ -139,7 +139,7 @@ fn touch_user(tx: &mut Transaction<'_>, tenant_id: Uuid, user_id: Uuid, at: Time
 #[async_trait]
 impl AdminStore for PgStore {
     async fn list_users(&self, query: UserQuery) -> StoreResult<Vec<User>> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             let t = query.tenant_id.to_string();
             let limit = i64::from(query.limit);
             let rows = match &query.seek {
@@ -163,7 +163,7 @@ impl AdminStore for PgStore {
     }
 
     async fn list_roles(&self, tenant_id: Uuid) -> StoreResult<Vec<Role>> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             let rows = c.query(
                 &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = $1 ORDER BY name"),
                 &[&tenant_id.to_string()],
@@ -175,7 +175,7 @@ impl AdminStore for PgStore {
 
     async fn get_role(&self, tenant_id: Uuid, name: &str) -> StoreResult<Option<Role>> {
         let name = name.to_string();
-        self.read(move |c| {
+        self.read_client(move |c| {
             c.query_opt(
                 &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = $1 AND name = $2"),
                 &[&tenant_id.to_string(), &name],
@@ -187,7 +187,7 @@ impl AdminStore for PgStore {
     }
 
     async fn create_role(&self, role: NewRole, audit: NewAuditEvent) -> StoreResult<Role> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let row = tx.query_one(
                 &format!(
                     "INSERT INTO roles (id, tenant_id, name, permissions, builtin, created_at, updated_at) \
@@ -216,7 +216,7 @@ impl AdminStore for PgStore {
         audit: NewAuditEvent,
     ) -> StoreResult<Role> {
         let name = name.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let row = tx
                 .query_opt(
                     &format!(
@@ -240,7 +240,7 @@ impl AdminStore for PgStore {
 
     async fn delete_role(&self, tenant_id: Uuid, name: &str, audit: NewAuditEvent) -> StoreResult<Vec<Uuid>> {
         let name = name.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = tenant_id.to_string();
             // FOR UPDATE: an assignment racing the deletion waits for it and
             // then finds no role, instead of slipping in between.
@@ -264,7 +264,7 @@ impl AdminStore for PgStore {
 
     async fn assign_role(&self, tenant_id: Uuid, user_id: Uuid, role: &str, audit: NewAuditEvent) -> StoreResult<bool> {
         let role = role.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             if !user_exists(tx, tenant_id, user_id)? {
                 return Err(StoreError::NotFound);
             }
@@ -285,7 +285,7 @@ impl AdminStore for PgStore {
 
     async fn remove_role(&self, tenant_id: Uuid, user_id: Uuid, role: &str, audit: NewAuditEvent) -> StoreResult<bool> {
         let role = role.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             if !user_exists(tx, tenant_id, user_id)? {
                 return Err(StoreError::NotFound);
             }
@@ -304,7 +304,7 @@ impl AdminStore for PgStore {
     }
 
     async fn list_tenants(&self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Tenant>> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             let after = after.map(|a| a.to_string()).unwrap_or_default();
             let rows = c.query(
                 "SELECT id, slug, name, created_at FROM tenants WHERE id > $1 ORDER BY id LIMIT $2",
@@ -316,7 +316,7 @@ impl AdminStore for PgStore {
     }
 
     async fn create_tenant(&self, new: NewTenant, audit: Vec<NewAuditEvent>) -> StoreResult<(Tenant, Option<User>)> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = new.id.to_string();
             tx.execute(
                 "INSERT INTO tenants (id, slug, name, created_at, settings) VALUES ($1, $2, $3, $4, $5)",
@@ -351,7 +351,7 @@ impl AdminStore for PgStore {
 
     async fn delete_tenant(&self, slug: &str, audit: NewAuditEvent) -> StoreResult<DeletedTenant> {
         let slug = slug.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let row = tx
                 .query_opt(
                     "SELECT id, slug, name, created_at FROM tenants WHERE slug = $1 AND id <> $2 FOR UPDATE",
@@ -383,7 +383,7 @@ impl AdminStore for PgStore {
     }
 
     async fn tenant_settings(&self, tenant_id: Uuid) -> StoreResult<Option<TenantSettings>> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             c.query_opt("SELECT settings FROM tenants WHERE id = $1", &[&tenant_id.to_string()])?
                 .map(|r| settings_from_text(&r.try_get::<_, String>(0)?))
                 .transpose()
@@ -397,7 +397,7 @@ impl AdminStore for PgStore {
         parts: TenantSettings,
         audit: Vec<NewAuditEvent>,
     ) -> StoreResult<TenantSettings> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = tenant_id.to_string();
             // Locks the row: concurrent changes of different parts apply one
             // after the other and neither undoes the other.
@@ -418,7 +418,7 @@ impl AdminStore for PgStore {
     }
 
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             // Conditions are added only when given, so the planner sees plain
             // equalities and one range over the matching
             // (tenant_id, [user_id|event,] id) index, walked backwards.
@@ -449,7 +449,7 @@ impl AdminStore for PgStore {
     }
 
     async fn purge_audit(&self, before: Timestamp, batch: u32) -> StoreResult<u64> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             // By primary key where SQLite uses its rowid.
             let n = tx.execute(
                 "DELETE FROM audit_events WHERE id IN \

@@ -27,7 +27,7 @@ fn count(row: &::postgres::Row, col: usize) -> StoreResult<u64> {
 #[async_trait]
 impl SiteStore for PgStore {
     async fn site_counts(&self, tenant_id: Uuid, now: Timestamp) -> StoreResult<SiteCounts> {
-        self.read(move |c| {
+        self.read_client(move |c| {
             let t = tenant_id.to_string();
             // One statement, one snapshot: the four counts agree with each other.
             let row = c.query_one(
@@ -52,7 +52,7 @@ impl SiteStore for PgStore {
         if query.bucket_secs < 1 || query.buckets == 0 || (query.successes.is_empty() && query.failures.is_empty()) {
             return Ok(Vec::new());
         }
-        self.read(move |c| {
+        self.read_client(move |c| {
             let until = query
                 .since
                 .saturating_add(query.bucket_secs.saturating_mul(i64::from(query.buckets)));
@@ -100,7 +100,7 @@ impl SiteStore for PgStore {
         not_after: Option<Timestamp>,
         audit: NewAuditEvent,
     ) -> StoreResult<KeyRotation> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             // Serialises rotations (and first-start key creation, which
             // takes the same lock) across instances.
             tx.batch_execute("SELECT pg_advisory_xact_lock(hashtext('forge:signing_keys:' || current_schema()))")?;

@@ -123,7 +123,7 @@ impl SqliteStore {
     /// A consistent online copy of the database (`forge backup`), taken with
     /// `VACUUM INTO` on a read connection so writers are not held up.
     pub async fn backup_to(&self, dest: PathBuf) -> StoreResult<()> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             c.execute("VACUUM INTO ?1", params![dest.to_string_lossy()])?;
             Ok(())
         })
@@ -134,7 +134,7 @@ impl SqliteStore {
         &self.inner.target
     }
 
-    pub(super) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    pub(super) async fn read_conn<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -153,7 +153,7 @@ impl SqliteStore {
         .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
     }
 
-    pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    pub(super) async fn write_tx<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
@@ -172,6 +172,93 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
+    }
+}
+
+// ---- the driver seam (see `sql.rs`) ----
+
+/// A SQLite connection as a [`Conn`]: `$N` rewritten to `?N`, statements
+/// prepared once per connection and cached.
+struct SqliteConn<'a>(&'a Connection);
+
+impl rusqlite::ToSql for sql::Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            sql::Value::Null(_) => ToSqlOutput::Borrowed(ValueRef::Null),
+            sql::Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            sql::Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
+            sql::Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            sql::Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+fn sqlite_value(v: rusqlite::types::ValueRef<'_>, column: &str) -> StoreResult<sql::Value> {
+    use rusqlite::types::ValueRef;
+    Ok(match v {
+        ValueRef::Null => sql::Value::Null(sql::Kind::Text),
+        ValueRef::Integer(i) => sql::Value::Int(i),
+        ValueRef::Text(t) => {
+            sql::Value::Text(String::from_utf8(t.to_vec()).map_err(|_| sql::corrupt(column, "text is not UTF-8"))?)
+        }
+        ValueRef::Blob(b) => sql::Value::Bytes(b.to_vec()),
+        ValueRef::Real(_) => return Err(sql::corrupt(column, "unexpected REAL")),
+    })
+}
+
+impl sql::Conn for SqliteConn<'_> {
+    fn dialect(&self) -> sql::Dialect {
+        sql::Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[sql::Value]) -> StoreResult<u64> {
+        let mut stmt = self.0.prepare_cached(&sql::to_sqlite(sql))?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params))? as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[sql::Value]) -> StoreResult<Vec<sql::Row>> {
+        let mut stmt = self.0.prepare_cached(&sql::to_sqlite(sql))?;
+        let names: Arc<[String]> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let values = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| sqlite_value(row.get_ref(i)?, name))
+                .collect::<StoreResult<Vec<_>>>()?;
+            out.push(sql::Row::new(names.clone(), values));
+        }
+        Ok(out)
+    }
+
+    fn lock(&mut self, _name: &str) -> StoreResult<()> {
+        // Every write already runs alone: one writer connection, `BEGIN IMMEDIATE`.
+        Ok(())
+    }
+}
+
+impl sql::Driver for SqliteStore {
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn sql::Conn) -> StoreResult<T> + Send + 'static,
+    {
+        self.read_conn(move |c| f(&mut SqliteConn(c))).await
+    }
+
+    async fn write<T, F>(&self, mut f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn sql::Conn) -> StoreResult<T> + Send + 'static,
+    {
+        self.write_tx(move |tx| f(&mut SqliteConn(tx))).await
+    }
+
+    fn connections(&self) -> (u32, u32) {
+        let s = self.inner.readers.state();
+        (s.connections, s.idle_connections)
     }
 }
 
@@ -412,7 +499,7 @@ fn revoke_where(
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| {
+        self.read_conn(|c| {
             c.query_row("SELECT 1", [], |_| Ok(()))?;
             Ok(())
         })
@@ -426,7 +513,7 @@ impl AccountStore for SqliteStore {
 
     async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
         let slug = slug.to_string();
-        self.read(move |c| {
+        self.read_conn(move |c| {
             Ok(c.query_row(
                 "SELECT id, slug, name, created_at FROM tenants WHERE slug = ?1",
                 params![slug],
@@ -447,7 +534,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn create_user(&self, new: NewUser, session: Option<NewSession>, audit: NewAuditEvent) -> StoreResult<User> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             tx.execute(
                 "INSERT INTO users (id, tenant_id, email, email_verified, phone, phone_verified, metadata, created_at, updated_at, last_sign_in_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
@@ -480,7 +567,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
-        self.read(move |c| load_user(c, tenant_id, user_id)).await
+        self.read_conn(move |c| load_user(c, tenant_id, user_id)).await
     }
 
     async fn find_for_login(
@@ -493,7 +580,7 @@ impl AccountStore for SqliteStore {
             Identifier::Phone(_) => "phone",
         };
         let value = identifier.as_str().to_string();
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let sql = format!(
                 "SELECT {USER_COLUMNS}, pc.hash FROM users u LEFT JOIN password_credentials pc ON pc.user_id = u.id \
                  WHERE u.tenant_id = ?1 AND u.{column} = ?2"
@@ -513,7 +600,7 @@ impl AccountStore for SqliteStore {
         sign_in: SignIn,
         audit: NewAuditEvent,
     ) -> StoreResult<User> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let SignIn {
                 session,
                 rehash,
@@ -553,7 +640,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn password_hash(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<String>> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             Ok(c.query_row(
                 "SELECT hash FROM password_credentials WHERE tenant_id = ?1 AND user_id = ?2",
                 params![tenant_id.to_string(), user_id.to_string()],
@@ -571,7 +658,7 @@ impl AccountStore for SqliteStore {
         patch: UserPatch,
         audit: NewAuditEvent,
     ) -> StoreResult<User> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = tenant_id.to_string();
             let u = user_id.to_string();
             if load_user(tx, tenant_id, user_id)?.is_none() {
@@ -641,7 +728,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid, audit: NewAuditEvent) -> StoreResult<Vec<Uuid>> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let live = revoke_where(tx, tenant_id, user_id, None, audit.at)?;
             let n = tx.execute(
                 "DELETE FROM users WHERE tenant_id = ?1 AND id = ?2",
@@ -664,7 +751,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn access_of(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<Access>> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let exists: bool = c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = ?1 AND id = ?2)",
                 params![tenant_id.to_string(), user_id.to_string()],
@@ -696,7 +783,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn rotate_refresh(&self, req: RotateRefresh) -> StoreResult<Rotation> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = req.tenant_id.to_string();
             // The one statement that decides who wins a concurrent refresh.
             let won: Option<String> = tx
@@ -791,7 +878,7 @@ impl AccountStore for SqliteStore {
 
     async fn session_by_refresh(&self, tenant_id: Uuid, token_hash: &str) -> StoreResult<Option<Session>> {
         let token_hash = token_hash.to_string();
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
                  WHERE rt.token_hash = ?1 AND rt.tenant_id = ?2"
@@ -805,7 +892,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn list_sessions(&self, tenant_id: Uuid, user_id: Uuid, now: Timestamp) -> StoreResult<Vec<Session>> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions s \
                  WHERE s.tenant_id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3 \
@@ -831,7 +918,7 @@ impl AccountStore for SqliteStore {
         now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<bool> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let n = tx.execute(
                 "UPDATE sessions SET revoked_at = ?4 WHERE tenant_id = ?1 AND user_id = ?2 AND id = ?3 AND revoked_at IS NULL",
                 params![tenant_id.to_string(), user_id.to_string(), session_id.to_string(), now],
@@ -854,7 +941,7 @@ impl AccountStore for SqliteStore {
         now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<Vec<Uuid>> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let ids = revoke_where(tx, tenant_id, user_id, keep, now)?;
             bump_credential_epoch(tx, tenant_id, user_id)?;
             if let Some(a) = &audit {
@@ -866,7 +953,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn revoked_since(&self, since: Timestamp) -> StoreResult<(Vec<Uuid>, Vec<Uuid>)> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let collect = |sql: &str| -> StoreResult<Vec<Uuid>> {
                 let mut stmt = c.prepare(sql)?;
                 let ids = stmt
@@ -886,11 +973,11 @@ impl AccountStore for SqliteStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        self.read(all_keys).await
+        self.read_conn(all_keys).await
     }
 
     async fn insert_signing_key_if_absent(&self, key: SigningKeyRecord) -> StoreResult<Vec<SigningKeyRecord>> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = ?1)",
                 params![key.state.as_str()],
@@ -919,7 +1006,7 @@ impl AccountStore for SqliteStore {
 
     async fn server_secret(&self, name: &str, candidate: Vec<u8>, now: Timestamp) -> StoreResult<Vec<u8>> {
         let name = name.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             tx.execute(
                 "INSERT INTO server_secrets (name, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
                 params![name, candidate, now],
@@ -930,11 +1017,11 @@ impl AccountStore for SqliteStore {
     }
 
     async fn record_audit(&self, event: NewAuditEvent) -> StoreResult<()> {
-        self.write(move |tx| insert_audit(tx, &event)).await
+        self.write_tx(move |tx| insert_audit(tx, &event)).await
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
-        self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))? as u64))
+        self.read_conn(|c| Ok(c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0))? as u64))
             .await
     }
 }
@@ -964,12 +1051,12 @@ mod tests {
         a.server_secret("x", vec![1], 0).await.unwrap();
         // Read through the pool sees the writer's commit.
         let seen = a
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM server_secrets", [], |r| r.get::<_, i64>(0))?))
+            .read_conn(|c| Ok(c.query_row("SELECT COUNT(*) FROM server_secrets", [], |r| r.get::<_, i64>(0))?))
             .await
             .unwrap();
         assert_eq!(seen, 1);
         let other = b
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM server_secrets", [], |r| r.get::<_, i64>(0))?))
+            .read_conn(|c| Ok(c.query_row("SELECT COUNT(*) FROM server_secrets", [], |r| r.get::<_, i64>(0))?))
             .await
             .unwrap();
         assert_eq!(other, 0);
@@ -991,7 +1078,7 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         let n = store
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM server_secrets", [], |r| r.get::<_, i64>(0))?))
+            .read_conn(|c| Ok(c.query_row("SELECT COUNT(*) FROM server_secrets", [], |r| r.get::<_, i64>(0))?))
             .await
             .unwrap();
         assert_eq!(n, 100);
@@ -1009,7 +1096,7 @@ mod tests {
         let store = SqliteStore::open(&url, 8).unwrap();
         concurrent_writes_never_fail(store.clone()).await;
         let mode: String = store
-            .read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+            .read_conn(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
             .await
             .unwrap();
         assert_eq!(mode, "wal");

@@ -143,7 +143,7 @@ impl SqliteStore {
     /// [`AdminStore::list_users`] runs them, as (name, plan lines). For the
     /// scale test and for operators checking a large database's plans.
     pub async fn explain_admin_queries(&self) -> StoreResult<Vec<(&'static str, Vec<String>)>> {
-        self.read(|c| {
+        self.read_conn(|c| {
             let t = DEFAULT_TENANT_ID.to_string();
             let end = format!("a{PREFIX_END}");
             let cases: [(&'static str, &'static str, Vec<SqlValue>); 5] = [
@@ -205,7 +205,7 @@ impl SqliteStore {
 #[async_trait]
 impl AdminStore for SqliteStore {
     async fn list_users(&self, query: UserQuery) -> StoreResult<Vec<User>> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let t = query.tenant_id.to_string();
             let limit = i64::from(query.limit);
             let rows = match &query.seek {
@@ -233,7 +233,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn list_roles(&self, tenant_id: Uuid) -> StoreResult<Vec<Role>> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = ?1 ORDER BY name"
             ))?;
@@ -247,7 +247,7 @@ impl AdminStore for SqliteStore {
 
     async fn get_role(&self, tenant_id: Uuid, name: &str) -> StoreResult<Option<Role>> {
         let name = name.to_string();
-        self.read(move |c| {
+        self.read_conn(move |c| {
             Ok(c.query_row(
                 &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE tenant_id = ?1 AND name = ?2"),
                 params![tenant_id.to_string(), name],
@@ -259,7 +259,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn create_role(&self, role: NewRole, audit: NewAuditEvent) -> StoreResult<Role> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let created = tx.query_row(
                 &format!(
                     "INSERT INTO roles (id, tenant_id, name, permissions, builtin, created_at, updated_at) \
@@ -288,7 +288,7 @@ impl AdminStore for SqliteStore {
         audit: NewAuditEvent,
     ) -> StoreResult<Role> {
         let name = name.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let updated = tx
                 .query_row(
                     &format!(
@@ -308,7 +308,7 @@ impl AdminStore for SqliteStore {
 
     async fn delete_role(&self, tenant_id: Uuid, name: &str, audit: NewAuditEvent) -> StoreResult<Vec<Uuid>> {
         let name = name.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = tenant_id.to_string();
             let id: String = tx
                 .query_row(
@@ -335,7 +335,7 @@ impl AdminStore for SqliteStore {
 
     async fn assign_role(&self, tenant_id: Uuid, user_id: Uuid, role: &str, audit: NewAuditEvent) -> StoreResult<bool> {
         let role = role.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             if !user_exists(tx, tenant_id, user_id)? {
                 return Err(StoreError::NotFound);
             }
@@ -359,7 +359,7 @@ impl AdminStore for SqliteStore {
 
     async fn remove_role(&self, tenant_id: Uuid, user_id: Uuid, role: &str, audit: NewAuditEvent) -> StoreResult<bool> {
         let role = role.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             if !user_exists(tx, tenant_id, user_id)? {
                 return Err(StoreError::NotFound);
             }
@@ -381,7 +381,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn list_tenants(&self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<Tenant>> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let mut stmt =
                 c.prepare("SELECT id, slug, name, created_at FROM tenants WHERE id > ?1 ORDER BY id LIMIT ?2")?;
             let after = after.map(|a| a.to_string()).unwrap_or_default();
@@ -394,7 +394,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn create_tenant(&self, new: NewTenant, audit: Vec<NewAuditEvent>) -> StoreResult<(Tenant, Option<User>)> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = new.id.to_string();
             tx.execute(
                 "INSERT INTO tenants (id, slug, name, created_at, settings) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -429,7 +429,7 @@ impl AdminStore for SqliteStore {
 
     async fn delete_tenant(&self, slug: &str, audit: NewAuditEvent) -> StoreResult<DeletedTenant> {
         let slug = slug.to_string();
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let tenant = tx
                 .query_row(
                     "SELECT id, slug, name, created_at FROM tenants WHERE slug = ?1 AND id <> ?2",
@@ -469,7 +469,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn tenant_settings(&self, tenant_id: Uuid) -> StoreResult<Option<TenantSettings>> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let text: Option<String> = c
                 .query_row(
                     "SELECT settings FROM tenants WHERE id = ?1",
@@ -488,7 +488,7 @@ impl AdminStore for SqliteStore {
         parts: TenantSettings,
         audit: Vec<NewAuditEvent>,
     ) -> StoreResult<TenantSettings> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let t = tenant_id.to_string();
             let text: Option<String> = tx
                 .query_row("SELECT settings FROM tenants WHERE id = ?1", params![t], |r| r.get(0))
@@ -510,7 +510,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEvent>> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             // Conditions are added only when given, so SQLite sees plain
             // equalities and one range and picks the matching
             // (tenant_id, [user_id|event,] id) index walked backwards.
@@ -540,7 +540,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn purge_audit(&self, before: Timestamp, batch: u32) -> StoreResult<u64> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let n = tx.execute(
                 "DELETE FROM audit_events WHERE rowid IN \
                  (SELECT rowid FROM audit_events WHERE at < ?1 LIMIT ?2)",

@@ -35,7 +35,7 @@ fn placeholders(first: usize, n: usize) -> String {
 #[async_trait]
 impl SiteStore for SqliteStore {
     async fn site_counts(&self, tenant_id: Uuid, now: Timestamp) -> StoreResult<SiteCounts> {
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let t = tenant_id.to_string();
             let users = count(c, "SELECT COUNT(*) FROM users WHERE tenant_id = ?1", params![t])?;
             let active_sessions = count(
@@ -67,7 +67,7 @@ impl SiteStore for SqliteStore {
         if query.bucket_secs < 1 || query.buckets == 0 || (query.successes.is_empty() && query.failures.is_empty()) {
             return Ok(Vec::new());
         }
-        self.read(move |c| {
+        self.read_conn(move |c| {
             let until = query
                 .since
                 .saturating_add(query.bucket_secs.saturating_mul(i64::from(query.buckets)));
@@ -136,7 +136,7 @@ impl SiteStore for SqliteStore {
         not_after: Option<Timestamp>,
         audit: NewAuditEvent,
     ) -> StoreResult<KeyRotation> {
-        self.write(move |tx| {
+        self.write_tx(move |tx| {
             let next: Option<(String, Timestamp)> = tx
                 .query_row(
                     "SELECT kid, created_at FROM signing_keys WHERE state = 'next' \
@@ -191,7 +191,7 @@ impl SqliteStore {
     /// lines): the activity query must search `audit_tenant_event_at` and
     /// the session count `sessions_live`, never scan a table.
     pub async fn explain_site_queries(&self) -> StoreResult<Vec<(&'static str, Vec<String>)>> {
-        self.read(|c| {
+        self.read_conn(|c| {
             let cases: [(&'static str, &'static str); 3] = [
                 (
                     "activity",

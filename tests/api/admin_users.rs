@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use forge::testing::TestServer;
 use serde_json::{Value, json};
 
-use crate::rbac::{provision, send, server};
+use crate::support::{provision, server};
 use crate::{PASSWORD, access, assert_error, parts, refresh};
 
 async fn create_bare(s: &TestServer, admin: &str, email: String) -> String {
-    let (status, body) = send(s, "POST", "/v1/users", admin, Some(json!({ "email": email }))).await;
+    let (status, body) = s.as_user(admin).post("/v1/users", json!({ "email": email })).await;
     assert_eq!(status, 201, "{body}");
     body["id"].as_str().unwrap().to_string()
 }
@@ -73,7 +73,7 @@ async fn paging_450_users_has_no_duplicates_or_gaps_under_concurrent_inserts() {
             None => "/v1/users?limit=37".to_string(),
             Some(c) => format!("/v1/users?limit=37&cursor={c}"),
         };
-        let (status, page) = send(&s, "GET", &path, &admin, None).await;
+        let (status, page) = s.as_user(&admin).get(&path).await;
         assert_eq!(status, 200, "{page}");
         let got = ids(&page);
         assert!(got.len() <= 37);
@@ -103,12 +103,12 @@ async fn paging_450_users_has_no_duplicates_or_gaps_under_concurrent_inserts() {
     assert_eq!(seen.len(), 451 + seen_late);
 
     // The default page is 50; limits and cursors are checked.
-    let (_, page) = send(&s, "GET", "/v1/users", &admin, None).await;
+    let (_, page) = s.as_user(&admin).get("/v1/users").await;
     assert_eq!(ids(&page).len(), 50);
-    let (_, page) = send(&s, "GET", "/v1/users?limit=200", &admin, None).await;
+    let (_, page) = s.as_user(&admin).get("/v1/users?limit=200").await;
     assert_eq!(ids(&page).len(), 200);
     for bad in ["limit=201", "limit=0", "limit=-1", "limit=ten"] {
-        let (status, body) = send(&s, "GET", &format!("/v1/users?{bad}"), &admin, None).await;
+        let (status, body) = s.as_user(&admin).get(&format!("/v1/users?{bad}")).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].is_string());
     }
@@ -117,7 +117,7 @@ async fn paging_450_users_has_no_duplicates_or_gaps_under_concurrent_inserts() {
         "dTpub3QtYS11dWlk",
         "YTowMTkwYTBiMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDE",
     ] {
-        let (status, body) = send(&s, "GET", &format!("/v1/users?cursor={bad}"), &admin, None).await;
+        let (status, body) = s.as_user(&admin).get(&format!("/v1/users?cursor={bad}")).await;
         assert_error(status, &body, 400, "invalid_cursor");
     }
 }
@@ -137,14 +137,10 @@ async fn search_by_email_or_phone_prefix() {
         ("axb@example.com", "+14155550105"),
         ("a%b@example.com", "+14155550106"),
     ] {
-        let (status, body) = send(
-            &s,
-            "POST",
-            "/v1/users",
-            &admin,
-            Some(json!({"email": email, "phone": phone})),
-        )
-        .await;
+        let (status, body) = s
+            .as_user(&admin)
+            .post("/v1/users", json!({"email": email, "phone": phone}))
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     let emails = |page: &Value| -> Vec<String> {
@@ -155,7 +151,7 @@ async fn search_by_email_or_phone_prefix() {
             .map(|u| u["email"].as_str().unwrap().to_string())
             .collect()
     };
-    let (status, page) = send(&s, "GET", "/v1/users?q=ANN", &admin, None).await;
+    let (status, page) = s.as_user(&admin).get("/v1/users?q=ANN").await;
     assert_eq!(status, 200);
     assert_eq!(
         emails(&page),
@@ -167,48 +163,40 @@ async fn search_by_email_or_phone_prefix() {
         ]
     );
     // Paging through a search, in email order.
-    let (_, first) = send(&s, "GET", "/v1/users?q=ann&limit=3", &admin, None).await;
+    let (_, first) = s.as_user(&admin).get("/v1/users?q=ann&limit=3").await;
     assert_eq!(emails(&first).len(), 3);
     let cursor = first["next_cursor"].as_str().unwrap();
-    let (_, second) = send(
-        &s,
-        "GET",
-        &format!("/v1/users?q=ann&limit=3&cursor={cursor}"),
-        &admin,
-        None,
-    )
-    .await;
+    let (_, second) = s
+        .as_user(&admin)
+        .get(&format!("/v1/users?q=ann&limit=3&cursor={cursor}"))
+        .await;
     assert_eq!(emails(&second), ["annex@example.org"]);
     assert!(second["next_cursor"].is_null());
     // A search cursor does not continue the plain list, nor the reverse.
-    let (status, _) = send(&s, "GET", &format!("/v1/users?cursor={cursor}"), &admin, None).await;
+    let (status, _) = s.as_user(&admin).get(&format!("/v1/users?cursor={cursor}")).await;
     assert_eq!(status, 400);
     // LIKE wildcards are plain characters.
-    let (_, page) = send(&s, "GET", "/v1/users?q=a_", &admin, None).await;
+    let (_, page) = s.as_user(&admin).get("/v1/users?q=a_").await;
     assert_eq!(emails(&page), ["a_b@example.com"]);
-    let (_, page) = send(&s, "GET", "/v1/users?q=a%25", &admin, None).await;
+    let (_, page) = s.as_user(&admin).get("/v1/users?q=a%25").await;
     assert_eq!(emails(&page), ["a%b@example.com"]);
-    let (_, page) = send(&s, "GET", "/v1/users?q=nobody", &admin, None).await;
+    let (_, page) = s.as_user(&admin).get("/v1/users?q=nobody").await;
     assert_eq!(page["items"], json!([]));
     assert!(page["next_cursor"].is_null());
 
     // Phones: a leading + searches the E.164 number; separators are ignored.
-    let (_, page) = send(&s, "GET", "/v1/users?q=%2B1415555010", &admin, None).await;
+    let (_, page) = s.as_user(&admin).get("/v1/users?q=%2B1415555010").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 6);
-    let (_, page) = send(&s, "GET", "/v1/users?q=%2B1%20(415)%20555-0103", &admin, None).await;
+    let (_, page) = s.as_user(&admin).get("/v1/users?q=%2B1%20(415)%20555-0103").await;
     assert_eq!(emails(&page), ["anna@example.com"]);
-    let (_, page) = send(&s, "GET", "/v1/users?q=%2B44", &admin, None).await;
+    let (_, page) = s.as_user(&admin).get("/v1/users?q=%2B44").await;
     assert_eq!(emails(&page), ["annex@example.org"]);
-    let (_, first) = send(&s, "GET", "/v1/users?q=%2B1&limit=4", &admin, None).await;
+    let (_, first) = s.as_user(&admin).get("/v1/users?q=%2B1&limit=4").await;
     let cursor = first["next_cursor"].as_str().unwrap();
-    let (_, second) = send(
-        &s,
-        "GET",
-        &format!("/v1/users?q=%2B1&limit=4&cursor={cursor}"),
-        &admin,
-        None,
-    )
-    .await;
+    let (_, second) = s
+        .as_user(&admin)
+        .get(&format!("/v1/users?q=%2B1&limit=4&cursor={cursor}"))
+        .await;
     let phones: Vec<&str> = first["items"]
         .as_array()
         .unwrap()
@@ -220,7 +208,7 @@ async fn search_by_email_or_phone_prefix() {
     sorted.sort();
     assert_eq!(phones, sorted);
     assert_eq!(phones.len(), 7);
-    let (status, _) = send(&s, "GET", "/v1/users?q=%2B1abc", &admin, None).await;
+    let (status, _) = s.as_user(&admin).get("/v1/users?q=%2B1abc").await;
     assert_eq!(status, 400);
 }
 
@@ -229,19 +217,17 @@ async fn provision_read_change_and_delete_a_user() {
     let s = server().await;
     let root = s.admin("root@example.com", PASSWORD).await;
     let admin = access(&root).to_string();
-    crate::rbac::make_role(&s, &admin, "support", &["users:read"]).await;
+    crate::support::make_role(&s, &admin, "support", &["users:read"]).await;
 
     let resp = s
-        .client()
-        .post(s.url("/v1/users"))
-        .bearer_auth(&admin)
-        .json(
-            &json!({"email": " Dana@Example.com ", "phone": "+1 415 555 0142", "password": PASSWORD,
+        .as_user(&admin)
+        .post(
+            "/v1/users",
+            json!({"email": " Dana@Example.com ", "phone": "+1 415 555 0142", "password": PASSWORD,
                       "metadata": {"plan": "pro"}, "email_verified": true, "roles": ["support"]}),
         )
-        .send()
-        .await
-        .unwrap();
+        .response()
+        .await;
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     let (status, user) = parts(resp).await;
     assert_eq!(status, 201, "{user}");
@@ -256,7 +242,7 @@ async fn provision_read_change_and_delete_a_user() {
     // The provisioned password works.
     let dana = s.login("dana@example.com", PASSWORD).await;
 
-    let (status, got) = send(&s, "GET", &format!("/v1/users/{id}"), &admin, None).await;
+    let (status, got) = s.as_user(&admin).get(&format!("/v1/users/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(got["email"], "dana@example.com");
 
@@ -278,7 +264,7 @@ async fn provision_read_change_and_delete_a_user() {
         (json!({"email": "DANA@example.com"}), "email_taken"),
         (json!({"phone": "+14155550142"}), "phone_taken"),
     ] {
-        let (status, body) = send(&s, "POST", "/v1/users", &admin, Some(bad.clone())).await;
+        let (status, body) = s.as_user(&admin).post("/v1/users", bad.clone()).await;
         let want = match code {
             "email_taken" | "phone_taken" => 409,
             "unknown_role" => 404,
@@ -288,78 +274,58 @@ async fn provision_read_change_and_delete_a_user() {
     }
 
     // A new email is unverified unless said otherwise; the phone can go.
-    let (status, user) = send(
-        &s,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        &admin,
-        Some(json!({"email": "dana2@example.com", "phone": null, "metadata": {"plan": "team"}})),
-    )
-    .await;
+    let (status, user) = s
+        .as_user(&admin)
+        .patch(
+            &format!("/v1/users/{id}"),
+            json!({"email": "dana2@example.com", "phone": null, "metadata": {"plan": "team"}}),
+        )
+        .await;
     assert_eq!(status, 200, "{user}");
     assert_eq!(user["email"], "dana2@example.com");
     assert_eq!(user["email_verified"], false);
     assert!(user["phone"].is_null());
     assert_eq!(user["metadata"], json!({"plan": "team"}));
-    let (_, user) = send(
-        &s,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        &admin,
-        Some(json!({"email_verified": true})),
-    )
-    .await;
+    let (_, user) = s
+        .as_user(&admin)
+        .patch(&format!("/v1/users/{id}"), json!({"email_verified": true}))
+        .await;
     assert_eq!(user["email_verified"], true);
-    let (status, body) = send(
-        &s,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        &admin,
-        Some(json!({"email": "root@example.com"})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(&admin)
+        .patch(&format!("/v1/users/{id}"), json!({"email": "root@example.com"}))
+        .await;
     assert_error(status, &body, 409, "email_taken");
-    let (status, _) = send(
-        &s,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        &admin,
-        Some(json!({"disabled": "yes"})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&admin)
+        .patch(&format!("/v1/users/{id}"), json!({"disabled": "yes"}))
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = send(
-        &s,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        &admin,
-        Some(json!({"phone": "123"})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&admin)
+        .patch(&format!("/v1/users/{id}"), json!({"phone": "123"}))
+        .await;
     assert_eq!(status, 400);
 
     // Unknown and malformed ids.
     let ghost = "0190a0b0-0000-7000-8000-000000000001";
     for path in [format!("/v1/users/{ghost}"), "/v1/users/not-a-uuid".to_string()] {
-        assert_eq!(send(&s, "GET", &path, &admin, None).await.0, 404);
-        let (status, _) = send(&s, "PATCH", &path, &admin, Some(json!({"disabled": true}))).await;
+        assert_eq!(s.as_user(&admin).get(&path).await.0, 404);
+        let (status, _) = s.as_user(&admin).patch(&path, json!({"disabled": true})).await;
         assert_eq!(status, 404);
-        assert_eq!(send(&s, "DELETE", &path, &admin, None).await.0, 404);
+        assert_eq!(s.as_user(&admin).delete(&path).await.0, 404);
     }
 
     // Deletion: gone, and the token dies at once.
-    assert_eq!(
-        send(&s, "DELETE", &format!("/v1/users/{id}"), &admin, None).await.0,
-        204
-    );
-    assert_eq!(send(&s, "GET", &format!("/v1/users/{id}"), &admin, None).await.0, 404);
-    assert_eq!(
-        send(&s, "DELETE", &format!("/v1/users/{id}"), &admin, None).await.0,
-        404
-    );
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&dana), None).await.0, 401);
+    assert_eq!(s.as_user(&admin).delete(&format!("/v1/users/{id}")).await.0, 204);
+    assert_eq!(s.as_user(&admin).get(&format!("/v1/users/{id}")).await.0, 404);
+    assert_eq!(s.as_user(&admin).delete(&format!("/v1/users/{id}")).await.0, 404);
+    assert_eq!(s.as_user(access(&dana)).get("/v1/users/me").await.0, 401);
     // A user without a password can be provisioned (signs in by code or reset).
-    let (status, body) = send(&s, "POST", "/v1/users", &admin, Some(json!({"phone": "+14155550143"}))).await;
+    let (status, body) = s
+        .as_user(&admin)
+        .post("/v1/users", json!({"phone": "+14155550143"}))
+        .await;
     assert_eq!(status, 201, "{body}");
     assert!(body["email"].is_null());
 }
@@ -372,77 +338,49 @@ async fn disabling_revokes_at_once_and_enabling_lets_the_user_back() {
     let session = s.signup("frank@example.com", PASSWORD).await;
     let other = s.login("frank@example.com", PASSWORD).await;
     let id = session["user"]["id"].as_str().unwrap().to_string();
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&session), None).await.0, 200);
+    assert_eq!(s.as_user(access(&session)).get("/v1/users/me").await.0, 200);
 
-    let (status, user) = send(
-        &s,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        &admin,
-        Some(json!({"disabled": true})),
-    )
-    .await;
+    let (status, user) = s
+        .as_user(&admin)
+        .patch(&format!("/v1/users/{id}"), json!({"disabled": true}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(user["disabled"], true);
     for token in [access(&session), access(&other)] {
-        assert_eq!(send(&s, "GET", "/v1/users/me", token, None).await.0, 401);
-        let resp = s
-            .client()
-            .get(s.url("/v1/auth/verify"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
+        assert_eq!(s.as_user(token).get("/v1/users/me").await.0, 401);
+        assert_eq!(s.as_user(token).get("/v1/auth/verify").await.0, 401);
     }
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": refresh(&session)}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": refresh(&session)}))
+        .await;
     assert_error(status, &body, 401, "invalid_grant");
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"email": "frank@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "frank@example.com", "password": PASSWORD}),
+        )
+        .await;
     assert_error(status, &body, 403, "user_disabled");
-    let (_, sessions) = send(&s, "GET", &format!("/v1/users/{id}/sessions"), &admin, None).await;
+    let (_, sessions) = s.as_user(&admin).get(&format!("/v1/users/{id}/sessions")).await;
     assert_eq!(sessions, json!([]));
     // Disabling twice changes nothing.
-    let (status, _) = send(
-        &s,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        &admin,
-        Some(json!({"disabled": true})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&admin)
+        .patch(&format!("/v1/users/{id}"), json!({"disabled": true}))
+        .await;
     assert_eq!(status, 200);
 
     // Enabled again: a new sign-in works; the old tokens stay dead.
-    let (status, user) = send(
-        &s,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        &admin,
-        Some(json!({"disabled": false})),
-    )
-    .await;
+    let (status, user) = s
+        .as_user(&admin)
+        .patch(&format!("/v1/users/{id}"), json!({"disabled": false}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(user["disabled"], false);
     let fresh = s.login("frank@example.com", PASSWORD).await;
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&fresh), None).await.0, 200);
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&session), None).await.0, 401);
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&other), None).await.0, 401);
+    assert_eq!(s.as_user(access(&fresh)).get("/v1/users/me").await.0, 200);
+    assert_eq!(s.as_user(access(&session)).get("/v1/users/me").await.0, 401);
+    assert_eq!(s.as_user(access(&other)).get("/v1/users/me").await.0, 401);
 }
 
 #[tokio::test]
@@ -454,39 +392,41 @@ async fn administrators_see_and_end_a_users_sessions() {
     let a = s.login("gina@example.com", PASSWORD).await;
     let b = s.login("gina@example.com", PASSWORD).await;
     let c = s.login("gina@example.com", PASSWORD).await;
-    let (status, list) = send(&s, "GET", &format!("/v1/users/{id}/sessions"), &admin, None).await;
+    let (status, list) = s.as_user(&admin).get(&format!("/v1/users/{id}/sessions")).await;
     assert_eq!(status, 200);
     let list = list.as_array().unwrap().clone();
     assert_eq!(list.len(), 3);
     assert!(list.iter().all(|x| x["current"] == false && x["ip"] == "127.0.0.1"));
     // The newest first: that is c's session.
     let newest = list[0]["id"].as_str().unwrap();
-    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{id}/sessions/{newest}"), &admin, None).await;
+    let (status, _) = s
+        .as_user(&admin)
+        .delete(&format!("/v1/users/{id}/sessions/{newest}"))
+        .await;
     assert_eq!(status, 204);
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&c), None).await.0, 401);
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&a), None).await.0, 200);
-    let (status, body) = send(&s, "DELETE", &format!("/v1/users/{id}/sessions/{newest}"), &admin, None).await;
+    assert_eq!(s.as_user(access(&c)).get("/v1/users/me").await.0, 401);
+    assert_eq!(s.as_user(access(&a)).get("/v1/users/me").await.0, 200);
+    let (status, body) = s
+        .as_user(&admin)
+        .delete(&format!("/v1/users/{id}/sessions/{newest}"))
+        .await;
     assert_error(status, &body, 404, "not_found");
     // Another user's session id is not this user's.
-    let root_sessions = send(&s, "GET", "/v1/users/me/sessions", &admin, None).await.1;
+    let root_sessions = s.as_user(&admin).get("/v1/users/me/sessions").await.1;
     let root_session = root_sessions[0]["id"].as_str().unwrap();
-    let (status, _) = send(
-        &s,
-        "DELETE",
-        &format!("/v1/users/{id}/sessions/{root_session}"),
-        &admin,
-        None,
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&admin)
+        .delete(&format!("/v1/users/{id}/sessions/{root_session}"))
+        .await;
     assert_eq!(status, 404);
-    assert_eq!(send(&s, "GET", "/v1/users/me", &admin, None).await.0, 200);
+    assert_eq!(s.as_user(&admin).get("/v1/users/me").await.0, 200);
 
-    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{id}/sessions"), &admin, None).await;
+    let (status, _) = s.as_user(&admin).delete(&format!("/v1/users/{id}/sessions")).await;
     assert_eq!(status, 204);
     for t in [&a, &b] {
-        assert_eq!(send(&s, "GET", "/v1/users/me", access(t), None).await.0, 401);
+        assert_eq!(s.as_user(access(t)).get("/v1/users/me").await.0, 401);
     }
-    let (_, list) = send(&s, "GET", &format!("/v1/users/{id}/sessions"), &admin, None).await;
+    let (_, list) = s.as_user(&admin).get(&format!("/v1/users/{id}/sessions")).await;
     assert_eq!(list, json!([]));
     // The account itself is fine: sign in again.
     s.login("gina@example.com", PASSWORD).await;

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use forge::testing::TestServer;
 use serde_json::{Value, json};
 
-use crate::rbac::{login_in, make_role, send, server};
-use crate::{PASSWORD, access, assert_error, parts, refresh};
+use crate::support::{login_in, make_role, server};
+use crate::{PASSWORD, access, assert_error, refresh};
 
 const HANK_PASSWORD: &str = "hank's own long passphrase";
 const ACME_PASSWORD: &str = "the acme boss passphrase";
@@ -23,7 +23,7 @@ async fn whole_log(s: &TestServer, token: &str, query: &str, limit: u32) -> Vec<
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
-        let (status, page) = send(s, "GET", &path, token, None).await;
+        let (status, page) = s.as_user(token).get(&path).await;
         assert_eq!(status, 200, "{page}");
         items.extend(page["items"].as_array().unwrap().iter().cloned());
         match page["next_cursor"].as_str() {
@@ -53,72 +53,60 @@ async fn every_admin_event_is_audited_and_no_secret_is() {
     ];
 
     make_role(&s, &admin, "support", &["users:read"]).await;
-    let (status, _) = send(
-        &s,
-        "PUT",
-        "/v1/roles/support",
-        &admin,
-        Some(json!({"permissions": ["audit:read"]})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&admin)
+        .put("/v1/roles/support", json!({"permissions": ["audit:read"]}))
+        .await;
     assert_eq!(status, 200);
-    let (status, hank) = send(
-        &s,
-        "POST",
-        "/v1/users",
-        &admin,
-        Some(json!({"email": "hank@example.com", "password": HANK_PASSWORD})),
-    )
-    .await;
+    let (status, hank) = s
+        .as_user(&admin)
+        .post(
+            "/v1/users",
+            json!({"email": "hank@example.com", "password": HANK_PASSWORD}),
+        )
+        .await;
     assert_eq!(status, 201);
     let hank_id = hank["id"].as_str().unwrap().to_string();
     let user_path = format!("/v1/users/{hank_id}");
     assert_eq!(
-        send(&s, "PUT", &format!("{user_path}/roles/support"), &admin, None)
+        s.as_user(&admin)
+            .request(reqwest::Method::PUT, &format!("{user_path}/roles/support"))
             .await
             .0,
         204
     );
     assert_eq!(
-        send(&s, "DELETE", &format!("{user_path}/roles/support"), &admin, None)
-            .await
-            .0,
+        s.as_user(&admin).delete(&format!("{user_path}/roles/support")).await.0,
         204
     );
-    let (status, _) = send(&s, "PATCH", &user_path, &admin, Some(json!({"metadata": {"tier": 2}}))).await;
+    let (status, _) = s
+        .as_user(&admin)
+        .patch(&user_path, json!({"metadata": {"tier": 2}}))
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = send(&s, "PATCH", &user_path, &admin, Some(json!({"disabled": true}))).await;
+    let (status, _) = s.as_user(&admin).patch(&user_path, json!({"disabled": true})).await;
     assert_eq!(status, 200);
-    let (status, _) = send(&s, "PATCH", &user_path, &admin, Some(json!({"disabled": false}))).await;
+    let (status, _) = s.as_user(&admin).patch(&user_path, json!({"disabled": false})).await;
     assert_eq!(status, 200);
     let hank_session = s.login("hank@example.com", HANK_PASSWORD).await;
     secrets.push(access(&hank_session).into());
     secrets.push(refresh(&hank_session).into());
-    let (status, _) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"email": "hank@example.com", "password": WRONG_GUESS}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "hank@example.com", "password": WRONG_GUESS}),
+        )
+        .await;
     assert_eq!(status, 401);
-    assert_eq!(
-        send(&s, "DELETE", &format!("{user_path}/sessions"), &admin, None)
-            .await
-            .0,
-        204
-    );
-    assert_eq!(send(&s, "DELETE", "/v1/roles/support", &admin, None).await.0, 204);
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &admin,
-        Some(json!({"slug": "acme", "name": "Acme", "admin": {"email": "boss@acme.io", "password": ACME_PASSWORD}})),
-    )
-    .await;
+    assert_eq!(s.as_user(&admin).delete(&format!("{user_path}/sessions")).await.0, 204);
+    assert_eq!(s.as_user(&admin).delete("/v1/roles/support").await.0, 204);
+    let (status, _) = s
+        .as_user(&admin)
+        .post(
+            "/v1/tenants",
+            json!({"slug": "acme", "name": "Acme", "admin": {"email": "boss@acme.io", "password": ACME_PASSWORD}}),
+        )
+        .await;
     assert_eq!(status, 201);
     // The new tenant's log starts with its birth and its first admin.
     let boss = login_in(&s, "acme", "boss@acme.io", ACME_PASSWORD).await;
@@ -129,8 +117,8 @@ async fn every_admin_event_is_audited_and_no_secret_is() {
     for e in ["tenant_created", "user_created", "login"] {
         assert!(acme_events.contains(e), "acme log lacks {e}: {acme_events:?}");
     }
-    assert_eq!(send(&s, "DELETE", &user_path, &admin, None).await.0, 204);
-    assert_eq!(send(&s, "DELETE", "/v1/tenants/acme", &admin, None).await.0, 204);
+    assert_eq!(s.as_user(&admin).delete(&user_path).await.0, 204);
+    assert_eq!(s.as_user(&admin).delete("/v1/tenants/acme").await.0, 204);
 
     let log = whole_log(&s, &admin, "", 4).await;
     let ids: Vec<&str> = log.iter().map(|e| e["id"].as_str().unwrap()).collect();
@@ -207,7 +195,7 @@ async fn every_admin_event_is_audited_and_no_secret_is() {
         ("cursor=%%%", "invalid_cursor"),
         ("cursor=Zm9v", "invalid_cursor"),
     ] {
-        let (status, body) = send(&s, "GET", &format!("/v1/audit?{query}"), &admin, None).await;
+        let (status, body) = s.as_user(&admin).get(&format!("/v1/audit?{query}")).await;
         assert_error(status, &body, 400, code);
     }
 }

@@ -6,15 +6,7 @@ use crate::{PASSWORD, access, assert_error, parts, refresh};
 #[tokio::test]
 async fn signup_returns_tokens_and_the_user() {
     let s = TestServer::start().await;
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/signup"))
-            .json(&json!({"email": " Alice@Example.com ", "password": PASSWORD, "phone": "+1 415 555 0100", "metadata": {"plan": "pro"}}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s.post("/v1/auth/signup", json!({"email": " Alice@Example.com ", "password": PASSWORD, "phone": "+1 415 555 0100", "metadata": {"plan": "pro"}})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
@@ -51,15 +43,7 @@ async fn signup_rejects_bad_input_with_fields() {
         ),
     ];
     for (body, field) in cases {
-        let (status, resp) = parts(
-            s.client()
-                .post(s.url("/v1/auth/signup"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, resp) = s.post("/v1/auth/signup", &body).await;
         assert_error(status, &resp, 400, "validation_failed");
         assert!(resp["fields"][field].is_string(), "no fields.{field} in {resp}");
     }
@@ -72,15 +56,9 @@ async fn email_case_and_whitespace_variants_collide() {
     let s = TestServer::start().await;
     s.signup("bob@example.com", PASSWORD).await;
     for variant in ["BOB@example.com", "  bob@EXAMPLE.COM", "bob@example.com\t"] {
-        let (status, body) = parts(
-            s.client()
-                .post(s.url("/v1/auth/signup"))
-                .json(&json!({"email": variant, "password": PASSWORD}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, body) = s
+            .post("/v1/auth/signup", json!({"email": variant, "password": PASSWORD}))
+            .await;
         assert_error(status, &body, 409, "email_taken");
     }
     s.login("  BOB@Example.com ", PASSWORD).await;
@@ -115,15 +93,12 @@ async fn parallel_signups_of_one_email_give_one_201() {
 #[tokio::test]
 async fn signup_can_be_disabled() {
     let s = TestServer::start_with(|c| c.signup.enabled = false).await;
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/signup"))
-            .json(&json!({"email": "a@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/signup",
+            json!({"email": "a@example.com", "password": PASSWORD}),
+        )
+        .await;
     assert_error(status, &body, 403, "signup_disabled");
 }
 
@@ -133,33 +108,11 @@ async fn login_failures_are_generic() {
     s.signup("carol@example.com", PASSWORD).await;
     let wrong = json!({"email": "carol@example.com", "password": "wrong password entirely"});
     let unknown = json!({"email": "nobody@example.com", "password": PASSWORD});
-    let (s1, b1) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .json(&wrong)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let (s2, b2) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .json(&unknown)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s1, b1) = s.post("/v1/auth/login", &wrong).await;
+    let (s2, b2) = s.post("/v1/auth/login", &unknown).await;
     assert_error(s1, &b1, 401, "invalid_credentials");
     assert_eq!((s1, &b1), (s2, &b2));
-    let resp = s
-        .client()
-        .post(s.url("/v1/auth/login"))
-        .json(&wrong)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.post("/v1/auth/login", &wrong).response().await;
     assert!(
         resp.headers()["www-authenticate"]
             .to_str()
@@ -171,21 +124,17 @@ async fn login_failures_are_generic() {
 #[tokio::test]
 async fn login_by_phone() {
     let s = TestServer::start().await;
-    s.client()
-        .post(s.url("/v1/auth/signup"))
-        .json(&json!({"email": "p@example.com", "password": PASSWORD, "phone": "+442079460958"}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"phone": "+44 20 7946 0958", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
+    s.post(
+        "/v1/auth/signup",
+        json!({"email": "p@example.com", "password": PASSWORD, "phone": "+442079460958"}),
     )
     .await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/login",
+            json!({"phone": "+44 20 7946 0958", "password": PASSWORD}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["email"], "p@example.com");
     assert!(body["user"]["last_sign_in_at"].is_string());
@@ -213,15 +162,12 @@ async fn disabled_users_cannot_sign_in() {
         .update_user(forge::store::DEFAULT_TENANT_ID, id, patch, audit)
         .await
         .unwrap();
-    let (status, resp) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"email": "dave@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, resp) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "dave@example.com", "password": PASSWORD}),
+        )
+        .await;
     assert_error(status, &resp, 403, "user_disabled");
 }
 
@@ -231,29 +177,24 @@ async fn token_endpoint_password_and_refresh_grants() {
     s.signup("erin@example.com", PASSWORD).await;
     // Form-encoded password grant.
     let resp = s
-        .client()
-        .post(s.url("/v1/auth/token"))
-        .form(&[
+        .request(reqwest::Method::POST, "/v1/auth/token")
+        .form([
             ("grant_type", "password"),
             ("username", "erin@example.com"),
             ("password", PASSWORD),
         ])
-        .send()
-        .await
-        .unwrap();
+        .response()
+        .await;
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let (status, body) = parts(resp).await;
     assert_eq!(status, 200, "{body}");
     // JSON refresh grant.
-    let (status, next) = parts(
-        s.client()
-            .post(s.url("/v1/auth/token"))
-            .json(&json!({"grant_type": "refresh_token", "refresh_token": refresh(&body)}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, next) = s
+        .post(
+            "/v1/auth/token",
+            json!({"grant_type": "refresh_token", "refresh_token": refresh(&body)}),
+        )
+        .await;
     assert_eq!(status, 200, "{next}");
     assert_ne!(refresh(&next), refresh(&body));
 }
@@ -262,7 +203,7 @@ async fn token_endpoint_password_and_refresh_grants() {
 async fn token_endpoint_speaks_rfc6749_errors() {
     let s = TestServer::start().await;
     s.signup("fay@example.com", PASSWORD).await;
-    let post = |form: Vec<(&'static str, &'static str)>| s.client().post(s.url("/v1/auth/token")).form(&form).send();
+    let post = |form: Vec<(&'static str, &'static str)>| s.request(reqwest::Method::POST, "/v1/auth/token").form(&form);
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (
             vec![
@@ -292,7 +233,7 @@ async fn token_endpoint_speaks_rfc6749_errors() {
         (vec![("username", "x")], "invalid_request"),
     ];
     for (form, code) in cases {
-        let (status, body) = parts(post(form.clone()).await.unwrap()).await;
+        let (status, body) = post(form.clone()).await;
         assert_eq!(status, 400, "{form:?}: {body}");
         assert_eq!(body["error"], code, "{form:?}: {body}");
         assert!(body["error_description"].is_string(), "{body}");
@@ -303,32 +244,24 @@ async fn token_endpoint_speaks_rfc6749_errors() {
 async fn refresh_rotates_and_reuse_revokes_the_session() {
     let s = TestServer::start().await;
     let first = s.signup("gil@example.com", PASSWORD).await;
-    let post = |token: String| {
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": token}))
-            .send()
-    };
-    let (status, second) = parts(post(refresh(&first).to_string()).await.unwrap()).await;
+    let post = |token: String| s.post("/v1/auth/refresh", json!({"refresh_token": token}));
+    let (status, second) = post(refresh(&first).to_string()).await;
     assert_eq!(status, 200);
     // Within the grace window (10 s) the same successor comes back.
-    let (status, again) = parts(post(refresh(&first).to_string()).await.unwrap()).await;
+    let (status, again) = post(refresh(&first).to_string()).await;
     assert_eq!(status, 200);
     assert_eq!(refresh(&again), refresh(&second));
     // After it, reuse revokes the whole session.
     s.clock().advance(11);
-    let (status, body) = parts(post(refresh(&first).to_string()).await.unwrap()).await;
+    let (status, body) = post(refresh(&first).to_string()).await;
     assert_error(status, &body, 401, "invalid_grant");
-    let (status, _) = parts(post(refresh(&second).to_string()).await.unwrap()).await;
+    let (status, _) = post(refresh(&second).to_string()).await;
     assert_eq!(status, 401, "successor must die with the session");
-    let me = s
-        .client()
-        .get(s.url("/v1/users/me"))
-        .bearer_auth(access(&second))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 401, "access token of a revoked session must fail at once");
+    assert_eq!(
+        s.as_user(access(&second)).get("/v1/users/me").await.0,
+        401,
+        "access token of a revoked session must fail at once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -365,15 +298,9 @@ async fn refresh_tokens_expire() {
     let s = TestServer::start().await;
     let first = s.signup("ivy@example.com", PASSWORD).await;
     s.clock().advance(31 * 24 * 3600);
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": refresh(&first)}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": refresh(&first)}))
+        .await;
     assert_error(status, &body, 401, "invalid_grant");
 }
 
@@ -382,31 +309,18 @@ async fn logout_revokes_at_once_including_verify() {
     let s = TestServer::start().await;
     let a = s.signup("jo@example.com", PASSWORD).await;
     let b = s.login("jo@example.com", PASSWORD).await;
-    let verify = |t: String| s.client().get(s.url("/v1/auth/verify")).bearer_auth(t).send();
-    assert_eq!(verify(access(&a).into()).await.unwrap().status(), 200);
-    let resp = s
-        .client()
-        .post(s.url("/v1/auth/logout"))
-        .bearer_auth(access(&a))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-    assert_eq!(verify(access(&a).into()).await.unwrap().status(), 401);
+    let verify = |t: String| s.as_user(t).get("/v1/auth/verify");
+    assert_eq!(verify(access(&a).into()).await.0, 200);
     assert_eq!(
-        verify(access(&b).into()).await.unwrap().status(),
-        200,
-        "other session untouched"
-    );
-    let (status, _) = parts(
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": refresh(&a)}))
-            .send()
+        s.as_user(access(&a))
+            .request(reqwest::Method::POST, "/v1/auth/logout")
             .await
-            .unwrap(),
-    )
-    .await;
+            .0,
+        204
+    );
+    assert_eq!(verify(access(&a).into()).await.0, 401);
+    assert_eq!(verify(access(&b).into()).await.0, 200, "other session untouched");
+    let (status, _) = s.post("/v1/auth/refresh", json!({"refresh_token": refresh(&a)})).await;
     assert_eq!(status, 401);
 }
 
@@ -416,31 +330,25 @@ async fn logout_all_and_logout_by_refresh_token() {
     let a = s.signup("kim@example.com", PASSWORD).await;
     let b = s.login("kim@example.com", PASSWORD).await;
     // Without an access token, the refresh token alone signs out its session.
-    let resp = s
-        .client()
-        .post(s.url("/v1/auth/logout"))
-        .json(&json!({"refresh_token": refresh(&a)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-    let me = |t: String| s.client().get(s.url("/v1/users/me")).bearer_auth(t).send();
-    assert_eq!(me(access(&a).into()).await.unwrap().status(), 401);
-    assert_eq!(me(access(&b).into()).await.unwrap().status(), 200);
+    assert_eq!(
+        s.post("/v1/auth/logout", json!({"refresh_token": refresh(&a)})).await.0,
+        204
+    );
+    let me = |t: String| s.as_user(t).get("/v1/users/me");
+    assert_eq!(me(access(&a).into()).await.0, 401);
+    assert_eq!(me(access(&b).into()).await.0, 200);
     let c = s.login("kim@example.com", PASSWORD).await;
-    let resp = s
-        .client()
-        .post(s.url("/v1/auth/logout"))
-        .bearer_auth(access(&c))
-        .json(&json!({"scope": "all"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-    assert_eq!(me(access(&b).into()).await.unwrap().status(), 401);
-    assert_eq!(me(access(&c).into()).await.unwrap().status(), 401);
+    assert_eq!(
+        s.as_user(access(&c))
+            .post("/v1/auth/logout", json!({"scope": "all"}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(me(access(&b).into()).await.0, 401);
+    assert_eq!(me(access(&c).into()).await.0, 401);
     // No credentials at all.
-    let (status, body) = parts(s.client().post(s.url("/v1/auth/logout")).send().await.unwrap()).await;
+    let (status, body) = s.request(reqwest::Method::POST, "/v1/auth/logout").await;
     assert_error(status, &body, 401, "invalid_token");
 }
 
@@ -448,16 +356,13 @@ async fn logout_all_and_logout_by_refresh_token() {
 async fn unknown_tenant_is_404() {
     let s = TestServer::start().await;
     for tenant in ["nope", "BAD SLUG"] {
-        let (status, body) = parts(
-            s.client()
-                .post(s.url("/v1/auth/login"))
-                .header("x-forge-tenant", tenant)
-                .json(&json!({"email": "a@example.com", "password": PASSWORD}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, body) = s
+            .post(
+                "/v1/auth/login",
+                json!({"email": "a@example.com", "password": PASSWORD}),
+            )
+            .tenant(tenant)
+            .await;
         assert_error(status, &body, 404, "unknown_tenant");
     }
 }
@@ -518,17 +423,12 @@ async fn sessions_end_at_their_absolute_lifetime_however_often_they_refresh() {
     let signed_up = s.signup("abe@example.com", PASSWORD).await;
     let user_id: uuid::Uuid = signed_up["user"]["id"].as_str().unwrap().parse().unwrap();
     let start = s.clock().now();
-    let refresh_with = |token: String| {
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": token}))
-            .send()
-    };
+    let refresh_with = |token: String| s.post("/v1/auth/refresh", json!({"refresh_token": token}));
     // Refreshing every 20 days keeps the sliding 30-day expiry alive...
     let mut token = refresh(&signed_up).to_string();
     for _ in 0..4 {
         s.clock().advance(20 * DAY);
-        let (status, body) = parts(refresh_with(token.clone()).await.unwrap()).await;
+        let (status, body) = refresh_with(token.clone()).await;
         assert_eq!(status, 200, "{body}");
         token = refresh(&body).to_string();
     }
@@ -542,32 +442,20 @@ async fn sessions_end_at_their_absolute_lifetime_however_often_they_refresh() {
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].expires_at, start + max_age);
     s.clock().advance(10 * DAY);
-    let (status, body) = parts(refresh_with(token.clone()).await.unwrap()).await;
+    let (status, body) = refresh_with(token.clone()).await;
     assert_error(status, &body, 401, "invalid_grant");
 
     // A maximum age below the refresh TTL caps the very first refresh token.
     let s = TestServer::start_with(|c| c.jwt.session_max_age = std::time::Duration::from_secs(DAY as u64)).await;
     let signed_up = s.signup("bea@example.com", PASSWORD).await;
     s.clock().advance(DAY / 2);
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": refresh(&signed_up)}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": refresh(&signed_up)}))
+        .await;
     assert_eq!(status, 200, "{body}");
     s.clock().advance(DAY / 2);
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": refresh(&body)}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": refresh(&body)}))
+        .await;
     assert_error(status, &body, 401, "invalid_grant");
 }

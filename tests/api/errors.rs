@@ -109,18 +109,18 @@ async fn oversize_bodies_are_413() {
 #[tokio::test]
 async fn unknown_routes_and_methods() {
     let s = TestServer::start().await;
-    let (status, body) = parts(s.client().get(s.url("/v1/nope")).send().await.unwrap()).await;
+    let (status, body) = s.get("/v1/nope").await;
     assert_error(status, &body, 404, "not_found");
-    let (status, body) = parts(s.client().get(s.url("/v1/auth/login")).send().await.unwrap()).await;
+    let (status, body) = s.get("/v1/auth/login").await;
     assert_error(status, &body, 405, "method_not_allowed");
-    let (status, body) = parts(s.client().get(s.url("/v1/users/me?x=%ZZ")).send().await.unwrap()).await;
+    let (status, body) = s.get("/v1/users/me?x=%ZZ").await;
     assert_eq!(status, 401, "{body}");
 }
 
 #[tokio::test]
 async fn responses_carry_a_request_id_and_nosniff() {
     let s = TestServer::start().await;
-    let resp = s.client().get(s.url("/health")).send().await.unwrap();
+    let resp = s.get("/health").response().await;
     assert!(resp.headers().contains_key("x-request-id"));
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
 }

@@ -3,61 +3,32 @@
 //! a stolen access token cannot change how the account signs in. Each test
 //! performs the attack that worked on 0.1.0.
 
-use forge::testing::TestServer;
+use forge::testing::{Call, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::rbac::{claims, login_in, send};
+use crate::support::{claims, forward_auth, login_in};
 use crate::{PASSWORD, access, assert_error, parts, refresh};
 
 const OTHER_PASSWORD: &str = "another good passphrase 7";
 
-async fn post(
-    s: &TestServer,
-    path: &str,
-    tenant: Option<&str>,
-    bearer: Option<&str>,
-    body: Value,
-) -> (StatusCode, Value) {
-    let mut req = s.client().post(s.url(path)).json(&body);
-    if let Some(t) = tenant {
-        req = req.header("x-forge-tenant", t);
-    }
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b);
-    }
-    parts(req.send().await.unwrap()).await
-}
-
-async fn forward_auth(s: &TestServer, token: &str, query: &str) -> reqwest::Response {
-    s.client()
-        .get(s.url(&format!("/v1/auth/verify?{query}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Signs in with a one-time code sent to `phone` (or email).
 async fn otp_sign_in(s: &TestServer, tenant: Option<&str>, field: &str, address: &str) -> (StatusCode, Value) {
-    let (status, body) = post(s, "/v1/auth/otp", tenant, None, json!({ field: address })).await;
+    let in_tenant = |call: Call| match tenant {
+        Some(t) => call.tenant(t),
+        None => call,
+    };
+    let (status, body) = in_tenant(s.post("/v1/auth/otp", json!({ field: address }))).await;
     assert_eq!(status, 202, "{body}");
     let code = s.last_code(address).await;
-    post(
-        s,
-        "/v1/auth/otp/verify",
-        tenant,
-        None,
-        json!({ field: address, "code": code }),
-    )
-    .await
+    in_tenant(s.post("/v1/auth/otp/verify", json!({ field: address, "code": code }))).await
 }
 
 /// The attacker's move: an account with someone else's email, the
 /// attacker's phone and the attacker's password.
 async fn pre_register(s: &TestServer, email: &str, phone: &str) -> Value {
     let body = json!({"email": email, "password": OTHER_PASSWORD, "phone": phone});
-    let (status, body) = post(s, "/v1/auth/signup", None, None, body).await;
+    let (status, body) = s.post("/v1/auth/signup", body).await;
     assert_eq!(status, 201, "{body}");
     body
 }
@@ -65,18 +36,17 @@ async fn pre_register(s: &TestServer, email: &str, phone: &str) -> Value {
 /// The status of a password sign-in.
 async fn password_login(s: &TestServer, email: &str, password: &str) -> StatusCode {
     let body = json!({"email": email, "password": password});
-    post(s, "/v1/auth/login", None, None, body).await.0
+    s.post("/v1/auth/login", body).await.0
 }
 
 async fn make_tenant(s: &TestServer, operator: &str, slug: &str, admin_email: &str) {
-    let (status, body) = send(
-        s,
-        "POST",
-        "/v1/tenants",
-        operator,
-        Some(json!({"slug": slug, "name": slug, "admin": {"email": admin_email, "password": PASSWORD}})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(operator)
+        .post(
+            "/v1/tenants",
+            json!({"slug": slug, "name": slug, "admin": {"email": admin_email, "password": PASSWORD}}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
 }
 
@@ -88,14 +58,13 @@ async fn an_unproven_address_is_never_asserted_and_tenants_do_not_mix() {
     let root = s.admin("ops@example.com", PASSWORD).await;
     make_tenant(&s, access(&root), "acme", "boss@acme.io").await;
 
-    let (status, mallory) = post(
-        &s,
-        "/v1/auth/signup",
-        Some("acme"),
-        None,
-        json!({"email": "OPS@example.com", "password": OTHER_PASSWORD}),
-    )
-    .await;
+    let (status, mallory) = s
+        .post(
+            "/v1/auth/signup",
+            json!({"email": "OPS@example.com", "password": OTHER_PASSWORD}),
+        )
+        .tenant("acme")
+        .await;
     assert_eq!(status, 201, "{mallory}");
     let token = access(&mallory);
     let c = claims(token);
@@ -160,14 +129,9 @@ async fn look_alike_addresses_are_refused_and_domains_are_ascii() {
         "\u{043e}ps@example.com",
         "op\u{0430}s@example.com",
     ] {
-        let (status, body) = post(
-            &s,
-            "/v1/auth/signup",
-            None,
-            None,
-            json!({"email": spoof, "password": OTHER_PASSWORD}),
-        )
-        .await;
+        let (status, body) = s
+            .post("/v1/auth/signup", json!({"email": spoof, "password": OTHER_PASSWORD}))
+            .await;
         if status == 400 {
             assert!(body["fields"]["email"].is_string(), "{body}");
         } else {
@@ -176,24 +140,20 @@ async fn look_alike_addresses_are_refused_and_domains_are_ascii() {
             assert_ne!(body["user"]["email"], "ops@example.com");
         }
     }
-    let (status, body) = post(
-        &s,
-        "/v1/auth/signup",
-        None,
-        None,
-        json!({"email": "\u{ff4f}ps@example.com", "password": OTHER_PASSWORD}),
-    )
-    .await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/signup",
+            json!({"email": "\u{ff4f}ps@example.com", "password": OTHER_PASSWORD}),
+        )
+        .await;
     assert_error(status, &body, 400, "validation_failed");
     // Case and the domain's spelling do not make a second account.
-    let (status, body) = post(
-        &s,
-        "/v1/auth/signup",
-        None,
-        None,
-        json!({"email": "OPS@EXAMPLE.COM", "password": OTHER_PASSWORD}),
-    )
-    .await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/signup",
+            json!({"email": "OPS@EXAMPLE.COM", "password": OTHER_PASSWORD}),
+        )
+        .await;
     assert_error(status, &body, 409, "email_taken");
     // An internationalised domain is kept (and asserted) in punycode.
     let session = s.signup_verified("kai@bücher.example", PASSWORD).await;
@@ -219,24 +179,17 @@ async fn pre_hijacking_through_a_phone_is_stopped() {
     assert_error(status, &body, 403, "email_not_verified");
 
     // The victim takes the address back with a reset.
-    let (status, _) = post(
-        &s,
-        "/v1/auth/password/forgot",
-        None,
-        None,
-        json!({"email": "victim@example.com"}),
-    )
-    .await;
+    let (status, _) = s
+        .post("/v1/auth/password/forgot", json!({"email": "victim@example.com"}))
+        .await;
     assert_eq!(status, 202);
     let code = s.last_code("victim@example.com").await;
-    let (status, body) = post(
-        &s,
-        "/v1/auth/password/reset",
-        None,
-        None,
-        json!({"email": "victim@example.com", "code": code, "new_password": PASSWORD}),
-    )
-    .await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/password/reset",
+            json!({"email": "victim@example.com", "code": code, "new_password": PASSWORD}),
+        )
+        .await;
     assert_eq!(status, 204, "{body}");
     let victim = s.login("victim@example.com", PASSWORD).await;
     assert_eq!(
@@ -264,36 +217,24 @@ async fn the_first_proof_of_an_address_evicts_the_pre_hijacker() {
     let s = TestServer::start().await;
     let attacker = pre_register(&s, "victim@example.com", "+14155550178").await;
     // The owner asks for a verification code and proves the address.
-    let (status, _) = post(
-        &s,
-        "/v1/auth/email/verify/request",
-        None,
-        None,
-        json!({"email": "victim@example.com"}),
-    )
-    .await;
+    let (status, _) = s
+        .post("/v1/auth/email/verify/request", json!({"email": "victim@example.com"}))
+        .await;
     assert_eq!(status, 202);
     let code = s.last_code("victim@example.com").await;
-    let (status, victim) = post(
-        &s,
-        "/v1/auth/email/verify",
-        None,
-        None,
-        json!({"email": "victim@example.com", "code": code}),
-    )
-    .await;
+    let (status, victim) = s
+        .post(
+            "/v1/auth/email/verify",
+            json!({"email": "victim@example.com", "code": code}),
+        )
+        .await;
     assert_eq!(status, 200, "{victim}");
     assert_eq!(victim["user"]["phone"], Value::Null);
-    let (status, _) = send(&s, "GET", "/v1/users/me", access(&attacker), None).await;
+    let (status, _) = s.as_user(access(&attacker)).get("/v1/users/me").await;
     assert_eq!(status, 401, "the attacker's session survived");
-    let (status, _) = post(
-        &s,
-        "/v1/auth/refresh",
-        None,
-        None,
-        json!({"refresh_token": refresh(&attacker)}),
-    )
-    .await;
+    let (status, _) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": refresh(&attacker)}))
+        .await;
     assert_eq!(status, 401, "the attacker's refresh token survived");
     assert_eq!(
         password_login(&s, "victim@example.com", OTHER_PASSWORD).await,
@@ -301,7 +242,7 @@ async fn the_first_proof_of_an_address_evicts_the_pre_hijacker() {
         "the attacker's password survived"
     );
     // The owner's own session works.
-    let (status, me) = send(&s, "GET", "/v1/users/me", access(&victim), None).await;
+    let (status, me) = s.as_user(access(&victim)).get("/v1/users/me").await;
     assert_eq!(status, 200);
     assert_eq!(me["email_verified"], true);
 }
@@ -335,14 +276,14 @@ async fn a_stolen_token_cannot_change_the_address() {
     let s = TestServer::start().await;
     let session = s.signup_verified("ann@example.com", PASSWORD).await;
     let token = access(&session);
-    let patch = |body: Value| send(&s, "PATCH", "/v1/users/me", token, Some(body));
+    let patch = |body: Value| s.as_user(token).patch("/v1/users/me", body);
     let (status, body) = patch(json!({"email": "root@example.com"})).await;
     assert_error(status, &body, 401, "reauthentication_required");
     let (status, body) = patch(json!({"phone": "+14155550180"})).await;
     assert_error(status, &body, 401, "reauthentication_required");
     let (status, body) = patch(json!({"email": "root@example.com", "current_password": OTHER_PASSWORD})).await;
     assert_error(status, &body, 401, "invalid_credentials");
-    let (_, me) = send(&s, "GET", "/v1/users/me", token, None).await;
+    let (_, me) = s.as_user(token).get("/v1/users/me").await;
     assert_eq!(me["email"], "ann@example.com");
 
     // With the password the change is pending until the new address answers.
@@ -353,17 +294,16 @@ async fn a_stolen_token_cannot_change_the_address() {
     let resp = forward_auth(&s, token, "").await;
     assert_eq!(resp.headers()["remote-email"], "ann@example.com");
     let other = s.login("ann@example.com", PASSWORD).await;
-    let (status, body) = post(
-        &s,
-        "/v1/auth/email/verify",
-        None,
-        Some(token),
-        json!({"code": "000000"}),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(token)
+        .post("/v1/auth/email/verify", json!({"code": "000000"}))
+        .await;
     assert_error(status, &body, 400, "invalid_code");
     let code = s.last_code("ann.new@example.com").await;
-    let (status, me) = post(&s, "/v1/auth/email/verify", None, Some(token), json!({"code": code})).await;
+    let (status, me) = s
+        .as_user(token)
+        .post("/v1/auth/email/verify", json!({"code": code}))
+        .await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["email"], "ann.new@example.com");
     assert_eq!(me["email_verified"], true);
@@ -374,7 +314,7 @@ async fn a_stolen_token_cannot_change_the_address() {
     let body = notice["body"].as_str().unwrap();
     assert!(body.contains("127.0.0.1") && body.contains("email address"), "{body}");
     // Every other session ended.
-    let (status, _) = send(&s, "GET", "/v1/users/me", access(&other), None).await;
+    let (status, _) = s.as_user(access(&other)).get("/v1/users/me").await;
     assert_eq!(status, 401);
     s.login("ann.new@example.com", PASSWORD).await;
 }
@@ -388,30 +328,25 @@ async fn a_passwordless_account_reauthenticates_with_a_code() {
     let (status, session) = otp_sign_in(&s, None, "phone", "+14155550181").await;
     assert_eq!(status, 200, "{session}");
     let token = access(&session);
-    let (status, body) = send(
-        &s,
-        "PATCH",
-        "/v1/users/me",
-        token,
-        Some(json!({"email": "bo@example.com"})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(token)
+        .patch("/v1/users/me", json!({"email": "bo@example.com"}))
+        .await;
     assert_error(status, &body, 401, "reauthentication_required");
-    let (status, _) = post(&s, "/v1/auth/reauthenticate", None, Some(token), json!({})).await;
+    let (status, _) = s.as_user(token).post("/v1/auth/reauthenticate", json!({})).await;
     assert_eq!(status, 202);
     let code = s.last_code("+14155550181").await;
-    let (status, body) = send(
-        &s,
-        "PATCH",
-        "/v1/users/me",
-        token,
-        Some(json!({"email": "bo@example.com", "code": code})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(token)
+        .patch("/v1/users/me", json!({"email": "bo@example.com", "code": code}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["pending_email"], "bo@example.com");
     let code = s.last_code("bo@example.com").await;
-    let (status, me) = post(&s, "/v1/auth/email/verify", None, Some(token), json!({"code": code})).await;
+    let (status, me) = s
+        .as_user(token)
+        .post("/v1/auth/email/verify", json!({"code": code}))
+        .await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["email"], "bo@example.com");
     assert_eq!(me["phone"], "+14155550181");
@@ -434,7 +369,7 @@ async fn a_recreated_tenant_does_not_honour_the_old_tenants_tokens() {
     let root = a.admin("ops@example.com", PASSWORD).await;
     make_tenant(&a, access(&root), "acme", "boss@acme.io").await;
     let old = login_in(&a, "acme", "boss@acme.io", PASSWORD).await;
-    let (status, _) = send(&a, "DELETE", "/v1/tenants/acme", access(&root), None).await;
+    let (status, _) = a.as_user(access(&root)).delete("/v1/tenants/acme").await;
     assert_eq!(status, 204);
     a.clock().advance(5);
     make_tenant(&a, access(&root), "acme", "new-boss@acme.io").await;

@@ -12,14 +12,11 @@ fn rate(s: &str) -> Rate {
 }
 
 async fn login(s: &TestServer, email: &str, password: &str, xff: Option<&str>) -> u16 {
-    let mut req = s
-        .client()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}));
+    let mut call = s.post("/v1/auth/login", json!({"email": email, "password": password}));
     if let Some(x) = xff {
-        req = req.header("x-forwarded-for", x);
+        call = call.header("x-forwarded-for", x);
     }
-    req.send().await.unwrap().status().as_u16()
+    call.await.0.as_u16()
 }
 
 #[tokio::test]
@@ -29,12 +26,12 @@ async fn login_per_ip_budget_with_retry_after() {
         assert_eq!(login(&s, "x@example.com", PASSWORD, None).await, 401);
     }
     let resp = s
-        .client()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"email": "x@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/auth/login",
+            json!({"email": "x@example.com", "password": PASSWORD}),
+        )
+        .response()
+        .await;
     let retry = resp.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     let (status, body) = parts(resp).await;
@@ -142,16 +139,18 @@ async fn a_distributed_guessing_attack_is_stopped_at_the_account_budget() {
 
 async fn login_with_device(s: &TestServer, password: &str, device: &Device<'_>, xff: &str) -> u16 {
     let mut body = json!({"email": "owner@example.com", "password": password});
-    let mut req = s.client().post(s.url("/v1/auth/login")).header("x-forwarded-for", xff);
-    req = match device {
-        Device::Header(t) => req.header("x-forge-device", *t),
+    let mut call = s
+        .request(reqwest::Method::POST, "/v1/auth/login")
+        .header("x-forwarded-for", xff);
+    call = match device {
+        Device::Header(t) => call.header("x-forge-device", t),
         Device::Field(t) => {
             body["device_token"] = json!(t);
-            req
+            call
         }
-        Device::Cookie(t) => req.header("cookie", format!("forge_device={t}")),
+        Device::Cookie(t) => call.header("cookie", &format!("forge_device={t}")),
     };
-    req.json(&body).send().await.unwrap().status().as_u16()
+    call.json(&body).await.0.as_u16()
 }
 
 enum Device<'a> {
@@ -175,12 +174,12 @@ async fn the_owner_with_a_device_token_signs_in_while_the_account_is_locked() {
     s.signup("owner@example.com", PASSWORD).await;
     s.signup("other@example.com", PASSWORD).await;
     let resp = s
-        .client()
-        .post(s.url("/v1/auth/login"))
-        .json(&json!({"email": "owner@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/auth/login",
+            json!({"email": "owner@example.com", "password": PASSWORD}),
+        )
+        .response()
+        .await;
     assert_eq!(resp.status(), 200);
     let cookie = resp
         .headers()
@@ -239,15 +238,12 @@ async fn signup_budget_and_switch_off() {
     let s = TestServer::start_with(|c| c.rate_limit.signup_per_ip = rate("2/1h")).await;
     s.signup("one@example.com", PASSWORD).await;
     s.signup("two@example.com", PASSWORD).await;
-    let (status, _) = parts(
-        s.client()
-            .post(s.url("/v1/auth/signup"))
-            .json(&json!({"email": "three@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = s
+        .post(
+            "/v1/auth/signup",
+            json!({"email": "three@example.com", "password": PASSWORD}),
+        )
+        .await;
     assert_eq!(status, 429);
 
     let s = TestServer::start_with(|c| {
@@ -267,21 +263,16 @@ async fn otp_verify_and_refresh_budgets() {
     })
     .await;
     let verify = || {
-        s.client()
-            .post(s.url("/v1/auth/otp/verify"))
-            .json(&json!({"email": "a@example.com", "code": "123456"}))
-            .send()
+        s.post(
+            "/v1/auth/otp/verify",
+            json!({"email": "a@example.com", "code": "123456"}),
+        )
     };
-    assert_eq!(verify().await.unwrap().status(), 401);
-    assert_eq!(verify().await.unwrap().status(), 401);
-    assert_eq!(verify().await.unwrap().status(), 429);
-    let refresh = || {
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": "x"}))
-            .send()
-    };
-    assert_eq!(refresh().await.unwrap().status(), 401);
-    assert_eq!(refresh().await.unwrap().status(), 401);
-    assert_eq!(refresh().await.unwrap().status(), 429);
+    assert_eq!(verify().await.0, 401);
+    assert_eq!(verify().await.0, 401);
+    assert_eq!(verify().await.0, 429);
+    let refresh = || s.post("/v1/auth/refresh", json!({"refresh_token": "x"}));
+    assert_eq!(refresh().await.0, 401);
+    assert_eq!(refresh().await.0, 401);
+    assert_eq!(refresh().await.0, 429);
 }

@@ -21,6 +21,7 @@ mod security_state;
 mod settings;
 mod sidecar;
 mod store_conformance;
+mod support;
 mod tenants;
 mod tokens;
 mod users;

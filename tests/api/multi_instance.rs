@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::rbac::{make_role, provision, send};
+use crate::support::{make_role, provision};
 use crate::{PASSWORD, access, assert_error, parts, refresh};
 
 /// A config whose servers share one fresh schema and key prefix.
@@ -53,17 +53,11 @@ async fn pair(configure: impl Fn(&mut Config)) -> (TestServer, TestServer) {
 }
 
 async fn post(s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
-    parts(s.client().post(s.url(path)).json(&body).send().await.unwrap()).await
+    s.post(path, &body).await
 }
 
 async fn verify(s: &TestServer, token: &str, query: &str) -> StatusCode {
-    s.client()
-        .get(s.url(&format!("/v1/auth/verify{query}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    s.as_user(token).get(&format!("/v1/auth/verify{query}")).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,23 +106,15 @@ async fn logout_on_one_instance_fails_verify_on_the_other_at_once() {
         200,
         "and now cached as verified on b"
     );
-    let resp = a
-        .client()
-        .post(a.url("/v1/auth/logout"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        a.as_user(access(&session))
+            .request(reqwest::Method::POST, "/v1/auth/logout")
+            .await
+            .0,
+        204
+    );
     assert_eq!(verify(&b, access(&session), "").await, 401);
-    let me = b
-        .client()
-        .get(b.url("/v1/users/me"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 401);
+    assert_eq!(b.as_user(access(&session)).get("/v1/users/me").await.0, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,12 +195,12 @@ async fn one_rate_limit_budget_across_instances() {
     // The fifth is over the budget whichever instance gets it.
     for s in [&a, &b] {
         let resp = s
-            .client()
-            .post(s.url("/v1/auth/login"))
-            .json(&json!({"email": "eve@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+            .post(
+                "/v1/auth/login",
+                json!({"email": "eve@example.com", "password": PASSWORD}),
+            )
+            .response()
+            .await;
         assert_eq!(resp.status(), 429);
         assert!(resp.headers().contains_key("retry-after"));
     }
@@ -233,41 +219,36 @@ async fn disabling_a_user_or_removing_a_role_on_one_instance_counts_on_the_other
     // b answers from its own state; warm it before the change.
     assert_eq!(verify(&b, fay, "?permission=audit:read").await, 200);
     assert_eq!(verify(&b, fay, "?role=auditor").await, 200);
-    let (status, _) = send(&b, "GET", "/v1/audit", fay, None).await;
+    let (status, _) = b.as_user(fay).get("/v1/audit").await;
     assert_eq!(status, 200);
 
-    let (status, body) = send(&a, "DELETE", &format!("/v1/users/{id}/roles/auditor"), admin, None).await;
+    let (status, body) = a.as_user(admin).delete(&format!("/v1/users/{id}/roles/auditor")).await;
     assert!(status.is_success(), "{status} {body}");
     assert_eq!(verify(&b, fay, "?permission=audit:read").await, 403);
     assert_eq!(verify(&b, fay, "?role=auditor").await, 403);
-    let (status, body) = send(&b, "GET", "/v1/audit", fay, None).await;
+    let (status, body) = b.as_user(fay).get("/v1/audit").await;
     assert_error(status, &body, 403, "forbidden");
 
     // Back again, then the role's permissions change on a.
-    let (status, body) = send(&a, "PUT", &format!("/v1/users/{id}/roles/auditor"), admin, None).await;
+    let (status, body) = a
+        .as_user(admin)
+        .request(reqwest::Method::PUT, &format!("/v1/users/{id}/roles/auditor"))
+        .await;
     assert!(status.is_success(), "{status} {body}");
     assert_eq!(verify(&b, fay, "?permission=audit:read").await, 200);
-    let (status, body) = send(
-        &a,
-        "PUT",
-        "/v1/roles/auditor",
-        admin,
-        Some(json!({"permissions": ["users:read"]})),
-    )
-    .await;
+    let (status, body) = a
+        .as_user(admin)
+        .put("/v1/roles/auditor", json!({"permissions": ["users:read"]}))
+        .await;
     assert!(status.is_success(), "{status} {body}");
     assert_eq!(verify(&b, fay, "?permission=audit:read").await, 403);
     assert_eq!(verify(&b, fay, "?permission=users:read").await, 200);
 
     // Disabled on a: refused on b from the next request.
-    let (status, body) = send(
-        &a,
-        "PATCH",
-        &format!("/v1/users/{id}"),
-        admin,
-        Some(json!({"disabled": true})),
-    )
-    .await;
+    let (status, body) = a
+        .as_user(admin)
+        .patch(&format!("/v1/users/{id}"), json!({"disabled": true}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(verify(&b, fay, "").await, 401);
     let (status, body) = post(
@@ -285,16 +266,16 @@ async fn a_tenant_deleted_and_recreated_on_one_instance_is_the_new_one_on_the_ot
     let root = a.admin("root@example.com", PASSWORD).await;
     let root = access(&root);
     let create = |s: &'static str| json!({"slug": s, "name": "Acme", "admin": {"email": "boss@acme.test", "password": PASSWORD}});
-    let (status, body) = send(&a, "POST", "/v1/tenants", root, Some(create("acme"))).await;
+    let (status, body) = a.as_user(root).post("/v1/tenants", create("acme")).await;
     assert_eq!(status, 201, "{body}");
     // b resolves (and, alone, would cache) the tenant.
-    let first = crate::rbac::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
-    let (status, body) = send(&a, "DELETE", "/v1/tenants/acme", root, None).await;
+    let first = crate::support::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
+    let (status, body) = a.as_user(root).delete("/v1/tenants/acme").await;
     assert!(status.is_success(), "{status} {body}");
     assert_eq!(verify(&b, access(&first), "?tenant=acme").await, 401);
-    let (status, body) = send(&a, "POST", "/v1/tenants", root, Some(create("acme"))).await;
+    let (status, body) = a.as_user(root).post("/v1/tenants", create("acme")).await;
     assert_eq!(status, 201, "{body}");
-    let second = crate::rbac::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
+    let second = crate::support::login_in(&b, "acme", "boss@acme.test", PASSWORD).await;
     assert_ne!(second["user"]["id"], first["user"]["id"]);
     assert_eq!(verify(&b, access(&second), "?tenant=acme").await, 200);
 }
@@ -452,7 +433,7 @@ fn redis_address(url: &str) -> String {
 }
 
 async fn ready(s: &TestServer) -> (StatusCode, Value) {
-    parts(s.client().get(s.url("/health/ready")).send().await.unwrap()).await
+    s.get("/health/ready").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,19 +472,12 @@ async fn redis_going_away_mid_run_gives_503_and_service_comes_back() {
             "took {:?}",
             started.elapsed()
         );
-        let resp = s
-            .client()
-            .get(s.url("/v1/users/me"))
-            .bearer_auth(access(&session))
-            .send()
-            .await
-            .unwrap();
+        let resp = s.as_user(access(&session)).get("/v1/users/me").response().await;
         let (status, body) = parts(resp).await;
         assert_error(status, &body, 503, "unavailable");
     }
     // What needs no cache still works.
-    let health = s.client().get(s.url("/health")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(s.get("/health").await.0, 200);
 
     proxy.restore().await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -517,14 +491,7 @@ async fn redis_going_away_mid_run_gives_503_and_service_comes_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.login("gus@example.com", PASSWORD).await;
-    let me = s
-        .client()
-        .get(s.url("/v1/users/me"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
+    assert_eq!(s.as_user(access(&session)).get("/v1/users/me").await.0, 200);
     s.stop().await;
 }
 

@@ -1,14 +1,14 @@
 use forge::testing::TestServer;
 use serde_json::Value;
 
-use crate::{PASSWORD, parts};
+use crate::PASSWORD;
 
 #[tokio::test]
 async fn health_and_readiness() {
     let s = TestServer::start().await;
-    let (status, body) = parts(s.client().get(s.url("/health")).send().await.unwrap()).await;
+    let (status, body) = s.get("/health").await;
     assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
-    let (status, body) = parts(s.client().get(s.url("/health/ready")).send().await.unwrap()).await;
+    let (status, body) = s.get("/health/ready").await;
     assert_eq!(status, 200);
     assert_eq!(body["database"], "ok");
     assert_eq!(body["cache"], "ok");
@@ -20,15 +20,7 @@ async fn metrics_are_prometheus_text() {
     let s = TestServer::start().await;
     s.signup("mo@example.com", PASSWORD).await;
     s.login("mo@example.com", PASSWORD).await;
-    let text = s
-        .client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.get("/metrics").response().await.text().await.unwrap();
     assert!(
         text.contains("forge_http_requests_total{method=\"POST\",route=\"/v1/auth/signup\",status=\"201\"} 1"),
         "{text}"
@@ -43,15 +35,7 @@ async fn metrics_are_prometheus_text() {
 #[tokio::test]
 async fn openapi_lists_every_v1_route() {
     let s = TestServer::start().await;
-    let doc: Value = s
-        .client()
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = s.get("/openapi.json").response().await.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     let expected = [
@@ -79,22 +63,14 @@ async fn openapi_lists_every_v1_route() {
         assert!(path.starts_with("/v1/"), "{path}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
-    let html = s
-        .client()
-        .get(s.url("/docs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = s.get("/docs").response().await.text().await.unwrap();
     assert!(html.contains("/v1/auth/signup") && html.contains("<html"), "{html}");
 }
 
 #[tokio::test]
 async fn discovery_documents() {
     let s = TestServer::start().await;
-    let resp = s.client().get(s.url("/.well-known/jwks.json")).send().await.unwrap();
+    let resp = s.get("/.well-known/jwks.json").response().await;
     let cache = resp.headers()["cache-control"].to_str().unwrap().to_string();
     assert!(cache.contains("max-age=300"), "{cache}");
     let jwks: Value = resp.json().await.unwrap();
@@ -115,11 +91,9 @@ async fn discovery_documents() {
     assert!(keys.iter().any(|k| k["kid"] == kid));
 
     let conf: Value = s
-        .client()
-        .get(s.url("/.well-known/openid-configuration"))
-        .send()
+        .get("/.well-known/openid-configuration")
+        .response()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -136,14 +110,14 @@ async fn keys_survive_a_restart() {
     let session = a.signup("persist@example.com", PASSWORD).await;
     a.stop().await;
     let b = TestServer::start_with(|c| c.database.url = url.clone()).await;
-    let resp = b
-        .client()
-        .get(b.url("/v1/users/me"))
-        .bearer_auth(session["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "a token survives a restart: the key is stored");
+    assert_eq!(
+        b.as_user(session["access_token"].as_str().unwrap())
+            .get("/v1/users/me")
+            .await
+            .0,
+        200,
+        "a token survives a restart: the key is stored"
+    );
     b.login("persist@example.com", PASSWORD).await;
 }
 
@@ -154,22 +128,12 @@ async fn revocations_survive_a_restart() {
     let a = TestServer::start_with(|c| c.database.url = url.clone()).await;
     let session = a.signup("gone@example.com", PASSWORD).await;
     let token = session["access_token"].as_str().unwrap().to_string();
-    a.client()
-        .post(a.url("/v1/auth/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    a.as_user(&token)
+        .request(reqwest::Method::POST, "/v1/auth/logout")
+        .await;
     a.stop().await;
     let b = TestServer::start_with(|c| c.database.url = url.clone()).await;
-    let resp = b
-        .client()
-        .get(b.url("/v1/users/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
+    assert_eq!(b.as_user(&token).get("/v1/users/me").await.0, 401);
 }
 
 /// Made-up methods and paths must not become metrics labels: the Prometheus
@@ -183,16 +147,7 @@ async fn metrics_labels_stay_bounded_under_random_methods_and_paths() {
     use rand::distributions::{Alphanumeric, DistString, Uniform};
 
     let s = TestServer::start().await;
-    let scrape = || async {
-        s.client()
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || async { s.get("/metrics").response().await.text().await.unwrap() };
     let random_method = || -> String {
         let mut rng = rand::thread_rng();
         (0..2048)
@@ -209,7 +164,7 @@ async fn metrics_labels_stay_bounded_under_random_methods_and_paths() {
     ];
     for (method, path) in &warm {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        s.client().request(method, s.url(path)).send().await.unwrap();
+        s.request(method, path).await;
     }
     let before = scrape().await;
     assert!(before.contains("method=\"other\",route=\"unmatched\""), "{before}");
@@ -229,13 +184,7 @@ async fn metrics_labels_stay_bounded_under_random_methods_and_paths() {
     let statuses: Vec<u16> = futures::stream::iter(sent.iter())
         .map(|(method, path)| async move {
             let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-            s.client()
-                .request(method, s.url(path))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            s.request(method, path).await.0.as_u16()
         })
         .buffer_unordered(16)
         .collect()
@@ -265,24 +214,20 @@ async fn metrics_labels_stay_bounded_under_random_methods_and_paths() {
 async fn cors_any_origin_serves_and_answers_preflights() {
     let s = TestServer::start_with(|c| c.server.cors_origins = vec!["*".into()]).await;
     let resp = s
-        .client()
-        .request(reqwest::Method::OPTIONS, s.url("/v1/auth/login"))
+        .request(reqwest::Method::OPTIONS, "/v1/auth/login")
         .header("origin", "https://anywhere.example")
         .header("access-control-request-method", "POST")
         .header("access-control-request-headers", "content-type")
-        .send()
-        .await
-        .unwrap();
+        .response()
+        .await;
     assert!(resp.status().is_success(), "{}", resp.status());
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     assert!(!resp.headers().contains_key("access-control-allow-credentials"));
     let resp = s
-        .client()
-        .get(s.url("/health"))
+        .get("/health")
         .header("origin", "https://other.example")
-        .send()
-        .await
-        .unwrap();
+        .response()
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
 }
@@ -306,10 +251,10 @@ async fn a_panicking_handler_gives_one_500_and_the_server_keeps_serving() {
         .route("/test/slow", get(slow));
     let s = TestServer::start_with_routes(TestServer::config(), routes).await;
 
-    let in_flight = s.client().get(s.url("/test/slow")).send();
+    let in_flight = s.get("/test/slow").response();
     let panicking = async {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        s.client().get(s.url("/test/panic")).send().await.unwrap()
+        s.get("/test/panic").response().await
     };
     let (in_flight, resp) = tokio::join!(in_flight, panicking);
     assert_eq!(resp.status(), 500);
@@ -319,24 +264,16 @@ async fn a_panicking_handler_gives_one_500_and_the_server_keeps_serving() {
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["error"], "internal_error");
     assert_eq!(body["message"], "internal server error");
-    let in_flight = in_flight.unwrap();
+
     assert_eq!(in_flight.status(), 200);
     assert_eq!(in_flight.text().await.unwrap(), "done");
 
     for _ in 0..3 {
-        assert_eq!(s.client().get(s.url("/test/panic")).send().await.unwrap().status(), 500);
-        let (status, body) = parts(s.client().get(s.url("/health")).send().await.unwrap()).await;
+        assert_eq!(s.get("/test/panic").await.0, 500);
+        let (status, body) = s.get("/health").await;
         assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
     }
-    let metrics = s
-        .client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.get("/metrics").response().await.text().await.unwrap();
     assert!(
         metrics.contains("forge_http_requests_total{method=\"GET\",route=\"/test/panic\",status=\"500\"} 4"),
         "{metrics}"

@@ -4,22 +4,14 @@
 use forge::testing::TestServer;
 use serde_json::{Value, json};
 
-use crate::{PASSWORD, access, assert_error, parts};
+use crate::{PASSWORD, access, assert_error};
 
 async fn request(s: &TestServer, body: Value) -> (reqwest::StatusCode, Value) {
-    parts(s.client().post(s.url("/v1/auth/otp")).json(&body).send().await.unwrap()).await
+    s.post("/v1/auth/otp", &body).await
 }
 
 async fn verify(s: &TestServer, body: Value) -> (reqwest::StatusCode, Value) {
-    parts(
-        s.client()
-            .post(s.url("/v1/auth/otp/verify"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    s.post("/v1/auth/otp/verify", &body).await
 }
 
 #[tokio::test]
@@ -41,14 +33,7 @@ async fn phone_sign_in_creates_the_account_on_first_use() {
     assert_eq!(session["user"]["phone"], "+14155550123");
     assert_eq!(session["user"]["phone_verified"], true);
     assert_eq!(session["user"]["email"], Value::Null);
-    let me = s
-        .client()
-        .get(s.url("/v1/users/me"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
+    assert_eq!(s.as_user(access(&session)).get("/v1/users/me").await.0, 200);
 
     // A code is single use.
     let (status, body) = verify(&s, json!({"phone": "+14155550123", "code": code})).await;
@@ -108,12 +93,9 @@ async fn resend_cooldown_and_flood_budget() {
     let (status, _) = request(&s, json!({"phone": "+14155550150"})).await;
     assert_eq!(status, 202);
     let resp = s
-        .client()
-        .post(s.url("/v1/auth/otp"))
-        .json(&json!({"phone": "+14155550150"}))
-        .send()
-        .await
-        .unwrap();
+        .post("/v1/auth/otp", json!({"phone": "+14155550150"}))
+        .response()
+        .await;
     assert_eq!(resp.status(), 429, "inside the 60 s cooldown");
     assert!(resp.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
     assert_eq!(s.outbox("+14155550150").await.len(), 1);
@@ -169,16 +151,14 @@ async fn parallel_wrong_guesses_get_max_attempts_tries() {
     let tasks: Vec<_> = guesses
         .iter()
         .map(|g| {
-            s.client()
-                .post(s.url("/v1/auth/otp/verify"))
-                .json(&json!({"email": "par@example.com", "code": g}))
-                .send()
+            s.post("/v1/auth/otp/verify", json!({"email": "par@example.com", "code": g}))
+                .response()
         })
         .collect();
     let statuses: Vec<u16> = futures::future::join_all(tasks)
         .await
         .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
+        .map(|r| r.status().as_u16())
         .collect();
     let max = s.state().config.otp.max_attempts as usize;
     let invalid = statuses.iter().filter(|&&st| st == 401).count();
@@ -209,18 +189,14 @@ async fn requests_refused_by_the_cooldown_do_not_spend_the_send_budget() {
         if to == "victim2@example.com" {
             s.signup(to, PASSWORD).await;
         }
-        let send = || s.client().post(s.url(path)).json(&json!({"email": to})).send();
-        assert_eq!(send().await.unwrap().status(), 202);
+        let send = || s.post(path, json!({"email": to}));
+        assert_eq!(send().await.0, 202);
         // The attacker hammers during the cooldown.
         for _ in 0..20 {
-            assert_eq!(send().await.unwrap().status(), 429);
+            assert_eq!(send().await.0, 429);
         }
         tokio::time::sleep(std::time::Duration::from_millis(450)).await;
-        assert_eq!(
-            send().await.unwrap().status(),
-            202,
-            "{to}: the owner gets a code after the cooldown"
-        );
+        assert_eq!(send().await.0, 202, "{to}: the owner gets a code after the cooldown");
         assert_eq!(s.outbox(to).await.len(), 2, "{to}");
     }
 }

@@ -2,99 +2,13 @@
 //! plain user and admits exactly its permission, wildcards match, role
 //! changes apply to tokens already issued (forge's endpoints and
 //! `/v1/auth/verify`), the built-in `admin` role is protected, and nobody
-//! grants more than they hold. Also the helpers the other admin test
-//! modules share.
+//! grants more than they hold.
 
-use base64::Engine;
-use forge::testing::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::{claims, forward_auth, make_role, provision, send, server, user_with};
 use crate::{PASSWORD, access, assert_error, parts};
-
-/// A test server without rate limits: these tests sign in many times.
-pub async fn server() -> TestServer {
-    TestServer::start_with(|c| c.rate_limit.enabled = false).await
-}
-
-/// One JSON request with a bearer token.
-pub async fn send(s: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = s.client().request(method, s.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    parts(req.send().await.unwrap()).await
-}
-
-/// Creates a role (as `admin`), asserting 201.
-pub async fn make_role(s: &TestServer, admin: &str, name: &str, permissions: &[&str]) {
-    let (status, body) = send(
-        s,
-        "POST",
-        "/v1/roles",
-        admin,
-        Some(json!({"name": name, "permissions": permissions})),
-    )
-    .await;
-    assert_eq!(status, 201, "create role {name}: {body}");
-}
-
-/// Provisions a user with a password and roles (as `admin`); returns the id.
-pub async fn provision(s: &TestServer, admin: &str, email: &str, roles: &[&str]) -> String {
-    let (status, body) = send(
-        s,
-        "POST",
-        "/v1/users",
-        admin,
-        Some(json!({"email": email, "password": PASSWORD, "roles": roles})),
-    )
-    .await;
-    assert_eq!(status, 201, "provision {email}: {body}");
-    body["id"].as_str().unwrap().to_string()
-}
-
-/// A signed-in user holding one role with exactly `permissions`.
-pub async fn user_with(s: &TestServer, admin: &str, role: &str, permissions: &[&str]) -> Value {
-    make_role(s, admin, role, permissions).await;
-    let email = format!("{role}@example.com");
-    provision(s, admin, &email, &[role]).await;
-    s.login(&email, PASSWORD).await
-}
-
-/// Signs in to a tenant named by `X-Forge-Tenant`.
-pub async fn login_in(s: &TestServer, tenant: &str, email: &str, password: &str) -> Value {
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .header("x-forge-tenant", tenant)
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "login of {email} in {tenant}: {body}");
-    body
-}
-
-/// The claims of a JWT, unverified (the server verified it).
-pub fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-async fn verify(s: &TestServer, token: &str, query: &str) -> reqwest::Response {
-    s.client()
-        .get(s.url(&format!("/v1/auth/verify?{query}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
 
 /// Every protected route: (method, path, body, permission). `{u}` is a
 /// fresh user, `{r}` a fresh role without permissions, `{t}` a fresh tenant.
@@ -180,7 +94,10 @@ async fn every_protected_route_needs_exactly_its_permission() {
         let r = format!("victim-{n}");
         make_role(&s, &admin, &r, &[]).await;
         let t = format!("victim-{n}");
-        let (status, _) = send(&s, "POST", "/v1/tenants", &admin, Some(json!({"slug": t, "name": "V"}))).await;
+        let (status, _) = s
+            .as_user(&admin)
+            .post("/v1/tenants", json!({"slug": t, "name": "V"}))
+            .await;
         assert_eq!(status, 201);
         let fill = |x: &str| {
             x.replace("{u}", &u)
@@ -193,14 +110,9 @@ async fn every_protected_route_needs_exactly_its_permission() {
 
         let (status, err) = send(&s, method, &path, access(&plain), body.clone()).await;
         assert_error(status, &err, 403, "forbidden");
-        let (status, _) = parts(
-            s.client()
-                .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), s.url(&path))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, _) = s
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), &path)
+            .await;
         assert_eq!(status, 401, "{method} {path} without a token");
         // Holders of other permissions are refused too.
         for (other, token) in &holders {
@@ -225,29 +137,25 @@ async fn wildcards_match_within_their_scope() {
     let users_all = user_with(&s, &admin, "user-admin", &["users:*"]).await;
     let reader = user_with(&s, &admin, "reader", &["*:read"]).await;
     let t = access(&users_all);
-    assert_eq!(send(&s, "GET", "/v1/users", t, None).await.0, 200);
-    let (status, _) = send(&s, "POST", "/v1/users", t, Some(json!({"email": "w@example.com"}))).await;
+    assert_eq!(s.as_user(t).get("/v1/users").await.0, 200);
+    let (status, _) = s.as_user(t).post("/v1/users", json!({"email": "w@example.com"})).await;
     assert_eq!(status, 201);
-    assert_eq!(send(&s, "GET", "/v1/roles", t, None).await.0, 403);
-    assert_eq!(send(&s, "GET", "/v1/audit", t, None).await.0, 403);
+    assert_eq!(s.as_user(t).get("/v1/roles").await.0, 403);
+    assert_eq!(s.as_user(t).get("/v1/audit").await.0, 403);
 
     let t = access(&reader);
     for path in ["/v1/users", "/v1/roles", "/v1/audit", "/v1/roles/admin"] {
-        assert_eq!(send(&s, "GET", path, t, None).await.0, 200, "{path}");
+        assert_eq!(s.as_user(t).get(path).await.0, 200, "{path}");
     }
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/roles",
-        t,
-        Some(json!({"name": "x", "permissions": []})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(t)
+        .post("/v1/roles", json!({"name": "x", "permissions": []}))
+        .await;
     assert_eq!(status, 403);
-    assert_eq!(verify(&s, t, "permission=billing:read").await.status(), 200);
-    assert_eq!(verify(&s, t, "permission=billing:write").await.status(), 403);
+    assert_eq!(forward_auth(&s, t, "permission=billing:read").await.status(), 200);
+    assert_eq!(forward_auth(&s, t, "permission=billing:write").await.status(), 403);
     // `*:read` is a default-tenant permission that covers `tenants:read`.
-    assert_eq!(send(&s, "GET", "/v1/tenants", t, None).await.0, 200);
+    assert_eq!(s.as_user(t).get("/v1/tenants").await.0, 200);
 }
 
 #[tokio::test]
@@ -260,75 +168,69 @@ async fn role_changes_apply_to_tokens_already_issued() {
     let token = access(&session).to_string();
     let forbidden_now = |status: StatusCode| assert_eq!(status, 403);
 
-    forbidden_now(send(&s, "GET", "/v1/users", &token, None).await.0);
-    forbidden_now(verify(&s, &token, "permission=users:read").await.status());
+    forbidden_now(s.as_user(&token).get("/v1/users").await.0);
+    forbidden_now(forward_auth(&s, &token, "permission=users:read").await.status());
     make_role(&s, &admin, "viewer", &["users:read"]).await;
 
     // Assign: effective at once, on forge's endpoints and on verify.
-    let (status, _) = send(&s, "PUT", &format!("/v1/users/{id}/roles/viewer"), &admin, None).await;
+    let (status, _) = s
+        .as_user(&admin)
+        .request(reqwest::Method::PUT, &format!("/v1/users/{id}/roles/viewer"))
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = send(&s, "PUT", &format!("/v1/users/{id}/roles/viewer"), &admin, None).await;
+    let (status, _) = s
+        .as_user(&admin)
+        .request(reqwest::Method::PUT, &format!("/v1/users/{id}/roles/viewer"))
+        .await;
     assert_eq!(status, 204, "assigning twice is idempotent");
-    assert_eq!(send(&s, "GET", "/v1/users", &token, None).await.0, 200);
-    let resp = verify(&s, &token, "permission=users:read").await;
+    assert_eq!(s.as_user(&token).get("/v1/users").await.0, 200);
+    let resp = forward_auth(&s, &token, "permission=users:read").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-forge-roles"], "viewer");
-    assert_eq!(verify(&s, &token, "role=viewer").await.status(), 200);
+    assert_eq!(forward_auth(&s, &token, "role=viewer").await.status(), 200);
     // The user object and a refreshed token carry the role.
-    let (_, me) = send(&s, "GET", "/v1/users/me", &token, None).await;
+    let (_, me) = s.as_user(&token).get("/v1/users/me").await;
     assert_eq!(me["roles"], json!(["viewer"]));
-    let (status, refreshed) = parts(
-        s.client()
-            .post(s.url("/v1/auth/refresh"))
-            .json(&json!({"refresh_token": session["refresh_token"]}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, refreshed) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": session["refresh_token"]}))
+        .await;
     assert_eq!(status, 200, "{refreshed}");
     assert_eq!(claims(access(&refreshed))["roles"], json!(["viewer"]));
     assert_eq!(claims(&token)["roles"], json!([]), "the old token's claim is stale...");
-    assert_eq!(
-        send(&s, "GET", "/v1/users", &token, None).await.0,
-        200,
-        "...but not trusted"
-    );
+    assert_eq!(s.as_user(&token).get("/v1/users").await.0, 200, "...but not trusted");
 
     // Permission edit: effective at once.
-    let (status, role) = send(
-        &s,
-        "PUT",
-        "/v1/roles/viewer",
-        &admin,
-        Some(json!({"permissions": ["audit:read"]})),
-    )
-    .await;
+    let (status, role) = s
+        .as_user(&admin)
+        .put("/v1/roles/viewer", json!({"permissions": ["audit:read"]}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(role["permissions"], json!(["audit:read"]));
-    forbidden_now(send(&s, "GET", "/v1/users", &token, None).await.0);
-    forbidden_now(verify(&s, &token, "permission=users:read").await.status());
-    assert_eq!(send(&s, "GET", "/v1/audit", &token, None).await.0, 200);
-    assert_eq!(verify(&s, &token, "permission=audit:read").await.status(), 200);
+    forbidden_now(s.as_user(&token).get("/v1/users").await.0);
+    forbidden_now(forward_auth(&s, &token, "permission=users:read").await.status());
+    assert_eq!(s.as_user(&token).get("/v1/audit").await.0, 200);
+    assert_eq!(forward_auth(&s, &token, "permission=audit:read").await.status(), 200);
 
     // Removal: effective at once; removing again is idempotent.
-    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{id}/roles/viewer"), &admin, None).await;
+    let (status, _) = s.as_user(&admin).delete(&format!("/v1/users/{id}/roles/viewer")).await;
     assert_eq!(status, 204);
-    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{id}/roles/viewer"), &admin, None).await;
+    let (status, _) = s.as_user(&admin).delete(&format!("/v1/users/{id}/roles/viewer")).await;
     assert_eq!(status, 204);
-    forbidden_now(send(&s, "GET", "/v1/audit", &token, None).await.0);
-    forbidden_now(verify(&s, &token, "role=viewer").await.status());
-    assert_eq!(verify(&s, &token, "").await.headers()["x-forge-roles"], "");
+    forbidden_now(s.as_user(&token).get("/v1/audit").await.0);
+    forbidden_now(forward_auth(&s, &token, "role=viewer").await.status());
+    assert_eq!(forward_auth(&s, &token, "").await.headers()["x-forge-roles"], "");
 
     // Role deletion: effective at once.
-    send(&s, "PUT", &format!("/v1/users/{id}/roles/viewer"), &admin, None).await;
-    assert_eq!(send(&s, "GET", "/v1/audit", &token, None).await.0, 200);
-    let (status, _) = send(&s, "DELETE", "/v1/roles/viewer", &admin, None).await;
+    s.as_user(&admin)
+        .request(reqwest::Method::PUT, &format!("/v1/users/{id}/roles/viewer"))
+        .await;
+    assert_eq!(s.as_user(&token).get("/v1/audit").await.0, 200);
+    let (status, _) = s.as_user(&admin).delete("/v1/roles/viewer").await;
     assert_eq!(status, 204);
-    forbidden_now(send(&s, "GET", "/v1/audit", &token, None).await.0);
-    forbidden_now(verify(&s, &token, "permission=audit:read").await.status());
-    forbidden_now(verify(&s, &token, "role=viewer").await.status());
-    assert_eq!(send(&s, "GET", "/v1/roles/viewer", &admin, None).await.0, 404);
+    forbidden_now(s.as_user(&token).get("/v1/audit").await.0);
+    forbidden_now(forward_auth(&s, &token, "permission=audit:read").await.status());
+    forbidden_now(forward_auth(&s, &token, "role=viewer").await.status());
+    assert_eq!(s.as_user(&admin).get("/v1/roles/viewer").await.0, 404);
 }
 
 #[tokio::test]
@@ -336,48 +238,43 @@ async fn the_admin_role_is_built_in_and_roles_are_validated() {
     let s = server().await;
     let root = s.admin("root@example.com", PASSWORD).await;
     let admin = access(&root).to_string();
-    let (status, list) = send(&s, "GET", "/v1/roles", &admin, None).await;
+    let (status, list) = s.as_user(&admin).get("/v1/roles").await;
     assert_eq!(status, 200);
     assert_eq!(list["items"][0]["name"], "admin");
     assert_eq!(list["items"][0]["permissions"], json!(["*"]));
     assert_eq!(list["items"][0]["builtin"], true);
 
-    let (status, body) = send(&s, "PUT", "/v1/roles/admin", &admin, Some(json!({"permissions": []}))).await;
+    let (status, body) = s
+        .as_user(&admin)
+        .put("/v1/roles/admin", json!({"permissions": []}))
+        .await;
     assert_error(status, &body, 403, "builtin_role");
-    let (status, body) = send(&s, "DELETE", "/v1/roles/admin", &admin, None).await;
+    let (status, body) = s.as_user(&admin).delete("/v1/roles/admin").await;
     assert_error(status, &body, 403, "builtin_role");
-    let (status, body) = send(
-        &s,
-        "POST",
-        "/v1/roles",
-        &admin,
-        Some(json!({"name": "admin", "permissions": []})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(&admin)
+        .post("/v1/roles", json!({"name": "admin", "permissions": []}))
+        .await;
     assert_error(status, &body, 409, "role_exists");
 
     let resp = s
-        .client()
-        .post(s.url("/v1/roles"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "support", "permissions": ["users:read", "users:read", "audit:*"]}))
-        .send()
-        .await
-        .unwrap();
+        .as_user(&admin)
+        .post(
+            "/v1/roles",
+            json!({"name": "support", "permissions": ["users:read", "users:read", "audit:*"]}),
+        )
+        .response()
+        .await;
     assert_eq!(resp.headers()["location"], "/v1/roles/support");
     let (status, role) = parts(resp).await;
     assert_eq!(status, 201);
     assert_eq!(role["permissions"], json!(["audit:*", "users:read"]));
     assert_eq!(role["builtin"], false);
     assert!(role["created_at"].as_str().unwrap().ends_with('Z'));
-    let (status, body) = send(
-        &s,
-        "POST",
-        "/v1/roles",
-        &admin,
-        Some(json!({"name": "support", "permissions": []})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(&admin)
+        .post("/v1/roles", json!({"name": "support", "permissions": []}))
+        .await;
     assert_error(status, &body, 409, "role_exists");
     for bad in [
         json!({"name": "Bad Name", "permissions": []}),
@@ -386,28 +283,36 @@ async fn the_admin_role_is_built_in_and_roles_are_validated() {
         json!({"name": "ok"}),
         json!({"name": "ok", "permissions": [], "extra": 1}),
     ] {
-        let (status, body) = send(&s, "POST", "/v1/roles", &admin, Some(bad.clone())).await;
+        let (status, body) = s.as_user(&admin).post("/v1/roles", bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].is_string());
     }
-    assert_eq!(send(&s, "GET", "/v1/roles/nope", &admin, None).await.0, 404);
-    assert_eq!(send(&s, "GET", "/v1/roles/NOT%20VALID", &admin, None).await.0, 404);
-    let (status, _) = send(&s, "PUT", "/v1/roles/nope", &admin, Some(json!({"permissions": []}))).await;
+    assert_eq!(s.as_user(&admin).get("/v1/roles/nope").await.0, 404);
+    assert_eq!(s.as_user(&admin).get("/v1/roles/NOT%20VALID").await.0, 404);
+    let (status, _) = s
+        .as_user(&admin)
+        .put("/v1/roles/nope", json!({"permissions": []}))
+        .await;
     assert_eq!(status, 404);
-    assert_eq!(send(&s, "DELETE", "/v1/roles/nope", &admin, None).await.0, 404);
+    assert_eq!(s.as_user(&admin).delete("/v1/roles/nope").await.0, 404);
     let id = provision(&s, &admin, "x@example.com", &[]).await;
-    let (status, body) = send(&s, "PUT", &format!("/v1/users/{id}/roles/nope"), &admin, None).await;
+    let (status, body) = s
+        .as_user(&admin)
+        .request(reqwest::Method::PUT, &format!("/v1/users/{id}/roles/nope"))
+        .await;
     assert_error(status, &body, 404, "not_found");
-    let (status, _) = send(&s, "PUT", "/v1/users/not-a-uuid/roles/support", &admin, None).await;
+    let (status, _) = s
+        .as_user(&admin)
+        .request(reqwest::Method::PUT, "/v1/users/not-a-uuid/roles/support")
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = send(
-        &s,
-        "PUT",
-        "/v1/users/0190a0b0-0000-7000-8000-000000000001/roles/support",
-        &admin,
-        None,
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&admin)
+        .request(
+            reqwest::Method::PUT,
+            "/v1/users/0190a0b0-0000-7000-8000-000000000001/roles/support",
+        )
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -422,39 +327,37 @@ async fn nobody_grants_more_than_they_hold() {
     let assigner = user_with(&s, &admin, "assigner", &["roles:assign"]).await;
     let me = assigner["user"]["id"].as_str().unwrap().to_string();
     let t = access(&assigner);
-    let (status, body) = send(&s, "PUT", &format!("/v1/users/{me}/roles/admin"), t, None).await;
+    let (status, body) = s
+        .as_user(t)
+        .request(reqwest::Method::PUT, &format!("/v1/users/{me}/roles/admin"))
+        .await;
     assert_error(status, &body, 403, "forbidden");
-    let (status, _) = send(&s, "PUT", &format!("/v1/users/{me}/roles/harmless"), t, None).await;
+    let (status, _) = s
+        .as_user(t)
+        .request(reqwest::Method::PUT, &format!("/v1/users/{me}/roles/harmless"))
+        .await;
     assert_eq!(status, 204);
     // ...nor take `admin` away from the operator.
-    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{root_id}/roles/admin"), t, None).await;
+    let (status, _) = s.as_user(t).delete(&format!("/v1/users/{root_id}/roles/admin")).await;
     assert_eq!(status, 403);
-    assert_eq!(verify(&s, &admin, "role=admin").await.status(), 200);
+    assert_eq!(forward_auth(&s, &admin, "role=admin").await.status(), 200);
 
     // A role writer cannot mint a role with more than they hold.
     let writer = user_with(&s, &admin, "writer", &["roles:*"]).await;
     let t = access(&writer);
     for perms in [json!(["*"]), json!(["users:write"]), json!(["roles:*", "audit:read"])] {
-        let (status, _) = send(
-            &s,
-            "POST",
-            "/v1/roles",
-            t,
-            Some(json!({"name": "mine", "permissions": perms})),
-        )
-        .await;
+        let (status, _) = s
+            .as_user(t)
+            .post("/v1/roles", json!({"name": "mine", "permissions": perms}))
+            .await;
         assert_eq!(status, 403, "{perms}");
     }
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/roles",
-        t,
-        Some(json!({"name": "mine", "permissions": ["roles:read"]})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(t)
+        .post("/v1/roles", json!({"name": "mine", "permissions": ["roles:read"]}))
+        .await;
     assert_eq!(status, 201);
-    let (status, _) = send(&s, "PUT", "/v1/roles/mine", t, Some(json!({"permissions": ["*"]}))).await;
+    let (status, _) = s.as_user(t).put("/v1/roles/mine", json!({"permissions": ["*"]})).await;
     assert_eq!(status, 403);
 
     // A user writer cannot disable, re-address or delete an administrator.
@@ -468,33 +371,21 @@ async fn nobody_grants_more_than_they_hold() {
         let (status, _) = send(&s, method, &format!("/v1/users/{root_id}"), t, body).await;
         assert_eq!(status, 403);
     }
-    let (status, _) = send(&s, "DELETE", &format!("/v1/users/{root_id}/sessions"), t, None).await;
+    let (status, _) = s.as_user(t).delete(&format!("/v1/users/{root_id}/sessions")).await;
     assert_eq!(status, 403);
     // ...nor provision an account holding roles (that needs roles:assign).
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/users",
-        t,
-        Some(json!({"email": "sneaky@example.com", "roles": ["admin"]})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(t)
+        .post("/v1/users", json!({"email": "sneaky@example.com", "roles": ["admin"]}))
+        .await;
     assert_eq!(status, 403);
-    assert_eq!(send(&s, "GET", "/v1/users/me", &admin, None).await.0, 200);
+    assert_eq!(s.as_user(&admin).get("/v1/users/me").await.0, 200);
 }
 
 #[tokio::test]
 async fn openapi_lists_the_admin_routes() {
     let s = server().await;
-    let doc: Value = s
-        .client()
-        .get(s.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = s.get("/openapi.json").response().await.json().await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
     let expected = [
         ("get", "/v1/users"),

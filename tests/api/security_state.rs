@@ -11,24 +11,8 @@ use crate::{PASSWORD, access};
 
 /// `GET /v1/auth/verify` and `GET /v1/users/me` statuses for `token`.
 async fn token_status(s: &TestServer, token: &str) -> (u16, u16) {
-    let verify = s
-        .client()
-        .get(s.url("/v1/auth/verify"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
-    let me = s
-        .client()
-        .get(s.url("/v1/users/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
+    let verify = s.as_user(token).get("/v1/auth/verify").await.0.as_u16();
+    let me = s.as_user(token).get("/v1/users/me").await.0.as_u16();
     (verify, me)
 }
 
@@ -40,12 +24,10 @@ async fn token_status(s: &TestServer, token: &str) -> (u16, u16) {
 /// active.)
 async fn introspects_active(s: &TestServer, token: &str) -> bool {
     let resp = s
-        .client()
-        .post(s.url("/v1/auth/introspect"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
+        .request(reqwest::Method::POST, "/v1/auth/introspect")
+        .form([("token", token)])
+        .response()
+        .await;
     let ok = resp.status() == 200;
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     ok && body["active"] == true
@@ -85,14 +67,13 @@ async fn a_flood_of_client_addresses_neither_revives_a_signed_out_token_nor_grow
     .await;
     let session = s.signup("flood@example.com", PASSWORD).await;
     let token = access(&session).to_string();
-    let resp = s
-        .client()
-        .post(s.url("/v1/auth/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        s.as_user(&token)
+            .request(reqwest::Method::POST, "/v1/auth/logout")
+            .await
+            .0,
+        204
+    );
     assert_eq!(token_status(&s, &token).await, (401, 401));
     let keys_before = cache_keys(&s).await;
 
@@ -146,13 +127,10 @@ async fn a_flood_of_client_addresses_neither_revives_a_signed_out_token_nor_grow
     let mut limited = 0;
     for i in 0..130u32 {
         let resp = s
-            .client()
-            .post(s.url("/v1/auth/refresh"))
-            .header("x-forwarded-for", format!("2001:db8:ffff:1:{i:x}::9"))
-            .json(&json!({"refresh_token": "x"}))
-            .send()
-            .await
-            .unwrap();
+            .post("/v1/auth/refresh", json!({"refresh_token": "x"}))
+            .header("x-forwarded-for", &format!("2001:db8:ffff:1:{i:x}::9"))
+            .response()
+            .await;
         if resp.status() == 429 {
             limited += 1;
         }
@@ -183,14 +161,7 @@ async fn a_deleted_users_token_stays_inactive_after_a_restart() {
     let a = TestServer::start_config(config.clone()).await;
     let session = a.signup("deleted@example.com", PASSWORD).await;
     let token = access(&session).to_string();
-    let resp = a
-        .client()
-        .delete(a.url("/v1/users/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(a.as_user(&token).delete("/v1/users/me").await.0, 204);
     assert_eq!(token_status(&a, &token).await, (401, 401));
     // The restarted process: a fresh in-process cache over the same database.
     let b = TestServer::start_config(config).await;
@@ -217,35 +188,27 @@ async fn a_deleted_tenants_tokens_stay_inactive_after_a_restart() {
     let admin = a.admin("root@example.com", PASSWORD).await;
     let admin_token = access(&admin).to_string();
     let create = |s: &TestServer| {
-        s.client()
-            .post(s.url("/v1/tenants"))
-            .bearer_auth(&admin_token)
-            .json(&json!({"slug": "gone", "name": "Gone",
-                          "admin": {"email": "boss@gone.example", "password": PASSWORD}}))
-            .send()
+        s.as_user(&admin_token).post(
+            "/v1/tenants",
+            json!({"slug": "gone", "name": "Gone",
+                          "admin": {"email": "boss@gone.example", "password": PASSWORD}}),
+        )
     };
-    assert_eq!(create(&a).await.unwrap().status(), 201);
+    assert_eq!(create(&a).await.0, 201);
     let resp = a
-        .client()
-        .post(a.url("/v1/auth/login"))
-        .header("x-forge-tenant", "gone")
-        .json(&json!({"email": "boss@gone.example", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/v1/auth/login",
+            json!({"email": "boss@gone.example", "password": PASSWORD}),
+        )
+        .tenant("gone")
+        .response()
+        .await;
     assert_eq!(resp.status(), 200);
     let member: serde_json::Value = resp.json().await.unwrap();
     let token = access(&member).to_string();
-    let resp = a
-        .client()
-        .delete(a.url("/v1/tenants/gone"))
-        .bearer_auth(&admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(a.as_user(&admin_token).delete("/v1/tenants/gone").await.0, 204);
     let b = TestServer::start_config(config).await;
-    assert_eq!(create(&b).await.unwrap().status(), 201, "the slug is free again");
+    assert_eq!(create(&b).await.0, 201, "the slug is free again");
     assert_eq!(
         token_status(&b, &token).await,
         (401, 401),

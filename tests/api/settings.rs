@@ -8,37 +8,14 @@ use forge::testing::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::rbac::{login_in, send};
-use crate::{PASSWORD, access, assert_error, parts};
+use crate::support::login_in;
+use crate::{PASSWORD, access, assert_error};
 
 const BOSS_PASSWORD: &str = "acme admin passphrase 4 tests";
 
-/// A request with an optional `X-Forge-Tenant`.
-async fn call(
-    s: &TestServer,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    tenant: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = s.client().request(method, s.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(t) = tenant {
-        req = req.header("x-forge-tenant", t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    parts(req.send().await.unwrap()).await
-}
-
 async fn signup_in(s: &TestServer, tenant: &str, email: &str) -> (StatusCode, Value) {
     let body = json!({"email": email, "password": PASSWORD});
-    call(s, "POST", "/v1/auth/signup", None, Some(tenant), Some(body)).await
+    s.post("/v1/auth/signup", body).tenant(tenant).await
 }
 
 /// The operator's token, and a tenant `slug` (with `signup` if given) whose
@@ -51,7 +28,7 @@ async fn tenant_with_admin(s: &TestServer, op: &str, slug: &str, signup: Option<
     if let Some(p) = signup {
         body["signup"] = p;
     }
-    let (status, created) = send(s, "POST", "/v1/tenants", op, Some(body)).await;
+    let (status, created) = s.as_user(op).post("/v1/tenants", body).await;
     assert_eq!(status, 201, "{created}");
     let boss = login_in(s, slug, &format!("boss@{slug}.io"), BOSS_PASSWORD).await;
     access(&boss).to_string()
@@ -66,62 +43,46 @@ async fn signup_into_a_closed_tenant_is_403() {
     let s = TestServer::start().await;
     let op = operator(&s).await;
     // On 0.1.0 the header alone was enough: 201 into any tenant.
-    let (status, body) = send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &op,
-        Some(json!({"slug": "acme", "name": "Acme", "signup": {"mode": "closed"}})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(&op)
+        .post(
+            "/v1/tenants",
+            json!({"slug": "acme", "name": "Acme", "signup": {"mode": "closed"}}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let (status, body) = signup_in(&s, "acme", "mallory@example.com").await;
     assert_error(status, &body, 403, "signup_disabled");
     // A tenant that never chose follows signup.enabled (true here).
-    send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &op,
-        Some(json!({"slug": "beta", "name": "Beta"})),
-    )
-    .await;
+    s.as_user(&op)
+        .post("/v1/tenants", json!({"slug": "beta", "name": "Beta"}))
+        .await;
     assert_eq!(signup_in(&s, "beta", "ann@example.com").await.0, 201);
     // Administrators still provision accounts in a closed tenant.
     let boss = tenant_with_admin(&s, &op, "gamma", Some(json!({"mode": "closed"}))).await;
-    let (status, body) = call(
-        &s,
-        "POST",
-        "/v1/users",
-        Some(&boss),
-        None,
-        Some(json!({"email": "hire@gamma.io", "password": PASSWORD})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(&boss)
+        .post("/v1/users", json!({"email": "hire@gamma.io", "password": PASSWORD}))
+        .await;
     assert_eq!(status, 201, "{body}");
 
     // With signup.enabled = false, tenants without a policy are closed, and
     // a tenant that chose open is open.
     let s = TestServer::start_with(|c| c.signup.enabled = false).await;
     let op = operator(&s).await;
-    send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &op,
-        Some(json!({"slug": "beta", "name": "Beta"})),
-    )
-    .await;
+    s.as_user(&op)
+        .post("/v1/tenants", json!({"slug": "beta", "name": "Beta"}))
+        .await;
     let (status, body) = signup_in(&s, "beta", "ann@example.com").await;
     assert_error(status, &body, 403, "signup_disabled");
     let (status, body) = signup_in(&s, "default", "ann@example.com").await;
     assert_error(status, &body, 403, "signup_disabled");
     let body = json!({"slug": "open", "name": "Open", "signup": {"mode": "open"}});
-    assert_eq!(send(&s, "POST", "/v1/tenants", &op, Some(body)).await.0, 201);
+    assert_eq!(s.as_user(&op).post("/v1/tenants", body).await.0, 201);
     assert_eq!(signup_in(&s, "open", "ann@example.com").await.0, 201);
     // An invalid policy at creation is a 400 naming the field.
     let body = json!({"slug": "bad", "name": "Bad", "signup": {"mode": "domains", "domains": ["ann@acme.io"]}});
-    let (status, body) = send(&s, "POST", "/v1/tenants", &op, Some(body)).await;
+    let (status, body) = s.as_user(&op).post("/v1/tenants", body).await;
     assert_error(status, &body, 400, "validation_failed");
     assert!(body["fields"]["signup.domains"].is_string(), "{body}");
 }
@@ -131,12 +92,12 @@ async fn a_tenants_admin_reads_and_changes_its_settings_audited() {
     let s = TestServer::start().await;
     let op = operator(&s).await;
     let boss = tenant_with_admin(&s, &op, "acme", None).await;
-    let get = || call(&s, "GET", "/v1/tenant/settings", Some(&boss), None, None);
+    let get = || s.as_user(&boss).get("/v1/tenant/settings");
     let (status, body) = get().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"signup": {"mode": "open", "domains": []}}));
 
-    let patch = |body: Value| call(&s, "PATCH", "/v1/tenant/settings", Some(&boss), None, Some(body));
+    let patch = |body: Value| s.as_user(&boss).patch("/v1/tenant/settings", body);
     let (status, body) =
         patch(json!({"signup": {"mode": "domains", "domains": ["Acme.io", "xn--bcher-kva.example"]}})).await;
     assert_eq!(status, 200, "{body}");
@@ -161,7 +122,7 @@ async fn a_tenants_admin_reads_and_changes_its_settings_audited() {
     assert_error(status, &body, 403, "signup_disabled");
 
     // Every change is audited in the tenant's log, without secrets.
-    let (status, audit) = call(&s, "GET", "/v1/audit?event=settings_updated", Some(&boss), None, None).await;
+    let (status, audit) = s.as_user(&boss).get("/v1/audit?event=settings_updated").await;
     assert_eq!(status, 200);
     let items = audit["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{audit}");
@@ -185,9 +146,9 @@ async fn a_tenants_admin_reads_and_changes_its_settings_audited() {
 
     // A user of the tenant without the permissions gets 403.
     let plain = login_in(&s, "acme", "ann@acme.io", PASSWORD).await;
-    let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(access(&plain)), None, None).await;
+    let (status, body) = s.as_user(access(&plain)).get("/v1/tenant/settings").await;
     assert_error(status, &body, 403, "forbidden");
-    let (status, _) = call(&s, "GET", "/v1/tenant/settings", None, None, None).await;
+    let (status, _) = s.get("/v1/tenant/settings").await;
     assert_eq!(status, 401);
 }
 
@@ -203,57 +164,49 @@ async fn settings_are_isolated_between_tenants_and_operators_use_the_header() {
     // An admin of alpha cannot read or change beta's (or default's) settings,
     // and cannot tell an existing tenant from a missing one.
     for other in ["beta", "default", "nowhere"] {
-        let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(&a), Some(other), None).await;
+        let (status, body) = s.as_user(&a).get("/v1/tenant/settings").tenant(other).await;
         assert_error(status, &body, 403, "forbidden");
-        let (status, body) = call(
-            &s,
-            "PATCH",
-            "/v1/tenant/settings",
-            Some(&a),
-            Some(other),
-            Some(open.clone()),
-        )
-        .await;
+        let (status, body) = s
+            .as_user(&a)
+            .patch("/v1/tenant/settings", open.clone())
+            .tenant(other)
+            .await;
         assert_error(status, &body, 403, "forbidden");
     }
     assert_eq!(signup_in(&s, "beta", "x@example.com").await.0, 403, "beta stays closed");
     // Naming its own tenant is fine.
-    let (status, _) = call(
-        &s,
-        "PATCH",
-        "/v1/tenant/settings",
-        Some(&a),
-        Some("alpha"),
-        Some(closed.clone()),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&a)
+        .patch("/v1/tenant/settings", closed.clone())
+        .tenant("alpha")
+        .await;
     assert_eq!(status, 200);
 
     // The operator: own tenant without the header, others with it.
-    let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(&op), None, None).await;
+    let (status, body) = s.as_user(&op).get("/v1/tenant/settings").await;
     assert_eq!((status.as_u16(), &body["signup"]["mode"]), (200, &json!("open")));
-    let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(&op), Some("beta"), None).await;
+    let (status, body) = s.as_user(&op).get("/v1/tenant/settings").tenant("beta").await;
     assert_eq!((status.as_u16(), &body["signup"]["mode"]), (200, &json!("closed")));
-    let (status, _) = call(&s, "PATCH", "/v1/tenant/settings", Some(&op), Some("beta"), Some(open)).await;
+    let (status, _) = s.as_user(&op).patch("/v1/tenant/settings", open).tenant("beta").await;
     assert_eq!(status, 200);
     assert_eq!(signup_in(&s, "beta", "x@example.com").await.0, 201);
-    let (status, body) = call(&s, "GET", "/v1/tenant/settings", Some(&op), Some("nowhere"), None).await;
+    let (status, body) = s.as_user(&op).get("/v1/tenant/settings").tenant("nowhere").await;
     assert_error(status, &body, 404, "unknown_tenant");
     // Alpha's change did not touch default, and the operator's change of
     // beta is audited in beta's log and the operator's.
     assert_eq!(signup_in(&s, "default", "y@example.com").await.0, 201);
-    let (_, audit) = call(&s, "GET", "/v1/audit?event=settings_updated", Some(&op), None, None).await;
+    let (_, audit) = s.as_user(&op).get("/v1/audit?event=settings_updated").await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
     assert_eq!(audit["items"][0]["detail"]["tenant"], "beta");
 }
 
 async fn otp(s: &TestServer, tenant: &str, body: Value) -> (StatusCode, Value) {
-    call(s, "POST", "/v1/auth/otp", None, Some(tenant), Some(body)).await
+    s.post("/v1/auth/otp", body).tenant(tenant).await
 }
 
 async fn otp_verify(s: &TestServer, tenant: &str, mut body: Value, code: &str) -> (StatusCode, Value) {
     body["code"] = json!(code);
-    call(s, "POST", "/v1/auth/otp/verify", None, Some(tenant), Some(body)).await
+    s.post("/v1/auth/otp/verify", body).tenant(tenant).await
 }
 
 #[tokio::test]
@@ -284,7 +237,7 @@ async fn one_time_code_sign_up_follows_the_tenants_policy() {
 
     // A code sent while the tenant was open does not create an account after
     // it closed to phones: the first verify checks the policy again.
-    let patch = |b: Value| call(&s, "PATCH", "/v1/tenant/settings", Some(&boss), None, Some(b));
+    let patch = |b: Value| s.as_user(&boss).patch("/v1/tenant/settings", b);
     assert_eq!(patch(json!({"signup": {"mode": "open"}})).await.0, 200);
     assert_eq!(otp(&s, "acme", phone.clone()).await.0, 202);
     let code = s.last_code("+14155550171").await;

@@ -7,13 +7,7 @@ use crate::{PASSWORD, access, assert_error, parts};
 async fn verify_sets_identity_headers() {
     let s = TestServer::start().await;
     let session = s.signup_verified("sam@example.com", PASSWORD).await;
-    let resp = s
-        .client()
-        .get(s.url("/v1/auth/verify"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.as_user(access(&session)).get("/v1/auth/verify").response().await;
     assert_eq!(resp.status(), 200);
     let h = resp.headers();
     assert_eq!(h["x-forge-user-id"], session["user"]["id"].as_str().unwrap());
@@ -24,16 +18,14 @@ async fn verify_sets_identity_headers() {
     assert!(h.contains_key("remote-groups"));
 
     // The forge_session cookie works instead of a bearer.
-    let resp = s
-        .client()
-        .get(s.url("/v1/auth/verify"))
-        .header("cookie", format!("theme=dark; forge_session={}", access(&session)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let resp = s.client().get(s.url("/v1/auth/verify")).send().await.unwrap();
-    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        s.get("/v1/auth/verify")
+            .header("cookie", &format!("theme=dark; forge_session={}", access(&session)))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(s.get("/v1/auth/verify").await.0, 401);
 }
 
 #[tokio::test]
@@ -41,24 +33,13 @@ async fn verify_checks_roles_and_permissions() {
     let s = TestServer::start().await;
     let admin = s.admin("root@example.com", PASSWORD).await;
     let user = s.signup("plain@example.com", PASSWORD).await;
-    let check = |t: &str, q: &str| {
-        s.client()
-            .get(s.url(&format!("/v1/auth/verify?{q}")))
-            .bearer_auth(t.to_string())
-            .send()
-    };
-    assert_eq!(check(access(&admin), "role=admin").await.unwrap().status(), 200);
-    assert_eq!(
-        check(access(&admin), "permission=users:read").await.unwrap().status(),
-        200
-    );
-    let resp = check(access(&admin), "").await.unwrap();
+    let check = |t: &str, q: &str| s.as_user(t).get(&format!("/v1/auth/verify?{q}"));
+    assert_eq!(check(access(&admin), "role=admin").await.0, 200);
+    assert_eq!(check(access(&admin), "permission=users:read").await.0, 200);
+    let resp = check(access(&admin), "").response().await;
     assert_eq!(resp.headers()["x-forge-roles"], "admin");
-    assert_eq!(check(access(&user), "role=admin").await.unwrap().status(), 403);
-    assert_eq!(
-        check(access(&user), "permission=users:read").await.unwrap().status(),
-        403
-    );
+    assert_eq!(check(access(&user), "role=admin").await.0, 403);
+    assert_eq!(check(access(&user), "permission=users:read").await.0, 403);
 }
 
 /// Introspects `token` as the caller `auth` describes.
@@ -95,24 +76,15 @@ async fn introspection() {
     assert!(body["exp"].is_i64() && body["sid"].is_string());
 
     for token in ["garbage", session["refresh_token"].as_str().unwrap()] {
-        let (_, body) = parts(
-            s.client()
-                .post(s.url("/v1/auth/introspect"))
-                .bearer_auth(access(&root))
-                .json(&json!({"token": token}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (_, body) = s
+            .as_user(access(&root))
+            .post("/v1/auth/introspect", json!({"token": token}))
+            .await;
         assert_eq!(body, json!({"active": false}));
     }
-    s.client()
-        .post(s.url("/v1/auth/logout"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
+    s.as_user(access(&session))
+        .request(reqwest::Method::POST, "/v1/auth/logout")
+        .await;
     let (_, body) = introspect(&s, caller, access(&session)).await;
     assert_eq!(body["active"], false, "revoked tokens are inactive");
 }
@@ -147,13 +119,11 @@ async fn introspection_requires_an_authenticated_caller() {
         assert_error(status, &body, 401, "invalid_client");
     }
     let resp = s
-        .client()
-        .post(s.url("/v1/auth/introspect"))
+        .request(reqwest::Method::POST, "/v1/auth/introspect")
         .header("authorization", "Basic !!!not-base64")
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
+        .form([("token", token)])
+        .response()
+        .await;
     assert_eq!(resp.status(), 401);
     assert_eq!(
         resp.headers()["www-authenticate"],
@@ -162,12 +132,10 @@ async fn introspection_requires_an_authenticated_caller() {
 
     // A 401 offers both ways in.
     let resp = s
-        .client()
-        .post(s.url("/v1/auth/introspect"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
+        .request(reqwest::Method::POST, "/v1/auth/introspect")
+        .form([("token", token)])
+        .response()
+        .await;
     let challenges: Vec<&str> = resp
         .headers()
         .get_all("www-authenticate")
@@ -181,7 +149,7 @@ async fn introspection_requires_an_authenticated_caller() {
     let (status, body) = introspect(&s, Caller::Basic("introspect", INTROSPECTION_SECRET), token).await;
     assert_eq!((status.as_u16(), &body["active"]), (200, &json!(true)), "{body}");
     let root = s.admin("root@example.com", PASSWORD).await;
-    let rs = crate::rbac::user_with(&s, access(&root), "resource-server", &["tokens:introspect"]).await;
+    let rs = crate::support::user_with(&s, access(&root), "resource-server", &["tokens:introspect"]).await;
     let (status, body) = introspect(&s, Caller::Bearer(access(&rs)), token).await;
     assert_eq!((status.as_u16(), &body["active"]), (200, &json!(true)), "{body}");
     assert_eq!(body["sub"], victim["user"]["id"]);
@@ -196,12 +164,10 @@ async fn introspection_basic_is_off_without_a_secret() {
         assert_error(status, &body, 401, "invalid_client");
     }
     let resp = s
-        .client()
-        .post(s.url("/v1/auth/introspect"))
-        .form(&[("token", access(&victim))])
-        .send()
-        .await
-        .unwrap();
+        .request(reqwest::Method::POST, "/v1/auth/introspect")
+        .form([("token", access(&victim))])
+        .response()
+        .await;
     assert_eq!(resp.status(), 401);
     let challenges: Vec<&str> = resp
         .headers()
@@ -223,17 +189,16 @@ async fn introspection_is_bound_to_the_callers_tenant() {
     })
     .await;
     let root = s.admin("root@example.com", PASSWORD).await;
-    let (status, body) = crate::rbac::send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        access(&root),
-        Some(json!({"slug": "acme", "name": "Acme",
-                    "admin": {"email": "boss@acme.io", "password": PASSWORD}})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(access(&root))
+        .post(
+            "/v1/tenants",
+            json!({"slug": "acme", "name": "Acme",
+                    "admin": {"email": "boss@acme.io", "password": PASSWORD}}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
-    let boss = crate::rbac::login_in(&s, "acme", "boss@acme.io", PASSWORD).await;
+    let boss = crate::support::login_in(&s, "acme", "boss@acme.io", PASSWORD).await;
     let default_user = s.signup("someone@example.com", PASSWORD).await;
 
     let (status, body) = introspect(&s, Caller::Bearer(access(&boss)), access(&default_user)).await;

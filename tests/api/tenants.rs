@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::rbac::{claims, login_in, make_role, provision, send, server};
+use crate::support::{claims, login_in, make_role, provision, send, server};
 use crate::{PASSWORD, access, assert_error, parts};
 
 const ACME_ADMIN_PASSWORD: &str = "acme admin passphrase 4 tests";
@@ -16,14 +16,14 @@ async fn operators_create_list_and_delete_tenants() {
     let op = access(&root).to_string();
 
     let resp = s
-        .client()
-        .post(s.url("/v1/tenants"))
-        .bearer_auth(&op)
-        .json(&json!({"slug": "acme", "name": "Acme Inc.",
-                      "admin": {"email": "Boss@Acme.io", "password": ACME_ADMIN_PASSWORD}}))
-        .send()
-        .await
-        .unwrap();
+        .as_user(&op)
+        .post(
+            "/v1/tenants",
+            json!({"slug": "acme", "name": "Acme Inc.",
+                      "admin": {"email": "Boss@Acme.io", "password": ACME_ADMIN_PASSWORD}}),
+        )
+        .response()
+        .await;
     assert_eq!(resp.headers()["location"], "/v1/tenants/acme");
     let (status, created) = parts(resp).await;
     assert_eq!(status, 201, "{created}");
@@ -37,23 +37,19 @@ async fn operators_create_list_and_delete_tenants() {
     let boss = login_in(&s, "acme", "boss@acme.io", ACME_ADMIN_PASSWORD).await;
     assert_eq!(claims(access(&boss))["tid"], "acme");
     assert_eq!(claims(access(&boss))["roles"], json!(["admin"]));
-    let (status, roles) = send(&s, "GET", "/v1/roles", access(&boss), None).await;
+    let (status, roles) = s.as_user(access(&boss)).get("/v1/roles").await;
     assert_eq!(status, 200);
     assert_eq!(roles["items"].as_array().unwrap().len(), 1);
     assert_eq!(roles["items"][0]["builtin"], true);
 
     // A tenant without a first admin, then the list.
-    let (status, bare) = send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &op,
-        Some(json!({"slug": "beta", "name": "Beta"})),
-    )
-    .await;
+    let (status, bare) = s
+        .as_user(&op)
+        .post("/v1/tenants", json!({"slug": "beta", "name": "Beta"}))
+        .await;
     assert_eq!(status, 201);
     assert!(bare["admin"].is_null());
-    let (status, list) = send(&s, "GET", "/v1/tenants", &op, None).await;
+    let (status, list) = s.as_user(&op).get("/v1/tenants").await;
     assert_eq!(status, 200);
     let slugs: Vec<&str> = list["items"]
         .as_array()
@@ -63,24 +59,23 @@ async fn operators_create_list_and_delete_tenants() {
         .collect();
     assert_eq!(slugs, ["default", "acme", "beta"]);
     assert!(list["next_cursor"].is_null());
-    let (status, page) = send(&s, "GET", "/v1/tenants?limit=2", &op, None).await;
+    let (status, page) = s.as_user(&op).get("/v1/tenants?limit=2").await;
     assert_eq!(status, 200);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let (_, rest) = send(&s, "GET", &format!("/v1/tenants?limit=2&cursor={cursor}"), &op, None).await;
+    let (_, rest) = s
+        .as_user(&op)
+        .get(&format!("/v1/tenants?limit=2&cursor={cursor}"))
+        .await;
     assert_eq!(rest["items"][0]["slug"], "beta");
-    let (status, one) = send(&s, "GET", "/v1/tenants/acme", &op, None).await;
+    let (status, one) = s.as_user(&op).get("/v1/tenants/acme").await;
     assert_eq!((status.as_u16(), one["name"].as_str()), (200, Some("Acme Inc.")));
-    assert_eq!(send(&s, "GET", "/v1/tenants/nope", &op, None).await.0, 404);
+    assert_eq!(s.as_user(&op).get("/v1/tenants/nope").await.0, 404);
 
     // Conflicts and bad input.
-    let (status, body) = send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &op,
-        Some(json!({"slug": "acme", "name": "Again"})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(&op)
+        .post("/v1/tenants", json!({"slug": "acme", "name": "Again"}))
+        .await;
     assert_error(status, &body, 409, "tenant_exists");
     for bad in [
         json!({"slug": "Acme!", "name": "x"}),
@@ -89,74 +84,58 @@ async fn operators_create_list_and_delete_tenants() {
         json!({"slug": "gamma", "name": "G", "admin": {"email": "nope", "password": ACME_ADMIN_PASSWORD}}),
         json!({"slug": "gamma", "name": "G", "admin": {"email": "a@gamma.io", "password": "short"}}),
     ] {
-        let (status, body) = send(&s, "POST", "/v1/tenants", &op, Some(bad.clone())).await;
+        let (status, body) = s.as_user(&op).post("/v1/tenants", bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
     assert_eq!(
-        send(&s, "GET", "/v1/tenants/gamma", &op, None).await.0,
+        s.as_user(&op).get("/v1/tenants/gamma").await.0,
         404,
         "nothing half-made"
     );
 
     // A tenant's own admin is not an operator, `*` notwithstanding.
     let b = access(&boss);
-    let (status, body) = send(&s, "GET", "/v1/tenants", b, None).await;
+    let (status, body) = s.as_user(b).get("/v1/tenants").await;
     assert_error(status, &body, 403, "forbidden");
-    assert_eq!(send(&s, "GET", "/v1/tenants/acme", b, None).await.0, 403);
-    let (status, _) = send(&s, "POST", "/v1/tenants", b, Some(json!({"slug": "evil", "name": "E"}))).await;
+    assert_eq!(s.as_user(b).get("/v1/tenants/acme").await.0, 403);
+    let (status, _) = s
+        .as_user(b)
+        .post("/v1/tenants", json!({"slug": "evil", "name": "E"}))
+        .await;
     assert_eq!(status, 403);
-    assert_eq!(send(&s, "DELETE", "/v1/tenants/beta", b, None).await.0, 403);
-    assert_eq!(send(&s, "DELETE", "/v1/tenants/acme", b, None).await.0, 403);
+    assert_eq!(s.as_user(b).delete("/v1/tenants/beta").await.0, 403);
+    assert_eq!(s.as_user(b).delete("/v1/tenants/acme").await.0, 403);
 
     // default is forever; deleting acme ends its sessions at once.
-    let (status, body) = send(&s, "DELETE", "/v1/tenants/default", &op, None).await;
+    let (status, body) = s.as_user(&op).delete("/v1/tenants/default").await;
     assert_error(status, &body, 403, "default_tenant");
-    assert_eq!(send(&s, "DELETE", "/v1/tenants/acme", &op, None).await.0, 204);
-    assert_eq!(send(&s, "GET", "/v1/users/me", b, None).await.0, 401);
-    assert_eq!(
-        s.client()
-            .get(s.url("/v1/auth/verify"))
-            .bearer_auth(b)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    let (status, body) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .header("x-forge-tenant", "acme")
-            .json(&json!({"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_eq!(s.as_user(&op).delete("/v1/tenants/acme").await.0, 204);
+    assert_eq!(s.as_user(b).get("/v1/users/me").await.0, 401);
+    assert_eq!(s.as_user(b).get("/v1/auth/verify").await.0, 401);
+    let (status, body) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}),
+        )
+        .tenant("acme")
+        .await;
     assert_error(status, &body, 404, "unknown_tenant");
-    assert_eq!(send(&s, "DELETE", "/v1/tenants/acme", &op, None).await.0, 404);
-    assert_eq!(send(&s, "DELETE", "/v1/tenants/NOT_A_SLUG", &op, None).await.0, 404);
+    assert_eq!(s.as_user(&op).delete("/v1/tenants/acme").await.0, 404);
+    assert_eq!(s.as_user(&op).delete("/v1/tenants/NOT_A_SLUG").await.0, 404);
 
     // The slug can be used again: a fresh tenant, none of the old accounts.
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &op,
-        Some(json!({"slug": "acme", "name": "Acme 2"})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&op)
+        .post("/v1/tenants", json!({"slug": "acme", "name": "Acme 2"}))
+        .await;
     assert_eq!(status, 201);
-    let (status, _) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .header("x-forge-tenant", "acme")
-            .json(&json!({"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}),
+        )
+        .tenant("acme")
+        .await;
     assert_eq!(status, 401);
 }
 
@@ -165,15 +144,14 @@ async fn another_tenants_data_is_absent() {
     let s = server().await;
     let root = s.admin("root@example.com", PASSWORD).await;
     let op = access(&root).to_string();
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        &op,
-        Some(json!({"slug": "acme", "name": "Acme",
-                    "admin": {"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&op)
+        .post(
+            "/v1/tenants",
+            json!({"slug": "acme", "name": "Acme",
+                    "admin": {"email": "boss@acme.io", "password": ACME_ADMIN_PASSWORD}}),
+        )
+        .await;
     assert_eq!(status, 201);
     let boss = login_in(&s, "acme", "boss@acme.io", ACME_ADMIN_PASSWORD).await;
     let b = access(&boss).to_string();
@@ -183,14 +161,10 @@ async fn another_tenants_data_is_absent() {
     let victim = s.signup("victim@example.com", PASSWORD).await;
     let victim_id = victim["user"]["id"].as_str().unwrap().to_string();
     make_role(&s, &op, "viewer", &["users:read"]).await;
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/users",
-        &b,
-        Some(json!({"email": "worker@acme.io", "phone": "+14155550199"})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(&b)
+        .post("/v1/users", json!({"email": "worker@acme.io", "phone": "+14155550199"}))
+        .await;
     assert_eq!(status, 201);
 
     // acme's admin: every read, list, change and delete of default's data is 404 or empty.
@@ -215,7 +189,7 @@ async fn another_tenants_data_is_absent() {
         let (status, body) = send(&s, method, &path, &b, body).await;
         assert_error(status, &body, 404, "not_found");
     }
-    let (_, list) = send(&s, "GET", "/v1/users", &b, None).await;
+    let (_, list) = s.as_user(&b).get("/v1/users").await;
     let emails: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -223,33 +197,24 @@ async fn another_tenants_data_is_absent() {
         .map(|u| u["email"].as_str().unwrap())
         .collect();
     assert_eq!(emails, ["boss@acme.io", "worker@acme.io"]);
-    let (_, found) = send(&s, "GET", "/v1/users?q=victim", &b, None).await;
+    let (_, found) = s.as_user(&b).get("/v1/users?q=victim").await;
     assert_eq!(found["items"], json!([]));
-    let (_, audit) = send(&s, "GET", &format!("/v1/audit?user_id={v}"), &b, None).await;
+    let (_, audit) = s.as_user(&b).get(&format!("/v1/audit?user_id={v}")).await;
     assert_eq!(audit["items"], json!([]));
-    let (_, roles) = send(&s, "GET", "/v1/roles", &b, None).await;
+    let (_, roles) = s.as_user(&b).get("/v1/roles").await;
     assert_eq!(roles["items"].as_array().unwrap().len(), 1);
     // The header cannot redirect a token to another tenant.
-    let (status, _) = parts(
-        s.client()
-            .get(s.url(&format!("/v1/users/{v}")))
-            .bearer_auth(&b)
-            .header("x-forge-tenant", "default")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = s.as_user(&b).get(&format!("/v1/users/{v}")).tenant("default").await;
     assert_eq!(status, 404);
 
     // The victim is untouched.
-    let (status, me) = send(&s, "GET", "/v1/users/me", access(&victim), None).await;
+    let (status, me) = s.as_user(access(&victim)).get("/v1/users/me").await;
     assert_eq!(status, 200);
     assert_eq!(
         (me["disabled"].as_bool(), me["roles"].clone()),
         (Some(false), json!([]))
     );
-    assert_eq!(send(&s, "GET", "/v1/roles/viewer", &op, None).await.0, 200);
+    assert_eq!(s.as_user(&op).get("/v1/roles/viewer").await.0, 200);
 
     // And the other way: the operator does not manage acme's users either.
     for (method, path) in [
@@ -259,23 +224,19 @@ async fn another_tenants_data_is_absent() {
     ] {
         assert_eq!(send(&s, method, &path, &op, None).await.0, 404, "{method} {path}");
     }
-    let (_, found) = send(&s, "GET", "/v1/users?q=%2B1415", &op, None).await;
+    let (_, found) = s.as_user(&op).get("/v1/users?q=%2B1415").await;
     assert_eq!(found["items"], json!([]), "acme's phone is not found from default");
-    assert_eq!(send(&s, "GET", "/v1/users/me", &b, None).await.0, 200);
+    assert_eq!(s.as_user(&b).get("/v1/users/me").await.0, 200);
 }
 
 #[tokio::test]
 async fn one_email_two_tenants_two_accounts() {
     let s = server().await;
     let root = s.admin("root@example.com", PASSWORD).await;
-    let (status, _) = send(
-        &s,
-        "POST",
-        "/v1/tenants",
-        access(&root),
-        Some(json!({"slug": "acme", "name": "Acme"})),
-    )
-    .await;
+    let (status, _) = s
+        .as_user(access(&root))
+        .post("/v1/tenants", json!({"slug": "acme", "name": "Acme"}))
+        .await;
     assert_eq!(status, 201);
     let other_password = "a different passphrase for acme";
     let here = s.signup("alice@example.com", PASSWORD).await;
@@ -288,30 +249,23 @@ async fn one_email_two_tenants_two_accounts() {
     assert_eq!(b["user"]["id"], there["user"]["id"]);
     assert_eq!(claims(access(&b))["tid"], "acme");
     // Each password opens only its own account.
-    let (status, _) = parts(
-        s.client()
-            .post(s.url("/v1/auth/login"))
-            .header("x-forge-tenant", "acme")
-            .json(&json!({"email": "alice@example.com", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "alice@example.com", "password": PASSWORD}),
+        )
+        .tenant("acme")
+        .await;
     assert_eq!(status, 401);
     // Deleting one leaves the other.
-    assert_eq!(send(&s, "DELETE", "/v1/users/me", access(&b), None).await.0, 204);
-    assert_eq!(send(&s, "GET", "/v1/users/me", access(&a), None).await.0, 200);
+    assert_eq!(s.as_user(access(&b)).delete("/v1/users/me").await.0, 204);
+    assert_eq!(s.as_user(access(&a)).get("/v1/users/me").await.0, 200);
     // Provisioning by the operator takes the same email in default only once.
     let id = provision(&s, access(&root), "carol@example.com", &[]).await;
     assert!(!id.is_empty());
-    let (status, body) = send(
-        &s,
-        "POST",
-        "/v1/users",
-        access(&root),
-        Some(json!({"email": "CAROL@example.com"})),
-    )
-    .await;
+    let (status, body) = s
+        .as_user(access(&root))
+        .post("/v1/users", json!({"email": "CAROL@example.com"}))
+        .await;
     assert_error(status, &body, 409, "email_taken");
 }

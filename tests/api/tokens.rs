@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use forge::testing::TestServer;
 use serde_json::{Value, json};
 
-use crate::{PASSWORD, access, assert_error, parts};
+use crate::{PASSWORD, access, assert_error};
 
 fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
@@ -21,7 +21,7 @@ fn split(token: &str) -> (Value, Value, String) {
 
 async fn assert_rejected(s: &TestServer, token: &str, why: &str) {
     for path in ["/v1/users/me", "/v1/auth/verify"] {
-        let (status, body) = parts(s.client().get(s.url(path)).bearer_auth(token).send().await.unwrap()).await;
+        let (status, body) = s.as_user(token).get(path).await;
         assert_eq!(status, 401, "{why} on {path}: {body}");
         assert_error(status, &body, 401, "invalid_token");
     }
@@ -42,15 +42,7 @@ async fn forged_tokens_are_rejected() {
     assert_rejected(&s, &format!("{}.{}.", b64(&none), b64(&payload)), "alg none").await;
 
     // HS256 signed with the public key (the classic key-confusion attack).
-    let jwks: Value = s
-        .client()
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = s.get("/.well-known/jwks.json").response().await.json().await.unwrap();
     let x = jwks["keys"][0]["x"].as_str().unwrap().to_string();
     let raw = URL_SAFE_NO_PAD.decode(&x).unwrap();
     for secret in [x.as_bytes().to_vec(), raw] {
@@ -102,14 +94,7 @@ async fn expired_and_misaddressed_tokens_are_rejected() {
         assert_rejected(&s, &keys.sign(&c).unwrap(), why).await;
     }
     // The same claims, correctly signed, pass: the cases above fail for their reason.
-    let resp = s
-        .client()
-        .get(s.url("/v1/users/me"))
-        .bearer_auth(keys.sign(&claims).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(s.as_user(keys.sign(&claims).unwrap()).get("/v1/users/me").await.0, 200);
 }
 
 #[tokio::test]
@@ -130,23 +115,8 @@ async fn hs256_mode_signs_and_verifies() {
     let session = s.signup("hs@example.com", PASSWORD).await;
     let (header, payload, _) = split(access(&session));
     assert_eq!(header["alg"], "HS256");
-    let resp = s
-        .client()
-        .get(s.url("/v1/users/me"))
-        .bearer_auth(access(&session))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let jwks: Value = s
-        .client()
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(s.as_user(access(&session)).get("/v1/users/me").await.0, 200);
+    let jwks: Value = s.get("/.well-known/jwks.json").response().await.json().await.unwrap();
     assert_eq!(jwks["keys"], json!([]), "the HMAC secret is never published");
     let mut none = header.clone();
     none["alg"] = json!("none");

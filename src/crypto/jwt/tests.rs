@@ -1,0 +1,600 @@
+//! Unit tests of signing, strict verification, the keyring and the JWKS,
+//! kept in their own file so the module itself reads in one sitting.
+
+use super::*;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const LEEWAY: u64 = 30;
+
+fn settings() -> VerifierSettings {
+    VerifierSettings {
+        issuer: "https://auth.example.com".into(),
+        audience: "forge".into(),
+        leeway_secs: LEEWAY,
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn claims_for(ring: &Keyring) -> AccessClaims {
+    let now = now();
+    AccessClaims {
+        iss: ring.issuer().to_owned(),
+        aud: ring.audience().to_owned(),
+        sub: uuid::Uuid::now_v7().to_string(),
+        sid: uuid::Uuid::now_v7().to_string(),
+        tid: "default".into(),
+        roles: vec!["member".into()],
+        iat: now,
+        exp: now + 900,
+        jti: uuid::Uuid::new_v4().to_string(),
+        email: None,
+        email_verified: false,
+        phone: None,
+        phone_verified: false,
+    }
+}
+
+fn ring() -> (Keyring, KeyMaterial) {
+    let key = generate_ed25519();
+    (Keyring::eddsa(key.clone(), vec![], settings()).unwrap(), key)
+}
+
+fn b64(json: &serde_json::Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(json).unwrap())
+}
+
+/// header.payload.signature with arbitrary parts.
+fn forge(header: serde_json::Value, claims: &AccessClaims, signature: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        b64(&header),
+        b64(&serde_json::to_value(claims).unwrap()),
+        signature
+    )
+}
+
+fn hs256_token_with_secret(secret: &[u8], kid: &str, claims: &AccessClaims) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+#[test]
+fn sign_verify_round_trip_with_kid_in_header() {
+    let (ring, key) = ring();
+    let claims = claims_for(&ring);
+    let token = ring.sign(&claims).unwrap();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, Algorithm::EdDSA);
+    assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+    assert_eq!(ring.current_kid(), key.kid);
+    assert_eq!(ring.algorithm_name(), "EdDSA");
+    assert_eq!(ring.verify_access(&token).unwrap(), claims);
+    assert_eq!(ring.verify::<AccessClaims>(&token, "forge").unwrap(), claims);
+}
+
+#[test]
+fn retired_key_still_verifies_and_new_key_signs() {
+    let old = generate_ed25519();
+    let new = generate_ed25519();
+    let old_ring = Keyring::eddsa(old.clone(), vec![], settings()).unwrap();
+    let claims = claims_for(&old_ring);
+    let old_token = old_ring.sign(&claims).unwrap();
+
+    let rotated = Keyring::eddsa(new.clone(), vec![old.clone()], settings()).unwrap();
+    assert_eq!(rotated.verify_access(&old_token).unwrap(), claims);
+    let new_token = rotated.sign(&claims).unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(&new_token).unwrap().kid,
+        Some(new.kid.clone())
+    );
+    assert_eq!(rotated.verify_access(&new_token).unwrap(), claims);
+
+    // A retired key whose private half was deleted still verifies.
+    let public_only = KeyMaterial {
+        private_pkcs8: Vec::new(),
+        ..old.clone()
+    };
+    let ring = Keyring::eddsa(new.clone(), vec![public_only], settings()).unwrap();
+    assert!(ring.verify_access(&old_token).is_ok());
+
+    // Once the old key is dropped from the ring, its tokens are refused.
+    let dropped = Keyring::eddsa(new, vec![], settings()).unwrap();
+    assert_eq!(dropped.verify_access(&old_token).unwrap_err(), JwtError::UnknownKey);
+}
+
+#[test]
+fn pre_published_next_key_verifies_before_it_signs() {
+    let current = generate_ed25519();
+    let next = generate_ed25519();
+    let ring = Keyring::eddsa(current, vec![next.clone()], settings()).unwrap();
+    let next_ring = Keyring::eddsa(next, vec![], settings()).unwrap();
+    let token = next_ring.sign(&claims_for(&next_ring)).unwrap();
+    assert!(ring.verify_access(&token).is_ok());
+}
+
+#[test]
+fn unknown_or_missing_kid_is_refused() {
+    let (ring, _) = ring();
+    let (stranger, _) = self::ring();
+    let token = stranger.sign(&claims_for(&ring)).unwrap();
+    assert_eq!(ring.verify_access(&token).unwrap_err(), JwtError::UnknownKey);
+
+    // Same key, but no kid in the header.
+    let (ring, key) = self::ring();
+    let no_kid = jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        &claims_for(&ring),
+        &EncodingKey::from_ed_der(&key.private_pkcs8),
+    )
+    .unwrap();
+    assert_eq!(ring.verify_access(&no_kid).unwrap_err(), JwtError::UnknownKey);
+
+    // A kid of another shape is not looked up in any clever way.
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(format!("{}x", key.kid));
+    let wrong_kid = jsonwebtoken::encode(
+        &header,
+        &claims_for(&ring),
+        &EncodingKey::from_ed_der(&key.private_pkcs8),
+    )
+    .unwrap();
+    assert_eq!(ring.verify_access(&wrong_kid).unwrap_err(), JwtError::UnknownKey);
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let (ring, key) = ring();
+    let claims = claims_for(&ring);
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let token = forge(
+            serde_json::json!({"alg": alg, "typ": "JWT", "kid": key.kid}),
+            &claims,
+            "",
+        );
+        assert_eq!(ring.verify_access(&token).unwrap_err(), JwtError::Algorithm, "{alg}");
+    }
+    // Also with a leftover valid signature, and without a trailing dot.
+    let valid = ring.sign(&claims).unwrap();
+    let signature = valid.rsplit('.').next().unwrap();
+    let token = forge(serde_json::json!({"alg": "none", "kid": key.kid}), &claims, signature);
+    assert_eq!(ring.verify_access(&token).unwrap_err(), JwtError::Algorithm);
+    let two_parts = token.rsplit_once('.').unwrap().0;
+    assert_eq!(ring.verify_access(two_parts).unwrap_err(), JwtError::Malformed);
+}
+
+#[test]
+fn hs256_keyed_with_the_public_key_is_refused() {
+    let (ring, key) = ring();
+    let claims = claims_for(&ring);
+    let x = URL_SAFE_NO_PAD.encode(&key.public_raw);
+    for secret in [key.public_raw.as_slice(), x.as_bytes()] {
+        let token = hs256_token_with_secret(secret, &key.kid, &claims);
+        assert_eq!(ring.verify_access(&token).unwrap_err(), JwtError::Algorithm);
+    }
+    // Even if the alg guard were bypassed, jsonwebtoken's pinned
+    // Validation refuses the HMAC family for this key.
+    let token = hs256_token_with_secret(&key.public_raw, &key.kid, &claims);
+    let decoding = DecodingKey::from_ed_der(&key.public_raw);
+    assert!(jsonwebtoken::decode::<AccessClaims>(&token, &decoding, &ring.access_validation).is_err());
+}
+
+#[test]
+fn other_algorithms_are_refused() {
+    let (ring, key) = ring();
+    let claims = claims_for(&ring);
+    for alg in ["RS256", "ES256", "PS256", "HS512", "EdDSA "] {
+        let token = forge(
+            serde_json::json!({"alg": alg, "typ": "JWT", "kid": key.kid}),
+            &claims,
+            "c2lnbmF0dXJl",
+        );
+        assert_eq!(ring.verify_access(&token).unwrap_err(), JwtError::Algorithm, "{alg}");
+    }
+}
+
+#[test]
+fn tampering_breaks_the_signature() {
+    let (ring, _) = ring();
+    let claims = claims_for(&ring);
+    let token = ring.sign(&claims).unwrap();
+    let (header, rest) = token.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+
+    let mut elevated = claims.clone();
+    elevated.roles = vec!["admin".into()];
+    let tampered = format!(
+        "{header}.{}.{signature}",
+        b64(&serde_json::to_value(&elevated).unwrap())
+    );
+    assert_eq!(ring.verify_access(&tampered).unwrap_err(), JwtError::Signature);
+
+    // A flipped bit in the signature.
+    let mut sig = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    sig[10] ^= 1;
+    let flipped = format!("{}.{}", token.rsplit_once('.').unwrap().0, URL_SAFE_NO_PAD.encode(&sig));
+    assert_eq!(ring.verify_access(&flipped).unwrap_err(), JwtError::Signature);
+
+    // A truncated signature, an empty one, garbage.
+    let prefix = token.rsplit_once('.').unwrap().0;
+    for bad in [&signature[..20], "", "!!!"] {
+        let t = format!("{prefix}.{bad}");
+        assert!(ring.verify_access(&t).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn swapping_the_kid_to_another_known_key_fails() {
+    let a = generate_ed25519();
+    let b = generate_ed25519();
+    let ring = Keyring::eddsa(a.clone(), vec![b.clone()], settings()).unwrap();
+    let token = ring.sign(&claims_for(&ring)).unwrap();
+    let (_, rest) = token.split_once('.').unwrap();
+    let swapped = format!(
+        "{}.{rest}",
+        b64(&serde_json::json!({"typ": "JWT", "alg": "EdDSA", "kid": b.kid}))
+    );
+    assert_eq!(ring.verify_access(&swapped).unwrap_err(), JwtError::Signature);
+}
+
+#[test]
+fn expiry_honours_the_leeway() {
+    let (ring, _) = ring();
+    let mut claims = claims_for(&ring);
+    claims.exp = now() - (LEEWAY as i64) - 60;
+    let expired = ring.sign(&claims).unwrap();
+    assert_eq!(ring.verify_access(&expired).unwrap_err(), JwtError::Expired);
+
+    claims.exp = now() - 5;
+    let within_leeway = ring.sign(&claims).unwrap();
+    assert!(ring.verify_access(&within_leeway).is_ok());
+}
+
+#[test]
+fn not_before_in_the_future_is_refused() {
+    let (ring, _) = ring();
+    let mut claims = serde_json::to_value(claims_for(&ring)).unwrap();
+    claims["nbf"] = serde_json::json!(now() + 3600);
+    let token = ring.sign(&claims).unwrap();
+    assert_eq!(ring.verify_access(&token).unwrap_err(), JwtError::NotYetValid);
+}
+
+#[test]
+fn wrong_issuer_is_refused() {
+    let (ring, _) = ring();
+    let mut claims = claims_for(&ring);
+    claims.iss = "https://evil.example.com".into();
+    let token = ring.sign(&claims).unwrap();
+    assert_eq!(ring.verify_access(&token).unwrap_err(), JwtError::Issuer);
+}
+
+#[test]
+fn wrong_audience_is_refused_and_purposes_are_separate() {
+    let (ring, _) = ring();
+    let mut claims = claims_for(&ring);
+    claims.aud = "forge-reset".into();
+    let reset = ring.sign(&claims).unwrap();
+    assert_eq!(ring.verify_access(&reset).unwrap_err(), JwtError::Audience);
+    // The same token passes where its own audience is expected...
+    assert_eq!(ring.verify::<AccessClaims>(&reset, "forge-reset").unwrap(), claims);
+    // ...and an access token does not pass as a reset token.
+    let access = ring.sign(&claims_for(&ring)).unwrap();
+    assert_eq!(
+        ring.verify::<AccessClaims>(&access, "forge-reset").unwrap_err(),
+        JwtError::Audience
+    );
+    // An audience list that includes ours is the one RFC 7519 shape
+    // jsonwebtoken accepts, but it does not fit AccessClaims.
+    let mut as_list = serde_json::to_value(claims_for(&ring)).unwrap();
+    as_list["aud"] = serde_json::json!(["other", "forge"]);
+    let token = ring.sign(&as_list).unwrap();
+    assert_eq!(ring.verify_access(&token).unwrap_err(), JwtError::Claims);
+}
+
+#[test]
+fn required_claims_must_be_present() {
+    let (ring, _) = ring();
+    let full = serde_json::to_value(claims_for(&ring)).unwrap();
+    for missing in ["exp", "iss", "aud", "sub"] {
+        let mut claims = full.clone();
+        claims.as_object_mut().unwrap().remove(missing);
+        let token = ring.sign(&claims).unwrap();
+        assert_eq!(
+            ring.verify::<serde_json::Value>(&token, "forge").unwrap_err(),
+            JwtError::Claims,
+            "{missing}"
+        );
+    }
+    // Wrong type for exp.
+    let mut claims = full.clone();
+    claims["exp"] = serde_json::json!("tomorrow");
+    let token = ring.sign(&claims).unwrap();
+    assert_eq!(
+        ring.verify::<serde_json::Value>(&token, "forge").unwrap_err(),
+        JwtError::Claims
+    );
+}
+
+#[test]
+fn critical_header_extensions_are_refused() {
+    let (ring, key) = ring();
+    let token = ring.sign(&claims_for(&ring)).unwrap();
+    let (_, rest) = token.split_once('.').unwrap();
+    let with_crit = format!(
+        "{}.{rest}",
+        b64(&serde_json::json!({"alg": "EdDSA", "kid": key.kid, "crit": ["exp"], "exp": 1}))
+    );
+    assert_eq!(ring.verify_access(&with_crit).unwrap_err(), JwtError::Malformed);
+}
+
+#[test]
+fn malformed_tokens_are_errors_not_panics() {
+    let (ring, _) = ring();
+    let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
+    for bad in [
+        "",
+        ".",
+        "..",
+        "a.b.c",
+        "a.b.c.d",
+        "eyJhbGciOiJFZERTQSJ9",
+        "eyJhbGciOiJFZERTQSJ9..",
+        "e30.e30.",
+        "bnVsbA.e30.e30",
+        huge.as_str(),
+    ] {
+        assert!(ring.verify_access(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn hs256_round_trip_and_cross_algorithm_refusal() {
+    let secret = Secret::new("0123456789abcdef0123456789abcdef");
+    let hs = Keyring::hs256(&secret, settings()).unwrap();
+    assert_eq!(hs.algorithm_name(), "HS256");
+    assert_eq!(hs.current_kid(), HS256_KID);
+    let claims = claims_for(&hs);
+    let token = hs.sign(&claims).unwrap();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, Algorithm::HS256);
+    assert_eq!(header.kid.as_deref(), Some(HS256_KID));
+    assert_eq!(hs.verify_access(&token).unwrap(), claims);
+
+    // EdDSA tokens are refused by the HS256 ring, and vice versa.
+    let (ed, _) = ring();
+    let ed_token = ed.sign(&claims).unwrap();
+    assert_eq!(hs.verify_access(&ed_token).unwrap_err(), JwtError::Algorithm);
+    assert_eq!(ed.verify_access(&token).unwrap_err(), JwtError::Algorithm);
+
+    // Right secret, but another kid, or none.
+    let other_kid = hs256_token_with_secret(secret.expose().as_bytes(), "k1", &claims);
+    assert_eq!(hs.verify_access(&other_kid).unwrap_err(), JwtError::UnknownKey);
+    let no_kid = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(hs.verify_access(&no_kid).unwrap_err(), JwtError::UnknownKey);
+
+    // Another secret.
+    let forged = hs256_token_with_secret(&[b'x'; 32], HS256_KID, &claims);
+    assert_eq!(hs.verify_access(&forged).unwrap_err(), JwtError::Signature);
+
+    // alg none against HS256.
+    let none = forge(serde_json::json!({"alg": "none", "kid": HS256_KID}), &claims, "");
+    assert_eq!(hs.verify_access(&none).unwrap_err(), JwtError::Algorithm);
+
+    // The secret is never published.
+    assert_eq!(hs.jwks(), serde_json::json!({"keys": []}));
+}
+
+#[test]
+fn hs256_secret_must_be_32_bytes() {
+    assert_eq!(
+        Keyring::hs256(&Secret::new("x".repeat(31)), settings()).unwrap_err(),
+        JwtError::WeakSecret
+    );
+    assert!(Keyring::hs256(&Secret::new("x".repeat(32)), settings()).is_ok());
+}
+
+#[test]
+fn jwks_lists_every_key_with_32_byte_x() {
+    let current = generate_ed25519();
+    let retired = generate_ed25519();
+    let next = generate_ed25519();
+    let ring = Keyring::eddsa(current.clone(), vec![retired.clone(), next.clone()], settings()).unwrap();
+    let jwks = ring.jwks();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 3);
+    for (jwk, material) in keys.iter().zip([&current, &retired, &next]) {
+        assert_eq!(jwk["kid"], material.kid.as_str());
+        assert_eq!(jwk["kty"], "OKP");
+        assert_eq!(jwk["crv"], "Ed25519");
+        assert_eq!(jwk["use"], "sig");
+        assert_eq!(jwk["alg"], "EdDSA");
+        let x = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
+        assert_eq!(x.len(), 32);
+        assert_eq!(x, material.public_raw);
+        assert!(jwk.get("d").is_none(), "private key published");
+        assert_eq!(jwk.as_object().unwrap().len(), 6);
+        // A verifier holding only the JWKS can check our tokens.
+        let decoding = DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
+        if material.kid == current.kid {
+            let token = ring.sign(&claims_for(&ring)).unwrap();
+            let mut validation = Validation::new(Algorithm::EdDSA);
+            validation.set_audience(&["forge"]);
+            assert!(jsonwebtoken::decode::<AccessClaims>(&token, &decoding, &validation).is_ok());
+        }
+    }
+}
+
+#[test]
+fn generated_kid_is_the_rfc7638_thumbprint() {
+    // RFC 8037 appendix A.3.
+    let x = URL_SAFE_NO_PAD
+        .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+        .unwrap();
+    assert_eq!(ed25519_thumbprint(&x), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    let key = generate_ed25519();
+    assert_eq!(key.kid, ed25519_thumbprint(&key.public_raw));
+    assert_eq!(key.public_raw.len(), 32);
+    assert_ne!(key.kid, generate_ed25519().kid);
+}
+
+#[test]
+fn key_material_debug_does_not_leak_private_bytes() {
+    let key = generate_ed25519();
+    let shown = format!("{key:?} {key:#?}");
+    assert!(shown.contains(&key.kid));
+    assert!(shown.contains("***"));
+    let private = &key.private_pkcs8;
+    // The seed is the last 32 bytes of a v1 document and sits right after
+    // the 16-byte prefix in v2; search for it in every usual spelling.
+    let seed = SigningKey::from_pkcs8_der(private).unwrap().to_bytes();
+    for needle in [
+        hex::encode(private),
+        hex::encode(seed),
+        URL_SAFE_NO_PAD.encode(private),
+        URL_SAFE_NO_PAD.encode(seed),
+        base64::engine::general_purpose::STANDARD.encode(seed),
+        format!("{:?}", private),
+        format!("{:?}", &seed[..]),
+        format!("{:?}", &seed[..4]).trim_end_matches(']').to_owned(),
+    ] {
+        assert!(!shown.contains(&needle), "debug output leaks {needle}");
+    }
+    let ring = Keyring::eddsa(key, vec![], settings()).unwrap();
+    let shown = format!("{ring:?}");
+    assert!(!shown.contains(&hex::encode(seed)));
+    assert!(!shown.contains(&format!("{:?}", &seed[..4]).trim_end_matches(']').to_owned()));
+}
+
+#[test]
+fn errors_do_not_contain_the_token() {
+    let (ring, key) = ring();
+    let mut claims = claims_for(&ring);
+    claims.sub = "secret-subject-value".into();
+    claims.exp = now() - 3600;
+    let expired = ring.sign(&claims).unwrap();
+    let bad = [
+        expired.clone(),
+        format!("{expired}x"),
+        forge(serde_json::json!({"alg": "none", "kid": key.kid}), &claims, ""),
+        forge(
+            serde_json::json!({"alg": "EdDSA", "kid": "secret-kid-value"}),
+            &claims,
+            "",
+        ),
+    ];
+    for token in bad {
+        let err = ring.verify_access(&token).unwrap_err();
+        let message = format!("{err} {err:?}");
+        assert!(!message.contains("secret-"), "{message}");
+        for part in token.split('.').filter(|p| p.len() > 8) {
+            assert!(!message.contains(part), "{message}");
+        }
+        assert!(err.is_rejection());
+    }
+}
+
+#[test]
+fn keyring_construction_checks_the_keys() {
+    let a = generate_ed25519();
+    let b = generate_ed25519();
+
+    // Private and public halves of different keys.
+    let mixed = KeyMaterial {
+        public_raw: b.public_raw.clone(),
+        ..a.clone()
+    };
+    assert!(matches!(
+        Keyring::eddsa(mixed, vec![], settings()),
+        Err(JwtError::InvalidKey { .. })
+    ));
+
+    // Short public key (would make jsonwebtoken panic at verify time).
+    let short = KeyMaterial {
+        public_raw: b.public_raw[..31].to_vec(),
+        ..b.clone()
+    };
+    assert!(matches!(
+        Keyring::eddsa(a.clone(), vec![short], settings()),
+        Err(JwtError::InvalidKey { .. })
+    ));
+
+    // A small-order point.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak = KeyMaterial {
+        kid: "weak".into(),
+        private_pkcs8: Vec::new(),
+        public_raw: identity.to_vec(),
+    };
+    assert!(matches!(
+        Keyring::eddsa(a.clone(), vec![weak], settings()),
+        Err(JwtError::InvalidKey { .. })
+    ));
+
+    // Garbage private key.
+    let garbage = KeyMaterial {
+        private_pkcs8: vec![1, 2, 3],
+        ..a.clone()
+    };
+    assert!(matches!(
+        Keyring::eddsa(garbage, vec![], settings()),
+        Err(JwtError::InvalidKey { .. })
+    ));
+
+    // Duplicate and empty kids.
+    let dup = KeyMaterial {
+        kid: a.kid.clone(),
+        ..b.clone()
+    };
+    assert!(matches!(
+        Keyring::eddsa(a.clone(), vec![dup], settings()),
+        Err(JwtError::InvalidKey { .. })
+    ));
+    let empty = KeyMaterial {
+        kid: String::new(),
+        ..b.clone()
+    };
+    assert!(matches!(
+        Keyring::eddsa(a.clone(), vec![empty], settings()),
+        Err(JwtError::InvalidKey { .. })
+    ));
+
+    // Settings.
+    for bad in [
+        VerifierSettings {
+            leeway_secs: MAX_LEEWAY_SECS + 1,
+            ..settings()
+        },
+        VerifierSettings {
+            issuer: String::new(),
+            ..settings()
+        },
+        VerifierSettings {
+            audience: String::new(),
+            ..settings()
+        },
+    ] {
+        assert!(matches!(
+            Keyring::eddsa(a.clone(), vec![], bad),
+            Err(JwtError::InvalidSettings(_))
+        ));
+    }
+    let err = Keyring::eddsa(
+        a.clone(),
+        vec![],
+        VerifierSettings {
+            leeway_secs: 999,
+            ..settings()
+        },
+    )
+    .unwrap_err();
+    assert!(!err.is_rejection());
+}

@@ -1,0 +1,179 @@
+//! Row mapping and the statements every area shares, written once for both
+//! databases (see `sql.rs`).
+//!
+//! One mapper per record type. A row that does not hold what the schema
+//! promises (an unparsable id, slug, key state or JSON document) is an
+//! error naming the column, logged where it is found, never a silent
+//! default: a corrupt row must not turn into a different tenant, an empty
+//! metadata object or a retired key without anyone noticing.
+
+use uuid::Uuid;
+
+use super::sql::{Conn, Row, args, corrupt};
+use super::{KeyState, NewAuditEvent, Session, SigningKeyRecord, StoreResult, Tenant, User};
+use crate::domain::{Email, Phone, TenantSlug};
+
+/// The user columns, with the user's role names as one comma-separated
+/// list (role names cannot hold a comma). A macro so statements elsewhere
+/// can be `concat!`ed into constants.
+macro_rules! user_columns {
+    () => {
+        "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
+         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, u.credential_epoch, \
+         (SELECT string_agg(r.name, ',' ORDER BY r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+          WHERE ur.user_id = u.id) AS roles"
+    };
+}
+pub(super) use user_columns;
+
+pub(super) const USER_COLUMNS: &str = user_columns!();
+
+const LOAD_USER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users u WHERE u.tenant_id = $1 AND u.id = $2"
+);
+
+pub(super) fn user_from_row(row: &Row) -> StoreResult<User> {
+    let roles: Option<String> = row.get("roles")?;
+    Ok(User {
+        id: row.get("id")?,
+        tenant_id: row.get("tenant_id")?,
+        email: row.get::<Option<String>>("email")?.map(Email::from_trusted),
+        email_verified: row.get("email_verified")?,
+        phone: row.get::<Option<String>>("phone")?.map(Phone::from_trusted),
+        phone_verified: row.get("phone_verified")?,
+        disabled: row.get("disabled")?,
+        metadata: row.json("metadata")?,
+        roles: roles
+            .map(|r| r.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        last_sign_in_at: row.get("last_sign_in_at")?,
+        credential_epoch: row.get("credential_epoch")?,
+    })
+}
+
+pub(super) const SESSION_COLUMNS: &str =
+    "s.id, s.tenant_id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip";
+
+pub(super) fn session_from_row(row: &Row) -> StoreResult<Session> {
+    Ok(Session {
+        id: row.get("id")?,
+        tenant_id: row.get("tenant_id")?,
+        user_id: row.get("user_id")?,
+        created_at: row.get("created_at")?,
+        last_used_at: row.get("last_used_at")?,
+        expires_at: row.get("expires_at")?,
+        revoked_at: row.get("revoked_at")?,
+        user_agent: row.get("user_agent")?,
+        ip: row.get("ip")?,
+    })
+}
+
+pub(super) const KEY_COLUMNS: &str =
+    "kid, algorithm, private_key, public_key, state, created_at, activated_at, retired_at";
+
+pub(super) fn key_from_row(row: &Row) -> StoreResult<SigningKeyRecord> {
+    let state: String = row.get("state")?;
+    Ok(SigningKeyRecord {
+        kid: row.get("kid")?,
+        algorithm: row.get("algorithm")?,
+        private_key: row.get("private_key")?,
+        public_key: row.get("public_key")?,
+        state: KeyState::parse(&state).ok_or_else(|| corrupt("state", "unknown key state"))?,
+        created_at: row.get("created_at")?,
+        activated_at: row.get("activated_at")?,
+        retired_at: row.get("retired_at")?,
+    })
+}
+
+pub(super) const TENANT_COLUMNS: &str = "id, slug, name, created_at";
+
+pub(super) fn tenant_from_row(row: &Row) -> StoreResult<Tenant> {
+    let slug: String = row.get("slug")?;
+    Ok(Tenant {
+        id: row.get("id")?,
+        slug: TenantSlug::parse(&slug).map_err(|_| corrupt("slug", "not a valid tenant slug"))?,
+        name: row.get("name")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+pub(super) fn load_user(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
+    c.query_opt_map(LOAD_USER, &args![tenant_id, user_id], user_from_row)
+}
+
+pub(super) fn all_keys(c: &mut dyn Conn) -> StoreResult<Vec<SigningKeyRecord>> {
+    let sql = format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY created_at, kid");
+    c.query_map(&sql, &[], key_from_row)
+}
+
+/// Appends an audit row in the caller's transaction, so the action and its
+/// record land together or not at all.
+pub(super) fn insert_audit(c: &mut dyn Conn, e: &NewAuditEvent) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO audit_events (id, tenant_id, at, event, user_id, actor_id, ip, user_agent, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &args![
+            Uuid::now_v7(),
+            e.tenant_id,
+            e.at,
+            e.event.as_str(),
+            e.user_id,
+            e.actor_id,
+            &e.ip,
+            &e.user_agent,
+            &e.detail,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Moves the user's credential epoch on, ending every session that records
+/// the old one (the admin site's). Call it inside the transaction of the
+/// event that ends the user's sessions.
+pub(super) fn bump_credential_epoch(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid) -> StoreResult<()> {
+    c.execute(
+        "UPDATE users SET credential_epoch = credential_epoch + 1 WHERE tenant_id = $1 AND id = $2",
+        &args![tenant_id, user_id],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::Value;
+
+    #[test]
+    fn a_corrupt_slug_is_an_error_not_the_default_tenant() {
+        let row = Row::new(
+            vec!["id".into(), "slug".into(), "name".into(), "created_at".into()].into(),
+            vec![
+                Value::Text(Uuid::nil().to_string()),
+                Value::Text("NOT A SLUG!".into()),
+                Value::Text("x".into()),
+                Value::Int(0),
+            ],
+        );
+        assert!(tenant_from_row(&row).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_user_row_reads_the_same_on_sqlite() {
+        use crate::store::sql::Driver;
+        let store = crate::store::sqlite::SqliteStore::open("sqlite::memory:", 2).unwrap();
+        let roles = store
+            .read(|c| {
+                c.query_value::<Option<String>>(
+                    "SELECT string_agg(name, ',' ORDER BY name) FROM (SELECT 'b' AS name UNION SELECT 'a')",
+                    &[],
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(roles.as_deref(), Some("a,b"));
+    }
+}
