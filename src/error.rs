@@ -14,6 +14,86 @@ use serde::Serialize;
 
 use crate::store::StoreError;
 
+/// Declares [`ErrorCode`] and its names from one table.
+macro_rules! error_codes {
+    ($($variant:ident => $name:literal,)+) => {
+        /// The stable, machine-readable `error` of every error body (and the
+        /// `error` of `WWW-Authenticate`). Clients branch on these strings,
+        /// so a variant's name never changes; adding one is a documented
+        /// API change.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of the names.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    BuiltinRole => "builtin_role",
+    Conflict => "conflict",
+    CrossSite => "cross_site",
+    Csrf => "csrf",
+    DefaultTenant => "default_tenant",
+    EmailNotVerified => "email_not_verified",
+    EmailTaken => "email_taken",
+    Forbidden => "forbidden",
+    Internal => "internal_error",
+    InvalidClient => "invalid_client",
+    InvalidCode => "invalid_code",
+    InvalidCredentials => "invalid_credentials",
+    InvalidCursor => "invalid_cursor",
+    InvalidGrant => "invalid_grant",
+    InvalidOtp => "invalid_otp",
+    InvalidRequest => "invalid_request",
+    InvalidToken => "invalid_token",
+    KeyTooNew => "key_too_new",
+    LastIdentifier => "last_identifier",
+    MethodNotAllowed => "method_not_allowed",
+    NoNextKey => "no_next_key",
+    NoPhone => "no_phone",
+    NoProvenAddress => "no_proven_address",
+    NoSigningKeys => "no_signing_keys",
+    NotAdmin => "not_admin",
+    NotFound => "not_found",
+    NotResendable => "not_resendable",
+    PayloadTooLarge => "payload_too_large",
+    PhoneTaken => "phone_taken",
+    RateLimited => "rate_limited",
+    ReadOnly => "read_only",
+    ReauthenticationRequired => "reauthentication_required",
+    RoleExists => "role_exists",
+    SelfAction => "self",
+    SessionRevoked => "session_revoked",
+    SignupDisabled => "signup_disabled",
+    SignupDomainNotAllowed => "signup_domain_not_allowed",
+    TenantExists => "tenant_exists",
+    Unavailable => "unavailable",
+    UnknownRole => "unknown_role",
+    UnknownTenant => "unknown_tenant",
+    UnsupportedGrantType => "unsupported_grant_type",
+    UnsupportedMediaType => "unsupported_media_type",
+    UserDisabled => "user_disabled",
+    ValidationFailed => "validation_failed",
+    WrongTenant => "wrong_tenant",
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// 400 with per-field reasons (`fields`).
@@ -23,15 +103,15 @@ pub enum AppError {
         fields: BTreeMap<String, String>,
     },
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     #[error("{message}")]
-    Unauthorized { code: &'static str, message: String },
+    Unauthorized { code: ErrorCode, message: String },
     #[error("{message}")]
-    Forbidden { code: &'static str, message: String },
+    Forbidden { code: ErrorCode, message: String },
     #[error("{message}")]
-    NotFound { code: &'static str, message: String },
+    NotFound { code: ErrorCode, message: String },
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("request body is too large")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -46,7 +126,7 @@ pub enum AppError {
     #[error("{description}")]
     OAuth {
         status: StatusCode,
-        code: &'static str,
+        code: ErrorCode,
         description: String,
     },
     #[error(transparent)]
@@ -65,14 +145,14 @@ impl AppError {
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         AppError::BadRequest {
             code,
             message: message.into(),
         }
     }
 
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         AppError::Unauthorized {
             code,
             message: message.into(),
@@ -82,18 +162,21 @@ impl AppError {
     /// The one answer to every failed password or code check: it says nothing
     /// about which part was wrong or whether the account exists.
     pub fn invalid_credentials() -> Self {
-        Self::unauthorized("invalid_credentials", "invalid credentials")
+        Self::unauthorized(ErrorCode::InvalidCredentials, "invalid credentials")
     }
 
     pub fn invalid_token() -> Self {
-        Self::unauthorized("invalid_token", "missing, invalid or expired access token")
+        Self::unauthorized(ErrorCode::InvalidToken, "missing, invalid or expired access token")
     }
 
     pub fn invalid_grant() -> Self {
-        Self::unauthorized("invalid_grant", "the refresh token is invalid, expired or revoked")
+        Self::unauthorized(
+            ErrorCode::InvalidGrant,
+            "the refresh token is invalid, expired or revoked",
+        )
     }
 
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, message: impl Into<String>) -> Self {
         AppError::Forbidden {
             code,
             message: message.into(),
@@ -102,12 +185,12 @@ impl AppError {
 
     pub fn not_found(what: &str) -> Self {
         AppError::NotFound {
-            code: "not_found",
+            code: ErrorCode::NotFound,
             message: format!("{what} not found"),
         }
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         AppError::Conflict {
             code,
             message: message.into(),
@@ -135,21 +218,21 @@ impl AppError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AppError::Validation { .. } => "validation_failed",
+            AppError::Validation { .. } => ErrorCode::ValidationFailed,
             AppError::BadRequest { code, .. }
             | AppError::Unauthorized { code, .. }
             | AppError::Forbidden { code, .. }
             | AppError::NotFound { code, .. }
             | AppError::Conflict { code, .. }
-            | AppError::OAuth { code, .. } => code,
-            AppError::PayloadTooLarge => "payload_too_large",
-            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
-            AppError::MethodNotAllowed => "method_not_allowed",
-            AppError::RateLimited { .. } => "rate_limited",
-            AppError::Unavailable => "unavailable",
-            AppError::Internal(_) => "internal_error",
+            | AppError::OAuth { code, .. } => *code,
+            AppError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            AppError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            AppError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::Unavailable => ErrorCode::Unavailable,
+            AppError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -221,11 +304,11 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::NotFound => AppError::not_found("resource"),
             StoreError::Conflict { field } => match field {
-                "email" => AppError::conflict("email_taken", "that email is already registered"),
-                "phone" => AppError::conflict("phone_taken", "that phone number is already registered"),
-                "slug" => AppError::conflict("tenant_exists", "a tenant with that slug exists"),
-                "name" => AppError::conflict("role_exists", "a role with that name exists"),
-                other => AppError::conflict("conflict", format!("{other} already exists")),
+                "email" => AppError::conflict(ErrorCode::EmailTaken, "that email is already registered"),
+                "phone" => AppError::conflict(ErrorCode::PhoneTaken, "that phone number is already registered"),
+                "slug" => AppError::conflict(ErrorCode::TenantExists, "a tenant with that slug exists"),
+                "name" => AppError::conflict(ErrorCode::RoleExists, "a role with that name exists"),
+                other => AppError::conflict(ErrorCode::Conflict, format!("{other} already exists")),
             },
             StoreError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "store unavailable");
@@ -240,5 +323,85 @@ impl From<crate::cache::CacheError> for AppError {
     fn from(err: crate::cache::CacheError) -> Self {
         tracing::error!(error = %err, "cache unavailable");
         AppError::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clients branch on these strings: the list changes only by adding.
+    #[test]
+    fn error_codes_keep_their_names() {
+        let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "builtin_role",
+                "conflict",
+                "cross_site",
+                "csrf",
+                "default_tenant",
+                "email_not_verified",
+                "email_taken",
+                "forbidden",
+                "internal_error",
+                "invalid_client",
+                "invalid_code",
+                "invalid_credentials",
+                "invalid_cursor",
+                "invalid_grant",
+                "invalid_otp",
+                "invalid_request",
+                "invalid_token",
+                "key_too_new",
+                "last_identifier",
+                "method_not_allowed",
+                "no_next_key",
+                "no_phone",
+                "no_proven_address",
+                "no_signing_keys",
+                "not_admin",
+                "not_found",
+                "not_resendable",
+                "payload_too_large",
+                "phone_taken",
+                "rate_limited",
+                "read_only",
+                "reauthentication_required",
+                "role_exists",
+                "self",
+                "session_revoked",
+                "signup_disabled",
+                "signup_domain_not_allowed",
+                "tenant_exists",
+                "unavailable",
+                "unknown_role",
+                "unknown_tenant",
+                "unsupported_grant_type",
+                "unsupported_media_type",
+                "user_disabled",
+                "validation_failed",
+                "wrong_tenant",
+            ]
+        );
+        for code in ErrorCode::ALL {
+            assert_eq!(code.to_string(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn fixed_variants_answer_their_codes() {
+        assert_eq!(AppError::validation("f", "bad").code().as_str(), "validation_failed");
+        assert_eq!(
+            AppError::RateLimited { retry_after_secs: 1 }.code().as_str(),
+            "rate_limited"
+        );
+        assert_eq!(
+            AppError::internal(anyhow::anyhow!("x")).code().as_str(),
+            "internal_error"
+        );
+        assert_eq!(AppError::not_found("user").code().as_str(), "not_found");
+        assert_eq!(AppError::invalid_grant().code().as_str(), "invalid_grant");
     }
 }

@@ -19,6 +19,7 @@
 //! Counters and compare-and-delete are single atomic operations in every
 //! adapter, so two instances (or two requests) never both win.
 
+pub mod keys;
 pub mod moka;
 #[cfg(feature = "postgres")]
 pub mod redis;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use keys::{CacheKey, RateBucket};
 pub use sketch::Count;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,9 +78,8 @@ pub trait Cache: Send + Sync + 'static {
     /// A rate-limit counter: counts one hit for `digest` in budget `bucket`
     /// (when `hit`) and returns its count over the last one to two `period`s
     /// (see [`sketch`]). `digest` is a keyed hash of the client's key, never
-    /// the key itself; `bucket` names a budget in code, so the set of
-    /// buckets is fixed and small.
-    async fn count(&self, bucket: &'static str, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count>;
+    /// the key itself; the set of buckets is fixed in code and small.
+    async fn count(&self, bucket: RateBucket, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count>;
     /// The in-process footprint; `None` for a shared cache (it has its own
     /// memory limits; see the README on Redis).
     fn footprint(&self) -> Option<Footprint> {

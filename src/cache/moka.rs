@@ -22,7 +22,7 @@ use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache as MokaCache;
 
 use super::sketch::{Count, SKETCH_BYTES, WindowedSketch};
-use super::{Cache, CacheResult, CodeCheck, Footprint};
+use super::{Cache, CacheResult, CodeCheck, Footprint, RateBucket};
 
 #[derive(Clone)]
 struct Entry {
@@ -47,7 +47,7 @@ const CODE: u8 = 0;
 /// A burned code: `[BURNED]`.
 const BURNED: u8 = 1;
 
-type Sketches = HashMap<(&'static str, u64), Arc<WindowedSketch>>;
+type Sketches = HashMap<(RateBucket, u64), Arc<WindowedSketch>>;
 
 #[derive(Clone)]
 pub struct MokaStore {
@@ -70,7 +70,7 @@ impl MokaStore {
         self.entries.get(key).filter(|e| e.expires > Instant::now())
     }
 
-    fn sketch(&self, bucket: &'static str, period_ms: u64) -> Arc<WindowedSketch> {
+    fn sketch(&self, bucket: RateBucket, period_ms: u64) -> Arc<WindowedSketch> {
         let mut sketches = self.sketches.lock().unwrap_or_else(|p| p.into_inner());
         sketches
             .entry((bucket, period_ms))
@@ -177,7 +177,7 @@ impl Cache for MokaStore {
         Ok(outcome)
     }
 
-    async fn count(&self, bucket: &'static str, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count> {
+    async fn count(&self, bucket: RateBucket, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count> {
         let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(self.sketch(bucket, period_ms).count(digest, hit, now_ms))
@@ -280,7 +280,9 @@ mod tests {
             let mut d = [0u8; 32];
             d[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
             d[8..16].copy_from_slice(&n.wrapping_mul(0xBF58_476D_1CE4_E5B9).to_le_bytes());
-            c.count("refresh-ip", &d, Duration::from_secs(60), true).await.unwrap();
+            c.count(RateBucket::RefreshIp, &d, Duration::from_secs(60), true)
+                .await
+                .unwrap();
         }
         assert_eq!(c.get("deny:s:x").await.unwrap(), Some(b"1".to_vec()));
         let f = c.footprint().unwrap();

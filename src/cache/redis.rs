@@ -42,7 +42,7 @@ use ::redis::{AsyncConnectionConfig, RedisError, Script};
 use async_trait::async_trait;
 
 use super::sketch::{self, Count};
-use super::{Cache, CacheError, CacheResult, CodeCheck};
+use super::{Cache, CacheError, CacheKey, CacheResult, CodeCheck, RateBucket};
 
 /// The key prefix when the URL names none.
 pub const DEFAULT_PREFIX: &str = "forge:";
@@ -365,14 +365,14 @@ impl Cache for RedisCache {
         })
     }
 
-    async fn count(&self, bucket: &'static str, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count> {
+    async fn count(&self, bucket: RateBucket, digest: &[u8; 32], period: Duration, hit: bool) -> CacheResult<Count> {
         let period_ms = ttl_millis(period);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
         let (index, left_ms) = sketch::generation(now_ms, period_ms);
-        let name = |i: u64| self.key(&format!("rl:{bucket}:{period_ms}:{i}"));
+        let name = |i: u64| self.key(&CacheKey::rate_window(bucket, period_ms, i));
         let mut conn = self.connect().await.map_err(|e| self.failed(e))?;
         let mut invocation = self.count.key(name(index));
         invocation

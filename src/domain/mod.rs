@@ -4,11 +4,13 @@
 //! [`password_policy`] holds the rules a new password must meet before it
 //! is hashed.
 
+mod audit;
 mod identity;
 mod names;
 pub mod password_policy;
 pub mod settings;
 
+pub use audit::{AuditEvent, UnknownAuditEvent};
 pub use identity::{Email, Identifier, Phone};
 pub use names::{Permission, RoleName, TenantSlug};
 pub use password_policy::PasswordPolicy;

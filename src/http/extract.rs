@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::domain::TenantSlug;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::service::RequestMeta;
 use crate::service::sessions::{self, Principal};
 use crate::state::AppState;
@@ -56,7 +56,7 @@ fn body_error(status: axum::http::StatusCode, detail: String) -> AppError {
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType(detail),
-        _ => AppError::bad_request("invalid_request", detail),
+        _ => AppError::bad_request(ErrorCode::InvalidRequest, detail),
     }
 }
 
@@ -83,7 +83,7 @@ impl From<FormRejection> for AppError {
 
 impl From<QueryRejection> for AppError {
     fn from(r: QueryRejection) -> Self {
-        AppError::bad_request("invalid_request", scrub(&r.body_text()))
+        AppError::bad_request(ErrorCode::InvalidRequest, scrub(&r.body_text()))
     }
 }
 
@@ -229,7 +229,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let app = AppState::from_ref(state);
         let unknown = || AppError::NotFound {
-            code: "unknown_tenant",
+            code: ErrorCode::UnknownTenant,
             message: "no such tenant".into(),
         };
         let slug = match parts.headers.get(TENANT_HEADER) {
@@ -266,7 +266,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantOverride {
             .and_then(|s| TenantSlug::parse(s.trim()).ok())
             .map(|slug| TenantOverride(Some(slug)))
             .ok_or_else(|| AppError::NotFound {
-                code: "unknown_tenant",
+                code: ErrorCode::UnknownTenant,
                 message: "no such tenant".into(),
             })
     }

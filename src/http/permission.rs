@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::http::extract::{Auth, basic_credentials};
 use crate::service::rbac;
 use crate::service::sessions::Principal;
@@ -112,7 +112,7 @@ where
             } else {
                 format!("requires permission {}", P::NAME)
             };
-            return Err(AppError::forbidden("forbidden", message));
+            return Err(AppError::forbidden(ErrorCode::Forbidden, message));
         }
         Ok(RequirePermission(principal, PhantomData))
     }
@@ -184,7 +184,7 @@ where
         let config = &app.config.introspection;
         if let Some(basic) = basic_credentials(&parts.headers) {
             let refused = || IntrospectionRejection {
-                error: AppError::unauthorized("invalid_client", "invalid client credentials"),
+                error: AppError::unauthorized(ErrorCode::InvalidClient, "invalid client credentials"),
                 basic: Challenge::Only,
             };
             let (username, password) = basic.ok_or_else(refused)?;
@@ -210,7 +210,7 @@ where
             .map_err(reject)?
         {
             return Err(reject(AppError::forbidden(
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("requires permission {}", TokensIntrospect::NAME),
             )));
         }

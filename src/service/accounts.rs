@@ -10,9 +10,10 @@ use uuid::Uuid;
 
 use super::limits::{self, ip_key};
 use super::{RequestMeta, denylist, off_runtime, sessions};
+use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
-use crate::domain::{Email, Identifier, Phone, RoleName, TenantSlug};
-use crate::error::{AppError, AppResult};
+use crate::domain::{AuditEvent, Email, Identifier, Phone, RoleName, TenantSlug};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::state::AppState;
 use crate::store::{NewUser, SignIn, StoreError, Tenant, User, UserPatch};
@@ -68,7 +69,7 @@ pub enum SignedUp {
 pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
     limits::spend(
         state,
-        "signup-ip",
+        RateBucket::SignupIp,
         &ip_key(meta.ip.as_deref()),
         state.config.rate_limit.signup_per_ip,
     )
@@ -101,7 +102,7 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
                 now,
             },
             (!hold_back).then(|| session.clone()),
-            meta.audit(tenant.id, now, "signup", Some(user_id), Some(user_id)),
+            meta.audit(tenant.id, now, AuditEvent::Signup, Some(user_id), Some(user_id)),
         )
         .await?;
     if hold_back {
@@ -138,7 +139,7 @@ pub async fn check_password_sign_in(
 ) -> AppResult<ProvenPassword> {
     let rl = &state.config.rate_limit;
     let ip = ip_key(meta.ip.as_deref());
-    limits::spend(state, "login-ip", &ip, rl.login_per_ip).await?;
+    limits::spend(state, RateBucket::LoginIp, &ip, rl.login_per_ip).await?;
     let found = match tenant {
         Some(t) => state.store.find_for_login(t.id, identifier).await?,
         None => None,
@@ -153,10 +154,18 @@ pub async fn check_password_sign_in(
         _ => None,
     };
     let (bucket, failure_key, budget) = match (&device, &found) {
-        (Some(device), _) => ("login-fail-device", device.to_string(), rl.login_failures_per_device),
-        (None, Some((user, _))) => ("login-fail", user.id.to_string(), rl.login_failures_per_account),
+        (Some(device), _) => (
+            RateBucket::LoginFailDevice,
+            device.to_string(),
+            rl.login_failures_per_device,
+        ),
+        (None, Some((user, _))) => (
+            RateBucket::LoginFail,
+            user.id.to_string(),
+            rl.login_failures_per_account,
+        ),
         (None, None) => (
-            "login-fail",
+            RateBucket::LoginFail,
             format!("{tenant_key}:{}", identifier.as_str()),
             rl.login_failures_per_account,
         ),
@@ -174,7 +183,7 @@ pub async fn check_password_sign_in(
             state.metrics.login("failure");
             if let Some(tenant) = tenant {
                 let user_id = found.map(|(u, _)| u.id);
-                let mut audit = meta.audit(tenant.id, state.clock.now(), "login_failed", user_id, None);
+                let mut audit = meta.audit(tenant.id, state.clock.now(), AuditEvent::LoginFailed, user_id, None);
                 audit.detail = serde_json::json!({ "method": "password", "via": via });
                 state.store.record_audit(audit).await?;
             }
@@ -184,12 +193,12 @@ pub async fn check_password_sign_in(
     };
     if user.disabled {
         state.metrics.login("disabled");
-        return Err(AppError::forbidden("user_disabled", "this account is disabled"));
+        return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
     }
     if state.config.signup.require_email_verification && user.email.is_some() && !user.email_verified {
         state.metrics.login("unverified");
         return Err(AppError::forbidden(
-            "email_not_verified",
+            ErrorCode::EmailNotVerified,
             "verify your email address before signing in",
         ));
     }
@@ -221,7 +230,7 @@ pub async fn login(
         None
     };
     let (session, refresh) = sessions::new_session(state, meta);
-    let mut audit = meta.audit(tenant.id, now, "login", Some(user.id), Some(user.id));
+    let mut audit = meta.audit(tenant.id, now, AuditEvent::Login, Some(user.id), Some(user.id));
     audit.detail = serde_json::json!({ "method": "password", "session_id": session.id });
     let sign_in = SignIn {
         session: session.clone(),
@@ -303,7 +312,7 @@ pub async fn update_me(
         let mut audit = meta.audit(
             tenant.id,
             now,
-            "user_updated",
+            AuditEvent::UserUpdated,
             Some(principal.user_id),
             Some(principal.user_id),
         );
@@ -330,7 +339,7 @@ pub async fn delete_me(state: &AppState, principal: &sessions::Principal, meta: 
     let audit = meta.audit(
         principal.tenant.id,
         state.clock.now(),
-        "user_deleted",
+        AuditEvent::UserDeleted,
         Some(principal.user_id),
         Some(principal.user_id),
     );
@@ -354,14 +363,14 @@ pub async fn create_admin(
     let tenant = tenant(state, tenant_slug.as_str())
         .await?
         .ok_or_else(|| AppError::NotFound {
-            code: "unknown_tenant",
+            code: ErrorCode::UnknownTenant,
             message: format!("no tenant {tenant_slug}"),
         })?;
     check_password(state, &password, hint_inputs(Some(&email))).await?;
     let hash = state.passwords.hash(&password).await.map_err(AppError::internal)?;
     let now = state.clock.now();
     let id = Uuid::now_v7();
-    let mut audit = RequestMeta::default().audit(tenant.id, now, "role_assigned", Some(id), None);
+    let mut audit = RequestMeta::default().audit(tenant.id, now, AuditEvent::RoleAssigned, Some(id), None);
     audit.detail = serde_json::json!({ "role": RoleName::ADMIN, "via": "cli" });
     state
         .store

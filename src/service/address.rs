@@ -17,9 +17,10 @@ use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
 use super::recovery::RECOVERY_CODE_TTL;
 use super::{RequestMeta, accounts, otp, proof, sessions};
+use crate::cache::{CacheKey, RateBucket};
 use crate::crypto::password::Verification;
-use crate::domain::{Email, Identifier, Phone};
-use crate::error::{AppError, AppResult};
+use crate::domain::{AuditEvent, Email, Identifier, Phone};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
 use crate::state::AppState;
@@ -34,13 +35,13 @@ pub struct Reauthentication {
 
 fn reauthentication_required() -> AppError {
     AppError::unauthorized(
-        "reauthentication_required",
+        ErrorCode::ReauthenticationRequired,
         "changing how you sign in needs your current password (or a code from POST /v1/auth/reauthenticate)",
     )
 }
 
 fn invalid_code() -> AppError {
-    AppError::bad_request("invalid_code", "the code is wrong or expired")
+    AppError::bad_request(ErrorCode::InvalidCode, "the code is wrong or expired")
 }
 
 /// The address a reauthentication code goes to: the proven email, else the
@@ -70,12 +71,18 @@ pub async fn send_reauthentication(
     let user = accounts::me(state, principal).await?;
     let Some(to) = proven_address(&user) else {
         return Err(AppError::bad_request(
-            "no_proven_address",
+            ErrorCode::NoProvenAddress,
             "the account has no verified email or phone to send a code to",
         ));
     };
     let rl = &state.config.rate_limit;
-    limits::spend(state, "otp-send-ip", &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip).await?;
+    limits::spend(
+        state,
+        RateBucket::OtpSendIp,
+        &ip_key(meta.ip.as_deref()),
+        rl.otp_send_per_ip,
+    )
+    .await?;
     otp::cooldown(state, tenant, to.as_str()).await?;
     let code = codes::issue(
         state,
@@ -101,7 +108,7 @@ pub async fn reauthenticate(state: &AppState, tenant: &Tenant, user: &User, proo
     let key = format!("{}:{}", tenant.id, user.id);
     match (stored, &proof.current_password, &proof.code) {
         (Some(hash), Some(password), _) => {
-            limits::check_failures(state, "reauth-fail", &key, rate).await?;
+            limits::check_failures(state, RateBucket::ReauthFail, &key, rate).await?;
             match state
                 .passwords
                 .verify(password, Some(&hash))
@@ -110,7 +117,7 @@ pub async fn reauthenticate(state: &AppState, tenant: &Tenant, user: &User, proo
             {
                 Verification::Match { .. } => Ok(()),
                 Verification::Mismatch => {
-                    limits::record_failure(state, "reauth-fail", &key, rate).await?;
+                    limits::record_failure(state, RateBucket::ReauthFail, &key, rate).await?;
                     Err(AppError::invalid_credentials())
                 }
             }
@@ -134,14 +141,6 @@ pub async fn reauthenticate(state: &AppState, tenant: &Tenant, user: &User, proo
         }
         _ => Err(reauthentication_required()),
     }
-}
-
-fn pending_key(kind: IdentifierKind, tenant_id: Uuid, user_id: Uuid) -> String {
-    let kind = match kind {
-        IdentifierKind::Email => "email",
-        IdentifierKind::Phone => "phone",
-    };
-    format!("pending:{kind}:{tenant_id}:{user_id}")
 }
 
 /// The code of a change is bound to the user and the new address both.
@@ -168,12 +167,18 @@ pub async fn start(
         return Err(StoreError::Conflict { field: taken }.into());
     }
     let rl = &state.config.rate_limit;
-    limits::spend(state, "otp-send-ip", &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip).await?;
+    limits::spend(
+        state,
+        RateBucket::OtpSendIp,
+        &ip_key(meta.ip.as_deref()),
+        rl.otp_send_per_ip,
+    )
+    .await?;
     otp::cooldown(state, tenant, new.as_str()).await?;
     state
         .cache
         .set(
-            &pending_key(kind, tenant.id, user.id),
+            &CacheKey::pending_address(kind, tenant.id, user.id),
             new.as_str().as_bytes(),
             RECOVERY_CODE_TTL,
         )
@@ -206,7 +211,11 @@ pub async fn pending(
     user_id: Uuid,
     kind: IdentifierKind,
 ) -> AppResult<Option<Identifier>> {
-    let Some(raw) = state.cache.get(&pending_key(kind, tenant.id, user_id)).await? else {
+    let Some(raw) = state
+        .cache
+        .get(&CacheKey::pending_address(kind, tenant.id, user_id))
+        .await?
+    else {
         return Ok(None);
     };
     let address = String::from_utf8(raw).unwrap_or_default();
@@ -237,7 +246,7 @@ pub async fn complete(
         Check::Burned => {
             state
                 .cache
-                .delete(&pending_key(kind, tenant.id, principal.user_id))
+                .delete(&CacheKey::pending_address(kind, tenant.id, principal.user_id))
                 .await?;
             return Err(AppError::RateLimited {
                 retry_after_secs: state.config.otp.attempt_window.as_secs(),
@@ -246,7 +255,7 @@ pub async fn complete(
     }
     state
         .cache
-        .delete(&pending_key(kind, tenant.id, principal.user_id))
+        .delete(&CacheKey::pending_address(kind, tenant.id, principal.user_id))
         .await?;
     let before = accounts::me(state, principal).await?;
     let now = state.clock.now();
@@ -263,7 +272,7 @@ pub async fn complete(
                 .clone()
                 .filter(|_| before.email_verified)
                 .map(Identifier::Email);
-            (old, "email address", "email_changed")
+            (old, "email address", AuditEvent::EmailChanged)
         }
         Identifier::Phone(p) => {
             patch.phone = Some(Some(p.clone()));
@@ -273,7 +282,7 @@ pub async fn complete(
                 .clone()
                 .filter(|_| before.phone_verified)
                 .map(Identifier::Phone);
-            (old, "phone number", "phone_changed")
+            (old, "phone number", AuditEvent::PhoneChanged)
         }
     };
     let audit = meta.audit(tenant.id, now, event, Some(before.id), Some(before.id));

@@ -10,10 +10,11 @@
 use uuid::Uuid;
 
 use super::paging::{self, Page};
+use crate::domain::AuditEvent;
 use crate::error::{AppError, AppResult};
 use crate::service::sessions::Principal;
 use crate::state::AppState;
-use crate::store::{AuditEvent, AuditQuery};
+use crate::store::{self, AuditQuery};
 
 /// Rows deleted per write transaction by the retention sweep.
 const SWEEP_BATCH: u32 = 5_000;
@@ -22,14 +23,36 @@ const SWEEP_BATCH: u32 = 5_000;
 #[derive(Default)]
 pub struct Filter {
     pub user_id: Option<Uuid>,
-    pub event: Option<String>,
+    pub event: Option<EventFilter>,
 }
 
-/// Parses an event name filter: the snake_case names forge writes.
-pub fn parse_event(event: &str) -> AppResult<String> {
+/// The event a listing is narrowed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventFilter {
+    Known(AuditEvent),
+    /// A well-formed name forge does not write today. Rows outlive the code
+    /// that wrote them, so it filters like any other name instead of being
+    /// refused (and a name nobody wrote is an empty page, as it always was).
+    Other(String),
+}
+
+impl EventFilter {
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventFilter::Known(event) => event.as_str(),
+            EventFilter::Other(name) => name,
+        }
+    }
+}
+
+/// Parses an event name filter: snake_case, like the names forge writes.
+pub fn parse_event(event: &str) -> AppResult<EventFilter> {
     let event = event.trim();
+    if let Ok(known) = event.parse::<AuditEvent>() {
+        return Ok(EventFilter::Known(known));
+    }
     if !event.is_empty() && event.len() <= 64 && event.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-        Ok(event.to_string())
+        Ok(EventFilter::Other(event.to_string()))
     } else {
         Err(AppError::validation(
             "event",
@@ -45,7 +68,7 @@ pub async fn list(
     filter: Filter,
     limit: Option<u32>,
     cursor: Option<&str>,
-) -> AppResult<Page<AuditEvent>> {
+) -> AppResult<Page<store::AuditEvent>> {
     let limit = paging::limit(limit)?;
     let before = cursor.map(|c| paging::decode_uuid("a", c)).transpose()?;
     let rows = state
@@ -53,12 +76,12 @@ pub async fn list(
         .list_audit(AuditQuery {
             tenant_id: principal.tenant.id,
             user_id: filter.user_id,
-            event: filter.event,
+            event: filter.event.map(|e| e.as_str().to_string()),
             before,
             limit: limit + 1,
         })
         .await?;
-    Ok(paging::page(rows, limit, |e: &AuditEvent| {
+    Ok(paging::page(rows, limit, |e: &store::AuditEvent| {
         paging::encode("a", &e.id.to_string())
     }))
 }
@@ -94,5 +117,21 @@ pub async fn sweep(state: &AppState) -> AppResult<u64> {
 pub async fn sweep_logged(state: &AppState) {
     if let Err(e) = sweep(state).await {
         tracing::warn!(error = %e, "audit retention sweep failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_filters_name_known_events_and_still_accept_other_names() {
+        assert_eq!(parse_event(" login ").ok(), Some(EventFilter::Known(AuditEvent::Login)));
+        let other = parse_event("retired_event").ok();
+        assert_eq!(other, Some(EventFilter::Other("retired_event".into())));
+        assert_eq!(other.map(|e| e.as_str().to_string()).as_deref(), Some("retired_event"));
+        for bad in ["", "Login!", "drop table", &"a".repeat(65)] {
+            assert!(parse_event(bad).is_err(), "{bad}");
+        }
     }
 }

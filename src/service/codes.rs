@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::cache::CacheKey;
 use crate::crypto::tokens::{hmac_sha256_hex, random_digits};
 use crate::error::AppResult;
 use crate::secret::Secret;
@@ -48,10 +49,6 @@ impl Purpose {
 /// The outcome of presenting a code.
 pub use crate::cache::CodeCheck as Check;
 
-fn code_key(purpose: Purpose, tenant_id: Uuid, identifier: &str) -> String {
-    format!("code:{}:{tenant_id}:{identifier}", purpose.as_str())
-}
-
 fn digest(state: &AppState, purpose: Purpose, identifier: &str, code: &str) -> Vec<u8> {
     let message = format!("{}\0{identifier}\0{code}", purpose.as_str());
     hmac_sha256_hex(&state.refresh_key, message.as_bytes()).into_bytes()
@@ -70,7 +67,7 @@ pub async fn issue(
     let stored = digest(state, purpose, identifier, &code);
     state
         .cache
-        .put_code(&code_key(purpose, tenant_id, identifier), &stored, ttl)
+        .put_code(&CacheKey::code(purpose.as_str(), tenant_id, identifier), &stored, ttl)
         .await?;
     Ok(Secret::new(code))
 }
@@ -87,7 +84,7 @@ pub async fn consume(
     Ok(state
         .cache
         .try_code(
-            &code_key(purpose, tenant_id, identifier),
+            &CacheKey::code(purpose.as_str(), tenant_id, identifier),
             &digest(state, purpose, identifier, code),
             state.config.otp.max_attempts,
             state.config.otp.attempt_window,

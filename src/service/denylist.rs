@@ -13,16 +13,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::cache::CacheResult;
+use crate::cache::{CacheKey, CacheResult};
 use crate::state::AppState;
-
-fn session_key(id: Uuid) -> String {
-    format!("deny:s:{id}")
-}
-
-fn user_key(id: Uuid) -> String {
-    format!("deny:u:{id}")
-}
 
 fn ttl(state: &AppState) -> Duration {
     state.config.jwt.access_ttl + state.config.jwt.leeway + Duration::from_secs(60)
@@ -30,24 +22,24 @@ fn ttl(state: &AppState) -> Duration {
 
 pub async fn deny_sessions(state: &AppState, ids: &[Uuid]) -> CacheResult<()> {
     for id in ids {
-        state.cache.set(&session_key(*id), b"1", ttl(state)).await?;
+        state.cache.set(&CacheKey::deny_session(*id), b"1", ttl(state)).await?;
     }
     Ok(())
 }
 
 pub async fn deny_user(state: &AppState, id: Uuid) -> CacheResult<()> {
-    state.cache.set(&user_key(id), b"1", ttl(state)).await
+    state.cache.set(&CacheKey::deny_user(id), b"1", ttl(state)).await
 }
 
 /// Lifts a user's entry (re-enabled). Their old sessions were revoked when
 /// they were disabled and stay denied by session id.
 pub async fn allow_user(state: &AppState, id: Uuid) -> CacheResult<()> {
-    state.cache.delete(&user_key(id)).await
+    state.cache.delete(&CacheKey::deny_user(id)).await
 }
 
 pub async fn is_denied(state: &AppState, session_id: Uuid, user_id: Uuid) -> CacheResult<bool> {
-    Ok(state.cache.get(&session_key(session_id)).await?.is_some()
-        || state.cache.get(&user_key(user_id)).await?.is_some())
+    Ok(state.cache.get(&CacheKey::deny_session(session_id)).await?.is_some()
+        || state.cache.get(&CacheKey::deny_user(user_id)).await?.is_some())
 }
 
 /// Refills the deny list after a restart from what the database recorded

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::paging::{self, Page};
 use super::{RequestMeta, accounts, denylist, rbac};
-use crate::domain::{Email, Phone, RoleName};
-use crate::error::{AppError, AppResult};
+use crate::domain::{AuditEvent, Email, Phone, RoleName};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
 use crate::state::AppState;
@@ -116,7 +116,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
     if !roles.is_empty() {
         if !rbac::has_permission(state, principal, "roles:assign").await? {
             return Err(AppError::forbidden(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "giving roles requires permission roles:assign",
             ));
         }
@@ -128,7 +128,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
                 .find(|r| r.name == role.as_str())
                 // Like `PUT /v1/users/{id}/roles/{role}`: an unknown role is 404.
                 .ok_or_else(|| AppError::NotFound {
-                    code: "unknown_role",
+                    code: ErrorCode::UnknownRole,
                     message: format!("no role named {role}"),
                 })?;
             wanted.extend(found.permissions.iter().cloned());
@@ -149,7 +149,13 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
     };
     let now = state.clock.now();
     let id = Uuid::now_v7();
-    let mut audit = meta.audit(tenant.id, now, "user_created", Some(id), Some(principal.user_id));
+    let mut audit = meta.audit(
+        tenant.id,
+        now,
+        AuditEvent::UserCreated,
+        Some(id),
+        Some(principal.user_id),
+    );
     audit.detail = serde_json::json!({
         "roles": roles.iter().map(RoleName::as_str).collect::<Vec<_>>(),
         "password": password_hash.is_some(),
@@ -227,7 +233,7 @@ pub async fn update(
         if phone.is_none() && current.email.is_none() && patch.email.is_none() {
             // State, not syntax: the same body is fine for a user with an email.
             return Err(AppError::conflict(
-                "last_identifier",
+                ErrorCode::LastIdentifier,
                 "a user without an email needs a phone number",
             ));
         }
@@ -236,7 +242,7 @@ pub async fn update(
         fields.push("phone");
     } else if let Some(v) = change.phone_verified.filter(|v| *v != current.phone_verified) {
         if v && current.phone.is_none() {
-            return Err(AppError::conflict("no_phone", "the user has no phone number"));
+            return Err(AppError::conflict(ErrorCode::NoPhone, "the user has no phone number"));
         }
         patch.phone_verified = Some(v);
         fields.push("phone_verified");
@@ -254,9 +260,9 @@ pub async fn update(
         return Ok(current);
     }
     let event = match toggled {
-        Some(true) => "user_disabled",
-        Some(false) => "user_enabled",
-        None => "user_updated",
+        Some(true) => AuditEvent::UserDisabled,
+        Some(false) => AuditEvent::UserEnabled,
+        None => AuditEvent::UserUpdated,
     };
     let mut audit = meta.audit(tenant_id, now, event, Some(user_id), Some(principal.user_id));
     audit.detail = serde_json::json!({ "fields": fields });
@@ -288,7 +294,7 @@ pub async fn delete(state: &AppState, principal: &Principal, user_id: Uuid, meta
     let audit = meta.audit(
         tenant_id,
         state.clock.now(),
-        "user_deleted",
+        AuditEvent::UserDeleted,
         Some(user_id),
         Some(principal.user_id),
     );
@@ -331,7 +337,7 @@ pub async fn revoke_sessions(
     let mut audit = meta.audit(
         tenant_id,
         now,
-        "session_revoked",
+        AuditEvent::SessionRevoked,
         Some(user_id),
         Some(principal.user_id),
     );

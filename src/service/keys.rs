@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::config::{Config, JwtAlgorithm};
 use crate::crypto::jwt::{KeyMaterial, Keyring, VerifierSettings, generate_ed25519};
-use crate::domain::Timestamp;
-use crate::error::{AppError, AppResult};
+use crate::domain::{AuditEvent, Timestamp};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::RequestMeta;
 use crate::service::site::sessions::SiteAdmin;
@@ -202,7 +202,7 @@ pub async fn rotate_keys(
 ) -> AppResult<Vec<SigningKeyRecord>> {
     if config.jwt.algorithm == JwtAlgorithm::HS256 {
         return Err(AppError::conflict(
-            "no_signing_keys",
+            ErrorCode::NoSigningKeys,
             "jwt.algorithm is HS256: tokens are signed with jwt.secret, so there are no keys to rotate",
         ));
     }
@@ -217,7 +217,7 @@ pub async fn rotate_keys(
         activated_at: None,
         retired_at: None,
     };
-    let mut audit = meta.audit(DEFAULT_TENANT_ID, now, "key_rotated", None, actor);
+    let mut audit = meta.audit(DEFAULT_TENANT_ID, now, AuditEvent::KeyRotated, None, actor);
     audit.detail = serde_json::json!({ "new_next_kid": new_next.kid, "forced": force, "via": via });
     let not_after = (!force).then(|| now - JWKS_MAX_AGE_SECS as i64);
     match store.rotate_signing_keys(new_next, now, not_after, audit).await? {
@@ -229,7 +229,7 @@ pub async fn rotate_keys(
             let age = now - next_created_at;
             let wait = JWKS_MAX_AGE_SECS as i64 - age;
             Err(AppError::conflict(
-                "key_too_new",
+                ErrorCode::KeyTooNew,
                 format!(
                     "the next key was published {age} s ago and verifiers may cache the JWKS for \
                      {JWKS_MAX_AGE_SECS} s; wait {wait} s, or force the rotation (\"Rotate anyway\", \
@@ -238,7 +238,7 @@ pub async fn rotate_keys(
             ))
         }
         KeyRotation::NoNextKey => Err(AppError::conflict(
-            "no_next_key",
+            ErrorCode::NoNextKey,
             "there is no next key to promote; restart forge to create one",
         )),
     }
@@ -254,7 +254,7 @@ pub async fn rotate_keys_now(
 ) -> AppResult<Vec<SigningKeyRecord>> {
     if !admin.operator {
         return Err(AppError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             "only operators rotate the signing keys",
         ));
     }

@@ -16,19 +16,20 @@
 
 use std::net::IpAddr;
 
+use crate::cache::RateBucket;
 use crate::config::Rate;
 use crate::crypto::tokens::hmac_sha256;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
-fn digest(state: &AppState, bucket: &str, key: &str) -> [u8; 32] {
+fn digest(state: &AppState, bucket: RateBucket, key: &str) -> [u8; 32] {
     let message = format!("rate-limit\0{bucket}\0{key}");
     hmac_sha256(&state.refresh_key, message.as_bytes())
 }
 
 /// Spends one unit of `bucket:key`'s budget; 429 with `Retry-After` once it
 /// is exhausted.
-pub async fn spend(state: &AppState, bucket: &'static str, key: &str, rate: Rate) -> AppResult<()> {
+pub async fn spend(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
     if !state.config.rate_limit.enabled {
         return Ok(());
     }
@@ -46,7 +47,7 @@ pub async fn spend(state: &AppState, bucket: &'static str, key: &str, rate: Rate
 
 /// Refuses without spending when `bucket:key` already used its budget
 /// (checked before the expensive work, counted only on failure).
-pub async fn check_failures(state: &AppState, bucket: &'static str, key: &str, rate: Rate) -> AppResult<()> {
+pub async fn check_failures(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
     if !state.config.rate_limit.enabled {
         return Ok(());
     }
@@ -63,7 +64,7 @@ pub async fn check_failures(state: &AppState, bucket: &'static str, key: &str, r
 }
 
 /// Counts one failure against `bucket:key` (see [`check_failures`]).
-pub async fn record_failure(state: &AppState, bucket: &'static str, key: &str, rate: Rate) -> AppResult<()> {
+pub async fn record_failure(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
     if state.config.rate_limit.enabled {
         state
             .cache

@@ -23,6 +23,7 @@ pub mod tenants;
 
 use uuid::Uuid;
 
+use crate::domain::AuditEvent;
 use crate::store::NewAuditEvent;
 
 /// Who is asking, as far as the audit log cares.
@@ -40,7 +41,7 @@ impl RequestMeta {
         &self,
         tenant_id: Uuid,
         at: i64,
-        event: &'static str,
+        event: AuditEvent,
         user_id: Option<Uuid>,
         actor_id: Option<Uuid>,
     ) -> NewAuditEvent {

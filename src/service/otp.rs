@@ -12,8 +12,9 @@ use uuid::Uuid;
 use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
 use super::{RequestMeta, proof, sessions};
-use crate::domain::Identifier;
-use crate::error::{AppError, AppResult};
+use crate::cache::{CacheKey, RateBucket};
+use crate::domain::{AuditEvent, Identifier};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::state::AppState;
 use crate::store::{IdentifierKind, NewUser, SignIn, Tenant, User};
@@ -39,7 +40,7 @@ pub async fn cooldown(state: &AppState, tenant: &Tenant, identifier: &str) -> Ap
         return Ok(());
     }
     let period = state.config.otp.resend_cooldown;
-    let key = format!("cooldown:{}:{identifier}", tenant.id);
+    let key = CacheKey::cooldown(tenant.id, identifier);
     if !state.cache.set_if_absent(&key, b"1", period).await? {
         return Err(AppError::RateLimited {
             retry_after_secs: period.as_secs(),
@@ -53,7 +54,7 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
     let limits_config = &state.config.rate_limit;
     limits::spend(
         state,
-        "otp-send-ip",
+        RateBucket::OtpSendIp,
         &ip_key(meta.ip.as_deref()),
         limits_config.otp_send_per_ip,
     )
@@ -64,7 +65,13 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
     // or not the account exists, so the answers stay the same for both.
     cooldown(state, tenant, identifier.as_str()).await?;
     let target = format!("{}:{}", tenant.id, identifier.as_str());
-    limits::spend(state, "otp-send-id", &target, limits_config.otp_send_per_identifier).await?;
+    limits::spend(
+        state,
+        RateBucket::OtpSendId,
+        &target,
+        limits_config.otp_send_per_identifier,
+    )
+    .await?;
 
     let existing = state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u);
     let deliver = match &existing {
@@ -83,7 +90,7 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
         .send(tenant.id, recipient(identifier), MessageKind::Otp, &code, ttl)
         .await?;
     let user_id = existing.map(|u| u.id);
-    let mut audit = meta.audit(tenant.id, state.clock.now(), "otp_sent", user_id, user_id);
+    let mut audit = meta.audit(tenant.id, state.clock.now(), AuditEvent::OtpSent, user_id, user_id);
     audit.detail = serde_json::json!({ "channel": recipient(identifier).channel() });
     state.store.record_audit(audit).await?;
     Ok(())
@@ -105,12 +112,12 @@ pub async fn verify(
     let now = state.clock.now();
     limits::spend(
         state,
-        "otp-verify-ip",
+        RateBucket::OtpVerifyIp,
         &ip_key(meta.ip.as_deref()),
         state.config.rate_limit.otp_verify_per_ip,
     )
     .await?;
-    let invalid = || AppError::unauthorized("invalid_otp", "the code is wrong or expired");
+    let invalid = || AppError::unauthorized(ErrorCode::InvalidOtp, "the code is wrong or expired");
     match codes::consume(state, Purpose::SignIn, tenant.id, identifier.as_str(), code).await? {
         Check::Valid => {}
         outcome => {
@@ -119,7 +126,7 @@ pub async fn verify(
                 .find_for_login(tenant.id, identifier)
                 .await?
                 .map(|(u, _)| u.id);
-            let mut audit = meta.audit(tenant.id, now, "otp_failed", user_id, None);
+            let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpFailed, user_id, None);
             audit.detail = serde_json::json!({ "burned": outcome == Check::Burned });
             state.store.record_audit(audit).await?;
             return Err(match outcome {
@@ -132,7 +139,9 @@ pub async fn verify(
     }
     let (session, refresh) = sessions::new_session(state, meta);
     let user = match state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
-        Some(user) if user.disabled => return Err(AppError::forbidden("user_disabled", "this account is disabled")),
+        Some(user) if user.disabled => {
+            return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
+        }
         Some(user) => {
             // Every way in honours the setting: a phone code must not open
             // an account whose (possibly someone else's) email is unproven.
@@ -142,12 +151,12 @@ pub async fn verify(
                 && !user.email_verified
             {
                 return Err(AppError::forbidden(
-                    "email_not_verified",
+                    ErrorCode::EmailNotVerified,
                     "verify your email address before signing in",
                 ));
             }
             let user = proof::prove(state, tenant, &user, kind(identifier), proof::Keep::default(), meta).await?;
-            let mut audit = meta.audit(tenant.id, now, "otp_verified", Some(user.id), Some(user.id));
+            let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(user.id), Some(user.id));
             audit.detail = serde_json::json!({ "session_id": session.id });
             let sign_in = SignIn {
                 session: session.clone(),
@@ -164,7 +173,7 @@ pub async fn verify(
                 Identifier::Email(e) => (Some(e.clone()), None),
                 Identifier::Phone(p) => (None, Some(p.clone())),
             };
-            let mut audit = meta.audit(tenant.id, now, "otp_verified", Some(id), Some(id));
+            let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(id), Some(id));
             audit.detail = serde_json::json!({ "session_id": session.id, "signup": true });
             state
                 .store

@@ -34,7 +34,10 @@ pub fn encode(kind: &str, key: &str) -> String {
 }
 
 fn invalid() -> AppError {
-    AppError::bad_request("invalid_cursor", "the cursor is malformed or belongs to another list")
+    AppError::bad_request(
+        crate::error::ErrorCode::InvalidCursor,
+        "the cursor is malformed or belongs to another list",
+    )
 }
 
 /// The key of a cursor of `kind`; 400 `invalid_cursor` otherwise.

@@ -18,6 +18,7 @@
 use uuid::Uuid;
 
 use super::{RequestMeta, sessions};
+use crate::domain::AuditEvent;
 use crate::error::AppResult;
 use crate::state::AppState;
 use crate::store::{IdentifierKind, Tenant, User, UserPatch};
@@ -50,8 +51,8 @@ pub async fn prove(
     meta: &RequestMeta,
 ) -> AppResult<User> {
     let (proven, event) = match kind {
-        IdentifierKind::Email => (user.email.is_some() && user.email_verified, "email_verified"),
-        IdentifierKind::Phone => (user.phone.is_some() && user.phone_verified, "phone_verified"),
+        IdentifierKind::Email => (user.email.is_some() && user.email_verified, AuditEvent::EmailVerified),
+        IdentifierKind::Phone => (user.phone.is_some() && user.phone_verified, AuditEvent::PhoneVerified),
     };
     if proven {
         return Ok(user.clone());

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use crate::domain::Permission;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::sessions::Principal;
 use crate::state::AppState;
 use crate::store::Access;
@@ -82,7 +82,7 @@ pub async fn require_covers(state: &AppState, principal: &Principal, wanted: &[S
         Ok(())
     } else {
         Err(AppError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             "that needs permissions you do not hold yourself",
         ))
     }
@@ -102,7 +102,7 @@ pub async fn require_covers_user(state: &AppState, principal: &Principal, target
         Ok(())
     } else {
         Err(AppError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             "that user holds permissions you do not hold yourself",
         ))
     }

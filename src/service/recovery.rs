@@ -10,9 +10,10 @@ use std::time::Duration;
 use super::codes::{self, Check, Purpose};
 use super::limits::{self, ip_key};
 use super::{RequestMeta, accounts, otp, proof, sessions};
+use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
-use crate::domain::{Email, Identifier};
-use crate::error::{AppError, AppResult};
+use crate::domain::{AuditEvent, Email, Identifier};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
 use crate::state::AppState;
@@ -23,7 +24,7 @@ use crate::store::{IdentifierKind, SignIn, Tenant, User, UserPatch};
 pub const RECOVERY_CODE_TTL: Duration = Duration::from_secs(15 * 60);
 
 fn invalid_code() -> AppError {
-    AppError::bad_request("invalid_code", "the code is wrong or expired")
+    AppError::bad_request(ErrorCode::InvalidCode, "the code is wrong or expired")
 }
 
 fn burned(state: &AppState) -> AppError {
@@ -34,12 +35,18 @@ fn burned(state: &AppState) -> AppError {
 
 async fn budget(state: &AppState, tenant: &Tenant, email: &Email, meta: &RequestMeta) -> AppResult<()> {
     let rl = &state.config.rate_limit;
-    limits::spend(state, "otp-send-ip", &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip).await?;
+    limits::spend(
+        state,
+        RateBucket::OtpSendIp,
+        &ip_key(meta.ip.as_deref()),
+        rl.otp_send_per_ip,
+    )
+    .await?;
     // The cooldown before the address's budget: see `otp::request`.
     otp::cooldown(state, tenant, email.as_str()).await?;
     limits::spend(
         state,
-        "recovery",
+        RateBucket::Recovery,
         &format!("{}:{email}", tenant.id),
         rl.recovery_per_identifier,
     )
@@ -149,7 +156,7 @@ pub async fn confirm_and_sign_in(
     consume(state, tenant, email, Purpose::EmailVerification, code).await?;
     let user = find_by_email(state, tenant, email).await?.ok_or_else(invalid_code)?;
     if user.disabled {
-        return Err(AppError::forbidden("user_disabled", "this account is disabled"));
+        return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
     }
     // Whoever reads the mailbox proves the address, not that they chose
     // the password it was signed up with: that password survives the first
@@ -177,7 +184,13 @@ pub async fn confirm_and_sign_in(
     };
     let user = proof::prove(state, tenant, &user, IdentifierKind::Email, keep, meta).await?;
     let (session, refresh) = sessions::new_session(state, meta);
-    let mut audit = meta.audit(tenant.id, state.clock.now(), "login", Some(user.id), Some(user.id));
+    let mut audit = meta.audit(
+        tenant.id,
+        state.clock.now(),
+        AuditEvent::Login,
+        Some(user.id),
+        Some(user.id),
+    );
     audit.detail = serde_json::json!({ "method": "email_code", "session_id": session.id });
     let sign_in = SignIn {
         session: session.clone(),
@@ -209,7 +222,7 @@ async fn set_password(
     user: &User,
     password: &Secret,
     keep: Option<uuid::Uuid>,
-    event: &'static str,
+    event: AuditEvent,
     meta: &RequestMeta,
 ) -> AppResult<()> {
     let hash = state.passwords.hash(password).await.map_err(AppError::internal)?;
@@ -245,7 +258,16 @@ pub async fn reset(
         session: None,
     };
     let user = proof::prove(state, tenant, &user, IdentifierKind::Email, keep, meta).await?;
-    set_password(state, tenant, &user, new_password, None, "password_reset", meta).await
+    set_password(
+        state,
+        tenant,
+        &user,
+        new_password,
+        None,
+        AuditEvent::PasswordReset,
+        meta,
+    )
+    .await
 }
 
 /// `POST /v1/auth/password/change`: proves the current password, then
@@ -277,7 +299,7 @@ pub async fn change(
         &user,
         new_password,
         Some(principal.session_id),
-        "password_changed",
+        AuditEvent::PasswordChanged,
         meta,
     )
     .await

@@ -21,8 +21,8 @@
 use uuid::Uuid;
 
 use super::{RequestMeta, rbac};
-use crate::domain::{Permission, RoleName};
-use crate::error::{AppError, AppResult};
+use crate::domain::{AuditEvent, Permission, RoleName};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::sessions::Principal;
 use crate::state::AppState;
 use crate::store::{NewRole, Role, StoreError};
@@ -32,7 +32,7 @@ pub const MAX_PERMISSIONS: usize = 100;
 
 fn builtin(name: &str) -> AppError {
     AppError::forbidden(
-        "builtin_role",
+        ErrorCode::BuiltinRole,
         format!("{name} is a built-in role; it cannot be changed or deleted"),
     )
 }
@@ -88,7 +88,13 @@ pub async fn create(
 ) -> AppResult<Role> {
     rbac::require_covers(state, principal, &strings(&permissions)).await?;
     let now = state.clock.now();
-    let mut audit = meta.audit(principal.tenant.id, now, "role_created", None, Some(principal.user_id));
+    let mut audit = meta.audit(
+        principal.tenant.id,
+        now,
+        AuditEvent::RoleCreated,
+        None,
+        Some(principal.user_id),
+    );
     audit.detail = serde_json::json!({ "role": name.as_str(), "permissions": strings(&permissions) });
     Ok(state
         .store
@@ -124,7 +130,7 @@ pub async fn update(
     let mut audit = meta.audit(
         principal.tenant.id,
         state.clock.now(),
-        "role_updated",
+        AuditEvent::RoleUpdated,
         None,
         Some(principal.user_id),
     );
@@ -155,7 +161,7 @@ pub async fn delete(state: &AppState, principal: &Principal, name: &RoleName, me
     let mut audit = meta.audit(
         principal.tenant.id,
         state.clock.now(),
-        "role_deleted",
+        AuditEvent::RoleDeleted,
         None,
         Some(principal.user_id),
     );
@@ -210,7 +216,11 @@ async fn change_assignment(
     }
     let role = get(state, principal, name.as_str()).await?;
     rbac::require_covers(state, principal, &role.permissions).await?;
-    let event = if grant { "role_assigned" } else { "role_removed" };
+    let event = if grant {
+        AuditEvent::RoleAssigned
+    } else {
+        AuditEvent::RoleRemoved
+    };
     let mut audit = meta.audit(
         tenant_id,
         state.clock.now(),

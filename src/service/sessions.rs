@@ -21,8 +21,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{RequestMeta, denylist};
+use crate::cache::RateBucket;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::{hash_token, hmac_sha256_hex, random_token};
+use crate::domain::AuditEvent;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::{NewAuditEvent, NewSession, RotateRefresh, Rotation, Session, Tenant, User};
@@ -131,7 +133,7 @@ fn plausible_refresh_token(token: &str) -> bool {
 pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &RequestMeta) -> AppResult<(User, Tokens)> {
     super::limits::spend(
         state,
-        "refresh-ip",
+        RateBucket::RefreshIp,
         &super::limits::ip_key(meta.ip.as_deref()),
         state.config.rate_limit.refresh_per_ip,
     )
@@ -200,7 +202,7 @@ pub async fn logout(
         _ => return Err(AppError::invalid_token()),
     };
     let now = state.clock.now();
-    let mut audit = meta.audit(tenant.id, now, "logout", Some(user_id), Some(user_id));
+    let mut audit = meta.audit(tenant.id, now, AuditEvent::Logout, Some(user_id), Some(user_id));
     audit.detail = serde_json::json!({ "scope": if scope == LogoutScope::All { "all" } else { "session" } });
     let revoked = match scope {
         LogoutScope::Session => {
@@ -306,7 +308,7 @@ pub async fn revoke_own(
     let mut audit = meta.audit(
         principal.tenant.id,
         state.clock.now(),
-        "logout",
+        AuditEvent::Logout,
         Some(principal.user_id),
         Some(principal.user_id),
     );

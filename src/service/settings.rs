@@ -22,8 +22,8 @@
 
 use super::{RequestMeta, rbac};
 use crate::domain::settings::{SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
-use crate::domain::{Identifier, TenantSlug};
-use crate::error::{AppError, AppResult};
+use crate::domain::{AuditEvent, Identifier, TenantSlug};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::sessions::Principal;
 use crate::state::AppState;
 use crate::store::{NewAuditEvent, StoreError, Tenant};
@@ -65,7 +65,7 @@ async fn target(
     let Some(slug) = other else {
         if !rbac::has_permission(state, caller, permission).await? {
             return Err(AppError::forbidden(
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("requires permission {permission}"),
             ));
         }
@@ -73,14 +73,14 @@ async fn target(
     };
     if !rbac::is_operator(state, caller, permission).await? {
         return Err(AppError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("only operators (holders of {permission} in the default tenant) act on another tenant's settings"),
         ));
     }
     super::accounts::tenant(state, slug.as_str())
         .await?
         .ok_or_else(|| AppError::NotFound {
-            code: "unknown_tenant",
+            code: ErrorCode::UnknownTenant,
             message: "no such tenant".into(),
         })
 }
@@ -91,7 +91,7 @@ async fn stored(state: &AppState, tenant: &Tenant) -> AppResult<TenantSettings> 
         .tenant_settings(tenant.id)
         .await?
         .ok_or_else(|| AppError::NotFound {
-            code: "unknown_tenant",
+            code: ErrorCode::UnknownTenant,
             message: "no such tenant".into(),
         })
 }
@@ -154,11 +154,17 @@ pub async fn update(
     let now = state.clock.now();
     let detail = audit_detail(&tenant, &parts);
     let mut audit: Vec<NewAuditEvent> = Vec::new();
-    let mut row = meta.audit(tenant.id, now, "settings_updated", None, Some(caller.user_id));
+    let mut row = meta.audit(tenant.id, now, AuditEvent::SettingsUpdated, None, Some(caller.user_id));
     row.detail = detail.clone();
     audit.push(row);
     if tenant.id != caller.tenant.id {
-        let mut row = meta.audit(caller.tenant.id, now, "settings_updated", None, Some(caller.user_id));
+        let mut row = meta.audit(
+            caller.tenant.id,
+            now,
+            AuditEvent::SettingsUpdated,
+            None,
+            Some(caller.user_id),
+        );
         row.detail = detail;
         audit.push(row);
     }
@@ -168,7 +174,7 @@ pub async fn update(
         .await
         .map_err(|e| match e {
             StoreError::NotFound => AppError::NotFound {
-                code: "unknown_tenant",
+                code: ErrorCode::UnknownTenant,
                 message: "no such tenant".into(),
             },
             other => other.into(),
@@ -189,9 +195,9 @@ pub async fn check_signup(state: &AppState, tenant: &Tenant, identifier: &Identi
         .await?
         .admits(identifier)
         .map_err(|refusal| match refusal {
-            SignupRefusal::Closed => AppError::forbidden("signup_disabled", "sign-up is closed in this tenant"),
+            SignupRefusal::Closed => AppError::forbidden(ErrorCode::SignupDisabled, "sign-up is closed in this tenant"),
             SignupRefusal::DomainNotAllowed => AppError::forbidden(
-                "signup_domain_not_allowed",
+                ErrorCode::SignupDomainNotAllowed,
                 "this tenant admits sign-up only with an email address of its own domains",
             ),
         })

@@ -23,8 +23,8 @@ use super::paging::{self, Page};
 use super::settings::{self, SignupChange};
 use super::{RequestMeta, accounts, denylist, rbac};
 use crate::domain::settings::{SignupPolicy, TenantSettings};
-use crate::domain::{Email, RoleName, TenantSlug};
-use crate::error::{AppError, AppResult};
+use crate::domain::{AuditEvent, Email, RoleName, TenantSlug};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
 use crate::state::AppState;
@@ -35,7 +35,7 @@ async fn require_operator(state: &AppState, principal: &Principal, permission: &
         Ok(())
     } else {
         Err(AppError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("only operators (holders of {permission} in the default tenant) manage tenants"),
         ))
     }
@@ -123,17 +123,23 @@ pub async fn create(
     let mut at_operator = meta.audit(
         principal.tenant.id,
         now,
-        "tenant_created",
+        AuditEvent::TenantCreated,
         None,
         Some(principal.user_id),
     );
     at_operator.detail = detail.clone();
     audit.push(at_operator);
-    let mut at_tenant = meta.audit(tenant_id, now, "tenant_created", None, Some(principal.user_id));
+    let mut at_tenant = meta.audit(tenant_id, now, AuditEvent::TenantCreated, None, Some(principal.user_id));
     at_tenant.detail = detail;
     audit.push(at_tenant);
     if let Some(id) = admin_id {
-        let mut created = meta.audit(tenant_id, now, "user_created", Some(id), Some(principal.user_id));
+        let mut created = meta.audit(
+            tenant_id,
+            now,
+            AuditEvent::UserCreated,
+            Some(id),
+            Some(principal.user_id),
+        );
         created.detail = serde_json::json!({ "roles": [RoleName::ADMIN], "password": true, "via": "tenant_create" });
         audit.push(created);
     }
@@ -162,14 +168,14 @@ pub async fn delete(state: &AppState, principal: &Principal, slug: &str, meta: &
     let slug = TenantSlug::parse(slug).map_err(|_| tenant_not_found())?;
     if slug.is_default() {
         return Err(AppError::forbidden(
-            "default_tenant",
+            ErrorCode::DefaultTenant,
             "the default tenant cannot be deleted",
         ));
     }
     let mut audit = meta.audit(
         principal.tenant.id,
         state.clock.now(),
-        "tenant_deleted",
+        AuditEvent::TenantDeleted,
         None,
         Some(principal.user_id),
     );

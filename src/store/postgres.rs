@@ -622,7 +622,7 @@ pub(super) fn insert_audit(c: &mut impl GenericClient, e: &NewAuditEvent) -> Sto
             &Uuid::now_v7().to_string(),
             &e.tenant_id.to_string(),
             &e.at,
-            &e.event,
+            &e.event.as_str(),
             &e.user_id.map(|u| u.to_string()),
             &e.actor_id.map(|u| u.to_string()),
             &e.ip,
@@ -1051,7 +1051,7 @@ impl AccountStore for PgStore {
                     &NewAuditEvent {
                         tenant_id: req.tenant_id,
                         at: req.now,
-                        event: "refresh",
+                        event: crate::domain::AuditEvent::Refresh,
                         user_id: Some(session.user_id),
                         actor_id: Some(session.user_id),
                         ip: req.ip.clone(),
@@ -1099,7 +1099,7 @@ impl AccountStore for PgStore {
                 &NewAuditEvent {
                     tenant_id: req.tenant_id,
                     at: req.now,
-                    event: "refresh_reuse_detected",
+                    event: crate::domain::AuditEvent::RefreshReuseDetected,
                     user_id: Some(session.user_id),
                     actor_id: None,
                     ip: req.ip.clone(),

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{Email, Phone, RoleName, TenantSlug, Timestamp};
+use crate::domain::{AuditEvent, Email, Phone, RoleName, TenantSlug, Timestamp};
 
 #[derive(Clone, Debug)]
 pub struct Tenant {
@@ -174,7 +174,7 @@ impl std::fmt::Debug for SigningKeyRecord {
 pub struct NewAuditEvent {
     pub tenant_id: Uuid,
     pub at: Timestamp,
-    pub event: &'static str,
+    pub event: AuditEvent,
     pub user_id: Option<Uuid>,
     pub actor_id: Option<Uuid>,
     pub ip: Option<String>,

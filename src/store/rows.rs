@@ -120,7 +120,7 @@ pub(super) fn insert_audit(c: &mut dyn Conn, e: &NewAuditEvent) -> StoreResult<(
             Uuid::now_v7(),
             e.tenant_id,
             e.at,
-            e.event,
+            e.event.as_str(),
             e.user_id,
             e.actor_id,
             &e.ip,

@@ -408,7 +408,7 @@ pub(super) fn insert_audit(c: &Connection, e: &NewAuditEvent) -> StoreResult<()>
             Uuid::now_v7().to_string(),
             e.tenant_id.to_string(),
             e.at,
-            e.event,
+            e.event.as_str(),
             e.user_id.map(|u| u.to_string()),
             e.actor_id.map(|u| u.to_string()),
             e.ip,
@@ -819,7 +819,7 @@ impl AccountStore for SqliteStore {
                     &NewAuditEvent {
                         tenant_id: req.tenant_id,
                         at: req.now,
-                        event: "refresh",
+                        event: crate::domain::AuditEvent::Refresh,
                         user_id: Some(session.user_id),
                         actor_id: Some(session.user_id),
                         ip: req.ip.clone(),
@@ -860,7 +860,7 @@ impl AccountStore for SqliteStore {
                 &NewAuditEvent {
                     tenant_id: req.tenant_id,
                     at: req.now,
-                    event: "refresh_reuse_detected",
+                    event: crate::domain::AuditEvent::RefreshReuseDetected,
                     user_id: Some(session.user_id),
                     actor_id: None,
                     ip: req.ip.clone(),

@@ -593,7 +593,7 @@ mod tests {
         NewAuditEvent {
             tenant_id,
             at: 100,
-            event,
+            event: event.parse().expect("an event forge writes"),
             user_id: None,
             actor_id: None,
             ip: None,
@@ -641,12 +641,12 @@ mod tests {
             .create_user(
                 new_user(DEFAULT_TENANT_ID, "a@example.com"),
                 None,
-                audit(DEFAULT_TENANT_ID, "x"),
+                audit(DEFAULT_TENANT_ID, "user_created"),
             )
             .await
             .unwrap();
         let there = store
-            .create_user(new_user(acme, "a@example.com"), None, audit(acme, "x"))
+            .create_user(new_user(acme, "a@example.com"), None, audit(acme, "user_created"))
             .await
             .unwrap();
         let all = |t| UserQuery {

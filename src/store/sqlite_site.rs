@@ -249,7 +249,7 @@ mod tests {
         NewAuditEvent {
             tenant_id: crate::store::DEFAULT_TENANT_ID,
             at,
-            event,
+            event: event.parse().expect("an event forge writes"),
             user_id: None,
             actor_id: None,
             ip: None,

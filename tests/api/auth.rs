@@ -153,7 +153,7 @@ async fn disabled_users_cannot_sign_in() {
     let audit = forge::service::RequestMeta::default().audit(
         forge::store::DEFAULT_TENANT_ID,
         0,
-        "user_disabled",
+        forge::domain::AuditEvent::UserDisabled,
         Some(id),
         None,
     );

@@ -593,7 +593,7 @@ async fn an_unreachable_database_or_cache_at_start_is_retried_then_reported_in_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_redis_cache_is_atomic() {
     use forge::cache::redis::{RedisCache, purge_prefix_blocking};
-    use forge::cache::{Cache, CodeCheck};
+    use forge::cache::{Cache, CodeCheck, RateBucket};
     let url = shared_config().cache.url;
     let c = Arc::new(RedisCache::open(&url).await.unwrap());
     assert!(c.prefix().starts_with(shared::NAME_PREFIX));
@@ -614,7 +614,7 @@ async fn the_redis_cache_is_atomic() {
     for _ in 0..100 {
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
-            c.count("test", &digest, Duration::from_secs(3600), true)
+            c.count(RateBucket::LoginIp, &digest, Duration::from_secs(3600), true)
                 .await
                 .unwrap()
                 .count
@@ -627,7 +627,7 @@ async fn the_redis_cache_is_atomic() {
     seen.sort();
     assert_eq!(seen, (1..=100).collect::<Vec<_>>());
     let peek = c
-        .count("test", &digest, Duration::from_secs(3600), false)
+        .count(RateBucket::LoginIp, &digest, Duration::from_secs(3600), false)
         .await
         .unwrap();
     assert_eq!(peek.count, 100);

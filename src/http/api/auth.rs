@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::dto::*;
 use crate::domain::{Email, Identifier, Phone, TenantSlug};
-use crate::error::{AppError, AppResult, ErrorBody};
+use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAuth, Query, bearer, session_cookie};
 use crate::http::permission::IntrospectionCaller;
 use crate::service::accounts::{self, SignedUp, SignupInput};
@@ -107,7 +107,7 @@ pub async fn login(
     Ok(response)
 }
 
-fn oauth(status: StatusCode, code: &'static str, description: &str) -> AppError {
+fn oauth(status: StatusCode, code: ErrorCode, description: &str) -> AppError {
     AppError::OAuth {
         status,
         code,
@@ -120,7 +120,7 @@ fn to_oauth(err: AppError) -> AppError {
     match err {
         AppError::Unauthorized { .. } | AppError::Forbidden { .. } => oauth(
             StatusCode::BAD_REQUEST,
-            "invalid_grant",
+            ErrorCode::InvalidGrant,
             "the credentials or refresh token are invalid",
         ),
         AppError::Validation { .. }
@@ -128,7 +128,7 @@ fn to_oauth(err: AppError) -> AppError {
         | AppError::UnsupportedMediaType(_)
         | AppError::PayloadTooLarge => oauth(
             StatusCode::BAD_REQUEST,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "the request is missing a parameter or is malformed",
         ),
         other => other,
@@ -154,7 +154,13 @@ pub async fn token(
     if req.device_token.is_some() {
         meta.device_token = req.device_token.clone();
     }
-    let missing = |what: &str| oauth(StatusCode::BAD_REQUEST, "invalid_request", &format!("missing {what}"));
+    let missing = |what: &str| {
+        oauth(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            &format!("missing {what}"),
+        )
+    };
     let (user, tokens) = match req.grant_type.as_str() {
         "password" => {
             let username = req.username.as_deref().ok_or_else(|| missing("username"))?;
@@ -162,7 +168,7 @@ pub async fn token(
             let identifier = Identifier::parse(username).map_err(|_| {
                 oauth(
                     StatusCode::BAD_REQUEST,
-                    "invalid_grant",
+                    ErrorCode::InvalidGrant,
                     "the credentials or refresh token are invalid",
                 )
             })?;
@@ -179,7 +185,7 @@ pub async fn token(
         _ => {
             return Err(oauth(
                 StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
+                ErrorCode::UnsupportedGrantType,
                 "grant_type must be password or refresh_token",
             ));
         }
@@ -234,7 +240,7 @@ pub async fn logout(
         }
         // `null` is no body, as the document's nullable schema says.
         serde_json::from_slice::<Option<LogoutRequest>>(&body)
-            .map_err(|_| AppError::bad_request("invalid_request", "invalid logout body"))?
+            .map_err(|_| AppError::bad_request(ErrorCode::InvalidRequest, "invalid logout body"))?
             .unwrap_or_default()
     };
     let scope = match req.scope.as_deref() {
@@ -283,7 +289,7 @@ pub async fn verify(
     // nobody here.
     if principal.tenant.slug != expected {
         return Err(AppError::forbidden(
-            "wrong_tenant",
+            ErrorCode::WrongTenant,
             "the token belongs to another tenant",
         ));
     }
@@ -291,12 +297,15 @@ pub async fn verify(
     if let Some(role) = &query.role
         && !roles.iter().any(|r| r == role)
     {
-        return Err(AppError::forbidden("forbidden", "missing the required role"));
+        return Err(AppError::forbidden(ErrorCode::Forbidden, "missing the required role"));
     }
     if let Some(permission) = &query.permission
         && !crate::service::rbac::has_permission(&state, &principal, permission).await?
     {
-        return Err(AppError::forbidden("forbidden", "missing the required permission"));
+        return Err(AppError::forbidden(
+            ErrorCode::Forbidden,
+            "missing the required permission",
+        ));
     }
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {

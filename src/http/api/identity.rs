@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{TokenResponse, UserView};
 use crate::domain::{Email, Identifier, Phone};
-use crate::error::{AppError, AppResult, ErrorBody};
+use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{Auth, ClientMeta, CurrentTenant, Json, MaybeAuth, Query};
 use crate::notify::OutboxEntry;
 use crate::secret::Secret;
@@ -121,7 +121,12 @@ fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> AppResu
     // `null` is "no body" too, as the document's nullable schema says.
     serde_json::from_slice::<Option<T>>(body)
         .map(Option::unwrap_or_default)
-        .map_err(|_| AppError::bad_request("invalid_request", "the body is not valid JSON for this endpoint"))
+        .map_err(|_| {
+            AppError::bad_request(
+                ErrorCode::InvalidRequest,
+                "the body is not valid JSON for this endpoint",
+            )
+        })
 }
 
 /// Send an email verification code: to the caller's email with a bearer, or to `{email}`.
@@ -229,7 +234,7 @@ pub async fn verify_phone(
         &meta,
     )
     .await?
-    .ok_or_else(|| AppError::bad_request("invalid_code", "the code is wrong or expired"))?;
+    .ok_or_else(|| AppError::bad_request(ErrorCode::InvalidCode, "the code is wrong or expired"))?;
     Ok(axum::Json(UserView::new(user, &principal.tenant)))
 }
 

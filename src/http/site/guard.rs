@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::views::{self, PageError};
 use crate::crypto::tokens::constant_time_eq;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::service::site::sessions::{self, Loaded, SiteAdmin};
 use crate::state::AppState;
 
@@ -69,7 +69,7 @@ pub async fn fetch_metadata(request: Request, next: Next) -> Response {
         && !matches!(site.to_str(), Ok("same-origin" | "none"))
     {
         return PageError(AppError::forbidden(
-            "cross_site",
+            ErrorCode::CrossSite,
             "This request came from another site, so it was refused. Use the admin site's own forms.",
         ))
         .into_response();
@@ -162,7 +162,7 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
                 "user_disabled" => "Your account is disabled, so your admin session has ended.",
                 _ => "Your account or its tenant no longer exists, so your admin session has ended.",
             };
-            let mut response = PageError(AppError::forbidden("session_revoked", message)).into_response();
+            let mut response = PageError(AppError::forbidden(ErrorCode::SessionRevoked, message)).into_response();
             response
                 .headers_mut()
                 .append(header::SET_COOKIE, clear_session_cookie(&state));
@@ -182,7 +182,7 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
         let valid = sent.is_some_and(|t| constant_time_eq(t.as_bytes(), admin.csrf().as_bytes()));
         if !valid {
             return PageError(AppError::forbidden(
-                "csrf",
+                ErrorCode::Csrf,
                 "The form's security token is missing or out of date. Go back, reload the page and try again.",
             ))
             .into_response();
@@ -222,7 +222,7 @@ pub fn require_operator(admin: &SiteAdmin) -> Result<(), PageError> {
         Ok(())
     } else {
         Err(PageError(AppError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             "Only operators (administrators of the default tenant) can open this page.",
         )))
     }

@@ -18,7 +18,7 @@ use super::guard::{self, Admin, COOKIE, LOGIN_COOKIE};
 use super::views::{self, PageError, page_with};
 use crate::crypto::tokens::{constant_time_eq, random_token};
 use crate::domain::{Email, Identifier, Phone};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::site::sessions::{self, Loaded};
@@ -113,7 +113,7 @@ pub async fn sign_in(
 ) -> Response {
     let Ok(axum::Form(form)) = form else {
         return PageError(AppError::bad_request(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "the sign-in form is malformed",
         ))
         .into_response();
@@ -121,7 +121,7 @@ pub async fn sign_in(
     let expected = guard::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
         return PageError(AppError::forbidden(
-            "csrf",
+            ErrorCode::Csrf,
             "The sign-in form expired or cookies are blocked. Reload the sign-in page and try again.",
         ))
         .into_response();

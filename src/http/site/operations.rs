@@ -15,7 +15,7 @@ use super::users::ConfirmPage;
 use super::views::{self, Layout, PageError, PageForm, PageQuery, non_empty, page};
 use crate::config::JwtAlgorithm;
 use crate::domain::{Email, TenantSlug};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::keys::{self, JWKS_MAX_AGE_SECS};
@@ -238,7 +238,7 @@ pub async fn confirm_delete_tenant(
     let tenant = tenants::get(&state, &admin.own, &slug).await?;
     if tenant.slug.is_default() {
         return Err(PageError(AppError::forbidden(
-            "default_tenant",
+            ErrorCode::DefaultTenant,
             "the default tenant cannot be deleted",
         )));
     }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::guard::{Admin, done};
 use super::views::{self, Layout, PageError, PageQuery, non_empty, page};
 use crate::config::NotifyChannel;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::service::site::messages;
 use crate::service::site::sessions::SiteAdmin;
@@ -28,41 +28,6 @@ use crate::store::{AuditEvent, OutboxStatus};
 
 /// Rows per page of the audit log and the outbox.
 const PAGE: u32 = 50;
-
-/// The events forge writes, offered as suggestions in the filter.
-const KNOWN_EVENTS: &[&str] = &[
-    "admin_login",
-    "admin_login_denied",
-    "admin_logout",
-    "admin_tenant_switched",
-    "email_verified",
-    "key_rotated",
-    "login",
-    "login_failed",
-    "logout",
-    "message_resent",
-    "otp_failed",
-    "otp_sent",
-    "otp_verified",
-    "password_changed",
-    "password_reset",
-    "refresh",
-    "refresh_reuse_detected",
-    "role_assigned",
-    "role_created",
-    "role_deleted",
-    "role_removed",
-    "role_updated",
-    "session_revoked",
-    "signup",
-    "tenant_created",
-    "tenant_deleted",
-    "user_created",
-    "user_deleted",
-    "user_disabled",
-    "user_enabled",
-    "user_updated",
-];
 
 /// A user named in an audit row: a link to their page and a label.
 pub struct Person {
@@ -174,7 +139,8 @@ struct AuditPage {
     event: String,
     user: String,
     events: Vec<EventRow>,
-    known: &'static [&'static str],
+    /// The events forge writes, offered as suggestions in the filter.
+    known: &'static [crate::domain::AuditEvent],
     error: Option<String>,
     next: Option<String>,
     filtered: bool,
@@ -257,7 +223,7 @@ pub async fn audit(
         event: event.unwrap_or_default(),
         user: user.unwrap_or_default(),
         events: event_rows(&state, &admin, events).await?,
-        known: KNOWN_EVENTS,
+        known: crate::domain::AuditEvent::ALL,
         error,
         next,
         first_page: query.cursor.is_none(),
@@ -382,7 +348,7 @@ pub async fn resend(
             Ok("The message is queued again; the worker sends it within seconds.".to_string())
         } else {
             Err(AppError::conflict(
-                "not_resendable",
+                ErrorCode::NotResendable,
                 "this message cannot be sent again: it is not failed, or its code expired and was erased. \
                      Ask the user to request a new code",
             ))

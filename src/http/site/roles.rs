@@ -14,7 +14,7 @@ use super::guard::{Admin, done};
 use super::users::ConfirmPage;
 use super::views::{self, Layout, PageError, PageForm, page};
 use crate::domain::RoleName;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::service::roles;
 use crate::state::AppState;
@@ -156,7 +156,7 @@ pub async fn confirm_delete(
     let role = roles::get(&state, admin.viewing(), &raw).await?;
     if role.builtin {
         return Err(PageError(AppError::forbidden(
-            "builtin_role",
+            ErrorCode::BuiltinRole,
             format!("{} is a built-in role; it cannot be deleted", role.name),
         )));
     }

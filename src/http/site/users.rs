@@ -19,7 +19,7 @@ use super::guard::{Admin, done};
 use super::records::{EventRow, event_rows};
 use super::views::{self, Layout, PageError, PageForm, PageQuery, non_empty, page};
 use crate::domain::{Email, Phone, RoleName};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::directory::{self, AccountChange, NewAccount};
@@ -268,7 +268,7 @@ fn is_self(admin: &SiteAdmin, id: Uuid) -> bool {
 
 fn not_yourself(what: &str) -> AppError {
     AppError::forbidden(
-        "self",
+        ErrorCode::SelfAction,
         format!("you cannot {what} your own account from the admin site; ask another administrator"),
     )
 }

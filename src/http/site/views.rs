@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::service::site::sessions::{Flash, SiteAdmin};
 
 /// The stylesheet's path (its link adds `?v=<content hash>`).
@@ -121,7 +121,8 @@ pub fn describe(e: &AppError) -> String {
             )
         }
         AppError::Unauthorized {
-            code: "invalid_token", ..
+            code: ErrorCode::InvalidToken,
+            ..
         } => "Your access changed while the page was loading; reload and try again.".into(),
         other => {
             let text = other.to_string();
@@ -301,7 +302,10 @@ mod tests {
     #[test]
     fn describes_errors_for_people() {
         assert_eq!(describe(&AppError::not_found("user")), "User not found.");
-        assert_eq!(describe(&AppError::forbidden("x", "Done already.")), "Done already.");
+        assert_eq!(
+            describe(&AppError::forbidden(ErrorCode::Forbidden, "Done already.")),
+            "Done already."
+        );
         let v = AppError::validation("permissions", "\"x\" is bad");
         assert_eq!(describe(&v), "permissions: \"x\" is bad");
         assert!(describe(&AppError::internal(anyhow::anyhow!("secret cause"))).contains("server"));

@@ -4,6 +4,7 @@
 use uuid::Uuid;
 
 use super::sessions::SiteAdmin;
+use crate::domain::AuditEvent;
 use crate::error::AppResult;
 use crate::service::RequestMeta;
 use crate::service::paging::{self, Page};
@@ -36,7 +37,7 @@ pub async fn resend_message(state: &AppState, admin: &SiteAdmin, id: Uuid, meta:
     if !state.store.resend(tenant_id, id, now).await? {
         return Ok(false);
     }
-    let mut audit = meta.audit(tenant_id, now, "message_resent", None, Some(admin.user.id));
+    let mut audit = meta.audit(tenant_id, now, AuditEvent::MessageResent, None, Some(admin.user.id));
     audit.detail = serde_json::json!({ "message_id": id });
     state.store.record_audit(audit).await?;
     Ok(true)

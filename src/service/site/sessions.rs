@@ -45,13 +45,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::cache::CacheKey;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::random_token;
-use crate::domain::{Identifier, RoleName, TenantSlug, Timestamp};
-use crate::error::{AppError, AppResult};
+use crate::domain::{AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
 use crate::service::{RequestMeta, accounts, devices, rbac, tenants};
@@ -101,7 +101,7 @@ pub struct SiteSession {
 #[derive(Clone, Debug)]
 pub struct SiteAdmin {
     /// The cache key of the session (SHA-256 of the cookie's token).
-    key: String,
+    key: CacheKey,
     pub session: SiteSession,
     pub user: User,
     /// The administrator in their own tenant.
@@ -136,7 +136,7 @@ impl SiteAdmin {
     pub fn acting(&self) -> AppResult<&Principal> {
         if self.switched() {
             return Err(AppError::forbidden(
-                "read_only",
+                ErrorCode::ReadOnly,
                 format!(
                     "tenant {} is shown read-only: operators manage tenants, not the users inside them. \
                      Switch back to default, or sign in as an administrator of {}",
@@ -170,10 +170,6 @@ pub enum Loaded {
     /// The user is disabled, deleted, or no longer holds `admin`; the
     /// session is gone.
     Revoked(&'static str),
-}
-
-fn session_key(token: &str) -> String {
-    format!("admin:session:{}", hex::encode(Sha256::digest(token.as_bytes())))
 }
 
 fn cache_ttl(state: &AppState, session: &SiteSession, now: Timestamp) -> Option<Duration> {
@@ -294,17 +290,23 @@ pub async fn sign_in(
     };
     let own = principal(state, &session, &user, &tenant);
     if !is_admin(state, &own).await? {
-        let mut audit = meta.audit(tenant.id, now, "admin_login_denied", Some(user.id), Some(user.id));
+        let mut audit = meta.audit(
+            tenant.id,
+            now,
+            AuditEvent::AdminLoginDenied,
+            Some(user.id),
+            Some(user.id),
+        );
         audit.detail = serde_json::json!({ "reason": "not_admin" });
         state.store.record_audit(audit).await?;
         return Err(AppError::forbidden(
-            "not_admin",
+            ErrorCode::NotAdmin,
             "this account does not hold the admin role, so it cannot use the admin site",
         ));
     }
     let token = random_token();
-    save(state, &session_key(&token), &session, now).await?;
-    let mut audit = meta.audit(tenant.id, now, "admin_login", Some(user.id), Some(user.id));
+    save(state, &CacheKey::site_session(&token), &session, now).await?;
+    let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
     audit.detail = serde_json::json!({ "session": session.id });
     state.store.record_audit(audit).await?;
     state.metrics.login("success");
@@ -323,7 +325,7 @@ fn tenant_name_key(slug: Option<&TenantSlug>) -> String {
 /// Forgets the session behind a cookie token, if there is one (a browser
 /// signing in again: its old session must not linger).
 pub async fn discard(state: &AppState, token: &str) -> AppResult<()> {
-    Ok(state.cache.delete(&session_key(token)).await?)
+    Ok(state.cache.delete(&CacheKey::site_session(token)).await?)
 }
 
 /// The session behind a cookie token, re-checked: not expired (idle and
@@ -331,7 +333,7 @@ pub async fn discard(state: &AppState, token: &str) -> AppResult<()> {
 /// and holding `admin`. `take_flash` removes the pending flash (for pages;
 /// a POST leaves it for the page it redirects to).
 pub async fn load(state: &AppState, token: &str, take_flash: bool) -> AppResult<Loaded> {
-    let key = session_key(token);
+    let key = CacheKey::site_session(token);
     let Some(raw) = state.cache.get(&key).await? else {
         return Ok(Loaded::Expired);
     };
@@ -426,7 +428,7 @@ pub async fn sign_out(state: &AppState, admin: &SiteAdmin, meta: &RequestMeta) -
     let mut audit = meta.audit(
         admin.own.tenant.id,
         state.clock.now(),
-        "admin_logout",
+        AuditEvent::AdminLogout,
         Some(admin.user.id),
         Some(admin.user.id),
     );
@@ -452,7 +454,7 @@ pub async fn switch_tenant(state: &AppState, admin: &SiteAdmin, slug: &str, meta
     let mut audit = meta.audit(
         admin.own.tenant.id,
         now,
-        "admin_tenant_switched",
+        AuditEvent::AdminTenantSwitched,
         None,
         Some(admin.user.id),
     );
@@ -468,9 +470,9 @@ mod tests {
     #[test]
     fn session_keys_hash_the_token() {
         let token = random_token();
-        let key = session_key(&token);
+        let key = CacheKey::site_session(&token);
         assert!(key.starts_with("admin:session:"));
         assert!(!key.contains(&token));
-        assert_eq!(key, session_key(&token));
+        assert_eq!(key, CacheKey::site_session(&token));
     }
 }

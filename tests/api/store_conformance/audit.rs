@@ -33,7 +33,7 @@ pub(super) async fn audit_lists_newest_first_by_event_and_pages_before_an_id(sto
 }
 
 pub(super) async fn purging_audit_deletes_old_rows_in_batches(store: Arc<dyn Store>) {
-    let mut old = audit("ancient", None);
+    let mut old = audit("login", None);
     old.at = 10;
     for _ in 0..3 {
         store.record_audit(old.clone()).await.unwrap();

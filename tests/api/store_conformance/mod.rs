@@ -28,7 +28,7 @@ fn audit(event: &'static str, user: Option<Uuid>) -> NewAuditEvent {
     NewAuditEvent {
         tenant_id: T,
         at: NOW,
-        event,
+        event: event.parse().expect("an event forge writes"),
         user_id: user,
         actor_id: user,
         ip: Some("127.0.0.1".into()),

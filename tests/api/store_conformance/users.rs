@@ -122,7 +122,7 @@ pub(super) async fn update_user_to_a_taken_email_conflicts_on_email(store: Arc<d
 pub(super) async fn update_user_of_an_unknown_user_is_not_found(store: Arc<dyn Store>) {
     assert!(matches!(
         store
-            .update_user(T, Uuid::now_v7(), UserPatch::default(), audit("x", None))
+            .update_user(T, Uuid::now_v7(), UserPatch::default(), audit("user_updated", None))
             .await,
         Err(StoreError::NotFound)
     ));
