@@ -19,6 +19,7 @@ use crate::state::AppState;
 use crate::store::{NewUser, SignIn, StoreError, Tenant, User, UserPatch};
 
 /// Resolves a tenant slug, through a short-lived cache.
+#[tracing::instrument(skip_all, fields(tenant = %slug))]
 pub async fn tenant(state: &AppState, slug: &str) -> AppResult<Option<Tenant>> {
     if let Some(t) = state.tenants.get(slug) {
         return Ok(Some(t));
@@ -31,6 +32,7 @@ pub async fn tenant(state: &AppState, slug: &str) -> AppResult<Option<Tenant>> {
 }
 
 /// Checks the password policy off the runtime (zxcvbn takes milliseconds).
+#[tracing::instrument(skip_all)]
 pub async fn check_password(state: &AppState, password: &Secret, user_inputs: Vec<String>) -> AppResult<()> {
     let policy = state.policy.clone();
     let password = password.clone();
@@ -66,6 +68,7 @@ pub enum SignedUp {
     PendingVerification(User),
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
     limits::spend(
         state,
@@ -128,6 +131,7 @@ pub struct ProvenPassword {
 /// a failure like any other), the `login_failed` audit row, and the answers
 /// only a caller who proved the password may see (disabled, unverified).
 /// `tenant_key` names the tenant in the throttle keys. `via` tags the audit.
+#[tracing::instrument(skip_all, fields(tenant_id = ?tenant.map(|t| t.id), via = via))]
 pub async fn check_password_sign_in(
     state: &AppState,
     tenant: Option<&Tenant>,
@@ -206,6 +210,7 @@ pub async fn check_password_sign_in(
 }
 
 /// Password sign-in by email or phone.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn login(
     state: &AppState,
     tenant: &Tenant,
@@ -244,6 +249,7 @@ pub async fn login(
     Ok((user, tokens))
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn me(state: &AppState, principal: &sessions::Principal) -> AppResult<User> {
     state
         .store
@@ -271,6 +277,7 @@ pub struct ProfileUpdate {
     pub pending_phone: Option<Phone>,
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn update_me(
     state: &AppState,
     principal: &sessions::Principal,
@@ -335,6 +342,7 @@ pub async fn update_me(
     })
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn delete_me(state: &AppState, principal: &sessions::Principal, meta: &RequestMeta) -> AppResult<()> {
     let audit = meta.audit(
         principal.tenant.id,
@@ -354,6 +362,7 @@ pub async fn delete_me(state: &AppState, principal: &sessions::Principal, meta: 
 
 /// Creates an administrator of `tenant` (CLI `forge admin create`, first-start
 /// bootstrap). The password must pass the policy like anyone else's.
+#[tracing::instrument(skip_all, fields(tenant = %tenant_slug.as_str()))]
 pub async fn create_admin(
     state: &AppState,
     tenant_slug: &TenantSlug,
@@ -399,6 +408,7 @@ pub async fn create_admin(
 
 /// First start: with an empty user table and `FORGE_ADMIN_EMAIL` /
 /// `FORGE_ADMIN_PASSWORD` set, creates the operator account.
+#[tracing::instrument(skip_all)]
 pub async fn bootstrap_admin(state: &AppState, email: Option<String>, password: Option<String>) -> anyhow::Result<()> {
     let (Some(email), Some(password)) = (email, password) else {
         return Ok(());

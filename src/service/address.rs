@@ -62,6 +62,7 @@ fn recipient(identifier: &Identifier) -> Recipient {
 }
 
 /// `POST /v1/auth/reauthenticate`: a code to the caller's proven address.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn send_reauthentication(
     state: &AppState,
     principal: &sessions::Principal,
@@ -102,6 +103,7 @@ pub async fn send_reauthentication(
 /// Checks the caller's proof of ownership: the current password when the
 /// account has one (wrong guesses count against a per-account budget), else
 /// a reauthentication code.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
 pub async fn reauthenticate(state: &AppState, tenant: &Tenant, user: &User, proof: &Reauthentication) -> AppResult<()> {
     let stored = state.store.password_hash(tenant.id, user.id).await?;
     let rate = state.config.rate_limit.login_failures_per_account;
@@ -150,6 +152,7 @@ fn code_subject(user_id: Uuid, address: &str) -> String {
 
 /// Starts a change to `new`: remembers it as pending and sends the code to
 /// the new address. The caller has already reauthenticated.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
 pub async fn start(
     state: &AppState,
     tenant: &Tenant,
@@ -205,6 +208,7 @@ pub async fn start(
 }
 
 /// The pending change of `kind`, if one waits for its code.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user_id, kind = ?kind))]
 pub async fn pending(
     state: &AppState,
     tenant: &Tenant,
@@ -228,6 +232,7 @@ pub async fn pending(
 /// Completes a pending change with the code sent to the new address: the
 /// new address replaces the old one, proven; the old one is told; every
 /// other session ends. `None` when no change of `kind` is pending.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, kind = ?kind))]
 pub async fn complete(
     state: &AppState,
     principal: &sessions::Principal,

@@ -62,6 +62,7 @@ pub fn parse_event(event: &str) -> AppResult<EventFilter> {
 }
 
 /// One page of the caller's tenant's audit log, newest first.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn list(
     state: &AppState,
     principal: &Principal,
@@ -88,6 +89,7 @@ pub async fn list(
 
 /// Deletes every row older than `audit.retention`; returns how many. Runs
 /// from the maintenance loop; a zero retention keeps rows forever.
+#[tracing::instrument(skip_all)]
 pub async fn sweep(state: &AppState) -> AppResult<u64> {
     let retention = state.config.audit.retention.as_secs();
     if retention == 0 {
@@ -114,6 +116,7 @@ pub async fn sweep(state: &AppState) -> AppResult<u64> {
 }
 
 /// The sweep for the maintenance loop: failures are logged, not fatal.
+#[tracing::instrument(skip_all)]
 pub async fn sweep_logged(state: &AppState) {
     if let Err(e) = sweep(state).await {
         tracing::warn!(error = %e, "audit retention sweep failed");

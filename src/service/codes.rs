@@ -56,6 +56,7 @@ fn digest(state: &AppState, purpose: Purpose, identifier: &str, code: &str) -> V
 
 /// Creates a fresh code for `identifier`, replacing any earlier one, its
 /// wrong tries and a burn.
+#[tracing::instrument(skip_all, fields(purpose = ?purpose, tenant_id = %tenant_id))]
 pub async fn issue(
     state: &AppState,
     purpose: Purpose,
@@ -74,6 +75,7 @@ pub async fn issue(
 
 /// Presents a code: consumed if it matches (exactly once, even under
 /// concurrency); a wrong one, well-formed or not, counts as a try.
+#[tracing::instrument(skip_all, fields(purpose = ?purpose, tenant_id = %tenant_id))]
 pub async fn consume(
     state: &AppState,
     purpose: Purpose,

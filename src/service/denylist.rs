@@ -20,6 +20,7 @@ fn ttl(state: &AppState) -> Duration {
     state.config.jwt.access_ttl + state.config.jwt.leeway + Duration::from_secs(60)
 }
 
+#[tracing::instrument(skip_all, fields(sessions = ids.len()))]
 pub async fn deny_sessions(state: &AppState, ids: &[Uuid]) -> CacheResult<()> {
     for id in ids {
         state.cache.set(&CacheKey::deny_session(*id), b"1", ttl(state)).await?;
@@ -27,16 +28,19 @@ pub async fn deny_sessions(state: &AppState, ids: &[Uuid]) -> CacheResult<()> {
     Ok(())
 }
 
+#[tracing::instrument(skip_all, fields(user_id = %id))]
 pub async fn deny_user(state: &AppState, id: Uuid) -> CacheResult<()> {
     state.cache.set(&CacheKey::deny_user(id), b"1", ttl(state)).await
 }
 
 /// Lifts a user's entry (re-enabled). Their old sessions were revoked when
 /// they were disabled and stay denied by session id.
+#[tracing::instrument(skip_all, fields(user_id = %id))]
 pub async fn allow_user(state: &AppState, id: Uuid) -> CacheResult<()> {
     state.cache.delete(&CacheKey::deny_user(id)).await
 }
 
+#[tracing::instrument(skip_all, fields(session_id = %session_id, user_id = %user_id))]
 pub async fn is_denied(state: &AppState, session_id: Uuid, user_id: Uuid) -> CacheResult<bool> {
     Ok(state.cache.get(&CacheKey::deny_session(session_id)).await?.is_some()
         || state.cache.get(&CacheKey::deny_user(user_id)).await?.is_some())
@@ -44,6 +48,7 @@ pub async fn is_denied(state: &AppState, session_id: Uuid, user_id: Uuid) -> Cac
 
 /// Refills the deny list after a restart from what the database recorded
 /// within the last access-token lifetime.
+#[tracing::instrument(skip_all)]
 pub async fn warm(state: &AppState) -> anyhow::Result<()> {
     let since = state.clock.now() - ttl(state).as_secs() as i64;
     let (sessions, users) = state.store.revoked_since(since).await?;

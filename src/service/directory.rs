@@ -54,6 +54,7 @@ fn seek(q: Option<&str>, cursor: Option<&str>) -> AppResult<(UserSeek, &'static 
 
 /// One page of the caller's tenant's users: all of them in creation order,
 /// or those matching `q` in email (or phone) order.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn list(
     state: &AppState,
     principal: &Principal,
@@ -82,6 +83,7 @@ pub async fn list(
 }
 
 /// A user of the caller's tenant; 404 for anyone else's.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %user_id))]
 pub async fn get(state: &AppState, principal: &Principal, user_id: Uuid) -> AppResult<User> {
     state
         .store
@@ -105,6 +107,7 @@ pub struct NewAccount {
 
 /// Provisions an account. Handing out roles needs `roles:assign` and every
 /// permission those roles grant, as assigning them afterwards would.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, meta: &RequestMeta) -> AppResult<User> {
     let tenant = &principal.tenant;
     if new.email.is_none() && new.phone.is_none() {
@@ -203,6 +206,7 @@ pub struct AccountChange {
 
 /// Changes a user. The audit event says what happened: `user_disabled`,
 /// `user_enabled`, or `user_updated` with the changed fields' names.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %user_id))]
 pub async fn update(
     state: &AppState,
     principal: &Principal,
@@ -288,6 +292,7 @@ pub async fn update(
 }
 
 /// Deletes a user of the caller's tenant; their tokens die at once.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %user_id))]
 pub async fn delete(state: &AppState, principal: &Principal, user_id: Uuid, meta: &RequestMeta) -> AppResult<()> {
     let tenant_id = principal.tenant.id;
     rbac::require_covers_user(state, principal, user_id).await?;
@@ -313,6 +318,7 @@ pub async fn delete(state: &AppState, principal: &Principal, user_id: Uuid, meta
 }
 
 /// A user's live sessions, newest first.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %user_id))]
 pub async fn sessions(state: &AppState, principal: &Principal, user_id: Uuid) -> AppResult<Vec<Session>> {
     get(state, principal, user_id).await?;
     Ok(state
@@ -323,6 +329,7 @@ pub async fn sessions(state: &AppState, principal: &Principal, user_id: Uuid) ->
 
 /// Ends one of a user's sessions (`session_id`), or all of them (`None`).
 /// Audited as `session_revoked` with the administrator as actor.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %user_id, session_id = ?session_id))]
 pub async fn revoke_sessions(
     state: &AppState,
     principal: &Principal,

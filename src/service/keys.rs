@@ -51,6 +51,7 @@ fn material(r: &SigningKeyRecord) -> KeyMaterial {
 
 /// Ensures a current and a next key exist (creating them on first start) and
 /// returns every stored key.
+#[tracing::instrument(skip_all)]
 pub async fn ensure_keys(store: &dyn Store, now: i64) -> anyhow::Result<Vec<SigningKeyRecord>> {
     store
         .insert_signing_key_if_absent(new_record(KeyState::Current, now))
@@ -99,6 +100,7 @@ pub fn keyring_from(config: &Config, keys: &[SigningKeyRecord], now: i64) -> any
 
 /// Reloads the keyring from the store (after a rotation, or periodically so
 /// expired retired keys leave the JWKS).
+#[tracing::instrument(skip_all)]
 pub async fn reload(state: &AppState) -> anyhow::Result<()> {
     let keys = state.store.signing_keys().await?;
     state
@@ -131,6 +133,7 @@ pub fn retirement_horizon(config: &Config) -> i64 {
 
 /// Every stored signing key with its place in the JWKS: next, current,
 /// then the retired ones, most recently retired first.
+#[tracing::instrument(skip_all)]
 pub async fn list_keys(store: &dyn Store, config: &Config, now: Timestamp) -> AppResult<Vec<KeyInfo>> {
     let horizon = retirement_horizon(config);
     let mut keys: Vec<KeyInfo> = store
@@ -191,6 +194,7 @@ pub fn next_key_wait(keys: &[KeyInfo], now: Timestamp) -> i64 {
 /// `no_signing_keys`): the secret is the key. This does not reload the
 /// keyring of a running server: [`rotate_keys_now`] does, and other
 /// processes pick the change up within a minute (their maintenance loop).
+#[tracing::instrument(skip_all, fields(force = force, actor = ?actor, via = via))]
 pub async fn rotate_keys(
     store: &dyn Store,
     config: &Config,
@@ -246,6 +250,7 @@ pub async fn rotate_keys(
 
 /// [`rotate_keys`] from the admin site (operators only), then reloads this
 /// process's keyring so the new current key signs at once.
+#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id, force = force))]
 pub async fn rotate_keys_now(
     state: &AppState,
     admin: &SiteAdmin,

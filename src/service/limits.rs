@@ -29,6 +29,7 @@ fn digest(state: &AppState, bucket: RateBucket, key: &str) -> [u8; 32] {
 
 /// Spends one unit of `bucket:key`'s budget; 429 with `Retry-After` once it
 /// is exhausted.
+#[tracing::instrument(skip_all, fields(bucket = %bucket))]
 pub async fn spend(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
     if !state.config.rate_limit.enabled {
         return Ok(());
@@ -47,6 +48,7 @@ pub async fn spend(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) 
 
 /// Refuses without spending when `bucket:key` already used its budget
 /// (checked before the expensive work, counted only on failure).
+#[tracing::instrument(skip_all, fields(bucket = %bucket))]
 pub async fn check_failures(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
     if !state.config.rate_limit.enabled {
         return Ok(());
@@ -64,6 +66,7 @@ pub async fn check_failures(state: &AppState, bucket: RateBucket, key: &str, rat
 }
 
 /// Counts one failure against `bucket:key` (see [`check_failures`]).
+#[tracing::instrument(skip_all, fields(bucket = %bucket))]
 pub async fn record_failure(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
     if state.config.rate_limit.enabled {
         state

@@ -35,6 +35,7 @@ fn kind(identifier: &Identifier) -> IdentifierKind {
 
 /// Enforces the resend cooldown for `identifier`: one message per
 /// `otp.resend_cooldown`, whatever the purpose.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn cooldown(state: &AppState, tenant: &Tenant, identifier: &str) -> AppResult<()> {
     if !state.config.rate_limit.enabled {
         return Ok(());
@@ -50,6 +51,7 @@ pub async fn cooldown(state: &AppState, tenant: &Tenant, identifier: &str) -> Ap
 }
 
 /// `POST /v1/auth/otp`.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier, meta: &RequestMeta) -> AppResult<()> {
     let limits_config = &state.config.rate_limit;
     limits::spend(
@@ -102,6 +104,7 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
 /// domain). Failures are `invalid_otp`, 429 once the code is burned, or 403
 /// `signup_disabled` / `signup_domain_not_allowed` for a new account the
 /// policy refuses.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn verify(
     state: &AppState,
     tenant: &Tenant,

@@ -42,6 +42,7 @@ pub fn unowned(user: &User) -> bool {
 /// Marks `kind` of `user` proven and, on the first proof of the account,
 /// applies the rules above; nothing happens when it is proven already. The
 /// audit row is `email_verified` or `phone_verified`.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id, kind = ?kind))]
 pub async fn prove(
     state: &AppState,
     tenant: &Tenant,

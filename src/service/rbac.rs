@@ -22,6 +22,7 @@ use crate::state::AppState;
 use crate::store::Access;
 
 /// The caller's current roles and permissions.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn access(state: &AppState, principal: &Principal) -> AppResult<Arc<Access>> {
     if let Some(a) = state.access.get(&principal.user_id) {
         return Ok(a);
@@ -36,10 +37,12 @@ pub async fn access(state: &AppState, principal: &Principal) -> AppResult<Arc<Ac
     Ok(access)
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn effective_roles(state: &AppState, principal: &Principal) -> AppResult<Vec<String>> {
     Ok(access(state, principal).await?.roles.clone())
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, required = required))]
 pub async fn has_permission(state: &AppState, principal: &Principal, required: &str) -> AppResult<bool> {
     let access = access(state, principal).await?;
     Ok(access
@@ -63,6 +66,7 @@ pub fn invalidate_all(state: &AppState) {
 /// (or any holder of the permission) of the `default` tenant. The same
 /// permission held in any other tenant, even through `*`, does not count:
 /// a tenant's admin manages its own tenant, never the set of tenants.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, required = required))]
 pub async fn is_operator(state: &AppState, principal: &Principal, required: &str) -> AppResult<bool> {
     Ok(principal.tenant.id == crate::store::DEFAULT_TENANT_ID && has_permission(state, principal, required).await?)
 }
@@ -77,6 +81,7 @@ pub fn covers(granted: &[String], wanted: &[String]) -> bool {
 /// Refuses unless the caller holds every permission in `wanted`: nobody
 /// hands out (in a role they create, edit or assign) or takes away more
 /// than they hold, so `roles:assign` alone cannot make anyone an admin.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn require_covers(state: &AppState, principal: &Principal, wanted: &[String]) -> AppResult<()> {
     if covers(&access(state, principal).await?.permissions, wanted) {
         Ok(())
@@ -91,6 +96,7 @@ pub async fn require_covers(state: &AppState, principal: &Principal, wanted: &[S
 /// Refuses unless the caller holds every permission the target user holds,
 /// so a `users:write` holder cannot disable, delete, re-address or sign out
 /// an administrator (and so take over their account through a reset).
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %target))]
 pub async fn require_covers_user(state: &AppState, principal: &Principal, target: uuid::Uuid) -> AppResult<()> {
     if target == principal.user_id {
         return Ok(());

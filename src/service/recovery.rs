@@ -72,6 +72,7 @@ async fn send(state: &AppState, tenant: &Tenant, email: &Email, purpose: Purpose
 
 /// Sends a verification code to an unverified user's email. Used after
 /// sign-up and by `POST /v1/auth/email/verify/request`.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
 pub async fn send_verification(state: &AppState, tenant: &Tenant, user: &User) -> AppResult<()> {
     match &user.email {
         Some(email) if !user.email_verified && !user.disabled => {
@@ -89,6 +90,7 @@ pub async fn send_verification(state: &AppState, tenant: &Tenant, user: &User) -
 }
 
 /// `POST /v1/auth/email/verify/request` with `{email}` and no bearer.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn request_verification(
     state: &AppState,
     tenant: &Tenant,
@@ -103,6 +105,7 @@ pub async fn request_verification(
 }
 
 /// `POST /v1/auth/email/verify/request` with a bearer.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn request_own_verification(
     state: &AppState,
     principal: &sessions::Principal,
@@ -125,6 +128,7 @@ async fn consume(state: &AppState, tenant: &Tenant, email: &Email, purpose: Purp
 }
 
 /// `POST /v1/auth/email/verify` with a bearer: marks the caller's email verified.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn confirm_own(
     state: &AppState,
     principal: &sessions::Principal,
@@ -145,6 +149,7 @@ pub async fn confirm_own(
 
 /// `POST /v1/auth/email/verify` with `{email, code}`: verifies and signs in
 /// (the way in when sign-up requires a verified email).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn confirm_and_sign_in(
     state: &AppState,
     tenant: &Tenant,
@@ -203,6 +208,7 @@ pub async fn confirm_and_sign_in(
 }
 
 /// `POST /v1/auth/password/forgot`.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn forgot(state: &AppState, tenant: &Tenant, email: &Email, meta: &RequestMeta) -> AppResult<()> {
     budget(state, tenant, email, meta).await?;
     if let Some(user) = find_by_email(state, tenant, email).await?
@@ -240,6 +246,7 @@ async fn set_password(
 
 /// `POST /v1/auth/password/reset`: the weak-password check comes first so a
 /// rejected password does not use up the code.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn reset(
     state: &AppState,
     tenant: &Tenant,
@@ -272,6 +279,7 @@ pub async fn reset(
 
 /// `POST /v1/auth/password/change`: proves the current password, then
 /// revokes every other session.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn change(
     state: &AppState,
     principal: &sessions::Principal,

@@ -67,10 +67,12 @@ fn strings(permissions: &[Permission]) -> Vec<String> {
     permissions.iter().map(|p| p.as_str().to_string()).collect()
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn list(state: &AppState, principal: &Principal) -> AppResult<Vec<Role>> {
     Ok(state.store.list_roles(principal.tenant.id).await?)
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, role = %name))]
 pub async fn get(state: &AppState, principal: &Principal, name: &str) -> AppResult<Role> {
     state
         .store
@@ -79,6 +81,7 @@ pub async fn get(state: &AppState, principal: &Principal, name: &str) -> AppResu
         .ok_or_else(role_not_found)
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, role = %name.as_str()))]
 pub async fn create(
     state: &AppState,
     principal: &Principal,
@@ -113,6 +116,7 @@ pub async fn create(
 
 /// Replaces a role's permissions. The caller must hold both what the role
 /// grants now (taking it from its holders) and what it will grant.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, role = %name.as_str()))]
 pub async fn update(
     state: &AppState,
     principal: &Principal,
@@ -152,6 +156,7 @@ pub async fn update(
 }
 
 /// Deletes a role; its holders lose it at once.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, role = %name.as_str()))]
 pub async fn delete(state: &AppState, principal: &Principal, name: &RoleName, meta: &RequestMeta) -> AppResult<()> {
     let current = get(state, principal, name.as_str()).await?;
     if current.builtin {
@@ -179,6 +184,7 @@ pub async fn delete(state: &AppState, principal: &Principal, name: &RoleName, me
 }
 
 /// Gives `user_id` the role; assigning a role already held changes nothing.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %user_id, role = %name.as_str()))]
 pub async fn assign(
     state: &AppState,
     principal: &Principal,
@@ -190,6 +196,7 @@ pub async fn assign(
 }
 
 /// Takes the role from `user_id`; removing a role not held changes nothing.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %user_id, role = %name.as_str()))]
 pub async fn remove(
     state: &AppState,
     principal: &Principal,

@@ -130,6 +130,7 @@ fn plausible_refresh_token(token: &str) -> bool {
 }
 
 /// Rotates a refresh token. Errors are `invalid_grant` whatever the reason.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &RequestMeta) -> AppResult<(User, Tokens)> {
     super::limits::spend(
         state,
@@ -180,6 +181,7 @@ pub enum LogoutScope {
 
 /// Signs out the session of `principal` (or, for a client whose access token
 /// expired, the session that `refresh_token` belongs to).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = ?principal.map(|p| p.user_id), scope = ?scope))]
 pub async fn logout(
     state: &AppState,
     tenant: &Tenant,
@@ -228,6 +230,7 @@ pub async fn logout(
 /// stay in: a password reset or change, "sign out everywhere", an
 /// identifier proven for the first time. `audit` is written in that
 /// transaction. Returns the revoked session ids.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, user_id = %user_id, keep = ?keep, event = ?audit.as_ref().map(|a| a.event)))]
 pub async fn sign_out_everywhere(
     state: &AppState,
     tenant_id: Uuid,
@@ -251,6 +254,7 @@ fn token_digest(token: &str) -> [u8; 32] {
 /// Checks an access token: signature, algorithm, `kid`, `iss`, `aud` and
 /// expiry (cached per token after the first check), then the deny list (on
 /// every call). No database round trip unless the tenant is not cached.
+#[tracing::instrument(skip_all)]
 pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal> {
     let digest = token_digest(token);
     let now = state.clock.now();
@@ -291,6 +295,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal>
 }
 
 /// The user's live sessions, newest first.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn list(state: &AppState, principal: &Principal) -> AppResult<Vec<Session>> {
     Ok(state
         .store
@@ -299,6 +304,7 @@ pub async fn list(state: &AppState, principal: &Principal) -> AppResult<Vec<Sess
 }
 
 /// Revokes one of the caller's own sessions; 404 if it is not theirs.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, session_id = %session_id))]
 pub async fn revoke_own(
     state: &AppState,
     principal: &Principal,

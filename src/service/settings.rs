@@ -97,6 +97,7 @@ async fn stored(state: &AppState, tenant: &Tenant) -> AppResult<TenantSettings> 
 }
 
 /// `GET /v1/tenant/settings`: the tenant and its settings in force.
+#[tracing::instrument(skip_all, fields(tenant_id = %caller.tenant.id, user_id = %caller.user_id))]
 pub async fn get(state: &AppState, caller: &Principal, slug: Option<&TenantSlug>) -> AppResult<(Tenant, Effective)> {
     let tenant = target(state, caller, slug, "settings:read").await?;
     let stored = stored(state, &tenant).await?;
@@ -131,6 +132,7 @@ fn audit_detail(tenant: &Tenant, parts: &TenantSettings) -> serde_json::Value {
 /// `PATCH /v1/tenant/settings`: changes the parts sent, audited as
 /// `settings_updated`; a part sent unchanged is not written. Returns the
 /// settings in force afterwards.
+#[tracing::instrument(skip_all, fields(tenant_id = %caller.tenant.id, user_id = %caller.user_id))]
 pub async fn update(
     state: &AppState,
     caller: &Principal,
@@ -183,6 +185,7 @@ pub async fn update(
 }
 
 /// The signup policy in force for `tenant`, read from the store.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn signup_policy_of(state: &AppState, tenant: &Tenant) -> AppResult<SignupPolicy> {
     Ok(effective(state, &stored(state, tenant).await?).signup)
 }
@@ -190,6 +193,7 @@ pub async fn signup_policy_of(state: &AppState, tenant: &Tenant) -> AppResult<Si
 /// Refuses an account creation by sign-up that the tenant's policy does not
 /// admit: 403 `signup_disabled` (closed) or 403 `signup_domain_not_allowed`
 /// (`domains` mode and not an email address of a listed domain).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn check_signup(state: &AppState, tenant: &Tenant, identifier: &Identifier) -> AppResult<()> {
     signup_policy_of(state, tenant)
         .await?
@@ -205,6 +209,7 @@ pub async fn check_signup(state: &AppState, tenant: &Tenant, identifier: &Identi
 
 /// Whether the policy admits `identifier` (for requests that answer the
 /// same either way, like sending a sign-in code).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn signup_admits(state: &AppState, tenant: &Tenant, identifier: &Identifier) -> AppResult<bool> {
     Ok(signup_policy_of(state, tenant).await?.admits(identifier).is_ok())
 }

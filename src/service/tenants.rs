@@ -45,6 +45,7 @@ fn tenant_not_found() -> AppError {
     AppError::not_found("tenant")
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn list(
     state: &AppState,
     principal: &Principal,
@@ -60,6 +61,7 @@ pub async fn list(
     }))
 }
 
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, tenant = %slug))]
 pub async fn get(state: &AppState, principal: &Principal, slug: &str) -> AppResult<Tenant> {
     require_operator(state, principal, "tenants:read").await?;
     state.store.tenant_by_slug(slug).await?.ok_or_else(tenant_not_found)
@@ -74,6 +76,7 @@ pub struct FirstAdmin {
 /// Creates a tenant; 409 `tenant_exists` when the slug is taken. `signup`
 /// sets its signup policy (400 `fields` `signup.*` when invalid); without
 /// it the tenant follows `signup.enabled` until its administrators choose.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, tenant = %slug.as_str()))]
 pub async fn create(
     state: &AppState,
     principal: &Principal,
@@ -163,6 +166,7 @@ pub async fn create(
 
 /// Deletes a tenant other than `default`, with its users, sessions, roles
 /// and audit log.
+#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, tenant = %slug))]
 pub async fn delete(state: &AppState, principal: &Principal, slug: &str, meta: &RequestMeta) -> AppResult<()> {
     require_operator(state, principal, "tenants:write").await?;
     let slug = TenantSlug::parse(slug).map_err(|_| tenant_not_found())?;

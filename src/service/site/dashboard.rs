@@ -69,6 +69,7 @@ async fn activity(
 }
 
 /// The dashboard's numbers for the tenant the pages show.
+#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id))]
 pub async fn dashboard(state: &AppState, admin: &SiteAdmin) -> AppResult<Dashboard> {
     const HOUR: i64 = 3_600;
     const DAY: i64 = 86_400;

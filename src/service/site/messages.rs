@@ -13,6 +13,7 @@ use crate::store::{OutboxMessage, OutboxStatus};
 
 /// One page of the shown tenant's outbox, newest first, optionally of one
 /// status. The cursor is bound to this list (`paging` kind `m`).
+#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id, status = ?status))]
 pub async fn messages(
     state: &AppState,
     admin: &SiteAdmin,
@@ -31,6 +32,7 @@ pub async fn messages(
 /// Puts a failed message of the shown tenant back in the queue. Returns
 /// false when the store cannot (its code was erased when it failed or
 /// expired, or it is not failed). Audited as `message_resent`.
+#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id, message_id = %id))]
 pub async fn resend_message(state: &AppState, admin: &SiteAdmin, id: Uuid, meta: &RequestMeta) -> AppResult<bool> {
     let tenant_id = admin.tenant().id;
     let now = state.clock.now();

@@ -240,6 +240,7 @@ pub struct SignedIn {
 /// the form (`default` when empty). Failures: 401 `invalid_credentials`
 /// (wrong password, unknown account or tenant: one answer), 429, 403
 /// `user_disabled`, 403 `not_admin` (only once the password is proven).
+#[tracing::instrument(skip_all, fields(tenant = %tenant))]
 pub async fn sign_in(
     state: &AppState,
     tenant: &str,
@@ -324,6 +325,7 @@ fn tenant_name_key(slug: Option<&TenantSlug>) -> String {
 
 /// Forgets the session behind a cookie token, if there is one (a browser
 /// signing in again: its old session must not linger).
+#[tracing::instrument(skip_all)]
 pub async fn discard(state: &AppState, token: &str) -> AppResult<()> {
     Ok(state.cache.delete(&CacheKey::site_session(token)).await?)
 }
@@ -332,6 +334,7 @@ pub async fn discard(state: &AppState, token: &str) -> AppResult<()> {
 /// absolute, by the application clock), the user still present, enabled
 /// and holding `admin`. `take_flash` removes the pending flash (for pages;
 /// a POST leaves it for the page it redirects to).
+#[tracing::instrument(skip_all)]
 pub async fn load(state: &AppState, token: &str, take_flash: bool) -> AppResult<Loaded> {
     let key = CacheKey::site_session(token);
     let Some(raw) = state.cache.get(&key).await? else {
@@ -411,6 +414,7 @@ async fn revoked(state: &AppState, key: &str, reason: &'static str) -> AppResult
 /// Leaves a message for the next page.
 /// The session is re-read first, so a change the action itself made to it
 /// (a tenant switch) is kept; a session that ended meanwhile stays ended.
+#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id))]
 pub async fn flash(state: &AppState, admin: &SiteAdmin, ok: bool, text: impl Into<String>) -> AppResult<()> {
     let Some(raw) = state.cache.get(&admin.key).await? else {
         return Ok(());
@@ -423,6 +427,7 @@ pub async fn flash(state: &AppState, admin: &SiteAdmin, ok: bool, text: impl Int
 }
 
 /// Ends the session behind `admin` (sign-out).
+#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id))]
 pub async fn sign_out(state: &AppState, admin: &SiteAdmin, meta: &RequestMeta) -> AppResult<()> {
     state.cache.delete(&admin.key).await?;
     let mut audit = meta.audit(
@@ -440,6 +445,7 @@ pub async fn sign_out(state: &AppState, admin: &SiteAdmin, meta: &RequestMeta) -
 /// Shows another tenant's pages (operators only); `default` (or the empty
 /// slug) goes back to the operator's own tenant. Audited in the operator's
 /// log as `admin_tenant_switched`.
+#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id, to = %slug))]
 pub async fn switch_tenant(state: &AppState, admin: &SiteAdmin, slug: &str, meta: &RequestMeta) -> AppResult<Tenant> {
     let slug = slug.trim();
     let target = if slug.is_empty() || slug == TenantSlug::DEFAULT {
