@@ -21,7 +21,8 @@ use crate::crypto::password::{Argon2Params, PasswordHasher};
 use crate::crypto::tokens::random_token;
 use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
-use crate::service::{denylist, keys};
+use crate::service::denylist::DenyList;
+use crate::service::keys;
 use crate::state::{AppState, Keys};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -271,6 +272,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         .server_secret("refresh_successor_key", random_token().into_bytes(), now)
         .await?;
     let notifier = Notifier::new(&config, store.clone(), clock.clone());
+    let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         access: AppState::access_cache(shared),
@@ -285,8 +287,9 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         metrics: Arc::new(Metrics::default()),
         notifier,
         refresh_key: Arc::new(refresh_key),
+        deny,
     };
-    denylist::warm(&state).await?;
+    state.deny.warm().await?;
     Ok(state)
 }
 

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::crypto::jwt::{AccessClaims, Keyring};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::PasswordPolicy;
+use crate::service::denylist::DenyList;
 use crate::store::{Store, Tenant};
 use crate::telemetry::metrics::Metrics;
 
@@ -40,6 +41,7 @@ pub struct AppState {
     /// inside the grace window gets the same successor with nothing stored
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
+    pub deny: DenyList,
 }
 
 impl AppState {

@@ -9,7 +9,7 @@
 use uuid::Uuid;
 
 use super::limits::{self, ip_key};
-use super::{RequestMeta, denylist, off_runtime, sessions};
+use super::{RequestMeta, off_runtime, sessions};
 use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier, Phone, RoleName, TenantSlug};
@@ -355,8 +355,8 @@ pub async fn delete_me(state: &AppState, principal: &sessions::Principal, meta: 
         .store
         .delete_user(principal.tenant.id, principal.user_id, audit)
         .await?;
-    denylist::deny_sessions(state, &sessions).await?;
-    denylist::deny_user(state, principal.user_id).await?;
+    state.deny.deny_sessions(&sessions).await?;
+    state.deny.deny_user(principal.user_id).await?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use super::{RequestMeta, accounts, denylist, rbac};
+use super::{RequestMeta, accounts, rbac};
 use crate::domain::{AuditEvent, Email, Phone, RoleName};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
@@ -282,10 +282,10 @@ pub async fn update(
     match toggled {
         Some(true) => {
             let ids: Vec<Uuid> = live.iter().map(|s| s.id).collect();
-            denylist::deny_user(state, user_id).await?;
-            denylist::deny_sessions(state, &ids).await?;
+            state.deny.deny_user(user_id).await?;
+            state.deny.deny_sessions(&ids).await?;
         }
-        Some(false) => denylist::allow_user(state, user_id).await?,
+        Some(false) => state.deny.allow_user(user_id).await?,
         None => {}
     }
     Ok(user)
@@ -311,8 +311,8 @@ pub async fn delete(state: &AppState, principal: &Principal, user_id: Uuid, meta
             StoreError::NotFound => AppError::not_found("user"),
             other => other.into(),
         })?;
-    denylist::deny_sessions(state, &sessions).await?;
-    denylist::deny_user(state, user_id).await?;
+    state.deny.deny_sessions(&sessions).await?;
+    state.deny.deny_user(user_id).await?;
     rbac::invalidate_user(state, user_id);
     Ok(())
 }
@@ -368,7 +368,7 @@ pub async fn revoke_sessions(
                 .map(drop);
         }
     };
-    denylist::deny_sessions(state, &revoked).await?;
+    state.deny.deny_sessions(&revoked).await?;
     Ok(())
 }
 

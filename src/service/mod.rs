@@ -65,3 +65,30 @@ pub(crate) async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send 
         .await
         .map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))
 }
+
+/// The ports a use case is built from, for unit tests that need no router:
+/// a fresh in-memory SQLite store, the in-process cache and a manual clock.
+#[cfg(test)]
+pub(crate) mod test_ports {
+    use std::sync::Arc;
+
+    use crate::cache::Cache;
+    use crate::cache::moka::MokaStore;
+    use crate::clock::Clock;
+    use crate::store::Store;
+    use crate::store::sqlite::SqliteStore;
+
+    pub const START: i64 = 1_700_000_000;
+
+    pub fn store() -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open("sqlite::memory:", 2).expect("in-memory store"))
+    }
+
+    pub fn cache() -> Arc<dyn Cache> {
+        Arc::new(MokaStore::new())
+    }
+
+    pub fn clock() -> Clock {
+        Clock::manual(START)
+    }
+}

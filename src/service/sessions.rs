@@ -20,7 +20,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{RequestMeta, denylist};
+use super::RequestMeta;
 use crate::cache::RateBucket;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::{hash_token, hmac_sha256_hex, random_token};
@@ -165,7 +165,7 @@ pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &Requ
         }
         Rotation::ReuseDetected { session_id, user_id } => {
             tracing::warn!(%session_id, %user_id, "refresh token reuse detected; session revoked");
-            denylist::deny_sessions(state, &[session_id]).await?;
+            state.deny.deny_sessions(&[session_id]).await?;
             Err(AppError::invalid_grant())
         }
         Rotation::Invalid => Err(AppError::invalid_grant()),
@@ -219,7 +219,7 @@ pub async fn logout(
             vec![session_id]
         }
     };
-    denylist::deny_sessions(state, &revoked).await?;
+    state.deny.deny_sessions(&revoked).await?;
     Ok(())
 }
 
@@ -243,7 +243,7 @@ pub async fn sign_out_everywhere(
         .store
         .revoke_sessions(tenant_id, user_id, keep, now, audit)
         .await?;
-    denylist::deny_sessions(state, &revoked).await?;
+    state.deny.deny_sessions(&revoked).await?;
     Ok(revoked)
 }
 
@@ -274,7 +274,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> AppResult<Principal>
     let (Ok(user_id), Ok(session_id)) = (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid)) else {
         return Err(AppError::invalid_token());
     };
-    if denylist::is_denied(state, session_id, user_id).await? {
+    if state.deny.is_denied(session_id, user_id).await? {
         return Err(AppError::invalid_token());
     }
     let tenant = super::accounts::tenant(state, &claims.tid)
@@ -332,7 +332,7 @@ pub async fn revoke_own(
     {
         return Err(AppError::not_found("session"));
     }
-    denylist::deny_sessions(state, &[session_id]).await?;
+    state.deny.deny_sessions(&[session_id]).await?;
     Ok(())
 }
 

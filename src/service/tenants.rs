@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::paging::{self, Page};
 use super::settings::{self, SignupChange};
-use super::{RequestMeta, accounts, denylist, rbac};
+use super::{RequestMeta, accounts, rbac};
 use crate::domain::settings::{SignupPolicy, TenantSettings};
 use crate::domain::{AuditEvent, Email, RoleName, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -194,7 +194,7 @@ pub async fn delete(state: &AppState, principal: &Principal, slug: &str, meta: &
         })?;
     state.tenants.invalidate(slug.as_str());
     rbac::invalidate_all(state);
-    denylist::deny_sessions(state, &deleted.live_sessions).await?;
+    state.deny.deny_sessions(&deleted.live_sessions).await?;
     tracing::info!(tenant = %deleted.tenant.slug, sessions = deleted.live_sessions.len(), "tenant deleted");
     Ok(())
 }
