@@ -23,6 +23,7 @@ use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
 use crate::service::denylist::DenyList;
 use crate::service::keys;
+use crate::service::limits::Limits;
 use crate::state::{AppState, Keys};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -271,8 +272,10 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let refresh_key = store
         .server_secret("refresh_successor_key", random_token().into_bytes(), now)
         .await?;
+    let refresh_key = Arc::new(refresh_key);
     let notifier = Notifier::new(&config, store.clone(), clock.clone());
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
+    let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         access: AppState::access_cache(shared),
@@ -286,8 +289,9 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         clock,
         metrics: Arc::new(Metrics::default()),
         notifier,
-        refresh_key: Arc::new(refresh_key),
+        refresh_key: refresh_key.clone(),
         deny,
+        limits,
     };
     state.deny.warm().await?;
     Ok(state)

@@ -12,6 +12,7 @@ use crate::crypto::jwt::{AccessClaims, Keyring};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::PasswordPolicy;
 use crate::service::denylist::DenyList;
+use crate::service::limits::Limits;
 use crate::store::{Store, Tenant};
 use crate::telemetry::metrics::Metrics;
 
@@ -42,6 +43,7 @@ pub struct AppState {
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
+    pub limits: Limits,
 }
 
 impl AppState {

@@ -8,7 +8,7 @@
 
 use uuid::Uuid;
 
-use super::limits::{self, ip_key};
+use super::limits::ip_key;
 use super::{RequestMeta, off_runtime, sessions};
 use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
@@ -70,13 +70,14 @@ pub enum SignedUp {
 
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
-    limits::spend(
-        state,
-        RateBucket::SignupIp,
-        &ip_key(meta.ip.as_deref()),
-        state.config.rate_limit.signup_per_ip,
-    )
-    .await?;
+    state
+        .limits
+        .spend(
+            RateBucket::SignupIp,
+            &ip_key(meta.ip.as_deref()),
+            state.config.rate_limit.signup_per_ip,
+        )
+        .await?;
     // The tenant's own policy (its default follows `signup.enabled`).
     super::settings::check_signup(state, tenant, &Identifier::Email(input.email.clone())).await?;
     check_password(state, &input.password, hint_inputs(Some(&input.email))).await?;
@@ -143,7 +144,7 @@ pub async fn check_password_sign_in(
 ) -> AppResult<ProvenPassword> {
     let rl = &state.config.rate_limit;
     let ip = ip_key(meta.ip.as_deref());
-    limits::spend(state, RateBucket::LoginIp, &ip, rl.login_per_ip).await?;
+    state.limits.spend(RateBucket::LoginIp, &ip, rl.login_per_ip).await?;
     let found = match tenant {
         Some(t) => state.store.find_for_login(t.id, identifier).await?,
         None => None,
@@ -174,7 +175,7 @@ pub async fn check_password_sign_in(
             rl.login_failures_per_account,
         ),
     };
-    limits::check_failures(state, bucket, &failure_key, budget).await?;
+    state.limits.check_failures(bucket, &failure_key, budget).await?;
     let stored_hash = found.as_ref().and_then(|(_, h)| h.as_deref());
     let verification = state
         .passwords
@@ -191,7 +192,7 @@ pub async fn check_password_sign_in(
                 audit.detail = serde_json::json!({ "method": "password", "via": via });
                 state.store.record_audit(audit).await?;
             }
-            limits::record_failure(state, bucket, &failure_key, budget).await?;
+            state.limits.record_failure(bucket, &failure_key, budget).await?;
             return Err(AppError::invalid_credentials());
         }
     };

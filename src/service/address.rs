@@ -14,7 +14,7 @@
 use uuid::Uuid;
 
 use super::codes::{self, Check, Purpose};
-use super::limits::{self, ip_key};
+use super::limits::ip_key;
 use super::recovery::RECOVERY_CODE_TTL;
 use super::{RequestMeta, accounts, otp, proof, sessions};
 use crate::cache::{CacheKey, RateBucket};
@@ -77,13 +77,10 @@ pub async fn send_reauthentication(
         ));
     };
     let rl = &state.config.rate_limit;
-    limits::spend(
-        state,
-        RateBucket::OtpSendIp,
-        &ip_key(meta.ip.as_deref()),
-        rl.otp_send_per_ip,
-    )
-    .await?;
+    state
+        .limits
+        .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
+        .await?;
     otp::cooldown(state, tenant, to.as_str()).await?;
     let code = codes::issue(
         state,
@@ -110,7 +107,7 @@ pub async fn reauthenticate(state: &AppState, tenant: &Tenant, user: &User, proo
     let key = format!("{}:{}", tenant.id, user.id);
     match (stored, &proof.current_password, &proof.code) {
         (Some(hash), Some(password), _) => {
-            limits::check_failures(state, RateBucket::ReauthFail, &key, rate).await?;
+            state.limits.check_failures(RateBucket::ReauthFail, &key, rate).await?;
             match state
                 .passwords
                 .verify(password, Some(&hash))
@@ -119,7 +116,7 @@ pub async fn reauthenticate(state: &AppState, tenant: &Tenant, user: &User, proo
             {
                 Verification::Match { .. } => Ok(()),
                 Verification::Mismatch => {
-                    limits::record_failure(state, RateBucket::ReauthFail, &key, rate).await?;
+                    state.limits.record_failure(RateBucket::ReauthFail, &key, rate).await?;
                     Err(AppError::invalid_credentials())
                 }
             }
@@ -170,13 +167,10 @@ pub async fn start(
         return Err(StoreError::Conflict { field: taken }.into());
     }
     let rl = &state.config.rate_limit;
-    limits::spend(
-        state,
-        RateBucket::OtpSendIp,
-        &ip_key(meta.ip.as_deref()),
-        rl.otp_send_per_ip,
-    )
-    .await?;
+    state
+        .limits
+        .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
+        .await?;
     otp::cooldown(state, tenant, new.as_str()).await?;
     state
         .cache

@@ -15,66 +15,83 @@
 //! aim collisions at someone else's budget.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use crate::cache::RateBucket;
-use crate::config::Rate;
+use crate::cache::{Cache, RateBucket};
+use crate::config::{Rate, RateLimitConfig};
 use crate::crypto::tokens::hmac_sha256;
 use crate::error::{AppError, AppResult};
-use crate::state::AppState;
 
-fn digest(state: &AppState, bucket: RateBucket, key: &str) -> [u8; 32] {
-    let message = format!("rate-limit\0{bucket}\0{key}");
-    hmac_sha256(&state.refresh_key, message.as_bytes())
+/// Rate limits over the cache's counters, keyed under the server key.
+#[derive(Clone)]
+pub struct Limits {
+    cache: Arc<dyn Cache>,
+    refresh_key: Arc<Vec<u8>>,
+    rate_limit: RateLimitConfig,
 }
 
-/// Spends one unit of `bucket:key`'s budget; 429 with `Retry-After` once it
-/// is exhausted.
-#[tracing::instrument(skip_all, fields(bucket = %bucket))]
-pub async fn spend(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
-    if !state.config.rate_limit.enabled {
-        return Ok(());
+impl Limits {
+    pub fn new(cache: Arc<dyn Cache>, refresh_key: Arc<Vec<u8>>, rate_limit: RateLimitConfig) -> Self {
+        Self {
+            cache,
+            refresh_key,
+            rate_limit,
+        }
     }
-    let count = state
-        .cache
-        .count(bucket, &digest(state, bucket, key), rate.period, true)
-        .await?;
-    if count.count > u64::from(rate.count) {
-        return Err(AppError::RateLimited {
-            retry_after_secs: count.retry_after_secs,
-        });
-    }
-    Ok(())
-}
 
-/// Refuses without spending when `bucket:key` already used its budget
-/// (checked before the expensive work, counted only on failure).
-#[tracing::instrument(skip_all, fields(bucket = %bucket))]
-pub async fn check_failures(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
-    if !state.config.rate_limit.enabled {
-        return Ok(());
+    fn digest(&self, bucket: RateBucket, key: &str) -> [u8; 32] {
+        let message = format!("rate-limit\0{bucket}\0{key}");
+        hmac_sha256(&self.refresh_key, message.as_bytes())
     }
-    let count = state
-        .cache
-        .count(bucket, &digest(state, bucket, key), rate.period, false)
-        .await?;
-    if count.count >= u64::from(rate.count) {
-        return Err(AppError::RateLimited {
-            retry_after_secs: count.retry_after_secs,
-        });
-    }
-    Ok(())
-}
 
-/// Counts one failure against `bucket:key` (see [`check_failures`]).
-#[tracing::instrument(skip_all, fields(bucket = %bucket))]
-pub async fn record_failure(state: &AppState, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
-    if state.config.rate_limit.enabled {
-        state
+    /// Spends one unit of `bucket:key`'s budget; 429 with `Retry-After` once it
+    /// is exhausted.
+    #[tracing::instrument(skip_all, fields(bucket = %bucket))]
+    pub async fn spend(&self, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
+        if !self.rate_limit.enabled {
+            return Ok(());
+        }
+        let count = self
             .cache
-            .count(bucket, &digest(state, bucket, key), rate.period, true)
+            .count(bucket, &self.digest(bucket, key), rate.period, true)
             .await?;
+        if count.count > u64::from(rate.count) {
+            return Err(AppError::RateLimited {
+                retry_after_secs: count.retry_after_secs,
+            });
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Refuses without spending when `bucket:key` already used its budget
+    /// (checked before the expensive work, counted only on failure).
+    #[tracing::instrument(skip_all, fields(bucket = %bucket))]
+    pub async fn check_failures(&self, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
+        if !self.rate_limit.enabled {
+            return Ok(());
+        }
+        let count = self
+            .cache
+            .count(bucket, &self.digest(bucket, key), rate.period, false)
+            .await?;
+        if count.count >= u64::from(rate.count) {
+            return Err(AppError::RateLimited {
+                retry_after_secs: count.retry_after_secs,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts one failure against `bucket:key` (see [`Self::check_failures`]).
+    #[tracing::instrument(skip_all, fields(bucket = %bucket))]
+    pub async fn record_failure(&self, bucket: RateBucket, key: &str, rate: Rate) -> AppResult<()> {
+        if self.rate_limit.enabled {
+            self.cache
+                .count(bucket, &self.digest(bucket, key), rate.period, true)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// The key of a client: its IPv4 address, the /64 of its IPv6 address (an
@@ -99,7 +116,58 @@ pub fn ip_key(ip: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::service::test_ports;
+
+    fn limits(enabled: bool) -> Limits {
+        let mut rate_limit = crate::config::Config::default().rate_limit;
+        rate_limit.enabled = enabled;
+        Limits::new(test_ports::cache(), Arc::new(b"server key".to_vec()), rate_limit)
+    }
+
+    fn two_a_minute() -> Rate {
+        Rate {
+            count: 2,
+            period: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_budget_runs_out_per_key_and_failures_count_only_when_recorded() {
+        let limits = limits(true);
+        limits.spend(RateBucket::LoginIp, "a", two_a_minute()).await.unwrap();
+        limits.spend(RateBucket::LoginIp, "a", two_a_minute()).await.unwrap();
+        let third = limits.spend(RateBucket::LoginIp, "a", two_a_minute()).await;
+        assert!(matches!(third, Err(AppError::RateLimited { .. })), "{third:?}");
+        limits.spend(RateBucket::LoginIp, "b", two_a_minute()).await.unwrap();
+
+        for _ in 0..3 {
+            limits
+                .check_failures(RateBucket::LoginFail, "a", two_a_minute())
+                .await
+                .unwrap();
+        }
+        limits
+            .record_failure(RateBucket::LoginFail, "a", two_a_minute())
+            .await
+            .unwrap();
+        limits
+            .record_failure(RateBucket::LoginFail, "a", two_a_minute())
+            .await
+            .unwrap();
+        let refused = limits.check_failures(RateBucket::LoginFail, "a", two_a_minute()).await;
+        assert!(matches!(refused, Err(AppError::RateLimited { .. })), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_limited_when_rate_limits_are_off() {
+        let limits = limits(false);
+        for _ in 0..5 {
+            limits.spend(RateBucket::LoginIp, "a", two_a_minute()).await.unwrap();
+        }
+    }
 
     #[test]
     fn ipv6_clients_are_keyed_by_their_64() {

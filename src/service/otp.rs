@@ -10,7 +10,7 @@
 use uuid::Uuid;
 
 use super::codes::{self, Check, Purpose};
-use super::limits::{self, ip_key};
+use super::limits::ip_key;
 use super::{RequestMeta, proof, sessions};
 use crate::cache::{CacheKey, RateBucket};
 use crate::domain::{AuditEvent, Identifier};
@@ -54,26 +54,24 @@ pub async fn cooldown(state: &AppState, tenant: &Tenant, identifier: &str) -> Ap
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier, meta: &RequestMeta) -> AppResult<()> {
     let limits_config = &state.config.rate_limit;
-    limits::spend(
-        state,
-        RateBucket::OtpSendIp,
-        &ip_key(meta.ip.as_deref()),
-        limits_config.otp_send_per_ip,
-    )
-    .await?;
+    state
+        .limits
+        .spend(
+            RateBucket::OtpSendIp,
+            &ip_key(meta.ip.as_deref()),
+            limits_config.otp_send_per_ip,
+        )
+        .await?;
     // The cooldown first: a request it refuses sends nothing, so it must not
     // spend the identifier's budget (else a few requests an hour would lock
     // the owner out of codes). Past the cooldown the budget is spent whether
     // or not the account exists, so the answers stay the same for both.
     cooldown(state, tenant, identifier.as_str()).await?;
     let target = format!("{}:{}", tenant.id, identifier.as_str());
-    limits::spend(
-        state,
-        RateBucket::OtpSendId,
-        &target,
-        limits_config.otp_send_per_identifier,
-    )
-    .await?;
+    state
+        .limits
+        .spend(RateBucket::OtpSendId, &target, limits_config.otp_send_per_identifier)
+        .await?;
 
     let existing = state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u);
     let deliver = match &existing {
@@ -113,13 +111,14 @@ pub async fn verify(
     meta: &RequestMeta,
 ) -> AppResult<(User, sessions::Tokens)> {
     let now = state.clock.now();
-    limits::spend(
-        state,
-        RateBucket::OtpVerifyIp,
-        &ip_key(meta.ip.as_deref()),
-        state.config.rate_limit.otp_verify_per_ip,
-    )
-    .await?;
+    state
+        .limits
+        .spend(
+            RateBucket::OtpVerifyIp,
+            &ip_key(meta.ip.as_deref()),
+            state.config.rate_limit.otp_verify_per_ip,
+        )
+        .await?;
     let invalid = || AppError::unauthorized(ErrorCode::InvalidOtp, "the code is wrong or expired");
     match codes::consume(state, Purpose::SignIn, tenant.id, identifier.as_str(), code).await? {
         Check::Valid => {}

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::codes::{self, Check, Purpose};
-use super::limits::{self, ip_key};
+use super::limits::ip_key;
 use super::{RequestMeta, accounts, otp, proof, sessions};
 use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
@@ -35,22 +35,20 @@ fn burned(state: &AppState) -> AppError {
 
 async fn budget(state: &AppState, tenant: &Tenant, email: &Email, meta: &RequestMeta) -> AppResult<()> {
     let rl = &state.config.rate_limit;
-    limits::spend(
-        state,
-        RateBucket::OtpSendIp,
-        &ip_key(meta.ip.as_deref()),
-        rl.otp_send_per_ip,
-    )
-    .await?;
+    state
+        .limits
+        .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
+        .await?;
     // The cooldown before the address's budget: see `otp::request`.
     otp::cooldown(state, tenant, email.as_str()).await?;
-    limits::spend(
-        state,
-        RateBucket::Recovery,
-        &format!("{}:{email}", tenant.id),
-        rl.recovery_per_identifier,
-    )
-    .await
+    state
+        .limits
+        .spend(
+            RateBucket::Recovery,
+            &format!("{}:{email}", tenant.id),
+            rl.recovery_per_identifier,
+        )
+        .await
 }
 
 async fn find_by_email(state: &AppState, tenant: &Tenant, email: &Email) -> AppResult<Option<User>> {

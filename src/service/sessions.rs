@@ -132,13 +132,14 @@ fn plausible_refresh_token(token: &str) -> bool {
 /// Rotates a refresh token. Errors are `invalid_grant` whatever the reason.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
 pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &RequestMeta) -> AppResult<(User, Tokens)> {
-    super::limits::spend(
-        state,
-        RateBucket::RefreshIp,
-        &super::limits::ip_key(meta.ip.as_deref()),
-        state.config.rate_limit.refresh_per_ip,
-    )
-    .await?;
+    state
+        .limits
+        .spend(
+            RateBucket::RefreshIp,
+            &super::limits::ip_key(meta.ip.as_deref()),
+            state.config.rate_limit.refresh_per_ip,
+        )
+        .await?;
     if !plausible_refresh_token(token) {
         return Err(AppError::invalid_grant());
     }
