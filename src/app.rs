@@ -21,6 +21,7 @@ use crate::crypto::password::{Argon2Params, PasswordHasher};
 use crate::crypto::tokens::random_token;
 use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
+use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::keys;
 use crate::service::limits::Limits;
@@ -276,6 +277,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let notifier = Notifier::new(&config, store.clone(), clock.clone());
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
+    let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         access: AppState::access_cache(shared),
@@ -291,6 +293,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
+        codes,
         limits,
     };
     state.deny.warm().await?;

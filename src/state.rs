@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::crypto::jwt::{AccessClaims, Keyring};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::PasswordPolicy;
+use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::limits::Limits;
 use crate::store::{Store, Tenant};
@@ -43,6 +44,7 @@ pub struct AppState {
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
+    pub codes: Codes,
     pub limits: Limits,
 }
 

@@ -13,7 +13,7 @@
 
 use uuid::Uuid;
 
-use super::codes::{self, Check, Purpose};
+use super::codes::{Check, Purpose};
 use super::limits::ip_key;
 use super::recovery::RECOVERY_CODE_TTL;
 use super::{RequestMeta, accounts, otp, proof, sessions};
@@ -82,14 +82,15 @@ pub async fn send_reauthentication(
         .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
         .await?;
     otp::cooldown(state, tenant, to.as_str()).await?;
-    let code = codes::issue(
-        state,
-        Purpose::Reauthentication,
-        tenant.id,
-        &user.id.to_string(),
-        state.config.otp.ttl,
-    )
-    .await?;
+    let code = state
+        .codes
+        .issue(
+            Purpose::Reauthentication,
+            tenant.id,
+            &user.id.to_string(),
+            state.config.otp.ttl,
+        )
+        .await?;
     state
         .notifier
         .send(tenant.id, recipient(&to), MessageKind::Otp, &code, state.config.otp.ttl)
@@ -122,14 +123,15 @@ pub async fn reauthenticate(state: &AppState, tenant: &Tenant, user: &User, proo
             }
         }
         (None, _, Some(code)) => {
-            match codes::consume(
-                state,
-                Purpose::Reauthentication,
-                tenant.id,
-                &user.id.to_string(),
-                code.expose().trim(),
-            )
-            .await?
+            match state
+                .codes
+                .consume(
+                    Purpose::Reauthentication,
+                    tenant.id,
+                    &user.id.to_string(),
+                    code.expose().trim(),
+                )
+                .await?
             {
                 Check::Valid => Ok(()),
                 Check::Invalid => Err(invalid_code()),
@@ -180,14 +182,15 @@ pub async fn start(
             RECOVERY_CODE_TTL,
         )
         .await?;
-    let code = codes::issue(
-        state,
-        Purpose::AddressChange,
-        tenant.id,
-        &code_subject(user.id, new.as_str()),
-        RECOVERY_CODE_TTL,
-    )
-    .await?;
+    let code = state
+        .codes
+        .issue(
+            Purpose::AddressChange,
+            tenant.id,
+            &code_subject(user.id, new.as_str()),
+            RECOVERY_CODE_TTL,
+        )
+        .await?;
     state
         .notifier
         .send(
@@ -239,7 +242,11 @@ pub async fn complete(
         return Ok(None);
     };
     let subject = code_subject(principal.user_id, new.as_str());
-    match codes::consume(state, Purpose::AddressChange, tenant.id, &subject, code).await? {
+    match state
+        .codes
+        .consume(Purpose::AddressChange, tenant.id, &subject, code)
+        .await?
+    {
         Check::Valid => {}
         Check::Invalid => return Err(invalid_code()),
         Check::Burned => {

@@ -9,7 +9,7 @@
 
 use uuid::Uuid;
 
-use super::codes::{self, Check, Purpose};
+use super::codes::{Check, Purpose};
 use super::limits::ip_key;
 use super::{RequestMeta, proof, sessions};
 use crate::cache::{CacheKey, RateBucket};
@@ -84,7 +84,10 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
         return Ok(());
     }
     let ttl = state.config.otp.ttl;
-    let code = codes::issue(state, Purpose::SignIn, tenant.id, identifier.as_str(), ttl).await?;
+    let code = state
+        .codes
+        .issue(Purpose::SignIn, tenant.id, identifier.as_str(), ttl)
+        .await?;
     state
         .notifier
         .send(tenant.id, recipient(identifier), MessageKind::Otp, &code, ttl)
@@ -120,7 +123,11 @@ pub async fn verify(
         )
         .await?;
     let invalid = || AppError::unauthorized(ErrorCode::InvalidOtp, "the code is wrong or expired");
-    match codes::consume(state, Purpose::SignIn, tenant.id, identifier.as_str(), code).await? {
+    match state
+        .codes
+        .consume(Purpose::SignIn, tenant.id, identifier.as_str(), code)
+        .await?
+    {
         Check::Valid => {}
         outcome => {
             let user_id = state

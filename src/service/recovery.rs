@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::codes::{self, Check, Purpose};
+use super::codes::{Check, Purpose};
 use super::limits::ip_key;
 use super::{RequestMeta, accounts, otp, proof, sessions};
 use crate::cache::RateBucket;
@@ -60,7 +60,10 @@ async fn find_by_email(state: &AppState, tenant: &Tenant, email: &Email) -> AppR
 }
 
 async fn send(state: &AppState, tenant: &Tenant, email: &Email, purpose: Purpose, kind: MessageKind) -> AppResult<()> {
-    let code = codes::issue(state, purpose, tenant.id, email.as_str(), RECOVERY_CODE_TTL).await?;
+    let code = state
+        .codes
+        .issue(purpose, tenant.id, email.as_str(), RECOVERY_CODE_TTL)
+        .await?;
     state
         .notifier
         .send(tenant.id, Recipient::from(email), kind, &code, RECOVERY_CODE_TTL)
@@ -118,7 +121,7 @@ pub async fn request_own_verification(
 }
 
 async fn consume(state: &AppState, tenant: &Tenant, email: &Email, purpose: Purpose, code: &str) -> AppResult<()> {
-    match codes::consume(state, purpose, tenant.id, email.as_str(), code).await? {
+    match state.codes.consume(purpose, tenant.id, email.as_str(), code).await? {
         Check::Valid => Ok(()),
         Check::Invalid => Err(invalid_code()),
         Check::Burned => Err(burned(state)),
