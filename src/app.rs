@@ -23,6 +23,7 @@ use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
+use crate::service::devices::Devices;
 use crate::service::keys;
 use crate::service::limits::Limits;
 use crate::state::{AppState, Keys};
@@ -278,6 +279,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
     let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
+    let devices = Devices::new(clock.clone(), refresh_key.clone(), config.rate_limit.device_token_ttl);
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         access: AppState::access_cache(shared),
@@ -293,6 +295,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
+        devices,
         codes,
         limits,
     };

@@ -13,6 +13,7 @@ use crate::crypto::password::PasswordHasher;
 use crate::domain::PasswordPolicy;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
+use crate::service::devices::Devices;
 use crate::service::limits::Limits;
 use crate::store::{Store, Tenant};
 use crate::telemetry::metrics::Metrics;
@@ -44,6 +45,7 @@ pub struct AppState {
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
+    pub devices: Devices,
     pub codes: Codes,
     pub limits: Limits,
 }

@@ -155,7 +155,7 @@ pub async fn check_password_sign_in(
     // way. A valid device token of this account swaps in the device's own
     // budget, so the account's lockout never locks its owner out.
     let device = match (tenant, &found, meta.device_token.as_deref()) {
-        (Some(t), Some((user, _)), Some(token)) => super::devices::verify(state, token, t.id, user.id),
+        (Some(t), Some((user, _)), Some(token)) => state.devices.verify(token, t.id, user.id),
         _ => None,
     };
     let (bucket, failure_key, budget) = match (&device, &found) {
@@ -246,7 +246,7 @@ pub async fn login(
     let user = state.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
     state.metrics.login("success");
     let mut tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
-    tokens.device_token = Some(super::devices::issue(state, tenant.id, user.id));
+    tokens.device_token = Some(state.devices.issue(tenant.id, user.id));
     Ok((user, tokens))
 }
 

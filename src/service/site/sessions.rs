@@ -54,7 +54,7 @@ use crate::domain::{AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
-use crate::service::{RequestMeta, accounts, devices, rbac, tenants};
+use crate::service::{RequestMeta, accounts, rbac, tenants};
 use crate::state::AppState;
 use crate::store::{DEFAULT_TENANT_ID, Tenant, User};
 
@@ -311,7 +311,7 @@ pub async fn sign_in(
     audit.detail = serde_json::json!({ "session": session.id });
     state.store.record_audit(audit).await?;
     state.metrics.login("success");
-    let device_token = devices::issue(state, tenant.id, user.id);
+    let device_token = state.devices.issue(tenant.id, user.id);
     Ok(SignedIn {
         token,
         session,
