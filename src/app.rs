@@ -26,6 +26,7 @@ use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::keys;
 use crate::service::limits::Limits;
+use crate::service::rbac::Rbac;
 use crate::state::{AppState, Keys};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -280,9 +281,9 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
     let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
     let devices = Devices::new(clock.clone(), refresh_key.clone(), config.rate_limit.device_token_ttl);
+    let rbac = Rbac::new(store.clone(), AppState::access_cache(shared));
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
-        access: AppState::access_cache(shared),
         tenants: AppState::tenant_cache(shared),
         config,
         store,
@@ -295,6 +296,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
+        rbac,
         devices,
         codes,
         limits,

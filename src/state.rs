@@ -15,6 +15,7 @@ use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::limits::Limits;
+use crate::service::rbac::Rbac;
 use crate::store::{Store, Tenant};
 use crate::telemetry::metrics::Metrics;
 
@@ -34,9 +35,6 @@ pub struct AppState {
     /// verification. Entries never outlive the token (`exp` is rechecked) and
     /// revocation is checked separately on every request.
     pub verified_tokens: moka::sync::Cache<[u8; 32], Arc<AccessClaims>>,
-    /// User id to current roles and permissions; see `service::rbac`.
-    /// Off when instances share state (see [`LocalCache`]).
-    pub access: LocalCache<uuid::Uuid, Arc<crate::store::Access>>,
     /// Tenant slug to tenant; invalidated when a tenant is deleted.
     /// Off when instances share state (see [`LocalCache`]).
     pub tenants: LocalCache<String, Tenant>,
@@ -45,6 +43,7 @@ pub struct AppState {
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
+    pub rbac: Rbac,
     pub devices: Devices,
     pub codes: Codes,
     pub limits: Limits,
@@ -75,7 +74,7 @@ impl AppState {
 ///
 /// Invariant: whatever one instance changes, every instance sees on its very
 /// next request. A lone instance (`cache.url = "memory"`) gets that from the
-/// invalidation its own write performs (`service::rbac::invalidate_*`,
+/// invalidation its own write performs (`service::rbac::Rbac::invalidate_*`,
 /// `tenants.invalidate`). With several instances (a shared Redis cache), an
 /// invalidation done on instance A cannot reach B's memory before A answers:
 /// those hooks are synchronous, and pub/sub delivery is asynchronous, so a

@@ -28,7 +28,6 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::{Auth, basic_credentials};
-use crate::service::rbac;
 use crate::service::sessions::Principal;
 use crate::state::AppState;
 
@@ -102,9 +101,9 @@ where
         let Auth(principal) = Auth::from_request_parts(parts, state).await?;
         let app = AppState::from_ref(state);
         let allowed = if P::OPERATOR {
-            rbac::is_operator(&app, &principal, P::NAME).await?
+            app.rbac.is_operator(&principal, P::NAME).await?
         } else {
-            rbac::has_permission(&app, &principal, P::NAME).await?
+            app.rbac.has_permission(&principal, P::NAME).await?
         };
         if !allowed {
             let message = if P::OPERATOR {
@@ -205,7 +204,9 @@ where
         };
         let reject = |error| IntrospectionRejection { error, basic };
         let Auth(principal) = Auth::from_request_parts(parts, state).await.map_err(reject)?;
-        if !rbac::has_permission(&app, &principal, TokensIntrospect::NAME)
+        if !app
+            .rbac
+            .has_permission(&principal, TokensIntrospect::NAME)
             .await
             .map_err(reject)?
         {

@@ -5,7 +5,7 @@
 //! Everything acts inside the caller's token tenant; the store filters every
 //! statement by it, so another tenant's user id is simply not found. An
 //! administrator acts only on users whose permissions they hold themselves
-//! ([`rbac::require_covers_user`]), so `users:write` cannot be used to take
+//! ([`super::rbac::Rbac::require_covers_user`]), so `users:write` cannot be used to take
 //! over an `admin` account. Disabling is immediate: the store revokes the
 //! sessions in the same transaction, and the user and those sessions go on
 //! the deny list before the answer leaves, so access tokens already out stop
@@ -14,7 +14,7 @@
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use super::{RequestMeta, accounts, rbac};
+use super::{RequestMeta, accounts};
 use crate::domain::{AuditEvent, Email, Phone, RoleName};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
@@ -117,7 +117,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
     roles.sort();
     roles.dedup();
     if !roles.is_empty() {
-        if !rbac::has_permission(state, principal, "roles:assign").await? {
+        if !state.rbac.has_permission(principal, "roles:assign").await? {
             return Err(AppError::forbidden(
                 ErrorCode::Forbidden,
                 "giving roles requires permission roles:assign",
@@ -136,7 +136,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
                 })?;
             wanted.extend(found.permissions.iter().cloned());
         }
-        rbac::require_covers(state, principal, &wanted).await?;
+        state.rbac.require_covers(principal, &wanted).await?;
     }
     let password_hash = match &new.password {
         None => None,
@@ -216,7 +216,7 @@ pub async fn update(
 ) -> AppResult<User> {
     let tenant_id = principal.tenant.id;
     let current = get(state, principal, user_id).await?;
-    rbac::require_covers_user(state, principal, user_id).await?;
+    state.rbac.require_covers_user(principal, user_id).await?;
     let now = state.clock.now();
     let mut patch = UserPatch {
         now,
@@ -295,7 +295,7 @@ pub async fn update(
 #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %user_id))]
 pub async fn delete(state: &AppState, principal: &Principal, user_id: Uuid, meta: &RequestMeta) -> AppResult<()> {
     let tenant_id = principal.tenant.id;
-    rbac::require_covers_user(state, principal, user_id).await?;
+    state.rbac.require_covers_user(principal, user_id).await?;
     let audit = meta.audit(
         tenant_id,
         state.clock.now(),
@@ -313,7 +313,7 @@ pub async fn delete(state: &AppState, principal: &Principal, user_id: Uuid, meta
         })?;
     state.deny.deny_sessions(&sessions).await?;
     state.deny.deny_user(user_id).await?;
-    rbac::invalidate_user(state, user_id);
+    state.rbac.invalidate_user(user_id);
     Ok(())
 }
 
@@ -339,7 +339,7 @@ pub async fn revoke_sessions(
 ) -> AppResult<()> {
     let tenant_id = principal.tenant.id;
     get(state, principal, user_id).await?;
-    rbac::require_covers_user(state, principal, user_id).await?;
+    state.rbac.require_covers_user(principal, user_id).await?;
     let now = state.clock.now();
     let mut audit = meta.audit(
         tenant_id,

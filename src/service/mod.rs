@@ -91,4 +91,39 @@ pub(crate) mod test_ports {
     pub fn clock() -> Clock {
         Clock::manual(START)
     }
+
+    /// A fresh user of the `default` tenant holding `roles`, signed in as
+    /// far as the use cases can tell.
+    pub async fn principal(store: &Arc<dyn Store>, roles: &[&str]) -> crate::service::sessions::Principal {
+        use crate::domain::{AuditEvent, RoleName};
+        use crate::store::{DEFAULT_TENANT_ID, NewUser};
+
+        let tenant = store.tenant_by_slug("default").await.unwrap().unwrap();
+        let user_id = uuid::Uuid::new_v4();
+        let new = NewUser {
+            id: user_id,
+            tenant_id: DEFAULT_TENANT_ID,
+            email: None,
+            email_verified: false,
+            phone: None,
+            phone_verified: false,
+            password_hash: None,
+            metadata: serde_json::json!({}),
+            roles: roles.iter().map(|r| RoleName::parse(r).unwrap()).collect(),
+            now: START,
+        };
+        let audit = super::RequestMeta::default().audit(DEFAULT_TENANT_ID, START, AuditEvent::UserCreated, None, None);
+        store.create_user(new, None, audit).await.unwrap();
+        let claims = serde_json::from_value(serde_json::json!({
+            "iss": "forge", "aud": "forge", "sub": user_id.to_string(), "sid": uuid::Uuid::new_v4().to_string(),
+            "tid": "default", "roles": roles, "iat": START, "exp": START + 900, "jti": "test",
+        }))
+        .unwrap();
+        crate::service::sessions::Principal {
+            user_id,
+            session_id: uuid::Uuid::new_v4(),
+            tenant,
+            claims: Arc::new(claims),
+        }
+    }
 }

@@ -6,8 +6,8 @@
 //! that every role change invalidates, so a revoked role stops working at
 //! once without a database round trip on every request.
 //!
-//! Several instances: the cache is per process, and [`invalidate_user`] /
-//! [`invalidate_all`] can only reach the process that made the change. So
+//! Several instances: the cache is per process, and [`Rbac::invalidate_user`] /
+//! [`Rbac::invalidate_all`] can only reach the process that made the change. So
 //! when instances share state (a Redis cache) the per-process cache is off
 //! (`state::LocalCache`): every check reads the roles from the database,
 //! which all instances share, and a role removed on one instance no longer
@@ -18,57 +18,109 @@ use std::sync::Arc;
 use crate::domain::Permission;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::sessions::Principal;
-use crate::state::AppState;
-use crate::store::Access;
+use crate::state::LocalCache;
+use crate::store::{Access, Store};
 
-/// The caller's current roles and permissions.
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
-pub async fn access(state: &AppState, principal: &Principal) -> AppResult<Arc<Access>> {
-    if let Some(a) = state.access.get(&principal.user_id) {
-        return Ok(a);
+/// Current roles and permissions, read from the store through the
+/// per-user access cache.
+#[derive(Clone)]
+pub struct Rbac {
+    store: Arc<dyn Store>,
+    /// User id to current roles and permissions.
+    /// Off when instances share state (see [`LocalCache`]).
+    access: LocalCache<uuid::Uuid, Arc<Access>>,
+}
+
+impl Rbac {
+    pub fn new(store: Arc<dyn Store>, access: LocalCache<uuid::Uuid, Arc<Access>>) -> Self {
+        Self { store, access }
     }
-    let access = state
-        .store
-        .access_of(principal.tenant.id, principal.user_id)
-        .await?
-        .ok_or_else(AppError::invalid_token)?;
-    let access = Arc::new(access);
-    state.access.insert(principal.user_id, access.clone());
-    Ok(access)
-}
 
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
-pub async fn effective_roles(state: &AppState, principal: &Principal) -> AppResult<Vec<String>> {
-    Ok(access(state, principal).await?.roles.clone())
-}
+    /// The caller's current roles and permissions.
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
+    pub async fn access(&self, principal: &Principal) -> AppResult<Arc<Access>> {
+        if let Some(a) = self.access.get(&principal.user_id) {
+            return Ok(a);
+        }
+        let access = self
+            .store
+            .access_of(principal.tenant.id, principal.user_id)
+            .await?
+            .ok_or_else(AppError::invalid_token)?;
+        let access = Arc::new(access);
+        self.access.insert(principal.user_id, access.clone());
+        Ok(access)
+    }
 
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, required = required))]
-pub async fn has_permission(state: &AppState, principal: &Principal, required: &str) -> AppResult<bool> {
-    let access = access(state, principal).await?;
-    Ok(access
-        .permissions
-        .iter()
-        .filter_map(|p| Permission::parse(p).ok())
-        .any(|p| p.grants(required)))
-}
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
+    pub async fn effective_roles(&self, principal: &Principal) -> AppResult<Vec<String>> {
+        Ok(self.access(principal).await?.roles.clone())
+    }
 
-/// Forgets cached access after a change to one user's roles.
-pub fn invalidate_user(state: &AppState, user_id: uuid::Uuid) {
-    state.access.invalidate(&user_id);
-}
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, required = required))]
+    pub async fn has_permission(&self, principal: &Principal, required: &str) -> AppResult<bool> {
+        let access = self.access(principal).await?;
+        Ok(access
+            .permissions
+            .iter()
+            .filter_map(|p| Permission::parse(p).ok())
+            .any(|p| p.grants(required)))
+    }
 
-/// Forgets all cached access after a role's permissions changed.
-pub fn invalidate_all(state: &AppState) {
-    state.access.invalidate_all();
-}
+    /// Forgets cached access after a change to one user's roles.
+    pub fn invalidate_user(&self, user_id: uuid::Uuid) {
+        self.access.invalidate(&user_id);
+    }
 
-/// Whether the caller is an operator holding `required`: an administrator
-/// (or any holder of the permission) of the `default` tenant. The same
-/// permission held in any other tenant, even through `*`, does not count:
-/// a tenant's admin manages its own tenant, never the set of tenants.
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, required = required))]
-pub async fn is_operator(state: &AppState, principal: &Principal, required: &str) -> AppResult<bool> {
-    Ok(principal.tenant.id == crate::store::DEFAULT_TENANT_ID && has_permission(state, principal, required).await?)
+    /// Forgets all cached access after a role's permissions changed.
+    pub fn invalidate_all(&self) {
+        self.access.invalidate_all();
+    }
+
+    /// Whether the caller is an operator holding `required`: an administrator
+    /// (or any holder of the permission) of the `default` tenant. The same
+    /// permission held in any other tenant, even through `*`, does not count:
+    /// a tenant's admin manages its own tenant, never the set of tenants.
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, required = required))]
+    pub async fn is_operator(&self, principal: &Principal, required: &str) -> AppResult<bool> {
+        Ok(principal.tenant.id == crate::store::DEFAULT_TENANT_ID && self.has_permission(principal, required).await?)
+    }
+
+    /// Refuses unless the caller holds every permission in `wanted`: nobody
+    /// hands out (in a role they create, edit or assign) or takes away more
+    /// than they hold, so `roles:assign` alone cannot make anyone an admin.
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
+    pub async fn require_covers(&self, principal: &Principal, wanted: &[String]) -> AppResult<()> {
+        if covers(&self.access(principal).await?.permissions, wanted) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                ErrorCode::Forbidden,
+                "that needs permissions you do not hold yourself",
+            ))
+        }
+    }
+
+    /// Refuses unless the caller holds every permission the target user holds,
+    /// so a `users:write` holder cannot disable, delete, re-address or sign out
+    /// an administrator (and so take over their account through a reset).
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %target))]
+    pub async fn require_covers_user(&self, principal: &Principal, target: uuid::Uuid) -> AppResult<()> {
+        if target == principal.user_id {
+            return Ok(());
+        }
+        let Some(theirs) = self.store.access_of(principal.tenant.id, target).await? else {
+            return Err(AppError::not_found("user"));
+        };
+        if covers(&self.access(principal).await?.permissions, &theirs.permissions) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                ErrorCode::Forbidden,
+                "that user holds permissions you do not hold yourself",
+            ))
+        }
+    }
 }
 
 /// Whether `granted` covers every permission in `wanted`, wildcards included
@@ -78,45 +130,60 @@ pub fn covers(granted: &[String], wanted: &[String]) -> bool {
     wanted.iter().all(|w| granted.iter().any(|g| g.grants(w)))
 }
 
-/// Refuses unless the caller holds every permission in `wanted`: nobody
-/// hands out (in a role they create, edit or assign) or takes away more
-/// than they hold, so `roles:assign` alone cannot make anyone an admin.
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
-pub async fn require_covers(state: &AppState, principal: &Principal, wanted: &[String]) -> AppResult<()> {
-    if covers(&access(state, principal).await?.permissions, wanted) {
-        Ok(())
-    } else {
-        Err(AppError::forbidden(
-            ErrorCode::Forbidden,
-            "that needs permissions you do not hold yourself",
-        ))
-    }
-}
-
-/// Refuses unless the caller holds every permission the target user holds,
-/// so a `users:write` holder cannot disable, delete, re-address or sign out
-/// an administrator (and so take over their account through a reset).
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, target_id = %target))]
-pub async fn require_covers_user(state: &AppState, principal: &Principal, target: uuid::Uuid) -> AppResult<()> {
-    if target == principal.user_id {
-        return Ok(());
-    }
-    let Some(theirs) = state.store.access_of(principal.tenant.id, target).await? else {
-        return Err(AppError::not_found("user"));
-    };
-    if covers(&access(state, principal).await?.permissions, &theirs.permissions) {
-        Ok(())
-    } else {
-        Err(AppError::forbidden(
-            ErrorCode::Forbidden,
-            "that user holds permissions you do not hold yourself",
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::covers;
+    use super::*;
+    use crate::domain::AuditEvent;
+    use crate::service::{RequestMeta, test_ports};
+    use crate::state::AppState;
+
+    async fn grant_admin(store: &Arc<dyn Store>, principal: &Principal) {
+        let audit = RequestMeta::default().audit(principal.tenant.id, 0, AuditEvent::RoleAssigned, None, None);
+        assert!(
+            store
+                .assign_role(principal.tenant.id, principal.user_id, "admin", audit)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_role_change_counts_once_the_user_is_invalidated() {
+        let store = test_ports::store();
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(false));
+        let principal = test_ports::principal(&store, &[]).await;
+        assert!(!rbac.has_permission(&principal, "users:read").await.unwrap());
+        grant_admin(&store, &principal).await;
+        assert!(!rbac.has_permission(&principal, "users:read").await.unwrap(), "cached");
+        rbac.invalidate_user(principal.user_id);
+        assert!(rbac.has_permission(&principal, "users:read").await.unwrap());
+        assert!(rbac.is_operator(&principal, "tenants:write").await.unwrap());
+        assert_eq!(
+            rbac.effective_roles(&principal).await.unwrap(),
+            vec!["admin".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_local_cache_every_check_reads_the_store() {
+        let store = test_ports::store();
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(true));
+        let principal = test_ports::principal(&store, &[]).await;
+        assert!(!rbac.has_permission(&principal, "users:read").await.unwrap());
+        grant_admin(&store, &principal).await;
+        assert!(rbac.has_permission(&principal, "users:read").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn nobody_acts_on_a_user_holding_more_than_they_do() {
+        let store = test_ports::store();
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(false));
+        let plain = test_ports::principal(&store, &[]).await;
+        let admin = test_ports::principal(&store, &["admin"]).await;
+        assert!(rbac.require_covers_user(&plain, admin.user_id).await.is_err());
+        rbac.require_covers_user(&admin, plain.user_id).await.unwrap();
+        rbac.require_covers_user(&plain, plain.user_id).await.unwrap();
+    }
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()

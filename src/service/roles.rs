@@ -20,7 +20,7 @@
 
 use uuid::Uuid;
 
-use super::{RequestMeta, rbac};
+use super::RequestMeta;
 use crate::domain::{AuditEvent, Permission, RoleName};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::sessions::Principal;
@@ -89,7 +89,7 @@ pub async fn create(
     permissions: Vec<Permission>,
     meta: &RequestMeta,
 ) -> AppResult<Role> {
-    rbac::require_covers(state, principal, &strings(&permissions)).await?;
+    state.rbac.require_covers(principal, &strings(&permissions)).await?;
     let now = state.clock.now();
     let mut audit = meta.audit(
         principal.tenant.id,
@@ -130,7 +130,7 @@ pub async fn update(
     }
     let mut wanted = strings(&permissions);
     wanted.extend(current.permissions.iter().cloned());
-    rbac::require_covers(state, principal, &wanted).await?;
+    state.rbac.require_covers(principal, &wanted).await?;
     let mut audit = meta.audit(
         principal.tenant.id,
         state.clock.now(),
@@ -151,7 +151,7 @@ pub async fn update(
             StoreError::NotFound => role_not_found(),
             other => other.into(),
         })?;
-    rbac::invalidate_all(state);
+    state.rbac.invalidate_all();
     Ok(role)
 }
 
@@ -162,7 +162,7 @@ pub async fn delete(state: &AppState, principal: &Principal, name: &RoleName, me
     if current.builtin {
         return Err(builtin(name.as_str()));
     }
-    rbac::require_covers(state, principal, &current.permissions).await?;
+    state.rbac.require_covers(principal, &current.permissions).await?;
     let mut audit = meta.audit(
         principal.tenant.id,
         state.clock.now(),
@@ -179,7 +179,7 @@ pub async fn delete(state: &AppState, principal: &Principal, name: &RoleName, me
             StoreError::NotFound => role_not_found(),
             other => other.into(),
         })?;
-    rbac::invalidate_all(state);
+    state.rbac.invalidate_all();
     Ok(())
 }
 
@@ -222,7 +222,7 @@ async fn change_assignment(
         return Err(AppError::not_found("user"));
     }
     let role = get(state, principal, name.as_str()).await?;
-    rbac::require_covers(state, principal, &role.permissions).await?;
+    state.rbac.require_covers(principal, &role.permissions).await?;
     let event = if grant {
         AuditEvent::RoleAssigned
     } else {
@@ -245,7 +245,7 @@ async fn change_assignment(
         StoreError::NotFound => AppError::not_found("user or role"),
         other => other.into(),
     })?;
-    rbac::invalidate_user(state, user_id);
+    state.rbac.invalidate_user(user_id);
     Ok(())
 }
 

@@ -20,7 +20,7 @@
 //! by sign-up (no cache), so closing a tenant takes effect at once on every
 //! instance. Admin provisioning does not ask it.
 
-use super::{RequestMeta, rbac};
+use super::RequestMeta;
 use crate::domain::settings::{SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
 use crate::domain::{AuditEvent, Identifier, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -63,7 +63,7 @@ async fn target(
 ) -> AppResult<Tenant> {
     let other = slug.filter(|s| s.as_str() != caller.tenant.slug.as_str());
     let Some(slug) = other else {
-        if !rbac::has_permission(state, caller, permission).await? {
+        if !state.rbac.has_permission(caller, permission).await? {
             return Err(AppError::forbidden(
                 ErrorCode::Forbidden,
                 format!("requires permission {permission}"),
@@ -71,7 +71,7 @@ async fn target(
         }
         return Ok(caller.tenant.clone());
     };
-    if !rbac::is_operator(state, caller, permission).await? {
+    if !state.rbac.is_operator(caller, permission).await? {
         return Err(AppError::forbidden(
             ErrorCode::Forbidden,
             format!("only operators (holders of {permission} in the default tenant) act on another tenant's settings"),

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::paging::{self, Page};
 use super::settings::{self, SignupChange};
-use super::{RequestMeta, accounts, rbac};
+use super::{RequestMeta, accounts};
 use crate::domain::settings::{SignupPolicy, TenantSettings};
 use crate::domain::{AuditEvent, Email, RoleName, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -31,7 +31,7 @@ use crate::state::AppState;
 use crate::store::{NewTenant, NewUser, StoreError, Tenant, User};
 
 async fn require_operator(state: &AppState, principal: &Principal, permission: &str) -> AppResult<()> {
-    if rbac::is_operator(state, principal, permission).await? {
+    if state.rbac.is_operator(principal, permission).await? {
         Ok(())
     } else {
         Err(AppError::forbidden(
@@ -193,7 +193,7 @@ pub async fn delete(state: &AppState, principal: &Principal, slug: &str, meta: &
             other => other.into(),
         })?;
     state.tenants.invalidate(slug.as_str());
-    rbac::invalidate_all(state);
+    state.rbac.invalidate_all();
     state.deny.deny_sessions(&deleted.live_sessions).await?;
     tracing::info!(tenant = %deleted.tenant.slug, sessions = deleted.live_sessions.len(), "tenant deleted");
     Ok(())

@@ -293,14 +293,14 @@ pub async fn verify(
             "the token belongs to another tenant",
         ));
     }
-    let roles = crate::service::rbac::effective_roles(&state, &principal).await?;
+    let roles = state.rbac.effective_roles(&principal).await?;
     if let Some(role) = &query.role
         && !roles.iter().any(|r| r == role)
     {
         return Err(AppError::forbidden(ErrorCode::Forbidden, "missing the required role"));
     }
     if let Some(permission) = &query.permission
-        && !crate::service::rbac::has_permission(&state, &principal, permission).await?
+        && !state.rbac.has_permission(&principal, permission).await?
     {
         return Err(AppError::forbidden(
             ErrorCode::Forbidden,

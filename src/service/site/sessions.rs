@@ -54,7 +54,7 @@ use crate::domain::{AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
-use crate::service::{RequestMeta, accounts, rbac, tenants};
+use crate::service::{RequestMeta, accounts, tenants};
 use crate::state::AppState;
 use crate::store::{DEFAULT_TENANT_ID, Tenant, User};
 
@@ -221,7 +221,9 @@ fn principal(state: &AppState, session: &SiteSession, user: &User, tenant: &Tena
 }
 
 async fn is_admin(state: &AppState, principal: &Principal) -> AppResult<bool> {
-    Ok(rbac::access(state, principal)
+    Ok(state
+        .rbac
+        .access(principal)
         .await?
         .roles
         .iter()
