@@ -24,7 +24,7 @@ use crate::notify::Notifier;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
-use crate::service::keys;
+use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
 use crate::state::{AppState, Keys};
@@ -276,12 +276,14 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         .server_secret("refresh_successor_key", random_token().into_bytes(), now)
         .await?;
     let refresh_key = Arc::new(refresh_key);
+    let keyring = Keys::new(keyring);
     let notifier = Notifier::new(&config, store.clone(), clock.clone());
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
     let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
     let devices = Devices::new(clock.clone(), refresh_key.clone(), config.rate_limit.device_token_ttl);
     let rbac = Rbac::new(store.clone(), AppState::access_cache(shared));
+    let signing_keys = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         tenants: AppState::tenant_cache(shared),
@@ -290,12 +292,13 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         cache,
         passwords,
         policy,
-        keys: Keys::new(keyring),
+        keys: keyring,
         clock,
         metrics: Arc::new(Metrics::default()),
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
+        signing_keys,
         rbac,
         devices,
         codes,
@@ -313,7 +316,7 @@ async fn maintenance(state: AppState) {
     let mut minutes: u64 = 0;
     loop {
         tick.tick().await;
-        if let Err(e) = keys::reload(&state).await {
+        if let Err(e) = state.signing_keys.reload().await {
             tracing::warn!(error = %e, "cannot reload signing keys");
         }
         // Audit retention: a minute after start, then hourly.

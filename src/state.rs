@@ -14,6 +14,7 @@ use crate::domain::PasswordPolicy;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
+use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
 use crate::store::{Store, Tenant};
@@ -43,6 +44,7 @@ pub struct AppState {
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
+    pub signing_keys: SigningKeys,
     pub rbac: Rbac,
     pub devices: Devices,
     pub codes: Codes,

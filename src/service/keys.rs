@@ -8,7 +8,11 @@
 //! promotes `next` to `current`, retires `current` (kept for verification
 //! until its last token expires) and creates a new `next`.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
+
+use crate::clock::Clock;
 
 use crate::config::{Config, JwtAlgorithm};
 use crate::crypto::jwt::{KeyMaterial, Keyring, VerifierSettings, generate_ed25519};
@@ -17,7 +21,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::RequestMeta;
 use crate::service::site::sessions::SiteAdmin;
-use crate::state::AppState;
+use crate::state::Keys;
 use crate::store::{DEFAULT_TENANT_ID, KeyRotation, KeyState, SigningKeyRecord, Store};
 
 /// How long the JWKS may be cached. Rotations must be at least this far apart
@@ -98,15 +102,34 @@ pub fn keyring_from(config: &Config, keys: &[SigningKeyRecord], now: i64) -> any
     }
 }
 
-/// Reloads the keyring from the store (after a rotation, or periodically so
-/// expired retired keys leave the JWKS).
-#[tracing::instrument(skip_all)]
-pub async fn reload(state: &AppState) -> anyhow::Result<()> {
-    let keys = state.store.signing_keys().await?;
-    state
-        .keys
-        .replace(keyring_from(&state.config, &keys, state.clock.now())?);
-    Ok(())
+/// The signing keys of a running server: the store that keeps them and the
+/// in-memory keyring that signs with them.
+#[derive(Clone)]
+pub struct SigningKeys {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    clock: Clock,
+    keys: Keys,
+}
+
+impl SigningKeys {
+    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, clock: Clock, keys: Keys) -> Self {
+        Self {
+            store,
+            config,
+            clock,
+            keys,
+        }
+    }
+
+    /// Reloads the keyring from the store (after a rotation, or periodically so
+    /// expired retired keys leave the JWKS).
+    #[tracing::instrument(skip_all)]
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let keys = self.store.signing_keys().await?;
+        self.keys.replace(keyring_from(&self.config, &keys, self.clock.now())?);
+        Ok(())
+    }
 }
 
 /// A signing key as the keys page and `forge keys list` show it.
@@ -248,38 +271,71 @@ pub async fn rotate_keys(
     }
 }
 
-/// [`rotate_keys`] from the admin site (operators only), then reloads this
-/// process's keyring so the new current key signs at once.
-#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id, force = force))]
-pub async fn rotate_keys_now(
-    state: &AppState,
-    admin: &SiteAdmin,
-    force: bool,
-    meta: &RequestMeta,
-) -> AppResult<Vec<SigningKeyRecord>> {
-    if !admin.operator {
-        return Err(AppError::forbidden(
-            ErrorCode::Forbidden,
-            "only operators rotate the signing keys",
-        ));
+impl SigningKeys {
+    /// [`rotate_keys`] from the admin site (operators only), then reloads this
+    /// process's keyring so the new current key signs at once.
+    #[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id, force = force))]
+    pub async fn rotate_keys_now(
+        &self,
+        admin: &SiteAdmin,
+        force: bool,
+        meta: &RequestMeta,
+    ) -> AppResult<Vec<SigningKeyRecord>> {
+        if !admin.operator {
+            return Err(AppError::forbidden(
+                ErrorCode::Forbidden,
+                "only operators rotate the signing keys",
+            ));
+        }
+        let keys = rotate_keys(
+            self.store.as_ref(),
+            &self.config,
+            self.clock.now(),
+            force,
+            Some(admin.user.id),
+            "admin_site",
+            meta,
+        )
+        .await?;
+        self.reload().await.map_err(AppError::internal)?;
+        Ok(keys)
     }
-    let keys = rotate_keys(
-        state.store.as_ref(),
-        &state.config,
-        state.clock.now(),
-        force,
-        Some(admin.user.id),
-        "admin_site",
-        meta,
-    )
-    .await?;
-    reload(state).await.map_err(AppError::internal)?;
-    Ok(keys)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::test_ports;
+
+    #[tokio::test]
+    async fn reloading_after_a_rotation_signs_with_the_promoted_key() {
+        let store = test_ports::store();
+        let clock = test_ports::clock();
+        let mut config = Config::default();
+        config.jwt.issuer = "https://forge.test".into();
+        config.jwt.audience = "forge".into();
+        let config = Arc::new(config);
+        let stored = ensure_keys(store.as_ref(), clock.now()).await.unwrap();
+        let keyring = Keys::new(keyring_from(&config, &stored, clock.now()).unwrap());
+        let signing = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
+        let before = keyring.current().current_kid().to_string();
+        let next = stored.iter().find(|k| k.state == KeyState::Next).unwrap().kid.clone();
+
+        rotate_keys(
+            store.as_ref(),
+            &config,
+            clock.now(),
+            true,
+            None,
+            "test",
+            &RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(keyring.current().current_kid(), before, "not before a reload");
+        signing.reload().await.unwrap();
+        assert_eq!(keyring.current().current_kid(), next);
+    }
 
     fn info(state: KeyState, created_at: i64) -> KeyInfo {
         KeyInfo {

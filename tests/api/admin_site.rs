@@ -1006,7 +1006,7 @@ async fn keys_rotate_and_old_tokens_keep_verifying() {
     // Once the old key's tokens have expired, it leaves the JWKS.
     s.clock()
         .advance(s.state().config.jwt.access_ttl.as_secs() as i64 + 120);
-    forge::service::keys::reload(s.state()).await.unwrap();
+    s.state().signing_keys.reload().await.unwrap();
     assert!(!jwks(&s).await.contains(&old_current));
 }
 
@@ -1377,7 +1377,7 @@ async fn forge_keys_list_and_rotate_from_the_command_line() {
     assert_eq!(rows[0].actor_id, None);
     // The running server signs with the new key after its next reload.
     operator(&s).await;
-    forge::service::keys::reload(s.state()).await.unwrap();
+    s.state().signing_keys.reload().await.unwrap();
     let token = s.login("root@example.com", PASSWORD).await;
     assert_eq!(s.state().keys.current().current_kid(), next);
     assert_eq!(s.as_user(access(&token)).get("/v1/users/me").await.0, 200);

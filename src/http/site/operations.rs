@@ -98,7 +98,9 @@ pub async fn rotate(
     PageForm(form): PageForm<RotateForm>,
 ) -> Result<Response, PageError> {
     require_operator(&admin)?;
-    let outcome = keys::rotate_keys_now(&state, &admin, form.force.is_some(), &meta)
+    let outcome = state
+        .signing_keys
+        .rotate_keys_now(&admin, form.force.is_some(), &meta)
         .await
         .map(|keys| {
             let current = keys
