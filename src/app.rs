@@ -21,6 +21,7 @@ use crate::crypto::password::{Argon2Params, PasswordHasher};
 use crate::crypto::tokens::random_token;
 use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
+use crate::service::audit::AuditLog;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
@@ -284,6 +285,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let devices = Devices::new(clock.clone(), refresh_key.clone(), config.rate_limit.device_token_ttl);
     let rbac = Rbac::new(store.clone(), AppState::access_cache(shared));
     let signing_keys = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
+    let audit = AuditLog::new(store.clone(), clock.clone(), config.audit.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         tenants: AppState::tenant_cache(shared),
@@ -298,6 +300,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
+        audit,
         signing_keys,
         rbac,
         devices,
@@ -321,7 +324,7 @@ async fn maintenance(state: AppState) {
         }
         // Audit retention: a minute after start, then hourly.
         if minutes.is_multiple_of(60) {
-            crate::service::audit::sweep_logged(&state).await;
+            state.audit.sweep_logged().await;
         }
         minutes += 1;
     }

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::crypto::jwt::{AccessClaims, Keyring};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::PasswordPolicy;
+use crate::service::audit::AuditLog;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
@@ -44,6 +45,7 @@ pub struct AppState {
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
+    pub audit: AuditLog,
     pub signing_keys: SigningKeys,
     pub rbac: Rbac,
     pub devices: Devices,

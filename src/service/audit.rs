@@ -7,14 +7,17 @@
 //! never holds the single SQLite writer for long. Rows never hold secrets:
 //! writers put only ids, names and outcomes in `detail`.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::paging::{self, Page};
+use crate::clock::Clock;
+use crate::config::AuditConfig;
 use crate::domain::AuditEvent;
 use crate::error::{AppError, AppResult};
 use crate::service::sessions::Principal;
-use crate::state::AppState;
-use crate::store::{self, AuditQuery};
+use crate::store::{self, AuditQuery, Store};
 
 /// Rows deleted per write transaction by the retention sweep.
 const SWEEP_BATCH: u32 = 5_000;
@@ -61,71 +64,120 @@ pub fn parse_event(event: &str) -> AppResult<EventFilter> {
     }
 }
 
-/// One page of the caller's tenant's audit log, newest first.
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
-pub async fn list(
-    state: &AppState,
-    principal: &Principal,
-    filter: Filter,
-    limit: Option<u32>,
-    cursor: Option<&str>,
-) -> AppResult<Page<store::AuditEvent>> {
-    let limit = paging::limit(limit)?;
-    let before = cursor.map(|c| paging::decode_uuid("a", c)).transpose()?;
-    let rows = state
-        .store
-        .list_audit(AuditQuery {
-            tenant_id: principal.tenant.id,
-            user_id: filter.user_id,
-            event: filter.event.map(|e| e.as_str().to_string()),
-            before,
-            limit: limit + 1,
-        })
-        .await?;
-    Ok(paging::page(rows, limit, |e: &store::AuditEvent| {
-        paging::encode("a", &e.id.to_string())
-    }))
+/// The audit log over the store, with its retention setting.
+#[derive(Clone)]
+pub struct AuditLog {
+    store: Arc<dyn Store>,
+    clock: Clock,
+    audit: AuditConfig,
 }
 
-/// Deletes every row older than `audit.retention`; returns how many. Runs
-/// from the maintenance loop; a zero retention keeps rows forever.
-#[tracing::instrument(skip_all)]
-pub async fn sweep(state: &AppState) -> AppResult<u64> {
-    let retention = state.config.audit.retention.as_secs();
-    if retention == 0 {
-        return Ok(0);
+impl AuditLog {
+    pub fn new(store: Arc<dyn Store>, clock: Clock, audit: AuditConfig) -> Self {
+        Self { store, clock, audit }
     }
-    let before = state
-        .clock
-        .now()
-        .saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX));
-    let mut total = 0;
-    loop {
-        let n = state.store.purge_audit(before, SWEEP_BATCH).await?;
-        total += n;
-        if n < u64::from(SWEEP_BATCH) {
-            break;
+
+    /// One page of the caller's tenant's audit log, newest first.
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        filter: Filter,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> AppResult<Page<store::AuditEvent>> {
+        let limit = paging::limit(limit)?;
+        let before = cursor.map(|c| paging::decode_uuid("a", c)).transpose()?;
+        let rows = self
+            .store
+            .list_audit(AuditQuery {
+                tenant_id: principal.tenant.id,
+                user_id: filter.user_id,
+                event: filter.event.map(|e| e.as_str().to_string()),
+                before,
+                limit: limit + 1,
+            })
+            .await?;
+        Ok(paging::page(rows, limit, |e: &store::AuditEvent| {
+            paging::encode("a", &e.id.to_string())
+        }))
+    }
+
+    /// Deletes every row older than `audit.retention`; returns how many. Runs
+    /// from the maintenance loop; a zero retention keeps rows forever.
+    #[tracing::instrument(skip_all)]
+    pub async fn sweep(&self) -> AppResult<u64> {
+        let retention = self.audit.retention.as_secs();
+        if retention == 0 {
+            return Ok(0);
         }
-        // Let requests waiting for the writer go first.
-        tokio::task::yield_now().await;
+        let before = self
+            .clock
+            .now()
+            .saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX));
+        let mut total = 0;
+        loop {
+            let n = self.store.purge_audit(before, SWEEP_BATCH).await?;
+            total += n;
+            if n < u64::from(SWEEP_BATCH) {
+                break;
+            }
+            // Let requests waiting for the writer go first.
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, "audit retention sweep");
+        }
+        Ok(total)
     }
-    if total > 0 {
-        tracing::info!(deleted = total, "audit retention sweep");
-    }
-    Ok(total)
-}
 
-/// The sweep for the maintenance loop: failures are logged, not fatal.
-#[tracing::instrument(skip_all)]
-pub async fn sweep_logged(state: &AppState) {
-    if let Err(e) = sweep(state).await {
-        tracing::warn!(error = %e, "audit retention sweep failed");
+    /// The sweep for the maintenance loop: failures are logged, not fatal.
+    #[tracing::instrument(skip_all)]
+    pub async fn sweep_logged(&self) {
+        if let Err(e) = self.sweep().await {
+            tracing::warn!(error = %e, "audit retention sweep failed");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::service::test_ports;
+
+    #[tokio::test]
+    async fn the_sweep_deletes_only_rows_older_than_the_retention() {
+        let store = test_ports::store();
+        let clock = test_ports::clock();
+        let day = Duration::from_secs(86_400);
+        let log = AuditLog::new(store.clone(), clock.clone(), AuditConfig { retention: day });
+        let principal = test_ports::principal(&store, &["admin"]).await;
+        let rows = |log: AuditLog, principal: Principal| async move {
+            log.list(&principal, Filter::default(), None, None)
+                .await
+                .unwrap()
+                .items
+                .len()
+        };
+        let written = rows(log.clone(), principal.clone()).await;
+        assert!(written >= 1);
+
+        assert_eq!(log.sweep().await.unwrap(), 0);
+        clock.advance(day.as_secs() as i64 + 1);
+        assert_eq!(log.sweep().await.unwrap(), written as u64);
+        assert_eq!(rows(log.clone(), principal.clone()).await, 0);
+
+        let forever = AuditLog::new(
+            store,
+            clock,
+            AuditConfig {
+                retention: Duration::ZERO,
+            },
+        );
+        assert_eq!(forever.sweep().await.unwrap(), 0);
+    }
 
     #[test]
     fn event_filters_name_known_events_and_still_accept_other_names() {

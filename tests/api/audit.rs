@@ -210,12 +210,12 @@ async fn retention_sweep_deletes_rows_older_than_the_retention() {
     assert!(events(&before).contains(&"role_created"));
 
     s.clock().advance(89 * 86_400);
-    assert_eq!(forge::service::audit::sweep(s.state()).await.unwrap(), 0);
+    assert_eq!(s.state().audit.sweep().await.unwrap(), 0);
     s.clock().advance(2 * 86_400);
     // The old token expired long ago; sign in again (a new `login` row).
     let admin = access(&s.login("root@example.com", PASSWORD).await).to_string();
     make_role(&s, &admin, "new", &[]).await;
-    let deleted = forge::service::audit::sweep(s.state()).await.unwrap();
+    let deleted = s.state().audit.sweep().await.unwrap();
     assert_eq!(deleted as usize, before.len());
     let after = whole_log(&s, &admin, "", 50).await;
     assert_eq!(events(&after), ["role_created", "login"]);

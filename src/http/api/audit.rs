@@ -92,7 +92,10 @@ pub async fn list_audit(
             .map_err(|_| AppError::validation("user_id", "must be a user id"))?,
         event: query.event.as_deref().map(audit::parse_event).transpose()?,
     };
-    let page = audit::list(&state, &caller, filter, query.limit, query.cursor.as_deref()).await?;
+    let page = state
+        .audit
+        .list(&caller, filter, query.limit, query.cursor.as_deref())
+        .await?;
     Ok(axum::Json(AuditList {
         items: page.items.into_iter().map(AuditView::from).collect(),
         next_cursor: page.next_cursor,

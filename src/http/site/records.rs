@@ -191,14 +191,15 @@ pub async fn audit(
             None => None,
         };
         let principal = admin.viewing();
-        audit::list(
-            &state,
-            principal,
-            audit::Filter { user_id, event },
-            Some(PAGE),
-            query.cursor.as_deref(),
-        )
-        .await
+        state
+            .audit
+            .list(
+                principal,
+                audit::Filter { user_id, event },
+                Some(PAGE),
+                query.cursor.as_deref(),
+            )
+            .await
     }
     .await;
     let (events, next, error) = match outcome {

@@ -221,18 +221,19 @@ pub async fn show(
         .map(|r| r.name)
         .filter(|name| !user.roles.contains(name))
         .collect();
-    let events = audit::list(
-        &state,
-        principal,
-        audit::Filter {
-            user_id: Some(id),
-            event: None,
-        },
-        Some(RECENT_EVENTS),
-        None,
-    )
-    .await?
-    .items;
+    let events = state
+        .audit
+        .list(
+            principal,
+            audit::Filter {
+                user_id: Some(id),
+                event: None,
+            },
+            Some(RECENT_EVENTS),
+            None,
+        )
+        .await?
+        .items;
     let now = state.clock.now();
     let title = user
         .email
