@@ -28,6 +28,7 @@ use crate::service::devices::Devices;
 use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
+use crate::service::roles::Roles;
 use crate::state::{AppState, Keys};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -286,6 +287,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let rbac = Rbac::new(store.clone(), AppState::access_cache(shared));
     let signing_keys = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
     let audit = AuditLog::new(store.clone(), clock.clone(), config.audit.clone());
+    let roles = Roles::new(store.clone(), clock.clone(), rbac.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         tenants: AppState::tenant_cache(shared),
@@ -300,6 +302,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
+        roles,
         audit,
         signing_keys,
         rbac,

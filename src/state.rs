@@ -18,6 +18,7 @@ use crate::service::devices::Devices;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
+use crate::service::roles::Roles;
 use crate::store::{Store, Tenant};
 use crate::telemetry::metrics::Metrics;
 
@@ -45,6 +46,7 @@ pub struct AppState {
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
+    pub roles: Roles,
     pub audit: AuditLog,
     pub signing_keys: SigningKeys,
     pub rbac: Rbac,

@@ -78,7 +78,7 @@ pub async fn list_roles(
     State(state): State<AppState>,
     RequirePermission(caller, ..): RequirePermission<RolesRead>,
 ) -> AppResult<axum::Json<RoleList>> {
-    let items = roles::list(&state, &caller).await?;
+    let items = state.roles.list(&caller).await?;
     Ok(axum::Json(RoleList {
         items: items.into_iter().map(RoleView::from).collect(),
     }))
@@ -103,7 +103,7 @@ pub async fn create_role(
 ) -> AppResult<Response> {
     let name = RoleName::parse(req.name.trim()).map_err(|e| AppError::validation("name", e))?;
     let permissions = roles::parse_permissions(&req.permissions)?;
-    let role = roles::create(&state, &caller, name, permissions, &meta).await?;
+    let role = state.roles.create(&caller, name, permissions, &meta).await?;
     let location = HeaderValue::from_str(&format!("/v1/roles/{}", role.name)).map_err(AppError::internal)?;
     Ok((
         StatusCode::CREATED,
@@ -124,7 +124,7 @@ pub async fn get_role(
     Path(name): Path<String>,
 ) -> AppResult<axum::Json<RoleView>> {
     let name = role_name(&name)?;
-    Ok(axum::Json(roles::get(&state, &caller, name.as_str()).await?.into()))
+    Ok(axum::Json(state.roles.get(&caller, name.as_str()).await?.into()))
 }
 
 /// Replace a role's permissions; effective at once for its holders.
@@ -149,7 +149,7 @@ pub async fn update_role(
     let name = role_name(&name)?;
     let permissions = roles::parse_permissions(&req.permissions)?;
     Ok(axum::Json(
-        roles::update(&state, &caller, &name, permissions, &meta).await?.into(),
+        state.roles.update(&caller, &name, permissions, &meta).await?.into(),
     ))
 }
 
@@ -169,7 +169,7 @@ pub async fn delete_role(
     ClientMeta(meta): ClientMeta,
     Path(name): Path<String>,
 ) -> AppResult<StatusCode> {
-    roles::delete(&state, &caller, &role_name(&name)?, &meta).await?;
+    state.roles.delete(&caller, &role_name(&name)?, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -195,7 +195,7 @@ pub async fn assign_role(
     Path((id, role)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
     let (id, role) = assignment(&id, &role)?;
-    roles::assign(&state, &caller, id, &role, &meta).await?;
+    state.roles.assign(&caller, id, &role, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -216,6 +216,6 @@ pub async fn remove_role(
     Path((id, role)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
     let (id, role) = assignment(&id, &role)?;
-    roles::remove(&state, &caller, id, &role, &meta).await?;
+    state.roles.remove(&caller, id, &role, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -35,7 +35,7 @@ struct RolesPage {
 
 /// `GET /admin/roles`.
 pub async fn list(State(state): State<AppState>, Admin(admin): Admin) -> Result<Response, PageError> {
-    let roles = roles::list(&state, admin.viewing()).await?;
+    let roles = state.roles.list(admin.viewing()).await?;
     Ok(page(&RolesPage {
         l: Layout::new(&admin, "roles", "Roles"),
         roles: roles
@@ -82,7 +82,7 @@ pub async fn create(
     let outcome = async {
         let name = name(&form.name)?;
         let permissions = permissions(&form.permissions)?;
-        let role = roles::create(&state, admin.acting()?, name, permissions, &meta).await?;
+        let role = state.roles.create(admin.acting()?, name, permissions, &meta).await?;
         Ok(role)
     }
     .await;
@@ -112,7 +112,7 @@ pub async fn show(
     Admin(admin): Admin,
     Path(raw): Path<String>,
 ) -> Result<Response, PageError> {
-    let role = roles::get(&state, admin.viewing(), &raw).await?;
+    let role = state.roles.get(admin.viewing(), &raw).await?;
     Ok(page(&RolePage {
         l: Layout::new(&admin, "roles", format!("Role {}", role.name)),
         permissions: role.permissions.join("\n"),
@@ -140,7 +140,7 @@ pub async fn update(
     let role = name(&raw).map_err(|_| AppError::not_found("role"))?;
     let outcome = async {
         let permissions = permissions(&form.permissions)?;
-        roles::update(&state, admin.acting()?, &role, permissions, &meta).await?;
+        state.roles.update(admin.acting()?, &role, permissions, &meta).await?;
         Ok(format!("Permissions of {role} saved; they apply at once."))
     }
     .await;
@@ -153,7 +153,7 @@ pub async fn confirm_delete(
     Admin(admin): Admin,
     Path(raw): Path<String>,
 ) -> Result<Response, PageError> {
-    let role = roles::get(&state, admin.viewing(), &raw).await?;
+    let role = state.roles.get(admin.viewing(), &raw).await?;
     if role.builtin {
         return Err(PageError(AppError::forbidden(
             ErrorCode::BuiltinRole,
@@ -187,7 +187,7 @@ pub async fn delete(
 ) -> Result<Response, PageError> {
     let role = name(&raw).map_err(|_| AppError::not_found("role"))?;
     let outcome = async {
-        roles::delete(&state, admin.acting()?, &role, &meta).await?;
+        state.roles.delete(admin.acting()?, &role, &meta).await?;
         Ok(format!("Role {role} deleted."))
     }
     .await;

@@ -22,9 +22,9 @@ use crate::domain::{Email, Phone, RoleName};
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
+use crate::service::audit;
 use crate::service::directory::{self, AccountChange, NewAccount};
 use crate::service::site::sessions::SiteAdmin;
-use crate::service::{audit, roles};
 use crate::state::AppState;
 use crate::store::User;
 
@@ -96,11 +96,7 @@ pub async fn list(
         }
         Err(e) => return Err(e.into()),
     };
-    let roles = roles::list(&state, principal)
-        .await?
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
+    let roles = state.roles.list(principal).await?.into_iter().map(|r| r.name).collect();
     let now = state.clock.now();
     let next = next.map(|cursor| {
         let mut params = vec![("cursor", cursor)];
@@ -215,7 +211,9 @@ pub async fn show(
     let principal = admin.viewing();
     let user = directory::get(&state, principal, id).await?;
     let sessions = directory::sessions(&state, principal, id).await?;
-    let assignable = roles::list(&state, principal)
+    let assignable = state
+        .roles
+        .list(principal)
         .await?
         .into_iter()
         .map(|r| r.name)
@@ -295,7 +293,7 @@ pub async fn assign_role(
     let id = views::parse_id(&id, "user")?;
     let outcome = async {
         let role = role_name(&form)?;
-        roles::assign(&state, admin.acting()?, id, &role, &meta).await?;
+        state.roles.assign(admin.acting()?, id, &role, &meta).await?;
         Ok(format!("Role {role} assigned."))
     }
     .await;
@@ -316,7 +314,7 @@ pub async fn remove_role(
         if is_self(&admin, id) && role.as_str() == RoleName::ADMIN {
             return Err(not_yourself("take the admin role from"));
         }
-        roles::remove(&state, admin.acting()?, id, &role, &meta).await?;
+        state.roles.remove(admin.acting()?, id, &role, &meta).await?;
         Ok(format!("Role {role} removed."))
     }
     .await;
