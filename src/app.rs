@@ -29,6 +29,7 @@ use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
+use crate::service::site::messages::SiteMessages;
 use crate::state::{AppState, Keys};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -288,6 +289,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let signing_keys = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
     let audit = AuditLog::new(store.clone(), clock.clone(), config.audit.clone());
     let roles = Roles::new(store.clone(), clock.clone(), rbac.clone());
+    let site_messages = SiteMessages::new(store.clone(), clock.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         tenants: AppState::tenant_cache(shared),
@@ -302,6 +304,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
+        site_messages,
         roles,
         audit,
         signing_keys,

@@ -20,7 +20,6 @@ use super::views::{self, Layout, PageError, PageQuery, non_empty, page};
 use crate::config::NotifyChannel;
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
-use crate::service::site::messages;
 use crate::service::site::sessions::SiteAdmin;
 use crate::service::{audit, directory};
 use crate::state::AppState;
@@ -282,7 +281,10 @@ pub async fn messages(
             Some(OutboxStatus::parse(s).ok_or_else(|| AppError::validation("status", "must be a message status"))?)
         }
     };
-    let page_rows = messages::messages(&state, &admin, status, Some(PAGE), query.cursor.as_deref()).await?;
+    let page_rows = state
+        .site_messages
+        .messages(&admin, status, Some(PAGE), query.cursor.as_deref())
+        .await?;
     let now = state.clock.now();
     let messages = page_rows
         .items
@@ -341,7 +343,7 @@ pub async fn resend(
     let id = views::parse_id(&id, "message")?;
     let outcome = async {
         admin.acting()?;
-        messages::resend_message(&state, &admin, id, &meta).await
+        state.site_messages.resend_message(&admin, id, &meta).await
     }
     .await
     .and_then(|resent| {

@@ -115,6 +115,32 @@ pub struct SiteAdmin {
 }
 
 impl SiteAdmin {
+    /// An administrator signed in as `own`, for unit tests of the site's
+    /// use cases.
+    #[cfg(test)]
+    pub(crate) fn for_tests(user: User, own: Principal, operator: bool) -> Self {
+        let session = SiteSession {
+            id: Uuid::new_v4(),
+            user_id: user.id,
+            tenant_slug: own.tenant.slug.as_str().to_string(),
+            viewing: None,
+            csrf: String::new(),
+            created_at: 0,
+            last_seen: 0,
+            flash: None,
+            credential_epoch: user.credential_epoch,
+        };
+        Self {
+            key: CacheKey::site_session("test"),
+            session,
+            user,
+            acting: own.clone(),
+            own,
+            operator,
+            flash: None,
+        }
+    }
+
     /// The tenant the pages show.
     pub fn tenant(&self) -> &Tenant {
         &self.acting.tenant
