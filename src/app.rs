@@ -29,6 +29,7 @@ use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
+use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
 use crate::state::{AppState, Keys};
 use crate::store::Store;
@@ -290,6 +291,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let audit = AuditLog::new(store.clone(), clock.clone(), config.audit.clone());
     let roles = Roles::new(store.clone(), clock.clone(), rbac.clone());
     let site_messages = SiteMessages::new(store.clone(), clock.clone());
+    let site_dashboard = SiteDashboard::new(store.clone(), clock.clone());
     let state = AppState {
         verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
         tenants: AppState::tenant_cache(shared),
@@ -304,6 +306,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
+        site_dashboard,
         site_messages,
         roles,
         audit,

@@ -19,6 +19,7 @@ use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
+use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
 use crate::store::{Store, Tenant};
 use crate::telemetry::metrics::Metrics;
@@ -47,6 +48,7 @@ pub struct AppState {
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
+    pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub roles: Roles,
     pub audit: AuditLog,

@@ -8,7 +8,6 @@ use axum::response::Response;
 use super::chart::{Chart, Scale};
 use super::guard::Admin;
 use super::views::{Layout, PageError, page};
-use crate::service::site::dashboard;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -26,7 +25,7 @@ struct DashboardPage {
 }
 
 pub async fn show(State(state): State<AppState>, Admin(admin): Admin) -> Result<Response, PageError> {
-    let d = dashboard::dashboard(&state, &admin).await?;
+    let d = state.site_dashboard.dashboard(&admin).await?;
     Ok(page(&DashboardPage {
         l: Layout::new(&admin, "dashboard", "Dashboard"),
         users: d.counts.users,
