@@ -3,7 +3,7 @@
 //!
 //! Only operators, admins of the `default` tenant, open these; a tenant's
 //! own admin gets 403. The use cases check again (`tenants::*` require an
-//! operator principal, `keys::rotate_keys_now` too).
+//! operator principal, `SigningKeys::rotate_keys_now` too).
 
 use askama::Template;
 use axum::extract::{Path, State};

@@ -32,7 +32,7 @@
 //! dashboard. Changes there are refused ([`SiteAdmin::acting`]), as in the
 //! API, where an operator manages tenants, not the users inside them: the
 //! use cases check the caller's permissions in the caller's own tenant
-//! (`rbac::access` reads the user's roles in `principal.tenant`), so there
+//! (`Rbac::access` reads the user's roles in `principal.tenant`), so there
 //! is no sound way to hand them an operator acting elsewhere; a tenant's
 //! users are changed by that tenant's administrators.
 //!
