@@ -8,6 +8,9 @@
 //! Its own test binary, so the API suite stays fast and this can be run
 //! alone: `cargo test --release --test store_scale -- --nocapture`.
 
+// Test code: a failed unwrap is a failed test (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use forge::store::sqlite::SqliteStore;

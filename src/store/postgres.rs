@@ -233,7 +233,8 @@ impl PgStore {
     }
 
     fn pool(&self) -> &Pool {
-        // Only `Drop` takes the pool out.
+        // Only `Drop` takes the pool out, and nothing runs on a store being dropped.
+        #[allow(clippy::expect_used)]
         self.inner.pool.as_ref().expect("the pool lives as long as the store")
     }
 
