@@ -29,19 +29,63 @@ use super::{
 };
 use crate::domain::{Identifier, RoleName, Timestamp};
 
-/// What a refresh-token rotation found. The store decides it atomically; the
-/// service only maps it to a response.
+/// What claiming a refresh token found, inside the rotation's transaction.
+#[derive(Clone, Debug)]
+pub enum RefreshClaim {
+    /// No such token in the tenant, or it expired before it was rotated.
+    Unknown,
+    /// This call rotated the token: the conditional `UPDATE` matched it, so
+    /// no concurrent call did.
+    Won(ClaimedSession),
+    /// The token was rotated before, at `rotated_at`. `successor_live` says
+    /// whether the successor this call asks for is stored and still live.
+    Spent {
+        session: ClaimedSession,
+        rotated_at: Timestamp,
+        successor_live: bool,
+    },
+}
+
+/// The session a refresh token belongs to, as the claim found it.
+#[derive(Clone, Debug)]
+pub struct ClaimedSession {
+    pub session: Session,
+    pub user_disabled: bool,
+}
+
+/// What the rotation does with a claim; the caller's [`RefreshRule`] says.
+#[derive(Clone, Debug)]
+pub enum RefreshDecision {
+    /// Only after [`RefreshClaim::Won`]: store the successor, expiring at
+    /// `expires_at`, slide the session to it, and record `audit`.
+    Rotate {
+        expires_at: Timestamp,
+        audit: NewAuditEvent,
+    },
+    /// Only after [`RefreshClaim::Spent`]: hand back the successor already
+    /// stored; nothing is written.
+    Reissue,
+    /// Revoke the session and record `audit`.
+    Revoke { audit: NewAuditEvent },
+    /// Nothing more is written (a won claim still leaves the token rotated).
+    Refuse,
+}
+
+/// The use case's decision, run by the store between the claim and its
+/// writes in one transaction. It may run more than once (PostgreSQL retries
+/// a transaction that hit a serialization failure), so it must be pure.
+pub type RefreshRule = Box<dyn Fn(&RefreshClaim) -> RefreshDecision + Send + Sync>;
+
+/// What a refresh-token rotation did, for the caller to answer with.
 #[derive(Debug)]
 pub enum Rotation {
-    /// The presented token was live and is now rotated; the successor is stored.
+    /// [`RefreshDecision::Rotate`]: the successor is stored.
     Rotated { session: Session, user: User },
-    /// The token was rotated within the grace window and its successor is
-    /// still live: the caller gets that same successor again.
+    /// [`RefreshDecision::Reissue`]: the caller gets that same successor again.
     WithinGrace { session: Session, user: User },
-    /// The token was already rotated outside the grace window: the session is
-    /// now revoked (and the event audited in the same transaction).
+    /// [`RefreshDecision::Revoke`]: the session is now revoked.
     ReuseDetected { session_id: Uuid, user_id: Uuid },
-    /// Unknown, expired, or its session is revoked or its user disabled.
+    /// [`RefreshDecision::Refuse`].
     Invalid,
 }
 
@@ -90,7 +134,10 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn access_of(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<Access>>;
 
     // ---- sessions and refresh tokens ----
-    async fn rotate_refresh(&self, req: RotateRefresh) -> StoreResult<Rotation>;
+    /// Claims the presented refresh token with one conditional `UPDATE`
+    /// (which decides a concurrent refresh), asks `rule` what to do with
+    /// what it found, and does it, all in one transaction.
+    async fn rotate_refresh(&self, req: RotateRefresh, rule: RefreshRule) -> StoreResult<Rotation>;
     async fn session_by_refresh(&self, tenant_id: Uuid, token_hash: &str) -> StoreResult<Option<Session>>;
     async fn list_sessions(&self, tenant_id: Uuid, user_id: Uuid, now: Timestamp) -> StoreResult<Vec<Session>>;
     /// Revokes one session of the user at `now`; false if it was not theirs
@@ -176,21 +223,107 @@ fn access_from_rows(rows: &[Row]) -> StoreResult<Option<Access>> {
     Ok(Some(access))
 }
 
-/// The session `id` if it is live: not revoked, not expired, younger than
-/// `$4` seconds, and its user not disabled.
-fn live_session(
-    c: &mut dyn Conn,
-    session_id: Uuid,
-    tenant_id: Uuid,
-    now: Timestamp,
-    max_age: i64,
-) -> StoreResult<Option<Session>> {
+/// A session with its user's `disabled` flag, from `sessions s JOIN users u`.
+fn claimed_from_row(row: &Row) -> StoreResult<ClaimedSession> {
+    Ok(ClaimedSession {
+        session: session_from_row(row)?,
+        user_disabled: row.get("user_disabled")?,
+    })
+}
+
+/// The claim. The first statement decides who wins a concurrent refresh: on
+/// PostgreSQL a second rotation waits for the row lock, then finds
+/// `rotated_at` set and matches nothing; on SQLite the single writer runs
+/// them one after the other. A loser (or a replayed token) reads what the
+/// winner left: when the token was rotated and whether the successor lives.
+fn claim_refresh(c: &mut dyn Conn, req: &RotateRefresh) -> StoreResult<RefreshClaim> {
+    let won: Option<Uuid> = c.query_opt_map(
+        "UPDATE refresh_tokens SET rotated_at = $3 \
+         WHERE token_hash = $1 AND tenant_id = $2 AND rotated_at IS NULL AND expires_at > $3 \
+         RETURNING session_id",
+        &args![&req.old_hash, req.tenant_id, req.now],
+        |r| r.get("session_id"),
+    )?;
+    if let Some(session_id) = won {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}, u.disabled AS user_disabled FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = $1 AND s.tenant_id = $2"
+        );
+        let claimed = c.query_opt_map(&sql, &args![session_id, req.tenant_id], claimed_from_row)?;
+        return Ok(claimed.map_or(RefreshClaim::Unknown, RefreshClaim::Won));
+    }
     let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.id = $1 AND s.tenant_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3 \
-         AND u.disabled = FALSE AND s.created_at > $3 - $4"
+        "SELECT rt.rotated_at, {SESSION_COLUMNS}, u.disabled AS user_disabled, \
+         EXISTS (SELECT 1 FROM refresh_tokens n WHERE n.token_hash = $3 AND n.session_id = s.id \
+                 AND n.rotated_at IS NULL AND n.expires_at > $4) AS successor_live \
+         FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id \
+         WHERE rt.token_hash = $1 AND rt.tenant_id = $2 AND rt.rotated_at IS NOT NULL"
     );
-    c.query_opt_map(&sql, &args![session_id, tenant_id, now, max_age], session_from_row)
+    let spent = c.query_opt_map(
+        &sql,
+        &args![&req.old_hash, req.tenant_id, &req.new_hash, req.now],
+        |r| {
+            Ok(RefreshClaim::Spent {
+                session: claimed_from_row(r)?,
+                rotated_at: r.get("rotated_at")?,
+                successor_live: r.get("successor_live")?,
+            })
+        },
+    )?;
+    Ok(spent.unwrap_or(RefreshClaim::Unknown))
+}
+
+/// Does what the rule decided, in the claim's transaction.
+fn apply_refresh(
+    c: &mut dyn Conn,
+    req: &RotateRefresh,
+    claim: RefreshClaim,
+    decision: RefreshDecision,
+) -> StoreResult<Rotation> {
+    match (claim, decision) {
+        (_, RefreshDecision::Refuse) => Ok(Rotation::Invalid),
+        (RefreshClaim::Won(ClaimedSession { session, .. }), RefreshDecision::Rotate { expires_at, audit }) => {
+            c.execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id, tenant_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &args![&req.new_hash, session.id, req.tenant_id, req.now, expires_at],
+            )?;
+            c.execute(
+                "UPDATE sessions SET last_used_at = $2, expires_at = $3, ip = COALESCE($4, ip), \
+                 user_agent = COALESCE($5, user_agent) WHERE id = $1",
+                &args![session.id, req.now, expires_at, &req.ip, &req.user_agent],
+            )?;
+            insert_audit(c, &audit)?;
+            let user = load_user(c, req.tenant_id, session.user_id)?.ok_or(StoreError::NotFound)?;
+            Ok(Rotation::Rotated { session, user })
+        }
+        (RefreshClaim::Spent { session, .. }, RefreshDecision::Reissue) => {
+            let session = session.session;
+            let user = load_user(c, req.tenant_id, session.user_id)?.ok_or(StoreError::NotFound)?;
+            Ok(Rotation::WithinGrace { session, user })
+        }
+        (
+            RefreshClaim::Won(ClaimedSession { session, .. })
+            | RefreshClaim::Spent {
+                session: ClaimedSession { session, .. },
+                ..
+            },
+            RefreshDecision::Revoke { audit },
+        ) => {
+            c.execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE id = $1",
+                &args![session.id, req.now],
+            )?;
+            insert_audit(c, &audit)?;
+            Ok(Rotation::ReuseDetected {
+                session_id: session.id,
+                user_id: session.user_id,
+            })
+        }
+        (claim, decision) => Err(StoreError::Internal(anyhow::anyhow!(
+            "refresh rule answered {decision:?} to {claim:?}"
+        ))),
+    }
 }
 
 fn insert_session(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, s: &NewSession) -> StoreResult<()> {
@@ -462,96 +595,11 @@ impl<D: Driver> AccountStore for D {
             .await
     }
 
-    async fn rotate_refresh(&self, req: RotateRefresh) -> StoreResult<Rotation> {
+    async fn rotate_refresh(&self, req: RotateRefresh, rule: RefreshRule) -> StoreResult<Rotation> {
         self.write(move |c| {
-            // The one statement that decides who wins a concurrent refresh:
-            // on PostgreSQL a second rotation waits for this row lock, then
-            // finds rotated_at set and matches nothing; on SQLite the single
-            // writer runs them one after the other.
-            let won: Option<Uuid> = c.query_opt_map(
-                "UPDATE refresh_tokens SET rotated_at = $3 \
-                 WHERE token_hash = $1 AND tenant_id = $2 AND rotated_at IS NULL AND expires_at > $3 \
-                 RETURNING session_id",
-                &args![&req.old_hash, req.tenant_id, req.now],
-                |r| r.get("session_id"),
-            )?;
-            if let Some(session_id) = won {
-                let Some(session) = live_session(c, session_id, req.tenant_id, req.now, req.session_max_age)? else {
-                    return Ok(Rotation::Invalid);
-                };
-                // Sliding, but never past the session's absolute end.
-                let expires_at = req
-                    .new_expires_at
-                    .min(session.created_at.saturating_add(req.session_max_age));
-                c.execute(
-                    "INSERT INTO refresh_tokens (token_hash, session_id, tenant_id, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &args![&req.new_hash, session_id, req.tenant_id, req.now, expires_at],
-                )?;
-                c.execute(
-                    "UPDATE sessions SET last_used_at = $2, expires_at = $3, ip = COALESCE($4, ip), \
-                     user_agent = COALESCE($5, user_agent) WHERE id = $1",
-                    &args![session_id, req.now, expires_at, &req.ip, &req.user_agent],
-                )?;
-                insert_audit(
-                    c,
-                    &NewAuditEvent {
-                        tenant_id: req.tenant_id,
-                        at: req.now,
-                        event: "refresh",
-                        user_id: Some(session.user_id),
-                        actor_id: Some(session.user_id),
-                        ip: req.ip.clone(),
-                        user_agent: req.user_agent.clone(),
-                        detail: serde_json::json!({ "session_id": session.id }),
-                    },
-                )?;
-                let user = load_user(c, req.tenant_id, session.user_id)?.ok_or(StoreError::NotFound)?;
-                return Ok(Rotation::Rotated { session, user });
-            }
-
-            // Lost, or presented a token that is not live: find out which.
-            let prior: Option<(Uuid, Option<Timestamp>)> = c.query_opt_map(
-                "SELECT session_id, rotated_at FROM refresh_tokens WHERE token_hash = $1 AND tenant_id = $2",
-                &args![&req.old_hash, req.tenant_id],
-                |r| Ok((r.get("session_id")?, r.get("rotated_at")?)),
-            )?;
-            let Some((session_id, Some(rotated_at))) = prior else {
-                return Ok(Rotation::Invalid);
-            };
-            let Some(session) = live_session(c, session_id, req.tenant_id, req.now, req.session_max_age)? else {
-                return Ok(Rotation::Invalid);
-            };
-            let successor_live: bool = c.query_value(
-                "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE token_hash = $1 AND session_id = $2 \
-                 AND rotated_at IS NULL AND expires_at > $3)",
-                &args![&req.new_hash, session_id, req.now],
-            )?;
-            if req.grace_secs > 0 && req.now - rotated_at <= req.grace_secs && successor_live {
-                let user = load_user(c, req.tenant_id, session.user_id)?.ok_or(StoreError::NotFound)?;
-                return Ok(Rotation::WithinGrace { session, user });
-            }
-            c.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE id = $1",
-                &args![session_id, req.now],
-            )?;
-            insert_audit(
-                c,
-                &NewAuditEvent {
-                    tenant_id: req.tenant_id,
-                    at: req.now,
-                    event: "refresh_reuse_detected",
-                    user_id: Some(session.user_id),
-                    actor_id: None,
-                    ip: req.ip.clone(),
-                    user_agent: req.user_agent.clone(),
-                    detail: serde_json::json!({ "session_id": session.id }),
-                },
-            )?;
-            Ok(Rotation::ReuseDetected {
-                session_id: session.id,
-                user_id: session.user_id,
-            })
+            let claim = claim_refresh(c, &req)?;
+            let decision = rule(&claim);
+            apply_refresh(c, &req, claim, decision)
         })
         .await
     }

@@ -104,19 +104,15 @@ pub enum IdentifierKind {
     Phone,
 }
 
+/// A refresh to claim: the presented token and the successor to store. The
+/// limits (grace window, sliding and absolute lifetime) are the caller's
+/// [`RefreshRule`](super::RefreshRule), not the store's.
 #[derive(Clone, Debug)]
 pub struct RotateRefresh {
     pub tenant_id: Uuid,
     pub old_hash: String,
     pub new_hash: String,
     pub now: Timestamp,
-    pub grace_secs: i64,
-    /// The sliding expiry of the successor; the store caps it at the
-    /// session's absolute end (`created_at + session_max_age`).
-    pub new_expires_at: Timestamp,
-    /// `jwt.session_max_age` in seconds: a session created longer ago than
-    /// this is not live, whatever its sliding expiry says.
-    pub session_max_age: i64,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use forge::domain::settings::{SignupMode, SignupPolicy, TenantSettings};
 use forge::domain::{Email, Identifier, Permission, Phone, RoleName, TenantSlug};
 use forge::secret::Secret;
+use forge::service::RequestMeta;
+use forge::service::sessions::{RefreshPolicy, decide_refresh};
 use forge::store::*;
 use uuid::Uuid;
 
@@ -60,18 +62,34 @@ fn session(refresh_hash: &str) -> NewSession {
     }
 }
 
-fn rotate(old: &str, new: &str, now: i64, grace: i64) -> RotateRefresh {
-    RotateRefresh {
+const MAX_AGE: i64 = 90 * 86_400;
+
+/// Rotates `old` to `new` at `now` under the service's refresh rule: a
+/// grace window of `grace` seconds, sessions that live `max_age` seconds.
+async fn rotate(
+    store: &Arc<dyn Store>,
+    old: &str,
+    new: &str,
+    now: i64,
+    grace: i64,
+    max_age: i64,
+) -> StoreResult<Rotation> {
+    let req = RotateRefresh {
         tenant_id: T,
         old_hash: old.into(),
         new_hash: new.into(),
         now,
-        grace_secs: grace,
-        new_expires_at: now + 3600,
-        session_max_age: 90 * 86_400,
         ip: None,
         user_agent: None,
-    }
+    };
+    let policy = RefreshPolicy {
+        now,
+        grace_secs: grace,
+        refresh_ttl: 3600,
+        session_max_age: max_age,
+    };
+    let rule = Box::new(move |claim: &RefreshClaim| decide_refresh(claim, policy, &RequestMeta::default(), T));
+    store.rotate_refresh(req, rule).await
 }
 
 fn key(kid: &str, state: KeyState) -> SigningKeyRecord {
@@ -255,7 +273,7 @@ async fn sessions(store: &Arc<dyn Store>) {
     for _ in 0..10 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.rotate_refresh(rotate("r0", "r1", NOW + 1, 10)).await
+            rotate(&store, "r0", "r1", NOW + 1, 10, MAX_AGE).await
         }));
     }
     let mut rotated = 0;
@@ -269,21 +287,21 @@ async fn sessions(store: &Arc<dyn Store>) {
     assert_eq!(rotated, 1);
     // Inside the grace window the same successor again; outside, reuse.
     assert!(matches!(
-        store.rotate_refresh(rotate("r0", "r1", NOW + 5, 10)).await.unwrap(),
+        rotate(store, "r0", "r1", NOW + 5, 10, MAX_AGE).await.unwrap(),
         Rotation::WithinGrace { .. }
     ));
     let Rotation::ReuseDetected { session_id, user_id } =
-        store.rotate_refresh(rotate("r0", "r1", NOW + 60, 10)).await.unwrap()
+        rotate(store, "r0", "r1", NOW + 60, 10, MAX_AGE).await.unwrap()
     else {
         panic!("reuse not detected");
     };
     assert_eq!(user_id, cy.id);
     assert!(matches!(
-        store.rotate_refresh(rotate("r1", "r2", NOW + 61, 10)).await.unwrap(),
+        rotate(store, "r1", "r2", NOW + 61, 10, MAX_AGE).await.unwrap(),
         Rotation::Invalid
     ));
     assert!(matches!(
-        store.rotate_refresh(rotate("unknown", "x", NOW, 10)).await.unwrap(),
+        rotate(store, "unknown", "x", NOW, 10, MAX_AGE).await.unwrap(),
         Rotation::Invalid
     ));
     let revoked = store.session_by_refresh(T, "r1").await.unwrap().unwrap();
@@ -420,24 +438,13 @@ async fn sessions(store: &Arc<dyn Store>) {
         .create_user(gus.clone(), Some(session("g0")), audit("signup", None))
         .await
         .unwrap();
-    let Rotation::Rotated { .. } = store
-        .rotate_refresh(RotateRefresh {
-            session_max_age: 100,
-            ..rotate("g0", "g1", NOW + 10, 10)
-        })
-        .await
-        .unwrap()
-    else {
+    let Rotation::Rotated { .. } = rotate(store, "g0", "g1", NOW + 10, 10, 100).await.unwrap() else {
         panic!("a session younger than its maximum age refreshes");
     };
     let live = store.list_sessions(T, gus.id, NOW + 10).await.unwrap();
     assert_eq!(live[0].expires_at, NOW + 100, "capped at created_at + max age");
-    let too_old = RotateRefresh {
-        session_max_age: 50,
-        ..rotate("g1", "g2", NOW + 60, 10)
-    };
     assert!(matches!(
-        store.rotate_refresh(too_old).await.unwrap(),
+        rotate(store, "g1", "g2", NOW + 60, 10, 50).await.unwrap(),
         Rotation::Invalid
     ));
 
