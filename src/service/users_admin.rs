@@ -19,7 +19,7 @@ use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
 use crate::state::AppState;
-use crate::store::{NewUser, Session, StoreError, User, UserPatch, UserQuery, UserSeek};
+use crate::store::{EndSessions, NewUser, Session, StoreError, User, UserPatch, UserQuery, UserSeek};
 
 /// Keyset paging shared by the admin lists (users, audit, tenants): limits
 /// and opaque cursors.
@@ -347,6 +347,9 @@ pub async fn update(
     let toggled = change.disabled.filter(|d| *d != current.disabled);
     if let Some(d) = toggled {
         patch.disabled = Some(d);
+        if d {
+            patch.end_sessions = EndSessions::All;
+        }
         fields.push("disabled");
     }
     if fields.is_empty() {

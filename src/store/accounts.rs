@@ -24,8 +24,8 @@ use super::rows::{
 };
 use super::sql::{Conn, Driver, Row, args};
 use super::{
-    Access, IdentifierKind, NewAuditEvent, NewSession, NewUser, RotateRefresh, Session, SignIn, SigningKeyRecord,
-    StoreError, StoreResult, Tenant, User, UserPatch,
+    Access, EndSessions, IdentifierKind, NewAuditEvent, NewSession, NewUser, RotateRefresh, Session, SignIn,
+    SigningKeyRecord, StoreError, StoreResult, Tenant, User, UserPatch,
 };
 use crate::domain::{Identifier, RoleName, Timestamp};
 
@@ -117,8 +117,8 @@ pub trait AccountStore: Send + Sync + 'static {
     -> StoreResult<User>;
     /// The user's password hash, if they have a password.
     async fn password_hash(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<String>>;
-    /// Applies the patch; a new password or `disabled: true` also bumps
-    /// the credential epoch in the same transaction.
+    /// Applies the patch, and ends the sessions `patch.end_sessions` names,
+    /// in one transaction.
     async fn update_user(
         &self,
         tenant_id: Uuid,
@@ -508,7 +508,7 @@ impl<D: Driver> AccountStore for D {
         audit: NewAuditEvent,
     ) -> StoreResult<User> {
         self.write(move |c| {
-            let bump = patch.disabled == Some(true) || patch.password_hash.is_some();
+            let bump = patch.end_sessions != EndSessions::None;
             // One statement: the row is locked for the rest of the
             // transaction, so concurrent patches of one user apply one after
             // the other. A field left alone keeps its value.
@@ -558,7 +558,7 @@ impl<D: Driver> AccountStore for D {
                 }
                 None => {}
             }
-            if patch.disabled == Some(true) {
+            if patch.end_sessions == EndSessions::All {
                 revoke_where(c, tenant_id, user_id, None, patch.now)?;
             }
             insert_audit(c, &audit)?;

@@ -345,6 +345,7 @@ async fn sessions(store: &Arc<dyn Store>) {
             cy.id,
             UserPatch {
                 disabled: Some(true),
+                end_sessions: EndSessions::All,
                 now: NOW + 200,
                 ..Default::default()
             },
@@ -357,8 +358,8 @@ async fn sessions(store: &Arc<dyn Store>) {
     let (_, users) = store.revoked_since(NOW + 200).await.unwrap();
     assert_eq!(users, [cy.id]);
 
-    // The credential epoch moves with every event that ends all sessions,
-    // and with nothing else.
+    // The credential epoch moves with every change that says it ends
+    // sessions, and with nothing else.
     let epoch = |u: Option<User>| u.unwrap().credential_epoch;
     let fay = new_user("fay@example.com", None, &[]);
     let created = store
@@ -399,6 +400,7 @@ async fn sessions(store: &Arc<dyn Store>) {
     );
     let new_password = UserPatch {
         password_hash: Some(Some("$argon2id$new".into())),
+        end_sessions: EndSessions::Epoch,
         now: NOW,
         ..Default::default()
     };
@@ -409,6 +411,7 @@ async fn sessions(store: &Arc<dyn Store>) {
     assert_eq!(changed.credential_epoch, 2, "a new password");
     let disable = UserPatch {
         disabled: Some(true),
+        end_sessions: EndSessions::All,
         now: NOW,
         ..Default::default()
     };
