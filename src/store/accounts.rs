@@ -741,3 +741,35 @@ impl<D: Driver> AccountStore for D {
         self.read(|c| c.query_value("SELECT COUNT(*) FROM users", &[])).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DEFAULT_TENANT_ID;
+    use crate::store::sqlite::SqliteStore;
+
+    /// A role whose permissions do not parse must not grant "nothing" (or
+    /// anything): the request fails and the row is logged.
+    #[tokio::test]
+    async fn a_corrupt_permissions_list_is_an_error_not_an_empty_one() {
+        let store = SqliteStore::open("sqlite::memory:", 2).unwrap();
+        let user = Uuid::now_v7();
+        store
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO users (id, tenant_id, email, metadata, created_at, updated_at) \
+                     VALUES ($1, $2, 'x@example.com', '{}', 0, 0)",
+                    &args![user, DEFAULT_TENANT_ID],
+                )?;
+                c.execute(
+                    "UPDATE roles SET permissions = '[\"users:read\"' WHERE tenant_id = $1 AND name = 'admin'",
+                    &args![DEFAULT_TENANT_ID],
+                )?;
+                set_roles(c, DEFAULT_TENANT_ID, user, &[RoleName::parse("admin").unwrap()], 0)
+            })
+            .await
+            .unwrap();
+        assert!(store.access_of(DEFAULT_TENANT_ID, user).await.is_err());
+        assert!(store.get_user(DEFAULT_TENANT_ID, user).await.unwrap().is_some());
+    }
+}
