@@ -14,6 +14,17 @@
 //! (`UPDATE ... RETURNING` for refresh rotation, `ON CONFLICT` for
 //! first-start secrets) or by `Conn::lock` where a check-then-insert must
 //! run alone (the first signing key).
+//!
+//! The store keeps no business rule of its own. Refresh rotation is the
+//! one place where a rule has to run between two statements of one
+//! transaction: [`AccountStore::rotate_refresh`] claims the token with the
+//! conditional `UPDATE`, passes what it found ([`RefreshClaim`]) to the
+//! caller's [`RefreshRule`] (`service::sessions::decide_refresh`), and
+//! applies the [`RefreshDecision`] before it commits. Which sessions a user
+//! change ends is likewise said by the caller (`UserPatch::end_sessions`).
+//!
+//! The file is the whole accounts port (the trait, its rotation types and
+//! the one implementation), hence its length; each part is short.
 
 use async_trait::async_trait;
 use uuid::Uuid;
