@@ -26,8 +26,6 @@ macro_rules! user_columns {
 }
 pub(super) use user_columns;
 
-pub(super) const USER_COLUMNS: &str = user_columns!();
-
 const LOAD_USER: &str = concat!(
     "SELECT ",
     user_columns!(),
