@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use forge::store::sqlite::SqliteStore;
-use forge::store::{AdminStore, DEFAULT_TENANT_ID, User, UserQuery, UserSeek};
+use forge::store::{DEFAULT_TENANT_ID, DirectoryStore, User, UserQuery, UserSeek};
 use uuid::Uuid;
 
 const USERS: u32 = 1_000_000;

@@ -1,4 +1,4 @@
-//! The PostgreSQL adapter of [`AdminStore`].
+//! The PostgreSQL adapter of [`DirectoryStore`].
 //!
 //! The statements are those of `sqlite_admin.rs` with `$N` placeholders and
 //! the same keyset pagination: all users by `users_tenant_id (tenant_id, id)`,
@@ -17,7 +17,7 @@ use ::postgres::{GenericClient, Row, Transaction};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::admin::*;
+use super::directory::*;
 use super::postgres::{
     PgStore, all, ids, insert_audit, load_user, opt_uuid_col, pg_user_columns, tenant_from_row, user_from_row, uuid_col,
 };
@@ -137,7 +137,7 @@ fn touch_user(tx: &mut Transaction<'_>, tenant_id: Uuid, user_id: Uuid, at: Time
 }
 
 #[async_trait]
-impl AdminStore for PgStore {
+impl DirectoryStore for PgStore {
     async fn list_users(&self, query: UserQuery) -> StoreResult<Vec<User>> {
         self.read_client(move |c| {
             let t = query.tenant_id.to_string();

@@ -1,4 +1,4 @@
-//! The SQLite adapter of [`AdminStore`].
+//! The SQLite adapter of [`DirectoryStore`].
 //!
 //! Every method is one `read` or `write` hop on the store's pool or single
 //! writer, with bound parameters only. Listing walks an index in its own
@@ -18,7 +18,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use uuid::Uuid;
 
-use super::admin::*;
+use super::directory::*;
 use super::sqlite::{SqliteStore, insert_audit, load_user, opt_uuid_col, user_columns, user_from_row, uuid_col};
 use super::{DEFAULT_TENANT_ID, NewAuditEvent, NewUser, StoreError, StoreResult, Tenant, User};
 use crate::domain::settings::TenantSettings;
@@ -140,7 +140,7 @@ fn prefix_page<'a>(
 
 impl SqliteStore {
     /// `EXPLAIN QUERY PLAN` of the listing and search statements exactly as
-    /// [`AdminStore::list_users`] runs them, as (name, plan lines). For the
+    /// [`DirectoryStore::list_users`] runs them, as (name, plan lines). For the
     /// scale test and for operators checking a large database's plans.
     pub async fn explain_admin_queries(&self) -> StoreResult<Vec<(&'static str, Vec<String>)>> {
         self.read_conn(|c| {
@@ -203,7 +203,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl AdminStore for SqliteStore {
+impl DirectoryStore for SqliteStore {
     async fn list_users(&self, query: UserQuery) -> StoreResult<Vec<User>> {
         self.read_conn(move |c| {
             let t = query.tenant_id.to_string();

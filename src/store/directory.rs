@@ -1,5 +1,6 @@
-//! The administration port: roles, user listing and search, tenants, and
-//! reading and pruning the audit log.
+//! The directory port: who is in a tenant and what they may do. Users listed
+//! and searched, roles and their assignment, tenants and their settings,
+//! and reading and pruning the audit log.
 //!
 //! Invariants every adapter keeps:
 //! - Tenant isolation lives here, not in handlers: every method that touches
@@ -111,7 +112,7 @@ pub struct DeletedTenant {
 }
 
 #[async_trait]
-pub trait AdminStore: Send + Sync + 'static {
+pub trait DirectoryStore: Send + Sync + 'static {
     // ---- users ----
     /// One page of a tenant's users in the order of `query.seek`.
     async fn list_users(&self, query: UserQuery) -> StoreResult<Vec<User>>;
