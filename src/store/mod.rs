@@ -15,8 +15,6 @@ pub mod outbox;
 #[cfg(feature = "postgres")]
 #[allow(dead_code, unused_imports)]
 pub mod postgres;
-#[cfg(feature = "postgres")]
-mod postgres_site;
 pub mod records;
 mod rows;
 pub mod site;
@@ -25,7 +23,6 @@ pub mod sql;
 // the SQL layer; they go when the accounts area moves too.
 #[allow(dead_code, unused_imports)]
 pub mod sqlite;
-mod sqlite_site;
 
 use uuid::Uuid;
 

@@ -1,8 +1,9 @@
 //! Tenant isolation at the store: every statement filters by the tenant it
 //! is given, so another tenant's ids find nothing, whatever the service
-//! checked before. Through the `Store` port alone, on SQLite (in memory)
-//! always and on PostgreSQL too when the `postgres` feature is on (in a
-//! fresh schema that is dropped after).
+//! checked before (the dashboard's counts and activity included). Through
+//! the `Store` port alone, on SQLite (in memory) always and on PostgreSQL
+//! too when the `postgres` feature is on (in a fresh schema that is dropped
+//! after).
 
 use std::sync::Arc;
 
@@ -115,6 +116,32 @@ async fn every_statement_is_tenant_scoped(store: Arc<dyn Store>) {
     };
     assert_eq!(store.list_audit(log(acme)).await.unwrap().len(), 1);
     assert!(store.list_audit(log(DEFAULT)).await.unwrap().is_empty());
+    // So do the dashboard's counts and its activity buckets.
+    let activity = |tenant_id| ActivityQuery {
+        tenant_id,
+        since: 0,
+        bucket_secs: 3600,
+        buckets: 1,
+        successes: vec!["role_assigned"],
+        failures: vec!["user_created"],
+    };
+    let bucket = |successes, failures| ActivityCount {
+        bucket: 0,
+        successes,
+        failures,
+    };
+    assert_eq!(store.activity(activity(acme)).await.unwrap(), [bucket(1, 1)]);
+    assert_eq!(store.activity(activity(DEFAULT)).await.unwrap(), [bucket(0, 1)]);
+    for tenant_id in [acme, DEFAULT] {
+        let counts = store.site_counts(tenant_id, 100).await.unwrap();
+        assert_eq!(
+            counts,
+            SiteCounts {
+                users: 1,
+                ..SiteCounts::default()
+            }
+        );
+    }
     // The default tenant cannot be deleted; acme takes its users along.
     let r = store.delete_tenant("default", audit(DEFAULT, "tenant_deleted")).await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
