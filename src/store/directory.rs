@@ -194,31 +194,28 @@ pub trait DirectoryStore: Send + Sync + 'static {
     async fn purge_audit(&self, before: Timestamp, batch: u32) -> StoreResult<u64>;
 }
 
-const LIST_ALL: &str = concat!(
-    "SELECT ",
-    user_columns!(),
-    " FROM users u WHERE u.tenant_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
-);
-const EMAIL_FROM: &str = concat!(
-    "SELECT ",
-    user_columns!(),
-    " FROM users u WHERE u.tenant_id = $1 AND u.email >= $2 AND u.email < $3 ORDER BY u.email LIMIT $4"
-);
-const EMAIL_AFTER: &str = concat!(
-    "SELECT ",
-    user_columns!(),
-    " FROM users u WHERE u.tenant_id = $1 AND u.email > $2 AND u.email < $3 ORDER BY u.email LIMIT $4"
-);
-const PHONE_FROM: &str = concat!(
-    "SELECT ",
-    user_columns!(),
-    " FROM users u WHERE u.tenant_id = $1 AND u.phone >= $2 AND u.phone < $3 ORDER BY u.phone LIMIT $4"
-);
-const PHONE_AFTER: &str = concat!(
-    "SELECT ",
-    user_columns!(),
-    " FROM users u WHERE u.tenant_id = $1 AND u.phone > $2 AND u.phone < $3 ORDER BY u.phone LIMIT $4"
-);
+/// One page of a tenant's users: `$1` is the tenant, the condition binds
+/// `$2` on (`$3` too for a prefix's upper bound), the last parameter is the
+/// limit.
+macro_rules! users_page {
+    ($condition:literal, $order:literal, $limit:literal) => {
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.tenant_id = $1 AND ",
+            $condition,
+            " ORDER BY ",
+            $order,
+            " LIMIT ",
+            $limit
+        )
+    };
+}
+const LIST_ALL: &str = users_page!("u.id > $2", "u.id", "$3");
+const EMAIL_FROM: &str = users_page!("u.email >= $2 AND u.email < $3", "u.email", "$4");
+const EMAIL_AFTER: &str = users_page!("u.email > $2 AND u.email < $3", "u.email", "$4");
+const PHONE_FROM: &str = users_page!("u.phone >= $2 AND u.phone < $3", "u.phone", "$4");
+const PHONE_AFTER: &str = users_page!("u.phone > $2 AND u.phone < $3", "u.phone", "$4");
 
 const ROLE_COLUMNS: &str = "id, tenant_id, name, permissions, builtin, created_at, updated_at";
 const AUDIT_COLUMNS: &str = "id, tenant_id, at, event, user_id, actor_id, ip, user_agent, detail";
@@ -271,13 +268,31 @@ fn role_id(c: &mut dyn Conn, tenant_id: Uuid, name: &str) -> StoreResult<Option<
     )
 }
 
-/// Marks the user's row as changed (its roles did).
-fn touch_user(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, at: Timestamp) -> StoreResult<()> {
-    c.execute(
-        "UPDATE users SET updated_at = $3 WHERE tenant_id = $1 AND id = $2",
-        &args![tenant_id, user_id, at],
-    )?;
-    Ok(())
+/// Gives or takes one role of one user with `change` (which gets the role's
+/// id and returns the rows it changed); true when something changed, and
+/// only then is the user's row touched and the audit row written. NotFound
+/// when the user or the role is not the tenant's.
+fn change_assignment(
+    c: &mut dyn Conn,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    role: &str,
+    audit: &NewAuditEvent,
+    change: impl FnOnce(&mut dyn Conn, Uuid) -> StoreResult<u64>,
+) -> StoreResult<bool> {
+    if !user_exists(c, tenant_id, user_id)? {
+        return Err(StoreError::NotFound);
+    }
+    let role_id = role_id(c, tenant_id, role)?.ok_or(StoreError::NotFound)?;
+    let changed = change(c, role_id)? > 0;
+    if changed {
+        c.execute(
+            "UPDATE users SET updated_at = $3 WHERE tenant_id = $1 AND id = $2",
+            &args![tenant_id, user_id, audit.at],
+        )?;
+        insert_audit(c, audit)?;
+    }
+    Ok(changed)
 }
 
 /// The statement and lower bound of one page: the cursor when it lies inside
@@ -431,20 +446,13 @@ impl<D: Driver> DirectoryStore for D {
     async fn assign_role(&self, tenant_id: Uuid, user_id: Uuid, role: &str, audit: NewAuditEvent) -> StoreResult<bool> {
         let role = role.to_owned();
         self.write(move |c| {
-            if !user_exists(c, tenant_id, user_id)? {
-                return Err(StoreError::NotFound);
-            }
-            let role_id = role_id(c, tenant_id, &role)?.ok_or(StoreError::NotFound)?;
-            let added = c.execute(
-                "INSERT INTO user_roles (user_id, role_id, tenant_id, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (user_id, role_id) DO NOTHING",
-                &args![user_id, role_id, tenant_id, audit.at],
-            )? > 0;
-            if added {
-                touch_user(c, tenant_id, user_id, audit.at)?;
-                insert_audit(c, &audit)?;
-            }
-            Ok(added)
+            change_assignment(c, tenant_id, user_id, &role, &audit, |c, role_id| {
+                c.execute(
+                    "INSERT INTO user_roles (user_id, role_id, tenant_id, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, role_id) DO NOTHING",
+                    &args![user_id, role_id, tenant_id, audit.at],
+                )
+            })
         })
         .await
     }
@@ -452,19 +460,12 @@ impl<D: Driver> DirectoryStore for D {
     async fn remove_role(&self, tenant_id: Uuid, user_id: Uuid, role: &str, audit: NewAuditEvent) -> StoreResult<bool> {
         let role = role.to_owned();
         self.write(move |c| {
-            if !user_exists(c, tenant_id, user_id)? {
-                return Err(StoreError::NotFound);
-            }
-            let role_id = role_id(c, tenant_id, &role)?.ok_or(StoreError::NotFound)?;
-            let removed = c.execute(
-                "DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2 AND tenant_id = $3",
-                &args![user_id, role_id, tenant_id],
-            )? > 0;
-            if removed {
-                touch_user(c, tenant_id, user_id, audit.at)?;
-                insert_audit(c, &audit)?;
-            }
-            Ok(removed)
+            change_assignment(c, tenant_id, user_id, &role, &audit, |c, role_id| {
+                c.execute(
+                    "DELETE FROM user_roles WHERE user_id = $1 AND role_id = $2 AND tenant_id = $3",
+                    &args![user_id, role_id, tenant_id],
+                )
+            })
         })
         .await
     }
