@@ -10,18 +10,12 @@
 pub mod accounts;
 pub mod directory;
 pub mod outbox;
-// Keeps helpers the directory and site areas used before they moved onto
-// the SQL layer; they go when the accounts area moves too.
 #[cfg(feature = "postgres")]
-#[allow(dead_code, unused_imports)]
 pub mod postgres;
 pub mod records;
 mod rows;
 pub mod site;
 pub mod sql;
-// Keeps helpers the directory and site areas used before they moved onto
-// the SQL layer; they go when the accounts area moves too.
-#[allow(dead_code, unused_imports)]
 pub mod sqlite;
 
 use uuid::Uuid;
