@@ -8,26 +8,20 @@
 //! Driver errors are mapped to the neutral [`StoreError`].
 
 pub mod accounts;
-pub mod admin;
+pub mod directory;
 pub mod outbox;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(feature = "postgres")]
-mod postgres_admin;
-#[cfg(feature = "postgres")]
-mod postgres_site;
 pub mod records;
 mod rows;
 pub mod site;
 pub mod sql;
 pub mod sqlite;
-mod sqlite_admin;
-mod sqlite_site;
 
 use uuid::Uuid;
 
 pub use accounts::*;
-pub use admin::*;
+pub use directory::*;
 pub use outbox::*;
 pub use records::*;
 pub use site::*;
@@ -54,6 +48,6 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Every port a backend implements; the application holds an `Arc<dyn Store>`.
 /// Each area's methods live in their own trait (and their own file per
 /// backend) so the areas can grow independently.
-pub trait Store: AccountStore + AdminStore + OutboxStore + SiteStore {}
+pub trait Store: AccountStore + DirectoryStore + OutboxStore + SiteStore {}
 
-impl<T: AccountStore + AdminStore + OutboxStore + SiteStore> Store for T {}
+impl<T: AccountStore + DirectoryStore + OutboxStore + SiteStore> Store for T {}

@@ -23,11 +23,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::{Email, Phone};
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -299,111 +298,6 @@ impl From<rusqlite::Error> for StoreError {
         }
         StoreError::Internal(err.into())
     }
-}
-
-// ---- rusqlite row mapping for the areas not yet on the SQL layer ----
-//
-// `sqlite_admin.rs` and `sqlite_site.rs` still use these; they go when those
-// areas move onto `sql.rs` (their shared mappers are in `rows.rs`).
-
-pub(super) fn uuid_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<Uuid> {
-    let s: String = row.get(idx)?;
-    Uuid::parse_str(&s)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
-}
-
-pub(super) fn opt_uuid_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<Option<Uuid>> {
-    row.get::<_, Option<String>>(idx)?
-        .map(|s| {
-            Uuid::parse_str(&s)
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
-        })
-        .transpose()
-}
-
-/// The user columns (with the user's role names as a JSON array), as a
-/// macro so queries elsewhere can be `concat!`ed into constants.
-macro_rules! user_columns {
-    () => {
-        "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
-         u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, u.credential_epoch, \
-         (SELECT json_group_array(r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
-          WHERE ur.user_id = u.id) AS roles"
-    };
-}
-pub(super) use user_columns;
-
-const USER_COLUMNS: &str = user_columns!();
-
-pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
-    let metadata: String = row.get("metadata")?;
-    let roles: String = row.get("roles")?;
-    let mut roles: Vec<String> = serde_json::from_str(&roles).unwrap_or_default();
-    roles.sort();
-    Ok(User {
-        id: uuid_col(row, "id")?,
-        tenant_id: uuid_col(row, "tenant_id")?,
-        email: row.get::<_, Option<String>>("email")?.map(Email::from_trusted),
-        email_verified: row.get("email_verified")?,
-        phone: row.get::<_, Option<String>>("phone")?.map(Phone::from_trusted),
-        phone_verified: row.get("phone_verified")?,
-        disabled: row.get("disabled")?,
-        metadata: serde_json::from_str(&metadata).unwrap_or_default(),
-        roles,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-        last_sign_in_at: row.get("last_sign_in_at")?,
-        credential_epoch: row.get("credential_epoch")?,
-    })
-}
-
-pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SigningKeyRecord> {
-    let state: String = row.get("state")?;
-    Ok(SigningKeyRecord {
-        kid: row.get("kid")?,
-        algorithm: row.get("algorithm")?,
-        private_key: row.get("private_key")?,
-        public_key: row.get("public_key")?,
-        state: KeyState::parse(&state).unwrap_or(KeyState::Retired),
-        created_at: row.get("created_at")?,
-        activated_at: row.get("activated_at")?,
-        retired_at: row.get("retired_at")?,
-    })
-}
-
-pub(super) fn all_keys(c: &Connection) -> StoreResult<Vec<SigningKeyRecord>> {
-    let mut stmt = c.prepare("SELECT * FROM signing_keys ORDER BY created_at, kid")?;
-    let keys = stmt
-        .query_map([], key_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(keys)
-}
-
-pub(super) fn load_user(c: &Connection, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenant_id = ?1 AND u.id = ?2");
-    Ok(
-        c.query_row(&sql, params![tenant_id.to_string(), user_id.to_string()], user_from_row)
-            .optional()?,
-    )
-}
-
-pub(super) fn insert_audit(c: &Connection, e: &NewAuditEvent) -> StoreResult<()> {
-    c.execute(
-        "INSERT INTO audit_events (id, tenant_id, at, event, user_id, actor_id, ip, user_agent, detail) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            Uuid::now_v7().to_string(),
-            e.tenant_id.to_string(),
-            e.at,
-            e.event.as_str(),
-            e.user_id.map(|u| u.to_string()),
-            e.actor_id.map(|u| u.to_string()),
-            e.ip,
-            e.user_agent,
-            e.detail.to_string(),
-        ],
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod security_state;
 mod settings;
 mod sidecar;
 mod store_conformance;
+mod store_isolation;
 mod support;
 mod tenants;
 mod tokens;
