@@ -156,27 +156,11 @@ async fn every_statement_is_tenant_scoped(store: Arc<dyn Store>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_is_tenant_scoped() {
-    let store = forge::store::sqlite::SqliteStore::open("sqlite::memory:", 2).unwrap();
-    every_statement_is_tenant_scoped(Arc::new(store)).await;
+    crate::store_conformance::on_sqlite(every_statement_is_tenant_scoped).await;
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_is_tenant_scoped() {
-    use forge::testing::{TestServer, shared};
-    assert!(
-        std::env::var(shared::DATABASE_ENV).is_ok(),
-        "{} is needed for the PostgreSQL store tests",
-        shared::DATABASE_ENV
-    );
-    let config = TestServer::config();
-    let backing = shared::claim(&config).await;
-    let url = config.database.url.clone();
-    let store = tokio::task::spawn_blocking(move || forge::store::postgres::PgStore::open(&url, 4))
-        .await
-        .unwrap()
-        .unwrap();
-    every_statement_is_tenant_scoped(Arc::new(store)).await;
-    // The schema goes with the last handle, off the async workers.
-    tokio::task::spawn_blocking(move || drop(backing)).await.unwrap();
+    crate::store_conformance::on_postgres(every_statement_is_tenant_scoped).await;
 }
