@@ -238,15 +238,12 @@ impl PgStore {
         F: FnOnce(&mut Client) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
+        sql::blocking(move || {
             let pool = inner.pool.as_ref().ok_or_else(closed)?;
             let mut conn = pool.get().map_err(|e| inner.unavailable(e))?;
             f(&mut conn)
         })
         .await
-        .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
     }
 
     /// Runs `f` in one transaction on one pooled connection, in one blocking
@@ -258,9 +255,7 @@ impl PgStore {
         F: FnMut(&mut Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
+        sql::blocking(move || {
             let pool = inner.pool.as_ref().ok_or_else(closed)?;
             let mut conn = pool.get().map_err(|e| inner.unavailable(e))?;
             let mut attempt = 1;
@@ -282,7 +277,6 @@ impl PgStore {
             }
         })
         .await
-        .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
     }
 }
 
@@ -386,19 +380,11 @@ impl<C: GenericClient> sql::Conn for PgConn<'_, C> {
 }
 
 impl sql::Driver for PgStore {
-    async fn read<T, F>(&self, f: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn sql::Conn) -> StoreResult<T> + Send + 'static,
-    {
+    async fn read<T: Send + 'static, F: sql::Read<T>>(&self, f: F) -> StoreResult<T> {
         self.read_client(move |c| f(&mut PgConn(c))).await
     }
 
-    async fn write<T, F>(&self, mut f: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: FnMut(&mut dyn sql::Conn) -> StoreResult<T> + Send + 'static,
-    {
+    async fn write<T: Send + 'static, F: sql::Write<T>>(&self, mut f: F) -> StoreResult<T> {
         self.write_tx(move |tx| f(&mut PgConn(tx))).await
     }
 

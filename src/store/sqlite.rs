@@ -142,9 +142,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
+        sql::blocking(move || {
             let conn = inner
                 .readers
                 .get()
@@ -152,7 +150,6 @@ impl SqliteStore {
             f(&conn)
         })
         .await
-        .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
     }
 
     pub(super) async fn write_tx<T, F>(&self, f: F) -> StoreResult<T>
@@ -161,9 +158,7 @@ impl SqliteStore {
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
+        sql::blocking(move || {
             // A panic while holding the lock cannot leave a half-written
             // transaction (it rolls back on drop), so a poisoned lock is safe to reuse.
             let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -173,7 +168,6 @@ impl SqliteStore {
             Ok(out)
         })
         .await
-        .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
     }
 }
 
@@ -242,19 +236,11 @@ impl sql::Conn for SqliteConn<'_> {
 }
 
 impl sql::Driver for SqliteStore {
-    async fn read<T, F>(&self, f: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn sql::Conn) -> StoreResult<T> + Send + 'static,
-    {
+    async fn read<T: Send + 'static, F: sql::Read<T>>(&self, f: F) -> StoreResult<T> {
         self.read_conn(move |c| f(&mut SqliteConn(c))).await
     }
 
-    async fn write<T, F>(&self, mut f: F) -> StoreResult<T>
-    where
-        T: Send + 'static,
-        F: FnMut(&mut dyn sql::Conn) -> StoreResult<T> + Send + 'static,
-    {
+    async fn write<T: Send + 'static, F: sql::Write<T>>(&self, mut f: F) -> StoreResult<T> {
         self.write_tx(move |tx| f(&mut SqliteConn(tx))).await
     }
 
