@@ -38,6 +38,11 @@
 //! last of them is stopped or dropped, the schema is dropped and the keys
 //! are deleted.
 
+// The harness is test code shipped in the library (apps test against it):
+// a server that cannot start or a response a test did not expect must fail
+// that test on the spot, so unwrapping is the point here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 

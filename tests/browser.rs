@@ -13,6 +13,9 @@
 //! `cargo test --test browser`, which `scripts/test` does after installing
 //! Chromium. A missing `/usr/bin/chromedriver` is a failure, not a skip.
 
+// Test code: a failed unwrap is a failed test (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -8,10 +8,13 @@
 //! Its own test binary, so the API suite stays fast and this can be run
 //! alone: `cargo test --release --test store_scale -- --nocapture`.
 
+// Test code: a failed unwrap is a failed test (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use forge::store::sqlite::SqliteStore;
-use forge::store::{AdminStore, DEFAULT_TENANT_ID, User, UserQuery, UserSeek};
+use forge::store::{DEFAULT_TENANT_ID, DirectoryStore, User, UserQuery, UserSeek};
 use uuid::Uuid;
 
 const USERS: u32 = 1_000_000;
@@ -48,7 +51,7 @@ fn bulk_insert(path: &std::path::Path) {
 }
 
 async fn assert_plans_use_indexes(store: &SqliteStore, when: &str) {
-    for (name, plan) in store.explain_admin_queries().await.unwrap() {
+    for (name, plan) in store.explain_directory_queries().await.unwrap() {
         eprintln!("plan {name} ({when}):\n  {}", plan.join("\n  "));
         for line in &plan {
             assert!(

@@ -20,7 +20,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
 use crate::state::AppState;
-use crate::store::{NewUser, Session, StoreError, User, UserPatch, UserQuery, UserSeek};
+use crate::store::{EndSessions, NewUser, Session, StoreError, User, UserPatch, UserQuery, UserSeek};
 
 /// What `q` searches: a leading `+` means a phone prefix (spaces, dashes,
 /// dots and parentheses are ignored, as people type them), anything else an
@@ -258,6 +258,9 @@ pub async fn update(
     let toggled = change.disabled.filter(|d| *d != current.disabled);
     if let Some(d) = toggled {
         patch.disabled = Some(d);
+        if d {
+            patch.end_sessions = EndSessions::All;
+        }
         fields.push("disabled");
     }
     if fields.is_empty() {

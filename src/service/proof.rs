@@ -21,7 +21,7 @@ use super::{RequestMeta, sessions};
 use crate::domain::AuditEvent;
 use crate::error::AppResult;
 use crate::state::AppState;
-use crate::store::{IdentifierKind, Tenant, User, UserPatch};
+use crate::store::{EndSessions, IdentifierKind, Tenant, User, UserPatch};
 
 /// What the prover keeps besides the identifier they proved.
 #[derive(Clone, Copy, Debug, Default)]
@@ -85,6 +85,7 @@ pub async fn prove(
         }
         if !keep.password && state.store.password_hash(tenant.id, user.id).await?.is_some() {
             patch.password_hash = Some(None);
+            patch.end_sessions = EndSessions::Epoch;
             dropped.push("password");
         }
     }

@@ -17,7 +17,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
 use crate::state::AppState;
-use crate::store::{IdentifierKind, SignIn, Tenant, User, UserPatch};
+use crate::store::{EndSessions, IdentifierKind, SignIn, Tenant, User, UserPatch};
 
 /// Verification and reset codes travel by email and may sit unread for a
 /// while, so they live longer than a sign-in code.
@@ -222,7 +222,7 @@ pub async fn forgot(state: &AppState, tenant: &Tenant, email: &Email, meta: &Req
 
 /// Stores a new password hash and signs the user out everywhere (all
 /// sessions, or all but `keep`); the admin site's sessions end as well,
-/// since the store bumps the credential epoch with the new password.
+/// since the patch moves the credential epoch on with the new password.
 async fn set_password(
     state: &AppState,
     tenant: &Tenant,
@@ -236,6 +236,7 @@ async fn set_password(
     let now = state.clock.now();
     let patch = UserPatch {
         password_hash: Some(Some(hash)),
+        end_sessions: EndSessions::Epoch,
         now,
         ..Default::default()
     };

@@ -10,9 +10,17 @@
 //!
 //! Two limits end a session: the sliding `jwt.refresh_ttl` (a refresh
 //! token unused that long expires) and the absolute `jwt.session_max_age`
-//! counted from the sign-in. The store checks the absolute one in the
-//! rotation's transaction and caps every successor's expiry at it, so a
-//! client refreshing forever is still signed out on time.
+//! counted from the sign-in. [`decide_refresh`] checks the absolute one and
+//! caps every successor's expiry at it, so a client refreshing forever is
+//! still signed out on time.
+//!
+//! The rotation's rules (liveness, the grace window, reuse detection and
+//! which audit event each outcome writes) are [`decide_refresh`], a pure
+//! function. The store cannot simply be asked "what is there" and then told
+//! "do this" in two calls: another refresh could slip in between. So the
+//! store claims the token with its one conditional `UPDATE`, hands what it
+//! found to this rule inside the same transaction, and applies the answer
+//! there: one transaction, one atomic claim, and the decision written once.
 
 use std::sync::Arc;
 
@@ -24,10 +32,13 @@ use super::RequestMeta;
 use crate::cache::RateBucket;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::{hash_token, hmac_sha256_hex, random_token};
-use crate::domain::AuditEvent;
+use crate::domain::{AuditEvent, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::store::{NewAuditEvent, NewSession, RotateRefresh, Rotation, Session, Tenant, User};
+use crate::store::{
+    ClaimedSession, NewAuditEvent, NewSession, RefreshClaim, RefreshDecision, RotateRefresh, Rotation, Session, Tenant,
+    User,
+};
 
 /// What a sign-in hands to the client.
 #[derive(Debug, Clone)]
@@ -145,19 +156,26 @@ pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &Requ
     }
     let successor = successor_of(state, token);
     let now = state.clock.now();
+    let policy = RefreshPolicy {
+        now,
+        grace_secs: state.config.jwt.refresh_reuse_grace.as_secs() as i64,
+        refresh_ttl: state.config.jwt.refresh_ttl.as_secs() as i64,
+        session_max_age: i64::try_from(state.config.jwt.session_max_age.as_secs()).unwrap_or(i64::MAX),
+    };
+    let (tenant_id, rule_meta) = (tenant.id, meta.clone());
     let rotation = state
         .store
-        .rotate_refresh(RotateRefresh {
-            tenant_id: tenant.id,
-            old_hash: hash_token(token),
-            new_hash: hash_token(&successor),
-            now,
-            grace_secs: state.config.jwt.refresh_reuse_grace.as_secs() as i64,
-            new_expires_at: now + state.config.jwt.refresh_ttl.as_secs() as i64,
-            session_max_age: i64::try_from(state.config.jwt.session_max_age.as_secs()).unwrap_or(i64::MAX),
-            ip: meta.ip.clone(),
-            user_agent: meta.user_agent.clone(),
-        })
+        .rotate_refresh(
+            RotateRefresh {
+                tenant_id,
+                old_hash: hash_token(token),
+                new_hash: hash_token(&successor),
+                now,
+                ip: meta.ip.clone(),
+                user_agent: meta.user_agent.clone(),
+            },
+            Box::new(move |claim| decide_refresh(claim, policy, &rule_meta, tenant_id)),
+        )
         .await?;
     match rotation {
         Rotation::Rotated { session, user } | Rotation::WithinGrace { session, user } => {
@@ -170,6 +188,72 @@ pub async fn refresh(state: &AppState, tenant: &Tenant, token: &str, meta: &Requ
             Err(AppError::invalid_grant())
         }
         Rotation::Invalid => Err(AppError::invalid_grant()),
+    }
+}
+
+/// The limits a refresh is judged by, in seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct RefreshPolicy {
+    pub now: Timestamp,
+    /// `jwt.refresh_reuse_grace`: a retry this soon after a rotation gets
+    /// the same successor instead of revoking the session.
+    pub grace_secs: i64,
+    /// `jwt.refresh_ttl`: the sliding expiry of a successor.
+    pub refresh_ttl: i64,
+    /// `jwt.session_max_age`: a session older than this does not refresh.
+    pub session_max_age: i64,
+}
+
+/// The refresh rule: what a rotation does with what its claim found. Run
+/// by the store inside the rotation's transaction (see the module docs);
+/// pure, so it may run again when the transaction is retried.
+pub fn decide_refresh(
+    claim: &RefreshClaim,
+    policy: RefreshPolicy,
+    meta: &RequestMeta,
+    tenant_id: Uuid,
+) -> RefreshDecision {
+    let RefreshPolicy {
+        now,
+        grace_secs,
+        refresh_ttl,
+        session_max_age,
+    } = policy;
+    let live = |c: &ClaimedSession| {
+        let s = &c.session;
+        !c.user_disabled
+            && s.revoked_at.is_none()
+            && s.expires_at > now
+            && s.created_at > now.saturating_sub(session_max_age)
+    };
+    let audit = |event, s: &Session, actor| {
+        let mut audit = meta.audit(tenant_id, now, event, Some(s.user_id), actor);
+        audit.detail = serde_json::json!({ "session_id": s.id });
+        audit
+    };
+    match claim {
+        RefreshClaim::Won(c) if live(c) => RefreshDecision::Rotate {
+            // Sliding, but never past the session's absolute end.
+            expires_at: now
+                .saturating_add(refresh_ttl)
+                .min(c.session.created_at.saturating_add(session_max_age)),
+            audit: audit(AuditEvent::Refresh, &c.session, Some(c.session.user_id)),
+        },
+        RefreshClaim::Spent {
+            session,
+            rotated_at,
+            successor_live,
+        } if live(session) => {
+            if grace_secs > 0 && now - rotated_at <= grace_secs && *successor_live {
+                RefreshDecision::Reissue
+            } else {
+                RefreshDecision::Revoke {
+                    audit: audit(AuditEvent::RefreshReuseDetected, &session.session, None),
+                }
+            }
+        }
+        // Unknown, expired, or its session is revoked, too old or its user disabled.
+        _ => RefreshDecision::Refuse,
     }
 }
 
@@ -347,5 +431,78 @@ mod tests {
         assert!(!plausible_refresh_token("short"));
         assert!(!plausible_refresh_token(&"a".repeat(44)));
         assert!(!plausible_refresh_token(&format!("{}!", "a".repeat(42))));
+    }
+
+    const NOW: i64 = 1_000_000;
+
+    fn claimed(created_at: i64) -> ClaimedSession {
+        ClaimedSession {
+            session: Session {
+                id: Uuid::now_v7(),
+                tenant_id: Uuid::nil(),
+                user_id: Uuid::now_v7(),
+                created_at,
+                last_used_at: created_at,
+                expires_at: NOW + 60,
+                revoked_at: None,
+                user_agent: None,
+                ip: None,
+            },
+            user_disabled: false,
+        }
+    }
+
+    fn decide(claim: &RefreshClaim) -> RefreshDecision {
+        let policy = RefreshPolicy {
+            now: NOW,
+            grace_secs: 10,
+            refresh_ttl: 3600,
+            session_max_age: 1000,
+        };
+        decide_refresh(claim, policy, &RequestMeta::default(), Uuid::nil())
+    }
+
+    fn spent(rotated_at: i64, successor_live: bool) -> RefreshClaim {
+        RefreshClaim::Spent {
+            session: claimed(NOW - 100),
+            rotated_at,
+            successor_live,
+        }
+    }
+
+    #[test]
+    fn a_won_claim_rotates_within_the_absolute_lifetime() {
+        let RefreshDecision::Rotate { expires_at, audit } = decide(&RefreshClaim::Won(claimed(NOW - 100))) else {
+            panic!("a live session rotates");
+        };
+        assert_eq!(expires_at, NOW - 100 + 1000, "capped at created_at + max age");
+        assert_eq!(audit.event, AuditEvent::Refresh);
+        assert!(matches!(
+            decide(&RefreshClaim::Won(claimed(NOW - 1000))),
+            RefreshDecision::Refuse
+        ));
+        let mut disabled = claimed(NOW);
+        disabled.user_disabled = true;
+        assert!(matches!(decide(&RefreshClaim::Won(disabled)), RefreshDecision::Refuse));
+        assert!(matches!(decide(&RefreshClaim::Unknown), RefreshDecision::Refuse));
+    }
+
+    #[test]
+    fn a_spent_token_is_reissued_in_the_grace_window_and_revokes_after() {
+        assert!(matches!(decide(&spent(NOW - 10, true)), RefreshDecision::Reissue));
+        let RefreshDecision::Revoke { audit } = decide(&spent(NOW - 11, true)) else {
+            panic!("reuse after the grace window");
+        };
+        assert_eq!(audit.event, AuditEvent::RefreshReuseDetected);
+        assert_eq!(audit.actor_id, None);
+        assert!(
+            matches!(decide(&spent(NOW, false)), RefreshDecision::Revoke { .. }),
+            "a successor that was itself rotated is not handed out again"
+        );
+        let mut revoked = spent(NOW, true);
+        if let RefreshClaim::Spent { session, .. } = &mut revoked {
+            session.session.revoked_at = Some(NOW - 1);
+        }
+        assert!(matches!(decide(&revoked), RefreshDecision::Refuse));
     }
 }

@@ -47,9 +47,8 @@ pub struct NewUser {
     pub now: Timestamp,
 }
 
-/// A change to a user; `None` leaves a field alone. Setting a password or
-/// disabling the user also bumps [`User::credential_epoch`] in the same
-/// transaction.
+/// A change to a user; `None` leaves a field alone. Which sessions the
+/// change ends is the caller's decision, said in `end_sessions`.
 #[derive(Clone, Debug, Default)]
 pub struct UserPatch {
     pub email: Option<Option<Email>>,
@@ -61,7 +60,23 @@ pub struct UserPatch {
     /// `Some(None)` removes the password (the account then signs in only
     /// with codes until a new one is set).
     pub password_hash: Option<Option<String>>,
+    pub end_sessions: EndSessions,
     pub now: Timestamp,
+}
+
+/// Which of the user's sessions a change ends, in the change's transaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EndSessions {
+    /// Every session stays (a profile change).
+    #[default]
+    None,
+    /// Moves [`User::credential_epoch`] on, ending the sessions that record
+    /// it (the admin site's); the API sessions are left to the caller, which
+    /// may keep the current one (a new or removed password).
+    Epoch,
+    /// Revokes every live session as well as moving the epoch on (a
+    /// disabled user keeps none).
+    All,
 }
 
 #[derive(Clone, Debug)]
@@ -104,19 +119,15 @@ pub enum IdentifierKind {
     Phone,
 }
 
+/// A refresh to claim: the presented token and the successor to store. The
+/// limits (grace window, sliding and absolute lifetime) are the caller's
+/// [`RefreshRule`](super::RefreshRule), not the store's.
 #[derive(Clone, Debug)]
 pub struct RotateRefresh {
     pub tenant_id: Uuid,
     pub old_hash: String,
     pub new_hash: String,
     pub now: Timestamp,
-    pub grace_secs: i64,
-    /// The sliding expiry of the successor; the store caps it at the
-    /// session's absolute end (`created_at + session_max_age`).
-    pub new_expires_at: Timestamp,
-    /// `jwt.session_max_age` in seconds: a session created longer ago than
-    /// this is not live, whatever its sliding expiry says.
-    pub session_max_age: i64,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }

@@ -20,13 +20,11 @@ macro_rules! user_columns {
     () => {
         "u.id, u.tenant_id, u.email, u.email_verified, u.phone, u.phone_verified, u.disabled, \
          u.metadata, u.created_at, u.updated_at, u.last_sign_in_at, u.credential_epoch, \
-         (SELECT string_agg(r.name, ',' ORDER BY r.name) FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+         (SELECT string_agg(r.name, ',') FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
           WHERE ur.user_id = u.id) AS roles"
     };
 }
 pub(super) use user_columns;
-
-pub(super) const USER_COLUMNS: &str = user_columns!();
 
 const LOAD_USER: &str = concat!(
     "SELECT ",
@@ -45,14 +43,22 @@ pub(super) fn user_from_row(row: &Row) -> StoreResult<User> {
         phone_verified: row.get("phone_verified")?,
         disabled: row.get("disabled")?,
         metadata: row.json("metadata")?,
-        roles: roles
-            .map(|r| r.split(',').map(str::to_owned).collect())
-            .unwrap_or_default(),
+        roles: sorted_roles(roles),
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
         last_sign_in_at: row.get("last_sign_in_at")?,
         credential_epoch: row.get("credential_epoch")?,
     })
+}
+
+/// The roles list, sorted here rather than in SQL: an `ORDER BY` inside the
+/// aggregate costs SQLite a temporary b-tree per listed user.
+fn sorted_roles(list: Option<String>) -> Vec<String> {
+    let mut roles: Vec<String> = list
+        .map(|r| r.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    roles.sort();
+    roles
 }
 
 pub(super) const SESSION_COLUMNS: &str =

@@ -304,22 +304,33 @@ impl dyn Conn + '_ {
     }
 }
 
+/// Runs `f` on a blocking thread, carrying the caller's span: the one hop a
+/// unit of work takes off the async runtime.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| StoreError::Internal(anyhow::anyhow!("store task failed: {e}")))?
+}
+
+/// A unit of work that reads: runs once, on a blocking thread.
+pub trait Read<T>: FnOnce(&mut dyn Conn) -> StoreResult<T> + Send + 'static {}
+impl<T, F: FnOnce(&mut dyn Conn) -> StoreResult<T> + Send + 'static> Read<T> for F {}
+
+/// A unit of work that writes: may run again when a transaction is retried.
+pub trait Write<T>: FnMut(&mut dyn Conn) -> StoreResult<T> + Send + 'static {}
+impl<T, F: FnMut(&mut dyn Conn) -> StoreResult<T> + Send + 'static> Write<T> for F {}
+
 /// Runs units of work on a backend: each call is one blocking hop on one
 /// connection, carrying the caller's tracing span.
 pub trait Driver: Clone + Send + Sync + 'static {
     /// Runs `f` on a read connection, outside an explicit transaction.
-    fn read<T, F>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn Conn) -> StoreResult<T> + Send + 'static;
+    fn read<T: Send + 'static, F: Read<T>>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send;
 
     /// Runs `f` in one write transaction and commits when it succeeds. `f`
     /// may run more than once (PostgreSQL retries a transaction that hit a
     /// deadlock or serialization failure), so it must not consume its inputs.
-    fn write<T, F>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send
-    where
-        T: Send + 'static,
-        F: FnMut(&mut dyn Conn) -> StoreResult<T> + Send + 'static;
+    fn write<T: Send + 'static, F: Write<T>>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send;
 
     /// Connection pool state for `/metrics`: (open, idle).
     fn connections(&self) -> (u32, u32);

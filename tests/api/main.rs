@@ -2,6 +2,9 @@
 //! through the public harness (`forge::testing::TestServer`) and talking
 //! HTTP to it.
 
+// Test code: a failed unwrap is a failed test (Cargo.toml [lints]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod admin_site;
 mod admin_users;
 mod audit;
@@ -21,6 +24,7 @@ mod security_state;
 mod settings;
 mod sidecar;
 mod store_conformance;
+mod store_isolation;
 mod support;
 mod tenants;
 mod tokens;

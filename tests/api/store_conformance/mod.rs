@@ -190,7 +190,7 @@ conformance! {
     keys::rotation_refuses_a_next_key_younger_than_not_after,
 }
 
-async fn on_sqlite<F: Future<Output = ()>>(check: impl FnOnce(Arc<dyn Store>) -> F) {
+pub(crate) async fn on_sqlite<F: Future<Output = ()>>(check: impl FnOnce(Arc<dyn Store>) -> F) {
     let store = forge::store::sqlite::SqliteStore::open("sqlite::memory:", 4).unwrap();
     check(Arc::new(store)).await;
 }
@@ -199,7 +199,7 @@ async fn on_sqlite<F: Future<Output = ()>>(check: impl FnOnce(Arc<dyn Store>) ->
 /// that, when it fails, the schema is still dropped (off the async workers,
 /// where the sync client may not run) before the failure is passed on.
 #[cfg(feature = "postgres")]
-async fn on_postgres<F>(check: impl FnOnce(Arc<dyn Store>) -> F)
+pub(crate) async fn on_postgres<F>(check: impl FnOnce(Arc<dyn Store>) -> F)
 where
     F: Future<Output = ()> + Send + 'static,
 {

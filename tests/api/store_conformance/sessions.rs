@@ -2,20 +2,39 @@
 //! grace window and reuse detection, revocation, the credential epoch and
 //! the absolute session lifetime.
 
+use forge::service::RequestMeta;
+use forge::service::sessions::{RefreshPolicy, decide_refresh};
+
 use super::*;
 
-fn rotate(old: &str, new: &str, now: i64, grace: i64) -> RotateRefresh {
-    RotateRefresh {
+const MAX_AGE: i64 = 90 * 86_400;
+
+/// Rotates `old` to `new` at `now` under the service's refresh rule: a
+/// grace window of `grace` seconds, sessions that live `max_age` seconds.
+async fn rotate(
+    store: &Arc<dyn Store>,
+    old: &str,
+    new: &str,
+    now: i64,
+    grace: i64,
+    max_age: i64,
+) -> StoreResult<Rotation> {
+    let req = RotateRefresh {
         tenant_id: T,
         old_hash: old.into(),
         new_hash: new.into(),
         now,
-        grace_secs: grace,
-        new_expires_at: now + 3600,
-        session_max_age: 90 * 86_400,
         ip: None,
         user_agent: None,
-    }
+    };
+    let policy = RefreshPolicy {
+        now,
+        grace_secs: grace,
+        refresh_ttl: 3600,
+        session_max_age: max_age,
+    };
+    let rule = Box::new(move |claim: &RefreshClaim| decide_refresh(claim, policy, &RequestMeta::default(), T));
+    store.rotate_refresh(req, rule).await
 }
 
 async fn patch(store: &Arc<dyn Store>, user: Uuid, patch: UserPatch) -> User {
@@ -59,7 +78,7 @@ pub(super) async fn concurrent_refreshes_of_one_token_rotate_it_once(store: Arc<
     for _ in 0..10 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.rotate_refresh(rotate("r0", "r1", NOW + 1, 10)).await
+            rotate(&store, "r0", "r1", NOW + 1, 10, MAX_AGE).await
         }));
     }
     let mut rotated = 0;
@@ -75,13 +94,11 @@ pub(super) async fn concurrent_refreshes_of_one_token_rotate_it_once(store: Arc<
 
 pub(super) async fn a_refresh_within_the_grace_window_gets_the_same_successor(store: Arc<dyn Store>) {
     signed_up(&store, "cy@example.com", Some("r0")).await;
-    let Rotation::Rotated { session: successor, .. } =
-        store.rotate_refresh(rotate("r0", "r1", NOW + 1, 10)).await.unwrap()
+    let Rotation::Rotated { session: successor, .. } = rotate(&store, "r0", "r1", NOW + 1, 10, MAX_AGE).await.unwrap()
     else {
         panic!("a live token rotates");
     };
-    let Rotation::WithinGrace { session: again, .. } =
-        store.rotate_refresh(rotate("r0", "r1", NOW + 5, 10)).await.unwrap()
+    let Rotation::WithinGrace { session: again, .. } = rotate(&store, "r0", "r1", NOW + 5, 10, MAX_AGE).await.unwrap()
     else {
         panic!("not within the grace window");
     };
@@ -91,17 +108,17 @@ pub(super) async fn a_refresh_within_the_grace_window_gets_the_same_successor(st
 pub(super) async fn a_refresh_reused_after_the_grace_window_revokes_the_session(store: Arc<dyn Store>) {
     let cy = signed_up(&store, "cy@example.com", Some("r0")).await;
     sign_in(&store, cy.id, "s0").await;
-    let Rotation::Rotated { .. } = store.rotate_refresh(rotate("r0", "r1", NOW + 1, 10)).await.unwrap() else {
+    let Rotation::Rotated { .. } = rotate(&store, "r0", "r1", NOW + 1, 10, MAX_AGE).await.unwrap() else {
         panic!("a live token rotates");
     };
     let Rotation::ReuseDetected { session_id, user_id } =
-        store.rotate_refresh(rotate("r0", "r1", NOW + 60, 10)).await.unwrap()
+        rotate(&store, "r0", "r1", NOW + 60, 10, MAX_AGE).await.unwrap()
     else {
         panic!("reuse not detected");
     };
     assert_eq!(user_id, cy.id);
     assert!(matches!(
-        store.rotate_refresh(rotate("r1", "r2", NOW + 61, 10)).await.unwrap(),
+        rotate(&store, "r1", "r2", NOW + 61, 10, MAX_AGE).await.unwrap(),
         Rotation::Invalid
     ));
     let revoked = store.session_by_refresh(T, "r1").await.unwrap().unwrap();
@@ -117,7 +134,7 @@ pub(super) async fn a_refresh_reused_after_the_grace_window_revokes_the_session(
 pub(super) async fn an_unknown_refresh_token_is_invalid(store: Arc<dyn Store>) {
     signed_up(&store, "cy@example.com", Some("r0")).await;
     assert!(matches!(
-        store.rotate_refresh(rotate("unknown", "x", NOW, 10)).await.unwrap(),
+        rotate(&store, "unknown", "x", NOW, 10, MAX_AGE).await.unwrap(),
         Rotation::Invalid
     ));
 }
@@ -153,6 +170,7 @@ pub(super) async fn disabling_a_user_revokes_every_session(store: Arc<dyn Store>
             cy.id,
             UserPatch {
                 disabled: Some(true),
+                end_sessions: EndSessions::All,
                 now: NOW + 200,
                 ..Default::default()
             },
@@ -207,6 +225,7 @@ pub(super) async fn every_event_that_ends_all_sessions_moves_the_credential_epoc
     );
     let new_password = UserPatch {
         password_hash: Some(Some("$argon2id$new".into())),
+        end_sessions: EndSessions::Epoch,
         now: NOW,
         ..Default::default()
     };
@@ -217,6 +236,7 @@ pub(super) async fn every_event_that_ends_all_sessions_moves_the_credential_epoc
     assert_eq!(changed.credential_epoch, 2, "a new password");
     let disable = UserPatch {
         disabled: Some(true),
+        end_sessions: EndSessions::All,
         now: NOW,
         ..Default::default()
     };
@@ -242,14 +262,7 @@ pub(super) async fn every_event_that_ends_all_sessions_moves_the_credential_epoc
 
 /// Rotates `g0` to `g1` ten seconds in, under a maximum age of 100 s.
 async fn refreshed_young(store: &Arc<dyn Store>) {
-    let Rotation::Rotated { .. } = store
-        .rotate_refresh(RotateRefresh {
-            session_max_age: 100,
-            ..rotate("g0", "g1", NOW + 10, 10)
-        })
-        .await
-        .unwrap()
-    else {
+    let Rotation::Rotated { .. } = rotate(store, "g0", "g1", NOW + 10, 10, 100).await.unwrap() else {
         panic!("a session younger than its maximum age refreshes");
     };
 }
@@ -264,12 +277,8 @@ pub(super) async fn a_refreshed_session_never_outlives_its_maximum_age(store: Ar
 pub(super) async fn a_session_past_its_maximum_age_does_not_refresh(store: Arc<dyn Store>) {
     signed_up(&store, "gus@example.com", Some("g0")).await;
     refreshed_young(&store).await;
-    let too_old = RotateRefresh {
-        session_max_age: 50,
-        ..rotate("g1", "g2", NOW + 60, 10)
-    };
     assert!(matches!(
-        store.rotate_refresh(too_old).await.unwrap(),
+        rotate(&store, "g1", "g2", NOW + 60, 10, 50).await.unwrap(),
         Rotation::Invalid
     ));
 }
