@@ -126,4 +126,15 @@ pub(crate) mod test_ports {
             claims: Arc::new(claims),
         }
     }
+
+    /// An operator signed in to the admin site: a fresh `admin` of `default`.
+    pub async fn site_admin(store: &Arc<dyn Store>) -> crate::service::site::sessions::SiteAdmin {
+        let principal = principal(store, &["admin"]).await;
+        let user = store
+            .get_user(principal.tenant.id, principal.user_id)
+            .await
+            .unwrap()
+            .unwrap();
+        crate::service::site::sessions::SiteAdmin::for_tests(user, principal, true)
+    }
 }

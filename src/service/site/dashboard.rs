@@ -116,14 +116,8 @@ mod tests {
     async fn sign_ins_and_failures_land_in_the_current_buckets() {
         let store = test_ports::store();
         let clock = test_ports::clock();
-        let principal = test_ports::principal(&store, &["admin"]).await;
-        let user = store
-            .get_user(principal.tenant.id, principal.user_id)
-            .await
-            .unwrap()
-            .unwrap();
-        let tenant_id = principal.tenant.id;
-        let admin = SiteAdmin::for_tests(user, principal, true);
+        let admin = test_ports::site_admin(&store).await;
+        let tenant_id = admin.own.tenant.id;
         let meta = RequestMeta::default();
         for event in [AuditEvent::Login, AuditEvent::Login, AuditEvent::LoginFailed] {
             store

@@ -68,13 +68,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_outbox_lists_nothing_and_resends_nothing() {
         let store = test_ports::store();
-        let principal = test_ports::principal(&store, &["admin"]).await;
-        let user = store
-            .get_user(principal.tenant.id, principal.user_id)
-            .await
-            .unwrap()
-            .unwrap();
-        let admin = SiteAdmin::for_tests(user, principal, true);
+        let admin = test_ports::site_admin(&store).await;
         let messages = SiteMessages::new(store, test_ports::clock());
         let page = messages.messages(&admin, None, None, None).await.unwrap();
         assert!(page.items.is_empty() && page.next_cursor.is_none());
