@@ -29,6 +29,7 @@ use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
+use crate::service::sessions::Sessions;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
 use crate::state::{AppState, Keys};
@@ -292,9 +293,20 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let roles = Roles::new(store.clone(), clock.clone(), rbac.clone());
     let site_messages = SiteMessages::new(store.clone(), clock.clone());
     let site_dashboard = SiteDashboard::new(store.clone(), clock.clone());
+    let tenants = AppState::tenant_cache(shared);
+    let sessions = Sessions::new(
+        store.clone(),
+        clock.clone(),
+        keyring.clone(),
+        config.jwt.clone(),
+        config.rate_limit.refresh_per_ip,
+        refresh_key.clone(),
+        tenants.clone(),
+        limits.clone(),
+        deny.clone(),
+    );
     let state = AppState {
-        verified_tokens: AppState::verified_token_cache(config.jwt.access_ttl + config.jwt.leeway),
-        tenants: AppState::tenant_cache(shared),
+        tenants,
         config,
         store,
         cache,
@@ -306,6 +318,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
+        sessions,
         site_dashboard,
         site_messages,
         roles,

@@ -19,6 +19,7 @@ use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
+use crate::service::sessions::Sessions;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
 use crate::store::{Store, Tenant};
@@ -35,11 +36,6 @@ pub struct AppState {
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub notifier: crate::notify::Notifier,
-    /// Access tokens whose signature was already checked, keyed by the
-    /// token's SHA-256, so the forward-auth hot path skips the ~70 µs Ed25519
-    /// verification. Entries never outlive the token (`exp` is rechecked) and
-    /// revocation is checked separately on every request.
-    pub verified_tokens: moka::sync::Cache<[u8; 32], Arc<AccessClaims>>,
     /// Tenant slug to tenant; invalidated when a tenant is deleted.
     /// Off when instances share state (see [`LocalCache`]).
     pub tenants: LocalCache<String, Tenant>,
@@ -48,6 +44,7 @@ pub struct AppState {
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
+    pub sessions: Sessions,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub roles: Roles,

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::domain::TenantSlug;
 use crate::error::{AppError, ErrorCode};
 use crate::service::RequestMeta;
-use crate::service::sessions::{self, Principal};
+use crate::service::sessions::Principal;
 use crate::state::AppState;
 use crate::store::Tenant;
 
@@ -328,7 +328,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let app = AppState::from_ref(state);
         let token = bearer(&parts.headers).ok_or_else(AppError::invalid_token)?;
-        Ok(Auth(sessions::authenticate(&app, token).await?))
+        Ok(Auth(app.sessions.authenticate(token).await?))
     }
 }
 

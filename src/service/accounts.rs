@@ -18,17 +18,9 @@ use crate::secret::Secret;
 use crate::state::AppState;
 use crate::store::{NewUser, SignIn, StoreError, Tenant, User, UserPatch};
 
-/// Resolves a tenant slug, through a short-lived cache.
-#[tracing::instrument(skip_all, fields(tenant = %slug))]
+/// Resolves a tenant slug, through the tenant cache of [`sessions::Sessions`].
 pub async fn tenant(state: &AppState, slug: &str) -> AppResult<Option<Tenant>> {
-    if let Some(t) = state.tenants.get(slug) {
-        return Ok(Some(t));
-    }
-    let found = state.store.tenant_by_slug(slug).await?;
-    if let Some(t) = &found {
-        state.tenants.insert(slug.to_string(), t.clone());
-    }
-    Ok(found)
+    state.sessions.tenant(slug).await
 }
 
 /// Checks the password policy off the runtime (zxcvbn takes milliseconds).
@@ -87,7 +79,7 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
         .await
         .map_err(AppError::internal)?;
     let hold_back = state.config.signup.require_email_verification;
-    let (session, refresh) = sessions::new_session(state, meta);
+    let (session, refresh) = state.sessions.new_session(meta);
     let user_id = Uuid::now_v7();
     let now = state.clock.now();
     let user = state
@@ -113,7 +105,7 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
         super::recovery::send_verification(state, tenant, &user).await?;
         return Ok(SignedUp::PendingVerification(user));
     }
-    let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
+    let tokens = state.sessions.tokens_for(&user, session.id, tenant, refresh)?;
     Ok(SignedUp::WithTokens(user, tokens))
 }
 
@@ -235,7 +227,7 @@ pub async fn login(
     } else {
         None
     };
-    let (session, refresh) = sessions::new_session(state, meta);
+    let (session, refresh) = state.sessions.new_session(meta);
     let mut audit = meta.audit(tenant.id, now, AuditEvent::Login, Some(user.id), Some(user.id));
     audit.detail = serde_json::json!({ "method": "password", "session_id": session.id });
     let sign_in = SignIn {
@@ -245,7 +237,7 @@ pub async fn login(
     };
     let user = state.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
     state.metrics.login("success");
-    let mut tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
+    let mut tokens = state.sessions.tokens_for(&user, session.id, tenant, refresh)?;
     tokens.device_token = Some(state.devices.issue(tenant.id, user.id));
     Ok((user, tokens))
 }

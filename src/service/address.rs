@@ -300,7 +300,10 @@ pub async fn complete(
         session: Some(principal.session_id),
     };
     let user = proof::prove(state, tenant, &changed, kind, keep, meta).await?;
-    sessions::sign_out_everywhere(state, tenant.id, user.id, Some(principal.session_id), None).await?;
+    state
+        .sessions
+        .sign_out_everywhere(tenant.id, user.id, Some(principal.session_id), None)
+        .await?;
     if let Some(old) = old {
         let when = time::OffsetDateTime::from_unix_timestamp(now)
             .ok()

@@ -366,7 +366,9 @@ pub async fn revoke_sessions(
         None => {
             audit.detail = serde_json::json!({ "scope": "all" });
             // Admin-site sessions of the user end too (credential epoch).
-            return super::sessions::sign_out_everywhere(state, tenant_id, user_id, None, Some(audit))
+            return state
+                .sessions
+                .sign_out_everywhere(tenant_id, user_id, None, Some(audit))
                 .await
                 .map(drop);
         }

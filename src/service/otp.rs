@@ -146,7 +146,7 @@ pub async fn verify(
             });
         }
     }
-    let (session, refresh) = sessions::new_session(state, meta);
+    let (session, refresh) = state.sessions.new_session(meta);
     let user = match state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
         Some(user) if user.disabled => {
             return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
@@ -205,6 +205,6 @@ pub async fn verify(
                 .await?
         }
     };
-    let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
+    let tokens = state.sessions.tokens_for(&user, session.id, tenant, refresh)?;
     Ok((user, tokens))
 }

@@ -17,7 +17,7 @@
 
 use uuid::Uuid;
 
-use super::{RequestMeta, sessions};
+use super::RequestMeta;
 use crate::domain::AuditEvent;
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -97,7 +97,10 @@ pub async fn prove(
     });
     let user = state.store.update_user(tenant.id, user.id, patch, audit).await?;
     if first {
-        sessions::sign_out_everywhere(state, tenant.id, user.id, keep.session, None).await?;
+        state
+            .sessions
+            .sign_out_everywhere(tenant.id, user.id, keep.session, None)
+            .await?;
         if !dropped.is_empty() {
             tracing::info!(user_id = %user.id, ?dropped, "first proof of the account: unproven credentials dropped");
         }

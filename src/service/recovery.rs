@@ -189,7 +189,7 @@ pub async fn confirm_and_sign_in(
         session: None,
     };
     let user = proof::prove(state, tenant, &user, IdentifierKind::Email, keep, meta).await?;
-    let (session, refresh) = sessions::new_session(state, meta);
+    let (session, refresh) = state.sessions.new_session(meta);
     let mut audit = meta.audit(
         tenant.id,
         state.clock.now(),
@@ -204,7 +204,7 @@ pub async fn confirm_and_sign_in(
         verified: Some(IdentifierKind::Email),
     };
     let user = state.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
-    let tokens = sessions::tokens_for(state, &user, session.id, tenant, refresh)?;
+    let tokens = state.sessions.tokens_for(&user, session.id, tenant, refresh)?;
     Ok((user, tokens))
 }
 
@@ -242,7 +242,10 @@ async fn set_password(
     };
     let audit = meta.audit(tenant.id, now, event, Some(user.id), Some(user.id));
     state.store.update_user(tenant.id, user.id, patch, audit).await?;
-    sessions::sign_out_everywhere(state, tenant.id, user.id, keep, None).await?;
+    state
+        .sessions
+        .sign_out_everywhere(tenant.id, user.id, keep, None)
+        .await?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAuth, Query, bearer, session_cookie};
 use crate::http::permission::IntrospectionCaller;
 use crate::service::accounts::{self, SignedUp, SignupInput};
-use crate::service::sessions::{self, LogoutScope};
+use crate::service::sessions::LogoutScope;
 use crate::state::AppState;
 
 /// Create an account with email and password.
@@ -178,9 +178,7 @@ pub async fn token(
         }
         "refresh_token" => {
             let token = req.refresh_token.as_deref().ok_or_else(|| missing("refresh_token"))?;
-            sessions::refresh(&state, &tenant, token, &meta)
-                .await
-                .map_err(to_oauth)?
+            state.sessions.refresh(&tenant, token, &meta).await.map_err(to_oauth)?
         }
         _ => {
             return Err(oauth(
@@ -207,7 +205,7 @@ pub async fn refresh(
     ClientMeta(meta): ClientMeta,
     Json(req): Json<RefreshRequest>,
 ) -> AppResult<TokenResponse> {
-    let (user, tokens) = sessions::refresh(&state, &tenant, &req.refresh_token, &meta).await?;
+    let (user, tokens) = state.sessions.refresh(&tenant, &req.refresh_token, &meta).await?;
     Ok(TokenResponse::new(user, &tenant, tokens))
 }
 
@@ -250,15 +248,10 @@ pub async fn logout(
     };
     // The token's tenant wins; the header cannot redirect a sign-out.
     let tenant = principal.as_ref().map(|p| p.tenant.clone()).unwrap_or(tenant);
-    sessions::logout(
-        &state,
-        &tenant,
-        principal.as_ref(),
-        req.refresh_token.as_deref(),
-        scope,
-        &meta,
-    )
-    .await?;
+    state
+        .sessions
+        .logout(&tenant, principal.as_ref(), req.refresh_token.as_deref(), scope, &meta)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -284,7 +277,7 @@ pub async fn verify(
     let token = bearer(&request_headers)
         .or_else(|| session_cookie(&request_headers))
         .ok_or_else(AppError::invalid_token)?;
-    let principal = sessions::authenticate(&state, token).await?;
+    let principal = state.sessions.authenticate(token).await?;
     // The answer is about one tenant: an `admin` of another tenant is
     // nobody here.
     if principal.tenant.slug != expected {
@@ -358,7 +351,7 @@ pub async fn introspect(
     caller: IntrospectionCaller,
     JsonOrForm(req): JsonOrForm<IntrospectRequest>,
 ) -> AppResult<axum::Json<IntrospectResponse>> {
-    let Ok(principal) = sessions::authenticate(&state, &req.token).await else {
+    let Ok(principal) = state.sessions.authenticate(&req.token).await else {
         return Ok(axum::Json(IntrospectResponse::default()));
     };
     // A tenant's introspector learns nothing about other tenants' tokens,

@@ -9,7 +9,6 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::extract::{Auth, ClientMeta, Json};
 use crate::service::accounts::{self, ProfileChange};
 use crate::service::address::Reauthentication;
-use crate::service::sessions;
 use crate::state::AppState;
 
 /// The caller's user object.
@@ -86,7 +85,7 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     Auth(principal): Auth,
 ) -> AppResult<axum::Json<Vec<SessionView>>> {
-    let sessions = sessions::list(&state, &principal).await?;
+    let sessions = state.sessions.list(&principal).await?;
     Ok(axum::Json(
         sessions
             .into_iter()
@@ -107,6 +106,6 @@ pub async fn delete_session(
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| AppError::not_found("session"))?;
-    sessions::revoke_own(&state, &principal, id, &meta).await?;
+    state.sessions.revoke_own(&principal, id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
