@@ -27,6 +27,7 @@ use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
+use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
 use crate::service::sessions::Sessions;
@@ -305,6 +306,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         limits.clone(),
         deny.clone(),
     );
+    let proof = Proof::new(store.clone(), clock.clone(), sessions.clone());
     let state = AppState {
         tenants,
         config,
@@ -319,6 +321,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         refresh_key: refresh_key.clone(),
         deny,
         sessions,
+        proof,
         site_dashboard,
         site_messages,
         roles,

@@ -17,6 +17,7 @@ use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
+use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
 use crate::service::sessions::Sessions;
@@ -45,6 +46,7 @@ pub struct AppState {
     pub refresh_key: Arc<Vec<u8>>,
     pub deny: DenyList,
     pub sessions: Sessions,
+    pub proof: Proof,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub roles: Roles,

@@ -299,7 +299,7 @@ pub async fn complete(
         password: true,
         session: Some(principal.session_id),
     };
-    let user = proof::prove(state, tenant, &changed, kind, keep, meta).await?;
+    let user = state.proof.prove(tenant, &changed, kind, keep, meta).await?;
     state
         .sessions
         .sign_out_everywhere(tenant.id, user.id, Some(principal.session_id), None)

@@ -92,6 +92,37 @@ pub(crate) mod test_ports {
         Clock::manual(START)
     }
 
+    /// Sessions over these ports, with a fresh signing key and the default
+    /// settings (an issuer set, as the configuration loader would).
+    pub async fn sessions(
+        store: &Arc<dyn Store>,
+        cache: &Arc<dyn Cache>,
+        clock: &Clock,
+    ) -> crate::service::sessions::Sessions {
+        use crate::service::denylist::DenyList;
+        use crate::service::limits::Limits;
+        use crate::state::{AppState, Keys};
+
+        let mut config = crate::config::Config::default();
+        config.jwt.issuer = "http://forge.test".to_string();
+        let stored = crate::service::keys::ensure_keys(store.as_ref(), clock.now())
+            .await
+            .unwrap();
+        let keys = Keys::new(crate::service::keys::keyring_from(&config, &stored, clock.now()).unwrap());
+        let refresh_key = Arc::new(vec![7u8; 32]);
+        crate::service::sessions::Sessions::new(
+            store.clone(),
+            clock.clone(),
+            keys,
+            config.jwt.clone(),
+            config.rate_limit.refresh_per_ip,
+            refresh_key.clone(),
+            AppState::tenant_cache(false),
+            Limits::new(cache.clone(), refresh_key, config.rate_limit.clone()),
+            DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone()),
+        )
+    }
+
     /// A fresh user of the `default` tenant holding `roles`, signed in as
     /// far as the use cases can tell.
     pub async fn principal(store: &Arc<dyn Store>, roles: &[&str]) -> crate::service::sessions::Principal {

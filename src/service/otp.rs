@@ -164,7 +164,10 @@ pub async fn verify(
                     "verify your email address before signing in",
                 ));
             }
-            let user = proof::prove(state, tenant, &user, kind(identifier), proof::Keep::default(), meta).await?;
+            let user = state
+                .proof
+                .prove(tenant, &user, kind(identifier), proof::Keep::default(), meta)
+                .await?;
             let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(user.id), Some(user.id));
             audit.detail = serde_json::json!({ "session_id": session.id });
             let sign_in = SignIn {

@@ -145,7 +145,10 @@ pub async fn confirm_own(
         password: true,
         session: Some(principal.session_id),
     };
-    proof::prove(state, &principal.tenant, &user, IdentifierKind::Email, keep, meta).await
+    state
+        .proof
+        .prove(&principal.tenant, &user, IdentifierKind::Email, keep, meta)
+        .await
 }
 
 /// `POST /v1/auth/email/verify` with `{email, code}`: verifies and signs in
@@ -188,7 +191,10 @@ pub async fn confirm_and_sign_in(
         password: shows_password,
         session: None,
     };
-    let user = proof::prove(state, tenant, &user, IdentifierKind::Email, keep, meta).await?;
+    let user = state
+        .proof
+        .prove(tenant, &user, IdentifierKind::Email, keep, meta)
+        .await?;
     let (session, refresh) = state.sessions.new_session(meta);
     let mut audit = meta.audit(
         tenant.id,
@@ -269,7 +275,10 @@ pub async fn reset(
         password: true,
         session: None,
     };
-    let user = proof::prove(state, tenant, &user, IdentifierKind::Email, keep, meta).await?;
+    let user = state
+        .proof
+        .prove(tenant, &user, IdentifierKind::Email, keep, meta)
+        .await?;
     set_password(
         state,
         tenant,

@@ -564,29 +564,13 @@ mod tests {
 
     #[tokio::test]
     async fn signing_out_everywhere_stops_the_access_and_refresh_tokens() {
-        use crate::config::Config;
         use crate::service::test_ports;
         use crate::store::{DEFAULT_TENANT_ID, NewUser};
 
         // Signatures are checked against the wall clock, so this one runs on it.
         let (store, cache, clock) = (test_ports::store(), test_ports::cache(), Clock::system());
         let now = clock.now();
-        let mut config = Config::default();
-        config.jwt.issuer = "http://forge.test".to_string();
-        let stored = crate::service::keys::ensure_keys(store.as_ref(), now).await.unwrap();
-        let keys = Keys::new(crate::service::keys::keyring_from(&config, &stored, now).unwrap());
-        let refresh_key = Arc::new(vec![7u8; 32]);
-        let sessions = Sessions::new(
-            store.clone(),
-            clock.clone(),
-            keys,
-            config.jwt.clone(),
-            config.rate_limit.refresh_per_ip,
-            refresh_key.clone(),
-            crate::state::AppState::tenant_cache(false),
-            Limits::new(cache.clone(), refresh_key, config.rate_limit.clone()),
-            DenyList::new(store.clone(), cache, clock, config.jwt.clone()),
-        );
+        let sessions = test_ports::sessions(&store, &cache, &clock).await;
         let meta = RequestMeta::default();
         let tenant = sessions.tenant("default").await.unwrap().unwrap();
         let (session, refresh_token) = sessions.new_session(&meta);
