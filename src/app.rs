@@ -31,6 +31,7 @@ use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
 use crate::service::sessions::Sessions;
+use crate::service::settings::Settings;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
 use crate::state::{AppState, Keys};
@@ -307,6 +308,13 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         deny.clone(),
     );
     let proof = Proof::new(store.clone(), clock.clone(), sessions.clone());
+    let settings = Settings::new(
+        store.clone(),
+        clock.clone(),
+        rbac.clone(),
+        sessions.clone(),
+        config.signup.enabled,
+    );
     let state = AppState {
         tenants,
         config,
@@ -322,6 +330,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         deny,
         sessions,
         proof,
+        settings,
         site_dashboard,
         site_messages,
         roles,

@@ -21,6 +21,7 @@ use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
 use crate::service::sessions::Sessions;
+use crate::service::settings::Settings;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
 use crate::store::{Store, Tenant};
@@ -47,6 +48,7 @@ pub struct AppState {
     pub deny: DenyList,
     pub sessions: Sessions,
     pub proof: Proof,
+    pub settings: Settings,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub roles: Roles,

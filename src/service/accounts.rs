@@ -71,7 +71,10 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
         )
         .await?;
     // The tenant's own policy (its default follows `signup.enabled`).
-    super::settings::check_signup(state, tenant, &Identifier::Email(input.email.clone())).await?;
+    state
+        .settings
+        .check_signup(tenant, &Identifier::Email(input.email.clone()))
+        .await?;
     check_password(state, &input.password, hint_inputs(Some(&input.email))).await?;
     let hash = state
         .passwords

@@ -78,7 +78,7 @@ pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier,
         Some(user) => !user.disabled,
         // A new address gets a code only when the tenant's signup policy
         // would admit it, so the answer stays the same either way.
-        None => super::settings::signup_admits(state, tenant, identifier).await?,
+        None => state.settings.signup_admits(tenant, identifier).await?,
     };
     if !deliver {
         return Ok(());
@@ -179,7 +179,7 @@ pub async fn verify(
         }
         None => {
             // The policy may have changed since the code was sent.
-            super::settings::check_signup(state, tenant, identifier).await?;
+            state.settings.check_signup(tenant, identifier).await?;
             let id = Uuid::now_v7();
             let (email, phone) = match identifier {
                 Identifier::Email(e) => (Some(e.clone()), None),

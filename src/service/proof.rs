@@ -24,8 +24,7 @@ use crate::clock::Clock;
 use crate::domain::AuditEvent;
 use crate::error::AppResult;
 use crate::service::sessions::Sessions;
-use crate::store::Store;
-use crate::store::{EndSessions, IdentifierKind, Tenant, User, UserPatch};
+use crate::store::{EndSessions, IdentifierKind, Store, Tenant, User, UserPatch};
 
 /// What the prover keeps besides the identifier they proved.
 #[derive(Clone, Copy, Debug, Default)]

@@ -20,13 +20,16 @@
 //! by sign-up (no cache), so closing a tenant takes effect at once on every
 //! instance. Admin provisioning does not ask it.
 
+use std::sync::Arc;
+
 use super::RequestMeta;
+use crate::clock::Clock;
 use crate::domain::settings::{SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
 use crate::domain::{AuditEvent, Identifier, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::service::sessions::Principal;
-use crate::state::AppState;
-use crate::store::{NewAuditEvent, StoreError, Tenant};
+use crate::service::rbac::Rbac;
+use crate::service::sessions::{Principal, Sessions};
+use crate::store::{NewAuditEvent, Store, StoreError, Tenant};
 
 /// A change to the signup part: omitted fields keep their current value.
 #[derive(Clone, Debug, Default)]
@@ -47,61 +50,16 @@ pub struct Effective {
     pub signup: SignupPolicy,
 }
 
-fn effective(state: &AppState, stored: &TenantSettings) -> Effective {
-    Effective {
-        signup: stored.signup_policy(state.config.signup.enabled),
-    }
-}
-
-/// The tenant a caller acts on, checked: their own, or (operators only)
-/// the one `slug` names.
-async fn target(
-    state: &AppState,
-    caller: &Principal,
-    slug: Option<&TenantSlug>,
-    permission: &str,
-) -> AppResult<Tenant> {
-    let other = slug.filter(|s| s.as_str() != caller.tenant.slug.as_str());
-    let Some(slug) = other else {
-        if !state.rbac.has_permission(caller, permission).await? {
-            return Err(AppError::forbidden(
-                ErrorCode::Forbidden,
-                format!("requires permission {permission}"),
-            ));
-        }
-        return Ok(caller.tenant.clone());
-    };
-    if !state.rbac.is_operator(caller, permission).await? {
-        return Err(AppError::forbidden(
-            ErrorCode::Forbidden,
-            format!("only operators (holders of {permission} in the default tenant) act on another tenant's settings"),
-        ));
-    }
-    super::accounts::tenant(state, slug.as_str())
-        .await?
-        .ok_or_else(|| AppError::NotFound {
-            code: ErrorCode::UnknownTenant,
-            message: "no such tenant".into(),
-        })
-}
-
-async fn stored(state: &AppState, tenant: &Tenant) -> AppResult<TenantSettings> {
-    state
-        .store
-        .tenant_settings(tenant.id)
-        .await?
-        .ok_or_else(|| AppError::NotFound {
-            code: ErrorCode::UnknownTenant,
-            message: "no such tenant".into(),
-        })
-}
-
-/// `GET /v1/tenant/settings`: the tenant and its settings in force.
-#[tracing::instrument(skip_all, fields(tenant_id = %caller.tenant.id, user_id = %caller.user_id))]
-pub async fn get(state: &AppState, caller: &Principal, slug: Option<&TenantSlug>) -> AppResult<(Tenant, Effective)> {
-    let tenant = target(state, caller, slug, "settings:read").await?;
-    let stored = stored(state, &tenant).await?;
-    Ok((tenant, effective(state, &stored)))
+/// Tenant settings over the store, the permission checks, and the tenant
+/// lookup an operator's `slug` goes through; `signup_enabled` is the
+/// server-wide `signup.enabled` every tenant's policy yields to.
+#[derive(Clone)]
+pub struct Settings {
+    store: Arc<dyn Store>,
+    clock: Clock,
+    rbac: Rbac,
+    sessions: Sessions,
+    signup_enabled: bool,
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> AppError {
@@ -129,87 +87,189 @@ fn audit_detail(tenant: &Tenant, parts: &TenantSettings) -> serde_json::Value {
     detail
 }
 
-/// `PATCH /v1/tenant/settings`: changes the parts sent, audited as
-/// `settings_updated`; a part sent unchanged is not written. Returns the
-/// settings in force afterwards.
-#[tracing::instrument(skip_all, fields(tenant_id = %caller.tenant.id, user_id = %caller.user_id))]
-pub async fn update(
-    state: &AppState,
-    caller: &Principal,
-    slug: Option<&TenantSlug>,
-    change: SettingsChange,
-    meta: &RequestMeta,
-) -> AppResult<(Tenant, Effective)> {
-    let tenant = target(state, caller, slug, "settings:write").await?;
-    let current = stored(state, &tenant).await?;
-    let in_force = effective(state, &current);
-    let mut parts = TenantSettings::default();
-    if let Some(signup) = change.signup {
-        let policy = signup_policy(&in_force.signup, signup)?;
-        if current.signup.as_ref() != Some(&policy) {
-            parts.signup = Some(policy);
+impl Settings {
+    pub fn new(store: Arc<dyn Store>, clock: Clock, rbac: Rbac, sessions: Sessions, signup_enabled: bool) -> Self {
+        Self {
+            store,
+            clock,
+            rbac,
+            sessions,
+            signup_enabled,
         }
     }
-    if parts.parts().is_empty() {
-        return Ok((tenant, in_force));
+
+    fn effective(&self, stored: &TenantSettings) -> Effective {
+        Effective {
+            signup: stored.signup_policy(self.signup_enabled),
+        }
     }
-    let now = state.clock.now();
-    let detail = audit_detail(&tenant, &parts);
-    let mut audit: Vec<NewAuditEvent> = Vec::new();
-    let mut row = meta.audit(tenant.id, now, AuditEvent::SettingsUpdated, None, Some(caller.user_id));
-    row.detail = detail.clone();
-    audit.push(row);
-    if tenant.id != caller.tenant.id {
-        let mut row = meta.audit(
-            caller.tenant.id,
-            now,
-            AuditEvent::SettingsUpdated,
-            None,
-            Some(caller.user_id),
-        );
-        row.detail = detail;
-        audit.push(row);
-    }
-    let updated = state
-        .store
-        .update_tenant_settings(tenant.id, parts, audit)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => AppError::NotFound {
+
+    /// The tenant a caller acts on, checked: their own, or (operators only)
+    /// the one `slug` names.
+    async fn target(&self, caller: &Principal, slug: Option<&TenantSlug>, permission: &str) -> AppResult<Tenant> {
+        let other = slug.filter(|s| s.as_str() != caller.tenant.slug.as_str());
+        let Some(slug) = other else {
+            if !self.rbac.has_permission(caller, permission).await? {
+                return Err(AppError::forbidden(
+                    ErrorCode::Forbidden,
+                    format!("requires permission {permission}"),
+                ));
+            }
+            return Ok(caller.tenant.clone());
+        };
+        if !self.rbac.is_operator(caller, permission).await? {
+            return Err(AppError::forbidden(
+                ErrorCode::Forbidden,
+                format!(
+                    "only operators (holders of {permission} in the default tenant) act on another tenant's settings"
+                ),
+            ));
+        }
+        self.sessions
+            .tenant(slug.as_str())
+            .await?
+            .ok_or_else(|| AppError::NotFound {
                 code: ErrorCode::UnknownTenant,
                 message: "no such tenant".into(),
-            },
-            other => other.into(),
-        })?;
-    Ok((tenant, effective(state, &updated)))
+            })
+    }
+
+    async fn stored(&self, tenant: &Tenant) -> AppResult<TenantSettings> {
+        self.store
+            .tenant_settings(tenant.id)
+            .await?
+            .ok_or_else(|| AppError::NotFound {
+                code: ErrorCode::UnknownTenant,
+                message: "no such tenant".into(),
+            })
+    }
+
+    /// `GET /v1/tenant/settings`: the tenant and its settings in force.
+    #[tracing::instrument(skip_all, fields(tenant_id = %caller.tenant.id, user_id = %caller.user_id))]
+    pub async fn get(&self, caller: &Principal, slug: Option<&TenantSlug>) -> AppResult<(Tenant, Effective)> {
+        let tenant = self.target(caller, slug, "settings:read").await?;
+        let stored = self.stored(&tenant).await?;
+        Ok((tenant, self.effective(&stored)))
+    }
+
+    /// `PATCH /v1/tenant/settings`: changes the parts sent, audited as
+    /// `settings_updated`; a part sent unchanged is not written. Returns the
+    /// settings in force afterwards.
+    #[tracing::instrument(skip_all, fields(tenant_id = %caller.tenant.id, user_id = %caller.user_id))]
+    pub async fn update(
+        &self,
+        caller: &Principal,
+        slug: Option<&TenantSlug>,
+        change: SettingsChange,
+        meta: &RequestMeta,
+    ) -> AppResult<(Tenant, Effective)> {
+        let tenant = self.target(caller, slug, "settings:write").await?;
+        let current = self.stored(&tenant).await?;
+        let in_force = self.effective(&current);
+        let mut parts = TenantSettings::default();
+        if let Some(signup) = change.signup {
+            let policy = signup_policy(&in_force.signup, signup)?;
+            if current.signup.as_ref() != Some(&policy) {
+                parts.signup = Some(policy);
+            }
+        }
+        if parts.parts().is_empty() {
+            return Ok((tenant, in_force));
+        }
+        let now = self.clock.now();
+        let detail = audit_detail(&tenant, &parts);
+        let mut audit: Vec<NewAuditEvent> = Vec::new();
+        let mut row = meta.audit(tenant.id, now, AuditEvent::SettingsUpdated, None, Some(caller.user_id));
+        row.detail = detail.clone();
+        audit.push(row);
+        if tenant.id != caller.tenant.id {
+            let mut row = meta.audit(
+                caller.tenant.id,
+                now,
+                AuditEvent::SettingsUpdated,
+                None,
+                Some(caller.user_id),
+            );
+            row.detail = detail;
+            audit.push(row);
+        }
+        let updated = self
+            .store
+            .update_tenant_settings(tenant.id, parts, audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => AppError::NotFound {
+                    code: ErrorCode::UnknownTenant,
+                    message: "no such tenant".into(),
+                },
+                other => other.into(),
+            })?;
+        Ok((tenant, self.effective(&updated)))
+    }
+
+    /// The signup policy in force for `tenant`, read from the store.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn signup_policy_of(&self, tenant: &Tenant) -> AppResult<SignupPolicy> {
+        Ok(self.effective(&self.stored(tenant).await?).signup)
+    }
+
+    /// Refuses an account creation by sign-up that the tenant's policy does not
+    /// admit: 403 `signup_disabled` (closed) or 403 `signup_domain_not_allowed`
+    /// (`domains` mode and not an email address of a listed domain).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn check_signup(&self, tenant: &Tenant, identifier: &Identifier) -> AppResult<()> {
+        self.signup_policy_of(tenant)
+            .await?
+            .admits(identifier)
+            .map_err(|refusal| match refusal {
+                SignupRefusal::Closed => {
+                    AppError::forbidden(ErrorCode::SignupDisabled, "sign-up is closed in this tenant")
+                }
+                SignupRefusal::DomainNotAllowed => AppError::forbidden(
+                    ErrorCode::SignupDomainNotAllowed,
+                    "this tenant admits sign-up only with an email address of its own domains",
+                ),
+            })
+    }
+
+    /// Whether the policy admits `identifier` (for requests that answer the
+    /// same either way, like sending a sign-in code).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn signup_admits(&self, tenant: &Tenant, identifier: &Identifier) -> AppResult<bool> {
+        Ok(self.signup_policy_of(tenant).await?.admits(identifier).is_ok())
+    }
 }
 
-/// The signup policy in force for `tenant`, read from the store.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-pub async fn signup_policy_of(state: &AppState, tenant: &Tenant) -> AppResult<SignupPolicy> {
-    Ok(effective(state, &stored(state, tenant).await?).signup)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Email;
+    use crate::service::test_ports;
+    use crate::state::AppState;
 
-/// Refuses an account creation by sign-up that the tenant's policy does not
-/// admit: 403 `signup_disabled` (closed) or 403 `signup_domain_not_allowed`
-/// (`domains` mode and not an email address of a listed domain).
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-pub async fn check_signup(state: &AppState, tenant: &Tenant, identifier: &Identifier) -> AppResult<()> {
-    signup_policy_of(state, tenant)
-        .await?
-        .admits(identifier)
-        .map_err(|refusal| match refusal {
-            SignupRefusal::Closed => AppError::forbidden(ErrorCode::SignupDisabled, "sign-up is closed in this tenant"),
-            SignupRefusal::DomainNotAllowed => AppError::forbidden(
-                ErrorCode::SignupDomainNotAllowed,
-                "this tenant admits sign-up only with an email address of its own domains",
+    #[tokio::test]
+    async fn the_server_wide_switch_closes_sign_up_in_every_tenant() {
+        let (store, cache, clock) = (test_ports::store(), test_ports::cache(), test_ports::clock());
+        let sessions = test_ports::sessions(&store, &cache, &clock).await;
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(false));
+        let open = Settings::new(store.clone(), clock.clone(), rbac.clone(), sessions.clone(), true);
+        let closed = Settings::new(store.clone(), clock, rbac, sessions, false);
+        let tenant = store.tenant_by_slug("default").await.unwrap().unwrap();
+        let who = Identifier::Email(Email::parse("a@example.com").unwrap());
+
+        assert!(open.signup_admits(&tenant, &who).await.unwrap());
+        open.check_signup(&tenant, &who).await.unwrap();
+        assert!(!closed.signup_admits(&tenant, &who).await.unwrap());
+        let refused = closed.check_signup(&tenant, &who).await.unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                AppError::Forbidden {
+                    code: ErrorCode::SignupDisabled,
+                    ..
+                }
             ),
-        })
-}
-
-/// Whether the policy admits `identifier` (for requests that answer the
-/// same either way, like sending a sign-in code).
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-pub async fn signup_admits(state: &AppState, tenant: &Tenant, identifier: &Identifier) -> AppResult<bool> {
-    Ok(signup_policy_of(state, tenant).await?.admits(identifier).is_ok())
+            "{refused:?}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use crate::domain::settings::{SignupMode, SignupPolicy};
 use crate::error::{AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, Json, TenantOverride};
 use crate::http::permission::{RequirePermission, SettingsRead, SettingsWrite};
-use crate::service::settings::{self, Effective, SettingsChange, SignupChange};
+use crate::service::settings::{Effective, SettingsChange, SignupChange};
 use crate::state::AppState;
 
 /// Who may create an account by signing up.
@@ -111,7 +111,7 @@ pub async fn get_settings(
     RequirePermission(caller, ..): RequirePermission<SettingsRead>,
     TenantOverride(slug): TenantOverride,
 ) -> AppResult<axum::Json<TenantSettingsView>> {
-    let (_, settings) = settings::get(&state, &caller, slug.as_ref()).await?;
+    let (_, settings) = state.settings.get(&caller, slug.as_ref()).await?;
     Ok(axum::Json(settings.into()))
 }
 
@@ -137,6 +137,6 @@ pub async fn patch_settings(
     let change = SettingsChange {
         signup: req.signup.map(SignupChange::from),
     };
-    let (_, settings) = settings::update(&state, &caller, slug.as_ref(), change, &meta).await?;
+    let (_, settings) = state.settings.update(&caller, slug.as_ref(), change, &meta).await?;
     Ok(axum::Json(settings.into()))
 }

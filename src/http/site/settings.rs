@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::guard::{Admin, done};
 use super::views::{Layout, PageError, PageForm, page};
 use crate::http::extract::ClientMeta;
-use crate::service::settings::{self, SettingsChange, SignupChange};
+use crate::service::settings::{SettingsChange, SignupChange};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -29,7 +29,7 @@ struct SettingsPage {
 /// `GET /admin/settings`.
 pub async fn show(State(state): State<AppState>, Admin(admin): Admin) -> Result<Response, PageError> {
     let other = admin.switched().then(|| admin.tenant().slug.clone());
-    let (_, effective) = settings::get(&state, &admin.own, other.as_ref()).await?;
+    let (_, effective) = state.settings.get(&admin.own, other.as_ref()).await?;
     Ok(page(&SettingsPage {
         l: Layout::new(&admin, "settings", "Tenant settings"),
         mode: effective.signup.mode.as_str(),
@@ -68,7 +68,7 @@ pub async fn update(
                 domains: Some(domain_list(&form.domains)),
             }),
         };
-        let (_, effective) = settings::update(&state, admin.acting()?, None, change, &meta).await?;
+        let (_, effective) = state.settings.update(admin.acting()?, None, change, &meta).await?;
         Ok(format!("Sign-up is now {}.", effective.signup.mode.as_str()))
     }
     .await;
