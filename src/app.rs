@@ -34,6 +34,7 @@ use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
+use crate::service::tenants::Tenants;
 use crate::state::{AppState, Keys};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -315,8 +316,18 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         sessions.clone(),
         config.signup.enabled,
     );
-    let state = AppState {
+    let tenants_service = Tenants::new(
+        store.clone(),
+        clock.clone(),
+        rbac.clone(),
+        deny.clone(),
+        passwords.clone(),
+        policy.clone(),
         tenants,
+        config.signup.enabled,
+    );
+    let state = AppState {
+        tenants: tenants_service,
         config,
         store,
         cache,

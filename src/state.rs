@@ -24,6 +24,7 @@ use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
+use crate::service::tenants::Tenants;
 use crate::store::{Store, Tenant};
 use crate::telemetry::metrics::Metrics;
 
@@ -38,9 +39,7 @@ pub struct AppState {
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub notifier: crate::notify::Notifier,
-    /// Tenant slug to tenant; invalidated when a tenant is deleted.
-    /// Off when instances share state (see [`LocalCache`]).
-    pub tenants: LocalCache<String, Tenant>,
+    pub tenants: Tenants,
     /// Derives a refresh token's successor from the token itself, so a retry
     /// inside the grace window gets the same successor with nothing stored
     /// in plaintext.

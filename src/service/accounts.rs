@@ -6,13 +6,15 @@
 //! same `invalid_credentials`. Only a caller who proved the password learns
 //! that the account is disabled or unverified.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::limits::ip_key;
 use super::{RequestMeta, off_runtime, sessions};
 use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
-use crate::domain::{AuditEvent, Email, Identifier, Phone, RoleName, TenantSlug};
+use crate::domain::{AuditEvent, Email, Identifier, PasswordPolicy, Phone, RoleName, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::state::AppState;
@@ -25,8 +27,12 @@ pub async fn tenant(state: &AppState, slug: &str) -> AppResult<Option<Tenant>> {
 
 /// Checks the password policy off the runtime (zxcvbn takes milliseconds).
 #[tracing::instrument(skip_all)]
-pub async fn check_password(state: &AppState, password: &Secret, user_inputs: Vec<String>) -> AppResult<()> {
-    let policy = state.policy.clone();
+pub async fn check_password(
+    policy: &Arc<PasswordPolicy>,
+    password: &Secret,
+    user_inputs: Vec<String>,
+) -> AppResult<()> {
+    let policy = policy.clone();
     let password = password.clone();
     off_runtime(move || {
         let inputs: Vec<&str> = user_inputs.iter().map(String::as_str).collect();
@@ -75,7 +81,7 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
         .settings
         .check_signup(tenant, &Identifier::Email(input.email.clone()))
         .await?;
-    check_password(state, &input.password, hint_inputs(Some(&input.email))).await?;
+    check_password(&state.policy, &input.password, hint_inputs(Some(&input.email))).await?;
     let hash = state
         .passwords
         .hash(&input.password)
@@ -371,7 +377,7 @@ pub async fn create_admin(
             code: ErrorCode::UnknownTenant,
             message: format!("no tenant {tenant_slug}"),
         })?;
-    check_password(state, &password, hint_inputs(Some(&email))).await?;
+    check_password(&state.policy, &password, hint_inputs(Some(&email))).await?;
     let hash = state.passwords.hash(&password).await.map_err(AppError::internal)?;
     let now = state.clock.now();
     let id = Uuid::now_v7();

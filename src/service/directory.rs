@@ -146,7 +146,7 @@ pub async fn create(state: &AppState, principal: &Principal, new: NewAccount, me
                 hints.push(e.to_string());
                 hints.extend(e.as_str().split_once('@').map(|(local, _)| local.to_string()));
             }
-            accounts::check_password(state, password, hints).await?;
+            accounts::check_password(&state.policy, password, hints).await?;
             Some(state.passwords.hash(password).await.map_err(AppError::internal)?)
         }
     };

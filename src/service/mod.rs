@@ -99,9 +99,20 @@ pub(crate) mod test_ports {
         cache: &Arc<dyn Cache>,
         clock: &Clock,
     ) -> crate::service::sessions::Sessions {
+        sessions_over(store, cache, clock, crate::state::AppState::tenant_cache(false)).await
+    }
+
+    /// [`sessions`] reading the tenant cache `tenants`, to share it with
+    /// whoever invalidates it.
+    pub async fn sessions_over(
+        store: &Arc<dyn Store>,
+        cache: &Arc<dyn Cache>,
+        clock: &Clock,
+        tenants: crate::state::LocalCache<String, crate::store::Tenant>,
+    ) -> crate::service::sessions::Sessions {
         use crate::service::denylist::DenyList;
         use crate::service::limits::Limits;
-        use crate::state::{AppState, Keys};
+        use crate::state::Keys;
 
         let mut config = crate::config::Config::default();
         config.jwt.issuer = "http://forge.test".to_string();
@@ -117,7 +128,7 @@ pub(crate) mod test_ports {
             config.jwt.clone(),
             config.rate_limit.refresh_per_ip,
             refresh_key.clone(),
-            AppState::tenant_cache(false),
+            tenants,
             Limits::new(cache.clone(), refresh_key, config.rate_limit.clone()),
             DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone()),
         )

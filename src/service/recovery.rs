@@ -266,7 +266,7 @@ pub async fn reset(
     new_password: &Secret,
     meta: &RequestMeta,
 ) -> AppResult<()> {
-    accounts::check_password(state, new_password, vec![email.to_string()]).await?;
+    accounts::check_password(&state.policy, new_password, vec![email.to_string()]).await?;
     consume(state, tenant, email, Purpose::PasswordReset, code).await?;
     let user = find_by_email(state, tenant, email).await?.ok_or_else(invalid_code)?;
     // A reset code arrived by email: the address is proven, and the new
@@ -314,7 +314,7 @@ pub async fn change(
         return Err(AppError::invalid_credentials());
     }
     let hints = user.email.iter().map(|e| e.to_string()).collect();
-    accounts::check_password(state, new_password, hints).await?;
+    accounts::check_password(&state.policy, new_password, hints).await?;
     set_password(
         state,
         tenant,

@@ -17,7 +17,7 @@ use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, Json, Query};
 use crate::http::permission::{RequirePermission, TenantsRead, TenantsWrite};
 use crate::service::settings::SignupChange;
-use crate::service::tenants::{self, FirstAdmin};
+use crate::service::tenants::FirstAdmin;
 use crate::state::AppState;
 use crate::store::Tenant;
 
@@ -120,7 +120,10 @@ pub async fn list_tenants(
     RequirePermission(caller, ..): RequirePermission<TenantsRead>,
     Query(query): Query<ListTenantsQuery>,
 ) -> AppResult<axum::Json<TenantList>> {
-    let page = tenants::list(&state, &caller, query.limit, query.cursor.as_deref()).await?;
+    let page = state
+        .tenants
+        .list(&caller, query.limit, query.cursor.as_deref())
+        .await?;
     Ok(axum::Json(TenantList {
         items: page.items.into_iter().map(TenantView::from).collect(),
         next_cursor: page.next_cursor,
@@ -157,7 +160,7 @@ pub async fn create_tenant(
         mode: Some(s.mode),
         domains: s.domains,
     });
-    let (tenant, admin) = tenants::create(&state, &caller, slug, name, admin, signup, &meta).await?;
+    let (tenant, admin) = state.tenants.create(&caller, slug, name, admin, signup, &meta).await?;
     let location = HeaderValue::from_str(&format!("/v1/tenants/{}", tenant.slug)).map_err(AppError::internal)?;
     let admin = admin.map(|u| UserView::new(u, &tenant));
     let view = TenantView::from(tenant);
@@ -186,7 +189,7 @@ pub async fn get_tenant(
     Path(slug): Path<String>,
 ) -> AppResult<axum::Json<TenantView>> {
     let slug = TenantSlug::parse(&slug).map_err(|_| AppError::not_found("tenant"))?;
-    Ok(axum::Json(tenants::get(&state, &caller, slug.as_str()).await?.into()))
+    Ok(axum::Json(state.tenants.get(&caller, slug.as_str()).await?.into()))
 }
 
 /// Delete a tenant with its users, sessions, roles and audit log (not `default`).
@@ -205,6 +208,6 @@ pub async fn delete_tenant(
     ClientMeta(meta): ClientMeta,
     Path(slug): Path<String>,
 ) -> AppResult<StatusCode> {
-    tenants::delete(&state, &caller, &slug, &meta).await?;
+    state.tenants.delete(&caller, &slug, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,7 +21,7 @@ use crate::secret::Secret;
 use crate::service::keys::{self, JWKS_MAX_AGE_SECS};
 use crate::service::settings::SignupChange;
 use crate::service::site::sessions;
-use crate::service::tenants::{self, FirstAdmin};
+use crate::service::tenants::FirstAdmin;
 use crate::state::AppState;
 use crate::store::KeyState;
 
@@ -146,7 +146,10 @@ pub async fn tenants(
     PageQuery(query): PageQuery<TenantsQuery>,
 ) -> Result<Response, PageError> {
     require_operator(&admin)?;
-    let page_rows = tenants::list(&state, &admin.own, Some(100), query.cursor.as_deref()).await?;
+    let page_rows = state
+        .tenants
+        .list(&admin.own, Some(100), query.cursor.as_deref())
+        .await?;
     let shown = admin.tenant().id;
     Ok(page(&TenantsPage {
         l: Layout::new(&admin, "tenants", "Tenants"),
@@ -220,7 +223,10 @@ pub async fn create_tenant(
             mode: Some(mode.to_string()),
             domains: Some(super::settings::domain_list(&form.signup_domains)),
         });
-        let (tenant, first) = tenants::create(&state, &admin.own, slug, name, first_admin, signup, &meta).await?;
+        let (tenant, first) = state
+            .tenants
+            .create(&admin.own, slug, name, first_admin, signup, &meta)
+            .await?;
         Ok(match first {
             Some(_) => format!("Tenant {} created with its first administrator.", tenant.slug),
             None => format!("Tenant {} created.", tenant.slug),
@@ -237,7 +243,7 @@ pub async fn confirm_delete_tenant(
     Path(slug): Path<String>,
 ) -> Result<Response, PageError> {
     require_operator(&admin)?;
-    let tenant = tenants::get(&state, &admin.own, &slug).await?;
+    let tenant = state.tenants.get(&admin.own, &slug).await?;
     if tenant.slug.is_default() {
         return Err(PageError(AppError::forbidden(
             ErrorCode::DefaultTenant,
@@ -270,7 +276,9 @@ pub async fn delete_tenant(
     Path(slug): Path<String>,
 ) -> Result<Response, PageError> {
     require_operator(&admin)?;
-    let outcome = tenants::delete(&state, &admin.own, &slug, &meta)
+    let outcome = state
+        .tenants
+        .delete(&admin.own, &slug, &meta)
         .await
         .map(|()| format!("Tenant {slug} deleted."));
     Ok(done(&state, &admin, "/admin/tenants", outcome).await)

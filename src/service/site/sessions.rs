@@ -54,7 +54,7 @@ use crate::domain::{AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::sessions::Principal;
-use crate::service::{RequestMeta, accounts, tenants};
+use crate::service::{RequestMeta, accounts};
 use crate::state::AppState;
 use crate::store::{DEFAULT_TENANT_ID, Tenant, User};
 
@@ -477,9 +477,9 @@ pub async fn sign_out(state: &AppState, admin: &SiteAdmin, meta: &RequestMeta) -
 pub async fn switch_tenant(state: &AppState, admin: &SiteAdmin, slug: &str, meta: &RequestMeta) -> AppResult<Tenant> {
     let slug = slug.trim();
     let target = if slug.is_empty() || slug == TenantSlug::DEFAULT {
-        tenants::get(state, &admin.own, TenantSlug::DEFAULT).await?
+        state.tenants.get(&admin.own, TenantSlug::DEFAULT).await?
     } else {
-        tenants::get(state, &admin.own, slug).await?
+        state.tenants.get(&admin.own, slug).await?
     };
     let mut session = admin.session.clone();
     session.viewing = (target.id != admin.own.tenant.id).then(|| target.slug.to_string());
