@@ -27,6 +27,7 @@ use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
+use crate::service::otp::Otp;
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
@@ -316,6 +317,20 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         sessions.clone(),
         config.signup.enabled,
     );
+    let otp = Otp::new(
+        store.clone(),
+        cache.clone(),
+        clock.clone(),
+        notifier.clone(),
+        limits.clone(),
+        codes.clone(),
+        settings.clone(),
+        proof.clone(),
+        sessions.clone(),
+        config.rate_limit.clone(),
+        config.otp.clone(),
+        config.signup.require_email_verification,
+    );
     let tenants_service = Tenants::new(
         store.clone(),
         clock.clone(),
@@ -342,6 +357,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         sessions,
         proof,
         settings,
+        otp,
         site_dashboard,
         site_messages,
         roles,

@@ -17,6 +17,7 @@ use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
+use crate::service::otp::Otp;
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::roles::Roles;
@@ -48,6 +49,7 @@ pub struct AppState {
     pub sessions: Sessions,
     pub proof: Proof,
     pub settings: Settings,
+    pub otp: Otp,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub roles: Roles,

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::codes::{Check, Purpose};
 use super::limits::ip_key;
 use super::recovery::RECOVERY_CODE_TTL;
-use super::{RequestMeta, accounts, otp, proof, sessions};
+use super::{RequestMeta, accounts, proof, sessions};
 use crate::cache::{CacheKey, RateBucket};
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier, Phone};
@@ -81,7 +81,7 @@ pub async fn send_reauthentication(
         .limits
         .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
         .await?;
-    otp::cooldown(state, tenant, to.as_str()).await?;
+    state.otp.cooldown(tenant, to.as_str()).await?;
     let code = state
         .codes
         .issue(
@@ -173,7 +173,7 @@ pub async fn start(
         .limits
         .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
         .await?;
-    otp::cooldown(state, tenant, new.as_str()).await?;
+    state.otp.cooldown(tenant, new.as_str()).await?;
     state
         .cache
         .set(

@@ -7,16 +7,27 @@
 //! resend cooldown and per-identifier and per-IP budgets; guessing by the
 //! burn after `otp.max_attempts` wrong codes.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::codes::{Check, Purpose};
 use super::limits::ip_key;
 use super::{RequestMeta, proof, sessions};
+use crate::cache::Cache;
 use crate::cache::{CacheKey, RateBucket};
+use crate::clock::Clock;
+use crate::config::{OtpConfig, RateLimitConfig};
 use crate::domain::{AuditEvent, Identifier};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::notify::Notifier;
 use crate::notify::{MessageKind, Recipient};
-use crate::state::AppState;
+use crate::service::codes::Codes;
+use crate::service::limits::Limits;
+use crate::service::proof::Proof;
+use crate::service::sessions::Sessions;
+use crate::service::settings::Settings;
+use crate::store::Store;
 use crate::store::{IdentifierKind, NewUser, SignIn, Tenant, User};
 
 fn recipient(identifier: &Identifier) -> Recipient {
@@ -33,181 +44,229 @@ fn kind(identifier: &Identifier) -> IdentifierKind {
     }
 }
 
-/// Enforces the resend cooldown for `identifier`: one message per
-/// `otp.resend_cooldown`, whatever the purpose.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-pub async fn cooldown(state: &AppState, tenant: &Tenant, identifier: &str) -> AppResult<()> {
-    if !state.config.rate_limit.enabled {
-        return Ok(());
-    }
-    let period = state.config.otp.resend_cooldown;
-    let key = CacheKey::cooldown(tenant.id, identifier);
-    if !state.cache.set_if_absent(&key, b"1", period).await? {
-        return Err(AppError::RateLimited {
-            retry_after_secs: period.as_secs(),
-        });
-    }
-    Ok(())
+/// One-time codes by email or SMS over what they touch: the cache (the
+/// resend cooldown), the limits, the codes and the notifier, the store, and
+/// the services a verified code signs in through.
+#[derive(Clone)]
+pub struct Otp {
+    store: Arc<dyn Store>,
+    cache: Arc<dyn Cache>,
+    clock: Clock,
+    notifier: Notifier,
+    limits: Limits,
+    codes: Codes,
+    settings: Settings,
+    proof: Proof,
+    sessions: Sessions,
+    rate_limit: RateLimitConfig,
+    otp: OtpConfig,
+    /// `signup.require_email_verification`.
+    require_email_verification: bool,
 }
 
-/// `POST /v1/auth/otp`.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-pub async fn request(state: &AppState, tenant: &Tenant, identifier: &Identifier, meta: &RequestMeta) -> AppResult<()> {
-    let limits_config = &state.config.rate_limit;
-    state
-        .limits
-        .spend(
-            RateBucket::OtpSendIp,
-            &ip_key(meta.ip.as_deref()),
-            limits_config.otp_send_per_ip,
-        )
-        .await?;
-    // The cooldown first: a request it refuses sends nothing, so it must not
-    // spend the identifier's budget (else a few requests an hour would lock
-    // the owner out of codes). Past the cooldown the budget is spent whether
-    // or not the account exists, so the answers stay the same for both.
-    cooldown(state, tenant, identifier.as_str()).await?;
-    let target = format!("{}:{}", tenant.id, identifier.as_str());
-    state
-        .limits
-        .spend(RateBucket::OtpSendId, &target, limits_config.otp_send_per_identifier)
-        .await?;
-
-    let existing = state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u);
-    let deliver = match &existing {
-        Some(user) => !user.disabled,
-        // A new address gets a code only when the tenant's signup policy
-        // would admit it, so the answer stays the same either way.
-        None => state.settings.signup_admits(tenant, identifier).await?,
-    };
-    if !deliver {
-        return Ok(());
+impl Otp {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
+        clock: Clock,
+        notifier: Notifier,
+        limits: Limits,
+        codes: Codes,
+        settings: Settings,
+        proof: Proof,
+        sessions: Sessions,
+        rate_limit: RateLimitConfig,
+        otp: OtpConfig,
+        require_email_verification: bool,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            clock,
+            notifier,
+            limits,
+            codes,
+            settings,
+            proof,
+            sessions,
+            rate_limit,
+            otp,
+            require_email_verification,
+        }
     }
-    let ttl = state.config.otp.ttl;
-    let code = state
-        .codes
-        .issue(Purpose::SignIn, tenant.id, identifier.as_str(), ttl)
-        .await?;
-    state
-        .notifier
-        .send(tenant.id, recipient(identifier), MessageKind::Otp, &code, ttl)
-        .await?;
-    let user_id = existing.map(|u| u.id);
-    let mut audit = meta.audit(tenant.id, state.clock.now(), AuditEvent::OtpSent, user_id, user_id);
-    audit.detail = serde_json::json!({ "channel": recipient(identifier).channel() });
-    state.store.record_audit(audit).await?;
-    Ok(())
-}
 
-/// `POST /v1/auth/otp/verify`: signs in (creating the account on first
-/// verification when the tenant's signup policy admits the identifier; a
-/// phone number never passes a `domains` policy, since it proves no email
-/// domain). Failures are `invalid_otp`, 429 once the code is burned, or 403
-/// `signup_disabled` / `signup_domain_not_allowed` for a new account the
-/// policy refuses.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-pub async fn verify(
-    state: &AppState,
-    tenant: &Tenant,
-    identifier: &Identifier,
-    code: &str,
-    meta: &RequestMeta,
-) -> AppResult<(User, sessions::Tokens)> {
-    let now = state.clock.now();
-    state
-        .limits
-        .spend(
-            RateBucket::OtpVerifyIp,
-            &ip_key(meta.ip.as_deref()),
-            state.config.rate_limit.otp_verify_per_ip,
-        )
-        .await?;
-    let invalid = || AppError::unauthorized(ErrorCode::InvalidOtp, "the code is wrong or expired");
-    match state
-        .codes
-        .consume(Purpose::SignIn, tenant.id, identifier.as_str(), code)
-        .await?
-    {
-        Check::Valid => {}
-        outcome => {
-            let user_id = state
-                .store
-                .find_for_login(tenant.id, identifier)
-                .await?
-                .map(|(u, _)| u.id);
-            let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpFailed, user_id, None);
-            audit.detail = serde_json::json!({ "burned": outcome == Check::Burned });
-            state.store.record_audit(audit).await?;
-            return Err(match outcome {
-                Check::Burned => AppError::RateLimited {
-                    retry_after_secs: state.config.otp.attempt_window.as_secs(),
-                },
-                _ => invalid(),
+    /// Enforces the resend cooldown for `identifier`: one message per
+    /// `otp.resend_cooldown`, whatever the purpose.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn cooldown(&self, tenant: &Tenant, identifier: &str) -> AppResult<()> {
+        if !self.rate_limit.enabled {
+            return Ok(());
+        }
+        let period = self.otp.resend_cooldown;
+        let key = CacheKey::cooldown(tenant.id, identifier);
+        if !self.cache.set_if_absent(&key, b"1", period).await? {
+            return Err(AppError::RateLimited {
+                retry_after_secs: period.as_secs(),
             });
         }
+        Ok(())
     }
-    let (session, refresh) = state.sessions.new_session(meta);
-    let user = match state.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
-        Some(user) if user.disabled => {
-            return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
+
+    /// `POST /v1/auth/otp`.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn request(&self, tenant: &Tenant, identifier: &Identifier, meta: &RequestMeta) -> AppResult<()> {
+        let limits_config = &self.rate_limit;
+        self.limits
+            .spend(
+                RateBucket::OtpSendIp,
+                &ip_key(meta.ip.as_deref()),
+                limits_config.otp_send_per_ip,
+            )
+            .await?;
+        // The cooldown first: a request it refuses sends nothing, so it must not
+        // spend the identifier's budget (else a few requests an hour would lock
+        // the owner out of codes). Past the cooldown the budget is spent whether
+        // or not the account exists, so the answers stay the same for both.
+        self.cooldown(tenant, identifier.as_str()).await?;
+        let target = format!("{}:{}", tenant.id, identifier.as_str());
+        self.limits
+            .spend(RateBucket::OtpSendId, &target, limits_config.otp_send_per_identifier)
+            .await?;
+
+        let existing = self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u);
+        let deliver = match &existing {
+            Some(user) => !user.disabled,
+            // A new address gets a code only when the tenant's signup policy
+            // would admit it, so the answer stays the same either way.
+            None => self.settings.signup_admits(tenant, identifier).await?,
+        };
+        if !deliver {
+            return Ok(());
         }
-        Some(user) => {
-            // Every way in honours the setting: a phone code must not open
-            // an account whose (possibly someone else's) email is unproven.
-            if matches!(identifier, Identifier::Phone(_))
-                && state.config.signup.require_email_verification
-                && user.email.is_some()
-                && !user.email_verified
-            {
-                return Err(AppError::forbidden(
-                    ErrorCode::EmailNotVerified,
-                    "verify your email address before signing in",
-                ));
-            }
-            let user = state
-                .proof
-                .prove(tenant, &user, kind(identifier), proof::Keep::default(), meta)
-                .await?;
-            let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(user.id), Some(user.id));
-            audit.detail = serde_json::json!({ "session_id": session.id });
-            let sign_in = SignIn {
-                session: session.clone(),
-                rehash: None,
-                verified: Some(kind(identifier)),
-            };
-            state.store.sign_in(tenant.id, user.id, sign_in, audit).await?
-        }
-        None => {
-            // The policy may have changed since the code was sent.
-            state.settings.check_signup(tenant, identifier).await?;
-            let id = Uuid::now_v7();
-            let (email, phone) = match identifier {
-                Identifier::Email(e) => (Some(e.clone()), None),
-                Identifier::Phone(p) => (None, Some(p.clone())),
-            };
-            let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(id), Some(id));
-            audit.detail = serde_json::json!({ "session_id": session.id, "signup": true });
-            state
-                .store
-                .create_user(
-                    NewUser {
-                        id,
-                        tenant_id: tenant.id,
-                        email_verified: email.is_some(),
-                        phone_verified: phone.is_some(),
-                        email,
-                        phone,
-                        password_hash: None,
-                        metadata: serde_json::json!({}),
-                        roles: vec![],
-                        now,
+        let ttl = self.otp.ttl;
+        let code = self
+            .codes
+            .issue(Purpose::SignIn, tenant.id, identifier.as_str(), ttl)
+            .await?;
+        self.notifier
+            .send(tenant.id, recipient(identifier), MessageKind::Otp, &code, ttl)
+            .await?;
+        let user_id = existing.map(|u| u.id);
+        let mut audit = meta.audit(tenant.id, self.clock.now(), AuditEvent::OtpSent, user_id, user_id);
+        audit.detail = serde_json::json!({ "channel": recipient(identifier).channel() });
+        self.store.record_audit(audit).await?;
+        Ok(())
+    }
+
+    /// `POST /v1/auth/otp/verify`: signs in (creating the account on first
+    /// verification when the tenant's signup policy admits the identifier; a
+    /// phone number never passes a `domains` policy, since it proves no email
+    /// domain). Failures are `invalid_otp`, 429 once the code is burned, or 403
+    /// `signup_disabled` / `signup_domain_not_allowed` for a new account the
+    /// policy refuses.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn verify(
+        &self,
+        tenant: &Tenant,
+        identifier: &Identifier,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<(User, sessions::Tokens)> {
+        let now = self.clock.now();
+        self.limits
+            .spend(
+                RateBucket::OtpVerifyIp,
+                &ip_key(meta.ip.as_deref()),
+                self.rate_limit.otp_verify_per_ip,
+            )
+            .await?;
+        let invalid = || AppError::unauthorized(ErrorCode::InvalidOtp, "the code is wrong or expired");
+        match self
+            .codes
+            .consume(Purpose::SignIn, tenant.id, identifier.as_str(), code)
+            .await?
+        {
+            Check::Valid => {}
+            outcome => {
+                let user_id = self
+                    .store
+                    .find_for_login(tenant.id, identifier)
+                    .await?
+                    .map(|(u, _)| u.id);
+                let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpFailed, user_id, None);
+                audit.detail = serde_json::json!({ "burned": outcome == Check::Burned });
+                self.store.record_audit(audit).await?;
+                return Err(match outcome {
+                    Check::Burned => AppError::RateLimited {
+                        retry_after_secs: self.otp.attempt_window.as_secs(),
                     },
-                    Some(session.clone()),
-                    audit,
-                )
-                .await?
+                    _ => invalid(),
+                });
+            }
         }
-    };
-    let tokens = state.sessions.tokens_for(&user, session.id, tenant, refresh)?;
-    Ok((user, tokens))
+        let (session, refresh) = self.sessions.new_session(meta);
+        let user = match self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
+            Some(user) if user.disabled => {
+                return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
+            }
+            Some(user) => {
+                // Every way in honours the setting: a phone code must not open
+                // an account whose (possibly someone else's) email is unproven.
+                if matches!(identifier, Identifier::Phone(_))
+                    && self.require_email_verification
+                    && user.email.is_some()
+                    && !user.email_verified
+                {
+                    return Err(AppError::forbidden(
+                        ErrorCode::EmailNotVerified,
+                        "verify your email address before signing in",
+                    ));
+                }
+                let user = self
+                    .proof
+                    .prove(tenant, &user, kind(identifier), proof::Keep::default(), meta)
+                    .await?;
+                let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(user.id), Some(user.id));
+                audit.detail = serde_json::json!({ "session_id": session.id });
+                let sign_in = SignIn {
+                    session: session.clone(),
+                    rehash: None,
+                    verified: Some(kind(identifier)),
+                };
+                self.store.sign_in(tenant.id, user.id, sign_in, audit).await?
+            }
+            None => {
+                // The policy may have changed since the code was sent.
+                self.settings.check_signup(tenant, identifier).await?;
+                let id = Uuid::now_v7();
+                let (email, phone) = match identifier {
+                    Identifier::Email(e) => (Some(e.clone()), None),
+                    Identifier::Phone(p) => (None, Some(p.clone())),
+                };
+                let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(id), Some(id));
+                audit.detail = serde_json::json!({ "session_id": session.id, "signup": true });
+                self.store
+                    .create_user(
+                        NewUser {
+                            id,
+                            tenant_id: tenant.id,
+                            email_verified: email.is_some(),
+                            phone_verified: phone.is_some(),
+                            email,
+                            phone,
+                            password_hash: None,
+                            metadata: serde_json::json!({}),
+                            roles: vec![],
+                            now,
+                        },
+                        Some(session.clone()),
+                        audit,
+                    )
+                    .await?
+            }
+        };
+        let tokens = self.sessions.tokens_for(&user, session.id, tenant, refresh)?;
+        Ok((user, tokens))
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::codes::{Check, Purpose};
 use super::limits::ip_key;
-use super::{RequestMeta, accounts, otp, proof, sessions};
+use super::{RequestMeta, accounts, proof, sessions};
 use crate::cache::RateBucket;
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier};
@@ -40,7 +40,7 @@ async fn budget(state: &AppState, tenant: &Tenant, email: &Email, meta: &Request
         .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
         .await?;
     // The cooldown before the address's budget: see `otp::request`.
-    otp::cooldown(state, tenant, email.as_str()).await?;
+    state.otp.cooldown(tenant, email.as_str()).await?;
     state
         .limits
         .spend(

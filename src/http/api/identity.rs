@@ -13,7 +13,7 @@ use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{Auth, ClientMeta, CurrentTenant, Json, MaybeAuth, Query};
 use crate::notify::OutboxEntry;
 use crate::secret::Secret;
-use crate::service::{address, otp, recovery};
+use crate::service::{address, recovery};
 use crate::state::AppState;
 use crate::store::IdentifierKind;
 
@@ -82,7 +82,7 @@ pub async fn request_otp(
     Json(req): Json<OtpRequest>,
 ) -> AppResult<impl IntoResponse> {
     let identifier = identifier(req.email.as_deref(), req.phone.as_deref())?;
-    otp::request(&state, &tenant, &identifier, &meta).await?;
+    state.otp.request(&tenant, &identifier, &meta).await?;
     Ok(accepted())
 }
 
@@ -102,7 +102,10 @@ pub async fn verify_otp(
     Json(req): Json<OtpVerifyRequest>,
 ) -> AppResult<TokenResponse> {
     let identifier = identifier(req.email.as_deref(), req.phone.as_deref())?;
-    let (user, tokens) = otp::verify(&state, &tenant, &identifier, req.code.expose().trim(), &meta).await?;
+    let (user, tokens) = state
+        .otp
+        .verify(&tenant, &identifier, req.code.expose().trim(), &meta)
+        .await?;
     Ok(TokenResponse::new(user, &tenant, tokens))
 }
 
