@@ -25,6 +25,7 @@ use crate::service::audit::AuditLog;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
+use crate::service::directory::Directory;
 use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::otp::Otp;
@@ -331,6 +332,15 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.otp.clone(),
         config.signup.require_email_verification,
     );
+    let directory = Directory::new(
+        store.clone(),
+        clock.clone(),
+        rbac.clone(),
+        deny.clone(),
+        passwords.clone(),
+        policy.clone(),
+        sessions.clone(),
+    );
     let tenants_service = Tenants::new(
         store.clone(),
         clock.clone(),
@@ -358,6 +368,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         proof,
         settings,
         otp,
+        directory,
         site_dashboard,
         site_messages,
         roles,

@@ -15,6 +15,7 @@ use crate::service::audit::AuditLog;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
+use crate::service::directory::Directory;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::otp::Otp;
@@ -50,6 +51,7 @@ pub struct AppState {
     pub proof: Proof,
     pub settings: Settings,
     pub otp: Otp,
+    pub directory: Directory,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub roles: Roles,

@@ -19,7 +19,7 @@ use crate::domain::{Email, Phone, RoleName};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, Json, Query};
 use crate::http::permission::{RequirePermission, UsersRead, UsersWrite};
-use crate::service::directory::{self, AccountChange, NewAccount};
+use crate::service::directory::{AccountChange, NewAccount};
 use crate::state::AppState;
 
 /// A page of users and the cursor of the next page (absent on the last).
@@ -111,14 +111,10 @@ pub async fn list_users(
     RequirePermission(caller, ..): RequirePermission<UsersRead>,
     Query(query): Query<ListUsersQuery>,
 ) -> AppResult<axum::Json<UserList>> {
-    let page = directory::list(
-        &state,
-        &caller,
-        query.q.as_deref(),
-        query.limit,
-        query.cursor.as_deref(),
-    )
-    .await?;
+    let page = state
+        .directory
+        .list(&caller, query.q.as_deref(), query.limit, query.cursor.as_deref())
+        .await?;
     Ok(axum::Json(UserList {
         items: page
             .items
@@ -161,7 +157,7 @@ pub async fn create_user(
         phone_verified: req.phone_verified,
         roles,
     };
-    let user = directory::create(&state, &caller, new, &meta).await?;
+    let user = state.directory.create(&caller, new, &meta).await?;
     let location = HeaderValue::from_str(&format!("/v1/users/{}", user.id)).map_err(AppError::internal)?;
     Ok((
         StatusCode::CREATED,
@@ -181,7 +177,7 @@ pub async fn get_user(
     RequirePermission(caller, ..): RequirePermission<UsersRead>,
     Path(id): Path<String>,
 ) -> AppResult<axum::Json<UserView>> {
-    let user = directory::get(&state, &caller, user_id(&id)?).await?;
+    let user = state.directory.get(&caller, user_id(&id)?).await?;
     Ok(axum::Json(UserView::new(user, &caller.tenant)))
 }
 
@@ -217,7 +213,7 @@ pub async fn patch_user(
         email_verified: req.email_verified,
         phone_verified: req.phone_verified,
     };
-    let user = directory::update(&state, &caller, id, change, &meta).await?;
+    let user = state.directory.update(&caller, id, change, &meta).await?;
     Ok(axum::Json(UserView::new(user, &caller.tenant)))
 }
 
@@ -232,7 +228,7 @@ pub async fn delete_user(
     ClientMeta(meta): ClientMeta,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    directory::delete(&state, &caller, user_id(&id)?, &meta).await?;
+    state.directory.delete(&caller, user_id(&id)?, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -246,7 +242,7 @@ pub async fn list_user_sessions(
     RequirePermission(caller, ..): RequirePermission<UsersRead>,
     Path(id): Path<String>,
 ) -> AppResult<axum::Json<Vec<SessionView>>> {
-    let sessions = directory::sessions(&state, &caller, user_id(&id)?).await?;
+    let sessions = state.directory.sessions(&caller, user_id(&id)?).await?;
     Ok(axum::Json(
         sessions
             .into_iter()
@@ -266,7 +262,10 @@ pub async fn delete_user_sessions(
     ClientMeta(meta): ClientMeta,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    directory::revoke_sessions(&state, &caller, user_id(&id)?, None, &meta).await?;
+    state
+        .directory
+        .revoke_sessions(&caller, user_id(&id)?, None, &meta)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -283,6 +282,9 @@ pub async fn delete_user_session(
 ) -> AppResult<StatusCode> {
     let id = user_id(&id)?;
     let session_id = Uuid::parse_str(&session_id).map_err(|_| AppError::not_found("session"))?;
-    directory::revoke_sessions(&state, &caller, id, Some(session_id), &meta).await?;
+    state
+        .directory
+        .revoke_sessions(&caller, id, Some(session_id), &meta)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

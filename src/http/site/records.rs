@@ -20,8 +20,8 @@ use super::views::{self, Layout, PageError, PageQuery, non_empty, page};
 use crate::config::NotifyChannel;
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
+use crate::service::audit;
 use crate::service::site::sessions::SiteAdmin;
-use crate::service::{audit, directory};
 use crate::state::AppState;
 use crate::store::{AuditEvent, OutboxStatus};
 
@@ -85,7 +85,7 @@ pub async fn event_rows(
         if names.contains_key(&id) || names.len() >= 2 * PAGE as usize {
             continue;
         }
-        let user = match directory::get(state, principal, id).await {
+        let user = match state.directory.get(principal, id).await {
             Ok(u) => Some(u),
             Err(AppError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
@@ -161,7 +161,7 @@ async fn user_filter(state: &AppState, admin: &SiteAdmin, input: &str) -> Result
         return Ok(Some(id));
     }
     let principal = admin.viewing();
-    let page = directory::list(state, principal, Some(input), Some(5), None).await?;
+    let page = state.directory.list(principal, Some(input), Some(5), None).await?;
     let wanted = input.trim().to_lowercase();
     let found = page.items.into_iter().find(|u| {
         u.email.as_ref().is_some_and(|e| e.as_str() == wanted) || u.phone.as_ref().is_some_and(|p| p.as_str() == wanted)

@@ -23,7 +23,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::audit;
-use crate::service::directory::{self, AccountChange, NewAccount};
+use crate::service::directory::{AccountChange, NewAccount};
 use crate::service::site::sessions::SiteAdmin;
 use crate::state::AppState;
 use crate::store::User;
@@ -88,7 +88,10 @@ pub async fn list(
 ) -> Result<Response, PageError> {
     let principal = admin.viewing();
     let q = non_empty(&query.q).map(str::to_string);
-    let outcome = directory::list(&state, principal, q.as_deref(), Some(PAGE), query.cursor.as_deref()).await;
+    let outcome = state
+        .directory
+        .list(principal, q.as_deref(), Some(PAGE), query.cursor.as_deref())
+        .await;
     let (users, next, error) = match outcome {
         Ok(p) => (p.items, p.next_cursor, None),
         Err(e @ (AppError::Validation { .. } | AppError::BadRequest { .. })) => {
@@ -164,7 +167,7 @@ pub async fn create(
     let outcome = async {
         let account = new_account(&form)?;
         let principal = admin.acting()?;
-        directory::create(&state, principal, account, &meta).await
+        state.directory.create(principal, account, &meta).await
     }
     .await;
     Ok(match outcome {
@@ -209,8 +212,8 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let id = views::parse_id(&id, "user")?;
     let principal = admin.viewing();
-    let user = directory::get(&state, principal, id).await?;
-    let sessions = directory::sessions(&state, principal, id).await?;
+    let user = state.directory.get(principal, id).await?;
+    let sessions = state.directory.sessions(principal, id).await?;
     let assignable = state
         .roles
         .list(principal)
@@ -338,7 +341,10 @@ pub async fn revoke_session(
     let id = views::parse_id(&id, "user")?;
     let outcome = async {
         let session = Uuid::parse_str(form.session.trim()).map_err(|_| AppError::not_found("session"))?;
-        directory::revoke_sessions(&state, admin.acting()?, id, Some(session), &meta).await?;
+        state
+            .directory
+            .revoke_sessions(admin.acting()?, id, Some(session), &meta)
+            .await?;
         Ok("Session revoked; its tokens stopped working.".to_string())
     }
     .await;
@@ -354,7 +360,10 @@ pub async fn revoke_all_sessions(
 ) -> Result<Response, PageError> {
     let id = views::parse_id(&id, "user")?;
     let outcome = async {
-        directory::revoke_sessions(&state, admin.acting()?, id, None, &meta).await?;
+        state
+            .directory
+            .revoke_sessions(admin.acting()?, id, None, &meta)
+            .await?;
         Ok("Every session of this user was revoked.".to_string())
     }
     .await;
@@ -370,7 +379,7 @@ async fn set_disabled(state: &AppState, admin: &SiteAdmin, id: Uuid, disabled: b
             disabled: Some(disabled),
             ..Default::default()
         };
-        directory::update(state, admin.acting()?, id, change, &meta.0).await?;
+        state.directory.update(admin.acting()?, id, change, &meta.0).await?;
         Ok(if disabled {
             "User disabled; their sessions were revoked.".to_string()
         } else {
@@ -423,7 +432,7 @@ pub async fn confirm_delete(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let id = views::parse_id(&id, "user")?;
-    let user = directory::get(&state, admin.viewing(), id).await?;
+    let user = state.directory.get(admin.viewing(), id).await?;
     let name = user
         .email
         .as_ref()
@@ -457,7 +466,7 @@ pub async fn delete(
         if is_self(&admin, id) {
             return Err(not_yourself("delete"));
         }
-        directory::delete(&state, admin.acting()?, id, &meta).await?;
+        state.directory.delete(admin.acting()?, id, &meta).await?;
         Ok("User deleted.".to_string())
     }
     .await;
