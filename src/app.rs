@@ -21,6 +21,7 @@ use crate::crypto::password::{Argon2Params, PasswordHasher};
 use crate::crypto::tokens::random_token;
 use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
+use crate::service::address::Address;
 use crate::service::audit::AuditLog;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
@@ -332,6 +333,20 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.otp.clone(),
         config.signup.require_email_verification,
     );
+    let address = Address::new(
+        store.clone(),
+        cache.clone(),
+        clock.clone(),
+        passwords.clone(),
+        notifier.clone(),
+        limits.clone(),
+        codes.clone(),
+        otp.clone(),
+        proof.clone(),
+        sessions.clone(),
+        config.rate_limit.clone(),
+        config.otp.clone(),
+    );
     let directory = Directory::new(
         store.clone(),
         clock.clone(),
@@ -368,6 +383,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         proof,
         settings,
         otp,
+        address,
         directory,
         site_dashboard,
         site_messages,

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::crypto::jwt::{AccessClaims, Keyring};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::PasswordPolicy;
+use crate::service::address::Address;
 use crate::service::audit::AuditLog;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
@@ -51,6 +52,7 @@ pub struct AppState {
     pub proof: Proof,
     pub settings: Settings,
     pub otp: Otp,
+    pub address: Address,
     pub directory: Directory,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,

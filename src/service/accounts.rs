@@ -18,7 +18,7 @@ use crate::domain::{AuditEvent, Email, Identifier, PasswordPolicy, Phone, RoleNa
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::state::AppState;
-use crate::store::{NewUser, SignIn, StoreError, Tenant, User, UserPatch};
+use crate::store::{NewUser, SignIn, Store, StoreError, Tenant, User, UserPatch};
 
 /// Resolves a tenant slug, through the tenant cache of [`sessions::Sessions`].
 pub async fn tenant(state: &AppState, slug: &str) -> AppResult<Option<Tenant>> {
@@ -252,9 +252,8 @@ pub async fn login(
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
-pub async fn me(state: &AppState, principal: &sessions::Principal) -> AppResult<User> {
-    state
-        .store
+pub async fn me(store: &dyn Store, principal: &sessions::Principal) -> AppResult<User> {
+    store
         .get_user(principal.tenant.id, principal.user_id)
         .await?
         .ok_or_else(AppError::invalid_token)
@@ -287,11 +286,11 @@ pub async fn update_me(
     meta: &RequestMeta,
 ) -> AppResult<ProfileUpdate> {
     let tenant = &principal.tenant;
-    let current = me(state, principal).await?;
+    let current = me(state.store.as_ref(), principal).await?;
     let new_email = change.email.filter(|e| Some(e) != current.email.as_ref());
     let new_phone = change.phone.filter(|p| p.as_ref() != current.phone.as_ref());
     if new_email.is_some() || new_phone.is_some() {
-        super::address::reauthenticate(state, tenant, &current, &change.proof).await?;
+        state.address.reauthenticate(tenant, &current, &change.proof).await?;
     }
     let now = state.clock.now();
     let mut patch = UserPatch {
@@ -332,10 +331,16 @@ pub async fn update_me(
             .await?
     };
     if let Some(email) = &new_email {
-        super::address::start(state, tenant, &user, &Identifier::Email(email.clone()), meta).await?;
+        state
+            .address
+            .start(tenant, &user, &Identifier::Email(email.clone()), meta)
+            .await?;
     }
     if let Some(Some(phone)) = &new_phone {
-        super::address::start(state, tenant, &user, &Identifier::Phone(phone.clone()), meta).await?;
+        state
+            .address
+            .start(tenant, &user, &Identifier::Phone(phone.clone()), meta)
+            .await?;
     }
     Ok(ProfileUpdate {
         user,

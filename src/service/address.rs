@@ -11,19 +11,31 @@
 //! A pending change lives in the cache next to its code (one per user and
 //! kind, replaced by a newer request), for as long as the code does.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::codes::{Check, Purpose};
 use super::limits::ip_key;
 use super::recovery::RECOVERY_CODE_TTL;
 use super::{RequestMeta, accounts, proof, sessions};
+use crate::cache::Cache;
 use crate::cache::{CacheKey, RateBucket};
+use crate::clock::Clock;
+use crate::config::{OtpConfig, RateLimitConfig};
+use crate::crypto::password::PasswordHasher;
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier, Phone};
 use crate::error::{AppError, AppResult, ErrorCode};
+use crate::notify::Notifier;
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
-use crate::state::AppState;
+use crate::service::codes::Codes;
+use crate::service::limits::Limits;
+use crate::service::otp::Otp;
+use crate::service::proof::Proof;
+use crate::service::sessions::Sessions;
+use crate::store::Store;
 use crate::store::{IdentifierKind, StoreError, Tenant, User, UserPatch};
 
 /// The proof a caller offers that they are the account's owner.
@@ -61,260 +73,288 @@ fn recipient(identifier: &Identifier) -> Recipient {
     }
 }
 
-/// `POST /v1/auth/reauthenticate`: a code to the caller's proven address.
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
-pub async fn send_reauthentication(
-    state: &AppState,
-    principal: &sessions::Principal,
-    meta: &RequestMeta,
-) -> AppResult<()> {
-    let tenant = &principal.tenant;
-    let user = accounts::me(state, principal).await?;
-    let Some(to) = proven_address(&user) else {
-        return Err(AppError::bad_request(
-            ErrorCode::NoProvenAddress,
-            "the account has no verified email or phone to send a code to",
-        ));
-    };
-    let rl = &state.config.rate_limit;
-    state
-        .limits
-        .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
-        .await?;
-    state.otp.cooldown(tenant, to.as_str()).await?;
-    let code = state
-        .codes
-        .issue(
-            Purpose::Reauthentication,
-            tenant.id,
-            &user.id.to_string(),
-            state.config.otp.ttl,
-        )
-        .await?;
-    state
-        .notifier
-        .send(tenant.id, recipient(&to), MessageKind::Otp, &code, state.config.otp.ttl)
-        .await?;
-    Ok(())
-}
-
-/// Checks the caller's proof of ownership: the current password when the
-/// account has one (wrong guesses count against a per-account budget), else
-/// a reauthentication code.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
-pub async fn reauthenticate(state: &AppState, tenant: &Tenant, user: &User, proof: &Reauthentication) -> AppResult<()> {
-    let stored = state.store.password_hash(tenant.id, user.id).await?;
-    let rate = state.config.rate_limit.login_failures_per_account;
-    let key = format!("{}:{}", tenant.id, user.id);
-    match (stored, &proof.current_password, &proof.code) {
-        (Some(hash), Some(password), _) => {
-            state.limits.check_failures(RateBucket::ReauthFail, &key, rate).await?;
-            match state
-                .passwords
-                .verify(password, Some(&hash))
-                .await
-                .map_err(AppError::internal)?
-            {
-                Verification::Match { .. } => Ok(()),
-                Verification::Mismatch => {
-                    state.limits.record_failure(RateBucket::ReauthFail, &key, rate).await?;
-                    Err(AppError::invalid_credentials())
-                }
-            }
-        }
-        (None, _, Some(code)) => {
-            match state
-                .codes
-                .consume(
-                    Purpose::Reauthentication,
-                    tenant.id,
-                    &user.id.to_string(),
-                    code.expose().trim(),
-                )
-                .await?
-            {
-                Check::Valid => Ok(()),
-                Check::Invalid => Err(invalid_code()),
-                Check::Burned => Err(AppError::RateLimited {
-                    retry_after_secs: state.config.otp.attempt_window.as_secs(),
-                }),
-            }
-        }
-        _ => Err(reauthentication_required()),
-    }
-}
-
 /// The code of a change is bound to the user and the new address both.
 fn code_subject(user_id: Uuid, address: &str) -> String {
     format!("{user_id}:{address}")
 }
 
-/// Starts a change to `new`: remembers it as pending and sends the code to
-/// the new address. The caller has already reauthenticated.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
-pub async fn start(
-    state: &AppState,
-    tenant: &Tenant,
-    user: &User,
-    new: &Identifier,
-    meta: &RequestMeta,
-) -> AppResult<()> {
-    let (kind, taken) = match new {
-        Identifier::Email(_) => (IdentifierKind::Email, "email"),
-        Identifier::Phone(_) => (IdentifierKind::Phone, "phone"),
-    };
-    if let Some((other, _)) = state.store.find_for_login(tenant.id, new).await?
-        && other.id != user.id
-    {
-        return Err(StoreError::Conflict { field: taken }.into());
-    }
-    let rl = &state.config.rate_limit;
-    state
-        .limits
-        .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
-        .await?;
-    state.otp.cooldown(tenant, new.as_str()).await?;
-    state
-        .cache
-        .set(
-            &CacheKey::pending_address(kind, tenant.id, user.id),
-            new.as_str().as_bytes(),
-            RECOVERY_CODE_TTL,
-        )
-        .await?;
-    let code = state
-        .codes
-        .issue(
-            Purpose::AddressChange,
-            tenant.id,
-            &code_subject(user.id, new.as_str()),
-            RECOVERY_CODE_TTL,
-        )
-        .await?;
-    state
-        .notifier
-        .send(
-            tenant.id,
-            recipient(new),
-            MessageKind::EmailVerification,
-            &code,
-            RECOVERY_CODE_TTL,
-        )
-        .await?;
-    Ok(())
+/// Address changes and reauthentication over the ports they touch and the
+/// services they go through (the resend cooldown, the proof rules, the
+/// sign-out of other sessions).
+#[derive(Clone)]
+pub struct Address {
+    store: Arc<dyn Store>,
+    cache: Arc<dyn Cache>,
+    clock: Clock,
+    passwords: PasswordHasher,
+    notifier: Notifier,
+    limits: Limits,
+    codes: Codes,
+    otp: Otp,
+    proof: Proof,
+    sessions: Sessions,
+    rate_limit: RateLimitConfig,
+    otp_config: OtpConfig,
 }
 
-/// The pending change of `kind`, if one waits for its code.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user_id, kind = ?kind))]
-pub async fn pending(
-    state: &AppState,
-    tenant: &Tenant,
-    user_id: Uuid,
-    kind: IdentifierKind,
-) -> AppResult<Option<Identifier>> {
-    let Some(raw) = state
-        .cache
-        .get(&CacheKey::pending_address(kind, tenant.id, user_id))
-        .await?
-    else {
-        return Ok(None);
-    };
-    let address = String::from_utf8(raw).unwrap_or_default();
-    Ok(match kind {
-        IdentifierKind::Email => Email::parse(&address).ok().map(Identifier::Email),
-        IdentifierKind::Phone => Phone::parse(&address).ok().map(Identifier::Phone),
-    })
-}
-
-/// Completes a pending change with the code sent to the new address: the
-/// new address replaces the old one, proven; the old one is told; every
-/// other session ends. `None` when no change of `kind` is pending.
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, kind = ?kind))]
-pub async fn complete(
-    state: &AppState,
-    principal: &sessions::Principal,
-    kind: IdentifierKind,
-    code: &str,
-    meta: &RequestMeta,
-) -> AppResult<Option<User>> {
-    let tenant = &principal.tenant;
-    let Some(new) = pending(state, tenant, principal.user_id, kind).await? else {
-        return Ok(None);
-    };
-    let subject = code_subject(principal.user_id, new.as_str());
-    match state
-        .codes
-        .consume(Purpose::AddressChange, tenant.id, &subject, code)
-        .await?
-    {
-        Check::Valid => {}
-        Check::Invalid => return Err(invalid_code()),
-        Check::Burned => {
-            state
-                .cache
-                .delete(&CacheKey::pending_address(kind, tenant.id, principal.user_id))
-                .await?;
-            return Err(AppError::RateLimited {
-                retry_after_secs: state.config.otp.attempt_window.as_secs(),
-            });
+impl Address {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
+        clock: Clock,
+        passwords: PasswordHasher,
+        notifier: Notifier,
+        limits: Limits,
+        codes: Codes,
+        otp: Otp,
+        proof: Proof,
+        sessions: Sessions,
+        rate_limit: RateLimitConfig,
+        otp_config: OtpConfig,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            clock,
+            passwords,
+            notifier,
+            limits,
+            codes,
+            otp,
+            proof,
+            sessions,
+            rate_limit,
+            otp_config,
         }
     }
-    state
-        .cache
-        .delete(&CacheKey::pending_address(kind, tenant.id, principal.user_id))
-        .await?;
-    let before = accounts::me(state, principal).await?;
-    let now = state.clock.now();
-    let mut patch = UserPatch {
-        now,
-        ..Default::default()
-    };
-    let (old, what, event) = match &new {
-        Identifier::Email(e) => {
-            patch.email = Some(Some(e.clone()));
-            patch.email_verified = Some(false);
-            let old = before
-                .email
-                .clone()
-                .filter(|_| before.email_verified)
-                .map(Identifier::Email);
-            (old, "email address", AuditEvent::EmailChanged)
-        }
-        Identifier::Phone(p) => {
-            patch.phone = Some(Some(p.clone()));
-            patch.phone_verified = Some(false);
-            let old = before
-                .phone
-                .clone()
-                .filter(|_| before.phone_verified)
-                .map(Identifier::Phone);
-            (old, "phone number", AuditEvent::PhoneChanged)
-        }
-    };
-    let audit = meta.audit(tenant.id, now, event, Some(before.id), Some(before.id));
-    let changed = state.store.update_user(tenant.id, before.id, patch, audit).await?;
-    // The new address is proven by the code; the caller reauthenticated
-    // (password or code) when asking for the change, so nothing is dropped.
-    let keep = proof::Keep {
-        password: true,
-        session: Some(principal.session_id),
-    };
-    let user = state.proof.prove(tenant, &changed, kind, keep, meta).await?;
-    state
-        .sessions
-        .sign_out_everywhere(tenant.id, user.id, Some(principal.session_id), None)
-        .await?;
-    if let Some(old) = old {
-        let when = time::OffsetDateTime::from_unix_timestamp(now)
-            .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-            .unwrap_or_default();
-        let from = meta.ip.as_deref().unwrap_or("an unknown address");
-        let text = format!("The {what} of your account was changed on {when} from {from}.");
-        state
-            .notifier
-            .notice(tenant.id, recipient(&old), MessageKind::AddressChanged, &text)
+
+    /// `POST /v1/auth/reauthenticate`: a code to the caller's proven address.
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
+    pub async fn send_reauthentication(&self, principal: &sessions::Principal, meta: &RequestMeta) -> AppResult<()> {
+        let tenant = &principal.tenant;
+        let user = accounts::me(self.store.as_ref(), principal).await?;
+        let Some(to) = proven_address(&user) else {
+            return Err(AppError::bad_request(
+                ErrorCode::NoProvenAddress,
+                "the account has no verified email or phone to send a code to",
+            ));
+        };
+        let rl = &self.rate_limit;
+        self.limits
+            .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
             .await?;
+        self.otp.cooldown(tenant, to.as_str()).await?;
+        let code = self
+            .codes
+            .issue(
+                Purpose::Reauthentication,
+                tenant.id,
+                &user.id.to_string(),
+                self.otp_config.ttl,
+            )
+            .await?;
+        self.notifier
+            .send(tenant.id, recipient(&to), MessageKind::Otp, &code, self.otp_config.ttl)
+            .await?;
+        Ok(())
     }
-    Ok(Some(user))
+
+    /// Checks the caller's proof of ownership: the current password when the
+    /// account has one (wrong guesses count against a per-account budget), else
+    /// a reauthentication code.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
+    pub async fn reauthenticate(&self, tenant: &Tenant, user: &User, proof: &Reauthentication) -> AppResult<()> {
+        let stored = self.store.password_hash(tenant.id, user.id).await?;
+        let rate = self.rate_limit.login_failures_per_account;
+        let key = format!("{}:{}", tenant.id, user.id);
+        match (stored, &proof.current_password, &proof.code) {
+            (Some(hash), Some(password), _) => {
+                self.limits.check_failures(RateBucket::ReauthFail, &key, rate).await?;
+                match self
+                    .passwords
+                    .verify(password, Some(&hash))
+                    .await
+                    .map_err(AppError::internal)?
+                {
+                    Verification::Match { .. } => Ok(()),
+                    Verification::Mismatch => {
+                        self.limits.record_failure(RateBucket::ReauthFail, &key, rate).await?;
+                        Err(AppError::invalid_credentials())
+                    }
+                }
+            }
+            (None, _, Some(code)) => {
+                match self
+                    .codes
+                    .consume(
+                        Purpose::Reauthentication,
+                        tenant.id,
+                        &user.id.to_string(),
+                        code.expose().trim(),
+                    )
+                    .await?
+                {
+                    Check::Valid => Ok(()),
+                    Check::Invalid => Err(invalid_code()),
+                    Check::Burned => Err(AppError::RateLimited {
+                        retry_after_secs: self.otp_config.attempt_window.as_secs(),
+                    }),
+                }
+            }
+            _ => Err(reauthentication_required()),
+        }
+    }
+
+    /// Starts a change to `new`: remembers it as pending and sends the code to
+    /// the new address. The caller has already reauthenticated.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
+    pub async fn start(&self, tenant: &Tenant, user: &User, new: &Identifier, meta: &RequestMeta) -> AppResult<()> {
+        let (kind, taken) = match new {
+            Identifier::Email(_) => (IdentifierKind::Email, "email"),
+            Identifier::Phone(_) => (IdentifierKind::Phone, "phone"),
+        };
+        if let Some((other, _)) = self.store.find_for_login(tenant.id, new).await?
+            && other.id != user.id
+        {
+            return Err(StoreError::Conflict { field: taken }.into());
+        }
+        let rl = &self.rate_limit;
+        self.limits
+            .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
+            .await?;
+        self.otp.cooldown(tenant, new.as_str()).await?;
+        self.cache
+            .set(
+                &CacheKey::pending_address(kind, tenant.id, user.id),
+                new.as_str().as_bytes(),
+                RECOVERY_CODE_TTL,
+            )
+            .await?;
+        let code = self
+            .codes
+            .issue(
+                Purpose::AddressChange,
+                tenant.id,
+                &code_subject(user.id, new.as_str()),
+                RECOVERY_CODE_TTL,
+            )
+            .await?;
+        self.notifier
+            .send(
+                tenant.id,
+                recipient(new),
+                MessageKind::EmailVerification,
+                &code,
+                RECOVERY_CODE_TTL,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The pending change of `kind`, if one waits for its code.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user_id, kind = ?kind))]
+    pub async fn pending(&self, tenant: &Tenant, user_id: Uuid, kind: IdentifierKind) -> AppResult<Option<Identifier>> {
+        let Some(raw) = self
+            .cache
+            .get(&CacheKey::pending_address(kind, tenant.id, user_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let address = String::from_utf8(raw).unwrap_or_default();
+        Ok(match kind {
+            IdentifierKind::Email => Email::parse(&address).ok().map(Identifier::Email),
+            IdentifierKind::Phone => Phone::parse(&address).ok().map(Identifier::Phone),
+        })
+    }
+
+    /// Completes a pending change with the code sent to the new address: the
+    /// new address replaces the old one, proven; the old one is told; every
+    /// other session ends. `None` when no change of `kind` is pending.
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, kind = ?kind))]
+    pub async fn complete(
+        &self,
+        principal: &sessions::Principal,
+        kind: IdentifierKind,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<Option<User>> {
+        let tenant = &principal.tenant;
+        let Some(new) = self.pending(tenant, principal.user_id, kind).await? else {
+            return Ok(None);
+        };
+        let subject = code_subject(principal.user_id, new.as_str());
+        match self
+            .codes
+            .consume(Purpose::AddressChange, tenant.id, &subject, code)
+            .await?
+        {
+            Check::Valid => {}
+            Check::Invalid => return Err(invalid_code()),
+            Check::Burned => {
+                self.cache
+                    .delete(&CacheKey::pending_address(kind, tenant.id, principal.user_id))
+                    .await?;
+                return Err(AppError::RateLimited {
+                    retry_after_secs: self.otp_config.attempt_window.as_secs(),
+                });
+            }
+        }
+        self.cache
+            .delete(&CacheKey::pending_address(kind, tenant.id, principal.user_id))
+            .await?;
+        let before = accounts::me(self.store.as_ref(), principal).await?;
+        let now = self.clock.now();
+        let mut patch = UserPatch {
+            now,
+            ..Default::default()
+        };
+        let (old, what, event) = match &new {
+            Identifier::Email(e) => {
+                patch.email = Some(Some(e.clone()));
+                patch.email_verified = Some(false);
+                let old = before
+                    .email
+                    .clone()
+                    .filter(|_| before.email_verified)
+                    .map(Identifier::Email);
+                (old, "email address", AuditEvent::EmailChanged)
+            }
+            Identifier::Phone(p) => {
+                patch.phone = Some(Some(p.clone()));
+                patch.phone_verified = Some(false);
+                let old = before
+                    .phone
+                    .clone()
+                    .filter(|_| before.phone_verified)
+                    .map(Identifier::Phone);
+                (old, "phone number", AuditEvent::PhoneChanged)
+            }
+        };
+        let audit = meta.audit(tenant.id, now, event, Some(before.id), Some(before.id));
+        let changed = self.store.update_user(tenant.id, before.id, patch, audit).await?;
+        // The new address is proven by the code; the caller reauthenticated
+        // (password or code) when asking for the change, so nothing is dropped.
+        let keep = proof::Keep {
+            password: true,
+            session: Some(principal.session_id),
+        };
+        let user = self.proof.prove(tenant, &changed, kind, keep, meta).await?;
+        self.sessions
+            .sign_out_everywhere(tenant.id, user.id, Some(principal.session_id), None)
+            .await?;
+        if let Some(old) = old {
+            let when = time::OffsetDateTime::from_unix_timestamp(now)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_default();
+            let from = meta.ip.as_deref().unwrap_or("an unknown address");
+            let text = format!("The {what} of your account was changed on {when} from {from}.");
+            self.notifier
+                .notice(tenant.id, recipient(&old), MessageKind::AddressChanged, &text)
+                .await?;
+        }
+        Ok(Some(user))
+    }
 }

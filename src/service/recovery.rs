@@ -112,7 +112,7 @@ pub async fn request_own_verification(
     principal: &sessions::Principal,
     meta: &RequestMeta,
 ) -> AppResult<()> {
-    let user = accounts::me(state, principal).await?;
+    let user = accounts::me(state.store.as_ref(), principal).await?;
     if let Some(email) = &user.email {
         budget(state, &principal.tenant, email, meta).await?;
         send_verification(state, &principal.tenant, &user).await?;
@@ -136,7 +136,7 @@ pub async fn confirm_own(
     code: &str,
     meta: &RequestMeta,
 ) -> AppResult<User> {
-    let user = accounts::me(state, principal).await?;
+    let user = accounts::me(state.store.as_ref(), principal).await?;
     let email = user.email.clone().ok_or_else(invalid_code)?;
     consume(state, &principal.tenant, &email, Purpose::EmailVerification, code).await?;
     // The prover is signed in to this account and received the code: they
@@ -302,7 +302,7 @@ pub async fn change(
     meta: &RequestMeta,
 ) -> AppResult<()> {
     let tenant = &principal.tenant;
-    let user = accounts::me(state, principal).await?;
+    let user = accounts::me(state.store.as_ref(), principal).await?;
     let stored = state.store.password_hash(tenant.id, user.id).await?;
     if state
         .passwords

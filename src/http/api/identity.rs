@@ -13,7 +13,7 @@ use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{Auth, ClientMeta, CurrentTenant, Json, MaybeAuth, Query};
 use crate::notify::OutboxEntry;
 use crate::secret::Secret;
-use crate::service::{address, recovery};
+use crate::service::recovery;
 use crate::state::AppState;
 use crate::store::IdentifierKind;
 
@@ -190,7 +190,7 @@ pub async fn verify_email(
         (Some(p), _) => {
             // A pending email change takes the code first; else the code
             // verifies the current address.
-            let user = match address::complete(&state, &p, IdentifierKind::Email, code, &meta).await? {
+            let user = match state.address.complete(&p, IdentifierKind::Email, code, &meta).await? {
                 Some(user) => user,
                 None => recovery::confirm_own(&state, &p, code, &meta).await?,
             };
@@ -229,15 +229,11 @@ pub async fn verify_phone(
     ClientMeta(meta): ClientMeta,
     Json(req): Json<CodeRequest>,
 ) -> AppResult<axum::Json<UserView>> {
-    let user = address::complete(
-        &state,
-        &principal,
-        IdentifierKind::Phone,
-        req.code.expose().trim(),
-        &meta,
-    )
-    .await?
-    .ok_or_else(|| AppError::bad_request(ErrorCode::InvalidCode, "the code is wrong or expired"))?;
+    let user = state
+        .address
+        .complete(&principal, IdentifierKind::Phone, req.code.expose().trim(), &meta)
+        .await?
+        .ok_or_else(|| AppError::bad_request(ErrorCode::InvalidCode, "the code is wrong or expired"))?;
     Ok(axum::Json(UserView::new(user, &principal.tenant)))
 }
 
@@ -256,7 +252,7 @@ pub async fn reauthenticate(
     Auth(principal): Auth,
     ClientMeta(meta): ClientMeta,
 ) -> AppResult<impl IntoResponse> {
-    address::send_reauthentication(&state, &principal, &meta).await?;
+    state.address.send_reauthentication(&principal, &meta).await?;
     Ok(accepted())
 }
 

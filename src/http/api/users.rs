@@ -16,7 +16,7 @@ use crate::state::AppState;
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_me(State(state): State<AppState>, Auth(principal): Auth) -> AppResult<axum::Json<UserView>> {
-    let user = accounts::me(&state, &principal).await?;
+    let user = accounts::me(state.store.as_ref(), &principal).await?;
     Ok(axum::Json(UserView::new(user, &principal.tenant)))
 }
 
