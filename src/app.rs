@@ -32,6 +32,7 @@ use crate::service::limits::Limits;
 use crate::service::otp::Otp;
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
+use crate::service::recovery::Recovery;
 use crate::service::roles::Roles;
 use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
@@ -347,6 +348,20 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.rate_limit.clone(),
         config.otp.clone(),
     );
+    let recovery = Recovery::new(
+        store.clone(),
+        clock.clone(),
+        passwords.clone(),
+        policy.clone(),
+        notifier.clone(),
+        limits.clone(),
+        codes.clone(),
+        otp.clone(),
+        proof.clone(),
+        sessions.clone(),
+        config.rate_limit.clone(),
+        config.otp.clone(),
+    );
     let directory = Directory::new(
         store.clone(),
         clock.clone(),
@@ -384,6 +399,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         settings,
         otp,
         address,
+        recovery,
         directory,
         site_dashboard,
         site_messages,

@@ -22,6 +22,7 @@ use crate::service::limits::Limits;
 use crate::service::otp::Otp;
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
+use crate::service::recovery::Recovery;
 use crate::service::roles::Roles;
 use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
@@ -53,6 +54,7 @@ pub struct AppState {
     pub settings: Settings,
     pub otp: Otp,
     pub address: Address,
+    pub recovery: Recovery,
     pub directory: Directory,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,

@@ -111,7 +111,7 @@ pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta:
         )
         .await?;
     if hold_back {
-        super::recovery::send_verification(state, tenant, &user).await?;
+        state.recovery.send_verification(tenant, &user).await?;
         return Ok(SignedUp::PendingVerification(user));
     }
     let tokens = state.sessions.tokens_for(&user, session.id, tenant, refresh)?;

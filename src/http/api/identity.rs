@@ -13,7 +13,6 @@ use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{Auth, ClientMeta, CurrentTenant, Json, MaybeAuth, Query};
 use crate::notify::OutboxEntry;
 use crate::secret::Secret;
-use crate::service::recovery;
 use crate::state::AppState;
 use crate::store::IdentifierKind;
 
@@ -147,8 +146,8 @@ pub async fn request_verification(
 ) -> AppResult<impl IntoResponse> {
     let req: VerificationRequest = optional_json(&body)?;
     match (principal, req.email) {
-        (Some(p), _) => recovery::request_own_verification(&state, &p, &meta).await?,
-        (None, Some(e)) => recovery::request_verification(&state, &tenant, &email(&e)?, &meta).await?,
+        (Some(p), _) => state.recovery.request_own_verification(&p, &meta).await?,
+        (None, Some(e)) => state.recovery.request_verification(&tenant, &email(&e)?, &meta).await?,
         (None, None) => return Err(AppError::invalid_token()),
     }
     Ok(accepted())
@@ -192,13 +191,15 @@ pub async fn verify_email(
             // verifies the current address.
             let user = match state.address.complete(&p, IdentifierKind::Email, code, &meta).await? {
                 Some(user) => user,
-                None => recovery::confirm_own(&state, &p, code, &meta).await?,
+                None => state.recovery.confirm_own(&p, code, &meta).await?,
             };
             Ok(axum::Json(UserView::new(user, &p.tenant)).into_response())
         }
         (None, Some(e)) => {
-            let (user, tokens) =
-                recovery::confirm_and_sign_in(&state, &tenant, &email(&e)?, code, req.password.as_ref(), &meta).await?;
+            let (user, tokens) = state
+                .recovery
+                .confirm_and_sign_in(&tenant, &email(&e)?, code, req.password.as_ref(), &meta)
+                .await?;
             Ok(TokenResponse::new(user, &tenant, tokens).into_response())
         }
         (None, None) => Err(AppError::validation("email", "is required without a bearer token")),
@@ -273,7 +274,7 @@ pub async fn forgot(
     ClientMeta(meta): ClientMeta,
     Json(req): Json<ForgotRequest>,
 ) -> AppResult<impl IntoResponse> {
-    recovery::forgot(&state, &tenant, &email(&req.email)?, &meta).await?;
+    state.recovery.forgot(&tenant, &email(&req.email)?, &meta).await?;
     Ok(accepted())
 }
 
@@ -299,15 +300,10 @@ pub async fn reset(
     Json(req): Json<ResetRequest>,
 ) -> AppResult<StatusCode> {
     let email = email(&req.email)?;
-    recovery::reset(
-        &state,
-        &tenant,
-        &email,
-        req.code.expose().trim(),
-        &req.new_password,
-        &meta,
-    )
-    .await?;
+    state
+        .recovery
+        .reset(&tenant, &email, req.code.expose().trim(), &req.new_password, &meta)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -331,7 +327,10 @@ pub async fn change(
     ClientMeta(meta): ClientMeta,
     Json(req): Json<ChangePasswordRequest>,
 ) -> AppResult<StatusCode> {
-    recovery::change(&state, &principal, &req.current_password, &req.new_password, &meta).await?;
+    state
+        .recovery
+        .change(&principal, &req.current_password, &req.new_password, &meta)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
