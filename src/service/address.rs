@@ -27,16 +27,14 @@ use crate::crypto::password::PasswordHasher;
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier, Phone};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::notify::Notifier;
-use crate::notify::{MessageKind, Recipient};
+use crate::notify::{MessageKind, Notifier, Recipient};
 use crate::secret::Secret;
 use crate::service::codes::Codes;
 use crate::service::limits::Limits;
 use crate::service::otp::Otp;
 use crate::service::proof::Proof;
 use crate::service::sessions::Sessions;
-use crate::store::Store;
-use crate::store::{IdentifierKind, StoreError, Tenant, User, UserPatch};
+use crate::store::{IdentifierKind, Store, StoreError, Tenant, User, UserPatch};
 
 /// The proof a caller offers that they are the account's owner.
 #[derive(Default)]

@@ -20,15 +20,13 @@ use crate::clock::Clock;
 use crate::config::{OtpConfig, RateLimitConfig};
 use crate::domain::{AuditEvent, Identifier};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::notify::Notifier;
-use crate::notify::{MessageKind, Recipient};
+use crate::notify::{MessageKind, Notifier, Recipient};
 use crate::service::codes::Codes;
 use crate::service::limits::Limits;
 use crate::service::proof::Proof;
 use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
-use crate::store::Store;
-use crate::store::{IdentifierKind, NewUser, SignIn, Tenant, User};
+use crate::store::{IdentifierKind, NewUser, SignIn, Store, Tenant, User};
 
 fn recipient(identifier: &Identifier) -> Recipient {
     match identifier {
