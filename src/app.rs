@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::password::{Argon2Params, PasswordHasher};
 use crate::crypto::tokens::random_token;
+use crate::crypto::{FACTOR_SECRET_NAME, FactorKeys};
 use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
 use crate::service::address::Address;
@@ -288,6 +289,10 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         .server_secret("refresh_successor_key", random_token().into_bytes(), now)
         .await?;
     let refresh_key = Arc::new(refresh_key);
+    let factor_secret = store
+        .server_secret(FACTOR_SECRET_NAME, random_token().into_bytes(), now)
+        .await?;
+    let factor_keys = Arc::new(FactorKeys::derive(&factor_secret));
     let keyring = Keys::new(keyring);
     let notifier = Notifier::new(&config, store.clone(), clock.clone());
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
@@ -393,6 +398,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         metrics: Arc::new(Metrics::default()),
         notifier,
         refresh_key: refresh_key.clone(),
+        factor_keys,
         deny,
         sessions,
         proof,

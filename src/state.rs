@@ -48,6 +48,9 @@ pub struct AppState {
     /// inside the grace window gets the same successor with nothing stored
     /// in plaintext.
     pub refresh_key: Arc<Vec<u8>>,
+    /// Seals TOTP secrets and hashes recovery codes; derived once from the
+    /// `factor_key` server secret (see `crypto` module docs).
+    pub factor_keys: Arc<crate::crypto::FactorKeys>,
     pub deny: DenyList,
     pub sessions: Sessions,
     pub proof: Proof,
