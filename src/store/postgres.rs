@@ -440,6 +440,7 @@ fn conflict_field(constraint: Option<&str>) -> &'static str {
         "users_tenant_phone" => "phone",
         "tenants_slug_key" => "slug",
         "roles_tenant_name_key" => "name",
+        "factors_credential" => "credential_id",
         _ => "record",
     }
 }

@@ -10,7 +10,10 @@
 use uuid::Uuid;
 
 use super::sql::{Conn, Row, args, corrupt};
-use super::{KeyState, NewAuditEvent, Session, SigningKeyRecord, StoreResult, Tenant, User};
+use super::{
+    Factor, FactorKind, FactorMaterial, FactorSecret, KeyState, NewAuditEvent, Session, SigningKeyRecord, StoreResult,
+    Tenant, User,
+};
 use crate::domain::{Email, Phone, TenantSlug};
 
 /// The user columns, with the user's role names as one comma-separated
@@ -107,6 +110,42 @@ pub(super) fn tenant_from_row(row: &Row) -> StoreResult<Tenant> {
     })
 }
 
+/// The listable columns of `factors f` (never a secret).
+pub(super) const FACTOR_COLUMNS: &str = "f.id, f.tenant_id, f.user_id, f.kind, f.name, f.created_at, f.confirmed_at, \
+     f.last_used_at, f.credential_id";
+
+pub(super) fn factor_from_row(row: &Row) -> StoreResult<Factor> {
+    let kind: String = row.get("kind")?;
+    Ok(Factor {
+        id: row.get("id")?,
+        tenant_id: row.get("tenant_id")?,
+        user_id: row.get("user_id")?,
+        kind: FactorKind::parse(&kind).ok_or_else(|| corrupt("kind", "unknown factor kind"))?,
+        name: row.get("name")?,
+        created_at: row.get("created_at")?,
+        confirmed_at: row.get("confirmed_at")?,
+        last_used_at: row.get("last_used_at")?,
+        credential_id: row.get("credential_id")?,
+    })
+}
+
+/// [`FACTOR_COLUMNS`] plus `f.totp_secret, f.totp_last_step, f.credential`.
+/// A factor missing what its kind needs, or with a corrupt credential, is an
+/// error: it must not verify as anything.
+pub(super) fn factor_secret_from_row(row: &Row) -> StoreResult<FactorSecret> {
+    let factor = factor_from_row(row)?;
+    let material = match factor.kind {
+        FactorKind::Totp => FactorMaterial::Totp {
+            sealed_secret: row.get("totp_secret")?,
+            last_step: row.get("totp_last_step")?,
+        },
+        FactorKind::WebAuthn => FactorMaterial::WebAuthn {
+            credential: row.json("credential")?,
+        },
+    };
+    Ok(FactorSecret { factor, material })
+}
+
 pub(super) fn load_user(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
     c.query_opt_map(LOAD_USER, &args![tenant_id, user_id], user_from_row)
 }
@@ -165,6 +204,74 @@ mod tests {
             ],
         );
         assert!(tenant_from_row(&row).is_err());
+    }
+
+    fn factor_row(kind: &str, secret: Value, credential: Value) -> Row {
+        let id = Value::Text(Uuid::now_v7().to_string());
+        Row::new(
+            [
+                "id",
+                "tenant_id",
+                "user_id",
+                "kind",
+                "name",
+                "created_at",
+                "confirmed_at",
+                "last_used_at",
+                "credential_id",
+                "totp_secret",
+                "totp_last_step",
+                "credential",
+            ]
+            .map(String::from)
+            .to_vec()
+            .into(),
+            vec![
+                id.clone(),
+                id.clone(),
+                id,
+                Value::Text(kind.into()),
+                Value::Text("phone".into()),
+                Value::Int(1),
+                Value::Int(2),
+                Value::Null(crate::store::sql::Kind::Int),
+                Value::Text("cred".into()),
+                secret,
+                Value::Null(crate::store::sql::Kind::Int),
+                credential,
+            ],
+        )
+    }
+
+    #[test]
+    fn factor_rows_map_by_kind_and_refuse_what_the_kind_lacks() {
+        use crate::store::sql::Kind;
+        let totp =
+            factor_secret_from_row(&factor_row("totp", Value::Bytes(vec![1, 2]), Value::Null(Kind::Text))).unwrap();
+        assert!(
+            matches!(totp.material, FactorMaterial::Totp { ref sealed_secret, last_step: None } if sealed_secret == &[1, 2])
+        );
+        assert!(!format!("{totp:?}").contains("[1, 2]"));
+        let webauthn = factor_secret_from_row(&factor_row(
+            "webauthn",
+            Value::Null(Kind::Bytes),
+            Value::Text("{\"a\":1}".into()),
+        ))
+        .unwrap();
+        assert_eq!(webauthn.factor.kind, FactorKind::WebAuthn);
+        // Corrupt JSON, a missing secret or an unknown kind is an error.
+        assert!(
+            factor_secret_from_row(&factor_row(
+                "webauthn",
+                Value::Null(Kind::Bytes),
+                Value::Text("{".into())
+            ))
+            .is_err()
+        );
+        assert!(
+            factor_secret_from_row(&factor_row("totp", Value::Null(Kind::Bytes), Value::Null(Kind::Text))).is_err()
+        );
+        assert!(factor_from_row(&factor_row("sms", Value::Bytes(vec![1]), Value::Null(Kind::Text))).is_err());
     }
 
     #[test]

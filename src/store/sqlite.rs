@@ -263,7 +263,9 @@ impl From<rusqlite::Error> for StoreError {
             match e.code {
                 rusqlite::ErrorCode::ConstraintViolation => {
                     let msg = msg.as_deref().unwrap_or_default();
-                    let field = if msg.contains("email") {
+                    let field = if msg.contains("credential_id") {
+                        "credential_id"
+                    } else if msg.contains("email") {
                         "email"
                     } else if msg.contains("phone") {
                         "phone"

@@ -97,6 +97,7 @@ async fn sign_in(store: &Arc<dyn Store>, user: Uuid, refresh: &str) -> User {
 }
 
 mod audit;
+mod factors;
 mod keys;
 mod outbox;
 mod roles;
@@ -188,6 +189,21 @@ conformance! {
     keys::a_next_key_is_added_beside_the_current_one,
     keys::rotation_promotes_next_retires_current_and_adds_a_new_next,
     keys::rotation_refuses_a_next_key_younger_than_not_after,
+    factors::a_new_factor_is_pending_and_listed_without_its_secret,
+    factors::the_first_confirmed_factor_stores_the_recovery_codes_and_later_ones_do_not,
+    factors::concurrent_first_confirmations_store_one_set_of_codes,
+    factors::a_totp_step_is_accepted_once_and_never_an_earlier_one,
+    factors::concurrent_uses_of_one_totp_code_accept_it_once,
+    factors::a_recovery_code_is_spent_once_and_audited_when_spent,
+    factors::regenerated_recovery_codes_replace_all_the_old_ones,
+    factors::the_last_factor_is_refused_under_a_policy_and_otherwise_takes_the_codes,
+    factors::concurrent_removals_under_a_policy_leave_one_factor,
+    factors::a_reset_removes_every_factor_and_code_of_the_user_only,
+    factors::a_factor_is_renamed_only_by_its_user,
+    factors::webauthn_credentials_are_found_by_id_within_the_tenant_and_updated,
+    factors::the_same_credential_may_be_registered_in_another_tenant,
+    factors::deleting_a_user_takes_their_factors_and_codes,
+    factors::the_mfa_due_date_is_stamped_once,
 }
 
 pub(crate) async fn on_sqlite<F: Future<Output = ()>>(check: impl FnOnce(Arc<dyn Store>) -> F) {
