@@ -286,3 +286,18 @@ async fn a_challenge_lives_five_minutes_by_the_servers_clock() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_names_the_aal_parameter() {
+    let s = TestServer::start().await;
+    let doc: Value = s.get("/openapi.json").response().await.json().await.unwrap();
+    let verify = &doc["paths"]["/v1/auth/verify"]["get"];
+    let params = verify["parameters"].as_array().unwrap();
+    assert!(
+        params.iter().any(|p| p["name"] == "aal" && p["in"] == "query"),
+        "{params:?}"
+    );
+    let forbidden = verify["responses"]["403"]["description"].as_str().unwrap();
+    assert!(forbidden.contains("mfa_required"), "{forbidden}");
+    assert!(verify["responses"]["400"].is_object());
+}
