@@ -24,6 +24,7 @@ use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
 use crate::service::address::Address;
 use crate::service::audit::AuditLog;
+use crate::service::challenges::Challenges;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
@@ -298,6 +299,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
     let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
+    let challenges = Challenges::new(cache.clone(), clock.clone(), refresh_key.clone());
     let devices = Devices::new(clock.clone(), refresh_key.clone(), config.rate_limit.device_token_ttl);
     let rbac = Rbac::new(store.clone(), AppState::access_cache(shared));
     let signing_keys = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
@@ -416,6 +418,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         devices,
         codes,
         limits,
+        challenges,
     };
     state.deny.warm().await?;
     Ok(state)

@@ -13,6 +13,7 @@ use crate::crypto::password::PasswordHasher;
 use crate::domain::PasswordPolicy;
 use crate::service::address::Address;
 use crate::service::audit::AuditLog;
+use crate::service::challenges::Challenges;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub devices: Devices,
     pub codes: Codes,
     pub limits: Limits,
+    /// Second-step challenges (`mfa_token`, `enrollment_token`).
+    pub challenges: Challenges,
 }
 
 impl AppState {

@@ -60,6 +60,20 @@ impl CacheKey {
         ))
     }
 
+    /// A second-step challenge (`purpose` `challenge` for an `mfa_token`,
+    /// `enroll` for an `enrollment_token`), keyed by the keyed hash of its
+    /// token (`digest`, lower-case hex), never the token: its single use
+    /// and its wrong attempts, as a code ([`super::Cache::try_code`]).
+    pub fn challenge(purpose: &str, digest: &str) -> Self {
+        CacheKey(format!("mfa:{purpose}:{digest}"))
+    }
+
+    /// What a second-step challenge is bound to (tenant, user, first
+    /// factor, request), beside [`Self::challenge`].
+    pub fn challenge_data(purpose: &str, digest: &str) -> Self {
+        CacheKey(format!("mfa:{purpose}:{digest}:data"))
+    }
+
     /// One generation of a rate-limit budget's counters (see
     /// [`super::sketch`]); only the Redis adapter stores them under a key.
     pub fn rate_window(bucket: RateBucket, period_ms: u64, generation: u64) -> Self {
@@ -169,6 +183,8 @@ mod tests {
                 CacheKey::site_session("token"),
                 "admin:session:3c469e9d6c5875d37a43f353d4f88e61fcf812c66eee3457465a40b0da4153e0",
             ),
+            (CacheKey::challenge("challenge", "ab12"), "mfa:challenge:ab12"),
+            (CacheKey::challenge_data("enroll", "ab12"), "mfa:enroll:ab12:data"),
             (
                 CacheKey::rate_window(RateBucket::LoginFail, 60_000, 7),
                 "rl:login-fail:60000:7",

@@ -4,12 +4,14 @@
 //! [`password_policy`] holds the rules a new password must meet before it
 //! is hashed.
 
+pub mod assurance;
 mod audit;
 mod identity;
 mod names;
 pub mod password_policy;
 pub mod settings;
 
+pub use assurance::{Aal, Amr, Assurance};
 pub use audit::{AuditEvent, UnknownAuditEvent};
 pub use identity::{Email, Identifier, Phone};
 pub use names::{Permission, RoleName, TenantSlug};

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod address;
 pub mod audit;
+pub mod challenges;
 pub mod codes;
 pub mod denylist;
 pub mod devices;

@@ -18,7 +18,7 @@ use crate::cache::Cache;
 use crate::cache::{CacheKey, RateBucket};
 use crate::clock::Clock;
 use crate::config::{OtpConfig, RateLimitConfig};
-use crate::domain::{AuditEvent, Identifier};
+use crate::domain::{Assurance, AuditEvent, Identifier};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Notifier, Recipient};
 use crate::service::codes::Codes;
@@ -203,7 +203,11 @@ impl Otp {
                 });
             }
         }
-        let (session, refresh) = self.sessions.new_session(meta);
+        let assurance = match identifier {
+            Identifier::Email(_) => Assurance::email_code(),
+            Identifier::Phone(_) => Assurance::phone_code(),
+        };
+        let (session, refresh) = self.sessions.new_session_with(meta, assurance);
         let user = match self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
             Some(user) if user.disabled => {
                 return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
@@ -264,7 +268,7 @@ impl Otp {
                     .await?
             }
         };
-        let tokens = self.sessions.tokens_for(&user, session.id, tenant, refresh)?;
+        let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
         Ok((user, tokens))
     }
 }

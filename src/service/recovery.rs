@@ -17,7 +17,7 @@ use crate::config::{OtpConfig, RateLimitConfig};
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::password::Verification;
 use crate::domain::PasswordPolicy;
-use crate::domain::{AuditEvent, Email, Identifier};
+use crate::domain::{Amr, Assurance, AuditEvent, Email, Identifier};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Notifier, Recipient};
 use crate::secret::Secret;
@@ -241,7 +241,13 @@ impl Recovery {
             .proof
             .prove(tenant, &user, IdentifierKind::Email, keep, meta)
             .await?;
-        let (session, refresh) = self.sessions.new_session(meta);
+        // The emailed code signs in; a password shown beside it is named too,
+        // but an emailed code is no second factor: aal 1 either way.
+        let mut assurance = Assurance::email_code();
+        if shows_password {
+            assurance.amr.insert(Amr::Pwd);
+        }
+        let (session, refresh) = self.sessions.new_session_with(meta, assurance);
         let mut audit = meta.audit(
             tenant.id,
             self.clock.now(),
@@ -256,7 +262,7 @@ impl Recovery {
             verified: Some(IdentifierKind::Email),
         };
         let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
-        let tokens = self.sessions.tokens_for(&user, session.id, tenant, refresh)?;
+        let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
         Ok((user, tokens))
     }
 

@@ -34,7 +34,7 @@ use crate::clock::Clock;
 use crate::config::{JwtConfig, Rate};
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::{hash_token, hmac_sha256_hex, random_token};
-use crate::domain::{AuditEvent, Timestamp};
+use crate::domain::{Amr, Assurance, AuditEvent, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::service::denylist::DenyList;
 use crate::service::limits::Limits;
@@ -55,6 +55,14 @@ pub struct Tokens {
     pub device_token: Option<String>,
 }
 
+/// An access token minted on its own, for a session that keeps its refresh
+/// token (a step-up).
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
 /// The caller of an authenticated request, from a verified access token
 /// that is not on the deny list.
 #[derive(Debug, Clone)]
@@ -63,6 +71,13 @@ pub struct Principal {
     pub session_id: Uuid,
     pub tenant: Tenant,
     pub claims: Arc<AccessClaims>,
+}
+
+impl Principal {
+    /// What the caller's access token states about how they signed in.
+    pub fn assurance(&self) -> Assurance {
+        self.claims.assurance()
+    }
 }
 
 /// Sessions and tokens over what they touch: the store and deny list for
@@ -127,8 +142,17 @@ impl Sessions {
         Ok(found)
     }
 
-    /// A fresh session and its first refresh token, ready for the store.
+    /// A fresh session begun by a password (amr `pwd`, aal 1) and its first
+    /// refresh token: [`Self::new_session_with`] for the password sign-in
+    /// and sign-up paths.
     pub fn new_session(&self, meta: &RequestMeta) -> (NewSession, String) {
+        self.new_session_with(meta, Assurance::password())
+    }
+
+    /// A fresh session whose first factor proved `assurance`, and its first
+    /// refresh token, ready for the store. Mint its tokens with
+    /// [`Self::session_tokens`], so the token states what the session stores.
+    pub fn new_session_with(&self, meta: &RequestMeta, assurance: Assurance) -> (NewSession, String) {
         let refresh = random_token();
         let now = self.clock.now();
         let jwt = &self.jwt;
@@ -139,11 +163,20 @@ impl Sessions {
             expires_at: now + jwt.refresh_ttl.min(jwt.session_max_age).as_secs() as i64,
             user_agent: meta.user_agent.clone(),
             ip: meta.ip.clone(),
+            assurance,
         };
         (session, refresh)
     }
 
-    pub fn mint_access(&self, user: &User, session_id: Uuid, tenant: &Tenant) -> AppResult<(String, u64)> {
+    /// An access token of `session_id` stating `assurance`, which must be
+    /// what the session stores.
+    pub fn mint_access(
+        &self,
+        user: &User,
+        session_id: Uuid,
+        tenant: &Tenant,
+        assurance: &Assurance,
+    ) -> AppResult<(String, u64)> {
         let keys = self.keys.current();
         let now = self.clock.now();
         let ttl = self.jwt.access_ttl.as_secs();
@@ -171,11 +204,15 @@ impl Sessions {
                 .filter(|_| user.phone_verified)
                 .map(|p| p.to_string()),
             phone_verified: user.phone.is_some() && user.phone_verified,
+            amr: assurance.amr.clone(),
+            aal: assurance.aal,
         };
         let token = keys.sign(&claims).map_err(AppError::internal)?;
         Ok((token, ttl))
     }
 
+    /// The tokens of a session opened by [`Self::new_session`] (a password
+    /// sign-in: amr `pwd`, aal 1).
     pub fn tokens_for(
         &self,
         user: &User,
@@ -183,7 +220,29 @@ impl Sessions {
         tenant: &Tenant,
         refresh_token: String,
     ) -> AppResult<Tokens> {
-        let (access_token, expires_in) = self.mint_access(user, session_id, tenant)?;
+        self.tokens_at(user, session_id, tenant, refresh_token, &Assurance::password())
+    }
+
+    /// The tokens of a session just stored, stating its assurance.
+    pub fn session_tokens(
+        &self,
+        user: &User,
+        session: &NewSession,
+        tenant: &Tenant,
+        refresh_token: String,
+    ) -> AppResult<Tokens> {
+        self.tokens_at(user, session.id, tenant, refresh_token, &session.assurance)
+    }
+
+    fn tokens_at(
+        &self,
+        user: &User,
+        session_id: Uuid,
+        tenant: &Tenant,
+        refresh_token: String,
+        assurance: &Assurance,
+    ) -> AppResult<Tokens> {
+        let (access_token, expires_in) = self.mint_access(user, session_id, tenant, assurance)?;
         Ok(Tokens {
             access_token,
             expires_in,
@@ -236,7 +295,9 @@ impl Sessions {
             .await?;
         match rotation {
             Rotation::Rotated { session, user } | Rotation::WithinGrace { session, user } => {
-                let tokens = self.tokens_for(&user, session.id, tenant, successor)?;
+                // The session keeps the assurance it reached (a step-up
+                // included) for as long as it lives.
+                let tokens = self.tokens_at(&user, session.id, tenant, successor, &session.assurance)?;
                 Ok((user, tokens))
             }
             Rotation::ReuseDetected { session_id, user_id } => {
@@ -246,6 +307,69 @@ impl Sessions {
             }
             Rotation::Invalid => Err(AppError::invalid_grant()),
         }
+    }
+
+    /// Raises the caller's session after a second factor proved with
+    /// `methods` (e.g. `[Otp]` for a TOTP or recovery code): the session
+    /// stores its assurance [stepped up](Assurance::stepped_up) to aal 2,
+    /// atomically (a compare-and-set, retried if a concurrent step-up won),
+    /// with `audit` written in the same transaction; every later refresh
+    /// keeps it. Returns the user, the new assurance and an access token of
+    /// the same session stating it (the refresh token stays as it is).
+    /// 401 when the session is no longer live or the user is gone or
+    /// disabled. Checking the factor is the caller's part.
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id, session_id = %principal.session_id))]
+    pub async fn step_up(
+        &self,
+        principal: &Principal,
+        methods: &[Amr],
+        audit: Option<NewAuditEvent>,
+    ) -> AppResult<(User, Assurance, AccessToken)> {
+        let (tenant, user_id, session_id) = (&principal.tenant, principal.user_id, principal.session_id);
+        for _ in 0..STEP_UP_TRIES {
+            let now = self.clock.now();
+            let session = self
+                .store
+                .live_session(tenant.id, user_id, session_id, now)
+                .await?
+                .ok_or_else(AppError::invalid_token)?;
+            let raised = session.assurance.stepped_up(methods.iter().copied());
+            let set = self
+                .store
+                .set_session_assurance(
+                    tenant.id,
+                    user_id,
+                    session_id,
+                    session.assurance,
+                    raised.clone(),
+                    now,
+                    audit.clone(),
+                )
+                .await?;
+            if !set {
+                // Another step-up of this session came first (or the session
+                // ended meanwhile): read it again.
+                continue;
+            }
+            let user = self
+                .store
+                .get_user(tenant.id, user_id)
+                .await?
+                .filter(|u| !u.disabled)
+                .ok_or_else(AppError::invalid_token)?;
+            let (access_token, expires_in) = self.mint_access(&user, session_id, tenant, &raised)?;
+            return Ok((
+                user,
+                raised,
+                AccessToken {
+                    access_token,
+                    expires_in,
+                },
+            ));
+        }
+        Err(AppError::internal(anyhow::anyhow!(
+            "the session's assurance kept changing during a step-up"
+        )))
     }
 
     /// Signs out the session of `principal` (or, for a client whose access token
@@ -391,6 +515,10 @@ impl Sessions {
     }
 }
 
+/// How often [`Sessions::step_up`] reads and sets again when concurrent
+/// step-ups of one session keep winning the compare-and-set.
+const STEP_UP_TRIES: usize = 4;
+
 /// A refresh token is base64url of 32 bytes; anything else is refused before
 /// it costs a database round trip.
 fn plausible_refresh_token(token: &str) -> bool {
@@ -503,6 +631,7 @@ mod tests {
                 revoked_at: None,
                 user_agent: None,
                 ip: None,
+                assurance: Assurance::unknown(),
             },
             user_disabled: false,
         }

@@ -38,7 +38,7 @@ use super::{
     Access, EndSessions, IdentifierKind, NewAuditEvent, NewSession, NewUser, RotateRefresh, Session, SignIn,
     SigningKeyRecord, StoreError, StoreResult, Tenant, User, UserPatch,
 };
-use crate::domain::{Identifier, RoleName, Timestamp};
+use crate::domain::{Assurance, Identifier, RoleName, Timestamp};
 
 /// What claiming a refresh token found, inside the rotation's transaction.
 #[derive(Clone, Debug)]
@@ -174,6 +174,32 @@ pub trait AccountStore: Send + Sync + 'static {
         now: Timestamp,
         audit: Option<NewAuditEvent>,
     ) -> StoreResult<Vec<Uuid>>;
+    /// One session of the user, if it is live at `now` (not revoked, not
+    /// expired).
+    async fn live_session(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        session_id: Uuid,
+        now: Timestamp,
+    ) -> StoreResult<Option<Session>>;
+    /// Compare-and-set of a live session's assurance: sets it to `to` only
+    /// if it still is `from` (so two concurrent step-ups never lose one
+    /// another's methods: the loser sees `false`, reads again and retries),
+    /// and writes `audit` in the same transaction. False when the session
+    /// is not the user's, not live, or no longer at `from`. The refresh
+    /// grant carries whatever was set into every later access token.
+    #[allow(clippy::too_many_arguments)]
+    async fn set_session_assurance(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        session_id: Uuid,
+        from: Assurance,
+        to: Assurance,
+        now: Timestamp,
+        audit: Option<NewAuditEvent>,
+    ) -> StoreResult<bool>;
     /// Sessions revoked and users disabled since `since`, to rebuild the
     /// in-memory deny list after a restart.
     async fn revoked_since(&self, since: Timestamp) -> StoreResult<(Vec<Uuid>, Vec<Uuid>)>;
@@ -339,9 +365,19 @@ fn apply_refresh(
 
 fn insert_session(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, s: &NewSession) -> StoreResult<()> {
     c.execute(
-        "INSERT INTO sessions (id, tenant_id, user_id, created_at, last_used_at, expires_at, user_agent, ip) \
-         VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
-        &args![s.id, tenant_id, user_id, s.now, s.expires_at, &s.user_agent, &s.ip],
+        "INSERT INTO sessions (id, tenant_id, user_id, created_at, last_used_at, expires_at, user_agent, ip, amr, aal) \
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)",
+        &args![
+            s.id,
+            tenant_id,
+            user_id,
+            s.now,
+            s.expires_at,
+            &s.user_agent,
+            &s.ip,
+            s.assurance.amr_column(),
+            i64::from(s.assurance.aal.as_u8()),
+        ],
     )?;
     c.execute(
         "INSERT INTO refresh_tokens (token_hash, session_id, tenant_id, created_at, expires_at) \
@@ -678,6 +714,60 @@ impl<D: Driver> AccountStore for D {
                 insert_audit(c, a)?;
             }
             Ok(ids)
+        })
+        .await
+    }
+
+    async fn live_session(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        session_id: Uuid,
+        now: Timestamp,
+    ) -> StoreResult<Option<Session>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s \
+                 WHERE s.tenant_id = $1 AND s.user_id = $2 AND s.id = $3 \
+                 AND s.revoked_at IS NULL AND s.expires_at > $4"
+            );
+            c.query_opt_map(&sql, &args![tenant_id, user_id, session_id, now], session_from_row)
+        })
+        .await
+    }
+
+    async fn set_session_assurance(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        session_id: Uuid,
+        from: Assurance,
+        to: Assurance,
+        now: Timestamp,
+        audit: Option<NewAuditEvent>,
+    ) -> StoreResult<bool> {
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE sessions SET amr = $5, aal = $6 \
+                 WHERE tenant_id = $1 AND user_id = $2 AND id = $3 \
+                 AND revoked_at IS NULL AND expires_at > $4 AND amr = $7 AND aal = $8",
+                &args![
+                    tenant_id,
+                    user_id,
+                    session_id,
+                    now,
+                    to.amr_column(),
+                    i64::from(to.aal.as_u8()),
+                    from.amr_column(),
+                    i64::from(from.aal.as_u8()),
+                ],
+            )?;
+            if n > 0
+                && let Some(a) = &audit
+            {
+                insert_audit(c, a)?;
+            }
+            Ok(n > 0)
         })
         .await
     }

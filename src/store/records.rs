@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{AuditEvent, Email, Phone, RoleName, TenantSlug, Timestamp};
+use crate::domain::{Assurance, AuditEvent, Email, Phone, RoleName, TenantSlug, Timestamp};
 
 #[derive(Clone, Debug)]
 pub struct Tenant {
@@ -90,6 +90,9 @@ pub struct Session {
     pub revoked_at: Option<Timestamp>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// How the session's holder signed in, and what it was raised to since;
+    /// every access token of the session states it.
+    pub assurance: Assurance,
 }
 
 /// A session to open, with its first refresh token (hashed).
@@ -101,6 +104,8 @@ pub struct NewSession {
     pub expires_at: Timestamp,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// What the first factor proved (see [`Session::assurance`]).
+    pub assurance: Assurance,
 }
 
 /// What a successful sign-in records besides the new session.

@@ -14,7 +14,8 @@ use super::{
     Factor, FactorKind, FactorMaterial, FactorSecret, KeyState, NewAuditEvent, Session, SigningKeyRecord, StoreResult,
     Tenant, User,
 };
-use crate::domain::{Email, Phone, TenantSlug};
+use crate::domain::assurance::AssuranceError;
+use crate::domain::{Assurance, Email, Phone, TenantSlug};
 
 /// The user columns, with the user's role names as one comma-separated
 /// list (role names cannot hold a comma). A macro so statements elsewhere
@@ -64,8 +65,8 @@ fn sorted_roles(list: Option<String>) -> Vec<String> {
     roles
 }
 
-pub(super) const SESSION_COLUMNS: &str =
-    "s.id, s.tenant_id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip";
+pub(super) const SESSION_COLUMNS: &str = "s.id, s.tenant_id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, \
+     s.amr, s.aal";
 
 pub(super) fn session_from_row(row: &Row) -> StoreResult<Session> {
     Ok(Session {
@@ -78,6 +79,13 @@ pub(super) fn session_from_row(row: &Row) -> StoreResult<Session> {
         revoked_at: row.get("revoked_at")?,
         user_agent: row.get("user_agent")?,
         ip: row.get("ip")?,
+        assurance: Assurance::from_columns(&row.get::<String>("amr")?, row.get("aal")?).map_err(|e| {
+            let column = match e {
+                AssuranceError::UnknownLevel => "aal",
+                AssuranceError::UnknownMethod => "amr",
+            };
+            corrupt(column, &e.to_string())
+        })?,
     })
 }
 

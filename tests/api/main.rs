@@ -7,6 +7,7 @@
 
 mod admin_site;
 mod admin_users;
+mod assurance;
 mod audit;
 mod auth;
 mod cli;

@@ -19,7 +19,7 @@
 //! - Errors describe the failure class only: never the token, a claim value
 //!   or key bytes. Private key bytes never reach `Debug` or the JWKS.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -32,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::domain::{Aal, Amr, Assurance};
 use crate::secret::Secret;
 
 /// Claims of an access token (API.md, "Token response").
@@ -63,6 +64,44 @@ pub struct AccessClaims {
     /// Whether the user proved their phone number (the claim name of API.md).
     #[serde(default)]
     pub phone_verified: bool,
+    /// How the session's holder signed in (RFC 8176 values), in a fixed
+    /// order. Absent from tokens minted before forge recorded it, and then
+    /// read as none; a value this version does not know is skipped.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeSet::is_empty",
+        deserialize_with = "lenient_amr"
+    )]
+    pub amr: BTreeSet<Amr>,
+    /// The session's assurance level: 1, or 2 after a second factor.
+    /// Absent (older tokens) or unknown reads as 1, never higher.
+    #[serde(default, deserialize_with = "lenient_aal")]
+    pub aal: Aal,
+}
+
+impl AccessClaims {
+    /// The assurance the token states (see [`Assurance`]).
+    pub fn assurance(&self) -> Assurance {
+        Assurance {
+            amr: self.amr.clone(),
+            aal: self.aal,
+        }
+    }
+}
+
+/// `amr` as an array of strings, keeping the values this version knows.
+fn lenient_amr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeSet<Amr>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    Ok(names.iter().filter_map(|n| Amr::parse(n)).collect())
+}
+
+/// `aal` as a number; anything but 2 is the lowest level.
+fn lenient_aal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Aal, D::Error> {
+    let n = serde_json::Value::deserialize(d)?;
+    Ok(match n.as_u64() {
+        Some(2) => Aal::Two,
+        _ => Aal::One,
+    })
 }
 
 /// Key material as stored in the database. For EdDSA: `private_pkcs8` is

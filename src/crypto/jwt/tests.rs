@@ -34,6 +34,8 @@ fn claims_for(ring: &Keyring) -> AccessClaims {
         email_verified: false,
         phone: None,
         phone_verified: false,
+        amr: Default::default(),
+        aal: Default::default(),
     }
 }
 
@@ -597,4 +599,37 @@ fn keyring_construction_checks_the_keys() {
     )
     .unwrap_err();
     assert!(!err.is_rejection());
+}
+
+#[test]
+fn assurance_claims_round_trip_and_older_tokens_read_as_aal_1() {
+    use crate::domain::{Aal, Amr, Assurance};
+
+    let (ring, _) = ring();
+    let mut claims = claims_for(&ring);
+    let stepped = Assurance::password().stepped_up([Amr::Otp]);
+    claims.amr = stepped.amr.clone();
+    claims.aal = stepped.aal;
+    let token = ring.sign(&claims).unwrap();
+    let payload = serde_json::to_value(&claims).unwrap();
+    assert_eq!(payload["amr"], serde_json::json!(["mfa", "otp", "pwd"]));
+    assert_eq!(payload["aal"], 2);
+    let read = ring.verify_access(&token).unwrap();
+    assert_eq!(read.assurance(), stepped);
+
+    // A token minted before forge recorded assurance has neither claim.
+    let mut legacy = serde_json::to_value(claims_for(&ring)).unwrap();
+    let object = legacy.as_object_mut().unwrap();
+    object.remove("amr");
+    object.remove("aal");
+    let read: AccessClaims = serde_json::from_value(legacy).unwrap();
+    assert_eq!(read.assurance(), Assurance::unknown());
+    assert_eq!(read.aal, Aal::One);
+
+    // Values this version does not know are skipped, never raised.
+    let mut odd = serde_json::to_value(claims_for(&ring)).unwrap();
+    odd["amr"] = serde_json::json!(["pwd", "retina-v9"]);
+    odd["aal"] = serde_json::json!(3);
+    let read: AccessClaims = serde_json::from_value(odd).unwrap();
+    assert_eq!(read.assurance(), Assurance::password());
 }

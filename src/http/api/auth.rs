@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::dto::*;
-use crate::domain::{Email, Identifier, Phone, TenantSlug};
+use crate::domain::{Aal, Email, Identifier, Phone, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAuth, Query, bearer, session_cookie};
 use crate::http::permission::IntrospectionCaller;
@@ -259,10 +259,10 @@ pub async fn logout(
 #[utoipa::path(get, path = "/v1/auth/verify", tag = "sidecar",
     params(VerifyQuery),
     responses(
-        (status = 200, description = "authenticated in the expected tenant; identity in X-Forge-User-Id, X-Forge-Tenant, X-Forge-Roles, Remote-User (verified email, else verified phone, else user id), Remote-Email (only a verified email), Remote-Groups; all ASCII"),
-        (status = 400, description = "the tenant parameter is not a valid slug", body = ErrorBody),
+        (status = 200, description = "authenticated in the expected tenant; identity in X-Forge-User-Id, X-Forge-Tenant, X-Forge-Session-Id, X-Forge-Roles, X-Forge-Aal (1 or 2), X-Forge-Amr (RFC 8176 values, comma-separated, absent when unknown), Remote-User (verified email, else verified phone, else user id), Remote-Email (only a verified email), Remote-Groups; all ASCII"),
+        (status = 400, description = "the tenant parameter is not a valid slug, or aal is not 1 or 2", body = ErrorBody),
         (status = 401, description = "no, bad, expired or revoked token", body = ErrorBody),
-        (status = 403, description = "a token of another tenant, or lacks the requested role or permission", body = ErrorBody),
+        (status = 403, description = "a token of another tenant (wrong_tenant), lacks the requested role or permission (forbidden), or is below the requested aal (mfa_required)", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn verify(
@@ -274,6 +274,12 @@ pub async fn verify(
         Some(slug) => TenantSlug::parse(slug).map_err(|e| AppError::validation("tenant", e))?,
         None => TenantSlug::default_tenant(),
     };
+    let required_aal = query
+        .aal
+        .as_deref()
+        .map(Aal::parse)
+        .transpose()
+        .map_err(|e| AppError::validation("aal", e))?;
     let token = bearer(&request_headers)
         .or_else(|| session_cookie(&request_headers))
         .ok_or_else(AppError::invalid_token)?;
@@ -300,6 +306,16 @@ pub async fn verify(
             "missing the required permission",
         ));
     }
+    // Last: a user who lacks the role gains nothing by a second factor.
+    let assurance = principal.assurance();
+    if let Some(required) = required_aal
+        && !assurance.meets(required)
+    {
+        return Err(AppError::forbidden(
+            ErrorCode::MfaRequired,
+            "this needs a second factor: complete one and present the new token",
+        ));
+    }
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -312,6 +328,10 @@ pub async fn verify(
     put("x-forge-tenant", &claims.tid);
     put("x-forge-session-id", &claims.sid);
     put("x-forge-roles", &roles);
+    put("x-forge-aal", &assurance.aal.to_string());
+    if !assurance.amr.is_empty() {
+        put("x-forge-amr", &assurance.amr_column());
+    }
     // Tokens carry only proven identifiers (see `sessions::mint_access`);
     // headers carry only ASCII, so an internationalised address is left out.
     let email = claims
@@ -374,5 +394,7 @@ pub async fn introspect(
         aud: Some(c.aud.clone()),
         jti: Some(c.jti.clone()),
         token_type: Some("access_token"),
+        amr: (!c.amr.is_empty()).then(|| c.assurance().amr_names()),
+        aal: Some(c.aal.as_u8()),
     }))
 }

@@ -257,6 +257,13 @@ pub struct IntrospectResponse {
     pub jti: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<&'static str>,
+    /// How the session's holder signed in (RFC 8176 values); absent for
+    /// sessions from before forge recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<&'static str>>,
+    /// The session's assurance level, 1 or 2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aal: Option<u8>,
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
@@ -268,6 +275,9 @@ pub struct VerifyQuery {
     pub role: Option<String>,
     /// Answer 403 unless the user holds this permission.
     pub permission: Option<String>,
+    /// Answer 403 `mfa_required` unless the token's assurance level (`aal`
+    /// claim) is at least this: `1` or `2` (anything else is 400).
+    pub aal: Option<String>,
 }
 
 /// Parses `metadata`: a JSON object of at most 4 KiB.

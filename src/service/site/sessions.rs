@@ -242,6 +242,8 @@ fn principal(state: &AppState, session: &SiteSession, user: &User, tenant: &Tena
             email_verified: false,
             phone: None,
             phone_verified: false,
+            amr: Default::default(),
+            aal: Default::default(),
         }),
     }
 }

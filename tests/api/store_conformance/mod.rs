@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use forge::domain::settings::{SignupMode, SignupPolicy, TenantSettings};
-use forge::domain::{Email, Identifier, Permission, Phone, RoleName, TenantSlug};
+use forge::domain::{Aal, Amr, Assurance, Email, Identifier, Permission, Phone, RoleName, TenantSlug};
 use forge::secret::Secret;
 use forge::store::*;
 use uuid::Uuid;
@@ -60,6 +60,7 @@ fn session(refresh_hash: &str) -> NewSession {
         expires_at: NOW + 3600,
         user_agent: Some("conformance".into()),
         ip: Some("127.0.0.1".into()),
+        assurance: Assurance::password(),
     }
 }
 
@@ -160,6 +161,9 @@ conformance! {
     sessions::a_refreshed_session_never_outlives_its_maximum_age,
     sessions::a_session_past_its_maximum_age_does_not_refresh,
     sessions::deleting_a_user_returns_its_live_sessions_and_is_remembered,
+    sessions::a_session_keeps_its_assurance_through_every_rotation,
+    sessions::setting_a_sessions_assurance_is_a_compare_and_set,
+    sessions::concurrent_step_ups_of_one_session_have_one_winner,
     roles::create_role_returns_a_custom_role,
     roles::create_role_with_a_taken_name_conflicts_on_name,
     roles::the_builtin_admin_role_cannot_be_changed,

@@ -296,3 +296,143 @@ pub(super) async fn deleting_a_user_returns_its_live_sessions_and_is_remembered(
         Err(StoreError::NotFound)
     ));
 }
+
+/// Opens a session whose first factor proved `assurance`; returns its id.
+async fn sign_in_with(store: &Arc<dyn Store>, user: Uuid, refresh: &str, assurance: Assurance) -> Uuid {
+    let mut new = session(refresh);
+    new.assurance = assurance;
+    let id = new.id;
+    store
+        .sign_in(
+            T,
+            user,
+            SignIn {
+                session: new,
+                rehash: None,
+                verified: None,
+            },
+            audit("login", Some(user)),
+        )
+        .await
+        .unwrap();
+    id
+}
+
+async fn audit_count(store: &Arc<dyn Store>, event: &str) -> usize {
+    store
+        .list_audit(AuditQuery {
+            tenant_id: T,
+            user_id: None,
+            event: Some(event.into()),
+            before: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+pub(super) async fn a_session_keeps_its_assurance_through_every_rotation(store: Arc<dyn Store>) {
+    let cy = signed_up(&store, "cy@example.com", Some("r0")).await;
+    let first = store.session_by_refresh(T, "r0").await.unwrap().unwrap();
+    assert_eq!(first.assurance, Assurance::password(), "as the sign-up stored it");
+    let id = sign_in_with(&store, cy.id, "s0", Assurance::phone_code()).await;
+    let live = store.live_session(T, cy.id, id, NOW).await.unwrap().unwrap();
+    assert_eq!(live.assurance, Assurance::phone_code());
+    let Rotation::Rotated { session, .. } = rotate(&store, "s0", "s1", NOW + 1, 10, MAX_AGE).await.unwrap() else {
+        panic!("a live token rotates");
+    };
+    assert_eq!((session.id, &session.assurance), (id, &Assurance::phone_code()));
+    let Rotation::WithinGrace { session, .. } = rotate(&store, "s0", "s1", NOW + 2, 10, MAX_AGE).await.unwrap() else {
+        panic!("within the grace window");
+    };
+    assert_eq!(session.assurance, Assurance::phone_code());
+    let listed = store.list_sessions(T, cy.id, NOW).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.id == id && s.assurance == Assurance::phone_code())
+    );
+}
+
+pub(super) async fn setting_a_sessions_assurance_is_a_compare_and_set(store: Arc<dyn Store>) {
+    let cy = signed_up(&store, "cy@example.com", None).await;
+    let other = signed_up(&store, "di@example.com", None).await;
+    let id = sign_in_with(&store, cy.id, "s0", Assurance::password()).await;
+    let raised = Assurance::password().stepped_up([Amr::Otp]);
+    let step_up = |from: Assurance, to: Assurance, user: Uuid, session: Uuid, at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .set_session_assurance(T, user, session, from, to, at, Some(audit("login", Some(user))))
+                .await
+                .unwrap()
+        }
+    };
+    let logins = audit_count(&store, "login").await;
+    assert!(
+        !step_up(Assurance::password(), raised.clone(), other.id, id, NOW).await,
+        "not the user's session"
+    );
+    assert!(
+        !step_up(Assurance::phone_code(), raised.clone(), cy.id, id, NOW).await,
+        "not at the expected assurance"
+    );
+    assert_eq!(audit_count(&store, "login").await, logins, "no audit without a change");
+    assert!(step_up(Assurance::password(), raised.clone(), cy.id, id, NOW).await);
+    assert_eq!(
+        audit_count(&store, "login").await,
+        logins + 1,
+        "the audit row lands with it"
+    );
+    assert!(
+        !step_up(Assurance::password(), raised.clone(), cy.id, id, NOW).await,
+        "a stale read loses"
+    );
+    let live = store.live_session(T, cy.id, id, NOW).await.unwrap().unwrap();
+    assert_eq!(live.assurance, raised);
+    assert_eq!(live.assurance.aal, Aal::Two);
+
+    // Every later refresh keeps it.
+    let Rotation::Rotated { session, .. } = rotate(&store, "s0", "s1", NOW + 1, 10, MAX_AGE).await.unwrap() else {
+        panic!("a live token rotates");
+    };
+    assert_eq!(session.assurance, raised);
+
+    // Only a live session is raised or read.
+    assert!(
+        store.live_session(T, cy.id, id, NOW + 7200).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(
+        !step_up(raised.clone(), raised.clone(), cy.id, id, NOW + 7200).await,
+        "expired"
+    );
+    assert!(store.revoke_session(T, cy.id, id, NOW + 2, None).await.unwrap());
+    assert!(store.live_session(T, cy.id, id, NOW + 2).await.unwrap().is_none());
+    assert!(!step_up(raised.clone(), raised.clone(), cy.id, id, NOW + 2).await);
+    assert!(store.live_session(T, other.id, id, NOW).await.unwrap().is_none());
+}
+
+pub(super) async fn concurrent_step_ups_of_one_session_have_one_winner(store: Arc<dyn Store>) {
+    let cy = signed_up(&store, "cy@example.com", None).await;
+    let id = sign_in_with(&store, cy.id, "s0", Assurance::password()).await;
+    let mut tasks = Vec::new();
+    for method in [Amr::Otp, Amr::Hwk, Amr::Swk, Amr::Otp, Amr::Hwk, Amr::Swk] {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let to = Assurance::password().stepped_up([method]);
+            store
+                .set_session_assurance(T, cy.id, id, Assurance::password(), to, NOW, None)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1, "every other one read a stale assurance");
+    let live = store.live_session(T, cy.id, id, NOW).await.unwrap().unwrap();
+    assert_eq!(live.assurance.aal, Aal::Two);
+}
