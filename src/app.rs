@@ -21,6 +21,7 @@ use crate::crypto::password::{Argon2Params, PasswordHasher};
 use crate::crypto::tokens::random_token;
 use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
+use crate::service::accounts::Accounts;
 use crate::service::address::Address;
 use crate::service::audit::AuditLog;
 use crate::service::codes::Codes;
@@ -38,6 +39,7 @@ use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
+use crate::service::site::sessions::SiteSessions;
 use crate::service::tenants::Tenants;
 use crate::state::{AppState, Keys};
 use crate::store::Store;
@@ -290,6 +292,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let refresh_key = Arc::new(refresh_key);
     let keyring = Keys::new(keyring);
     let notifier = Notifier::new(&config, store.clone(), clock.clone());
+    let metrics = Arc::new(Metrics::default());
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
     let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
@@ -381,6 +384,35 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         tenants,
         config.signup.enabled,
     );
+    let accounts = Arc::new(Accounts::new(
+        store.clone(),
+        clock.clone(),
+        passwords.clone(),
+        policy.clone(),
+        metrics.clone(),
+        limits.clone(),
+        settings.clone(),
+        sessions.clone(),
+        devices.clone(),
+        deny.clone(),
+        address.clone(),
+        recovery.clone(),
+        config.rate_limit.clone(),
+        config.signup.require_email_verification,
+    ));
+    let site_sessions = Arc::new(SiteSessions::new(
+        store.clone(),
+        cache.clone(),
+        clock.clone(),
+        metrics.clone(),
+        config.admin.clone(),
+        config.jwt.issuer.clone(),
+        accounts.clone(),
+        sessions.clone(),
+        rbac.clone(),
+        devices.clone(),
+        tenants_service.clone(),
+    ));
     let state = AppState {
         tenants: tenants_service,
         config,
@@ -390,7 +422,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         policy,
         keys: keyring,
         clock,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         notifier,
         refresh_key: refresh_key.clone(),
         deny,
@@ -399,10 +431,12 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         settings,
         otp,
         address,
+        accounts,
         recovery,
         directory,
         site_dashboard,
         site_messages,
+        site_sessions,
         roles,
         audit,
         signing_keys,
