@@ -24,6 +24,7 @@ use crate::notify::Notifier;
 use crate::service::accounts::Accounts;
 use crate::service::address::Address;
 use crate::service::audit::AuditLog;
+use crate::service::code_flows::CodeFlows;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
@@ -337,11 +338,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.otp.clone(),
         config.signup.require_email_verification,
     );
-    let address = Address::new(
-        store.clone(),
-        cache.clone(),
-        clock.clone(),
-        passwords.clone(),
+    let code_flows = Arc::new(CodeFlows::new(
         notifier.clone(),
         limits.clone(),
         codes.clone(),
@@ -350,20 +347,20 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         sessions.clone(),
         config.rate_limit.clone(),
         config.otp.clone(),
+    ));
+    let address = Address::new(
+        store.clone(),
+        cache.clone(),
+        clock.clone(),
+        passwords.clone(),
+        code_flows.clone(),
     );
     let recovery = Recovery::new(
         store.clone(),
         clock.clone(),
         passwords.clone(),
         policy.clone(),
-        notifier.clone(),
-        limits.clone(),
-        codes.clone(),
-        otp.clone(),
-        proof.clone(),
-        sessions.clone(),
-        config.rate_limit.clone(),
-        config.otp.clone(),
+        code_flows,
     );
     let directory = Directory::new(
         store.clone(),
