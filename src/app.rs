@@ -22,9 +22,11 @@ use crate::crypto::tokens::random_token;
 use crate::crypto::{FACTOR_SECRET_NAME, FactorKeys};
 use crate::domain::PasswordPolicy;
 use crate::notify::Notifier;
+use crate::service::accounts::Accounts;
 use crate::service::address::Address;
 use crate::service::audit::AuditLog;
 use crate::service::challenges::Challenges;
+use crate::service::code_flows::CodeFlows;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
@@ -40,6 +42,7 @@ use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
+use crate::service::site::sessions::SiteSessions;
 use crate::service::tenants::Tenants;
 use crate::state::{AppState, Keys};
 use crate::store::Store;
@@ -296,6 +299,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let factor_keys = Arc::new(FactorKeys::derive(&factor_secret));
     let keyring = Keys::new(keyring);
     let notifier = Notifier::new(&config, store.clone(), clock.clone());
+    let metrics = Arc::new(Metrics::default());
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
     let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
@@ -341,11 +345,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.otp.clone(),
         config.signup.require_email_verification,
     );
-    let address = Address::new(
-        store.clone(),
-        cache.clone(),
-        clock.clone(),
-        passwords.clone(),
+    let code_flows = Arc::new(CodeFlows::new(
         notifier.clone(),
         limits.clone(),
         codes.clone(),
@@ -354,20 +354,20 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         sessions.clone(),
         config.rate_limit.clone(),
         config.otp.clone(),
+    ));
+    let address = Address::new(
+        store.clone(),
+        cache.clone(),
+        clock.clone(),
+        passwords.clone(),
+        code_flows.clone(),
     );
     let recovery = Recovery::new(
         store.clone(),
         clock.clone(),
         passwords.clone(),
         policy.clone(),
-        notifier.clone(),
-        limits.clone(),
-        codes.clone(),
-        otp.clone(),
-        proof.clone(),
-        sessions.clone(),
-        config.rate_limit.clone(),
-        config.otp.clone(),
+        code_flows,
     );
     let directory = Directory::new(
         store.clone(),
@@ -388,6 +388,35 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         tenants,
         config.signup.enabled,
     );
+    let accounts = Arc::new(Accounts::new(
+        store.clone(),
+        clock.clone(),
+        passwords.clone(),
+        policy.clone(),
+        metrics.clone(),
+        limits.clone(),
+        settings.clone(),
+        sessions.clone(),
+        devices.clone(),
+        deny.clone(),
+        address.clone(),
+        recovery.clone(),
+        config.rate_limit.clone(),
+        config.signup.require_email_verification,
+    ));
+    let site_sessions = Arc::new(SiteSessions::new(
+        store.clone(),
+        cache.clone(),
+        clock.clone(),
+        metrics.clone(),
+        config.admin.clone(),
+        config.jwt.issuer.clone(),
+        accounts.clone(),
+        sessions.clone(),
+        rbac.clone(),
+        devices.clone(),
+        tenants_service.clone(),
+    ));
     let state = AppState {
         tenants: tenants_service,
         config,
@@ -397,7 +426,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         policy,
         keys: keyring,
         clock,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         notifier,
         refresh_key: refresh_key.clone(),
         factor_keys,
@@ -407,10 +436,12 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         settings,
         otp,
         address,
+        accounts,
         recovery,
         directory,
         site_dashboard,
         site_messages,
+        site_sessions,
         roles,
         audit,
         signing_keys,

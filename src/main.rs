@@ -162,7 +162,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let password = read_password(password_stdin)?;
             runtime.block_on(async {
                 let state = forge::app::build_state(config, forge::clock::Clock::system()).await?;
-                forge::service::accounts::create_admin(&state, &tenant, email.clone(), password)
+                state
+                    .accounts
+                    .create_admin(&tenant, email.clone(), password)
                     .await
                     .map_err(|e| match e {
                         forge::error::AppError::Validation { fields, .. } => Failure::usage(format!(
@@ -271,12 +273,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let app = forge::Application::build(config).await?;
-    forge::service::accounts::bootstrap_admin(
-        app.state(),
-        std::env::var("FORGE_ADMIN_EMAIL").ok(),
-        std::env::var("FORGE_ADMIN_PASSWORD").ok(),
-    )
-    .await?;
+    app.state()
+        .accounts
+        .bootstrap_admin(
+            std::env::var("FORGE_ADMIN_EMAIL").ok(),
+            std::env::var("FORGE_ADMIN_PASSWORD").ok(),
+        )
+        .await?;
     println!("forge listening on http://{}", app.local_addr());
     app.run_until_stopped(forge::app::shutdown_signal()).await?;
     tracing::info!("stopped");

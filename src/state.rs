@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::crypto::jwt::{AccessClaims, Keyring};
 use crate::crypto::password::PasswordHasher;
 use crate::domain::PasswordPolicy;
+use crate::service::accounts::Accounts;
 use crate::service::address::Address;
 use crate::service::audit::AuditLog;
 use crate::service::challenges::Challenges;
@@ -29,6 +30,7 @@ use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
+use crate::service::site::sessions::SiteSessions;
 use crate::service::tenants::Tenants;
 use crate::store::{Store, Tenant};
 use crate::telemetry::metrics::Metrics;
@@ -58,10 +60,14 @@ pub struct AppState {
     pub settings: Settings,
     pub otp: Otp,
     pub address: Address,
+    /// Behind an `Arc`, like `site_sessions`: both hold several other
+    /// services by value, and the state is cloned into every request.
+    pub accounts: Arc<Accounts>,
     pub recovery: Recovery,
     pub directory: Directory,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
+    pub site_sessions: Arc<SiteSessions>,
     pub roles: Roles,
     pub audit: AuditLog,
     pub signing_keys: SigningKeys,

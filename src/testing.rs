@@ -251,14 +251,15 @@ impl TestServer {
     /// Creates an administrator of the default tenant and signs them in.
     pub async fn admin(&self, email: &str, password: &str) -> Value {
         let email_parsed = crate::domain::Email::parse(email).expect("admin email");
-        crate::service::accounts::create_admin(
-            &self.state,
-            &crate::domain::TenantSlug::default_tenant(),
-            email_parsed,
-            crate::secret::Secret::new(password),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("cannot create admin {email}: {e}"));
+        self.state
+            .accounts
+            .create_admin(
+                &crate::domain::TenantSlug::default_tenant(),
+                email_parsed,
+                crate::secret::Secret::new(password),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot create admin {email}: {e}"));
         self.login(email, password).await
     }
 

@@ -240,9 +240,7 @@ where
                 .and_then(|s| TenantSlug::parse(s.trim()).ok())
                 .ok_or_else(unknown)?,
         };
-        let tenant = crate::service::accounts::tenant(&app, slug.as_str())
-            .await?
-            .ok_or_else(unknown)?;
+        let tenant = app.sessions.tenant(slug.as_str()).await?.ok_or_else(unknown)?;
         Ok(CurrentTenant(tenant))
     }
 }

@@ -13,17 +13,21 @@ use uuid::Uuid;
 use super::limits::ip_key;
 use super::{RequestMeta, off_runtime, sessions};
 use crate::cache::RateBucket;
-use crate::crypto::password::Verification;
+use crate::clock::Clock;
+use crate::config::RateLimitConfig;
+use crate::crypto::password::{PasswordHasher, Verification};
 use crate::domain::{AuditEvent, Email, Identifier, PasswordPolicy, Phone, RoleName, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
-use crate::state::AppState;
+use crate::service::address::Address;
+use crate::service::denylist::DenyList;
+use crate::service::devices::Devices;
+use crate::service::limits::Limits;
+use crate::service::recovery::Recovery;
+use crate::service::sessions::Sessions;
+use crate::service::settings::Settings;
 use crate::store::{NewUser, SignIn, Store, StoreError, Tenant, User, UserPatch};
-
-/// Resolves a tenant slug, through the tenant cache of [`sessions::Sessions`].
-pub async fn tenant(state: &AppState, slug: &str) -> AppResult<Option<Tenant>> {
-    state.sessions.tenant(slug).await
-}
+use crate::telemetry::metrics::Metrics;
 
 /// Checks the password policy off the runtime (zxcvbn takes milliseconds).
 #[tracing::instrument(skip_all)]
@@ -66,58 +70,6 @@ pub enum SignedUp {
     PendingVerification(User),
 }
 
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-pub async fn signup(state: &AppState, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
-    state
-        .limits
-        .spend(
-            RateBucket::SignupIp,
-            &ip_key(meta.ip.as_deref()),
-            state.config.rate_limit.signup_per_ip,
-        )
-        .await?;
-    // The tenant's own policy (its default follows `signup.enabled`).
-    state
-        .settings
-        .check_signup(tenant, &Identifier::Email(input.email.clone()))
-        .await?;
-    check_password(&state.policy, &input.password, hint_inputs(Some(&input.email))).await?;
-    let hash = state
-        .passwords
-        .hash(&input.password)
-        .await
-        .map_err(AppError::internal)?;
-    let hold_back = state.config.signup.require_email_verification;
-    let (session, refresh) = state.sessions.new_session(meta);
-    let user_id = Uuid::now_v7();
-    let now = state.clock.now();
-    let user = state
-        .store
-        .create_user(
-            NewUser {
-                id: user_id,
-                tenant_id: tenant.id,
-                email: Some(input.email),
-                email_verified: false,
-                phone: input.phone,
-                phone_verified: false,
-                password_hash: Some(hash),
-                metadata: input.metadata,
-                roles: vec![],
-                now,
-            },
-            (!hold_back).then(|| session.clone()),
-            meta.audit(tenant.id, now, AuditEvent::Signup, Some(user_id), Some(user_id)),
-        )
-        .await?;
-    if hold_back {
-        state.recovery.send_verification(tenant, &user).await?;
-        return Ok(SignedUp::PendingVerification(user));
-    }
-    let tokens = state.sessions.tokens_for(&user, session.id, tenant, refresh)?;
-    Ok(SignedUp::WithTokens(user, tokens))
-}
-
 /// A password proven for a sign-in: the user, and whether the stored hash
 /// uses outdated parameters.
 pub struct ProvenPassword {
@@ -125,132 +77,9 @@ pub struct ProvenPassword {
     pub needs_rehash: bool,
 }
 
-/// The one password check of every sign-in (API and admin site): the per-IP
-/// budget, the failure throttle (per account whatever the address, or per
-/// device for a request carrying a valid device token of this account, see
-/// [`super::devices`]), one argon2 verification
-/// whether or not the account exists (`tenant: None`, an unknown tenant, is
-/// a failure like any other), the `login_failed` audit row, and the answers
-/// only a caller who proved the password may see (disabled, unverified).
-/// `tenant_key` names the tenant in the throttle keys. `via` tags the audit.
-#[tracing::instrument(skip_all, fields(tenant_id = ?tenant.map(|t| t.id), via = via))]
-pub async fn check_password_sign_in(
-    state: &AppState,
-    tenant: Option<&Tenant>,
-    tenant_key: &str,
-    identifier: &Identifier,
-    password: &Secret,
-    meta: &RequestMeta,
-    via: &'static str,
-) -> AppResult<ProvenPassword> {
-    let rl = &state.config.rate_limit;
-    let ip = ip_key(meta.ip.as_deref());
-    state.limits.spend(RateBucket::LoginIp, &ip, rl.login_per_ip).await?;
-    let found = match tenant {
-        Some(t) => state.store.find_for_login(t.id, identifier).await?,
-        None => None,
-    };
-    // Failures count per account from every address (NIST SP 800-63B
-    // 5.2.2): by user id, so email and phone share one budget, or by the
-    // name tried when there is no such account, which then locks the same
-    // way. A valid device token of this account swaps in the device's own
-    // budget, so the account's lockout never locks its owner out.
-    let device = match (tenant, &found, meta.device_token.as_deref()) {
-        (Some(t), Some((user, _)), Some(token)) => state.devices.verify(token, t.id, user.id),
-        _ => None,
-    };
-    let (bucket, failure_key, budget) = match (&device, &found) {
-        (Some(device), _) => (
-            RateBucket::LoginFailDevice,
-            device.to_string(),
-            rl.login_failures_per_device,
-        ),
-        (None, Some((user, _))) => (
-            RateBucket::LoginFail,
-            user.id.to_string(),
-            rl.login_failures_per_account,
-        ),
-        (None, None) => (
-            RateBucket::LoginFail,
-            format!("{tenant_key}:{}", identifier.as_str()),
-            rl.login_failures_per_account,
-        ),
-    };
-    state.limits.check_failures(bucket, &failure_key, budget).await?;
-    let stored_hash = found.as_ref().and_then(|(_, h)| h.as_deref());
-    let verification = state
-        .passwords
-        .verify(password, stored_hash)
-        .await
-        .map_err(AppError::internal)?;
-    let (user, needs_rehash) = match (found, verification) {
-        (Some((user, _)), Verification::Match { needs_rehash }) => (user, needs_rehash),
-        (found, _) => {
-            state.metrics.login("failure");
-            if let Some(tenant) = tenant {
-                let user_id = found.map(|(u, _)| u.id);
-                let mut audit = meta.audit(tenant.id, state.clock.now(), AuditEvent::LoginFailed, user_id, None);
-                audit.detail = serde_json::json!({ "method": "password", "via": via });
-                state.store.record_audit(audit).await?;
-            }
-            state.limits.record_failure(bucket, &failure_key, budget).await?;
-            return Err(AppError::invalid_credentials());
-        }
-    };
-    if user.disabled {
-        state.metrics.login("disabled");
-        return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
-    }
-    if state.config.signup.require_email_verification && user.email.is_some() && !user.email_verified {
-        state.metrics.login("unverified");
-        return Err(AppError::forbidden(
-            ErrorCode::EmailNotVerified,
-            "verify your email address before signing in",
-        ));
-    }
-    Ok(ProvenPassword { user, needs_rehash })
-}
-
-/// Password sign-in by email or phone.
-#[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-pub async fn login(
-    state: &AppState,
-    tenant: &Tenant,
-    identifier: &Identifier,
-    password: &Secret,
-    meta: &RequestMeta,
-) -> AppResult<(User, sessions::Tokens)> {
-    let ProvenPassword { user, needs_rehash } = check_password_sign_in(
-        state,
-        Some(tenant),
-        &tenant.id.to_string(),
-        identifier,
-        password,
-        meta,
-        "api",
-    )
-    .await?;
-    let now = state.clock.now();
-    let rehash = if needs_rehash {
-        Some(state.passwords.hash(password).await.map_err(AppError::internal)?)
-    } else {
-        None
-    };
-    let (session, refresh) = state.sessions.new_session(meta);
-    let mut audit = meta.audit(tenant.id, now, AuditEvent::Login, Some(user.id), Some(user.id));
-    audit.detail = serde_json::json!({ "method": "password", "session_id": session.id });
-    let sign_in = SignIn {
-        session: session.clone(),
-        rehash,
-        verified: None,
-    };
-    let user = state.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
-    state.metrics.login("success");
-    let mut tokens = state.sessions.tokens_for(&user, session.id, tenant, refresh)?;
-    tokens.device_token = Some(state.devices.issue(tenant.id, user.id));
-    Ok((user, tokens))
-}
-
+/// The caller's own account, read afresh. A free function over the store
+/// alone: address changes and recovery read it too. An account deleted since
+/// the token was issued answers like a bad token.
 #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
 pub async fn me(store: &dyn Store, principal: &sessions::Principal) -> AppResult<User> {
     store
@@ -278,169 +107,383 @@ pub struct ProfileUpdate {
     pub pending_phone: Option<Phone>,
 }
 
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
-pub async fn update_me(
-    state: &AppState,
-    principal: &sessions::Principal,
-    change: ProfileChange,
-    meta: &RequestMeta,
-) -> AppResult<ProfileUpdate> {
-    let tenant = &principal.tenant;
-    let current = me(state.store.as_ref(), principal).await?;
-    let new_email = change.email.filter(|e| Some(e) != current.email.as_ref());
-    let new_phone = change.phone.filter(|p| p.as_ref() != current.phone.as_ref());
-    if new_email.is_some() || new_phone.is_some() {
-        state.address.reauthenticate(tenant, &current, &change.proof).await?;
+/// Sign-up, password sign-in, one's own profile and the creation of
+/// administrators, over the ports they touch and the services they go
+/// through (budgets, the signup policy, sessions and device tokens, address
+/// changes, the verification email, sign-outs).
+#[derive(Clone)]
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    clock: Clock,
+    passwords: PasswordHasher,
+    policy: Arc<PasswordPolicy>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    settings: Settings,
+    sessions: Sessions,
+    devices: Devices,
+    deny: DenyList,
+    address: Address,
+    recovery: Recovery,
+    rate_limit: RateLimitConfig,
+    /// `signup.require_email_verification`.
+    require_email_verification: bool,
+}
+
+impl Accounts {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        passwords: PasswordHasher,
+        policy: Arc<PasswordPolicy>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        settings: Settings,
+        sessions: Sessions,
+        devices: Devices,
+        deny: DenyList,
+        address: Address,
+        recovery: Recovery,
+        rate_limit: RateLimitConfig,
+        require_email_verification: bool,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            passwords,
+            policy,
+            metrics,
+            limits,
+            settings,
+            sessions,
+            devices,
+            deny,
+            address,
+            recovery,
+            rate_limit,
+            require_email_verification,
+        }
     }
-    let now = state.clock.now();
-    let mut patch = UserPatch {
-        now,
-        metadata: change.metadata,
-        ..Default::default()
-    };
-    let mut changed = Vec::new();
-    if patch.metadata.is_some() {
-        changed.push("metadata");
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn signup(&self, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
+        self.limits
+            .spend(
+                RateBucket::SignupIp,
+                &ip_key(meta.ip.as_deref()),
+                self.rate_limit.signup_per_ip,
+            )
+            .await?;
+        // The tenant's own policy (its default follows `signup.enabled`).
+        self.settings
+            .check_signup(tenant, &Identifier::Email(input.email.clone()))
+            .await?;
+        check_password(&self.policy, &input.password, hint_inputs(Some(&input.email))).await?;
+        let hash = self.passwords.hash(&input.password).await.map_err(AppError::internal)?;
+        let hold_back = self.require_email_verification;
+        let (session, refresh) = self.sessions.new_session(meta);
+        let user_id = Uuid::now_v7();
+        let now = self.clock.now();
+        let user = self
+            .store
+            .create_user(
+                NewUser {
+                    id: user_id,
+                    tenant_id: tenant.id,
+                    email: Some(input.email),
+                    email_verified: false,
+                    phone: input.phone,
+                    phone_verified: false,
+                    password_hash: Some(hash),
+                    metadata: input.metadata,
+                    roles: vec![],
+                    now,
+                },
+                (!hold_back).then(|| session.clone()),
+                meta.audit(tenant.id, now, AuditEvent::Signup, Some(user_id), Some(user_id)),
+            )
+            .await?;
+        if hold_back {
+            self.recovery.send_verification(tenant, &user).await?;
+            return Ok(SignedUp::PendingVerification(user));
+        }
+        let tokens = self.sessions.tokens_for(&user, session.id, tenant, refresh)?;
+        Ok(SignedUp::WithTokens(user, tokens))
     }
-    // Removing the phone needs no new proof, but must leave a way in.
-    if let Some(None) = new_phone {
-        if current.email.is_none() {
-            return Err(AppError::validation(
-                "phone",
-                "cannot remove the only address of the account",
+
+    /// The one password check of every sign-in (API and admin site): the per-IP
+    /// budget, the failure throttle (per account whatever the address, or per
+    /// device for a request carrying a valid device token of this account, see
+    /// [`super::devices`]), one argon2 verification
+    /// whether or not the account exists (`tenant: None`, an unknown tenant, is
+    /// a failure like any other), the `login_failed` audit row, and the answers
+    /// only a caller who proved the password may see (disabled, unverified).
+    /// `tenant_key` names the tenant in the throttle keys. `via` tags the audit.
+    #[tracing::instrument(skip_all, fields(tenant_id = ?tenant.map(|t| t.id), via = via))]
+    pub async fn check_password_sign_in(
+        &self,
+        tenant: Option<&Tenant>,
+        tenant_key: &str,
+        identifier: &Identifier,
+        password: &Secret,
+        meta: &RequestMeta,
+        via: &'static str,
+    ) -> AppResult<ProvenPassword> {
+        let rl = &self.rate_limit;
+        let ip = ip_key(meta.ip.as_deref());
+        self.limits.spend(RateBucket::LoginIp, &ip, rl.login_per_ip).await?;
+        let found = match tenant {
+            Some(t) => self.store.find_for_login(t.id, identifier).await?,
+            None => None,
+        };
+        // Failures count per account from every address (NIST SP 800-63B
+        // 5.2.2): by user id, so email and phone share one budget, or by the
+        // name tried when there is no such account, which then locks the same
+        // way. A valid device token of this account swaps in the device's own
+        // budget, so the account's lockout never locks its owner out.
+        let device = match (tenant, &found, meta.device_token.as_deref()) {
+            (Some(t), Some((user, _)), Some(token)) => self.devices.verify(token, t.id, user.id),
+            _ => None,
+        };
+        let (bucket, failure_key, budget) = match (&device, &found) {
+            (Some(device), _) => (
+                RateBucket::LoginFailDevice,
+                device.to_string(),
+                rl.login_failures_per_device,
+            ),
+            (None, Some((user, _))) => (
+                RateBucket::LoginFail,
+                user.id.to_string(),
+                rl.login_failures_per_account,
+            ),
+            (None, None) => (
+                RateBucket::LoginFail,
+                format!("{tenant_key}:{}", identifier.as_str()),
+                rl.login_failures_per_account,
+            ),
+        };
+        self.limits.check_failures(bucket, &failure_key, budget).await?;
+        let stored_hash = found.as_ref().and_then(|(_, h)| h.as_deref());
+        let verification = self
+            .passwords
+            .verify(password, stored_hash)
+            .await
+            .map_err(AppError::internal)?;
+        let (user, needs_rehash) = match (found, verification) {
+            (Some((user, _)), Verification::Match { needs_rehash }) => (user, needs_rehash),
+            (found, _) => {
+                self.metrics.login("failure");
+                if let Some(tenant) = tenant {
+                    let user_id = found.map(|(u, _)| u.id);
+                    let mut audit = meta.audit(tenant.id, self.clock.now(), AuditEvent::LoginFailed, user_id, None);
+                    audit.detail = serde_json::json!({ "method": "password", "via": via });
+                    self.store.record_audit(audit).await?;
+                }
+                self.limits.record_failure(bucket, &failure_key, budget).await?;
+                return Err(AppError::invalid_credentials());
+            }
+        };
+        if user.disabled {
+            self.metrics.login("disabled");
+            return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
+        }
+        if self.require_email_verification && user.email.is_some() && !user.email_verified {
+            self.metrics.login("unverified");
+            return Err(AppError::forbidden(
+                ErrorCode::EmailNotVerified,
+                "verify your email address before signing in",
             ));
         }
-        patch.phone = Some(None);
-        patch.phone_verified = Some(false);
-        changed.push("phone");
+        Ok(ProvenPassword { user, needs_rehash })
     }
-    let user = if changed.is_empty() {
-        current
-    } else {
-        let mut audit = meta.audit(
-            tenant.id,
+
+    /// Password sign-in by email or phone.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn login(
+        &self,
+        tenant: &Tenant,
+        identifier: &Identifier,
+        password: &Secret,
+        meta: &RequestMeta,
+    ) -> AppResult<(User, sessions::Tokens)> {
+        let ProvenPassword { user, needs_rehash } = self
+            .check_password_sign_in(Some(tenant), &tenant.id.to_string(), identifier, password, meta, "api")
+            .await?;
+        let now = self.clock.now();
+        let rehash = if needs_rehash {
+            Some(self.passwords.hash(password).await.map_err(AppError::internal)?)
+        } else {
+            None
+        };
+        let (session, refresh) = self.sessions.new_session(meta);
+        let mut audit = meta.audit(tenant.id, now, AuditEvent::Login, Some(user.id), Some(user.id));
+        audit.detail = serde_json::json!({ "method": "password", "session_id": session.id });
+        let sign_in = SignIn {
+            session: session.clone(),
+            rehash,
+            verified: None,
+        };
+        let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
+        self.metrics.login("success");
+        let mut tokens = self.sessions.tokens_for(&user, session.id, tenant, refresh)?;
+        tokens.device_token = Some(self.devices.issue(tenant.id, user.id));
+        Ok((user, tokens))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
+    pub async fn update_me(
+        &self,
+        principal: &sessions::Principal,
+        change: ProfileChange,
+        meta: &RequestMeta,
+    ) -> AppResult<ProfileUpdate> {
+        let tenant = &principal.tenant;
+        let current = me(self.store.as_ref(), principal).await?;
+        let new_email = change.email.filter(|e| Some(e) != current.email.as_ref());
+        let new_phone = change.phone.filter(|p| p.as_ref() != current.phone.as_ref());
+        if new_email.is_some() || new_phone.is_some() {
+            self.address.reauthenticate(tenant, &current, &change.proof).await?;
+        }
+        let now = self.clock.now();
+        let mut patch = UserPatch {
             now,
-            AuditEvent::UserUpdated,
+            metadata: change.metadata,
+            ..Default::default()
+        };
+        let mut changed = Vec::new();
+        if patch.metadata.is_some() {
+            changed.push("metadata");
+        }
+        // Removing the phone needs no new proof, but must leave a way in.
+        if let Some(None) = new_phone {
+            if current.email.is_none() {
+                return Err(AppError::validation(
+                    "phone",
+                    "cannot remove the only address of the account",
+                ));
+            }
+            patch.phone = Some(None);
+            patch.phone_verified = Some(false);
+            changed.push("phone");
+        }
+        let user = if changed.is_empty() {
+            current
+        } else {
+            let mut audit = meta.audit(
+                tenant.id,
+                now,
+                AuditEvent::UserUpdated,
+                Some(principal.user_id),
+                Some(principal.user_id),
+            );
+            audit.detail = serde_json::json!({ "fields": changed });
+            self.store
+                .update_user(tenant.id, principal.user_id, patch, audit)
+                .await?
+        };
+        if let Some(email) = &new_email {
+            self.address
+                .start(tenant, &user, &Identifier::Email(email.clone()), meta)
+                .await?;
+        }
+        if let Some(Some(phone)) = &new_phone {
+            self.address
+                .start(tenant, &user, &Identifier::Phone(phone.clone()), meta)
+                .await?;
+        }
+        Ok(ProfileUpdate {
+            user,
+            pending_email: new_email,
+            pending_phone: new_phone.flatten(),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
+    pub async fn delete_me(&self, principal: &sessions::Principal, meta: &RequestMeta) -> AppResult<()> {
+        let audit = meta.audit(
+            principal.tenant.id,
+            self.clock.now(),
+            AuditEvent::UserDeleted,
             Some(principal.user_id),
             Some(principal.user_id),
         );
-        audit.detail = serde_json::json!({ "fields": changed });
-        state
+        let sessions = self
             .store
-            .update_user(tenant.id, principal.user_id, patch, audit)
+            .delete_user(principal.tenant.id, principal.user_id, audit)
+            .await?;
+        self.deny.deny_sessions(&sessions).await?;
+        self.deny.deny_user(principal.user_id).await?;
+        Ok(())
+    }
+
+    /// Creates an administrator of `tenant` (CLI `forge admin create`, first-start
+    /// bootstrap). The password must pass the policy like anyone else's.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant_slug.as_str()))]
+    pub async fn create_admin(&self, tenant_slug: &TenantSlug, email: Email, password: Secret) -> AppResult<User> {
+        let tenant = self
+            .sessions
+            .tenant(tenant_slug.as_str())
             .await?
-    };
-    if let Some(email) = &new_email {
-        state
-            .address
-            .start(tenant, &user, &Identifier::Email(email.clone()), meta)
-            .await?;
+            .ok_or_else(|| AppError::NotFound {
+                code: ErrorCode::UnknownTenant,
+                message: format!("no tenant {tenant_slug}"),
+            })?;
+        check_password(&self.policy, &password, hint_inputs(Some(&email))).await?;
+        let hash = self.passwords.hash(&password).await.map_err(AppError::internal)?;
+        let now = self.clock.now();
+        let id = Uuid::now_v7();
+        let mut audit = RequestMeta::default().audit(tenant.id, now, AuditEvent::RoleAssigned, Some(id), None);
+        audit.detail = serde_json::json!({ "role": RoleName::ADMIN, "via": "cli" });
+        self.store
+            .create_user(
+                NewUser {
+                    id,
+                    tenant_id: tenant.id,
+                    email: Some(email),
+                    email_verified: true,
+                    phone: None,
+                    phone_verified: false,
+                    password_hash: Some(hash),
+                    metadata: serde_json::json!({}),
+                    roles: vec![RoleName::admin()],
+                    now,
+                },
+                None,
+                audit,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => AppError::internal(anyhow::anyhow!("tenant {tenant_slug} has no admin role")),
+                other => other.into(),
+            })
     }
-    if let Some(Some(phone)) = &new_phone {
-        state
-            .address
-            .start(tenant, &user, &Identifier::Phone(phone.clone()), meta)
-            .await?;
-    }
-    Ok(ProfileUpdate {
-        user,
-        pending_email: new_email,
-        pending_phone: new_phone.flatten(),
-    })
-}
 
-#[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
-pub async fn delete_me(state: &AppState, principal: &sessions::Principal, meta: &RequestMeta) -> AppResult<()> {
-    let audit = meta.audit(
-        principal.tenant.id,
-        state.clock.now(),
-        AuditEvent::UserDeleted,
-        Some(principal.user_id),
-        Some(principal.user_id),
-    );
-    let sessions = state
-        .store
-        .delete_user(principal.tenant.id, principal.user_id, audit)
-        .await?;
-    state.deny.deny_sessions(&sessions).await?;
-    state.deny.deny_user(principal.user_id).await?;
-    Ok(())
-}
-
-/// Creates an administrator of `tenant` (CLI `forge admin create`, first-start
-/// bootstrap). The password must pass the policy like anyone else's.
-#[tracing::instrument(skip_all, fields(tenant = %tenant_slug.as_str()))]
-pub async fn create_admin(
-    state: &AppState,
-    tenant_slug: &TenantSlug,
-    email: Email,
-    password: Secret,
-) -> AppResult<User> {
-    let tenant = tenant(state, tenant_slug.as_str())
-        .await?
-        .ok_or_else(|| AppError::NotFound {
-            code: ErrorCode::UnknownTenant,
-            message: format!("no tenant {tenant_slug}"),
-        })?;
-    check_password(&state.policy, &password, hint_inputs(Some(&email))).await?;
-    let hash = state.passwords.hash(&password).await.map_err(AppError::internal)?;
-    let now = state.clock.now();
-    let id = Uuid::now_v7();
-    let mut audit = RequestMeta::default().audit(tenant.id, now, AuditEvent::RoleAssigned, Some(id), None);
-    audit.detail = serde_json::json!({ "role": RoleName::ADMIN, "via": "cli" });
-    state
-        .store
-        .create_user(
-            NewUser {
-                id,
-                tenant_id: tenant.id,
-                email: Some(email),
-                email_verified: true,
-                phone: None,
-                phone_verified: false,
-                password_hash: Some(hash),
-                metadata: serde_json::json!({}),
-                roles: vec![RoleName::admin()],
-                now,
-            },
-            None,
-            audit,
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => AppError::internal(anyhow::anyhow!("tenant {tenant_slug} has no admin role")),
-            other => other.into(),
-        })
-}
-
-/// First start: with an empty user table and `FORGE_ADMIN_EMAIL` /
-/// `FORGE_ADMIN_PASSWORD` set, creates the operator account.
-#[tracing::instrument(skip_all)]
-pub async fn bootstrap_admin(state: &AppState, email: Option<String>, password: Option<String>) -> anyhow::Result<()> {
-    let (Some(email), Some(password)) = (email, password) else {
-        return Ok(());
-    };
-    if state.store.count_users().await? > 0 {
-        return Ok(());
-    }
-    let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("FORGE_ADMIN_EMAIL {e}"))?;
-    match create_admin(
-        state,
-        &TenantSlug::default_tenant(),
-        email.clone(),
-        Secret::new(password),
-    )
-    .await
-    {
-        Ok(_) => {
-            tracing::info!(email = %email, "created the first administrator");
-            Ok(())
+    /// First start: with an empty user table and `FORGE_ADMIN_EMAIL` /
+    /// `FORGE_ADMIN_PASSWORD` set, creates the operator account.
+    #[tracing::instrument(skip_all)]
+    pub async fn bootstrap_admin(&self, email: Option<String>, password: Option<String>) -> anyhow::Result<()> {
+        let (Some(email), Some(password)) = (email, password) else {
+            return Ok(());
+        };
+        if self.store.count_users().await? > 0 {
+            return Ok(());
         }
-        Err(AppError::Validation { fields, .. }) => Err(anyhow::anyhow!(
-            "FORGE_ADMIN_PASSWORD is not accepted: {}",
-            fields.values().cloned().collect::<Vec<_>>().join(", ")
-        )),
-        Err(AppError::Conflict { .. }) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("cannot create the first administrator: {e}")),
+        let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("FORGE_ADMIN_EMAIL {e}"))?;
+        match self
+            .create_admin(&TenantSlug::default_tenant(), email.clone(), Secret::new(password))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(email = %email, "created the first administrator");
+                Ok(())
+            }
+            Err(AppError::Validation { fields, .. }) => Err(anyhow::anyhow!(
+                "FORGE_ADMIN_PASSWORD is not accepted: {}",
+                fields.values().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            Err(AppError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("cannot create the first administrator: {e}")),
+        }
     }
 }

@@ -15,25 +15,19 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::code_flows::{CodeFlows, invalid_code};
 use super::codes::{Check, Purpose};
-use super::limits::ip_key;
 use super::recovery::RECOVERY_CODE_TTL;
 use super::{RequestMeta, accounts, proof, sessions};
 use crate::cache::Cache;
 use crate::cache::{CacheKey, RateBucket};
 use crate::clock::Clock;
-use crate::config::{OtpConfig, RateLimitConfig};
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::password::Verification;
 use crate::domain::{AuditEvent, Email, Identifier, Phone};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::notify::{MessageKind, Notifier, Recipient};
+use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
-use crate::service::codes::Codes;
-use crate::service::limits::Limits;
-use crate::service::otp::Otp;
-use crate::service::proof::Proof;
-use crate::service::sessions::Sessions;
 use crate::store::{IdentifierKind, Store, StoreError, Tenant, User, UserPatch};
 
 /// The proof a caller offers that they are the account's owner.
@@ -48,10 +42,6 @@ fn reauthentication_required() -> AppError {
         ErrorCode::ReauthenticationRequired,
         "changing how you sign in needs your current password (or a code from POST /v1/auth/reauthenticate)",
     )
-}
-
-fn invalid_code() -> AppError {
-    AppError::bad_request(ErrorCode::InvalidCode, "the code is wrong or expired")
 }
 
 /// The address a reauthentication code goes to: the proven email, else the
@@ -76,54 +66,32 @@ fn code_subject(user_id: Uuid, address: &str) -> String {
     format!("{user_id}:{address}")
 }
 
-/// Address changes and reauthentication over the ports they touch and the
-/// services they go through (the resend cooldown, the proof rules, the
-/// sign-out of other sessions).
+/// Address changes and reauthentication over the ports they touch (the
+/// cache keeps a pending change) and the code flows they go through (the
+/// resend cooldown, the proof rules, the sign-out of other sessions).
 #[derive(Clone)]
 pub struct Address {
     store: Arc<dyn Store>,
     cache: Arc<dyn Cache>,
     clock: Clock,
     passwords: PasswordHasher,
-    notifier: Notifier,
-    limits: Limits,
-    codes: Codes,
-    otp: Otp,
-    proof: Proof,
-    sessions: Sessions,
-    rate_limit: RateLimitConfig,
-    otp_config: OtpConfig,
+    flows: Arc<CodeFlows>,
 }
 
 impl Address {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         cache: Arc<dyn Cache>,
         clock: Clock,
         passwords: PasswordHasher,
-        notifier: Notifier,
-        limits: Limits,
-        codes: Codes,
-        otp: Otp,
-        proof: Proof,
-        sessions: Sessions,
-        rate_limit: RateLimitConfig,
-        otp_config: OtpConfig,
+        flows: Arc<CodeFlows>,
     ) -> Self {
         Self {
             store,
             cache,
             clock,
             passwords,
-            notifier,
-            limits,
-            codes,
-            otp,
-            proof,
-            sessions,
-            rate_limit,
-            otp_config,
+            flows,
         }
     }
 
@@ -138,22 +106,26 @@ impl Address {
                 "the account has no verified email or phone to send a code to",
             ));
         };
-        let rl = &self.rate_limit;
-        self.limits
-            .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
-            .await?;
-        self.otp.cooldown(tenant, to.as_str()).await?;
+        self.flows.before_send(tenant, to.as_str(), meta).await?;
         let code = self
+            .flows
             .codes
             .issue(
                 Purpose::Reauthentication,
                 tenant.id,
                 &user.id.to_string(),
-                self.otp_config.ttl,
+                self.flows.otp_config.ttl,
             )
             .await?;
-        self.notifier
-            .send(tenant.id, recipient(&to), MessageKind::Otp, &code, self.otp_config.ttl)
+        self.flows
+            .notifier
+            .send(
+                tenant.id,
+                recipient(&to),
+                MessageKind::Otp,
+                &code,
+                self.flows.otp_config.ttl,
+            )
             .await?;
         Ok(())
     }
@@ -164,11 +136,14 @@ impl Address {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
     pub async fn reauthenticate(&self, tenant: &Tenant, user: &User, proof: &Reauthentication) -> AppResult<()> {
         let stored = self.store.password_hash(tenant.id, user.id).await?;
-        let rate = self.rate_limit.login_failures_per_account;
+        let rate = self.flows.rate_limit.login_failures_per_account;
         let key = format!("{}:{}", tenant.id, user.id);
         match (stored, &proof.current_password, &proof.code) {
             (Some(hash), Some(password), _) => {
-                self.limits.check_failures(RateBucket::ReauthFail, &key, rate).await?;
+                self.flows
+                    .limits
+                    .check_failures(RateBucket::ReauthFail, &key, rate)
+                    .await?;
                 match self
                     .passwords
                     .verify(password, Some(&hash))
@@ -177,13 +152,17 @@ impl Address {
                 {
                     Verification::Match { .. } => Ok(()),
                     Verification::Mismatch => {
-                        self.limits.record_failure(RateBucket::ReauthFail, &key, rate).await?;
+                        self.flows
+                            .limits
+                            .record_failure(RateBucket::ReauthFail, &key, rate)
+                            .await?;
                         Err(AppError::invalid_credentials())
                     }
                 }
             }
             (None, _, Some(code)) => {
                 match self
+                    .flows
                     .codes
                     .consume(
                         Purpose::Reauthentication,
@@ -195,9 +174,7 @@ impl Address {
                 {
                     Check::Valid => Ok(()),
                     Check::Invalid => Err(invalid_code()),
-                    Check::Burned => Err(AppError::RateLimited {
-                        retry_after_secs: self.otp_config.attempt_window.as_secs(),
-                    }),
+                    Check::Burned => Err(self.flows.burned()),
                 }
             }
             _ => Err(reauthentication_required()),
@@ -217,11 +194,7 @@ impl Address {
         {
             return Err(StoreError::Conflict { field: taken }.into());
         }
-        let rl = &self.rate_limit;
-        self.limits
-            .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
-            .await?;
-        self.otp.cooldown(tenant, new.as_str()).await?;
+        self.flows.before_send(tenant, new.as_str(), meta).await?;
         self.cache
             .set(
                 &CacheKey::pending_address(kind, tenant.id, user.id),
@@ -230,6 +203,7 @@ impl Address {
             )
             .await?;
         let code = self
+            .flows
             .codes
             .issue(
                 Purpose::AddressChange,
@@ -238,7 +212,8 @@ impl Address {
                 RECOVERY_CODE_TTL,
             )
             .await?;
-        self.notifier
+        self.flows
+            .notifier
             .send(
                 tenant.id,
                 recipient(new),
@@ -284,6 +259,7 @@ impl Address {
         };
         let subject = code_subject(principal.user_id, new.as_str());
         match self
+            .flows
             .codes
             .consume(Purpose::AddressChange, tenant.id, &subject, code)
             .await?
@@ -294,9 +270,7 @@ impl Address {
                 self.cache
                     .delete(&CacheKey::pending_address(kind, tenant.id, principal.user_id))
                     .await?;
-                return Err(AppError::RateLimited {
-                    retry_after_secs: self.otp_config.attempt_window.as_secs(),
-                });
+                return Err(self.flows.burned());
             }
         }
         self.cache
@@ -338,8 +312,9 @@ impl Address {
             password: true,
             session: Some(principal.session_id),
         };
-        let user = self.proof.prove(tenant, &changed, kind, keep, meta).await?;
-        self.sessions
+        let user = self.flows.proof.prove(tenant, &changed, kind, keep, meta).await?;
+        self.flows
+            .sessions
             .sign_out_everywhere(tenant.id, user.id, Some(principal.session_id), None)
             .await?;
         if let Some(old) = old {
@@ -349,7 +324,8 @@ impl Address {
                 .unwrap_or_default();
             let from = meta.ip.as_deref().unwrap_or("an unknown address");
             let text = format!("The {what} of your account was changed on {when} from {from}.");
-            self.notifier
+            self.flows
+                .notifier
                 .notice(tenant.id, recipient(&old), MessageKind::AddressChanged, &text)
                 .await?;
         }

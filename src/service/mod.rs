@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod address;
 pub mod audit;
 pub mod challenges;
+pub mod code_flows;
 pub mod codes;
 pub mod denylist;
 pub mod devices;

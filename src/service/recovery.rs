@@ -8,103 +8,62 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::code_flows::{CodeFlows, invalid_code};
 use super::codes::{Check, Purpose};
-use super::limits::ip_key;
 use super::{RequestMeta, accounts, proof, sessions};
 use crate::cache::RateBucket;
 use crate::clock::Clock;
-use crate::config::{OtpConfig, RateLimitConfig};
 use crate::crypto::password::PasswordHasher;
 use crate::crypto::password::Verification;
 use crate::domain::PasswordPolicy;
 use crate::domain::{Amr, Assurance, AuditEvent, Email, Identifier};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::notify::{MessageKind, Notifier, Recipient};
+use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
-use crate::service::codes::Codes;
-use crate::service::limits::Limits;
-use crate::service::otp::Otp;
-use crate::service::proof::Proof;
-use crate::service::sessions::Sessions;
 use crate::store::{EndSessions, IdentifierKind, SignIn, Store, Tenant, User, UserPatch};
 
 /// Verification and reset codes travel by email and may sit unread for a
 /// while, so they live longer than a sign-in code.
 pub const RECOVERY_CODE_TTL: Duration = Duration::from_secs(15 * 60);
 
-fn invalid_code() -> AppError {
-    AppError::bad_request(ErrorCode::InvalidCode, "the code is wrong or expired")
-}
-
-/// Email verification and password recovery over the ports they touch and
-/// the services they go through (the resend cooldown, the proof rules,
-/// sessions).
+/// Email verification and password recovery over the ports they touch, the
+/// password rules, and the code flows they go through (the resend cooldown,
+/// the proof rules, sessions).
 #[derive(Clone)]
 pub struct Recovery {
     store: Arc<dyn Store>,
     clock: Clock,
     passwords: PasswordHasher,
     policy: Arc<PasswordPolicy>,
-    notifier: Notifier,
-    limits: Limits,
-    codes: Codes,
-    otp: Otp,
-    proof: Proof,
-    sessions: Sessions,
-    rate_limit: RateLimitConfig,
-    otp_config: OtpConfig,
+    flows: Arc<CodeFlows>,
 }
 
 impl Recovery {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         clock: Clock,
         passwords: PasswordHasher,
         policy: Arc<PasswordPolicy>,
-        notifier: Notifier,
-        limits: Limits,
-        codes: Codes,
-        otp: Otp,
-        proof: Proof,
-        sessions: Sessions,
-        rate_limit: RateLimitConfig,
-        otp_config: OtpConfig,
+        flows: Arc<CodeFlows>,
     ) -> Self {
         Self {
             store,
             clock,
             passwords,
             policy,
-            notifier,
-            limits,
-            codes,
-            otp,
-            proof,
-            sessions,
-            rate_limit,
-            otp_config,
-        }
-    }
-
-    fn burned(&self) -> AppError {
-        AppError::RateLimited {
-            retry_after_secs: self.otp_config.attempt_window.as_secs(),
+            flows,
         }
     }
 
     async fn budget(&self, tenant: &Tenant, email: &Email, meta: &RequestMeta) -> AppResult<()> {
-        let rl = &self.rate_limit;
-        self.limits
-            .spend(RateBucket::OtpSendIp, &ip_key(meta.ip.as_deref()), rl.otp_send_per_ip)
-            .await?;
         // The cooldown before the address's budget: see `otp::request`.
-        self.otp.cooldown(tenant, email.as_str()).await?;
-        self.limits
+        self.flows.before_send(tenant, email.as_str(), meta).await?;
+        self.flows
+            .limits
             .spend(
                 RateBucket::Recovery,
                 &format!("{}:{email}", tenant.id),
-                rl.recovery_per_identifier,
+                self.flows.rate_limit.recovery_per_identifier,
             )
             .await
     }
@@ -119,10 +78,12 @@ impl Recovery {
 
     async fn send(&self, tenant: &Tenant, email: &Email, purpose: Purpose, kind: MessageKind) -> AppResult<()> {
         let code = self
+            .flows
             .codes
             .issue(purpose, tenant.id, email.as_str(), RECOVERY_CODE_TTL)
             .await?;
-        self.notifier
+        self.flows
+            .notifier
             .send(tenant.id, Recipient::from(email), kind, &code, RECOVERY_CODE_TTL)
             .await?;
         Ok(())
@@ -168,10 +129,15 @@ impl Recovery {
     }
 
     async fn consume(&self, tenant: &Tenant, email: &Email, purpose: Purpose, code: &str) -> AppResult<()> {
-        match self.codes.consume(purpose, tenant.id, email.as_str(), code).await? {
+        match self
+            .flows
+            .codes
+            .consume(purpose, tenant.id, email.as_str(), code)
+            .await?
+        {
             Check::Valid => Ok(()),
             Check::Invalid => Err(invalid_code()),
-            Check::Burned => Err(self.burned()),
+            Check::Burned => Err(self.flows.burned()),
         }
     }
 
@@ -193,7 +159,8 @@ impl Recovery {
             password: true,
             session: Some(principal.session_id),
         };
-        self.proof
+        self.flows
+            .proof
             .prove(&principal.tenant, &user, IdentifierKind::Email, keep, meta)
             .await
     }
@@ -238,6 +205,7 @@ impl Recovery {
             session: None,
         };
         let user = self
+            .flows
             .proof
             .prove(tenant, &user, IdentifierKind::Email, keep, meta)
             .await?;
@@ -247,7 +215,7 @@ impl Recovery {
         if shows_password {
             assurance.amr.insert(Amr::Pwd);
         }
-        let (session, refresh) = self.sessions.new_session_with(meta, assurance);
+        let (session, refresh) = self.flows.sessions.new_session_with(meta, assurance);
         let mut audit = meta.audit(
             tenant.id,
             self.clock.now(),
@@ -262,7 +230,7 @@ impl Recovery {
             verified: Some(IdentifierKind::Email),
         };
         let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
-        let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
+        let tokens = self.flows.sessions.session_tokens(&user, &session, tenant, refresh)?;
         Ok((user, tokens))
     }
 
@@ -301,7 +269,8 @@ impl Recovery {
         };
         let audit = meta.audit(tenant.id, now, event, Some(user.id), Some(user.id));
         self.store.update_user(tenant.id, user.id, patch, audit).await?;
-        self.sessions
+        self.flows
+            .sessions
             .sign_out_everywhere(tenant.id, user.id, keep, None)
             .await?;
         Ok(())
@@ -328,6 +297,7 @@ impl Recovery {
             session: None,
         };
         let user = self
+            .flows
             .proof
             .prove(tenant, &user, IdentifierKind::Email, keep, meta)
             .await?;

@@ -16,6 +16,7 @@
 //! wrong type or corrupt JSON is an error naming the column, never a silent
 //! default (it surfaces as a logged 500).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -338,41 +339,51 @@ pub trait Driver: Clone + Send + Sync + 'static {
 
 /// Rewrites `$N` placeholders to SQLite's positional `?N`, leaving string
 /// literals, quoted identifiers and comments alone.
-pub fn to_sqlite(sql: &str) -> String {
+///
+/// It runs before every SQLite statement, so it stays cheap: a statement
+/// without a `$` comes back as it is (no scan, no copy), and otherwise the
+/// text between placeholders is copied in runs. Every character it looks for
+/// is ASCII, so byte offsets always fall on character boundaries.
+pub fn to_sqlite(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('$') {
+        return Cow::Borrowed(sql);
+    }
+    let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' | '"' => {
-                out.push(c);
+    // `sql[..copied]` is already in `out`.
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'\'' | b'"') => {
                 // SQL escapes a quote by doubling it, which this loop
                 // handles as leaving and re-entering the literal.
-                for q in chars.by_ref() {
-                    out.push(q);
-                    if q == c {
-                        break;
-                    }
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
                 }
+                i += 1;
             }
-            '-' if chars.peek() == Some(&'-') => {
-                out.push(c);
-                for q in chars.by_ref() {
-                    out.push(q);
-                    if q == '\n' {
-                        break;
-                    }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
                 }
+                i += 1;
             }
-            '$' if chars.peek().is_some_and(char::is_ascii_digit) => {
+            b'$' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                out.push_str(&sql[copied..i]);
                 out.push('?');
-                while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                    out.push(d);
+                i += 1;
+                copied = i;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
                 }
             }
-            _ => out.push(c),
+            _ => i += 1,
         }
     }
-    out
+    out.push_str(&sql[copied..]);
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -398,6 +409,24 @@ mod tests {
             "SELECT \"$1\" FROM t WHERE a = ?1"
         );
         assert_eq!(to_sqlite("SELECT $1 -- not $2\n, $3"), "SELECT ?1 -- not $2\n, ?3");
+    }
+
+    #[test]
+    fn a_statement_without_a_dollar_is_not_copied() {
+        let sql = "SELECT a FROM t WHERE b = 'x' -- no parameters";
+        assert!(matches!(to_sqlite(sql), Cow::Borrowed(s) if std::ptr::eq(s, sql)));
+        assert!(matches!(to_sqlite("SELECT $1"), Cow::Owned(_)));
+    }
+
+    #[test]
+    fn text_around_placeholders_survives_whole() {
+        assert_eq!(
+            to_sqlite("SELECT 'é $1', $1 -- ü $2\n, \"ß$3\", $3"),
+            "SELECT 'é $1', ?1 -- ü $2\n, \"ß$3\", ?3"
+        );
+        assert_eq!(to_sqlite("SELECT $1, '$2"), "SELECT ?1, '$2");
+        assert_eq!(to_sqlite("SELECT $1 -- $2"), "SELECT ?1 -- $2");
+        assert_eq!(to_sqlite("$12$3"), "?12?3");
     }
 
     #[test]

@@ -384,9 +384,10 @@ async fn rehashes_on_login_when_parameters_change() {
     };
     let before = hash_of(s.state().store.clone()).await;
     assert!(before.contains("m=1024"), "{before}");
-    // A second server over the same store with stronger parameters.
-    let mut state = s.state().clone();
-    state.passwords = forge::crypto::password::PasswordHasher::new(
+    // A second server over the same store with stronger parameters: the
+    // accounts service over the same ports, with another hasher.
+    let state = s.state();
+    let stronger = forge::crypto::password::PasswordHasher::new(
         forge::crypto::password::Argon2Params {
             memory_kib: 2048,
             iterations: 2,
@@ -395,20 +396,33 @@ async fn rehashes_on_login_when_parameters_change() {
         2,
     )
     .unwrap();
+    let accounts = forge::service::accounts::Accounts::new(
+        state.store.clone(),
+        state.clock.clone(),
+        stronger,
+        state.policy.clone(),
+        state.metrics.clone(),
+        state.limits.clone(),
+        state.settings.clone(),
+        state.sessions.clone(),
+        state.devices.clone(),
+        state.deny.clone(),
+        state.address.clone(),
+        state.recovery.clone(),
+        state.config.rate_limit.clone(),
+        state.config.signup.require_email_verification,
+    );
     let email = forge::domain::Identifier::parse("lee@example.com").unwrap();
-    let tenant = forge::service::accounts::tenant(&state, "default")
+    let tenant = state.sessions.tenant("default").await.unwrap().unwrap();
+    accounts
+        .login(
+            &tenant,
+            &email,
+            &forge::secret::Secret::new(PASSWORD),
+            &Default::default(),
+        )
         .await
-        .unwrap()
         .unwrap();
-    forge::service::accounts::login(
-        &state,
-        &tenant,
-        &email,
-        &forge::secret::Secret::new(PASSWORD),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
     let after = hash_of(s.state().store.clone()).await;
     assert!(after.contains("m=2048,t=2"), "{after}");
     assert_ne!(id, uuid::Uuid::nil());

@@ -10,7 +10,7 @@ use crate::domain::{Aal, Email, Identifier, Phone, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAuth, Query, bearer, session_cookie};
 use crate::http::permission::IntrospectionCaller;
-use crate::service::accounts::{self, SignedUp, SignupInput};
+use crate::service::accounts::{SignedUp, SignupInput};
 use crate::service::sessions::LogoutScope;
 use crate::state::AppState;
 
@@ -45,7 +45,7 @@ pub async fn signup(
         phone,
         metadata: metadata(req.metadata)?.unwrap_or_else(|| serde_json::json!({})),
     };
-    Ok(match accounts::signup(&state, &tenant, input, &meta).await? {
+    Ok(match state.accounts.signup(&tenant, input, &meta).await? {
         SignedUp::WithTokens(user, tokens) => {
             (StatusCode::CREATED, TokenResponse::new(user, &tenant, tokens)).into_response()
         }
@@ -98,7 +98,7 @@ pub async fn login(
     if req.device_token.is_some() {
         meta.device_token = req.device_token;
     }
-    let (user, tokens) = accounts::login(&state, &tenant, &identifier, &req.password, &meta).await?;
+    let (user, tokens) = state.accounts.login(&tenant, &identifier, &req.password, &meta).await?;
     let cookie = tokens.device_token.as_deref().map(|t| device_cookie(&state, t));
     let mut response = TokenResponse::new(user, &tenant, tokens).into_response();
     if let Some(cookie) = cookie {
@@ -172,7 +172,9 @@ pub async fn token(
                     "the credentials or refresh token are invalid",
                 )
             })?;
-            accounts::login(&state, &tenant, &identifier, password, &meta)
+            state
+                .accounts
+                .login(&tenant, &identifier, password, &meta)
                 .await
                 .map_err(to_oauth)?
         }

@@ -56,7 +56,7 @@ pub async fn patch_me(
             code: req.code,
         },
     };
-    let update = accounts::update_me(&state, &principal, change, &meta).await?;
+    let update = state.accounts.update_me(&principal, change, &meta).await?;
     Ok(axum::Json(UpdateMeResponse {
         user: UserView::new(update.user, &principal.tenant),
         pending_email: update.pending_email.map(|e| e.to_string()),
@@ -73,7 +73,7 @@ pub async fn delete_me(
     Auth(principal): Auth,
     ClientMeta(meta): ClientMeta,
 ) -> AppResult<StatusCode> {
-    accounts::delete_me(&state, &principal, &meta).await?;
+    state.accounts.delete_me(&principal, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::views::{self, PageError};
 use crate::crypto::tokens::constant_time_eq;
 use crate::error::{AppError, ErrorCode};
-use crate::service::site::sessions::{self, Loaded, SiteAdmin};
+use crate::service::site::sessions::{Loaded, SiteAdmin};
 use crate::state::AppState;
 
 /// The session cookie.
@@ -153,7 +153,7 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
         return to_login(&state, &parts, false);
     };
     let is_page = parts.method == Method::GET;
-    let admin = match sessions::load(&state, &token, is_page).await {
+    let admin = match state.site_sessions.load(&token, is_page).await {
         Ok(Loaded::Valid(admin)) => admin,
         Ok(Loaded::Expired) => return to_login(&state, &parts, true),
         Ok(Loaded::Revoked(reason)) => {
@@ -242,7 +242,7 @@ pub async fn done(state: &AppState, admin: &SiteAdmin, to: &str, outcome: Result
         Ok(text) => (true, text),
         Err(e) => (false, views::describe(&e)),
     };
-    if let Err(e) = sessions::flash(state, admin, ok, text).await {
+    if let Err(e) = state.site_sessions.flash(admin, ok, text).await {
         return PageError(e).into_response();
     }
     see_other(to)

@@ -21,7 +21,7 @@ use crate::domain::{Email, Identifier, Phone};
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
-use crate::service::site::sessions::{self, Loaded};
+use crate::service::site::sessions::Loaded;
 use crate::state::AppState;
 
 /// How long a sign-in form stays usable.
@@ -77,7 +77,7 @@ pub async fn form(
 ) -> Response {
     let next = guard::safe_next(query.next.as_deref());
     if let Some(token) = guard::cookie(&headers, COOKIE)
-        && let Ok(Loaded::Valid(_)) = sessions::load(&state, token, false).await
+        && let Ok(Loaded::Valid(_)) = state.site_sessions.load(token, false).await
     {
         return guard::see_other(next.as_deref().unwrap_or("/admin"));
     }
@@ -151,10 +151,14 @@ pub async fn sign_in(
         return retry(StatusCode::BAD_REQUEST, "Enter your password.".into());
     }
     let password = Secret::new(form.password.clone());
-    match sessions::sign_in(&state, &form.tenant, &identifier, &password, &meta).await {
+    match state
+        .site_sessions
+        .sign_in(&form.tenant, &identifier, &password, &meta)
+        .await
+    {
         Ok(signed_in) => {
             if let Some(old) = guard::cookie(&headers, COOKIE)
-                && let Err(e) = sessions::discard(&state, old).await
+                && let Err(e) = state.site_sessions.discard(old).await
             {
                 return PageError(e).into_response();
             }
@@ -194,7 +198,7 @@ pub async fn sign_in(
 
 /// `POST /admin/logout`.
 pub async fn sign_out(State(state): State<AppState>, Admin(admin): Admin, ClientMeta(meta): ClientMeta) -> Response {
-    if let Err(e) = sessions::sign_out(&state, &admin, &meta).await {
+    if let Err(e) = state.site_sessions.sign_out(&admin, &meta).await {
         return PageError(e).into_response();
     }
     let mut response = guard::see_other("/admin/login");

@@ -20,7 +20,6 @@ use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::keys::{self, JWKS_MAX_AGE_SECS};
 use crate::service::settings::SignupChange;
-use crate::service::site::sessions;
 use crate::service::tenants::FirstAdmin;
 use crate::state::AppState;
 use crate::store::KeyState;
@@ -298,7 +297,9 @@ pub async fn switch_tenant(
     PageForm(form): PageForm<SwitchForm>,
 ) -> Result<Response, PageError> {
     require_operator(&admin)?;
-    let outcome = sessions::switch_tenant(&state, &admin, &form.slug, &meta)
+    let outcome = state
+        .site_sessions
+        .switch_tenant(&admin, &form.slug, &meta)
         .await
         .map(|t| format!("The pages now show tenant {} ({}).", t.name, t.slug));
     let to = if outcome.is_ok() { "/admin" } else { "/admin/tenants" };

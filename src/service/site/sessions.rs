@@ -36,7 +36,7 @@
 //! is no sound way to hand them an operator acting elsewhere; a tenant's
 //! users are changed by that tenant's administrators.
 //!
-//! Password checks follow `accounts::login`: one argon2 verification on the
+//! Password checks follow `Accounts::login`: one argon2 verification on the
 //! bounded pool whether or not the account exists, one generic failure, and
 //! the same rate-limit buckets as the API (`login-ip`, `login-fail`), so
 //! alternating between the API and the form buys an attacker nothing.
@@ -47,16 +47,22 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::cache::CacheKey;
+use crate::cache::{Cache, CacheKey};
+use crate::clock::Clock;
+use crate::config::AdminConfig;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::random_token;
 use crate::domain::{AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
-use crate::service::sessions::Principal;
-use crate::service::{RequestMeta, accounts};
-use crate::state::AppState;
-use crate::store::{DEFAULT_TENANT_ID, Tenant, User};
+use crate::service::RequestMeta;
+use crate::service::accounts::Accounts;
+use crate::service::devices::Devices;
+use crate::service::rbac::Rbac;
+use crate::service::sessions::{Principal, Sessions};
+use crate::service::tenants::Tenants;
+use crate::store::{DEFAULT_TENANT_ID, Store, Tenant, User};
+use crate::telemetry::metrics::Metrics;
 
 /// The audience of the synthetic claims an admin-site principal carries;
 /// no token with it is ever signed.
@@ -198,66 +204,6 @@ pub enum Loaded {
     Revoked(&'static str),
 }
 
-fn cache_ttl(state: &AppState, session: &SiteSession, now: Timestamp) -> Option<Duration> {
-    let cfg = &state.config.admin;
-    let absolute_end = session
-        .created_at
-        .saturating_add(i64::try_from(cfg.session_absolute.as_secs()).unwrap_or(i64::MAX));
-    let left = u64::try_from(absolute_end.saturating_sub(now))
-        .ok()
-        .filter(|s| *s > 0)?;
-    Some(Duration::from_secs(left).min(cfg.session_idle))
-}
-
-async fn save(state: &AppState, key: &str, session: &SiteSession, now: Timestamp) -> AppResult<()> {
-    let Some(ttl) = cache_ttl(state, session, now) else {
-        state.cache.delete(key).await?;
-        return Ok(());
-    };
-    let bytes = serde_json::to_vec(session).map_err(AppError::internal)?;
-    state.cache.set(key, &bytes, ttl).await?;
-    Ok(())
-}
-
-/// A principal for the admin site's calls into the other use cases. Its
-/// claims are synthetic (never signed); the use cases read only the ids
-/// and the tenant.
-fn principal(state: &AppState, session: &SiteSession, user: &User, tenant: &Tenant) -> Principal {
-    let now = state.clock.now();
-    Principal {
-        user_id: user.id,
-        session_id: session.id,
-        tenant: tenant.clone(),
-        claims: Arc::new(AccessClaims {
-            iss: state.config.jwt.issuer.clone(),
-            aud: SITE_AUDIENCE.into(),
-            sub: user.id.to_string(),
-            sid: session.id.to_string(),
-            tid: tenant.slug.to_string(),
-            roles: user.roles.clone(),
-            iat: session.created_at,
-            exp: now,
-            jti: session.id.to_string(),
-            email: None,
-            email_verified: false,
-            phone: None,
-            phone_verified: false,
-            amr: Default::default(),
-            aal: Default::default(),
-        }),
-    }
-}
-
-async fn is_admin(state: &AppState, principal: &Principal) -> AppResult<bool> {
-    Ok(state
-        .rbac
-        .access(principal)
-        .await?
-        .roles
-        .iter()
-        .any(|r| r == RoleName::ADMIN))
-}
-
 /// A new session: its cookie token and what the server keeps.
 pub struct SignedIn {
     pub token: String,
@@ -266,237 +212,342 @@ pub struct SignedIn {
     pub device_token: String,
 }
 
-/// Signs an administrator in with a password. `tenant` is the slug typed in
-/// the form (`default` when empty). Failures: 401 `invalid_credentials`
-/// (wrong password, unknown account or tenant: one answer), 429, 403
-/// `user_disabled`, 403 `not_admin` (only once the password is proven).
-#[tracing::instrument(skip_all, fields(tenant = %tenant))]
-pub async fn sign_in(
-    state: &AppState,
-    tenant: &str,
-    identifier: &Identifier,
-    password: &Secret,
-    meta: &RequestMeta,
-) -> AppResult<SignedIn> {
-    let slug = match tenant.trim() {
-        "" => Some(TenantSlug::default_tenant()),
-        s => TenantSlug::parse(s).ok(),
-    };
-    let tenant = match &slug {
-        Some(slug) => accounts::tenant(state, slug.as_str()).await?,
-        None => None,
-    };
-    // An unknown tenant still costs a verification and counts failures
-    // under its name, so it reads exactly like a wrong password.
-    let tenant_key = tenant
-        .as_ref()
-        .map(|t| t.id.to_string())
-        .unwrap_or_else(|| format!("unknown:{}", tenant_name_key(slug.as_ref())));
-    let proven = accounts::check_password_sign_in(
-        state,
-        tenant.as_ref(),
-        &tenant_key,
-        identifier,
-        password,
-        meta,
-        "admin_site",
-    )
-    .await?;
-    let user = proven.user;
-    // A proven password implies a known tenant.
-    let Some(tenant) = tenant else {
-        return Err(AppError::invalid_credentials());
-    };
-    let now = state.clock.now();
-    let session = SiteSession {
-        id: Uuid::now_v7(),
-        user_id: user.id,
-        tenant_slug: tenant.slug.to_string(),
-        viewing: None,
-        csrf: random_token(),
-        created_at: now,
-        last_seen: now,
-        flash: None,
-        credential_epoch: user.credential_epoch,
-    };
-    let own = principal(state, &session, &user, &tenant);
-    if !is_admin(state, &own).await? {
-        let mut audit = meta.audit(
-            tenant.id,
-            now,
-            AuditEvent::AdminLoginDenied,
-            Some(user.id),
-            Some(user.id),
-        );
-        audit.detail = serde_json::json!({ "reason": "not_admin" });
-        state.store.record_audit(audit).await?;
-        return Err(AppError::forbidden(
-            ErrorCode::NotAdmin,
-            "this account does not hold the admin role, so it cannot use the admin site",
-        ));
-    }
-    let token = random_token();
-    save(state, &CacheKey::site_session(&token), &session, now).await?;
-    let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
-    audit.detail = serde_json::json!({ "session": session.id });
-    state.store.record_audit(audit).await?;
-    state.metrics.login("success");
-    let device_token = state.devices.issue(tenant.id, user.id);
-    Ok(SignedIn {
-        token,
-        session,
-        device_token,
-    })
-}
-
 fn tenant_name_key(slug: Option<&TenantSlug>) -> String {
     slug.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
 }
 
-/// Forgets the session behind a cookie token, if there is one (a browser
-/// signing in again: its old session must not linger).
-#[tracing::instrument(skip_all)]
-pub async fn discard(state: &AppState, token: &str) -> AppResult<()> {
-    Ok(state.cache.delete(&CacheKey::site_session(token)).await?)
+/// The admin site's sessions over the cache that keeps them, the store and
+/// the services a sign-in and every request's re-check go through (the
+/// password check of `accounts`, the tenant lookup, `rbac`, device tokens).
+#[derive(Clone)]
+pub struct SiteSessions {
+    store: Arc<dyn Store>,
+    cache: Arc<dyn Cache>,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    /// `admin.session_idle` and `admin.session_absolute`.
+    admin: AdminConfig,
+    /// `jwt.issuer`, for the synthetic claims of a site principal.
+    issuer: String,
+    accounts: Arc<Accounts>,
+    sessions: Sessions,
+    rbac: Rbac,
+    devices: Devices,
+    tenants: Tenants,
 }
 
-/// The session behind a cookie token, re-checked: not expired (idle and
-/// absolute, by the application clock), the user still present, enabled
-/// and holding `admin`. `take_flash` removes the pending flash (for pages;
-/// a POST leaves it for the page it redirects to).
-#[tracing::instrument(skip_all)]
-pub async fn load(state: &AppState, token: &str, take_flash: bool) -> AppResult<Loaded> {
-    let key = CacheKey::site_session(token);
-    let Some(raw) = state.cache.get(&key).await? else {
-        return Ok(Loaded::Expired);
-    };
-    let Ok(mut session) = serde_json::from_slice::<SiteSession>(&raw) else {
-        state.cache.delete(&key).await?;
-        return Ok(Loaded::Expired);
-    };
-    let now = state.clock.now();
-    let cfg = &state.config.admin;
-    let idle = i64::try_from(cfg.session_idle.as_secs()).unwrap_or(i64::MAX);
-    let absolute = i64::try_from(cfg.session_absolute.as_secs()).unwrap_or(i64::MAX);
-    if now.saturating_sub(session.last_seen) > idle || now.saturating_sub(session.created_at) >= absolute {
-        state.cache.delete(&key).await?;
-        return Ok(Loaded::Expired);
+impl SiteSessions {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        admin: AdminConfig,
+        issuer: String,
+        accounts: Arc<Accounts>,
+        sessions: Sessions,
+        rbac: Rbac,
+        devices: Devices,
+        tenants: Tenants,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            clock,
+            metrics,
+            admin,
+            issuer,
+            accounts,
+            sessions,
+            rbac,
+            devices,
+            tenants,
+        }
     }
-    let Some(own_tenant) = accounts::tenant(state, &session.tenant_slug).await? else {
-        return revoked(state, &key, "tenant_deleted").await;
-    };
-    let Some(user) = state.store.get_user(own_tenant.id, session.user_id).await? else {
-        return revoked(state, &key, "user_deleted").await;
-    };
-    if user.disabled {
-        return revoked(state, &key, "user_disabled").await;
-    }
-    if user.credential_epoch != session.credential_epoch {
-        // Signed out everywhere (or a new password) since this session
-        // opened: it ends like an expired one, back to the sign-in page.
-        state.cache.delete(&key).await?;
-        return Ok(Loaded::Expired);
-    }
-    let own = principal(state, &session, &user, &own_tenant);
-    if !is_admin(state, &own).await? {
-        return revoked(state, &key, "not_admin").await;
-    }
-    let operator = own_tenant.id == DEFAULT_TENANT_ID;
-    let mut changed = false;
-    let viewed = match (&session.viewing, operator) {
-        (Some(slug), true) => accounts::tenant(state, slug).await?,
-        _ => None,
-    };
-    if session.viewing.is_some() && viewed.is_none() {
-        // The viewed tenant was deleted (or the admin is no operator).
-        session.viewing = None;
-        changed = true;
-    }
-    let acting = match &viewed {
-        Some(t) => principal(state, &session, &user, t),
-        None => own.clone(),
-    };
-    let flash = if take_flash { session.flash.take() } else { None };
-    changed |= flash.is_some();
-    if now - session.last_seen >= TOUCH_EVERY_SECS {
-        session.last_seen = now;
-        changed = true;
-    }
-    if changed {
-        save(state, &key, &session, now).await?;
-    }
-    Ok(Loaded::Valid(Box::new(SiteAdmin {
-        key,
-        session,
-        user,
-        own,
-        acting,
-        operator,
-        flash,
-    })))
-}
 
-async fn revoked(state: &AppState, key: &str, reason: &'static str) -> AppResult<Loaded> {
-    state.cache.delete(key).await?;
-    Ok(Loaded::Revoked(reason))
-}
+    fn cache_ttl(&self, session: &SiteSession, now: Timestamp) -> Option<Duration> {
+        let cfg = &self.admin;
+        let absolute_end = session
+            .created_at
+            .saturating_add(i64::try_from(cfg.session_absolute.as_secs()).unwrap_or(i64::MAX));
+        let left = u64::try_from(absolute_end.saturating_sub(now))
+            .ok()
+            .filter(|s| *s > 0)?;
+        Some(Duration::from_secs(left).min(cfg.session_idle))
+    }
 
-/// Leaves a message for the next page.
-/// The session is re-read first, so a change the action itself made to it
-/// (a tenant switch) is kept; a session that ended meanwhile stays ended.
-#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id))]
-pub async fn flash(state: &AppState, admin: &SiteAdmin, ok: bool, text: impl Into<String>) -> AppResult<()> {
-    let Some(raw) = state.cache.get(&admin.key).await? else {
-        return Ok(());
-    };
-    let Ok(mut session) = serde_json::from_slice::<SiteSession>(&raw) else {
-        return Ok(());
-    };
-    session.flash = Some(Flash { ok, text: text.into() });
-    save(state, &admin.key, &session, state.clock.now()).await
-}
+    async fn save(&self, key: &str, session: &SiteSession, now: Timestamp) -> AppResult<()> {
+        let Some(ttl) = self.cache_ttl(session, now) else {
+            self.cache.delete(key).await?;
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec(session).map_err(AppError::internal)?;
+        self.cache.set(key, &bytes, ttl).await?;
+        Ok(())
+    }
 
-/// Ends the session behind `admin` (sign-out).
-#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id))]
-pub async fn sign_out(state: &AppState, admin: &SiteAdmin, meta: &RequestMeta) -> AppResult<()> {
-    state.cache.delete(&admin.key).await?;
-    let mut audit = meta.audit(
-        admin.own.tenant.id,
-        state.clock.now(),
-        AuditEvent::AdminLogout,
-        Some(admin.user.id),
-        Some(admin.user.id),
-    );
-    audit.detail = serde_json::json!({ "session": admin.session.id });
-    state.store.record_audit(audit).await?;
-    Ok(())
-}
+    /// A principal for the admin site's calls into the other use cases. Its
+    /// claims are synthetic (never signed); the use cases read only the ids
+    /// and the tenant.
+    fn principal(&self, session: &SiteSession, user: &User, tenant: &Tenant) -> Principal {
+        let now = self.clock.now();
+        Principal {
+            user_id: user.id,
+            session_id: session.id,
+            tenant: tenant.clone(),
+            claims: Arc::new(AccessClaims {
+                iss: self.issuer.clone(),
+                aud: SITE_AUDIENCE.into(),
+                sub: user.id.to_string(),
+                sid: session.id.to_string(),
+                tid: tenant.slug.to_string(),
+                roles: user.roles.clone(),
+                iat: session.created_at,
+                exp: now,
+                jti: session.id.to_string(),
+                email: None,
+                email_verified: false,
+                phone: None,
+                phone_verified: false,
+                amr: Default::default(),
+                aal: Default::default(),
+            }),
+        }
+    }
 
-/// Shows another tenant's pages (operators only); `default` (or the empty
-/// slug) goes back to the operator's own tenant. Audited in the operator's
-/// log as `admin_tenant_switched`.
-#[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id, to = %slug))]
-pub async fn switch_tenant(state: &AppState, admin: &SiteAdmin, slug: &str, meta: &RequestMeta) -> AppResult<Tenant> {
-    let slug = slug.trim();
-    let target = if slug.is_empty() || slug == TenantSlug::DEFAULT {
-        state.tenants.get(&admin.own, TenantSlug::DEFAULT).await?
-    } else {
-        state.tenants.get(&admin.own, slug).await?
-    };
-    let mut session = admin.session.clone();
-    session.viewing = (target.id != admin.own.tenant.id).then(|| target.slug.to_string());
-    let now = state.clock.now();
-    save(state, &admin.key, &session, now).await?;
-    let mut audit = meta.audit(
-        admin.own.tenant.id,
-        now,
-        AuditEvent::AdminTenantSwitched,
-        None,
-        Some(admin.user.id),
-    );
-    audit.detail = serde_json::json!({ "tenant": target.slug.as_str() });
-    state.store.record_audit(audit).await?;
-    Ok(target)
+    async fn is_admin(&self, principal: &Principal) -> AppResult<bool> {
+        Ok(self
+            .rbac
+            .access(principal)
+            .await?
+            .roles
+            .iter()
+            .any(|r| r == RoleName::ADMIN))
+    }
+
+    /// Signs an administrator in with a password. `tenant` is the slug typed in
+    /// the form (`default` when empty). Failures: 401 `invalid_credentials`
+    /// (wrong password, unknown account or tenant: one answer), 429, 403
+    /// `user_disabled`, 403 `not_admin` (only once the password is proven).
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn sign_in(
+        &self,
+        tenant: &str,
+        identifier: &Identifier,
+        password: &Secret,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
+        let slug = match tenant.trim() {
+            "" => Some(TenantSlug::default_tenant()),
+            s => TenantSlug::parse(s).ok(),
+        };
+        let tenant = match &slug {
+            Some(slug) => self.sessions.tenant(slug.as_str()).await?,
+            None => None,
+        };
+        // An unknown tenant still costs a verification and counts failures
+        // under its name, so it reads exactly like a wrong password.
+        let tenant_key = tenant
+            .as_ref()
+            .map(|t| t.id.to_string())
+            .unwrap_or_else(|| format!("unknown:{}", tenant_name_key(slug.as_ref())));
+        let proven = self
+            .accounts
+            .check_password_sign_in(tenant.as_ref(), &tenant_key, identifier, password, meta, "admin_site")
+            .await?;
+        let user = proven.user;
+        // A proven password implies a known tenant.
+        let Some(tenant) = tenant else {
+            return Err(AppError::invalid_credentials());
+        };
+        let now = self.clock.now();
+        let session = SiteSession {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            tenant_slug: tenant.slug.to_string(),
+            viewing: None,
+            csrf: random_token(),
+            created_at: now,
+            last_seen: now,
+            flash: None,
+            credential_epoch: user.credential_epoch,
+        };
+        let own = self.principal(&session, &user, &tenant);
+        if !self.is_admin(&own).await? {
+            let mut audit = meta.audit(
+                tenant.id,
+                now,
+                AuditEvent::AdminLoginDenied,
+                Some(user.id),
+                Some(user.id),
+            );
+            audit.detail = serde_json::json!({ "reason": "not_admin" });
+            self.store.record_audit(audit).await?;
+            return Err(AppError::forbidden(
+                ErrorCode::NotAdmin,
+                "this account does not hold the admin role, so it cannot use the admin site",
+            ));
+        }
+        let token = random_token();
+        self.save(&CacheKey::site_session(&token), &session, now).await?;
+        let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
+        audit.detail = serde_json::json!({ "session": session.id });
+        self.store.record_audit(audit).await?;
+        self.metrics.login("success");
+        let device_token = self.devices.issue(tenant.id, user.id);
+        Ok(SignedIn {
+            token,
+            session,
+            device_token,
+        })
+    }
+
+    /// Forgets the session behind a cookie token, if there is one (a browser
+    /// signing in again: its old session must not linger).
+    #[tracing::instrument(skip_all)]
+    pub async fn discard(&self, token: &str) -> AppResult<()> {
+        Ok(self.cache.delete(&CacheKey::site_session(token)).await?)
+    }
+
+    /// The session behind a cookie token, re-checked: not expired (idle and
+    /// absolute, by the application clock), the user still present, enabled
+    /// and holding `admin`. `take_flash` removes the pending flash (for pages;
+    /// a POST leaves it for the page it redirects to).
+    #[tracing::instrument(skip_all)]
+    pub async fn load(&self, token: &str, take_flash: bool) -> AppResult<Loaded> {
+        let key = CacheKey::site_session(token);
+        let Some(raw) = self.cache.get(&key).await? else {
+            return Ok(Loaded::Expired);
+        };
+        let Ok(mut session) = serde_json::from_slice::<SiteSession>(&raw) else {
+            self.cache.delete(&key).await?;
+            return Ok(Loaded::Expired);
+        };
+        let now = self.clock.now();
+        let cfg = &self.admin;
+        let idle = i64::try_from(cfg.session_idle.as_secs()).unwrap_or(i64::MAX);
+        let absolute = i64::try_from(cfg.session_absolute.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_sub(session.last_seen) > idle || now.saturating_sub(session.created_at) >= absolute {
+            self.cache.delete(&key).await?;
+            return Ok(Loaded::Expired);
+        }
+        let Some(own_tenant) = self.sessions.tenant(&session.tenant_slug).await? else {
+            return self.revoked(&key, "tenant_deleted").await;
+        };
+        let Some(user) = self.store.get_user(own_tenant.id, session.user_id).await? else {
+            return self.revoked(&key, "user_deleted").await;
+        };
+        if user.disabled {
+            return self.revoked(&key, "user_disabled").await;
+        }
+        if user.credential_epoch != session.credential_epoch {
+            // Signed out everywhere (or a new password) since this session
+            // opened: it ends like an expired one, back to the sign-in page.
+            self.cache.delete(&key).await?;
+            return Ok(Loaded::Expired);
+        }
+        let own = self.principal(&session, &user, &own_tenant);
+        if !self.is_admin(&own).await? {
+            return self.revoked(&key, "not_admin").await;
+        }
+        let operator = own_tenant.id == DEFAULT_TENANT_ID;
+        let mut changed = false;
+        let viewed = match (&session.viewing, operator) {
+            (Some(slug), true) => self.sessions.tenant(slug).await?,
+            _ => None,
+        };
+        if session.viewing.is_some() && viewed.is_none() {
+            // The viewed tenant was deleted (or the admin is no operator).
+            session.viewing = None;
+            changed = true;
+        }
+        let acting = match &viewed {
+            Some(t) => self.principal(&session, &user, t),
+            None => own.clone(),
+        };
+        let flash = if take_flash { session.flash.take() } else { None };
+        changed |= flash.is_some();
+        if now - session.last_seen >= TOUCH_EVERY_SECS {
+            session.last_seen = now;
+            changed = true;
+        }
+        if changed {
+            self.save(&key, &session, now).await?;
+        }
+        Ok(Loaded::Valid(Box::new(SiteAdmin {
+            key,
+            session,
+            user,
+            own,
+            acting,
+            operator,
+            flash,
+        })))
+    }
+
+    async fn revoked(&self, key: &str, reason: &'static str) -> AppResult<Loaded> {
+        self.cache.delete(key).await?;
+        Ok(Loaded::Revoked(reason))
+    }
+
+    /// Leaves a message for the next page.
+    /// The session is re-read first, so a change the action itself made to it
+    /// (a tenant switch) is kept; a session that ended meanwhile stays ended.
+    #[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id))]
+    pub async fn flash(&self, admin: &SiteAdmin, ok: bool, text: impl Into<String>) -> AppResult<()> {
+        let Some(raw) = self.cache.get(&admin.key).await? else {
+            return Ok(());
+        };
+        let Ok(mut session) = serde_json::from_slice::<SiteSession>(&raw) else {
+            return Ok(());
+        };
+        session.flash = Some(Flash { ok, text: text.into() });
+        self.save(&admin.key, &session, self.clock.now()).await
+    }
+
+    /// Ends the session behind `admin` (sign-out).
+    #[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id))]
+    pub async fn sign_out(&self, admin: &SiteAdmin, meta: &RequestMeta) -> AppResult<()> {
+        self.cache.delete(&admin.key).await?;
+        let mut audit = meta.audit(
+            admin.own.tenant.id,
+            self.clock.now(),
+            AuditEvent::AdminLogout,
+            Some(admin.user.id),
+            Some(admin.user.id),
+        );
+        audit.detail = serde_json::json!({ "session": admin.session.id });
+        self.store.record_audit(audit).await?;
+        Ok(())
+    }
+
+    /// Shows another tenant's pages (operators only); `default` (or the empty
+    /// slug) goes back to the operator's own tenant. Audited in the operator's
+    /// log as `admin_tenant_switched`.
+    #[tracing::instrument(skip_all, fields(tenant_id = %admin.own.tenant.id, user_id = %admin.user.id, site_session_id = %admin.session.id, to = %slug))]
+    pub async fn switch_tenant(&self, admin: &SiteAdmin, slug: &str, meta: &RequestMeta) -> AppResult<Tenant> {
+        let slug = slug.trim();
+        let target = if slug.is_empty() || slug == TenantSlug::DEFAULT {
+            self.tenants.get(&admin.own, TenantSlug::DEFAULT).await?
+        } else {
+            self.tenants.get(&admin.own, slug).await?
+        };
+        let mut session = admin.session.clone();
+        session.viewing = (target.id != admin.own.tenant.id).then(|| target.slug.to_string());
+        let now = self.clock.now();
+        self.save(&admin.key, &session, now).await?;
+        let mut audit = meta.audit(
+            admin.own.tenant.id,
+            now,
+            AuditEvent::AdminTenantSwitched,
+            None,
+            Some(admin.user.id),
+        );
+        audit.detail = serde_json::json!({ "tenant": target.slug.as_str() });
+        self.store.record_audit(audit).await?;
+        Ok(target)
+    }
 }
 
 #[cfg(test)]
