@@ -40,6 +40,7 @@ use crate::service::recovery::Recovery;
 use crate::service::roles::Roles;
 use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
+use crate::service::sign_in::SignInGate;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
 use crate::service::site::sessions::SiteSessions;
@@ -324,6 +325,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         deny.clone(),
     );
     let proof = Proof::new(store.clone(), clock.clone(), sessions.clone());
+    let gate = SignInGate::new(store.clone(), challenges.clone());
     let settings = Settings::new(
         store.clone(),
         clock.clone(),
@@ -341,6 +343,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         settings.clone(),
         proof.clone(),
         sessions.clone(),
+        gate.clone(),
         config.rate_limit.clone(),
         config.otp.clone(),
         config.signup.require_email_verification,
@@ -352,6 +355,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         otp.clone(),
         proof.clone(),
         sessions.clone(),
+        gate.clone(),
         config.rate_limit.clone(),
         config.otp.clone(),
     ));
@@ -401,6 +405,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         deny.clone(),
         address.clone(),
         recovery.clone(),
+        gate.clone(),
         config.rate_limit.clone(),
         config.signup.require_email_verification,
     ));

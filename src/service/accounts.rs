@@ -26,6 +26,7 @@ use crate::service::limits::Limits;
 use crate::service::recovery::Recovery;
 use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
+use crate::service::sign_in::{Gate, SignInGate, SignedIn};
 use crate::store::{NewUser, SignIn, Store, StoreError, Tenant, User, UserPatch};
 use crate::telemetry::metrics::Metrics;
 
@@ -125,6 +126,7 @@ pub struct Accounts {
     deny: DenyList,
     address: Address,
     recovery: Recovery,
+    gate: SignInGate,
     rate_limit: RateLimitConfig,
     /// `signup.require_email_verification`.
     require_email_verification: bool,
@@ -145,6 +147,7 @@ impl Accounts {
         deny: DenyList,
         address: Address,
         recovery: Recovery,
+        gate: SignInGate,
         rate_limit: RateLimitConfig,
         require_email_verification: bool,
     ) -> Self {
@@ -161,6 +164,7 @@ impl Accounts {
             deny,
             address,
             recovery,
+            gate,
             rate_limit,
             require_email_verification,
         }
@@ -298,7 +302,9 @@ impl Accounts {
         Ok(ProvenPassword { user, needs_rehash })
     }
 
-    /// Password sign-in by email or phone.
+    /// Password sign-in by email or phone: tokens, or (for a user with a
+    /// second factor) the second step, decided by [`SignInGate`] once the
+    /// password checked out.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
     pub async fn login(
         &self,
@@ -306,17 +312,22 @@ impl Accounts {
         identifier: &Identifier,
         password: &Secret,
         meta: &RequestMeta,
-    ) -> AppResult<(User, sessions::Tokens)> {
+    ) -> AppResult<SignedIn<(User, sessions::Tokens)>> {
         let ProvenPassword { user, needs_rehash } = self
             .check_password_sign_in(Some(tenant), &tenant.id.to_string(), identifier, password, meta, "api")
             .await?;
+        let first = crate::domain::Assurance::password();
+        if let Gate::SecondFactor(step) = self.gate.after_first_factor(tenant, &user, &first, meta).await? {
+            self.metrics.login("mfa_required");
+            return Ok(SignedIn::SecondFactor(step));
+        }
         let now = self.clock.now();
         let rehash = if needs_rehash {
             Some(self.passwords.hash(password).await.map_err(AppError::internal)?)
         } else {
             None
         };
-        let (session, refresh) = self.sessions.new_session(meta);
+        let (session, refresh) = self.sessions.new_session_with(meta, first);
         let mut audit = meta.audit(tenant.id, now, AuditEvent::Login, Some(user.id), Some(user.id));
         audit.detail = serde_json::json!({ "method": "password", "session_id": session.id });
         let sign_in = SignIn {
@@ -326,9 +337,9 @@ impl Accounts {
         };
         let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
         self.metrics.login("success");
-        let mut tokens = self.sessions.tokens_for(&user, session.id, tenant, refresh)?;
+        let mut tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
         tokens.device_token = Some(self.devices.issue(tenant.id, user.id));
-        Ok((user, tokens))
+        Ok(SignedIn::Complete((user, tokens)))
     }
 
     #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
@@ -343,6 +354,7 @@ impl Accounts {
         let new_email = change.email.filter(|e| Some(e) != current.email.as_ref());
         let new_phone = change.phone.filter(|p| p.as_ref() != current.phone.as_ref());
         if new_email.is_some() || new_phone.is_some() {
+            self.gate.require_assurance_for_change(principal).await?;
             self.address.reauthenticate(tenant, &current, &change.proof).await?;
         }
         let now = self.clock.now();

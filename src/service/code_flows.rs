@@ -18,6 +18,7 @@ use crate::service::limits::Limits;
 use crate::service::otp::Otp;
 use crate::service::proof::Proof;
 use crate::service::sessions::Sessions;
+use crate::service::sign_in::SignInGate;
 use crate::store::Tenant;
 
 /// The services and settings a code flow goes through. Read by the flows
@@ -30,6 +31,8 @@ pub struct CodeFlows {
     pub(super) otp: Otp,
     pub(super) proof: Proof,
     pub(super) sessions: Sessions,
+    /// What a sign-in does after its first factor (email verification signs in).
+    pub(super) gate: SignInGate,
     pub(super) rate_limit: RateLimitConfig,
     pub(super) otp_config: OtpConfig,
 }
@@ -43,6 +46,7 @@ impl CodeFlows {
         otp: Otp,
         proof: Proof,
         sessions: Sessions,
+        gate: SignInGate,
         rate_limit: RateLimitConfig,
         otp_config: OtpConfig,
     ) -> Self {
@@ -53,6 +57,7 @@ impl CodeFlows {
             otp,
             proof,
             sessions,
+            gate,
             rate_limit,
             otp_config,
         }

@@ -20,6 +20,7 @@ pub mod recovery;
 pub mod roles;
 pub mod sessions;
 pub mod settings;
+pub mod sign_in;
 pub mod site;
 pub mod tenants;
 

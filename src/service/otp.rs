@@ -26,6 +26,7 @@ use crate::service::limits::Limits;
 use crate::service::proof::Proof;
 use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
+use crate::service::sign_in::{Gate, SignInGate, SignedIn};
 use crate::store::{IdentifierKind, NewUser, SignIn, Store, Tenant, User};
 
 fn recipient(identifier: &Identifier) -> Recipient {
@@ -56,6 +57,7 @@ pub struct Otp {
     settings: Settings,
     proof: Proof,
     sessions: Sessions,
+    gate: SignInGate,
     rate_limit: RateLimitConfig,
     otp: OtpConfig,
     /// `signup.require_email_verification`.
@@ -74,6 +76,7 @@ impl Otp {
         settings: Settings,
         proof: Proof,
         sessions: Sessions,
+        gate: SignInGate,
         rate_limit: RateLimitConfig,
         otp: OtpConfig,
         require_email_verification: bool,
@@ -88,6 +91,7 @@ impl Otp {
             settings,
             proof,
             sessions,
+            gate,
             rate_limit,
             otp,
             require_email_verification,
@@ -170,7 +174,7 @@ impl Otp {
         identifier: &Identifier,
         code: &str,
         meta: &RequestMeta,
-    ) -> AppResult<(User, sessions::Tokens)> {
+    ) -> AppResult<SignedIn<(User, sessions::Tokens)>> {
         let now = self.clock.now();
         self.limits
             .spend(
@@ -207,7 +211,7 @@ impl Otp {
             Identifier::Email(_) => Assurance::email_code(),
             Identifier::Phone(_) => Assurance::phone_code(),
         };
-        let (session, refresh) = self.sessions.new_session_with(meta, assurance);
+        let (session, refresh) = self.sessions.new_session_with(meta, assurance.clone());
         let user = match self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
             Some(user) if user.disabled => {
                 return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
@@ -229,6 +233,11 @@ impl Otp {
                     .proof
                     .prove(tenant, &user, kind(identifier), proof::Keep::default(), meta)
                     .await?;
+                // The code proved the address (kept above); a second factor,
+                // if the user has one, comes before any session.
+                if let Gate::SecondFactor(step) = self.gate.after_first_factor(tenant, &user, &assurance, meta).await? {
+                    return Ok(SignedIn::SecondFactor(step));
+                }
                 let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(user.id), Some(user.id));
                 audit.detail = serde_json::json!({ "session_id": session.id });
                 let sign_in = SignIn {
@@ -269,6 +278,6 @@ impl Otp {
             }
         };
         let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
-        Ok((user, tokens))
+        Ok(SignedIn::Complete((user, tokens)))
     }
 }

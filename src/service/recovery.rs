@@ -20,6 +20,7 @@ use crate::domain::{Amr, Assurance, AuditEvent, Email, Identifier};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
+use crate::service::sign_in::{Gate, SignedIn};
 use crate::store::{EndSessions, IdentifierKind, SignIn, Store, Tenant, User, UserPatch};
 
 /// Verification and reset codes travel by email and may sit unread for a
@@ -175,7 +176,7 @@ impl Recovery {
         code: &str,
         password: Option<&Secret>,
         meta: &RequestMeta,
-    ) -> AppResult<(User, sessions::Tokens)> {
+    ) -> AppResult<SignedIn<(User, sessions::Tokens)>> {
         self.consume(tenant, email, Purpose::EmailVerification, code).await?;
         let user = self.find_by_email(tenant, email).await?.ok_or_else(invalid_code)?;
         if user.disabled {
@@ -215,6 +216,14 @@ impl Recovery {
         if shows_password {
             assurance.amr.insert(Amr::Pwd);
         }
+        if let Gate::SecondFactor(step) = self
+            .flows
+            .gate
+            .after_first_factor(tenant, &user, &assurance, meta)
+            .await?
+        {
+            return Ok(SignedIn::SecondFactor(step));
+        }
         let (session, refresh) = self.flows.sessions.new_session_with(meta, assurance);
         let mut audit = meta.audit(
             tenant.id,
@@ -231,7 +240,7 @@ impl Recovery {
         };
         let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
         let tokens = self.flows.sessions.session_tokens(&user, &session, tenant, refresh)?;
-        Ok((user, tokens))
+        Ok(SignedIn::Complete((user, tokens)))
     }
 
     /// `POST /v1/auth/password/forgot`.
@@ -317,6 +326,7 @@ impl Recovery {
     ) -> AppResult<()> {
         let tenant = &principal.tenant;
         let user = accounts::me(self.store.as_ref(), principal).await?;
+        self.flows.gate.require_assurance_for_change(principal).await?;
         let stored = self.store.password_hash(tenant.id, user.id).await?;
         if self
             .passwords

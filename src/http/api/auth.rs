@@ -12,6 +12,7 @@ use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAut
 use crate::http::permission::IntrospectionCaller;
 use crate::service::accounts::{SignedUp, SignupInput};
 use crate::service::sessions::LogoutScope;
+use crate::service::sign_in::SignedIn;
 use crate::state::AppState;
 
 /// Create an account with email and password.
@@ -78,7 +79,7 @@ pub fn device_cookie(state: &AppState, token: &str) -> HeaderValue {
     ),
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "signed in; also sets the `forge_device` cookie", body = TokenResponse),
+        (status = 200, description = "signed in (also sets the `forge_device` cookie), or, for a user with a second factor, `{mfa_required, mfa_token, factors}` to complete at /v1/auth/mfa/verify", body = SignInResponse),
         (status = 400, description = "neither email nor phone given", body = ErrorBody),
         (status = 401, description = "invalid_credentials", body = ErrorBody),
         (status = 403, description = "user_disabled or email_not_verified", body = ErrorBody),
@@ -98,9 +99,12 @@ pub async fn login(
     if req.device_token.is_some() {
         meta.device_token = req.device_token;
     }
-    let (user, tokens) = state.accounts.login(&tenant, &identifier, &req.password, &meta).await?;
-    let cookie = tokens.device_token.as_deref().map(|t| device_cookie(&state, t));
-    let mut response = TokenResponse::new(user, &tenant, tokens).into_response();
+    let outcome = state.accounts.login(&tenant, &identifier, &req.password, &meta).await?;
+    let cookie = match &outcome {
+        SignedIn::Complete((_, tokens)) => tokens.device_token.as_deref().map(|t| device_cookie(&state, t)),
+        SignedIn::SecondFactor(_) => None,
+    };
+    let mut response = SignInResponse::new(outcome, &tenant).into_response();
     if let Some(cookie) = cookie {
         response.headers_mut().append(axum::http::header::SET_COOKIE, cookie);
     }
@@ -149,7 +153,7 @@ pub async fn token(
     CurrentTenant(tenant): CurrentTenant,
     ClientMeta(mut meta): ClientMeta,
     body: Result<JsonOrForm<TokenRequest>, AppError>,
-) -> AppResult<TokenResponse> {
+) -> AppResult<Response> {
     let JsonOrForm(req) = body.map_err(to_oauth)?;
     if req.device_token.is_some() {
         meta.device_token = req.device_token.clone();
@@ -172,11 +176,15 @@ pub async fn token(
                     "the credentials or refresh token are invalid",
                 )
             })?;
-            state
+            match state
                 .accounts
                 .login(&tenant, &identifier, password, &meta)
                 .await
                 .map_err(to_oauth)?
+            {
+                SignedIn::Complete(signed_in) => signed_in,
+                SignedIn::SecondFactor(step) => return Ok(oauth_mfa_required(step)),
+            }
         }
         "refresh_token" => {
             let token = req.refresh_token.as_deref().ok_or_else(|| missing("refresh_token"))?;
@@ -190,7 +198,28 @@ pub async fn token(
             ));
         }
     };
-    Ok(TokenResponse::new(user, &tenant, tokens))
+    Ok(TokenResponse::new(user, &tenant, tokens).into_response())
+}
+
+/// The password grant of a user with a second factor, the OAuth2 way (as
+/// Auth0 answers it): 403 `mfa_required` with the `mfa_token` the `mfa`
+/// grant completes.
+fn oauth_mfa_required(step: crate::service::sign_in::SecondStep) -> Response {
+    let body = OAuthMfaRequired {
+        error: ErrorCode::MfaRequired.as_str(),
+        error_description: "a second factor is required: use grant_type urn:forge:params:oauth:grant-type:mfa",
+        message: "a second factor is required",
+        mfa_token: step.mfa_token.expose().to_string(),
+    };
+    (
+        StatusCode::FORBIDDEN,
+        [
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+            (axum::http::header::PRAGMA, "no-cache"),
+        ],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// Rotate a refresh token: the old one stops working, a new pair is returned.

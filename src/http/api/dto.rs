@@ -292,3 +292,88 @@ pub fn metadata(value: Option<serde_json::Value>) -> Result<Option<serde_json::V
         Some(_) => Err(crate::error::AppError::validation("metadata", "must be a JSON object")),
     }
 }
+
+/// A factor as a sign-in's second step offers it: never a secret.
+#[derive(Serialize, ToSchema)]
+pub struct FactorChoice {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    /// `totp` or `webauthn`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+}
+
+/// A sign-in whose first factor succeeded, for a user with a second
+/// factor: no tokens yet. Complete it at `POST /v1/auth/mfa/verify`.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredResponse {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Single use, lives 5 minutes, bound to this sign-in attempt.
+    pub mfa_token: String,
+    pub factors: Vec<FactorChoice>,
+}
+
+impl MfaRequiredResponse {
+    pub fn new(step: crate::service::sign_in::SecondStep) -> Self {
+        Self {
+            mfa_required: true,
+            mfa_token: step.mfa_token.expose().to_string(),
+            factors: step
+                .factors
+                .into_iter()
+                .map(|f| FactorChoice {
+                    id: f.id,
+                    kind: f.kind.as_str(),
+                    name: f.name,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What a sign-in answers: tokens, or the second step.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignInResponse {
+    Tokens(Box<TokenResponse>),
+    MfaRequired(MfaRequiredResponse),
+}
+
+impl SignInResponse {
+    pub fn new(outcome: crate::service::sign_in::SignedIn<(User, Tokens)>, tenant: &Tenant) -> Self {
+        match outcome {
+            crate::service::sign_in::SignedIn::Complete((user, tokens)) => {
+                SignInResponse::Tokens(Box::new(TokenResponse::new(user, tenant, tokens)))
+            }
+            crate::service::sign_in::SignedIn::SecondFactor(step) => {
+                SignInResponse::MfaRequired(MfaRequiredResponse::new(step))
+            }
+        }
+    }
+}
+
+/// Neither answer may be cached (RFC 6749 5.1; the `mfa_token` is a secret).
+impl axum::response::IntoResponse for SignInResponse {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::header;
+        (
+            [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+            axum::Json(self),
+        )
+            .into_response()
+    }
+}
+
+/// The token endpoint's answer to the password grant of a user with a
+/// second factor (403).
+#[derive(Serialize, ToSchema)]
+pub struct OAuthMfaRequired {
+    /// `mfa_required`.
+    pub error: &'static str,
+    pub error_description: &'static str,
+    pub message: &'static str,
+    /// Complete with `grant_type=urn:forge:params:oauth:grant-type:mfa`.
+    pub mfa_token: String,
+}

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::dto::{TokenResponse, UserView};
+use super::dto::{SignInResponse, UserView};
 use crate::domain::{Email, Identifier, Phone};
 use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{Auth, ClientMeta, CurrentTenant, Json, MaybeAuth, Query};
@@ -90,7 +90,7 @@ pub async fn request_otp(
     params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
     request_body = OtpVerifyRequest,
     responses(
-        (status = 200, body = TokenResponse),
+        (status = 200, description = "signed in, or, for a user with a second factor, `{mfa_required, mfa_token, factors}`", body = SignInResponse),
         (status = 401, description = "invalid_otp", body = ErrorBody),
         (status = 429, description = "code burned after too many wrong tries", body = ErrorBody),
     ))]
@@ -99,13 +99,13 @@ pub async fn verify_otp(
     CurrentTenant(tenant): CurrentTenant,
     ClientMeta(meta): ClientMeta,
     Json(req): Json<OtpVerifyRequest>,
-) -> AppResult<TokenResponse> {
+) -> AppResult<SignInResponse> {
     let identifier = identifier(req.email.as_deref(), req.phone.as_deref())?;
-    let (user, tokens) = state
+    let outcome = state
         .otp
         .verify(&tenant, &identifier, req.code.expose().trim(), &meta)
         .await?;
-    Ok(TokenResponse::new(user, &tenant, tokens))
+    Ok(SignInResponse::new(outcome, &tenant))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -172,7 +172,7 @@ pub struct VerifyEmailRequest {
     params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
     request_body = VerifyEmailRequest,
     responses(
-        (status = 200, description = "the user (with a bearer) or a token response (without)", body = UserView),
+        (status = 200, description = "the user (with a bearer) or a token response (without; `{mfa_required, mfa_token, factors}` for a user with a second factor)", body = UserView),
         (status = 400, description = "invalid_code", body = ErrorBody),
         (status = 429, body = ErrorBody),
     ),
@@ -196,11 +196,11 @@ pub async fn verify_email(
             Ok(axum::Json(UserView::new(user, &p.tenant)).into_response())
         }
         (None, Some(e)) => {
-            let (user, tokens) = state
+            let outcome = state
                 .recovery
                 .confirm_and_sign_in(&tenant, &email(&e)?, code, req.password.as_ref(), &meta)
                 .await?;
-            Ok(TokenResponse::new(user, &tenant, tokens).into_response())
+            Ok(SignInResponse::new(outcome, &tenant).into_response())
         }
         (None, None) => Err(AppError::validation("email", "is required without a bearer token")),
     }
@@ -319,7 +319,8 @@ pub struct ChangePasswordRequest {
 /// Change the password; every other session ends.
 #[utoipa::path(post, path = "/v1/auth/password/change", tag = "identity",
     request_body = ChangePasswordRequest,
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "mfa_required: the user has a second factor and the token is below aal 2", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn change(
     State(state): State<AppState>,

@@ -28,6 +28,7 @@ pub async fn get_me(State(state): State<AppState>, Auth(principal): Auth) -> App
         (status = 200, description = "the user; a new email or phone is pending until confirmed", body = UpdateMeResponse),
         (status = 400, body = ErrorBody),
         (status = 401, description = "no token, or reauthentication_required / invalid_credentials for an email or phone change", body = ErrorBody),
+        (status = 403, description = "mfa_required: an email or phone change by a user with a second factor needs a token at aal 2", body = ErrorBody),
         (status = 409, description = "email_taken or phone_taken", body = ErrorBody),
         (status = 429, body = ErrorBody),
     ),
