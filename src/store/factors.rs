@@ -252,6 +252,12 @@ pub trait FactorStore: Send + Sync + 'static {
         keep_one: bool,
         audit: NewAuditEvent,
     ) -> StoreResult<Removal>;
+    /// Deletes the user's *pending* factors of `kind` (abandoned
+    /// enrolments; confirmed ones are untouched) and returns how many went.
+    /// Not audited: a pending factor never changed anything for the user.
+    /// A new enrolment calls it first, so a user holds at most one pending
+    /// factor of a kind however often they start one.
+    async fn discard_pending_factors(&self, tenant_id: Uuid, user_id: Uuid, kind: FactorKind) -> StoreResult<u64>;
     /// Deletes all of the user's factors and recovery codes (an
     /// administrator's reset); returns how many factors went. Audited even
     /// when there were none (the administrator did act).
@@ -547,6 +553,16 @@ impl<D: Driver> FactorStore for D {
             }
             insert_audit(c, &audit)?;
             Ok(Removal::Removed { was_last })
+        })
+        .await
+    }
+
+    async fn discard_pending_factors(&self, tenant_id: Uuid, user_id: Uuid, kind: FactorKind) -> StoreResult<u64> {
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM factors WHERE tenant_id = $1 AND user_id = $2 AND kind = $3 AND confirmed_at IS NULL",
+                &args![tenant_id, user_id, kind.as_str()],
+            )
         })
         .await
     }
