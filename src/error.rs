@@ -54,12 +54,15 @@ error_codes! {
     InvalidCredentials => "invalid_credentials",
     InvalidCursor => "invalid_cursor",
     InvalidGrant => "invalid_grant",
+    InvalidMfa => "invalid_mfa",
     InvalidOtp => "invalid_otp",
     InvalidRequest => "invalid_request",
     InvalidToken => "invalid_token",
     KeyTooNew => "key_too_new",
+    LastFactorRequired => "last_factor_required",
     LastIdentifier => "last_identifier",
     MethodNotAllowed => "method_not_allowed",
+    NoFactor => "no_factor",
     NoNextKey => "no_next_key",
     NoPhone => "no_phone",
     NoProvenAddress => "no_proven_address",
@@ -78,6 +81,7 @@ error_codes! {
     SignupDisabled => "signup_disabled",
     SignupDomainNotAllowed => "signup_domain_not_allowed",
     TenantExists => "tenant_exists",
+    TooManyFactors => "too_many_factors",
     Unavailable => "unavailable",
     UnknownRole => "unknown_role",
     UnknownTenant => "unknown_tenant",
@@ -163,6 +167,15 @@ impl AppError {
     /// about which part was wrong or whether the account exists.
     pub fn invalid_credentials() -> Self {
         Self::unauthorized(ErrorCode::InvalidCredentials, "invalid credentials")
+    }
+
+    /// The one answer to every failed second-factor check (wrong, replayed
+    /// or used code, no such factor): it says nothing about which.
+    pub fn invalid_mfa() -> Self {
+        Self::unauthorized(
+            ErrorCode::InvalidMfa,
+            "the second factor is wrong, expired or already used",
+        )
     }
 
     pub fn invalid_token() -> Self {
@@ -351,12 +364,15 @@ mod tests {
                 "invalid_credentials",
                 "invalid_cursor",
                 "invalid_grant",
+                "invalid_mfa",
                 "invalid_otp",
                 "invalid_request",
                 "invalid_token",
                 "key_too_new",
+                "last_factor_required",
                 "last_identifier",
                 "method_not_allowed",
+                "no_factor",
                 "no_next_key",
                 "no_phone",
                 "no_proven_address",
@@ -375,6 +391,7 @@ mod tests {
                 "signup_disabled",
                 "signup_domain_not_allowed",
                 "tenant_exists",
+                "too_many_factors",
                 "unavailable",
                 "unknown_role",
                 "unknown_tenant",
