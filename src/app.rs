@@ -28,6 +28,7 @@ use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::directory::Directory;
+use crate::service::factors::Factors;
 use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::otp::Otp;
@@ -376,6 +377,19 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         policy.clone(),
         sessions.clone(),
     );
+    let metrics = Arc::new(Metrics::default());
+    let factors = Factors::new(
+        store.clone(),
+        clock.clone(),
+        factor_keys.clone(),
+        limits.clone(),
+        notifier.clone(),
+        address.clone(),
+        rbac.clone(),
+        metrics.clone(),
+        config.rate_limit.clone(),
+        config.notify.product_name.clone(),
+    );
     let tenants_service = Tenants::new(
         store.clone(),
         clock.clone(),
@@ -395,7 +409,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         policy,
         keys: keyring,
         clock,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         notifier,
         refresh_key: refresh_key.clone(),
         factor_keys,
@@ -407,6 +421,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         address,
         recovery,
         directory,
+        factors,
         site_dashboard,
         site_messages,
         roles,

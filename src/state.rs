@@ -17,6 +17,7 @@ use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::directory::Directory;
+use crate::service::factors::Factors;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::otp::Otp;
@@ -59,6 +60,7 @@ pub struct AppState {
     pub address: Address,
     pub recovery: Recovery,
     pub directory: Directory,
+    pub factors: Factors,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub roles: Roles,
