@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod cli;
 mod errors;
+mod factors;
 mod integrity;
 mod limits;
 #[cfg(feature = "postgres")]
