@@ -378,7 +378,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         sessions.clone(),
     );
     let metrics = Arc::new(Metrics::default());
-    let factors = Factors::new(
+    let factors = Arc::new(Factors::new(
         store.clone(),
         clock.clone(),
         factor_keys.clone(),
@@ -389,7 +389,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         metrics.clone(),
         config.rate_limit.clone(),
         config.notify.product_name.clone(),
-    );
+    ));
     let tenants_service = Tenants::new(
         store.clone(),
         clock.clone(),

@@ -60,7 +60,10 @@ pub struct AppState {
     pub address: Address,
     pub recovery: Recovery,
     pub directory: Directory,
-    pub factors: Factors,
+    /// Behind an `Arc`: it holds an `Address` (and so most other services),
+    /// and a copy inline made `AppState` big enough to overflow a test
+    /// thread's stack in a debug build.
+    pub factors: Arc<Factors>,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub roles: Roles,
