@@ -61,8 +61,8 @@ use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
 use crate::service::sessions::Principal;
 use crate::store::{
-    ConfirmFactor, Confirmed, Factor, FactorKind, FactorMaterial, NewFactor, NewFactorMaterial, Removal, Store,
-    StoreError, Tenant, User,
+    ConfirmFactor, Confirmed, Factor, FactorKind, FactorMaterial, NewFactor, NewFactorMaterial, RecoveryCodeSummary,
+    Removal, Store, StoreError, Tenant, User,
 };
 use crate::telemetry::metrics::{Metrics, MfaMethod};
 
@@ -101,11 +101,9 @@ pub fn parse_name(raw: &str) -> AppResult<String> {
 #[derive(Clone, Debug)]
 pub struct FactorList {
     pub factors: Vec<Factor>,
-    /// Unused recovery codes; 0 when there are none (then no
+    /// The recovery codes; `remaining` 0 when there are none (then no
     /// `recovery_codes` item is listed).
-    pub recovery_codes_remaining: u64,
-    /// When the current recovery codes were created (for the listing's item).
-    pub recovery_codes_created_at: Option<Timestamp>,
+    pub recovery_codes: RecoveryCodeSummary,
 }
 
 /// A started TOTP enrolment: everything the authenticator app needs. The
@@ -195,14 +193,10 @@ impl Factors {
             .into_iter()
             .filter(Factor::is_confirmed)
             .collect();
-        let remaining = self.store.count_unused_recovery_codes(tenant_id, user_id).await?;
-        // The codes come with the first factor: the oldest confirmation is
-        // the best date the listing can give without another query.
-        let created = factors.iter().filter_map(|f| f.confirmed_at).min();
+        let recovery_codes = self.store.recovery_code_summary(tenant_id, user_id).await?;
         Ok(FactorList {
             factors,
-            recovery_codes_remaining: remaining,
-            recovery_codes_created_at: (remaining > 0).then_some(created).flatten(),
+            recovery_codes,
         })
     }
 

@@ -191,6 +191,17 @@ pub enum Removal {
     RefusedLast,
 }
 
+/// The user's recovery codes at a glance (a listing's item).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryCodeSummary {
+    /// Unused codes.
+    pub remaining: u64,
+    /// When the current set was stored (they are stored together).
+    pub created_at: Option<Timestamp>,
+    /// When a code of the current set was last spent.
+    pub last_used_at: Option<Timestamp>,
+}
+
 /// Second factors, recovery codes and the policy's due date.
 #[async_trait]
 pub trait FactorStore: Send + Sync + 'static {
@@ -311,6 +322,9 @@ pub trait FactorStore: Send + Sync + 'static {
         audit: NewAuditEvent,
     ) -> StoreResult<bool>;
     async fn count_unused_recovery_codes(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<u64>;
+    /// How many codes remain, when the set was stored and last used, in one
+    /// statement (all zero and `None` without codes).
+    async fn recovery_code_summary(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<RecoveryCodeSummary>;
 
     // ---- policy ----
     /// When a policy requiring a factor first applied to the user: stamps
@@ -668,6 +682,26 @@ impl<D: Driver> FactorStore for D {
                 "SELECT COUNT(*) FROM recovery_codes WHERE tenant_id = $1 AND user_id = $2 AND used_at IS NULL",
                 &args![tenant_id, user_id],
             )
+        })
+        .await
+    }
+
+    async fn recovery_code_summary(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<RecoveryCodeSummary> {
+        self.read(move |c| {
+            let summary = c.query_opt_map(
+                "SELECT COALESCE(SUM(CASE WHEN used_at IS NULL THEN 1 ELSE 0 END), 0) AS remaining, \
+                 MAX(created_at) AS created_at, MAX(used_at) AS last_used_at \
+                 FROM recovery_codes WHERE tenant_id = $1 AND user_id = $2",
+                &args![tenant_id, user_id],
+                |r| {
+                    Ok(RecoveryCodeSummary {
+                        remaining: r.get("remaining")?,
+                        created_at: r.get("created_at")?,
+                        last_used_at: r.get("last_used_at")?,
+                    })
+                },
+            )?;
+            Ok(summary.unwrap_or_default())
         })
         .await
     }

@@ -340,6 +340,7 @@ async fn recovery_codes_are_single_use_told_and_replaced_by_regeneration() {
     assert!(codes.iter().all(|c| !body.contains(c.as_str())), "{body}");
     let items = list(&s, &token).await;
     assert_eq!(items[1]["remaining"], 8);
+    assert!(items[1]["last_used_at"].is_string(), "{items:?}");
 
     // Regenerating needs the password and replaces every old code.
     let (status, body) = s.as_user(&token).post("/v1/users/me/recovery-codes", json!({})).await;

@@ -75,14 +75,15 @@ pub struct FactorListView {
 impl FactorListView {
     fn new(list: FactorList) -> Self {
         let mut items: Vec<FactorView> = list.factors.into_iter().map(FactorView::new).collect();
-        if list.recovery_codes_remaining > 0 {
+        let codes = list.recovery_codes;
+        if codes.remaining > 0 {
             items.push(FactorView {
                 id: "recovery_codes".to_owned(),
                 kind: "recovery_codes",
                 name: "Recovery codes".to_owned(),
-                created_at: list.recovery_codes_created_at.unwrap_or_default(),
-                last_used_at: None,
-                remaining: Some(list.recovery_codes_remaining),
+                created_at: codes.created_at.unwrap_or_default(),
+                last_used_at: codes.last_used_at,
+                remaining: Some(codes.remaining),
             });
         }
         Self { items }

@@ -568,3 +568,29 @@ pub(super) async fn discarding_pending_factors_keeps_confirmed_ones_and_other_us
     assert_eq!(audit_count(&store, "mfa_removed", user).await, 0);
     assert_eq!(store.count_unused_recovery_codes(T, user).await.unwrap(), 10);
 }
+
+pub(super) async fn the_recovery_code_summary_counts_and_dates_the_current_set(store: Arc<dyn Store>) {
+    let (user, _) = enrolled(&store, "cy@example.com").await;
+    let summary = store.recovery_code_summary(T, user).await.unwrap();
+    assert_eq!(
+        summary,
+        RecoveryCodeSummary {
+            remaining: 10,
+            created_at: Some(NOW + 5),
+            last_used_at: None
+        }
+    );
+    assert!(
+        store
+            .use_recovery_code(T, user, "h3", NOW + 60, audit("recovery_code_used", Some(user)))
+            .await
+            .unwrap()
+    );
+    let summary = store.recovery_code_summary(T, user).await.unwrap();
+    assert_eq!((summary.remaining, summary.last_used_at), (9, Some(NOW + 60)));
+    let nobody = signed_up(&store, "di@example.com", None).await.id;
+    assert_eq!(
+        store.recovery_code_summary(T, nobody).await.unwrap(),
+        RecoveryCodeSummary::default()
+    );
+}
