@@ -701,3 +701,24 @@ fn rfc3339(at: Timestamp) -> String {
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(parse_name("  Work phone ").unwrap(), "Work phone");
+        assert_eq!(parse_name(&"é".repeat(MAX_NAME_CHARS)).unwrap().chars().count(), 64);
+        for bad in ["", " \t ", "a\u{0}b", "tab\there", "\u{9f}"] {
+            assert!(parse_name(bad).is_err(), "{bad:?}");
+        }
+        // The limit is on the name as sent, as the OpenAPI schema says.
+        assert!(parse_name(&format!(" {}", "x".repeat(MAX_NAME_CHARS))).is_err());
+    }
+
+    #[test]
+    fn notice_times_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}
