@@ -395,6 +395,14 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.rate_limit.clone(),
         config.notify.product_name.clone(),
     ));
+    let mfa = crate::service::mfa::Mfa::new(
+        store.clone(),
+        clock.clone(),
+        challenges.clone(),
+        sessions.clone(),
+        factors.clone(),
+        metrics.clone(),
+    );
     let tenants_service = Tenants::new(
         store.clone(),
         clock.clone(),
@@ -468,6 +476,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         devices,
         codes,
         limits,
+        mfa,
         challenges,
     };
     state.deny.warm().await?;

@@ -82,6 +82,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Second-step challenges (`mfa_token`, `enrollment_token`).
     pub challenges: Challenges,
+    /// The second step of sign-in and step-up (`/v1/auth/mfa/*`).
+    pub mfa: crate::service::mfa::Mfa,
 }
 
 impl AppState {

@@ -54,7 +54,7 @@ use crate::config::RateLimitConfig;
 use crate::crypto::FactorKeys;
 use crate::crypto::recovery_codes::{self, RecoveryCode};
 use crate::crypto::totp::{self, TotpParams, TotpSecret};
-use crate::domain::{AuditEvent, Timestamp};
+use crate::domain::{Aal, AuditEvent, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Notifier, Recipient};
 use crate::service::limits::Limits;
@@ -212,6 +212,14 @@ impl Factors {
         user: &User,
         proof: Option<&Reauthentication>,
     ) -> AppResult<()> {
+        // A user who has a factor changes factors only from a session that
+        // used one (aal 2), so a stolen password cannot swap them.
+        if !principal.assurance().meets(Aal::Two) && self.has_factor(principal.tenant.id, user.id).await? {
+            return Err(AppError::forbidden(
+                ErrorCode::MfaRequired,
+                "changing second factors needs a second factor: step up at POST /v1/auth/mfa/verify, then retry with the new token",
+            ));
+        }
         match proof {
             Some(proof) => self.address.reauthenticate(&principal.tenant, user, proof).await,
             // Removal: the bearer alone, until the assurance level is known.

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod factors;
 pub mod keys;
 pub mod limits;
+pub mod mfa;
 pub mod otp;
 pub mod paging;
 pub mod proof;

@@ -73,6 +73,20 @@ async fn enrol(s: &TestServer, token: &str, name: &str) -> (Value, Value, TOTP) 
     (started, confirmed, app)
 }
 
+/// Steps the session of `token` up to aal 2 with `app`'s code of a step
+/// no code was used at yet (factor changes need it once a factor exists);
+/// returns the new access token.
+async fn step_up(s: &TestServer, token: &str, app: &TOTP) -> String {
+    s.clock().advance(90);
+    let (status, body) = s
+        .as_user(token)
+        .post("/v1/auth/mfa/verify", json!({"totp": code_now(s, app)}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["aal"], 2, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
 async fn list(s: &TestServer, token: &str) -> Vec<Value> {
     let (status, body) = s.as_user(token).get("/v1/users/me/factors").await;
     assert_eq!(status, 200, "{body}");
@@ -202,7 +216,8 @@ async fn a_totp_factor_is_enrolled_confirmed_listed_renamed_and_removed() {
         .await;
     assert_error(status, &body, 404, "not_found");
 
-    // A second factor: no new recovery codes.
+    // A second factor (from a session at aal 2): no new recovery codes.
+    let token = step_up(&s, &token, &app).await;
     let (_, second, _) = enrol(&s, &token, "tablet").await;
     assert!(second.get("recovery_codes").is_none(), "{second}");
     assert_eq!(list(&s, &token).await.len(), 3);
@@ -292,7 +307,8 @@ async fn recovery_codes_are_single_use_told_and_replaced_by_regeneration() {
         .await;
     assert_error(status, &body, 409, "no_factor");
 
-    let (_, confirmed, _) = enrol(&s, &token, "phone").await;
+    let (_, confirmed, app) = enrol(&s, &token, "phone").await;
+    let token = step_up(&s, &token, &app).await;
     let codes: Vec<String> = serde_json::from_value(confirmed["recovery_codes"].clone()).unwrap();
     let factors = &s.state().factors;
 
@@ -439,7 +455,8 @@ async fn wrong_second_factors_spend_the_password_failure_budget() {
 async fn the_last_factor_is_kept_when_the_caller_says_one_is_required() {
     let s = TestServer::start().await;
     let token = access(&s.signup_verified("ann@example.com", PASSWORD).await).to_string();
-    let (started, _, _) = enrol(&s, &token, "phone").await;
+    let (started, _, app) = enrol(&s, &token, "phone").await;
+    let token = step_up(&s, &token, &app).await;
     let me = principal(&s, &token).await;
     let id = uuid::Uuid::parse_str(started["id"].as_str().unwrap()).unwrap();
     let err = s

@@ -15,6 +15,7 @@ mod errors;
 mod factors;
 mod integrity;
 mod limits;
+mod mfa;
 #[cfg(feature = "postgres")]
 mod multi_instance;
 mod notify;

@@ -11,6 +11,7 @@ use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAuth, Query, bearer, session_cookie};
 use crate::http::permission::IntrospectionCaller;
 use crate::service::accounts::{SignedUp, SignupInput};
+use crate::service::mfa::SecondFactor;
 use crate::service::sessions::LogoutScope;
 use crate::service::sign_in::SignedIn;
 use crate::state::AppState;
@@ -139,13 +140,19 @@ fn to_oauth(err: AppError) -> AppError {
     }
 }
 
-/// OAuth2 token endpoint: `password` and `refresh_token` grants.
+/// The grant that completes a password grant answered with 403
+/// `mfa_required` (after Auth0's `http://auth0.com/oauth/grant-type/mfa-otp`).
+pub const MFA_GRANT: &str = "urn:forge:params:oauth:grant-type:mfa";
+
+/// OAuth2 token endpoint: `password`, `refresh_token` and (second step)
+/// `urn:forge:params:oauth:grant-type:mfa` grants.
 #[utoipa::path(post, path = "/v1/auth/token", tag = "identity",
     params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded", description = "form or JSON"),
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, description = "RFC 6749 error: invalid_request, invalid_grant, unsupported_grant_type", body = ErrorBody),
+        (status = 400, description = "RFC 6749 error: invalid_request, invalid_grant (also a wrong second factor or mfa_token), unsupported_grant_type", body = ErrorBody),
+        (status = 403, description = "mfa_required: the password grant of a user with a second factor; complete it with the mfa grant and this mfa_token", body = OAuthMfaRequired),
         (status = 429, description = "rate limited", body = ErrorBody),
     ))]
 pub async fn token(
@@ -190,11 +197,24 @@ pub async fn token(
             let token = req.refresh_token.as_deref().ok_or_else(|| missing("refresh_token"))?;
             state.sessions.refresh(&tenant, token, &meta).await.map_err(to_oauth)?
         }
+        MFA_GRANT => {
+            let token = req.mfa_token.as_deref().ok_or_else(|| missing("mfa_token"))?;
+            let factor = match (&req.otp, &req.recovery_code) {
+                (Some(code), None) if code.expose().len() <= 32 => SecondFactor::Totp(code.expose()),
+                (None, Some(code)) if code.expose().len() <= 64 => SecondFactor::RecoveryCode(code.expose()),
+                _ => return Err(missing("exactly one of otp or recovery_code")),
+            };
+            state
+                .mfa
+                .complete(&tenant, token, factor, &meta)
+                .await
+                .map_err(to_oauth)?
+        }
         _ => {
             return Err(oauth(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::UnsupportedGrantType,
-                "grant_type must be password or refresh_token",
+                "grant_type must be password, refresh_token or urn:forge:params:oauth:grant-type:mfa",
             ));
         }
     };

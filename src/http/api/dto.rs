@@ -157,7 +157,7 @@ pub struct LoginRequest {
 /// OAuth2 token request (RFC 6749 sections 4.3 and 6), as form or JSON.
 #[derive(Deserialize, ToSchema)]
 pub struct TokenRequest {
-    /// `password` or `refresh_token`.
+    /// `password`, `refresh_token` or `urn:forge:params:oauth:grant-type:mfa`.
     pub grant_type: String,
     pub username: Option<String>,
     #[schema(value_type = Option<String>, format = Password)]
@@ -167,6 +167,15 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     /// `password` grant: the device token of an earlier sign-in (see `LoginRequest`).
     pub device_token: Option<String>,
+    /// `urn:forge:params:oauth:grant-type:mfa` grant: the `mfa_token` of the
+    /// password grant's 403 `mfa_required` answer.
+    pub mfa_token: Option<String>,
+    /// `mfa` grant: a code of the user's authenticator app.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub otp: Option<crate::secret::Secret>,
+    /// `mfa` grant: one of the user's recovery codes.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub recovery_code: Option<crate::secret::Secret>,
 }
 
 #[derive(Deserialize, ToSchema)]

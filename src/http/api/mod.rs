@@ -8,6 +8,7 @@ pub mod directory;
 pub mod dto;
 pub mod factors;
 pub mod identity;
+pub mod mfa;
 pub mod roles;
 pub mod settings;
 pub mod tenants;
@@ -75,6 +76,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::logout))
         .routes(routes!(auth::verify))
         .routes(routes!(auth::introspect))
+        .routes(routes!(mfa::verify))
         .routes(routes!(identity::request_otp))
         .routes(routes!(identity::verify_otp))
         .routes(routes!(identity::request_verification))
