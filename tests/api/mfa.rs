@@ -348,3 +348,39 @@ async fn step_up_raises_the_session_and_credential_changes_need_it() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_covers_the_second_step() {
+    let s = TestServer::start().await;
+    let (status, doc) = s.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let verify = &doc["paths"]["/v1/auth/mfa/verify"]["post"];
+    for code in ["200", "400", "401", "429"] {
+        assert!(verify["responses"].get(code).is_some(), "{code} missing: {verify}");
+    }
+    assert!(doc["paths"]["/v1/auth/token"]["post"]["responses"].get("403").is_some());
+    // Every schema the new answers name is in the document.
+    let text = doc.to_string();
+    for name in [
+        "SignInResponse",
+        "MfaRequiredResponse",
+        "FactorChoice",
+        "MfaVerifyRequest",
+        "MfaVerifyResponse",
+        "StepUpResponse",
+        "OAuthMfaRequired",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{name} is not in components"
+        );
+    }
+    let refs: Vec<&str> = text
+        .split("\"$ref\":\"#/components/schemas/")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap())
+        .collect();
+    for r in refs {
+        assert!(doc["components"]["schemas"].get(r).is_some(), "dangling $ref {r}");
+    }
+}
