@@ -384,3 +384,39 @@ async fn the_openapi_document_covers_the_second_step() {
         assert!(doc["components"]["schemas"].get(r).is_some(), "dangling $ref {r}");
     }
 }
+
+#[tokio::test]
+async fn the_email_verification_sign_in_asks_for_the_factor_too() {
+    let s = TestServer::start_with(|c| c.otp.resend_cooldown = std::time::Duration::ZERO).await;
+    // Signed up (email not proven yet), then a factor enrolled.
+    let token = access(&s.signup("ann@example.com", PASSWORD).await).to_string();
+    let (status, started) = s
+        .as_user(&token)
+        .post("/v1/users/me/factors/totp", json!({"current_password": PASSWORD}))
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let app = TOTP::from_url(started["otpauth_uri"].as_str().unwrap()).unwrap();
+    let path = format!("/v1/users/me/factors/totp/{}/confirm", started["id"].as_str().unwrap());
+    let (status, body) = s.as_user(&token).post(&path, json!({"code": code_now(&s, &app)})).await;
+    assert_eq!(status, 200, "{body}");
+    s.clock().advance(60);
+
+    let (status, body) = s
+        .post("/v1/auth/email/verify/request", json!({"email": "ann@example.com"}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let code = s.last_code("ann@example.com").await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/email/verify",
+            json!({"email": "ann@example.com", "code": code, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mfa_required"], true, "{body}");
+    assert!(body.get("access_token").is_none(), "{body}");
+    let (status, body) = verify(&s, json!({"mfa_token": body["mfa_token"], "totp": code_now(&s, &app)})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["email_verified"], true, "{body}");
+    assert_eq!(claims(access(&body))["aal"], 2);
+}
