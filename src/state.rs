@@ -20,6 +20,7 @@ use crate::service::directory::Directory;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::otp::Otp;
+use crate::service::passkeys::{Ceremonies, Passkeys};
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::recovery::Recovery;
@@ -65,6 +66,10 @@ pub struct AppState {
     pub devices: Devices,
     pub codes: Codes,
     pub limits: Limits,
+    /// The WebAuthn relying party (`webauthn.*`).
+    pub passkeys: Passkeys,
+    /// WebAuthn ceremony state between an options call and its finish call.
+    pub ceremonies: Ceremonies,
 }
 
 impl AppState {
