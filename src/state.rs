@@ -23,6 +23,7 @@ use crate::service::factors::Factors;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::otp::Otp;
+use crate::service::passkeys::{Ceremonies, Passkeys};
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::recovery::Recovery;
@@ -82,6 +83,10 @@ pub struct AppState {
     pub limits: Limits,
     /// Second-step challenges (`mfa_token`, `enrollment_token`).
     pub challenges: Challenges,
+    /// The WebAuthn relying party (`webauthn.*`).
+    pub passkeys: Passkeys,
+    /// WebAuthn ceremony state between an options call and its finish call.
+    pub ceremonies: Ceremonies,
 }
 
 impl AppState {

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod limits;
 pub mod otp;
 pub mod paging;
+pub mod passkeys;
 pub mod proof;
 pub mod rbac;
 pub mod recovery;
