@@ -23,6 +23,7 @@ use crate::service::factors::Factors;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::otp::Otp;
+use crate::service::passkeys::{Ceremonies, Passkeys};
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::recovery::Recovery;
@@ -84,6 +85,10 @@ pub struct AppState {
     pub challenges: Challenges,
     /// The second step of sign-in and step-up (`/v1/auth/mfa/*`).
     pub mfa: crate::service::mfa::Mfa,
+    /// The WebAuthn relying party (`webauthn.*`).
+    pub passkeys: Passkeys,
+    /// WebAuthn ceremony state between an options call and its finish call.
+    pub ceremonies: Ceremonies,
 }
 
 impl AppState {
