@@ -14,6 +14,7 @@ mod cli;
 mod errors;
 mod integrity;
 mod limits;
+mod mfa_policy;
 #[cfg(feature = "postgres")]
 mod multi_instance;
 mod notify;

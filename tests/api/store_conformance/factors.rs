@@ -86,7 +86,10 @@ pub(super) async fn a_new_factor_is_pending_and_listed_without_its_secret(store:
         (factor.created_at, factor.confirmed_at, factor.last_used_at),
         (NOW, None, None)
     );
-    assert_eq!(store.list_factors(T, user).await.unwrap(), std::slice::from_ref(&factor));
+    assert_eq!(
+        store.list_factors(T, user).await.unwrap(),
+        std::slice::from_ref(&factor)
+    );
     let secret = store.factor_secret(T, user, factor.id).await.unwrap().unwrap();
     assert_eq!(secret.factor, factor);
     assert!(!format!("{secret:?}").contains("[1, 2, 3, 4]"));

@@ -1,0 +1,121 @@
+//! The tenant's second-factor policy (`mfa` in `/v1/tenant/settings`): read
+//! and changed by administrators (validated, audited) and shown on the
+//! admin site. The sign-in rules it drives are tested where the sign-in
+//! second step lives.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::server;
+use crate::{PASSWORD, access, assert_error};
+
+async fn patch_mfa(s: &forge::testing::TestServer, admin: &str, mfa: Value) -> (StatusCode, Value) {
+    s.as_user(admin)
+        .patch("/v1/tenant/settings", json!({ "mfa": mfa }))
+        .await
+}
+
+#[tokio::test]
+async fn the_default_is_optional_and_a_change_is_kept_and_audited() {
+    let s = server().await;
+    let admin = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    let (status, body) = s.as_user(&admin).get("/v1/tenant/settings").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mfa"], json!({"policy": "optional", "roles": [], "grace": "7d"}));
+
+    let (status, body) = patch_mfa(
+        &s,
+        &admin,
+        json!({"policy": "roles", "roles": ["admin"], "grace": "36h"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["mfa"],
+        json!({"policy": "roles", "roles": ["admin"], "grace": "36h"})
+    );
+    assert_eq!(body["signup"]["mode"], "open", "the other part is untouched");
+    // Omitted fields keep their value; a grace of 48h reads back as 2d.
+    let (status, body) = patch_mfa(&s, &admin, json!({"grace": "48h"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["mfa"],
+        json!({"policy": "roles", "roles": ["admin"], "grace": "2d"})
+    );
+    let (_, read) = s.as_user(&admin).get("/v1/tenant/settings").await;
+    assert_eq!(read["mfa"], body["mfa"]);
+
+    let (_, audit) = s.as_user(&admin).get("/v1/audit?event=settings_updated").await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{audit}");
+    assert_eq!(items[0]["detail"]["parts"], json!(["mfa"]));
+    assert_eq!(
+        items[0]["detail"]["mfa"],
+        json!({"policy": "roles", "roles": ["admin"], "grace": "2d"})
+    );
+    // An unchanged part is not written (nor audited).
+    patch_mfa(&s, &admin, json!({"grace": "2d"})).await;
+    let (_, audit) = s.as_user(&admin).get("/v1/audit?event=settings_updated").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn invalid_policies_are_400_naming_the_field() {
+    let s = server().await;
+    let admin = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    for (mfa, field) in [
+        (json!({"policy": "sometimes"}), "mfa.policy"),
+        (json!({"policy": "roles", "roles": []}), "mfa.roles"),
+        (json!({"policy": "roles"}), "mfa.roles"),
+        (json!({"roles": ["Not A Role"]}), "mfa.roles"),
+        (json!({"roles": ["x".repeat(65)]}), "mfa.roles"),
+        (
+            json!({"roles": (0..33).map(|i| format!("r{i}")).collect::<Vec<_>>()}),
+            "mfa.roles",
+        ),
+        (json!({"grace": "91d"}), "mfa.grace"),
+        (json!({"grace": "-1d"}), "mfa.grace"),
+        (json!({"grace": "soon"}), "mfa.grace"),
+        (json!({"grace": ""}), "mfa.grace"),
+        (json!({"grace": "1.5s"}), "mfa.grace"),
+    ] {
+        let (status, body) = patch_mfa(&s, &admin, mfa.clone()).await;
+        assert_error(status, &body, 400, "validation_failed");
+        assert!(body["fields"][field].is_string(), "{mfa} -> {body}");
+    }
+    for bad in [
+        json!({"mfa": {"policy": "all", "extra": 1}}),
+        json!({"mfa": {"grace": 7}}),
+        json!({"mfa": "all"}),
+    ] {
+        let (status, body) = s.as_user(&admin).patch("/v1/tenant/settings", bad.clone()).await;
+        assert_eq!(status, 400, "{bad} -> {body}");
+    }
+    let (_, read) = s.as_user(&admin).get("/v1/tenant/settings").await;
+    assert_eq!(read["mfa"]["policy"], "optional", "nothing was stored");
+    // The bounds themselves are fine.
+    let (status, body) = patch_mfa(&s, &admin, json!({"policy": "all", "grace": "90d"})).await;
+    assert_eq!(
+        (status, &body["mfa"]["grace"]),
+        (StatusCode::OK, &json!("90d")),
+        "{body}"
+    );
+    let (status, body) = patch_mfa(&s, &admin, json!({"grace": "0s"})).await;
+    assert_eq!(
+        (status, &body["mfa"]["grace"]),
+        (StatusCode::OK, &json!("0s")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_without_settings_write_cannot_change_it() {
+    let s = server().await;
+    let admin = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    let reader = crate::support::user_with(&s, &admin, "auditor", &["settings:read"]).await;
+    let (status, body) = patch_mfa(&s, access(&reader), json!({"policy": "all"})).await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = s.as_user(access(&reader)).get("/v1/tenant/settings").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mfa"]["policy"], "optional");
+}
