@@ -33,6 +33,7 @@ use crate::service::devices::Devices;
 use crate::service::directory::Directory;
 use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
+use crate::service::mfa_policy::MfaPolicies;
 use crate::service::otp::Otp;
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
@@ -304,6 +305,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
     let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
     let challenges = Challenges::new(cache.clone(), clock.clone(), refresh_key.clone());
+    let mfa_policies = MfaPolicies::new(store.clone(), clock.clone(), challenges.clone());
     let devices = Devices::new(clock.clone(), refresh_key.clone(), config.rate_limit.device_token_ttl);
     let rbac = Rbac::new(store.clone(), AppState::access_cache(shared));
     let signing_keys = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
@@ -416,6 +418,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         rbac.clone(),
         devices.clone(),
         tenants_service.clone(),
+        mfa_policies.clone(),
     ));
     let state = AppState {
         tenants: tenants_service,
@@ -449,6 +452,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         devices,
         codes,
         limits,
+        mfa_policies,
         challenges,
     };
     state.deny.warm().await?;

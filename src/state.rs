@@ -21,6 +21,7 @@ use crate::service::devices::Devices;
 use crate::service::directory::Directory;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
+use crate::service::mfa_policy::MfaPolicies;
 use crate::service::otp::Otp;
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Second-step challenges (`mfa_token`, `enrollment_token`).
     pub challenges: Challenges,
+    /// The tenant's second-factor policy, applied.
+    pub mfa_policies: MfaPolicies,
 }
 
 impl AppState {

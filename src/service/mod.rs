@@ -12,6 +12,7 @@ pub mod devices;
 pub mod directory;
 pub mod keys;
 pub mod limits;
+pub mod mfa_policy;
 pub mod otp;
 pub mod paging;
 pub mod proof;

@@ -119,3 +119,108 @@ async fn a_user_without_settings_write_cannot_change_it() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["mfa"]["policy"], "optional");
 }
+
+/// A confirmed TOTP factor put straight into the store (the site has no
+/// enrolment of its own; the API's is tested with the factors).
+async fn give_factor(s: &forge::testing::TestServer, user_id: &str) {
+    use forge::store::{ConfirmFactor, NewFactor, NewFactorMaterial};
+    let store = &s.state().store;
+    let user_id = uuid::Uuid::parse_str(user_id).unwrap();
+    let tenant_id = forge::store::DEFAULT_TENANT_ID;
+    let now = s.clock().now();
+    let factor = store
+        .create_factor(NewFactor {
+            id: uuid::Uuid::now_v7(),
+            tenant_id,
+            user_id,
+            name: "phone".into(),
+            now,
+            material: NewFactorMaterial::Totp {
+                sealed_secret: vec![0; 40],
+            },
+        })
+        .await
+        .unwrap();
+    let audit = forge::service::RequestMeta::default().audit(
+        tenant_id,
+        now,
+        forge::domain::AuditEvent::MfaEnrolled,
+        Some(user_id),
+        Some(user_id),
+    );
+    store
+        .confirm_factor(
+            tenant_id,
+            user_id,
+            factor.id,
+            ConfirmFactor {
+                now,
+                totp_step: None,
+                recovery_code_hashes: vec![],
+                audit,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_admin_site_refuses_administrators_without_a_factor_under_the_policy() {
+    use crate::support::site_client::Browser;
+    let s = server().await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let op = access(&root).to_string();
+    let other = crate::support::provision(&s, &op, "second@example.com", &["admin"]).await;
+
+    // Set on the site's Settings page.
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b.get("/admin/settings").await;
+    assert!(
+        page.body.contains("id=\"mfa-grace\" required") && page.body.contains("value=\"7d\""),
+        "{}",
+        page.body
+    );
+    let page = b
+        .act(
+            "/admin/settings/mfa",
+            &[("policy", "roles"), ("roles", "admin"), ("grace", "3d")],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let (_, read) = s.as_user(&op).get("/v1/tenant/settings").await;
+    assert_eq!(
+        read["mfa"],
+        json!({"policy": "roles", "roles": ["admin"], "grace": "3d"})
+    );
+    let page = b
+        .act(
+            "/admin/settings/mfa",
+            &[("policy", "roles"), ("roles", ""), ("grace", "3d")],
+        )
+        .await;
+    assert_eq!(page.status, 303);
+    assert!(b.flash("/admin/settings").await.contains("mfa.roles"));
+
+    // An administrator without a factor is refused, and told what to do.
+    let mut b = Browser::new(&s);
+    let page = b.sign_in_to("", "second@example.com", PASSWORD).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("second factor"), "{}", page.body);
+    assert!(!b.cookies.contains_key("forge_admin"));
+    let (_, audit) = s.as_user(&op).get("/v1/audit?event=admin_login_denied").await;
+    assert_eq!(
+        audit["items"][0]["detail"]["reason"], "mfa_enrollment_required",
+        "{audit}"
+    );
+    // With a factor, the site lets them in.
+    give_factor(&s, &other).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("second@example.com", PASSWORD).await;
+    assert_eq!(b.get("/admin/users").await.status, 200);
+    // Optional again: no factor needed.
+    let (status, _) = patch_mfa(&s, &op, json!({"policy": "optional"})).await;
+    assert_eq!(status, 200);
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+}
