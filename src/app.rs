@@ -31,6 +31,7 @@ use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::directory::Directory;
+use crate::service::factors::Factors;
 use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::mfa_policy::MfaPolicies;
@@ -380,6 +381,18 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         policy.clone(),
         sessions.clone(),
     );
+    let factors = Arc::new(Factors::new(
+        store.clone(),
+        clock.clone(),
+        factor_keys.clone(),
+        limits.clone(),
+        notifier.clone(),
+        address.clone(),
+        rbac.clone(),
+        metrics.clone(),
+        config.rate_limit.clone(),
+        config.notify.product_name.clone(),
+    ));
     let tenants_service = Tenants::new(
         store.clone(),
         clock.clone(),
@@ -442,6 +455,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         accounts,
         recovery,
         directory,
+        factors,
         site_dashboard,
         site_messages,
         site_sessions,

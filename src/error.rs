@@ -59,10 +59,12 @@ error_codes! {
     InvalidRequest => "invalid_request",
     InvalidToken => "invalid_token",
     KeyTooNew => "key_too_new",
+    LastFactorRequired => "last_factor_required",
     LastIdentifier => "last_identifier",
     MethodNotAllowed => "method_not_allowed",
     MfaEnrollmentRequired => "mfa_enrollment_required",
     MfaRequired => "mfa_required",
+    NoFactor => "no_factor",
     NoNextKey => "no_next_key",
     NoPhone => "no_phone",
     NoProvenAddress => "no_proven_address",
@@ -81,6 +83,7 @@ error_codes! {
     SignupDisabled => "signup_disabled",
     SignupDomainNotAllowed => "signup_domain_not_allowed",
     TenantExists => "tenant_exists",
+    TooManyFactors => "too_many_factors",
     Unavailable => "unavailable",
     UnknownRole => "unknown_role",
     UnknownTenant => "unknown_tenant",
@@ -166,6 +169,15 @@ impl AppError {
     /// about which part was wrong or whether the account exists.
     pub fn invalid_credentials() -> Self {
         Self::unauthorized(ErrorCode::InvalidCredentials, "invalid credentials")
+    }
+
+    /// The one answer to every failed second-factor check (wrong, replayed
+    /// or used code, no such factor): it says nothing about which.
+    pub fn invalid_mfa() -> Self {
+        Self::unauthorized(
+            ErrorCode::InvalidMfa,
+            "the second factor is wrong, expired or already used",
+        )
     }
 
     pub fn invalid_token() -> Self {
@@ -359,10 +371,12 @@ mod tests {
                 "invalid_request",
                 "invalid_token",
                 "key_too_new",
+                "last_factor_required",
                 "last_identifier",
                 "method_not_allowed",
                 "mfa_enrollment_required",
                 "mfa_required",
+                "no_factor",
                 "no_next_key",
                 "no_phone",
                 "no_proven_address",
@@ -381,6 +395,7 @@ mod tests {
                 "signup_disabled",
                 "signup_domain_not_allowed",
                 "tenant_exists",
+                "too_many_factors",
                 "unavailable",
                 "unknown_role",
                 "unknown_tenant",

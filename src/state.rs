@@ -19,6 +19,7 @@ use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::directory::Directory;
+use crate::service::factors::Factors;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::mfa_policy::MfaPolicies;
@@ -66,6 +67,10 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub recovery: Recovery,
     pub directory: Directory,
+    /// Behind an `Arc`: it holds an `Address` (and so most other services),
+    /// and a copy inline made `AppState` big enough to overflow a test
+    /// thread's stack in a debug build.
+    pub factors: Arc<Factors>,
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub site_sessions: Arc<SiteSessions>,

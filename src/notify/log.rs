@@ -25,7 +25,7 @@ impl Channel for LogChannel {
             MessageKind::Otp => "OTP",
             MessageKind::EmailVerification => "Email verification code",
             MessageKind::PasswordReset => "Password reset code",
-            MessageKind::AddressChanged => "Notice",
+            MessageKind::AddressChanged | MessageKind::RecoveryCodeUsed | MessageKind::FactorChanged => "Notice",
         };
         tracing::info!(
             target: "forge::notify",

@@ -47,6 +47,22 @@ struct AddressChangedEmail<'a> {
     public_url: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "email/recovery_code_used.txt")]
+struct RecoveryCodeUsedEmail<'a> {
+    product: &'a str,
+    notice: &'a str,
+    public_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "email/factor_changed.txt")]
+struct FactorChangedEmail<'a> {
+    product: &'a str,
+    notice: &'a str,
+    public_url: &'a str,
+}
+
 /// "1 minute", "5 minutes".
 fn minutes(n: u64) -> String {
     if n == 1 {
@@ -58,8 +74,10 @@ fn minutes(n: u64) -> String {
 
 /// Subject and body of a message.
 ///
-/// For a notice ([`MessageKind::AddressChanged`]) `code` is the notice's
-/// sentence (what changed, when, from where): it carries no code.
+/// For a notice ([`MessageKind::AddressChanged`],
+/// [`MessageKind::RecoveryCodeUsed`], [`MessageKind::FactorChanged`]) `code`
+/// is the notice's sentence (what happened, when, from where): it carries no
+/// code.
 ///
 /// `ttl_minutes` is how long the code stays valid, rounded up by the caller
 /// (a 90 s code says "2 minutes": a short promise would be a lie the other
@@ -78,6 +96,8 @@ pub fn render(
         MessageKind::EmailVerification => format!("Verify your email address for {product}"),
         MessageKind::PasswordReset => format!("Reset your {product} password"),
         MessageKind::AddressChanged => format!("Your {product} sign-in address was changed"),
+        MessageKind::RecoveryCodeUsed => format!("A {product} recovery code was used"),
+        MessageKind::FactorChanged => format!("Your {product} second factors were changed"),
     };
     let ttl = minutes(ttl_minutes);
     let body = match channel {
@@ -86,7 +106,9 @@ pub fn render(
                 MessageKind::Otp => "code",
                 MessageKind::EmailVerification => "verification code",
                 MessageKind::PasswordReset => "password reset code",
-                MessageKind::AddressChanged => return (subject, format!("{product}: {code}")),
+                MessageKind::AddressChanged | MessageKind::RecoveryCodeUsed | MessageKind::FactorChanged => {
+                    return (subject, format!("{product}: {code}"));
+                }
             };
             format!("Your {product} {what} is {code}. It expires in {ttl}.")
         }
@@ -114,6 +136,18 @@ pub fn render(
                 }
                 .render(),
                 MessageKind::AddressChanged => AddressChangedEmail {
+                    product,
+                    notice: code,
+                    public_url,
+                }
+                .render(),
+                MessageKind::RecoveryCodeUsed => RecoveryCodeUsedEmail {
+                    product,
+                    notice: code,
+                    public_url,
+                }
+                .render(),
+                MessageKind::FactorChanged => FactorChangedEmail {
                     product,
                     notice: code,
                     public_url,
@@ -165,6 +199,39 @@ mod tests {
             for want in ["Acme ID", "987654", "15 minutes", "https://id.acme.test"] {
                 assert!(body.contains(want), "{kind:?} body lacks {want}: {body}");
             }
+        }
+    }
+
+    #[test]
+    fn factor_notices_carry_their_sentence_and_no_code_in_the_subject() {
+        for kind in [MessageKind::RecoveryCodeUsed, MessageKind::FactorChanged] {
+            assert!(!kind.carries_code());
+            assert_eq!(MessageKind::parse(kind.as_str()), Some(kind));
+            let (subject, body) = render(
+                kind,
+                OutboxChannel::Email,
+                "Acme ID",
+                "https://id.acme.test",
+                "It happened.",
+                5,
+            );
+            assert!(
+                subject.contains("Acme ID") && !subject.contains("It happened"),
+                "{subject}"
+            );
+            assert!(
+                body.contains("It happened.") && body.contains("https://id.acme.test"),
+                "{body}"
+            );
+            let (_, sms) = render(
+                kind,
+                OutboxChannel::Sms,
+                "Acme ID",
+                "https://id.acme.test",
+                "It happened.",
+                5,
+            );
+            assert_eq!(sms, "Acme ID: It happened.");
         }
     }
 

@@ -10,6 +10,7 @@ pub mod codes;
 pub mod denylist;
 pub mod devices;
 pub mod directory;
+pub mod factors;
 pub mod keys;
 pub mod limits;
 pub mod mfa_policy;

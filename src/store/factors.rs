@@ -191,6 +191,17 @@ pub enum Removal {
     RefusedLast,
 }
 
+/// The user's recovery codes at a glance (a listing's item).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryCodeSummary {
+    /// Unused codes.
+    pub remaining: u64,
+    /// When the current set was stored (they are stored together).
+    pub created_at: Option<Timestamp>,
+    /// When a code of the current set was last spent.
+    pub last_used_at: Option<Timestamp>,
+}
+
 /// Second factors, recovery codes and the policy's due date.
 #[async_trait]
 pub trait FactorStore: Send + Sync + 'static {
@@ -252,6 +263,12 @@ pub trait FactorStore: Send + Sync + 'static {
         keep_one: bool,
         audit: NewAuditEvent,
     ) -> StoreResult<Removal>;
+    /// Deletes the user's *pending* factors of `kind` (abandoned
+    /// enrolments; confirmed ones are untouched) and returns how many went.
+    /// Not audited: a pending factor never changed anything for the user.
+    /// A new enrolment calls it first, so a user holds at most one pending
+    /// factor of a kind however often they start one.
+    async fn discard_pending_factors(&self, tenant_id: Uuid, user_id: Uuid, kind: FactorKind) -> StoreResult<u64>;
     /// Deletes all of the user's factors and recovery codes (an
     /// administrator's reset); returns how many factors went. Audited even
     /// when there were none (the administrator did act).
@@ -305,6 +322,9 @@ pub trait FactorStore: Send + Sync + 'static {
         audit: NewAuditEvent,
     ) -> StoreResult<bool>;
     async fn count_unused_recovery_codes(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<u64>;
+    /// How many codes remain, when the set was stored and last used, in one
+    /// statement (all zero and `None` without codes).
+    async fn recovery_code_summary(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<RecoveryCodeSummary>;
 
     // ---- policy ----
     /// When a policy requiring a factor first applied to the user: stamps
@@ -551,6 +571,16 @@ impl<D: Driver> FactorStore for D {
         .await
     }
 
+    async fn discard_pending_factors(&self, tenant_id: Uuid, user_id: Uuid, kind: FactorKind) -> StoreResult<u64> {
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM factors WHERE tenant_id = $1 AND user_id = $2 AND kind = $3 AND confirmed_at IS NULL",
+                &args![tenant_id, user_id, kind.as_str()],
+            )
+        })
+        .await
+    }
+
     async fn reset_factors(&self, tenant_id: Uuid, user_id: Uuid, audit: NewAuditEvent) -> StoreResult<u64> {
         self.write(move |c| {
             lock_user(c, user_id)?;
@@ -652,6 +682,26 @@ impl<D: Driver> FactorStore for D {
                 "SELECT COUNT(*) FROM recovery_codes WHERE tenant_id = $1 AND user_id = $2 AND used_at IS NULL",
                 &args![tenant_id, user_id],
             )
+        })
+        .await
+    }
+
+    async fn recovery_code_summary(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<RecoveryCodeSummary> {
+        self.read(move |c| {
+            let summary = c.query_opt_map(
+                "SELECT COALESCE(SUM(CASE WHEN used_at IS NULL THEN 1 ELSE 0 END), 0) AS remaining, \
+                 MAX(created_at) AS created_at, MAX(used_at) AS last_used_at \
+                 FROM recovery_codes WHERE tenant_id = $1 AND user_id = $2",
+                &args![tenant_id, user_id],
+                |r| {
+                    Ok(RecoveryCodeSummary {
+                        remaining: r.get("remaining")?,
+                        created_at: r.get("created_at")?,
+                        last_used_at: r.get("last_used_at")?,
+                    })
+                },
+            )?;
+            Ok(summary.unwrap_or_default())
         })
         .await
     }

@@ -59,6 +59,12 @@ pub enum MessageKind {
     /// A notice, without a code, to the old address after an email or phone
     /// change: what changed, when and from where.
     AddressChanged,
+    /// A notice, without a code, that one of the user's recovery codes was
+    /// used to sign in (or step up): when, from where, how many remain.
+    RecoveryCodeUsed,
+    /// A notice, without a code, that the user's second factors changed
+    /// without them (an administrator reset them).
+    FactorChanged,
 }
 
 impl MessageKind {
@@ -68,12 +74,17 @@ impl MessageKind {
             MessageKind::EmailVerification => "email_verification",
             MessageKind::PasswordReset => "password_reset",
             MessageKind::AddressChanged => "address_changed",
+            MessageKind::RecoveryCodeUsed => "recovery_code_used",
+            MessageKind::FactorChanged => "factor_changed",
         }
     }
 
     /// Whether the message carries a one-time code (a notice does not).
     pub fn carries_code(self) -> bool {
-        !matches!(self, MessageKind::AddressChanged)
+        !matches!(
+            self,
+            MessageKind::AddressChanged | MessageKind::RecoveryCodeUsed | MessageKind::FactorChanged
+        )
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -82,6 +93,8 @@ impl MessageKind {
             "email_verification" => Some(MessageKind::EmailVerification),
             "password_reset" => Some(MessageKind::PasswordReset),
             "address_changed" => Some(MessageKind::AddressChanged),
+            "recovery_code_used" => Some(MessageKind::RecoveryCodeUsed),
+            "factor_changed" => Some(MessageKind::FactorChanged),
             _ => None,
         }
     }

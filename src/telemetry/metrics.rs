@@ -10,7 +10,7 @@
 //! process and every scrape without bound. Methods outside the standard
 //! nine are counted as `other` (`http::metrics::method_label`), routes are
 //! the matched template or `unmatched` (see `http::access_log`), statuses
-//! are numbers, and login outcomes are constants chosen by forge.
+//! are numbers, and login and MFA outcomes are constants chosen by forge.
 
 use std::sync::Mutex;
 
@@ -39,11 +39,36 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MfaLabels {
+    method: &'static str,
+    outcome: &'static str,
+}
+
+/// A second factor's kind, as the `method` label of `forge_mfa_verifications`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MfaMethod {
+    Totp,
+    RecoveryCode,
+    WebAuthn,
+}
+
+impl MfaMethod {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MfaMethod::Totp => "totp",
+            MfaMethod::RecoveryCode => "recovery_code",
+            MfaMethod::WebAuthn => "webauthn",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     logins: Family<OutcomeLabels, Counter>,
+    mfa: Family<MfaLabels, Counter>,
     argon2_queue: Gauge,
     db_connections: Gauge,
     db_idle: Gauge,
@@ -58,6 +83,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let logins = Family::<OutcomeLabels, Counter>::default();
+        let mfa = Family::<MfaLabels, Counter>::default();
         let argon2_queue = Gauge::default();
         let db_connections = Gauge::default();
         let db_idle = Gauge::default();
@@ -69,6 +95,11 @@ impl Default for Metrics {
             latency.clone(),
         );
         registry.register("logins", "Password sign-ins by outcome", logins.clone());
+        registry.register(
+            "mfa_verifications",
+            "Second-factor checks (sign-in and step-up) by method and outcome",
+            mfa.clone(),
+        );
         registry.register(
             "argon2_queue_depth",
             "Password hashes waiting for the argon2 pool",
@@ -90,6 +121,7 @@ impl Default for Metrics {
             requests,
             latency,
             logins,
+            mfa,
             argon2_queue,
             db_connections,
             db_idle,
@@ -130,6 +162,18 @@ impl Metrics {
     /// Counts a sign-in; `outcome` is a constant (`success`, `failure`, ...).
     pub fn login(&self, outcome: &'static str) {
         self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts a second-factor check: `method` is closed, `success` picks
+    /// `success` or `failure`, so the family has at most six series.
+    pub fn mfa(&self, method: MfaMethod, success: bool) {
+        let outcome = if success { "success" } else { "failure" };
+        self.mfa
+            .get_or_create(&MfaLabels {
+                method: method.as_str(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn render(&self, gauges: Gauges) -> String {

@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod cli;
 mod errors;
+mod factors;
 mod integrity;
 mod limits;
 mod mfa_policy;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod contract;
 pub mod directory;
 pub mod dto;
+pub mod factors;
 pub mod identity;
 pub mod roles;
 pub mod settings;
@@ -87,6 +88,12 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::get_me, users::patch_me, users::delete_me))
         .routes(routes!(users::list_sessions))
         .routes(routes!(users::delete_session))
+        .routes(routes!(factors::list_factors))
+        .routes(routes!(factors::start_totp))
+        .routes(routes!(factors::confirm_totp))
+        .routes(routes!(factors::rename_factor, factors::remove_factor))
+        .routes(routes!(factors::regenerate_recovery_codes))
+        .routes(routes!(factors::list_user_factors, factors::reset_user_factors))
         .routes(routes!(directory::list_users, directory::create_user))
         .routes(routes!(
             directory::get_user,

@@ -543,3 +543,54 @@ pub(super) async fn the_mfa_due_date_is_stamped_once(store: Arc<dyn Store>) {
     assert_eq!(store.mfa_due_since(T, Uuid::now_v7(), NOW).await.unwrap(), None);
     assert_eq!(store.mfa_due_since(Uuid::now_v7(), user, NOW).await.unwrap(), None);
 }
+
+pub(super) async fn discarding_pending_factors_keeps_confirmed_ones_and_other_users(store: Arc<dyn Store>) {
+    let (user, confirmed) = enrolled(&store, "cy@example.com").await;
+    let other = signed_up(&store, "di@example.com", None).await.id;
+    store.create_factor(totp(user, "a")).await.unwrap();
+    store.create_factor(totp(user, "b")).await.unwrap();
+    let theirs = store.create_factor(totp(other, "c")).await.unwrap();
+    // Another kind is left alone.
+    assert_eq!(
+        store
+            .discard_pending_factors(T, user, FactorKind::WebAuthn)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.discard_pending_factors(T, user, FactorKind::Totp).await.unwrap(),
+        2
+    );
+    assert_eq!(store.list_factors(T, user).await.unwrap(), vec![confirmed]);
+    assert_eq!(store.list_factors(T, other).await.unwrap(), vec![theirs]);
+    // Nothing was audited and the recovery codes stay.
+    assert_eq!(audit_count(&store, "mfa_removed", user).await, 0);
+    assert_eq!(store.count_unused_recovery_codes(T, user).await.unwrap(), 10);
+}
+
+pub(super) async fn the_recovery_code_summary_counts_and_dates_the_current_set(store: Arc<dyn Store>) {
+    let (user, _) = enrolled(&store, "cy@example.com").await;
+    let summary = store.recovery_code_summary(T, user).await.unwrap();
+    assert_eq!(
+        summary,
+        RecoveryCodeSummary {
+            remaining: 10,
+            created_at: Some(NOW + 5),
+            last_used_at: None
+        }
+    );
+    assert!(
+        store
+            .use_recovery_code(T, user, "h3", NOW + 60, audit("recovery_code_used", Some(user)))
+            .await
+            .unwrap()
+    );
+    let summary = store.recovery_code_summary(T, user).await.unwrap();
+    assert_eq!((summary.remaining, summary.last_used_at), (9, Some(NOW + 60)));
+    let nobody = signed_up(&store, "di@example.com", None).await.id;
+    assert_eq!(
+        store.recovery_code_summary(T, nobody).await.unwrap(),
+        RecoveryCodeSummary::default()
+    );
+}

@@ -203,6 +203,8 @@ conformance! {
     factors::the_last_factor_is_refused_under_a_policy_and_otherwise_takes_the_codes,
     factors::concurrent_removals_under_a_policy_leave_one_factor,
     factors::a_reset_removes_every_factor_and_code_of_the_user_only,
+    factors::discarding_pending_factors_keeps_confirmed_ones_and_other_users,
+    factors::the_recovery_code_summary_counts_and_dates_the_current_set,
     factors::a_factor_is_renamed_only_by_its_user,
     factors::webauthn_credentials_are_found_by_id_within_the_tenant_and_updated,
     factors::the_same_credential_may_be_registered_in_another_tenant,
