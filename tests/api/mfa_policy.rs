@@ -224,3 +224,27 @@ async fn the_admin_site_refuses_administrators_without_a_factor_under_the_policy
     let mut b = Browser::new(&s);
     b.sign_in("root@example.com", PASSWORD).await;
 }
+
+#[tokio::test]
+async fn the_last_factor_stays_under_a_policy_that_requires_it() {
+    let s = server().await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    crate::support::provision(&s, &op, "ann@example.com", &[]).await;
+    let ann = access(&s.login("ann@example.com", PASSWORD).await).to_string();
+    let (_, first, _) = crate::factors::enrol(&s, &ann, "phone").await;
+    let (_, second, _) = crate::factors::enrol(&s, &ann, "laptop").await;
+    let path = |f: &Value| format!("/v1/users/me/factors/{}", f["factor"]["id"].as_str().unwrap());
+
+    // `roles: [admin]` does not apply to ann: removing her last factor is fine...
+    patch_mfa(&s, &op, json!({"policy": "roles", "roles": ["admin"]})).await;
+    assert_eq!(s.as_user(&ann).delete(&path(&second)).await.0, 204);
+    let (_, again, _) = crate::factors::enrol(&s, &ann, "laptop").await;
+    // ... `all` does: one of two goes, the last one stays.
+    patch_mfa(&s, &op, json!({"policy": "all"})).await;
+    assert_eq!(s.as_user(&ann).delete(&path(&again)).await.0, 204);
+    let (status, body) = s.as_user(&ann).delete(&path(&first)).await;
+    assert_error(status, &body, 409, "last_factor_required");
+    // Optional again: it may go.
+    patch_mfa(&s, &op, json!({"policy": "optional"})).await;
+    assert_eq!(s.as_user(&ann).delete(&path(&first)).await.0, 204);
+}

@@ -181,13 +181,6 @@ fn user_id(raw: &str) -> AppResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| AppError::not_found("user"))
 }
 
-/// Whether the caller's tenant requires a second factor, so the last one
-/// may not be removed. No tenant policy exists yet: always false; the
-/// settings' `mfa` part answers here once it does.
-fn keep_one(_state: &AppState) -> bool {
-    false
-}
-
 /// The caller's second factors (confirmed ones) and recovery-code count.
 #[utoipa::path(get, path = "/v1/users/me/factors", tag = "users",
     responses((status = 200, body = FactorListView), (status = 401, body = ErrorBody)),
@@ -300,7 +293,13 @@ pub async fn remove_factor(
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
     let id = factor_id(&id)?;
-    state.factors.remove(&principal, id, keep_one(&state), &meta).await?;
+    // Under a tenant policy that requires a factor of this user, the last
+    // one stays (409 last_factor_required).
+    let keep_one = state
+        .mfa_policies
+        .keep_one(principal.tenant.id, principal.user_id)
+        .await?;
+    state.factors.remove(&principal, id, keep_one, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
