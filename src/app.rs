@@ -306,7 +306,6 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());
     let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
     let challenges = Challenges::new(cache.clone(), clock.clone(), refresh_key.clone());
-    let mfa_policies = MfaPolicies::new(store.clone(), clock.clone(), challenges.clone());
     let devices = Devices::new(clock.clone(), refresh_key.clone(), config.rate_limit.device_token_ttl);
     let rbac = Rbac::new(store.clone(), AppState::access_cache(shared));
     let signing_keys = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
@@ -326,6 +325,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         limits.clone(),
         deny.clone(),
     );
+    let mfa_policies = MfaPolicies::new(store.clone(), clock.clone(), challenges.clone(), sessions.clone());
     let proof = Proof::new(store.clone(), clock.clone(), sessions.clone());
     let settings = Settings::new(
         store.clone(),

@@ -19,12 +19,13 @@ use uuid::Uuid;
 
 use super::RequestMeta;
 use super::challenges::{ChallengeKind, Challenges};
+use super::sessions::{Sessions, Tokens};
 use crate::clock::Clock;
-use crate::domain::Assurance;
 use crate::domain::mfa_policy::{MfaDecision, MfaPolicy, decide};
+use crate::domain::{Amr, Assurance, AuditEvent};
 use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
-use crate::store::{Store, Tenant, User};
+use crate::store::{SignIn, Store, Tenant, User};
 
 /// The policy over the store (settings, roles, `mfa_due_since`), the clock
 /// and the challenges (the enrolment token).
@@ -33,15 +34,52 @@ pub struct MfaPolicies {
     store: Arc<dyn Store>,
     clock: Clock,
     challenges: Challenges,
+    sessions: Sessions,
 }
 
 impl MfaPolicies {
-    pub fn new(store: Arc<dyn Store>, clock: Clock, challenges: Challenges) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Clock, challenges: Challenges, sessions: Sessions) -> Self {
         Self {
             store,
             clock,
             challenges,
+            sessions,
         }
+    }
+
+    /// Ends an enrolment made with an `enrollment_token` whose first factor
+    /// was just confirmed with `methods` (`[otp]` for TOTP): spends the token
+    /// (exactly once; 401 `invalid_token` when it was spent, expired or is
+    /// unknown) and opens the session the sign-in could not, at the first
+    /// factor's assurance stepped up (`aal` 2, `mfa` in `amr`), audited as a
+    /// `login` with method `mfa_enrollment`.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn finish_enrollment(&self, tenant: &Tenant, token: &str, methods: &[Amr]) -> AppResult<(User, Tokens)> {
+        let challenge = self
+            .challenges
+            .consume(ChallengeKind::Enrollment, tenant.id, token)
+            .await?
+            .ok_or_else(AppError::invalid_token)?;
+        let meta = challenge.meta();
+        let assurance = challenge.first_factor.stepped_up(methods.iter().copied());
+        let (session, refresh) = self.sessions.new_session_with(&meta, assurance);
+        let now = self.clock.now();
+        let mut audit = meta.audit(
+            tenant.id,
+            now,
+            AuditEvent::Login,
+            Some(challenge.user_id),
+            Some(challenge.user_id),
+        );
+        audit.detail = serde_json::json!({ "method": "mfa_enrollment", "session_id": session.id });
+        let sign_in = SignIn {
+            session: session.clone(),
+            rehash: None,
+            verified: None,
+        };
+        let user = self.store.sign_in(tenant.id, challenge.user_id, sign_in, audit).await?;
+        let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
+        Ok((user, tokens))
     }
 
     async fn policy(&self, tenant_id: Uuid) -> AppResult<MfaPolicy> {
@@ -116,8 +154,9 @@ mod tests {
 
     async fn setup() -> (Arc<dyn Store>, Clock, MfaPolicies, Tenant) {
         let (store, cache, clock) = (test_ports::store(), test_ports::cache(), test_ports::clock());
-        let challenges = Challenges::new(cache, clock.clone(), Arc::new(b"k".to_vec()));
-        let policies = MfaPolicies::new(store.clone(), clock.clone(), challenges);
+        let challenges = Challenges::new(cache.clone(), clock.clone(), Arc::new(b"k".to_vec()));
+        let sessions = test_ports::sessions(&store, &cache, &clock).await;
+        let policies = MfaPolicies::new(store.clone(), clock.clone(), challenges, sessions);
         let tenant = store.tenant_by_slug("default").await.unwrap().unwrap();
         (store, clock, policies, tenant)
     }

@@ -248,3 +248,79 @@ async fn the_last_factor_stays_under_a_policy_that_requires_it() {
     patch_mfa(&s, &op, json!({"policy": "optional"})).await;
     assert_eq!(s.as_user(&ann).delete(&path(&first)).await.0, 204);
 }
+
+#[tokio::test]
+async fn an_enrollment_token_enrols_a_first_factor_and_nothing_else() {
+    let s = server().await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    let id = crate::support::provision(&s, &op, "ann@example.com", &[]).await;
+    // Minted as a sign-in past the grace mints it.
+    let tenant = s.state().store.tenant_by_slug("default").await.unwrap().unwrap();
+    let user = s
+        .state()
+        .store
+        .get_user(tenant.id, uuid::Uuid::parse_str(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let token = s
+        .state()
+        .mfa_policies
+        .enrollment_token(
+            &tenant,
+            &user,
+            &forge::domain::Assurance::password(),
+            &forge::service::RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+    let token = token.expose().to_string();
+
+    // Nowhere else: it is no access token.
+    for path in ["/v1/users/me", "/v1/users/me/factors", "/v1/tenant/settings"] {
+        let (status, body) = s.as_user(&token).get(path).await;
+        assert_error(status, &body, 401, "invalid_token");
+    }
+    let (status, body) = s.as_user(&token).post("/v1/users/me/recovery-codes", json!({})).await;
+    assert_error(status, &body, 401, "invalid_token");
+    assert_eq!(crate::support::forward_auth(&s, &token, "").await.status(), 401);
+    // Not in another tenant either.
+    let (status, body) = s
+        .as_user(&token)
+        .post("/v1/users/me/factors/totp", json!({}))
+        .tenant("nope")
+        .await;
+    assert_error(status, &body, 401, "invalid_token");
+
+    // Enrolment: no password needed, the token is the proof.
+    let (status, started) = s.as_user(&token).post("/v1/users/me/factors/totp", json!({})).await;
+    assert_eq!(status, 200, "{started}");
+    let app = crate::factors::app(&started);
+    let confirm = format!("/v1/users/me/factors/totp/{}/confirm", started["id"].as_str().unwrap());
+    let (status, body) = s.as_user(&token).post(&confirm, json!({"code": "000000x"})).await;
+    assert_error(status, &body, 400, "invalid_code");
+    let (status, done) = s
+        .as_user(&token)
+        .post(&confirm, json!({"code": crate::factors::code_now(&s, &app)}))
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10, "{done}");
+    assert_eq!(done["factor"]["type"], "totp");
+    assert_eq!(done["token_type"], "Bearer");
+    assert_eq!(done["user"]["id"], id);
+    let claims = crate::support::claims(access(&done));
+    assert_eq!(claims["aal"], 2, "{claims}");
+    assert_eq!(claims["amr"], json!(["mfa", "otp", "pwd"]), "{claims}");
+    let (status, me) = s.as_user(access(&done)).get("/v1/users/me").await;
+    assert_eq!(status, 200, "{me}");
+    // The refresh token works as any sign-in's.
+    let (status, refreshed) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": done["refresh_token"]}))
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(crate::support::claims(access(&refreshed))["aal"], 2);
+
+    // Spent: single use.
+    let (status, body) = s.as_user(&token).post("/v1/users/me/factors/totp", json!({})).await;
+    assert_error(status, &body, 401, "invalid_token");
+}
