@@ -27,6 +27,21 @@ use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
 use crate::store::{SignIn, Store, Tenant, User};
 
+/// What the sign-in gate does about the policy once the first factor
+/// succeeded.
+#[derive(Debug)]
+pub enum PolicyGate {
+    /// Nothing: the second step if the user has a factor, else tokens.
+    AsUsual,
+    /// Tokens, with `"mfa_enrollment_due": true` in the token response (the
+    /// grace runs until `until`).
+    EnrollmentDue { until: crate::domain::Timestamp },
+    /// No session, no tokens: 200 `{"mfa_enrollment_required": true,
+    /// "enrollment_token": ...}` (the OAuth2 token endpoint: 403 with the
+    /// same fields, as for `mfa_required`).
+    EnrollmentRequired { enrollment_token: Secret },
+}
+
 /// The policy over the store (settings, roles, `mfa_due_since`), the clock
 /// and the challenges (the enrolment token).
 #[derive(Clone)]
@@ -104,6 +119,28 @@ impl MfaPolicies {
         }
         let due_since = self.store.mfa_due_since(tenant.id, user.id, now).await?;
         Ok(decide(&policy, &user.roles, false, due_since, now))
+    }
+
+    /// The whole hook for the sign-in gate (`service::sign_in`, after the
+    /// first factor): [`Self::decide`], and for [`MfaDecision::Required`]
+    /// the enrolment token too. `has_factor`: the user holds a confirmed
+    /// factor (the gate knows already). See [`PolicyGate`].
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
+    pub async fn gate(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        has_factor: bool,
+        first: &Assurance,
+        meta: &RequestMeta,
+    ) -> AppResult<PolicyGate> {
+        Ok(match self.decide(tenant, user, has_factor).await? {
+            MfaDecision::NotRequired | MfaDecision::Satisfied => PolicyGate::AsUsual,
+            MfaDecision::Due { until } => PolicyGate::EnrollmentDue { until },
+            MfaDecision::Required => PolicyGate::EnrollmentRequired {
+                enrollment_token: self.enrollment_token(tenant, user, first, meta).await?,
+            },
+        })
     }
 
     /// Whether the policy requires a factor of this user now, so their last
@@ -232,6 +269,48 @@ mod tests {
         clock.advance(1);
         assert_eq!(p.decide(&tenant, &boss, false).await.unwrap(), MfaDecision::Required);
         assert_eq!(p.decide(&tenant, &boss, true).await.unwrap(), MfaDecision::Satisfied);
+    }
+
+    #[tokio::test]
+    async fn the_gate_hands_out_an_enrollment_token_past_the_grace() {
+        let (store, clock, p, tenant) = setup().await;
+        let ann = user(&store, &tenant, "ann@example.com", &[]).await;
+        let (first, meta) = (Assurance::password(), RequestMeta::default());
+        let gate = p.gate(&tenant, &ann, false, &first, &meta).await.unwrap();
+        assert!(matches!(gate, PolicyGate::AsUsual), "{gate:?}");
+        set(&store, &tenant, MfaRequirement::All, &[], "1h", clock.now()).await;
+        let gate = p.gate(&tenant, &ann, true, &first, &meta).await.unwrap();
+        assert!(matches!(gate, PolicyGate::AsUsual), "{gate:?}");
+        let gate = p.gate(&tenant, &ann, false, &first, &meta).await.unwrap();
+        assert!(
+            matches!(gate, PolicyGate::EnrollmentDue { until } if until == clock.now() + 3_600),
+            "{gate:?}"
+        );
+        clock.advance(3_600);
+        let PolicyGate::EnrollmentRequired { enrollment_token } =
+            p.gate(&tenant, &ann, false, &first, &meta).await.unwrap()
+        else {
+            panic!("required after the grace");
+        };
+        let open = p
+            .challenges
+            .open(ChallengeKind::Enrollment, tenant.id, enrollment_token.expose())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((open.user_id, open.first_factor), (ann.id, first));
+        let (user, tokens) = p
+            .finish_enrollment(&tenant, enrollment_token.expose(), &[Amr::Otp])
+            .await
+            .unwrap();
+        assert_eq!(user.id, ann.id);
+        assert!(!tokens.access_token.is_empty());
+        assert!(
+            p.finish_enrollment(&tenant, enrollment_token.expose(), &[Amr::Otp])
+                .await
+                .is_err(),
+            "single use"
+        );
     }
 
     #[tokio::test]
