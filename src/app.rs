@@ -36,6 +36,7 @@ use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::mfa_policy::MfaPolicies;
 use crate::service::otp::Otp;
+use crate::service::passkeys::{Ceremonies, Passkeys};
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::recovery::Recovery;
@@ -433,8 +434,12 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         tenants_service.clone(),
         mfa_policies.clone(),
     ));
+    let passkeys = Passkeys::new(&config.webauthn)?;
+    let ceremonies = Ceremonies::new(cache.clone());
     let state = AppState {
         tenants: tenants_service,
+        passkeys,
+        ceremonies,
         config,
         store,
         cache,

@@ -24,6 +24,7 @@ use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::mfa_policy::MfaPolicies;
 use crate::service::otp::Otp;
+use crate::service::passkeys::{Ceremonies, Passkeys};
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::recovery::Recovery;
@@ -85,6 +86,10 @@ pub struct AppState {
     pub challenges: Challenges,
     /// The tenant's second-factor policy, applied.
     pub mfa_policies: MfaPolicies,
+    /// The WebAuthn relying party (`webauthn.*`).
+    pub passkeys: Passkeys,
+    /// WebAuthn ceremony state between an options call and its finish call.
+    pub ceremonies: Ceremonies,
 }
 
 impl AppState {

@@ -43,6 +43,8 @@
 // that test on the spot, so unwrapping is the point here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod passkey;
+
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 

@@ -74,6 +74,17 @@ impl CacheKey {
         CacheKey(format!("mfa:{purpose}:{digest}:data"))
     }
 
+    /// A WebAuthn ceremony waiting for the browser's answer, keyed by the
+    /// SHA-256 of its request id (which the client holds, so a cache dump
+    /// yields nothing to finish it with). `kind` (`reg`, `auth`, `disc`)
+    /// keeps one kind of ceremony from being finished as another.
+    pub fn ceremony(kind: &str, request_id: &str) -> Self {
+        CacheKey(format!(
+            "webauthn:{kind}:{}",
+            hex::encode(Sha256::digest(request_id.as_bytes()))
+        ))
+    }
+
     /// One generation of a rate-limit budget's counters (see
     /// [`super::sketch`]); only the Redis adapter stores them under a key.
     pub fn rate_window(bucket: RateBucket, period_ms: u64, generation: u64) -> Self {
@@ -185,6 +196,11 @@ mod tests {
             ),
             (CacheKey::challenge("challenge", "ab12"), "mfa:challenge:ab12"),
             (CacheKey::challenge_data("enroll", "ab12"), "mfa:enroll:ab12:data"),
+            (
+                // SHA-256 of "token".
+                CacheKey::ceremony("reg", "token"),
+                "webauthn:reg:3c469e9d6c5875d37a43f353d4f88e61fcf812c66eee3457465a40b0da4153e0",
+            ),
             (
                 CacheKey::rate_window(RateBucket::LoginFail, 60_000, 7),
                 "rl:login-fail:60000:7",

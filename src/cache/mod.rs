@@ -4,8 +4,8 @@
 //!
 //! - **Security state**: OTP codes (hashed), attempt counters, resend
 //!   cooldowns, admin-site sessions and the deny list of revoked sessions and
-//!   disabled or deleted users (`get`, `set`, `set_if_absent`, `delete`,
-//!   `put_code`, `try_code`). Only events an attacker cannot mint at will
+//!   disabled or deleted users, WebAuthn ceremonies (`get`, `set`,
+//!   `set_if_absent`, `delete`, `take`, `put_code`, `try_code`). Only events an attacker cannot mint at will
 //!   (a sign-out, a code actually issued, a sign-in) add entries, and
 //!   nothing here is ever evicted to make room: an entry leaves when its TTL
 //!   ends or when it is deleted. A revocation that could be pushed out by
@@ -63,6 +63,11 @@ pub trait Cache: Send + Sync + 'static {
     /// Sets only if absent; true when this call set it (cooldowns, locks).
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<bool>;
     async fn delete(&self, key: &str) -> CacheResult<()>;
+    /// Reads and deletes `key` as one atomic step: of any number of
+    /// concurrent takes (on any instance), at most one gets the value. For
+    /// single-use state such as a WebAuthn ceremony's challenge, where a
+    /// `get` then `delete` would let two racing requests both succeed.
+    async fn take(&self, key: &str) -> CacheResult<Option<Vec<u8>>>;
     /// Stores a one-time code's digest under `key` for `ttl`, replacing any
     /// earlier code, its wrong tries, and a burn.
     async fn put_code(&self, key: &str, digest: &[u8], ttl: Duration) -> CacheResult<()>;

@@ -122,6 +122,15 @@ impl Cache for MokaStore {
         Ok(())
     }
 
+    async fn take(&self, key: &str) -> CacheResult<Option<Vec<u8>>> {
+        // `remove` hands the entry to exactly one caller.
+        Ok(self
+            .entries
+            .remove(key)
+            .filter(|e| e.expires > Instant::now())
+            .map(|e| e.value.to_vec()))
+    }
+
     async fn put_code(&self, key: &str, digest: &[u8], ttl: Duration) -> CacheResult<()> {
         let mut value = Vec::with_capacity(digest.len() + 5);
         value.push(CODE);
@@ -209,6 +218,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(c.get("a").await.unwrap(), None);
 
+        c.set("t", b"once", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(c.take("t").await.unwrap(), Some(b"once".to_vec()));
+        assert_eq!(c.take("t").await.unwrap(), None, "taken once");
+        assert_eq!(c.get("t").await.unwrap(), None);
+        c.set("t", b"late", Duration::from_millis(20)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(c.take("t").await.unwrap(), None, "an expired value is never taken");
+
         assert!(c.set_if_absent("b", b"x", Duration::from_secs(5)).await.unwrap());
         assert!(!c.set_if_absent("b", b"y", Duration::from_secs(5)).await.unwrap());
 
@@ -268,6 +285,24 @@ mod tests {
             CodeCheck::Valid,
             "a new code lifts the burn"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_takes_get_the_value_once() {
+        let c = Arc::new(MokaStore::default());
+        for round in 0..20 {
+            c.set("once", b"v", Duration::from_secs(60)).await.unwrap();
+            let mut tasks = Vec::new();
+            for _ in 0..8 {
+                let c = c.clone();
+                tasks.push(tokio::spawn(async move { c.take("once").await.unwrap() }));
+            }
+            let mut won = 0;
+            for t in tasks {
+                won += usize::from(t.await.unwrap().is_some());
+            }
+            assert_eq!(won, 1, "round {round}");
+        }
     }
 
     /// Rate-limit keys never enter the security state, however many there

@@ -4,6 +4,8 @@
 //!
 //! Every operation is one atomic Redis command or script:
 //! - `set_if_absent` is `SET key value NX PX ttl`;
+//! - `take` is one Lua script (`GET` then `DEL`), so a single-use value is
+//!   handed to one caller however many instances race for it;
 //! - `try_code` is one Lua script that checks for a burn, compares the
 //!   digest, counts a wrong try and burns the code at `otp.max_attempts`,
 //!   so a one-time code is consumed exactly once and concurrent guesses
@@ -86,6 +88,16 @@ end
 return 1
 ";
 
+/// KEYS[1] the value to take. `GETDEL` would do, but needs Redis 6.2 and
+/// forge supports 6.0: a script is atomic on every version.
+const TAKE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then
+  redis.call('DEL', KEYS[1])
+end
+return v
+";
+
 /// KEYS[1] the current generation's sketch, KEYS[2] the previous one's;
 /// ARGV[1] `1` to count a hit, ARGV[2] how long (ms) the current generation
 /// must be kept (until it stops being the previous one), ARGV[3..] the cell
@@ -151,6 +163,7 @@ pub struct RedisCache {
     connection: Mutex<Connection>,
     put_code: Script,
     try_code: Script,
+    take: Script,
     count: Script,
 }
 
@@ -219,6 +232,7 @@ impl RedisCache {
             }),
             put_code: Script::new(PUT_CODE),
             try_code: Script::new(TRY_CODE),
+            take: Script::new(TAKE),
             count: Script::new(COUNT),
         };
         match cache.connect().await {
@@ -327,6 +341,15 @@ impl Cache for RedisCache {
         self.query::<i64>(::redis::cmd("DEL").arg(self.key(key)))
             .await
             .map(|_| ())
+    }
+
+    async fn take(&self, key: &str) -> CacheResult<Option<Vec<u8>>> {
+        let mut conn = self.connect().await.map_err(|e| self.failed(e))?;
+        self.take
+            .key(self.key(key))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     async fn put_code(&self, key: &str, digest: &[u8], ttl: Duration) -> CacheResult<()> {

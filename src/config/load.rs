@@ -145,6 +145,21 @@ impl Config {
         if self.jwt.issuer.is_empty() {
             self.jwt.issuer = self.server.public_url.clone();
         }
+        // The relying party defaults to the public URL's host and origin;
+        // a bad URL is left for `validate` to name.
+        let public = url::Url::parse(&self.server.public_url).ok();
+        let webauthn = &mut self.webauthn;
+        if webauthn.rp_id.is_empty()
+            && let Some(domain) = public.as_ref().and_then(|u| u.domain())
+        {
+            webauthn.rp_id = domain.to_ascii_lowercase();
+        }
+        if webauthn.origins.is_empty()
+            && !webauthn.rp_id.is_empty()
+            && let Some(public) = &public
+        {
+            webauthn.origins = vec![public.origin().ascii_serialization()];
+        }
     }
 }
 

@@ -138,6 +138,10 @@ impl Config {
             return fail("admin.session_absolute", "must not be shorter than admin.session_idle");
         }
 
+        if let Some((key, problem)) = webauthn_problem(&self.webauthn) {
+            return fail(key, problem);
+        }
+
         let introspection = &self.introspection;
         if introspection.username.is_empty() || introspection.username.contains(':') {
             return fail("introspection.username", "must be non-empty and contain no `:`");
@@ -196,6 +200,51 @@ fn cors_origins_problem(origins: &[String]) -> Option<&'static str> {
         });
         (!valid).then_some("each entry must be an origin like \"https://app.example.com\" (no path) or \"*\" alone")
     })
+}
+
+/// Why the relying party cannot work: `rp_id` must be a domain name (not
+/// an IP address, not a URL), and every origin an `http(s)://host[:port]`
+/// origin on `rp_id` or below it, because browsers refuse any other
+/// combination (and webauthn-rs checks the same when it is built).
+fn webauthn_problem(webauthn: &crate::config::WebauthnConfig) -> Option<(&'static str, &'static str)> {
+    let rp_id = webauthn.rp_id.as_str();
+    if rp_id.is_empty() {
+        return (!webauthn.origins.is_empty()).then_some((
+            "webauthn.origins",
+            "needs webauthn.rp_id (server.public_url's host is an IP address, which cannot be a relying-party id)",
+        ));
+    }
+    let domain_like = rp_id.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    });
+    if !domain_like || rp_id.len() > 253 || rp_id.parse::<std::net::IpAddr>().is_ok() {
+        return Some((
+            "webauthn.rp_id",
+            "must be a lower-case domain name such as \"example.com\" (no scheme, port or path, not an IP address)",
+        ));
+    }
+    let within = |origin: &String| {
+        url::Url::parse(origin).is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.origin().ascii_serialization() == *origin
+                && url
+                    .domain()
+                    .is_some_and(|host| host == rp_id || host.ends_with(&format!(".{rp_id}")))
+        })
+    };
+    if webauthn.origins.is_empty() {
+        return Some(("webauthn.origins", "must name at least one origin"));
+    }
+    (!webauthn.origins.iter().all(within)).then_some((
+        "webauthn.origins",
+        "each entry must be an origin like \"https://auth.example.com\" (no path or trailing slash) whose host is webauthn.rp_id or below it",
+    ))
 }
 
 fn is_http_url(url: &str) -> bool {
@@ -287,6 +336,22 @@ mod tests {
             ("[jwt]\naccess_ttl = \"0s\"", "jwt.access_ttl"),
             ("[jwt]\nrefresh_ttl = \"15m\"", "jwt.refresh_ttl"),
             ("[jwt]\nsession_max_age = \"10m\"", "jwt.session_max_age"),
+            ("[webauthn]\nrp_id = \"https://example.com\"", "webauthn.rp_id"),
+            ("[webauthn]\nrp_id = \"Example.com\"", "webauthn.rp_id"),
+            ("[webauthn]\nrp_id = \"10.0.0.1\"", "webauthn.rp_id"),
+            ("[webauthn]\nrp_id = \"example.com\"", "webauthn.origins"),
+            (
+                "[webauthn]\nrp_id = \"example.com\"\norigins = [\"https://example.com/\"]",
+                "webauthn.origins",
+            ),
+            (
+                "[webauthn]\nrp_id = \"example.com\"\norigins = [\"https://notexample.com\"]",
+                "webauthn.origins",
+            ),
+            (
+                "[server]\npublic_url = \"http://10.0.0.1:8080\"\n[webauthn]\norigins = [\"http://10.0.0.1:8080\"]",
+                "webauthn.origins",
+            ),
             ("[notify]\nchannel = \"smtp\"", "notify.smtp.host"),
             ("[notify]\nchannel = \"smtp\"\nsmtp.host = \"h\"", "notify.smtp.from"),
             ("[notify]\nchannel = \"webhook\"", "notify.webhook.url"),
@@ -318,6 +383,40 @@ mod tests {
             c.validate().unwrap_err().to_string(),
             "database.pool_size: must be at least 1"
         );
+    }
+    #[test]
+    fn the_relying_party_defaults_from_the_public_url() {
+        let c = file("[server]\npublic_url = \"https://Auth.Example.com/forge/\"").unwrap();
+        assert_eq!(c.webauthn.rp_id, "auth.example.com");
+        assert_eq!(c.webauthn.origins, ["https://auth.example.com"]);
+        // A parent domain covers its subdomains' origins.
+        let c = file(
+            "[server]\npublic_url = \"https://auth.example.com\"\n[webauthn]\nrp_id = \"example.com\"\n\
+             origins = [\"https://auth.example.com\", \"https://app.example.com:8443\"]",
+        )
+        .unwrap();
+        assert_eq!(c.webauthn.rp_id, "example.com");
+        assert_eq!(c.webauthn.origins.len(), 2);
+        let c = Config::from_sources(
+            None,
+            env(&[
+                ("FORGE_SERVER__PUBLIC_URL", "https://id.example.org"),
+                (
+                    "FORGE_WEBAUTHN__ORIGINS",
+                    "https://id.example.org, https://www.id.example.org",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.webauthn.rp_id, "id.example.org");
+        assert_eq!(
+            c.webauthn.origins,
+            ["https://id.example.org", "https://www.id.example.org"]
+        );
+        // An IP address cannot be a relying party: passkeys are off, the rest starts.
+        let c = file("[server]\npublic_url = \"http://192.168.1.5:8080\"").unwrap();
+        assert_eq!(c.webauthn.rp_id, "");
+        assert!(c.webauthn.origins.is_empty());
     }
     #[test]
     fn cors_origins_accept_any_or_a_list_of_origins() {

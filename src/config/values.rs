@@ -27,6 +27,7 @@ pub struct Config {
     pub dev: DevConfig,
     pub audit: AuditConfig,
     pub introspection: IntrospectionConfig,
+    pub webauthn: WebauthnConfig,
     pub log: LogConfig,
 }
 
@@ -418,6 +419,22 @@ impl Default for IntrospectionConfig {
     }
 }
 
+/// The passkey relying party (WebAuthn). Browsers bind each passkey to the
+/// `rp_id` it was created under, so changing it later orphans every passkey
+/// already registered; origins may be added at any time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebauthnConfig {
+    /// A domain: the host of every origin or a parent of it. Empty means
+    /// the host of `server.public_url`, filled in by the loader; when that
+    /// host is an IP address it stays empty and passkeys are off (browsers
+    /// refuse IP addresses as relying-party ids).
+    pub rp_id: String,
+    /// The origins (`scheme://host[:port]`) whose pages may run ceremonies.
+    /// Empty means the origin of `server.public_url` (when `rp_id` is set).
+    pub origins: Vec<String>,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -552,6 +569,7 @@ mod tests {
         assert_eq!(c.admin.session_absolute, Duration::from_secs(12 * 3_600));
         assert!(!c.dev.outbox);
         assert_eq!(c.audit.retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(c.webauthn, WebauthnConfig::default());
         assert_eq!(c.log.level, "info");
         assert_eq!(c.log.format, LogFormat::Text);
         c.validate().unwrap();
@@ -582,5 +600,7 @@ mod tests {
         assert_eq!(c.notify.channel, NotifyChannel::Memory);
         assert!(c.dev.outbox);
         assert_eq!(c.jwt.issuer, c.server.public_url);
+        assert_eq!(c.webauthn.rp_id, "localhost");
+        assert_eq!(c.webauthn.origins, ["http://localhost:8080"]);
     }
 }

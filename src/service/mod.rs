@@ -16,6 +16,7 @@ pub mod limits;
 pub mod mfa_policy;
 pub mod otp;
 pub mod paging;
+pub mod passkeys;
 pub mod proof;
 pub mod rbac;
 pub mod recovery;

@@ -608,6 +608,22 @@ async fn the_redis_cache_is_atomic() {
     c.delete("b").await.unwrap();
     assert_eq!(c.get("b").await.unwrap(), None);
 
+    // A single-use value goes to exactly one of many concurrent takers.
+    for round in 0..5 {
+        c.set("once", b"state", Duration::from_secs(60)).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move { c.take("once").await.unwrap() }));
+        }
+        let mut taken = Vec::new();
+        for t in tasks {
+            taken.extend(t.await.unwrap());
+        }
+        assert_eq!(taken, [b"state".to_vec()], "round {round}");
+    }
+    assert_eq!(c.take("never-set").await.unwrap(), None);
+
     // Rate-limit counters: concurrent hits are never lost.
     let digest = [7u8; 32];
     let mut tasks = Vec::new();
