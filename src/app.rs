@@ -34,6 +34,7 @@ use crate::service::directory::Directory;
 use crate::service::factors::Factors;
 use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
+use crate::service::mfa_policy::MfaPolicies;
 use crate::service::otp::Otp;
 use crate::service::passkeys::{Ceremonies, Passkeys};
 use crate::service::proof::Proof;
@@ -326,6 +327,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         limits.clone(),
         deny.clone(),
     );
+    let mfa_policies = MfaPolicies::new(store.clone(), clock.clone(), challenges.clone(), sessions.clone());
     let proof = Proof::new(store.clone(), clock.clone(), sessions.clone());
     let gate = SignInGate::new(store.clone(), challenges.clone());
     let settings = Settings::new(
@@ -443,6 +445,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         rbac.clone(),
         devices.clone(),
         tenants_service.clone(),
+        mfa_policies.clone(),
     ));
     let passkeys = Passkeys::new(&config.webauthn)?;
     let ceremonies = Ceremonies::new(cache.clone());
@@ -482,6 +485,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         codes,
         limits,
         mfa,
+        mfa_policies,
         challenges,
     };
     state.deny.warm().await?;

@@ -22,6 +22,7 @@ use crate::service::directory::Directory;
 use crate::service::factors::Factors;
 use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
+use crate::service::mfa_policy::MfaPolicies;
 use crate::service::otp::Otp;
 use crate::service::passkeys::{Ceremonies, Passkeys};
 use crate::service::proof::Proof;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub challenges: Challenges,
     /// The second step of sign-in and step-up (`/v1/auth/mfa/*`).
     pub mfa: crate::service::mfa::Mfa,
+    /// The tenant's second-factor policy, applied.
+    pub mfa_policies: MfaPolicies,
     /// The WebAuthn relying party (`webauthn.*`).
     pub passkeys: Passkeys,
     /// WebAuthn ceremony state between an options call and its finish call.

@@ -7,6 +7,7 @@
 pub mod assurance;
 mod audit;
 mod identity;
+pub mod mfa_policy;
 mod names;
 pub mod password_policy;
 pub mod settings;

@@ -1,7 +1,7 @@
 //! A tenant's settings, as typed values.
 //!
 //! Storage. The settings are one JSON document per tenant (`tenants.settings`)
-//! holding only the *parts* that were ever set (`signup` today; `mfa`,
+//! holding only the *parts* that were ever set (`signup` and `mfa` today;
 //! `notices`, `federation` and `branding` later). A part that was never set
 //! is absent and its default applies, so a default that follows the server
 //! configuration (the signup policy follows `signup.enabled`) keeps
@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::Identifier;
+use super::mfa_policy::MfaPolicy;
 
 /// The most email domains one signup policy may list.
 pub const MAX_SIGNUP_DOMAINS: usize = 100;
@@ -163,6 +164,8 @@ fn parse_domain(raw: &str) -> Result<String, &'static str> {
 pub struct TenantSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signup: Option<SignupPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<MfaPolicy>,
 }
 
 impl TenantSettings {
@@ -173,11 +176,19 @@ impl TenantSettings {
             .unwrap_or_else(|| SignupPolicy::default_for(signup_enabled))
     }
 
+    /// The second-factor policy in force: the stored one, or optional.
+    pub fn mfa_policy(&self) -> MfaPolicy {
+        self.mfa.clone().unwrap_or_default()
+    }
+
     /// Names of the parts this value holds (for audit rows).
     pub fn parts(&self) -> Vec<&'static str> {
         let mut parts = Vec::new();
         if self.signup.is_some() {
             parts.push("signup");
+        }
+        if self.mfa.is_some() {
+            parts.push("mfa");
         }
         parts
     }
@@ -186,6 +197,9 @@ impl TenantSettings {
     pub fn overlay(mut self, other: &TenantSettings) -> TenantSettings {
         if let Some(signup) = &other.signup {
             self.signup = Some(signup.clone());
+        }
+        if let Some(mfa) = &other.mfa {
+            self.mfa = Some(mfa.clone());
         }
         self
     }

@@ -349,6 +349,52 @@ where
     }
 }
 
+/// The bearer of the factor enrolment calls (and only those): an access
+/// token as [`Auth`] takes it, or else an `enrollment_token` (a sign-in past
+/// its tenant's MFA grace; see `service::mfa_policy`), looked up in the
+/// tenant `X-Forge-Tenant` names (as at sign-in; `default` when absent). An
+/// enrolment token is not a JWT, so every other endpoint's [`Auth`] refuses
+/// it; this extractor is the one place that knows it.
+pub enum Enroller {
+    Session(Principal),
+    Token {
+        tenant: Tenant,
+        challenge: crate::service::challenges::Challenge,
+        token: crate::secret::Secret,
+    },
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Enroller
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let app = AppState::from_ref(state);
+        let token = bearer(&parts.headers).ok_or_else(AppError::invalid_token)?;
+        // An access token is three dot-separated parts; an enrolment token
+        // is base64url without dots.
+        if token.contains('.') {
+            return Ok(Enroller::Session(app.sessions.authenticate(token).await?));
+        }
+        let token = token.to_owned();
+        let CurrentTenant(tenant) = CurrentTenant::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::invalid_token())?;
+        let challenge = app
+            .challenges
+            .open(crate::service::challenges::ChallengeKind::Enrollment, tenant.id, &token)
+            .await?
+            .ok_or_else(AppError::invalid_token)?;
+        Ok(Enroller::Token {
+            tenant,
+            challenge,
+            token: crate::secret::Secret::new(token),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,9 +237,31 @@ impl Factors {
         name: Option<String>,
         proof: &Reauthentication,
     ) -> AppResult<TotpEnrolment> {
-        let tenant = &principal.tenant;
         let user = accounts::me(self.store.as_ref(), principal).await?;
         self.require_fresh_proof(principal, &user, Some(proof)).await?;
+        self.create_totp(&principal.tenant, &user, name).await
+    }
+
+    /// `POST /v1/users/me/factors/totp` with an `enrollment_token` (see
+    /// `service::mfa_policy`): the token is the proof (its first factor
+    /// succeeded moments ago, and only the enrolment calls accept it), so
+    /// no password is asked again.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user_id))]
+    pub async fn start_totp_enrolling(
+        &self,
+        tenant: &Tenant,
+        user_id: Uuid,
+        name: Option<String>,
+    ) -> AppResult<TotpEnrolment> {
+        let user = self
+            .store
+            .get_user(tenant.id, user_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("user"))?;
+        self.create_totp(tenant, &user, name).await
+    }
+
+    async fn create_totp(&self, tenant: &Tenant, user: &User, name: Option<String>) -> AppResult<TotpEnrolment> {
         let name = match name {
             Some(n) => parse_name(&n)?,
             None => DEFAULT_TOTP_NAME.to_owned(),
@@ -304,8 +326,22 @@ impl Factors {
         code: &str,
         meta: &RequestMeta,
     ) -> AppResult<Enrolled> {
-        let tenant_id = principal.tenant.id;
-        let user_id = principal.user_id;
+        self.confirm_totp_of(principal.tenant.id, principal.user_id, factor_id, code, meta)
+            .await
+    }
+
+    /// [`Self::confirm_totp`] for `user_id` of `tenant_id`, whoever is
+    /// asking: the caller has checked the bearer (an access token, or an
+    /// `enrollment_token`).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, user_id = %user_id, factor_id = %factor_id))]
+    pub async fn confirm_totp_of(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        factor_id: Uuid,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<Enrolled> {
         let not_found = || AppError::not_found("pending factor");
         let stored = self
             .store
@@ -325,7 +361,7 @@ impl Factors {
                 "the code is wrong or expired",
             ));
         };
-        self.enrolled(principal, factor_id, Some(step), FactorKind::Totp, meta)
+        self.enrolled(tenant_id, user_id, factor_id, Some(step), FactorKind::Totp, meta)
             .await
     }
 
@@ -335,14 +371,13 @@ impl Factors {
     /// here too once its credential is stored.
     async fn enrolled(
         &self,
-        principal: &Principal,
+        tenant_id: Uuid,
+        user_id: Uuid,
         factor_id: Uuid,
         totp_step: Option<i64>,
         kind: FactorKind,
         meta: &RequestMeta,
     ) -> AppResult<Enrolled> {
-        let tenant_id = principal.tenant.id;
-        let user_id = principal.user_id;
         let now = self.clock.now();
         let codes = recovery_codes::generate();
         let hashes = codes.iter().map(|c| self.keys.recovery.hash(c)).collect();

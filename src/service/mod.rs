@@ -14,6 +14,7 @@ pub mod factors;
 pub mod keys;
 pub mod limits;
 pub mod mfa;
+pub mod mfa_policy;
 pub mod otp;
 pub mod paging;
 pub mod passkeys;

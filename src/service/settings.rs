@@ -1,5 +1,7 @@
-//! Tenant settings: reading and changing one tenant's settings document, and
-//! the signup policy every sign-up path asks before it creates an account.
+//! Tenant settings: reading and changing one tenant's settings document, the
+//! signup policy every sign-up path asks before it creates an account, and
+//! the second-factor policy (`mfa`) the sign-in path asks (see
+//! `service::mfa_policy`).
 //!
 //! Who. `settings:read` / `settings:write` in the caller's own tenant (the
 //! `admin` role's `*` covers both), on that tenant. Naming another tenant
@@ -10,7 +12,7 @@
 //!
 //! Changes. A change sends only the parts it changes; a part is validated
 //! into its typed value (400 with `fields` named `signup.mode`,
-//! `signup.domains`, ...) and stored whole, in one transaction with its
+//! `signup.domains`, `mfa.policy`, `mfa.roles`, `mfa.grace`) and stored whole, in one transaction with its
 //! audit row (`settings_updated` in the tenant's log, and in the operator's
 //! when an operator changed another tenant). The audit detail holds the
 //! new values of the changed parts: none of today's parts holds a secret,
@@ -24,8 +26,9 @@ use std::sync::Arc;
 
 use super::RequestMeta;
 use crate::clock::Clock;
+use crate::domain::mfa_policy::{MfaPolicy, MfaRequirement, format_grace, parse_grace};
 use crate::domain::settings::{SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
-use crate::domain::{AuditEvent, Identifier, TenantSlug};
+use crate::domain::{AuditEvent, Identifier, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::rbac::Rbac;
 use crate::service::sessions::{Principal, Sessions};
@@ -38,16 +41,28 @@ pub struct SignupChange {
     pub domains: Option<Vec<String>>,
 }
 
+/// A change to the mfa part: omitted fields keep their current value.
+#[derive(Clone, Debug, Default)]
+pub struct MfaChange {
+    /// `optional`, `roles` or `all`.
+    pub policy: Option<String>,
+    pub roles: Option<Vec<String>>,
+    /// A humantime duration (`7d`), 0 to 90 days.
+    pub grace: Option<String>,
+}
+
 /// A change to a tenant's settings: only the parts present change.
 #[derive(Clone, Debug, Default)]
 pub struct SettingsChange {
     pub signup: Option<SignupChange>,
+    pub mfa: Option<MfaChange>,
 }
 
 /// The settings in force for a tenant: every part, defaults filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Effective {
     pub signup: SignupPolicy,
+    pub mfa: MfaPolicy,
 }
 
 /// Tenant settings over the store, the permission checks, and the tenant
@@ -77,12 +92,37 @@ pub fn signup_policy(current: &SignupPolicy, change: SignupChange) -> AppResult<
     SignupPolicy::parse(mode, &domains).map_err(|(field, reason)| invalid(field, reason))
 }
 
+/// Validates an mfa change against the policy in force (omitted fields keep
+/// their value); `now` becomes the policy's `since` when the set of users
+/// it applies to changes (see `domain::mfa_policy`).
+pub fn mfa_policy(current: &MfaPolicy, change: MfaChange, now: Timestamp) -> AppResult<MfaPolicy> {
+    let bad = |field: &str, reason: String| AppError::validation(&format!("mfa.{field}"), reason);
+    let requirement = match change.policy.as_deref() {
+        Some(p) => MfaRequirement::parse(p).map_err(|reason| bad("policy", reason.into()))?,
+        None => current.requirement,
+    };
+    let roles = change.roles.unwrap_or_else(|| current.roles.clone());
+    let grace = match change.grace.as_deref() {
+        Some(g) => parse_grace(g).map_err(|reason| bad("grace", reason))?,
+        None => current.grace,
+    };
+    let policy = MfaPolicy::parse(requirement, &roles, grace).map_err(|(field, reason)| bad(field, reason))?;
+    Ok(policy.changed_from(current, now))
+}
+
 /// What an audit row says about a change: the parts and their new values
 /// (no part holds a secret today; see the module docs).
 fn audit_detail(tenant: &Tenant, parts: &TenantSettings) -> serde_json::Value {
     let mut detail = serde_json::json!({ "tenant": tenant.slug.as_str(), "parts": parts.parts() });
     if let Some(signup) = &parts.signup {
         detail["signup"] = serde_json::json!({ "mode": signup.mode.as_str(), "domains": signup.domains });
+    }
+    if let Some(mfa) = &parts.mfa {
+        detail["mfa"] = serde_json::json!({
+            "policy": mfa.requirement.as_str(),
+            "roles": mfa.roles,
+            "grace": format_grace(mfa.grace),
+        });
     }
     detail
 }
@@ -101,6 +141,7 @@ impl Settings {
     fn effective(&self, stored: &TenantSettings) -> Effective {
         Effective {
             signup: stored.signup_policy(self.signup_enabled),
+            mfa: stored.mfa_policy(),
         }
     }
 
@@ -173,10 +214,16 @@ impl Settings {
                 parts.signup = Some(policy);
             }
         }
+        let now = self.clock.now();
+        if let Some(mfa) = change.mfa {
+            let policy = mfa_policy(&in_force.mfa, mfa, now)?;
+            if policy != in_force.mfa {
+                parts.mfa = Some(policy);
+            }
+        }
         if parts.parts().is_empty() {
             return Ok((tenant, in_force));
         }
-        let now = self.clock.now();
         let detail = audit_detail(&tenant, &parts);
         let mut audit: Vec<NewAuditEvent> = Vec::new();
         let mut row = meta.audit(tenant.id, now, AuditEvent::SettingsUpdated, None, Some(caller.user_id));
@@ -205,6 +252,14 @@ impl Settings {
                 other => other.into(),
             })?;
         Ok((tenant, self.effective(&updated)))
+    }
+
+    /// The second-factor policy in force for `tenant`, read from the store
+    /// on every call (no cache: a tightened policy holds at once on every
+    /// instance).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn mfa_policy_of(&self, tenant: &Tenant) -> AppResult<MfaPolicy> {
+        Ok(self.stored(tenant).await?.mfa_policy())
     }
 
     /// The signup policy in force for `tenant`, read from the store.

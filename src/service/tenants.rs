@@ -138,6 +138,7 @@ impl Tenants {
             signup: signup
                 .map(|change| settings::signup_policy(&default_policy, change))
                 .transpose()?,
+            ..TenantSettings::default()
         };
         let now = self.clock.now();
         let tenant_id = Uuid::now_v7();

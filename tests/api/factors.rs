@@ -17,7 +17,7 @@ use crate::support::{login_in, server, user_with};
 use crate::{PASSWORD, access, assert_error};
 
 /// The authenticator app of an enrolment answer, from its `otpauth://` URI.
-fn app(enrolment: &Value) -> TOTP {
+pub(crate) fn app(enrolment: &Value) -> TOTP {
     let uri = enrolment["otpauth_uri"].as_str().unwrap();
     let totp = TOTP::from_url(uri).unwrap();
     // The same secret as the base32 field.
@@ -28,7 +28,7 @@ fn app(enrolment: &Value) -> TOTP {
     totp
 }
 
-fn code_now(s: &TestServer, app: &TOTP) -> String {
+pub(crate) fn code_now(s: &TestServer, app: &TOTP) -> String {
     app.generate(u64::try_from(s.clock().now()).unwrap())
 }
 
@@ -64,7 +64,7 @@ async fn start(s: &TestServer, token: &str, name: &str) -> Value {
 }
 
 /// Enrols and confirms a TOTP factor; returns (enrolment, confirmation).
-async fn enrol(s: &TestServer, token: &str, name: &str) -> (Value, Value, TOTP) {
+pub(crate) async fn enrol(s: &TestServer, token: &str, name: &str) -> (Value, Value, TOTP) {
     let started = start(s, token, name).await;
     let app = app(&started);
     let path = format!("/v1/users/me/factors/totp/{}/confirm", started["id"].as_str().unwrap());
@@ -76,7 +76,7 @@ async fn enrol(s: &TestServer, token: &str, name: &str) -> (Value, Value, TOTP) 
 /// Steps the session of `token` up to aal 2 with `app`'s code of a step
 /// no code was used at yet (factor changes need it once a factor exists);
 /// returns the new access token.
-async fn step_up(s: &TestServer, token: &str, app: &TOTP) -> String {
+pub(crate) async fn step_up(s: &TestServer, token: &str, app: &TOTP) -> String {
     s.clock().advance(90);
     let (status, body) = s
         .as_user(token)

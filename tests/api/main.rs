@@ -16,6 +16,7 @@ mod factors;
 mod integrity;
 mod limits;
 mod mfa;
+mod mfa_policy;
 #[cfg(feature = "postgres")]
 mod multi_instance;
 mod notify;

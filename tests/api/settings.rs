@@ -95,7 +95,10 @@ async fn a_tenants_admin_reads_and_changes_its_settings_audited() {
     let get = || s.as_user(&boss).get("/v1/tenant/settings");
     let (status, body) = get().await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!({"signup": {"mode": "open", "domains": []}}));
+    assert_eq!(
+        body,
+        json!({"signup": {"mode": "open", "domains": []}, "mfa": {"policy": "optional", "roles": [], "grace": "7d"}})
+    );
 
     let patch = |body: Value| s.as_user(&boss).patch("/v1/tenant/settings", body);
     let (status, body) =

@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::domain::Amr;
 use crate::domain::ts;
 use crate::error::{AppError, AppResult, ErrorBody};
-use crate::http::extract::{Auth, ClientMeta, Json};
+use crate::http::api::dto::TokenResponse;
+use crate::http::extract::{Auth, ClientMeta, Enroller, Json};
 use crate::http::permission::{RequirePermission, UsersRead, UsersWrite};
 use crate::secret::Secret;
 use crate::service::address::Reauthentication;
@@ -139,6 +141,11 @@ pub struct ConfirmedFactorView {
     pub factor: FactorView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery_codes: Option<Vec<String>>,
+    /// With an `enrollment_token` only: the token response of the sign-in
+    /// this enrolment completes (`access_token`, `refresh_token`, ... with
+    /// `aal` 2), beside the factor and the recovery codes.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenResponse>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -181,13 +188,6 @@ fn user_id(raw: &str) -> AppResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| AppError::not_found("user"))
 }
 
-/// Whether the caller's tenant requires a second factor, so the last one
-/// may not be removed. No tenant policy exists yet: always false; the
-/// settings' `mfa` part answers here once it does.
-fn keep_one(_state: &AppState) -> bool {
-    false
-}
-
 /// The caller's second factors (confirmed ones) and recovery-code count.
 #[utoipa::path(get, path = "/v1/users/me/factors", tag = "users",
     responses((status = 200, body = FactorListView), (status = 401, body = ErrorBody)),
@@ -201,8 +201,10 @@ pub async fn list_factors(
 }
 
 /// Start a TOTP enrolment: a pending factor, its secret, `otpauth://` URI
-/// and QR code. Needs the current password (or a reauthentication code).
-/// A new enrolment replaces a pending one.
+/// and QR code. Needs the current password (or a reauthentication code);
+/// with an `enrollment_token` as the bearer (a sign-in past its tenant's
+/// MFA grace), the token is the proof and no password is needed. A new
+/// enrolment replaces a pending one.
 #[utoipa::path(post, path = "/v1/users/me/factors/totp", tag = "users",
     request_body = StartTotpRequest,
     responses(
@@ -215,14 +217,24 @@ pub async fn list_factors(
     security(("bearer" = [])))]
 pub async fn start_totp(
     State(state): State<AppState>,
-    Auth(principal): Auth,
+    caller: Enroller,
     Json(req): Json<StartTotpRequest>,
 ) -> AppResult<axum::Json<TotpEnrolmentView>> {
-    let proof = Reauthentication {
-        current_password: req.current_password,
-        code: req.code,
+    let started = match caller {
+        Enroller::Session(principal) => {
+            let proof = Reauthentication {
+                current_password: req.current_password,
+                code: req.code,
+            };
+            state.factors.start_totp(&principal, req.name, &proof).await?
+        }
+        Enroller::Token { tenant, challenge, .. } => {
+            state
+                .factors
+                .start_totp_enrolling(&tenant, challenge.user_id, req.name)
+                .await?
+        }
     };
-    let started = state.factors.start_totp(&principal, req.name, &proof).await?;
     Ok(axum::Json(TotpEnrolmentView {
         id: started.factor.id,
         secret: started.secret.to_base32(),
@@ -232,30 +244,64 @@ pub async fn start_totp(
 }
 
 /// Confirm a pending TOTP factor with its first code. Returns ten recovery
-/// codes when it is the caller's first factor.
+/// codes when it is the caller's first factor. With an `enrollment_token`
+/// as the bearer, the token is spent and the answer also holds the token
+/// response of the sign-in it completes (`aal` 2, `amr` with `mfa`).
 #[utoipa::path(post, path = "/v1/users/me/factors/totp/{id}/confirm", tag = "users",
     params(("id" = String, Path, description = "the pending factor's id")),
     request_body = ConfirmTotpRequest,
     responses(
         (status = 200, body = ConfirmedFactorView),
         (status = 400, description = "invalid_code: the code is wrong or expired", body = ErrorBody),
+        (status = 401, description = "no or bad bearer, or an enrollment_token spent meanwhile (invalid_token)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no such pending factor of the caller", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn confirm_totp(
     State(state): State<AppState>,
-    Auth(principal): Auth,
+    caller: Enroller,
     ClientMeta(meta): ClientMeta,
     Path(id): Path<String>,
     Json(req): Json<ConfirmTotpRequest>,
-) -> AppResult<axum::Json<ConfirmedFactorView>> {
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     let id = factor_id(&id)?;
-    let enrolled = state.factors.confirm_totp(&principal, id, &req.code, &meta).await?;
-    Ok(axum::Json(ConfirmedFactorView {
-        factor: FactorView::new(enrolled.factor),
-        recovery_codes: enrolled.recovery_codes,
-    }))
+    match caller {
+        Enroller::Session(principal) => {
+            let enrolled = state.factors.confirm_totp(&principal, id, &req.code, &meta).await?;
+            Ok(axum::Json(ConfirmedFactorView {
+                factor: FactorView::new(enrolled.factor),
+                recovery_codes: enrolled.recovery_codes,
+                tokens: None,
+            })
+            .into_response())
+        }
+        Enroller::Token {
+            tenant,
+            challenge,
+            token,
+        } => {
+            let enrolled = state
+                .factors
+                .confirm_totp_of(tenant.id, challenge.user_id, id, &req.code, &meta)
+                .await?;
+            let (user, tokens) = state
+                .mfa_policies
+                .finish_enrollment(&tenant, token.expose(), &[Amr::Otp])
+                .await?;
+            let body = ConfirmedFactorView {
+                factor: FactorView::new(enrolled.factor),
+                recovery_codes: enrolled.recovery_codes,
+                tokens: Some(TokenResponse::new(user, &tenant, tokens)),
+            };
+            let no_store = [
+                (axum::http::header::CACHE_CONTROL, "no-store"),
+                (axum::http::header::PRAGMA, "no-cache"),
+            ];
+            Ok((no_store, axum::Json(body)).into_response())
+        }
+    }
 }
 
 /// Rename one of the caller's factors.
@@ -300,7 +346,13 @@ pub async fn remove_factor(
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
     let id = factor_id(&id)?;
-    state.factors.remove(&principal, id, keep_one(&state), &meta).await?;
+    // Under a tenant policy that requires a factor of this user, the last
+    // one stays (409 last_factor_required).
+    let keep_one = state
+        .mfa_policies
+        .keep_one(principal.tenant.id, principal.user_id)
+        .await?;
+    state.factors.remove(&principal, id, keep_one, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,17 +1,18 @@
 //! `/v1/tenant/settings`: a tenant's settings, read (`settings:read`) and
 //! changed (`settings:write`) by its administrators; operators add
-//! `X-Forge-Tenant` to act on another tenant. Only the `signup` part exists
-//! so far; a PATCH sends only the parts it changes.
+//! `X-Forge-Tenant` to act on another tenant. The `signup` and `mfa` parts
+//! exist so far; a PATCH sends only the parts it changes.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::mfa_policy::{MfaPolicy, MfaRequirement, format_grace};
 use crate::domain::settings::{SignupMode, SignupPolicy};
 use crate::error::{AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, Json, TenantOverride};
 use crate::http::permission::{RequirePermission, SettingsRead, SettingsWrite};
-use crate::service::settings::{Effective, SettingsChange, SignupChange};
+use crate::service::settings::{Effective, MfaChange, SettingsChange, SignupChange};
 use crate::state::AppState;
 
 /// Who may create an account by signing up.
@@ -51,17 +52,61 @@ impl From<SignupPolicy> for SignupPolicyView {
     }
 }
 
+/// Who must hold a second factor.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum MfaPolicyName {
+    Optional,
+    Roles,
+    All,
+}
+
+impl From<MfaRequirement> for MfaPolicyName {
+    fn from(m: MfaRequirement) -> Self {
+        match m {
+            MfaRequirement::Optional => MfaPolicyName::Optional,
+            MfaRequirement::Roles => MfaPolicyName::Roles,
+            MfaRequirement::All => MfaPolicyName::All,
+        }
+    }
+}
+
+/// The second-factor policy in force.
+#[derive(Serialize, ToSchema)]
+pub struct MfaPolicyView {
+    /// `optional` (nobody must), `roles` (holders of `roles` must) or `all`.
+    pub policy: MfaPolicyName,
+    /// The roles a `roles` policy names; kept but unused otherwise.
+    pub roles: Vec<String>,
+    /// How long a user the policy newly applies to may still sign in
+    /// without a factor (`"7d"`, `"36h"`, `"0s"`).
+    pub grace: String,
+}
+
+impl From<MfaPolicy> for MfaPolicyView {
+    fn from(p: MfaPolicy) -> Self {
+        Self {
+            policy: p.requirement.into(),
+            roles: p.roles,
+            grace: format_grace(p.grace),
+        }
+    }
+}
+
 /// A tenant's settings in force (parts never set show their defaults; the
-/// signup default follows the server's `signup.enabled`).
+/// signup default follows the server's `signup.enabled`, the mfa default is
+/// `optional` with a 7-day grace).
 #[derive(Serialize, ToSchema)]
 pub struct TenantSettingsView {
     pub signup: SignupPolicyView,
+    pub mfa: MfaPolicyView,
 }
 
 impl From<Effective> for TenantSettingsView {
     fn from(e: Effective) -> Self {
         Self {
             signup: e.signup.into(),
+            mfa: e.mfa.into(),
         }
     }
 }
@@ -89,11 +134,38 @@ impl From<SignupPolicyPatch> for SignupChange {
     }
 }
 
+/// A second-factor policy to set. Omitted fields keep their current value.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MfaPolicyPatch {
+    /// `optional`, `roles` or `all`.
+    #[schema(value_type = Option<MfaPolicyName>)]
+    pub policy: Option<String>,
+    /// Role names (1-64 lowercase letters, digits, `-`, `_`, `.`); a `roles`
+    /// policy needs at least one. Replaces the list.
+    #[schema(max_items = 32)]
+    pub roles: Option<Vec<String>>,
+    /// A duration such as `"7d"`, `"36h"` or `"0s"`, at most `"90d"`.
+    #[schema(max_length = 64)]
+    pub grace: Option<String>,
+}
+
+impl From<MfaPolicyPatch> for MfaChange {
+    fn from(p: MfaPolicyPatch) -> Self {
+        MfaChange {
+            policy: p.policy,
+            roles: p.roles,
+            grace: p.grace,
+        }
+    }
+}
+
 /// The parts of the settings to change; parts left out stay as they are.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSettingsPatch {
     pub signup: Option<SignupPolicyPatch>,
+    pub mfa: Option<MfaPolicyPatch>,
 }
 
 /// The settings of the caller's tenant (operators: of the tenant named by `X-Forge-Tenant`).
@@ -121,7 +193,7 @@ pub async fn get_settings(
     request_body = TenantSettingsPatch,
     responses(
         (status = 200, description = "the settings in force after the change", body = TenantSettingsView),
-        (status = 400, description = "invalid body, or an invalid mode or domain (`fields`: `signup.mode`, `signup.domains`)", body = ErrorBody),
+        (status = 400, description = "invalid body, or an invalid mode or domain (`fields`: `signup.mode`, `signup.domains`, `mfa.policy`, `mfa.roles`, `mfa.grace`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "no settings:write, or another tenant named by a non-operator", body = ErrorBody),
         (status = 404, description = "unknown_tenant", body = ErrorBody),
@@ -136,6 +208,7 @@ pub async fn patch_settings(
 ) -> AppResult<axum::Json<TenantSettingsView>> {
     let change = SettingsChange {
         signup: req.signup.map(SignupChange::from),
+        mfa: req.mfa.map(MfaChange::from),
     };
     let (_, settings) = state.settings.update(&caller, slug.as_ref(), change, &meta).await?;
     Ok(axum::Json(settings.into()))

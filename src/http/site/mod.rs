@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/messages", get(records::messages))
         .route("/admin/messages/{id}/resend", post(records::resend))
         .route("/admin/settings", get(settings::show).post(settings::update))
+        .route("/admin/settings/mfa", post(settings::update_mfa))
         .route("/admin/keys", get(operations::keys))
         .route("/admin/keys/rotate", post(operations::rotate))
         .route(

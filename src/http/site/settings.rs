@@ -1,5 +1,6 @@
-//! The tenant settings page: the signup policy of the tenant the pages show,
-//! and (for its own administrators) the form that changes it. An operator
+//! The tenant settings page: the signup and second-factor policies of the
+//! tenant the pages show, and (for its own administrators) the forms that
+//! change them. An operator
 //! looking at another tenant sees its policy read-only, like every other
 //! page of a switched tenant; the API (`X-Forge-Tenant`) is the operator's
 //! way to change it. The change goes through `service::settings`, which
@@ -12,8 +13,9 @@ use serde::Deserialize;
 
 use super::guard::{Admin, done};
 use super::views::{Layout, PageError, PageForm, page};
+use crate::domain::mfa_policy::format_grace;
 use crate::http::extract::ClientMeta;
-use crate::service::settings::{SettingsChange, SignupChange};
+use crate::service::settings::{MfaChange, SettingsChange, SignupChange};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -24,6 +26,10 @@ struct SettingsPage {
     domains: String,
     /// The server default a tenant without its own policy follows.
     default_mode: &'static str,
+    mfa_policy: &'static str,
+    /// The roles a `roles` policy names, space-separated.
+    mfa_roles: String,
+    mfa_grace: String,
 }
 
 /// `GET /admin/settings`.
@@ -35,6 +41,9 @@ pub async fn show(State(state): State<AppState>, Admin(admin): Admin) -> Result<
         mode: effective.signup.mode.as_str(),
         domains: effective.signup.domains.join("\n"),
         default_mode: if state.config.signup.enabled { "open" } else { "closed" },
+        mfa_policy: effective.mfa.requirement.as_str(),
+        mfa_roles: effective.mfa.roles.join(" "),
+        mfa_grace: format_grace(effective.mfa.grace),
     }))
 }
 
@@ -67,9 +76,47 @@ pub async fn update(
                 mode: Some(form.mode.clone()),
                 domains: Some(domain_list(&form.domains)),
             }),
+            ..SettingsChange::default()
         };
         let (_, effective) = state.settings.update(admin.acting()?, None, change, &meta).await?;
         Ok(format!("Sign-up is now {}.", effective.signup.mode.as_str()))
+    }
+    .await;
+    Ok(done(&state, &admin, "/admin/settings", outcome).await)
+}
+
+#[derive(Deserialize)]
+pub struct MfaForm {
+    #[serde(default)]
+    policy: String,
+    #[serde(default)]
+    roles: String,
+    #[serde(default)]
+    grace: String,
+}
+
+/// `POST /admin/settings/mfa`: sets the second-factor policy.
+pub async fn update_mfa(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    ClientMeta(meta): ClientMeta,
+    PageForm(form): PageForm<MfaForm>,
+) -> Result<Response, PageError> {
+    let outcome = async {
+        let change = SettingsChange {
+            mfa: Some(MfaChange {
+                policy: Some(form.policy.clone()),
+                // The same separators as the domain list.
+                roles: Some(domain_list(&form.roles)),
+                grace: Some(form.grace.clone()),
+            }),
+            ..SettingsChange::default()
+        };
+        let (_, effective) = state.settings.update(admin.acting()?, None, change, &meta).await?;
+        Ok(format!(
+            "The second-factor policy is now {}.",
+            effective.mfa.requirement.as_str()
+        ))
     }
     .await;
     Ok(done(&state, &admin, "/admin/settings", outcome).await)

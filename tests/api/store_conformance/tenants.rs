@@ -2,6 +2,7 @@
 //! and deletion with everything they own.
 
 use super::*;
+use forge::domain::mfa_policy::{DEFAULT_GRACE, MfaPolicy, MfaRequirement};
 
 /// The `acme` tenant, signing up by domain, with `boss` as its first admin.
 async fn create_acme(store: &Arc<dyn Store>) -> (Tenant, Option<User>, NewUser) {
@@ -18,6 +19,7 @@ async fn create_acme(store: &Arc<dyn Store>) -> (Tenant, Option<User>, NewUser) 
                 admin: Some(boss.clone()),
                 settings: TenantSettings {
                     signup: Some(SignupPolicy::parse(SignupMode::Domains, &["acme.test".into()]).unwrap()),
+                    ..TenantSettings::default()
                 },
             },
             vec![audit("tenant_created", None)],
@@ -68,6 +70,7 @@ pub(super) async fn updating_tenant_settings_replaces_the_given_parts_and_keeps_
     let (acme, ..) = create_acme(&store).await;
     let closed = TenantSettings {
         signup: Some(SignupPolicy::parse(SignupMode::Closed, &[]).unwrap()),
+        ..TenantSettings::default()
     };
     let updated = store
         .update_tenant_settings(acme.id, closed.clone(), vec![audit("settings_updated", None)])
@@ -80,6 +83,20 @@ pub(super) async fn updating_tenant_settings_replaces_the_given_parts_and_keeps_
         .await
         .unwrap();
     assert_eq!(kept.signup.unwrap().mode, SignupMode::Closed, "an absent part is kept");
+    // The mfa part is stored beside signup, neither undoing the other.
+    let admins = MfaPolicy::parse(MfaRequirement::Roles, &["admin".into()], DEFAULT_GRACE)
+        .unwrap()
+        .changed_from(&MfaPolicy::default(), 1_000);
+    let mfa = TenantSettings {
+        mfa: Some(admins.clone()),
+        ..TenantSettings::default()
+    };
+    let both = store.update_tenant_settings(acme.id, mfa, vec![]).await.unwrap();
+    assert_eq!(both.signup.as_ref().unwrap().mode, SignupMode::Closed);
+    assert_eq!(both.mfa.as_ref(), Some(&admins));
+    let read = store.tenant_settings(acme.id).await.unwrap().unwrap();
+    assert_eq!(read, both);
+    assert_eq!(read.mfa_policy().since, Some(1_000));
     assert!(matches!(
         store
             .update_tenant_settings(Uuid::now_v7(), TenantSettings::default(), vec![])
