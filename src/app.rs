@@ -430,6 +430,8 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         rbac.clone(),
         devices.clone(),
         tenants_service.clone(),
+        factors.clone(),
+        challenges.clone(),
     ));
     let passkeys = Passkeys::new(&config.webauthn)?;
     let ceremonies = Ceremonies::new(cache.clone());
