@@ -446,6 +446,8 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         devices.clone(),
         tenants_service.clone(),
         mfa_policies.clone(),
+        factors.clone(),
+        challenges.clone(),
     ));
     let passkeys = Passkeys::new(&config.webauthn)?;
     let ceremonies = Ceremonies::new(cache.clone());

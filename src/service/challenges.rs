@@ -63,6 +63,11 @@ pub enum ChallengeKind {
     /// `enrollment_token`: a bearer for the factor enrolment calls only.
     #[serde(rename = "enroll")]
     Enrollment,
+    /// The admin site's second step: its own kind, so a token from the
+    /// site's form is unknown to `POST /v1/auth/mfa/verify` and the other
+    /// way round.
+    #[serde(rename = "site-challenge")]
+    SiteSecondFactor,
 }
 
 impl ChallengeKind {
@@ -71,6 +76,7 @@ impl ChallengeKind {
         match self {
             ChallengeKind::SecondFactor => "challenge",
             ChallengeKind::Enrollment => "enroll",
+            ChallengeKind::SiteSecondFactor => "site-challenge",
         }
     }
 }

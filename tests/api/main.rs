@@ -27,6 +27,7 @@ mod recovery;
 mod security_state;
 mod settings;
 mod sidecar;
+mod site_mfa;
 mod store_conformance;
 mod store_isolation;
 mod support;

@@ -213,11 +213,13 @@ async fn the_admin_site_refuses_administrators_without_a_factor_under_the_policy
         audit["items"][0]["detail"]["reason"], "mfa_enrollment_required",
         "{audit}"
     );
-    // With a factor, the site lets them in.
+    // With a factor, the policy no longer refuses: the site goes on to the
+    // second step (tests/api/site_mfa.rs completes it).
     give_factor(&s, &other).await;
     let mut b = Browser::new(&s);
-    b.sign_in("second@example.com", PASSWORD).await;
-    assert_eq!(b.get("/admin/users").await.status, 200);
+    let page = b.sign_in_to("", "second@example.com", PASSWORD).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("/admin/login/mfa"), "{}", page.body);
     // Optional again: no factor needed.
     let (status, _) = patch_mfa(&s, &op, json!({"policy": "optional"})).await;
     assert_eq!(status, 200);

@@ -21,7 +21,8 @@ use crate::domain::{Email, Identifier, Phone};
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
-use crate::service::site::sessions::Loaded;
+use crate::service::factors::MfaProof;
+use crate::service::site::sessions::{Loaded, SignedIn, SiteSignIn};
 use crate::state::AppState;
 
 /// How long a sign-in form stays usable.
@@ -36,6 +37,31 @@ struct LoginPage {
     identifier: String,
     tenant: String,
     error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "site/login_mfa.html")]
+struct SecondStepPage {
+    css: &'static str,
+    csrf: String,
+    next: String,
+    tenant: String,
+    challenge: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct SecondStepForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    next: String,
 }
 
 #[derive(Deserialize)]
@@ -61,10 +87,19 @@ fn form_response(state: &AppState, status: StatusCode, mut page: LoginPage) -> R
     // A fresh form token on every rendering of the form.
     let token = random_token();
     page.csrf = token.clone();
-    let mut response = page_with(status, &page);
+    with_form_cookie(state, page_with(status, &page), &token)
+}
+
+fn second_step_response(state: &AppState, status: StatusCode, mut page: SecondStepPage) -> Response {
+    let token = random_token();
+    page.csrf = token.clone();
+    with_form_cookie(state, page_with(status, &page), &token)
+}
+
+fn with_form_cookie(state: &AppState, mut response: Response, token: &str) -> Response {
     response.headers_mut().append(
         header::SET_COOKIE,
-        guard::set_cookie(state, LOGIN_COOKIE, &token, "/admin/login", FORM_TTL_SECS),
+        guard::set_cookie(state, LOGIN_COOKIE, token, "/admin/login", FORM_TTL_SECS),
     );
     response
 }
@@ -156,29 +191,19 @@ pub async fn sign_in(
         .sign_in(&form.tenant, &identifier, &password, &meta)
         .await
     {
-        Ok(signed_in) => {
-            if let Some(old) = guard::cookie(&headers, COOKIE)
-                && let Err(e) = state.site_sessions.discard(old).await
-            {
-                return PageError(e).into_response();
-            }
-            let mut response = guard::see_other(next.as_deref().unwrap_or("/admin"));
-            let max_age = state.config.admin.session_absolute.as_secs();
-            let headers = response.headers_mut();
-            headers.append(
-                header::SET_COOKIE,
-                guard::set_cookie(&state, COOKIE, &signed_in.token, "/admin", max_age),
-            );
-            headers.append(
-                header::SET_COOKIE,
-                guard::set_cookie(&state, LOGIN_COOKIE, "", "/admin/login", 0),
-            );
-            headers.append(
-                header::SET_COOKIE,
-                crate::http::api::auth::device_cookie(&state, &signed_in.device_token),
-            );
-            response
-        }
+        Ok(SiteSignIn::Done(signed_in)) => signed_in_response(&state, &headers, next.as_deref(), &signed_in).await,
+        Ok(SiteSignIn::SecondFactor { token }) => second_step_response(
+            &state,
+            StatusCode::OK,
+            SecondStepPage {
+                css: views::stylesheet_url(),
+                csrf: String::new(),
+                next: next.clone().unwrap_or_default(),
+                tenant: form.tenant.chars().take(63).collect(),
+                challenge: token.expose().to_string(),
+                error: None,
+            },
+        ),
         Err(AppError::Unauthorized { .. }) => {
             retry(StatusCode::UNAUTHORIZED, "Wrong email, password or tenant.".into())
         }
@@ -192,6 +217,128 @@ pub async fn sign_in(
             response
         }
         Err(e @ AppError::Forbidden { .. }) => retry(StatusCode::FORBIDDEN, views::describe(&e)),
+        Err(e) => PageError(e).into_response(),
+    }
+}
+
+/// The redirect that sets the new session's cookie and drops the form's.
+async fn signed_in_response(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    next: Option<&str>,
+    signed_in: &SignedIn,
+) -> Response {
+    if let Some(old) = guard::cookie(headers, COOKIE)
+        && let Err(e) = state.site_sessions.discard(old).await
+    {
+        return PageError(e).into_response();
+    }
+    let mut response = guard::see_other(next.unwrap_or("/admin"));
+    let max_age = state.config.admin.session_absolute.as_secs();
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        guard::set_cookie(state, COOKIE, &signed_in.token, "/admin", max_age),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        guard::set_cookie(state, LOGIN_COOKIE, "", "/admin/login", 0),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        crate::http::api::auth::device_cookie(state, &signed_in.device_token),
+    );
+    response
+}
+
+/// `POST /admin/login/mfa`: the second step of a sign-in for a user with a
+/// factor. Same double-submit CSRF as the password form; the challenge
+/// token (hidden field) binds it server-side to the proven password.
+pub async fn second_step(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<SecondStepForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(axum::Form(form)) = form else {
+        return PageError(AppError::bad_request(
+            ErrorCode::InvalidRequest,
+            "the sign-in form is malformed",
+        ))
+        .into_response();
+    };
+    let expected = guard::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
+        return PageError(AppError::forbidden(
+            ErrorCode::Csrf,
+            "The sign-in form expired or cookies are blocked. Reload the sign-in page and try again.",
+        ))
+        .into_response();
+    }
+    let next = guard::safe_next(Some(&form.next));
+    let tenant: String = form.tenant.chars().take(63).collect();
+    let retry = |status: StatusCode, error: String| {
+        second_step_response(
+            &state,
+            status,
+            SecondStepPage {
+                css: views::stylesheet_url(),
+                csrf: String::new(),
+                next: next.clone().unwrap_or_default(),
+                tenant: tenant.clone(),
+                challenge: form.challenge.chars().take(64).collect(),
+                error: Some(error),
+            },
+        )
+    };
+    let again = |status: StatusCode, error: String| {
+        form_response(
+            &state,
+            status,
+            LoginPage {
+                css: views::stylesheet_url(),
+                csrf: String::new(),
+                next: next.clone().unwrap_or_default(),
+                identifier: String::new(),
+                tenant: tenant.clone(),
+                error: Some(error),
+            },
+        )
+    };
+    let code = form.code.trim();
+    if code.is_empty() || code.len() > 64 {
+        return retry(StatusCode::BAD_REQUEST, "Enter the code.".into());
+    }
+    // Authenticator codes are digits; recovery codes are not.
+    let proof = if code.bytes().all(|b| b.is_ascii_digit()) {
+        MfaProof::Totp(code)
+    } else {
+        MfaProof::RecoveryCode(code)
+    };
+    match state
+        .site_sessions
+        .sign_in_second_factor(&form.tenant, &form.challenge, proof, &meta)
+        .await
+    {
+        Ok(signed_in) => signed_in_response(&state, &headers, next.as_deref(), &signed_in).await,
+        Err(AppError::Unauthorized {
+            code: ErrorCode::InvalidMfa,
+            ..
+        }) => retry(StatusCode::UNAUTHORIZED, "Wrong or already used code.".into()),
+        Err(AppError::Unauthorized { .. }) => again(
+            StatusCode::UNAUTHORIZED,
+            "The sign-in attempt expired. Sign in again.".into(),
+        ),
+        Err(e @ AppError::RateLimited { .. }) => {
+            let mut response = retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e));
+            if let AppError::RateLimited { retry_after_secs } = e {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
+            }
+            response
+        }
+        Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),
     }
 }

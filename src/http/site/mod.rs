@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(signed_in)
         .route("/admin/login", get(login::form).post(login::sign_in))
+        .route("/admin/login/mfa", post(login::second_step))
         .route(views::STYLESHEET_PATH, get(views::stylesheet))
         .layer(axum::middleware::from_fn(guard::fetch_metadata))
         .layer(axum::middleware::from_fn(guard::security_headers))

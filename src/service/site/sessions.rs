@@ -36,6 +36,15 @@
 //! is no sound way to hand them an operator acting elsewhere; a tenant's
 //! users are changed by that tenant's administrators.
 //!
+//! Second factor. A user with a confirmed factor is not signed in by the
+//! password alone: the password step answers [`SiteSignIn::SecondFactor`]
+//! with a short-lived challenge token ([`ChallengeKind::SiteSecondFactor`],
+//! bound server-side to the tenant and user), and only
+//! [`SiteSessions::sign_in_second_factor`] with that token and a right
+//! TOTP or recovery code opens the session. A wrong code counts against the
+//! challenge (the fifth burns it) and against the account's failure budget
+//! (through `Factors::verify`). Admin sessions record no assurance level.
+//!
 //! Password checks follow `Accounts::login`: one argon2 verification on the
 //! bounded pool whether or not the account exists, one generic failure, and
 //! the same rate-limit buckets as the API (`login-ip`, `login-fail`), so
@@ -52,12 +61,14 @@ use crate::clock::Clock;
 use crate::config::AdminConfig;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::random_token;
-use crate::domain::{AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
+use crate::domain::{Assurance, AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::RequestMeta;
 use crate::service::accounts::Accounts;
+use crate::service::challenges::{ChallengeKind, Challenges, WrongAttempt};
 use crate::service::devices::Devices;
+use crate::service::factors::{Factors, MfaProof};
 use crate::service::mfa_policy::MfaPolicies;
 use crate::service::rbac::Rbac;
 use crate::service::sessions::{Principal, Sessions};
@@ -205,12 +216,29 @@ pub enum Loaded {
     Revoked(&'static str),
 }
 
+/// What the password step of a sign-in led to.
+pub enum SiteSignIn {
+    /// Signed in (the user has no second factor).
+    Done(SignedIn),
+    /// The password is proven and the user has a factor: the form asks for
+    /// it and hands this token back to [`SiteSessions::sign_in_second_factor`].
+    SecondFactor { token: Secret },
+}
+
 /// A new session: its cookie token and what the server keeps.
 pub struct SignedIn {
     pub token: String,
     pub session: SiteSession,
     /// For the `forge_device` cookie (see `service::devices`).
     pub device_token: String,
+}
+
+/// The tenant slug typed in the sign-in form (`default` when empty).
+fn form_slug(tenant: &str) -> Option<TenantSlug> {
+    match tenant.trim() {
+        "" => Some(TenantSlug::default_tenant()),
+        s => TenantSlug::parse(s).ok(),
+    }
 }
 
 fn tenant_name_key(slug: Option<&TenantSlug>) -> String {
@@ -238,6 +266,8 @@ pub struct SiteSessions {
     /// The tenant's second-factor policy: administrators it applies to
     /// need a factor to use the site.
     mfa: MfaPolicies,
+    factors: Arc<Factors>,
+    challenges: Challenges,
 }
 
 impl SiteSessions {
@@ -255,6 +285,8 @@ impl SiteSessions {
         devices: Devices,
         tenants: Tenants,
         mfa: MfaPolicies,
+        factors: Arc<Factors>,
+        challenges: Challenges,
     ) -> Self {
         Self {
             store,
@@ -269,6 +301,8 @@ impl SiteSessions {
             devices,
             tenants,
             mfa,
+            factors,
+            challenges,
         }
     }
 
@@ -377,7 +411,8 @@ impl SiteSessions {
     /// Signs an administrator in with a password. `tenant` is the slug typed in
     /// the form (`default` when empty). Failures: 401 `invalid_credentials`
     /// (wrong password, unknown account or tenant: one answer), 429, 403
-    /// `user_disabled`, 403 `not_admin` (only once the password is proven).
+    /// `user_disabled`, 403 `not_admin` (only once the password is proven,
+    /// and for a user with a factor only after the second step).
     #[tracing::instrument(skip_all, fields(tenant = %tenant))]
     pub async fn sign_in(
         &self,
@@ -385,11 +420,8 @@ impl SiteSessions {
         identifier: &Identifier,
         password: &Secret,
         meta: &RequestMeta,
-    ) -> AppResult<SignedIn> {
-        let slug = match tenant.trim() {
-            "" => Some(TenantSlug::default_tenant()),
-            s => TenantSlug::parse(s).ok(),
-        };
+    ) -> AppResult<SiteSignIn> {
+        let slug = form_slug(tenant);
         let tenant = match &slug {
             Some(slug) => self.sessions.tenant(slug.as_str()).await?,
             None => None,
@@ -409,6 +441,74 @@ impl SiteSessions {
         let Some(tenant) = tenant else {
             return Err(AppError::invalid_credentials());
         };
+        if self.factors.has_factor(tenant.id, user.id).await? {
+            let token = self
+                .challenges
+                .issue(
+                    ChallengeKind::SiteSecondFactor,
+                    tenant.id,
+                    user.id,
+                    Assurance::password(),
+                    meta,
+                )
+                .await?;
+            return Ok(SiteSignIn::SecondFactor { token });
+        }
+        self.open_session(&tenant, &user, meta).await.map(SiteSignIn::Done)
+    }
+
+    /// The second step of a sign-in whose password step answered
+    /// [`SiteSignIn::SecondFactor`]: `token` is that answer's token,
+    /// `tenant` the slug of the form. Failures: 401 `invalid_mfa` for a
+    /// wrong, replayed or malformed code (counted against the challenge and
+    /// the account); 401 `invalid_token` once the challenge is unknown,
+    /// expired, spent or burned (sign in again); 429; 403 `user_disabled`,
+    /// 403 `not_admin`.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn sign_in_second_factor(
+        &self,
+        tenant: &str,
+        token: &str,
+        proof: MfaProof<'_>,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
+        const KIND: ChallengeKind = ChallengeKind::SiteSecondFactor;
+        let gone = || AppError::unauthorized(ErrorCode::InvalidToken, "the sign-in attempt expired: sign in again");
+        let Some(slug) = form_slug(tenant) else {
+            return Err(gone());
+        };
+        let Some(tenant) = self.sessions.tenant(slug.as_str()).await? else {
+            return Err(gone());
+        };
+        let Some(challenge) = self.challenges.open(KIND, tenant.id, token).await? else {
+            return Err(gone());
+        };
+        let Some(user) = self.store.get_user(tenant.id, challenge.user_id).await? else {
+            return Err(gone());
+        };
+        if user.disabled {
+            return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
+        }
+        match self.factors.verify(&tenant, &user, proof, meta).await {
+            Ok(_) => {}
+            Err(e @ AppError::Unauthorized { .. }) => {
+                return match self.challenges.fail(KIND, tenant.id, token).await? {
+                    WrongAttempt::Counted => Err(e),
+                    WrongAttempt::Burned => Err(gone()),
+                };
+            }
+            Err(e) => return Err(e),
+        }
+        // Exactly one of concurrent right answers opens the session.
+        if self.challenges.consume(KIND, tenant.id, token).await?.is_none() {
+            return Err(gone());
+        }
+        self.open_session(&tenant, &user, meta).await
+    }
+
+    /// The session of a proven sign-in: the `admin` role checked (403
+    /// `not_admin` audited otherwise), the session saved and audited.
+    async fn open_session(&self, tenant: &Tenant, user: &User, meta: &RequestMeta) -> AppResult<SignedIn> {
         let now = self.clock.now();
         let session = SiteSession {
             id: Uuid::now_v7(),
@@ -421,7 +521,7 @@ impl SiteSessions {
             flash: None,
             credential_epoch: user.credential_epoch,
         };
-        let own = self.principal(&session, &user, &tenant);
+        let own = self.principal(&session, user, tenant);
         if !self.is_admin(&own).await? {
             let mut audit = meta.audit(
                 tenant.id,
@@ -437,7 +537,7 @@ impl SiteSessions {
                 "this account does not hold the admin role, so it cannot use the admin site",
             ));
         }
-        self.require_factor_if_policy(&tenant, &user, meta, now).await?;
+        self.require_factor_if_policy(tenant, user, meta, now).await?;
         let token = random_token();
         self.save(&CacheKey::site_session(&token), &session, now).await?;
         let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
