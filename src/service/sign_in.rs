@@ -5,9 +5,10 @@
 //! Today the rule is the user's own: whoever holds a confirmed second factor
 //! gets an `mfa_token` ([`ChallengeKind::SecondFactor`]) and the list of
 //! factors to choose from instead of tokens, and no session exists until
-//! `POST /v1/auth/mfa/verify` completes it. The tenant's MFA policy (grace,
-//! required enrolment) is decided here too, so every way in follows it: the
-//! callers only match on [`Gate`].
+//! `POST /v1/auth/mfa/verify` completes it. The callers only match on
+//! [`Gate`], so every way in follows the same rule. The tenant's MFA policy
+//! (grace, required enrolment: `service::mfa_policy::MfaPolicies::gate`)
+//! belongs here too and is not applied yet: that hook is the next step.
 //!
 //! Nothing is said about factors before the first factor succeeded: the
 //! callers come here only after it did, and every failure before this point
