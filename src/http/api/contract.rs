@@ -250,6 +250,16 @@ fn constrain_fields(doc: &mut Value, config: &Config) {
                 target.insert(keyword.into(), identifiers.clone());
             }
         }
+        // A second factor is exactly one code.
+        if let Some(target) = schemas.get_mut("MfaVerifyRequest").and_then(Value::as_object_mut) {
+            target.insert(
+                "oneOf".into(),
+                json!([
+                    {"required": ["totp"], "properties": {"totp": {"type": "string"}}},
+                    {"required": ["recovery_code"], "properties": {"recovery_code": {"type": "string"}}},
+                ]),
+            );
+        }
     }
     constrain_identifiers(doc, config);
 }

@@ -286,6 +286,7 @@ pub struct VerifyQuery {
     pub permission: Option<String>,
     /// Answer 403 `mfa_required` unless the token's assurance level (`aal`
     /// claim) is at least this: `1` or `2` (anything else is 400).
+    #[param(pattern = "^[12]$")]
     pub aal: Option<String>,
 }
 
