@@ -139,6 +139,45 @@ fn parse_identifier(input: &str) -> Option<Identifier> {
     }
 }
 
+/// Both sign-in forms' edge: a malformed form is 400, and the form's `csrf`
+/// must equal the login cookie (double submit) or it is 403.
+fn checked_form<F: CsrfForm>(
+    headers: &axum::http::HeaderMap,
+    form: Result<axum::Form<F>, axum::extract::rejection::FormRejection>,
+) -> Result<F, PageError> {
+    let Ok(axum::Form(form)) = form else {
+        return Err(PageError(AppError::bad_request(
+            ErrorCode::InvalidRequest,
+            "the sign-in form is malformed",
+        )));
+    };
+    let expected = guard::cookie(headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf().as_bytes()) {
+        return Err(PageError(AppError::forbidden(
+            ErrorCode::Csrf,
+            "The sign-in form expired or cookies are blocked. Reload the sign-in page and try again.",
+        )));
+    }
+    Ok(form)
+}
+
+/// A sign-in form carrying the double-submit token.
+trait CsrfForm {
+    fn csrf(&self) -> &str;
+}
+
+impl CsrfForm for LoginForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for SecondStepForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /admin/login`.
 pub async fn sign_in(
     State(state): State<AppState>,
@@ -146,21 +185,10 @@ pub async fn sign_in(
     ClientMeta(meta): ClientMeta,
     form: Result<axum::Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(axum::Form(form)) = form else {
-        return PageError(AppError::bad_request(
-            ErrorCode::InvalidRequest,
-            "the sign-in form is malformed",
-        ))
-        .into_response();
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
     };
-    let expected = guard::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
-        return PageError(AppError::forbidden(
-            ErrorCode::Csrf,
-            "The sign-in form expired or cookies are blocked. Reload the sign-in page and try again.",
-        ))
-        .into_response();
-    }
     let next = guard::safe_next(Some(&form.next));
     let retry = |status: StatusCode, error: String| {
         form_response(
@@ -260,21 +288,10 @@ pub async fn second_step(
     ClientMeta(meta): ClientMeta,
     form: Result<axum::Form<SecondStepForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(axum::Form(form)) = form else {
-        return PageError(AppError::bad_request(
-            ErrorCode::InvalidRequest,
-            "the sign-in form is malformed",
-        ))
-        .into_response();
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
     };
-    let expected = guard::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf.as_bytes()) {
-        return PageError(AppError::forbidden(
-            ErrorCode::Csrf,
-            "The sign-in form expired or cookies are blocked. Reload the sign-in page and try again.",
-        ))
-        .into_response();
-    }
     let next = guard::safe_next(Some(&form.next));
     let tenant: String = form.tenant.chars().take(63).collect();
     let retry = |status: StatusCode, error: String| {
