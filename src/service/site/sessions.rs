@@ -383,13 +383,7 @@ impl SiteSessions {
         if !self.mfa.applies(tenant.id, &user.roles).await? {
             return Ok(());
         }
-        let has_factor = self
-            .store
-            .list_factors(tenant.id, user.id)
-            .await?
-            .iter()
-            .any(|f| f.is_confirmed());
-        if has_factor {
+        if self.factors.has_factor(tenant.id, user.id).await? {
             return Ok(());
         }
         let mut audit = meta.audit(
