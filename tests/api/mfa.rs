@@ -15,9 +15,7 @@ fn code_at(app: &TOTP, at: i64) -> String {
     app.generate(u64::try_from(at).unwrap())
 }
 
-fn code_now(s: &TestServer, app: &TOTP) -> String {
-    code_at(app, s.clock().now())
-}
+use crate::factors::code_now;
 
 /// A six-digit code that is not `app`'s for any step within two of now.
 fn wrong_code(s: &TestServer, app: &TOTP) -> String {
@@ -34,18 +32,7 @@ fn wrong_code(s: &TestServer, app: &TOTP) -> String {
 /// The clock is moved past the confirming code's step.
 async fn user_with_totp(s: &TestServer, email: &str) -> (String, TOTP, Vec<String>) {
     let token = access(&s.signup_verified(email, PASSWORD).await).to_string();
-    let (status, started) = s
-        .as_user(&token)
-        .post(
-            "/v1/users/me/factors/totp",
-            json!({"name": "phone", "current_password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200, "{started}");
-    let app = TOTP::from_url(started["otpauth_uri"].as_str().unwrap()).unwrap();
-    let path = format!("/v1/users/me/factors/totp/{}/confirm", started["id"].as_str().unwrap());
-    let (status, confirmed) = s.as_user(&token).post(&path, json!({"code": code_now(s, &app)})).await;
-    assert_eq!(status, 200, "{confirmed}");
+    let (_, confirmed, app) = crate::factors::enrol(s, &token, "phone").await;
     let codes = serde_json::from_value(confirmed["recovery_codes"].clone()).unwrap();
     s.clock().advance(60);
     (token, app, codes)

@@ -2,7 +2,7 @@
 //! the password alone sets no session cookie (the MFA bypass this closes).
 
 use forge::testing::TestServer;
-use serde_json::{Value, json};
+use serde_json::Value;
 use totp_rs::TOTP;
 
 use crate::support::site_client::{Browser, Page};
@@ -20,18 +20,7 @@ fn code_at(s: &TestServer, app: &TOTP) -> String {
 async fn operator_with_totp(s: &TestServer) -> (TOTP, Vec<String>) {
     let root = s.admin("root@example.com", PASSWORD).await;
     let token = access(&root).to_string();
-    let (status, started) = s
-        .as_user(&token)
-        .post(
-            "/v1/users/me/factors/totp",
-            json!({"name": "phone", "current_password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 200, "{started}");
-    let app = TOTP::from_url(started["otpauth_uri"].as_str().unwrap()).unwrap();
-    let path = format!("/v1/users/me/factors/totp/{}/confirm", started["id"].as_str().unwrap());
-    let (status, confirmed) = s.as_user(&token).post(&path, json!({"code": code_at(s, &app)})).await;
-    assert_eq!(status, 200, "{confirmed}");
+    let (_, confirmed, app) = crate::factors::enrol(s, &token, "phone").await;
     let codes = confirmed["recovery_codes"]
         .as_array()
         .unwrap()
