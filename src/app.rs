@@ -36,6 +36,7 @@ use crate::service::keys::{self, SigningKeys};
 use crate::service::limits::Limits;
 use crate::service::mfa_policy::MfaPolicies;
 use crate::service::otp::Otp;
+use crate::service::passkey_factors::PasskeyFactors;
 use crate::service::passkeys::{Ceremonies, Passkeys};
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
@@ -398,12 +399,24 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.rate_limit.clone(),
         config.notify.product_name.clone(),
     ));
+    let passkey_factors = Arc::new(PasskeyFactors::new(
+        store.clone(),
+        clock.clone(),
+        Passkeys::new(&config.webauthn)?,
+        Ceremonies::new(cache.clone()),
+        factors.clone(),
+        sessions.clone(),
+        limits.clone(),
+        metrics.clone(),
+        config.rate_limit.clone(),
+    ));
     let mfa = crate::service::mfa::Mfa::new(
         store.clone(),
         clock.clone(),
         challenges.clone(),
         sessions.clone(),
         factors.clone(),
+        passkey_factors.clone(),
         metrics.clone(),
     );
     let tenants_service = Tenants::new(
@@ -449,12 +462,9 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         factors.clone(),
         challenges.clone(),
     ));
-    let passkeys = Passkeys::new(&config.webauthn)?;
-    let ceremonies = Ceremonies::new(cache.clone());
     let state = AppState {
         tenants: tenants_service,
-        passkeys,
-        ceremonies,
+        passkey_factors,
         config,
         store,
         cache,

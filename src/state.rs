@@ -24,7 +24,7 @@ use crate::service::keys::SigningKeys;
 use crate::service::limits::Limits;
 use crate::service::mfa_policy::MfaPolicies;
 use crate::service::otp::Otp;
-use crate::service::passkeys::{Ceremonies, Passkeys};
+use crate::service::passkey_factors::PasskeyFactors;
 use crate::service::proof::Proof;
 use crate::service::rbac::Rbac;
 use crate::service::recovery::Recovery;
@@ -88,10 +88,8 @@ pub struct AppState {
     pub mfa: crate::service::mfa::Mfa,
     /// The tenant's second-factor policy, applied.
     pub mfa_policies: MfaPolicies,
-    /// The WebAuthn relying party (`webauthn.*`).
-    pub passkeys: Passkeys,
-    /// WebAuthn ceremony state between an options call and its finish call.
-    pub ceremonies: Ceremonies,
+    /// Passkeys: registration, second factor, passwordless sign-in.
+    pub passkey_factors: Arc<PasskeyFactors>,
 }
 
 impl AppState {

@@ -35,11 +35,11 @@
 //!   enrolment answer, and is never in a log line, an error or the audit
 //!   log. Failures of every check answer the same `invalid_mfa`.
 //!
-//! WebAuthn registration fits the same shape: its options call is the
-//! "start" ([`Factors::require_fresh_proof`], then the relying party's
-//! challenge), its finish stores the verified credential with
-//! `FactorStore::add_confirmed_factor` and goes through [`Factors::enrolled`]
-//! for the first factor's recovery codes, as TOTP confirmation does.
+//! Passkeys fit the same shape (`service::passkey_factors` runs their
+//! ceremonies): the options call is the "start" ([`Factors::require_fresh_proof`]),
+//! and the verified credential is stored confirmed at once by
+//! [`Factors::add_passkey`], with the first factor's recovery codes as TOTP
+//! confirmation gives them.
 
 use std::sync::Arc;
 
@@ -120,6 +120,15 @@ pub struct TotpEnrolment {
 pub struct Enrolled {
     pub factor: Factor,
     pub recovery_codes: Option<Vec<String>>,
+}
+
+impl Enrolled {
+    fn new(Confirmed { factor, first }: Confirmed, codes: &[RecoveryCode]) -> Self {
+        Self {
+            factor,
+            recovery_codes: first.then(|| codes.iter().map(RecoveryCode::expose_formatted).collect()),
+        }
+    }
 }
 
 /// A second factor offered at sign-in or step-up.
@@ -269,12 +278,7 @@ impl Factors {
         self.store
             .discard_pending_factors(tenant.id, user.id, FactorKind::Totp)
             .await?;
-        if self.store.list_factors(tenant.id, user.id).await?.len() >= MAX_FACTORS {
-            return Err(AppError::conflict(
-                ErrorCode::TooManyFactors,
-                format!("a user holds at most {MAX_FACTORS} second factors; remove one first"),
-            ));
-        }
+        self.require_room(tenant.id, user.id).await?;
         let id = Uuid::now_v7();
         let secret = TotpSecret::generate();
         let sealed_secret = self
@@ -367,8 +371,7 @@ impl Factors {
 
     /// Confirms a stored factor (`totp_step`: the confirming code's step,
     /// spent with it) and, when it is the user's first, returns the fresh
-    /// recovery codes the store kept. WebAuthn registration goes through
-    /// here too once its credential is stored.
+    /// recovery codes the store kept.
     async fn enrolled(
         &self,
         tenant_id: Uuid,
@@ -378,33 +381,96 @@ impl Factors {
         kind: FactorKind,
         meta: &RequestMeta,
     ) -> AppResult<Enrolled> {
-        let now = self.clock.now();
-        let codes = recovery_codes::generate();
-        let hashes = codes.iter().map(|c| self.keys.recovery.hash(c)).collect();
-        let mut audit = meta.audit(tenant_id, now, AuditEvent::MfaEnrolled, Some(user_id), Some(user_id));
-        audit.detail = serde_json::json!({ "factor_id": factor_id, "type": kind.as_str() });
-        let Confirmed { factor, first } = self
+        let (codes, confirm) = self.confirmation(tenant_id, user_id, factor_id, kind, totp_step, meta);
+        let confirmed = self
             .store
-            .confirm_factor(
-                tenant_id,
-                user_id,
-                factor_id,
-                ConfirmFactor {
-                    now,
-                    totp_step,
-                    recovery_code_hashes: hashes,
-                    audit,
-                },
-            )
+            .confirm_factor(tenant_id, user_id, factor_id, confirm)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => AppError::not_found("pending factor"),
                 other => other.into(),
             })?;
-        Ok(Enrolled {
-            factor,
-            recovery_codes: first.then(|| codes.iter().map(RecoveryCode::expose_formatted).collect()),
-        })
+        Ok(Enrolled::new(confirmed, &codes))
+    }
+
+    /// Stores a passkey whose registration the relying party verified, as a
+    /// confirmed factor in one step, and (for the user's first factor) the
+    /// recovery codes, like [`Self::confirm_totp`]. 409 `too_many_factors`
+    /// past [`MAX_FACTORS`]; 409 `conflict` when the credential is
+    /// registered in the tenant already (to anyone).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, user_id = %user_id))]
+    pub async fn add_passkey(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        name: String,
+        credential_id: String,
+        credential: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> AppResult<Enrolled> {
+        self.require_room(tenant_id, user_id).await?;
+        let id = Uuid::now_v7();
+        let now = self.clock.now();
+        let (codes, confirm) = self.confirmation(tenant_id, user_id, id, FactorKind::WebAuthn, None, meta);
+        let new = NewFactor {
+            id,
+            tenant_id,
+            user_id,
+            name,
+            now,
+            material: NewFactorMaterial::WebAuthn {
+                credential_id,
+                credential,
+            },
+        };
+        let confirmed = self
+            .store
+            .add_confirmed_factor(new, confirm)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => AppError::not_found("user"),
+                StoreError::Conflict { .. } => {
+                    AppError::conflict(ErrorCode::Conflict, "this passkey is registered already")
+                }
+                other => other.into(),
+            })?;
+        Ok(Enrolled::new(confirmed, &codes))
+    }
+
+    /// What confirming a factor stores: fresh recovery codes (kept only
+    /// when it is the user's first factor) and the `mfa_enrolled` audit row.
+    fn confirmation(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        factor_id: Uuid,
+        kind: FactorKind,
+        totp_step: Option<i64>,
+        meta: &RequestMeta,
+    ) -> (Vec<RecoveryCode>, ConfirmFactor) {
+        let now = self.clock.now();
+        let codes = recovery_codes::generate();
+        let hashes = codes.iter().map(|c| self.keys.recovery.hash(c)).collect();
+        let mut audit = meta.audit(tenant_id, now, AuditEvent::MfaEnrolled, Some(user_id), Some(user_id));
+        audit.detail = serde_json::json!({ "factor_id": factor_id, "type": kind.as_str() });
+        let confirm = ConfirmFactor {
+            now,
+            totp_step,
+            recovery_code_hashes: hashes,
+            audit,
+        };
+        (codes, confirm)
+    }
+
+    /// 409 `too_many_factors` once the user holds [`MAX_FACTORS`].
+    async fn require_room(&self, tenant_id: Uuid, user_id: Uuid) -> AppResult<()> {
+        if self.store.list_factors(tenant_id, user_id).await?.len() >= MAX_FACTORS {
+            return Err(AppError::conflict(
+                ErrorCode::TooManyFactors,
+                format!("a user holds at most {MAX_FACTORS} second factors; remove one first"),
+            ));
+        }
+        Ok(())
     }
 
     /// `PATCH /v1/users/me/factors/{id}`: audited `mfa_renamed`.
@@ -704,6 +770,19 @@ impl Factors {
                 .await?;
         }
         Ok(true)
+    }
+
+    /// 429 once the account's failure budget (shared with passwords) is
+    /// spent: checked before any second factor is looked at.
+    pub(crate) async fn check_budget(&self, user_id: Uuid) -> AppResult<()> {
+        let (key, budget) = self.failure_budget(user_id);
+        self.limits.check_failures(RateBucket::LoginFail, &key, budget).await
+    }
+
+    /// Counts a wrong second factor on the account's failure budget.
+    pub(crate) async fn count_failure(&self, user_id: Uuid) -> AppResult<()> {
+        let (key, budget) = self.failure_budget(user_id);
+        self.limits.record_failure(RateBucket::LoginFail, &key, budget).await
     }
 
     /// The per-account failure budget passwords use (see

@@ -19,9 +19,12 @@
 
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::RequestMeta;
 use super::challenges::{ChallengeKind, Challenges, WrongAttempt};
 use super::factors::{Factors, MfaProof};
+use super::passkey_factors::{PasskeyFactors, PasskeyOptions};
 use super::sessions::{self, AccessToken, Principal, Sessions};
 use crate::clock::Clock;
 use crate::domain::{Amr, Assurance, AuditEvent};
@@ -33,24 +36,21 @@ use crate::telemetry::metrics::{Metrics, MfaMethod};
 pub enum SecondFactor<'a> {
     Totp(&'a str),
     RecoveryCode(&'a str),
+    /// A WebAuthn assertion answering the passkey options of `request_id`.
+    Passkey {
+        request_id: &'a str,
+        credential: Value,
+    },
 }
 
 impl SecondFactor<'_> {
-    fn proof(&self) -> MfaProof<'_> {
+    /// The factor kind, for the audit of a wrong answer.
+    fn name(&self) -> &'static str {
         match self {
-            SecondFactor::Totp(code) => MfaProof::Totp(code),
-            SecondFactor::RecoveryCode(code) => MfaProof::RecoveryCode(code),
+            SecondFactor::Totp(_) => MfaMethod::Totp.as_str(),
+            SecondFactor::RecoveryCode(_) => MfaMethod::RecoveryCode.as_str(),
+            SecondFactor::Passkey { .. } => MfaMethod::WebAuthn.as_str(),
         }
-    }
-}
-
-/// The RFC 8176 methods a second factor adds.
-fn methods_of(method: MfaMethod) -> Vec<Amr> {
-    match method {
-        // A recovery code is a one-time password too (RFC 8176 `otp`).
-        MfaMethod::Totp | MfaMethod::RecoveryCode => vec![Amr::Otp],
-        // Passkeys report their own methods (`hwk`/`swk`, `user`).
-        MfaMethod::WebAuthn => vec![],
     }
 }
 
@@ -63,6 +63,7 @@ pub struct Mfa {
     challenges: Challenges,
     sessions: Sessions,
     factors: Arc<Factors>,
+    passkeys: Arc<PasskeyFactors>,
     metrics: Arc<Metrics>,
 }
 
@@ -73,6 +74,7 @@ impl Mfa {
         challenges: Challenges,
         sessions: Sessions,
         factors: Arc<Factors>,
+        passkeys: Arc<PasskeyFactors>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -81,6 +83,7 @@ impl Mfa {
             challenges,
             sessions,
             factors,
+            passkeys,
             metrics,
         }
     }
@@ -140,19 +143,16 @@ impl Mfa {
         meta: &RequestMeta,
     ) -> AppResult<(User, sessions::Tokens)> {
         let user = self.challenged_user(tenant, mfa_token).await?;
-        let method = match self.factors.verify(tenant, &user, factor.proof(), meta).await {
-            Ok(method) => method,
+        let name = factor.name();
+        let (method, methods) = match self.check(tenant, &user, factor, meta).await {
+            Ok(passed) => passed,
             Err(e) if e.code() == ErrorCode::InvalidMfa => {
-                let name = match factor {
-                    SecondFactor::Totp(_) => "totp",
-                    SecondFactor::RecoveryCode(_) => "recovery_code",
-                };
                 self.wrong_answer(tenant, &user, mfa_token, name, meta).await?;
                 return Err(e);
             }
             Err(e) => return Err(e),
         };
-        self.finish(tenant, &user, mfa_token, method.as_str(), &methods_of(method), meta)
+        self.finish(tenant, &user, mfa_token, method.as_str(), &methods, meta)
             .await
     }
 
@@ -211,8 +211,57 @@ impl Mfa {
     ) -> AppResult<(User, Assurance, AccessToken)> {
         let tenant = &principal.tenant;
         let user = super::accounts::me(self.store.as_ref(), principal).await?;
-        let method = self.factors.verify(tenant, &user, factor.proof(), meta).await?;
-        self.raise(principal, method.as_str(), &methods_of(method), meta).await
+        let (method, methods) = self.check(tenant, &user, factor, meta).await?;
+        self.raise(principal, method.as_str(), &methods, meta).await
+    }
+
+    /// `POST /v1/auth/mfa/webauthn/options` with an `mfa_token`: request
+    /// options naming the passkeys of the token's user (the token is not
+    /// spent). 401 `invalid_mfa` for a dead token.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn passkey_options(&self, tenant: &Tenant, mfa_token: &str) -> AppResult<PasskeyOptions> {
+        let user = self.challenged_user(tenant, mfa_token).await?;
+        self.passkeys.start_assertion(&user).await
+    }
+
+    /// The same options for a step-up of the caller's session.
+    #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
+    pub async fn step_up_passkey_options(&self, principal: &Principal) -> AppResult<PasskeyOptions> {
+        let user = super::accounts::me(self.store.as_ref(), principal).await?;
+        self.passkeys.start_assertion(&user).await
+    }
+
+    /// Checks `factor` for `user`: which kind passed, and the RFC 8176
+    /// methods it adds (a TOTP or recovery code is a one-time password,
+    /// `otp`; a passkey says where its key lives and that the user was
+    /// present).
+    async fn check(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        factor: SecondFactor<'_>,
+        meta: &RequestMeta,
+    ) -> AppResult<(MfaMethod, Vec<Amr>)> {
+        match factor {
+            SecondFactor::Totp(code) => {
+                let method = self.factors.verify(tenant, user, MfaProof::Totp(code), meta).await?;
+                Ok((method, vec![Amr::Otp]))
+            }
+            SecondFactor::RecoveryCode(code) => {
+                let method = self
+                    .factors
+                    .verify(tenant, user, MfaProof::RecoveryCode(code), meta)
+                    .await?;
+                Ok((method, vec![Amr::Otp]))
+            }
+            SecondFactor::Passkey { request_id, credential } => {
+                let proof = self
+                    .passkeys
+                    .verify_assertion(user, request_id, credential, meta)
+                    .await?;
+                Ok((MfaMethod::WebAuthn, proof.methods))
+            }
+        }
     }
 
     /// Raises the caller's session after a second factor proved `methods`.

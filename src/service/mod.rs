@@ -17,6 +17,7 @@ pub mod mfa;
 pub mod mfa_policy;
 pub mod otp;
 pub mod paging;
+pub mod passkey_factors;
 pub mod passkeys;
 pub mod proof;
 pub mod rbac;

@@ -150,7 +150,7 @@ impl KeyStorage {
 
 /// A passkey as the factors store keeps it: the public key, the signature
 /// counter and flags webauthn-rs needs, and the user handle it was made
-/// for. Its JSON ([`StoredPasskey::to_json`]) is versioned (`v`) so a later
+/// for. Its JSON ([`StoredPasskey::to_value`]) is versioned (`v`) so a later
 /// change of library can migrate it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StoredPasskey {
@@ -162,9 +162,10 @@ pub struct StoredPasskey {
 const STORED_VERSION: u8 = 1;
 
 impl StoredPasskey {
-    /// Parses the stored JSON; anything else is [`PasskeyError::Corrupt`].
-    pub fn from_json(json: &str) -> PasskeyResult<Self> {
-        let stored: StoredPasskey = serde_json::from_str(json).map_err(|e| PasskeyError::Corrupt(e.to_string()))?;
+    /// Reads what the factors store keeps; anything else is
+    /// [`PasskeyError::Corrupt`].
+    pub fn from_value(value: Value) -> PasskeyResult<Self> {
+        let stored: StoredPasskey = serde_json::from_value(value).map_err(|e| PasskeyError::Corrupt(e.to_string()))?;
         if stored.v != STORED_VERSION {
             return Err(PasskeyError::Corrupt(format!("unknown version {}", stored.v)));
         }
@@ -172,9 +173,9 @@ impl StoredPasskey {
     }
 
     /// The JSON the factors store keeps (and gives back to
-    /// [`StoredPasskey::from_json`]).
-    pub fn to_json(&self) -> PasskeyResult<String> {
-        serde_json::to_string(self).map_err(|e| PasskeyError::Corrupt(e.to_string()))
+    /// [`StoredPasskey::from_value`]).
+    pub fn to_value(&self) -> PasskeyResult<Value> {
+        serde_json::to_value(self).map_err(|e| PasskeyError::Corrupt(e.to_string()))
     }
 
     /// The credential id, base64url without padding (the browser's `id`).

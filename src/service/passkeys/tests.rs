@@ -75,8 +75,8 @@ fn register_then_authenticate_as_a_second_factor_and_passwordless() {
     assert_eq!(registered.credential.counter(), 1);
 
     // What the factors store keeps comes back intact.
-    let json = registered.credential.to_json().unwrap();
-    let stored = StoredPasskey::from_json(&json).unwrap();
+    let json = registered.credential.to_value().unwrap();
+    let stored = StoredPasskey::from_value(json).unwrap();
     assert_eq!(stored.credential_id(), registered.credential_id);
 
     // Second factor: the options name the user's credentials.
@@ -360,13 +360,16 @@ fn malformed_answers_and_stored_data_are_told_apart() {
         ));
     }
     for corrupt in [
-        "",
-        "{}",
-        "not json",
-        r#"{"v": 2, "user_handle": null, "passkey": null}"#,
+        json!(""),
+        json!({}),
+        json!(null),
+        json!({"v": 2, "user_handle": null, "passkey": null}),
     ] {
         assert!(
-            matches!(StoredPasskey::from_json(corrupt), Err(PasskeyError::Corrupt(_))),
+            matches!(
+                StoredPasskey::from_value(corrupt.clone()),
+                Err(PasskeyError::Corrupt(_))
+            ),
             "{corrupt}"
         );
     }
