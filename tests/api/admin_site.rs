@@ -296,6 +296,7 @@ async fn every_page_requires_sign_in() {
         "/admin/users?q=a".into(),
         format!("/admin/users/{id}"),
         format!("/admin/users/{id}/delete"),
+        format!("/admin/users/{id}/factors/reset"),
         "/admin/roles".into(),
         "/admin/roles/admin".into(),
         "/admin/roles/x/delete".into(),
@@ -337,6 +338,7 @@ fn post_paths(user: &str, message: &str, role: &str, tenant: &str) -> Vec<String
         format!("/admin/users/{user}/disable"),
         format!("/admin/users/{user}/enable"),
         format!("/admin/users/{user}/delete"),
+        format!("/admin/users/{user}/factors/reset"),
         "/admin/roles".into(),
         format!("/admin/roles/{role}"),
         format!("/admin/roles/{role}/delete"),
@@ -444,6 +446,10 @@ async fn every_page_renders_with_the_security_headers() {
         ("/admin/users?q=%2B1415".into(), "No user matches"),
         (format!("/admin/users/{user}"), "Recent activity"),
         (format!("/admin/users/{user}/delete"), "Delete this user?"),
+        (
+            format!("/admin/users/{user}/factors/reset"),
+            "recovery code of ann@example.com will be removed",
+        ),
         ("/admin/roles".into(), "support"),
         ("/admin/roles/support".into(), "users:read"),
         ("/admin/roles/admin".into(), "built-in"),
@@ -552,6 +558,7 @@ async fn posts_without_or_with_a_wrong_csrf_token_are_refused() {
     assert_eq!(s.as_user(&op).get("/v1/tenants/acme").await.0, 200);
     assert_eq!(s.state().store.signing_keys().await.unwrap().len(), keys_before);
     assert_eq!(s.as_user(&op).get("/v1/users?q=new@").await.1["items"], json!([]));
+    assert!(audit_rows(&s, DEFAULT_TENANT_ID, "mfa_reset").await.is_empty());
     // Another session's token is no good either.
     let mut other = Browser::new(&s);
     other.sign_in("root@example.com", PASSWORD).await;

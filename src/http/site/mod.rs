@@ -57,6 +57,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/admin/users/{id}/delete",
             get(users::confirm_delete).post(users::delete),
         )
+        .route(
+            "/admin/users/{id}/factors/reset",
+            get(users::confirm_reset_factors).post(users::reset_factors),
+        )
         .route("/admin/roles", get(roles::list).post(roles::create))
         .route("/admin/roles/{name}", get(roles::show).post(roles::update))
         .route(

@@ -1,13 +1,18 @@
 //! Users of the tenant the pages show: search and keyset paging, creation,
-//! and the detail page (profile, roles, sessions, disable/enable, delete
-//! behind a confirmation page, recent audit events).
+//! and the detail page (profile, roles, sessions, second factors,
+//! disable/enable, delete and the factor reset behind a confirmation page,
+//! recent audit events).
 //!
-//! Every action calls the use case the API calls (`directory`, `roles`),
-//! so the same rules hold: nobody acts on a user holding permissions they
-//! lack, changes are audited with the administrator as actor, disabling and
-//! deleting end the user's tokens at once. The site adds one rule of its
-//! own: administrators cannot disable or delete themselves or take their
-//! own `admin` role here, the classic way to lock everyone out.
+//! Every action calls the use case the API calls (`directory`, `roles`,
+//! `factors`), so the same rules hold: nobody acts on a user holding
+//! permissions they lack, changes are audited with the administrator as
+//! actor, disabling and deleting end the user's tokens at once, a factor
+//! reset tells the user. The page shows what a factor is (kind, name,
+//! dates) and how many recovery codes are left, never a secret: the
+//! listing it reads carries none. The site adds one rule of its own:
+//! administrators cannot disable or delete themselves, take their own
+//! `admin` role or reset their own second factors here, the classic way to
+//! lock everyone out (the factor service refuses the last one as well).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -26,7 +31,7 @@ use crate::service::audit;
 use crate::service::directory::{AccountChange, NewAccount};
 use crate::service::site::sessions::SiteAdmin;
 use crate::state::AppState;
-use crate::store::User;
+use crate::store::{Factor, FactorKind, User};
 
 /// Users per page.
 const PAGE: u32 = 50;
@@ -188,6 +193,38 @@ struct SessionRow {
     user_agent: String,
 }
 
+/// A confirmed second factor as the page shows it: what it is, never its
+/// secret or credential.
+struct FactorRow {
+    kind: &'static str,
+    name: String,
+    created: String,
+    last_used: String,
+}
+
+fn factor_row(factor: &Factor, now: i64) -> FactorRow {
+    FactorRow {
+        kind: match factor.kind {
+            FactorKind::Totp => "TOTP",
+            FactorKind::WebAuthn => "Passkey",
+        },
+        name: factor.name.clone(),
+        created: views::time(factor.created_at),
+        last_used: factor
+            .last_used_at
+            .map(|t| views::relative(now, t))
+            .unwrap_or_else(|| "never".into()),
+    }
+}
+
+/// The user's recovery codes: how many are left, and when the set was made
+/// and last used.
+struct RecoveryRow {
+    remaining: u64,
+    created: String,
+    last_used: String,
+}
+
 #[derive(Template)]
 #[template(path = "site/user.html")]
 struct UserPage {
@@ -197,6 +234,9 @@ struct UserPage {
     metadata: String,
     is_self: bool,
     sessions: Vec<SessionRow>,
+    factors: Vec<FactorRow>,
+    /// `None` when the user has neither a factor nor a recovery code.
+    recovery_codes: Option<RecoveryRow>,
     assignable: Vec<String>,
     events: Vec<EventRow>,
 }
@@ -214,6 +254,7 @@ pub async fn show(
     let principal = admin.viewing();
     let user = state.directory.get(principal, id).await?;
     let sessions = state.directory.sessions(principal, id).await?;
+    let factors = state.factors.list_for(principal, id).await?;
     let assignable = state
         .roles
         .list(principal)
@@ -236,12 +277,7 @@ pub async fn show(
         .await?
         .items;
     let now = state.clock.now();
-    let title = user
-        .email
-        .as_ref()
-        .map(|e| e.to_string())
-        .or_else(|| user.phone.as_ref().map(|p| p.to_string()))
-        .unwrap_or_else(|| id.to_string());
+    let title = display_name(&user);
     Ok(page(&UserPage {
         l: Layout::new(&admin, "users", title),
         updated: views::time(user.updated_at),
@@ -259,9 +295,29 @@ pub async fn show(
                 user_agent: s.user_agent.clone().unwrap_or_default().chars().take(120).collect(),
             })
             .collect(),
+        factors: factors.factors.iter().map(|f| factor_row(f, now)).collect(),
+        recovery_codes: (!factors.factors.is_empty() || factors.recovery_codes.remaining > 0).then(|| {
+            let codes = &factors.recovery_codes;
+            RecoveryRow {
+                remaining: codes.remaining,
+                created: views::time_or_dash(codes.created_at),
+                last_used: codes
+                    .last_used_at
+                    .map(|t| views::relative(now, t))
+                    .unwrap_or_else(|| "never".into()),
+            }
+        }),
         assignable,
         events: event_rows(&state, &admin, events).await?,
     }))
+}
+
+fn display_name(user: &User) -> String {
+    user.email
+        .as_ref()
+        .map(|e| e.to_string())
+        .or_else(|| user.phone.as_ref().map(|p| p.to_string()))
+        .unwrap_or_else(|| user.id.to_string())
 }
 
 fn is_self(admin: &SiteAdmin, id: Uuid) -> bool {
@@ -433,12 +489,7 @@ pub async fn confirm_delete(
 ) -> Result<Response, PageError> {
     let id = views::parse_id(&id, "user")?;
     let user = state.directory.get(admin.viewing(), id).await?;
-    let name = user
-        .email
-        .as_ref()
-        .map(|e| e.to_string())
-        .or_else(|| user.phone.as_ref().map(|p| p.to_string()))
-        .unwrap_or_else(|| id.to_string());
+    let name = display_name(&user);
     Ok(page(&ConfirmPage {
         l: Layout::new(&admin, "users", "Delete user"),
         heading: "Delete this user?".into(),
@@ -474,4 +525,67 @@ pub async fn delete(
         Ok(text) => done(&state, &admin, "/admin/users", Ok(text)).await,
         Err(e) => done(&state, &admin, &format!("/admin/users/{id}"), Err(e)).await,
     })
+}
+
+/// `GET /admin/users/{id}/factors/reset`: asks first. The administrator's
+/// own page offers no reset, and this page refuses it too (403 `self`):
+/// one's own factors are removed through self-service, which asks for
+/// fresh proof.
+pub async fn confirm_reset_factors(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id = views::parse_id(&id, "user")?;
+    let user = state.directory.get(admin.viewing(), id).await?;
+    if is_self(&admin, id) {
+        return Err(not_yourself("reset the second factors of").into());
+    }
+    Ok(page(&ConfirmPage {
+        l: Layout::new(&admin, "users", "Reset second factors"),
+        heading: "Reset this user's second factors?".into(),
+        question: format!(
+            "Every second factor and recovery code of {} will be removed.",
+            display_name(&user)
+        ),
+        consequences: vec![
+            "Their authenticator apps, passkeys and recovery codes stop working at once. This cannot be undone.".into(),
+            "They sign in with their password alone until they enrol a factor again (or are asked to, where the \
+             tenant requires one)."
+                .into(),
+            "They are told that an administrator removed their factors, and the reset is in the audit log with \
+             you as the actor."
+                .into(),
+            "Do this only once you are sure the request comes from them (a lost device, not an attacker holding \
+             their password)."
+                .into(),
+        ],
+        action: format!("/admin/users/{id}/factors/reset"),
+        button: "Reset second factors".into(),
+        cancel: format!("/admin/users/{id}"),
+    }))
+}
+
+/// `POST /admin/users/{id}/factors/reset`: removes every factor and
+/// recovery code of the user (`Factors::reset`: audited `mfa_reset`, the
+/// user is told).
+pub async fn reset_factors(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    ClientMeta(meta): ClientMeta,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let id = views::parse_id(&id, "user")?;
+    let outcome = async {
+        if is_self(&admin, id) {
+            return Err(not_yourself("reset the second factors of"));
+        }
+        let removed = state.factors.reset(admin.acting()?, id, &meta).await?;
+        let factors = if removed == 1 { "factor" } else { "factors" };
+        Ok(format!(
+            "Removed {removed} second {factors} and the recovery codes; the user was told."
+        ))
+    }
+    .await;
+    Ok(done(&state, &admin, &format!("/admin/users/{id}"), outcome).await)
 }
