@@ -35,7 +35,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::rows::{FACTOR_COLUMNS, factor_from_row, factor_secret_from_row, insert_audit};
+use super::rows::{factor_columns, factor_from_row, factor_secret_columns, factor_secret_from_row, insert_audit};
 use super::sql::{Conn, Driver, args};
 use super::{NewAuditEvent, StoreError, StoreResult};
 use crate::domain::Timestamp;
@@ -372,9 +372,40 @@ fn insert_factor(c: &mut dyn Conn, new: &NewFactor) -> StoreResult<()> {
     Ok(())
 }
 
+const LOAD_FACTOR: &str = concat!(
+    "SELECT ",
+    factor_columns!(),
+    " FROM factors f WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.id = $3"
+);
+
+const LIST_FACTORS: &str = concat!(
+    "SELECT ",
+    factor_columns!(),
+    " FROM factors f WHERE f.tenant_id = $1 AND f.user_id = $2 ORDER BY f.created_at, f.id"
+);
+
+const FACTOR_SECRET: &str = concat!(
+    "SELECT ",
+    factor_secret_columns!(),
+    " FROM factors f WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.id = $3"
+);
+
+const FACTOR_BY_CREDENTIAL_ID: &str = concat!(
+    "SELECT ",
+    factor_secret_columns!(),
+    " FROM factors f WHERE f.tenant_id = $1 AND f.credential_id = $2 AND f.kind = 'webauthn' \
+     AND f.confirmed_at IS NOT NULL"
+);
+
+const WEBAUTHN_CREDENTIALS: &str = concat!(
+    "SELECT ",
+    factor_secret_columns!(),
+    " FROM factors f WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.kind = 'webauthn' \
+     AND f.confirmed_at IS NOT NULL ORDER BY f.created_at, f.id"
+);
+
 fn load_factor(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, factor_id: Uuid) -> StoreResult<Option<Factor>> {
-    let sql = format!("SELECT {FACTOR_COLUMNS} FROM factors f WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.id = $3");
-    c.query_opt_map(&sql, &args![tenant_id, user_id, factor_id], factor_from_row)
+    c.query_opt_map(LOAD_FACTOR, &args![tenant_id, user_id, factor_id], factor_from_row)
 }
 
 /// How many confirmed factors the user holds, `except` one.
@@ -470,14 +501,8 @@ impl<D: Driver> FactorStore for D {
     }
 
     async fn list_factors(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Vec<Factor>> {
-        self.read(move |c| {
-            let sql = format!(
-                "SELECT {FACTOR_COLUMNS} FROM factors f WHERE f.tenant_id = $1 AND f.user_id = $2 \
-                 ORDER BY f.created_at, f.id"
-            );
-            c.query_map(&sql, &args![tenant_id, user_id], factor_from_row)
-        })
-        .await
+        self.read(move |c| c.query_map(LIST_FACTORS, &args![tenant_id, user_id], factor_from_row))
+            .await
     }
 
     async fn factor_secret(
@@ -487,11 +512,11 @@ impl<D: Driver> FactorStore for D {
         factor_id: Uuid,
     ) -> StoreResult<Option<FactorSecret>> {
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {FACTOR_COLUMNS}, f.totp_secret, f.totp_last_step, f.credential FROM factors f \
-                 WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.id = $3"
-            );
-            c.query_opt_map(&sql, &args![tenant_id, user_id, factor_id], factor_secret_from_row)
+            c.query_opt_map(
+                FACTOR_SECRET,
+                &args![tenant_id, user_id, factor_id],
+                factor_secret_from_row,
+            )
         })
         .await
     }
@@ -499,26 +524,18 @@ impl<D: Driver> FactorStore for D {
     async fn factor_by_credential_id(&self, tenant_id: Uuid, credential_id: &str) -> StoreResult<Option<FactorSecret>> {
         let credential_id = credential_id.to_owned();
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {FACTOR_COLUMNS}, f.totp_secret, f.totp_last_step, f.credential FROM factors f \
-                 WHERE f.tenant_id = $1 AND f.credential_id = $2 AND f.kind = 'webauthn' \
-                 AND f.confirmed_at IS NOT NULL"
-            );
-            c.query_opt_map(&sql, &args![tenant_id, &credential_id], factor_secret_from_row)
+            c.query_opt_map(
+                FACTOR_BY_CREDENTIAL_ID,
+                &args![tenant_id, &credential_id],
+                factor_secret_from_row,
+            )
         })
         .await
     }
 
     async fn webauthn_credentials(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Vec<FactorSecret>> {
-        self.read(move |c| {
-            let sql = format!(
-                "SELECT {FACTOR_COLUMNS}, f.totp_secret, f.totp_last_step, f.credential FROM factors f \
-                 WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.kind = 'webauthn' \
-                 AND f.confirmed_at IS NOT NULL ORDER BY f.created_at, f.id"
-            );
-            c.query_map(&sql, &args![tenant_id, user_id], factor_secret_from_row)
-        })
-        .await
+        self.read(move |c| c.query_map(WEBAUTHN_CREDENTIALS, &args![tenant_id, user_id], factor_secret_from_row))
+            .await
     }
 
     async fn rename_factor(

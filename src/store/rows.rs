@@ -118,9 +118,21 @@ pub(super) fn tenant_from_row(row: &Row) -> StoreResult<Tenant> {
     })
 }
 
-/// The listable columns of `factors f` (never a secret).
-pub(super) const FACTOR_COLUMNS: &str = "f.id, f.tenant_id, f.user_id, f.kind, f.name, f.created_at, f.confirmed_at, \
-     f.last_used_at, f.credential_id";
+/// The listable columns of `factors f` (never a secret), for `concat!`.
+macro_rules! factor_columns {
+    () => {
+        "f.id, f.tenant_id, f.user_id, f.kind, f.name, f.created_at, f.confirmed_at, f.last_used_at, f.credential_id"
+    };
+}
+pub(super) use factor_columns;
+
+/// [`factor_columns`] and what verifying a factor needs, for `concat!`.
+macro_rules! factor_secret_columns {
+    () => {
+        concat!(factor_columns!(), ", f.totp_secret, f.totp_last_step, f.credential")
+    };
+}
+pub(super) use factor_secret_columns;
 
 pub(super) fn factor_from_row(row: &Row) -> StoreResult<Factor> {
     let kind: String = row.get("kind")?;
@@ -137,7 +149,7 @@ pub(super) fn factor_from_row(row: &Row) -> StoreResult<Factor> {
     })
 }
 
-/// [`FACTOR_COLUMNS`] plus `f.totp_secret, f.totp_last_step, f.credential`.
+/// The row of [`factor_secret_columns`].
 /// A factor missing what its kind needs, or with a corrupt credential, is an
 /// error: it must not verify as anything.
 pub(super) fn factor_secret_from_row(row: &Row) -> StoreResult<FactorSecret> {
