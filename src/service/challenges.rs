@@ -272,6 +272,14 @@ mod tests {
         }
     }
 
+    async fn opens(c: &Challenges, kind: ChallengeKind, tenant: Uuid, token: &str) -> bool {
+        c.open(kind, tenant, token).await.unwrap().is_some()
+    }
+
+    async fn consumes(c: &Challenges, kind: ChallengeKind, tenant: Uuid, token: &str) -> bool {
+        c.consume(kind, tenant, token).await.unwrap().is_some()
+    }
+
     async fn issue(c: &Challenges, kind: ChallengeKind) -> String {
         let token = c
             .issue(kind, TENANT, USER, Assurance::password(), &meta())
@@ -300,40 +308,19 @@ mod tests {
         assert_eq!(open.expires_at, test_ports::START + 300);
 
         assert!(
-            c.open(ChallengeKind::SecondFactor, Uuid::from_u128(9), &token)
-                .await
-                .unwrap()
-                .is_none(),
+            !opens(&c, ChallengeKind::SecondFactor, Uuid::from_u128(9), &token).await,
             "another tenant"
         );
         assert!(
-            c.consume(ChallengeKind::Enrollment, TENANT, &token)
-                .await
-                .unwrap()
-                .is_none(),
+            !consumes(&c, ChallengeKind::Enrollment, TENANT, &token).await,
             "another kind"
         );
-        assert!(
-            c.consume(ChallengeKind::SecondFactor, TENANT, "short")
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!consumes(&c, ChallengeKind::SecondFactor, TENANT, "short").await);
 
         let spent = c.consume(ChallengeKind::SecondFactor, TENANT, &token).await.unwrap();
         assert_eq!(spent, Some(open));
-        assert!(
-            c.consume(ChallengeKind::SecondFactor, TENANT, &token)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            c.open(ChallengeKind::SecondFactor, TENANT, &token)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!consumes(&c, ChallengeKind::SecondFactor, TENANT, &token).await);
+        assert!(!opens(&c, ChallengeKind::SecondFactor, TENANT, &token).await);
         assert_eq!(
             c.fail(ChallengeKind::SecondFactor, TENANT, &token).await.unwrap(),
             WrongAttempt::Burned
@@ -345,23 +332,13 @@ mod tests {
         let clock = test_ports::clock();
         let c = challenges(&clock);
         let token = issue(&c, ChallengeKind::Enrollment).await;
-        assert!(
-            c.open(ChallengeKind::SecondFactor, TENANT, &token)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!opens(&c, ChallengeKind::SecondFactor, TENANT, &token).await);
         assert_eq!(
             c.fail(ChallengeKind::SecondFactor, TENANT, &token).await.unwrap(),
             WrongAttempt::Burned,
             "unknown as the other kind, and nothing counted"
         );
-        assert!(
-            c.consume(ChallengeKind::Enrollment, TENANT, &token)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(consumes(&c, ChallengeKind::Enrollment, TENANT, &token).await);
     }
 
     #[tokio::test]
@@ -379,17 +356,9 @@ mod tests {
             c.fail(ChallengeKind::SecondFactor, TENANT, &token).await.unwrap(),
             WrongAttempt::Burned
         );
+        assert!(!opens(&c, ChallengeKind::SecondFactor, TENANT, &token).await);
         assert!(
-            c.open(ChallengeKind::SecondFactor, TENANT, &token)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            c.consume(ChallengeKind::SecondFactor, TENANT, &token)
-                .await
-                .unwrap()
-                .is_none(),
+            !consumes(&c, ChallengeKind::SecondFactor, TENANT, &token).await,
             "a right factor after the burn is too late"
         );
     }
@@ -400,25 +369,10 @@ mod tests {
         let c = challenges(&clock);
         let token = issue(&c, ChallengeKind::SecondFactor).await;
         clock.advance(299);
-        assert!(
-            c.open(ChallengeKind::SecondFactor, TENANT, &token)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(opens(&c, ChallengeKind::SecondFactor, TENANT, &token).await);
         clock.advance(1);
-        assert!(
-            c.open(ChallengeKind::SecondFactor, TENANT, &token)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            c.consume(ChallengeKind::SecondFactor, TENANT, &token)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!opens(&c, ChallengeKind::SecondFactor, TENANT, &token).await);
+        assert!(!consumes(&c, ChallengeKind::SecondFactor, TENANT, &token).await);
     }
 
     #[tokio::test]
@@ -432,12 +386,7 @@ mod tests {
         );
         let token = issue(&c, ChallengeKind::SecondFactor).await;
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(
-            c.consume(ChallengeKind::SecondFactor, TENANT, &token)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!consumes(&c, ChallengeKind::SecondFactor, TENANT, &token).await);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
