@@ -330,7 +330,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     );
     let mfa_policies = MfaPolicies::new(store.clone(), clock.clone(), challenges.clone(), sessions.clone());
     let proof = Proof::new(store.clone(), clock.clone(), sessions.clone());
-    let gate = SignInGate::new(store.clone(), challenges.clone());
+    let gate = SignInGate::new(store.clone(), challenges.clone(), mfa_policies.clone());
     let settings = Settings::new(
         store.clone(),
         clock.clone(),

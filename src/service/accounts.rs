@@ -26,7 +26,7 @@ use crate::service::limits::Limits;
 use crate::service::recovery::Recovery;
 use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
-use crate::service::sign_in::{Gate, SignInGate, SignedIn};
+use crate::service::sign_in::{SignInGate, SignedIn};
 use crate::store::{NewUser, SignIn, Store, StoreError, Tenant, User, UserPatch};
 use crate::telemetry::metrics::Metrics;
 
@@ -302,8 +302,8 @@ impl Accounts {
         Ok(ProvenPassword { user, needs_rehash })
     }
 
-    /// Password sign-in by email or phone: tokens, or (for a user with a
-    /// second factor) the second step, decided by [`SignInGate`] once the
+    /// Password sign-in by email or phone: tokens, or the second step or
+    /// the enrolment token instead, as [`SignInGate`] decides once the
     /// password checked out.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
     pub async fn login(
@@ -317,10 +317,18 @@ impl Accounts {
             .check_password_sign_in(Some(tenant), &tenant.id.to_string(), identifier, password, meta, "api")
             .await?;
         let first = crate::domain::Assurance::password();
-        if let Gate::SecondFactor(step) = self.gate.after_first_factor(tenant, &user, &first, meta).await? {
-            self.metrics.login("mfa_required");
-            return Ok(SignedIn::SecondFactor(step));
-        }
+        let proceed = match self
+            .gate
+            .after_first_factor(tenant, &user, &first, meta)
+            .await?
+            .proceed()
+        {
+            Ok(proceed) => proceed,
+            Err(answer) => {
+                self.metrics.login(answer.outcome());
+                return Ok(answer);
+            }
+        };
         let now = self.clock.now();
         let rehash = if needs_rehash {
             Some(self.passwords.hash(password).await.map_err(AppError::internal)?)
@@ -336,10 +344,11 @@ impl Accounts {
             verified: None,
         };
         let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
-        self.metrics.login("success");
         let mut tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
         tokens.device_token = Some(self.devices.issue(tenant.id, user.id));
-        Ok(SignedIn::Complete((user, tokens)))
+        let signed_in = SignedIn::complete((user, tokens), proceed);
+        self.metrics.login(signed_in.outcome());
+        Ok(signed_in)
     }
 
     #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]

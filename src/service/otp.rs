@@ -26,7 +26,7 @@ use crate::service::limits::Limits;
 use crate::service::proof::Proof;
 use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
-use crate::service::sign_in::{Gate, SignInGate, SignedIn};
+use crate::service::sign_in::{Proceed, SignInGate, SignedIn};
 use crate::store::{IdentifierKind, NewUser, SignIn, Store, Tenant, User};
 
 fn recipient(identifier: &Identifier) -> Recipient {
@@ -212,6 +212,9 @@ impl Otp {
             Identifier::Phone(_) => Assurance::phone_code(),
         };
         let (session, refresh) = self.sessions.new_session_with(meta, assurance.clone());
+        // An account this code creates is not gated: it has just come into
+        // being (no factor could exist), and its session is created with it.
+        let mut proceed = Proceed::default();
         let user = match self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
             Some(user) if user.disabled => {
                 return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
@@ -234,10 +237,17 @@ impl Otp {
                     .prove(tenant, &user, kind(identifier), proof::Keep::default(), meta)
                     .await?;
                 // The code proved the address (kept above); a second factor,
-                // if the user has one, comes before any session.
-                if let Gate::SecondFactor(step) = self.gate.after_first_factor(tenant, &user, &assurance, meta).await? {
-                    return Ok(SignedIn::SecondFactor(step));
-                }
+                // if the user has one, or the tenant's policy comes before
+                // any session.
+                proceed = match self
+                    .gate
+                    .after_first_factor(tenant, &user, &assurance, meta)
+                    .await?
+                    .proceed()
+                {
+                    Ok(proceed) => proceed,
+                    Err(answer) => return Ok(answer),
+                };
                 let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(user.id), Some(user.id));
                 audit.detail = serde_json::json!({ "session_id": session.id });
                 let sign_in = SignIn {
@@ -278,6 +288,6 @@ impl Otp {
             }
         };
         let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
-        Ok(SignedIn::Complete((user, tokens)))
+        Ok(SignedIn::complete((user, tokens), proceed))
     }
 }

@@ -20,7 +20,7 @@ use crate::domain::{Amr, Assurance, AuditEvent, Email, Identifier};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
-use crate::service::sign_in::{Gate, SignedIn};
+use crate::service::sign_in::SignedIn;
 use crate::store::{EndSessions, IdentifierKind, SignIn, Store, Tenant, User, UserPatch};
 
 /// Verification and reset codes travel by email and may sit unread for a
@@ -216,14 +216,16 @@ impl Recovery {
         if shows_password {
             assurance.amr.insert(Amr::Pwd);
         }
-        if let Gate::SecondFactor(step) = self
+        let proceed = match self
             .flows
             .gate
             .after_first_factor(tenant, &user, &assurance, meta)
             .await?
+            .proceed()
         {
-            return Ok(SignedIn::SecondFactor(step));
-        }
+            Ok(proceed) => proceed,
+            Err(answer) => return Ok(answer),
+        };
         let (session, refresh) = self.flows.sessions.new_session_with(meta, assurance);
         let mut audit = meta.audit(
             tenant.id,
@@ -240,7 +242,7 @@ impl Recovery {
         };
         let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
         let tokens = self.flows.sessions.session_tokens(&user, &session, tenant, refresh)?;
-        Ok(SignedIn::Complete((user, tokens)))
+        Ok(SignedIn::complete((user, tokens), proceed))
     }
 
     /// `POST /v1/auth/password/forgot`.

@@ -2,13 +2,25 @@
 //! (a password, a one-time code, an emailed verification code): open a
 //! session and hand out tokens now, or answer with a second step first.
 //!
-//! Today the rule is the user's own: whoever holds a confirmed second factor
-//! gets an `mfa_token` ([`ChallengeKind::SecondFactor`]) and the list of
-//! factors to choose from instead of tokens, and no session exists until
-//! `POST /v1/auth/mfa/verify` completes it. The callers only match on
-//! [`Gate`], so every way in follows the same rule. The tenant's MFA policy
-//! (grace, required enrolment: `service::mfa_policy::MfaPolicies::gate`)
-//! belongs here too and is not applied yet: that hook is the next step.
+//! Two rules meet here, in this order:
+//!
+//! 1. The user's own: whoever holds a confirmed second factor gets an
+//!    `mfa_token` ([`ChallengeKind::SecondFactor`]) and the list of factors
+//!    to choose from instead of tokens, and no session exists until
+//!    `POST /v1/auth/mfa/verify` completes it. Holding a factor is all the
+//!    tenant's policy asks, so it is not consulted then.
+//! 2. The tenant's (`service::mfa_policy::MfaPolicies::gate`), for a user
+//!    without a factor: nothing ([`Gate::Proceed`]); tokens marked
+//!    "enrolment due" while the grace runs ([`Gate::ProceedEnrollmentDue`]);
+//!    past it, no session but an `enrollment_token` that only the factor
+//!    enrolment calls accept ([`Gate::EnrollmentRequired`]). Confirming the
+//!    first factor with it opens the session the sign-in could not.
+//!
+//! The callers hand the [`Gate`] to [`Gate::proceed`] and either go on to
+//! open the session or return the answer it gives them unchanged, so every
+//! way in (password, one-time code, email verification, the OAuth2 password
+//! grant over the first) follows the same rules and none matches the cases
+//! on its own.
 //!
 //! Nothing is said about factors before the first factor succeeded: the
 //! callers come here only after it did, and every failure before this point
@@ -20,8 +32,9 @@ use uuid::Uuid;
 
 use super::RequestMeta;
 use super::challenges::{ChallengeKind, Challenges};
+use super::mfa_policy::{MfaPolicies, PolicyGate};
 use super::sessions::Principal;
-use crate::domain::{Aal, Assurance};
+use crate::domain::{Aal, Assurance, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::store::{Factor, Store, Tenant, User};
@@ -35,39 +48,115 @@ pub struct SecondStep {
     pub factors: Vec<Factor>,
 }
 
+/// A sign-in past the tenant policy's grace by a user without a factor:
+/// the single-use `enrollment_token` (shown once), a bearer that only the
+/// factor enrolment calls accept.
+#[derive(Debug)]
+pub struct EnrollmentStep {
+    pub enrollment_token: Secret,
+}
+
 /// What a sign-in does after its first factor.
 #[derive(Debug)]
 pub enum Gate {
     /// Open the session now, at the first factor's assurance.
     Proceed,
+    /// Open the session now, but say that the tenant's policy wants a
+    /// factor enrolled by `until` (the end of the grace).
+    ProceedEnrollmentDue { until: Timestamp },
     /// Answer with a second step instead of tokens; no session yet.
     SecondFactor(SecondStep),
+    /// Answer with the enrolment token instead of tokens; no session.
+    EnrollmentRequired(EnrollmentStep),
 }
 
-/// A sign-in's outcome as the sign-in use cases return it: tokens, or the
-/// second step.
+/// What a caller carries from a [`Gate`] that lets it open the session
+/// into the answer ([`SignedIn::complete`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Proceed {
+    /// The end of the policy's grace, when enrolment is due.
+    pub enrollment_due: Option<Timestamp>,
+}
+
+impl Gate {
+    /// `Ok` when the sign-in opens its session now, else the answer it
+    /// gives instead (second step or enrolment token), for the caller to
+    /// return as it is.
+    pub fn proceed<T>(self) -> Result<Proceed, SignedIn<T>> {
+        match self {
+            Gate::Proceed => Ok(Proceed::default()),
+            Gate::ProceedEnrollmentDue { until } => Ok(Proceed {
+                enrollment_due: Some(until),
+            }),
+            Gate::SecondFactor(step) => Err(SignedIn::SecondFactor(step)),
+            Gate::EnrollmentRequired(step) => Err(SignedIn::EnrollmentRequired(step)),
+        }
+    }
+}
+
+/// A sign-in's outcome as the sign-in use cases return it: tokens (perhaps
+/// with enrolment due), the second step, or the enrolment token.
 pub enum SignedIn<T> {
     Complete(T),
+    /// Tokens, with the policy's grace running until `until`.
+    EnrollmentDue {
+        signed_in: T,
+        until: Timestamp,
+    },
     SecondFactor(SecondStep),
+    EnrollmentRequired(EnrollmentStep),
 }
 
-/// The decision after a first factor, over the factors store and the
-/// challenges. Held by every sign-in use case (accounts, one-time codes,
-/// email verification).
+impl<T> SignedIn<T> {
+    /// The answer of a sign-in that opened its session as `proceed` said.
+    pub fn complete(signed_in: T, proceed: Proceed) -> Self {
+        match proceed.enrollment_due {
+            None => SignedIn::Complete(signed_in),
+            Some(until) => SignedIn::EnrollmentDue { signed_in, until },
+        }
+    }
+
+    /// What the session handed out, if one was opened.
+    pub fn tokens(&self) -> Option<&T> {
+        match self {
+            SignedIn::Complete(signed_in) | SignedIn::EnrollmentDue { signed_in, .. } => Some(signed_in),
+            SignedIn::SecondFactor(_) | SignedIn::EnrollmentRequired(_) => None,
+        }
+    }
+
+    /// A stable name of the outcome, for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            SignedIn::Complete(_) | SignedIn::EnrollmentDue { .. } => "success",
+            SignedIn::SecondFactor(_) => "mfa_required",
+            SignedIn::EnrollmentRequired(_) => "mfa_enrollment_required",
+        }
+    }
+}
+
+/// The decision after a first factor, over the factors store, the
+/// challenges and the tenant's policy. Held by every sign-in use case
+/// (accounts, one-time codes, email verification).
 #[derive(Clone)]
 pub struct SignInGate {
     store: Arc<dyn Store>,
     challenges: Challenges,
+    policies: MfaPolicies,
 }
 
 impl SignInGate {
-    pub fn new(store: Arc<dyn Store>, challenges: Challenges) -> Self {
-        Self { store, challenges }
+    pub fn new(store: Arc<dyn Store>, challenges: Challenges, policies: MfaPolicies) -> Self {
+        Self {
+            store,
+            challenges,
+            policies,
+        }
     }
 
     /// Decides what a sign-in of `user` in `tenant` whose first factor
-    /// proved `first` does next. A second step's challenge keeps `first`
-    /// and the request's address and user agent for the session it opens.
+    /// proved `first` does next (see the module docs). A second step's
+    /// challenge, and an enrolment token, keep `first` and the request's
+    /// address and user agent for the session they open.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
     pub async fn after_first_factor(
         &self,
@@ -78,7 +167,13 @@ impl SignInGate {
     ) -> AppResult<Gate> {
         let factors = self.usable_factors(tenant.id, user.id).await?;
         if factors.is_empty() {
-            return Ok(Gate::Proceed);
+            return Ok(match self.policies.gate(tenant, user, false, first, meta).await? {
+                PolicyGate::AsUsual => Gate::Proceed,
+                PolicyGate::EnrollmentDue { until } => Gate::ProceedEnrollmentDue { until },
+                PolicyGate::EnrollmentRequired { enrollment_token } => {
+                    Gate::EnrollmentRequired(EnrollmentStep { enrollment_token })
+                }
+            });
         }
         let mfa_token = self
             .challenges

@@ -409,7 +409,11 @@ async fn rehashes_on_login_when_parameters_change() {
         state.deny.clone(),
         state.address.clone(),
         state.recovery.clone(),
-        forge::service::sign_in::SignInGate::new(state.store.clone(), state.challenges.clone()),
+        forge::service::sign_in::SignInGate::new(
+            state.store.clone(),
+            state.challenges.clone(),
+            state.mfa_policies.clone(),
+        ),
         state.config.rate_limit.clone(),
         state.config.signup.require_email_verification,
     );

@@ -1,7 +1,9 @@
 //! The tenant's second-factor policy (`mfa` in `/v1/tenant/settings`): read
 //! and changed by administrators (validated, audited) and shown on the
-//! admin site. The sign-in rules it drives are tested where the sign-in
-//! second step lives.
+//! admin site, and what it does to every sign-in of a user without a
+//! factor (password, one-time code, email verification, the OAuth2
+//! password grant): nothing, tokens marked `mfa_enrollment_due` during the
+//! grace, and past it an `enrollment_token` instead of tokens.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -327,4 +329,346 @@ async fn an_enrollment_token_enrols_a_first_factor_and_nothing_else() {
     // Spent: single use.
     let (status, body) = s.as_user(&token).post("/v1/users/me/factors/totp", json!({})).await;
     assert_error(status, &body, 401, "invalid_token");
+}
+
+/// Sets the policy (as `admin`), asserting 200.
+async fn set_policy(s: &forge::testing::TestServer, admin: &str, mfa: Value) {
+    let (status, body) = patch_mfa(s, admin, mfa).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A password sign-in of `email`, asserting 200 (tokens or not).
+async fn sign_in(s: &forge::testing::TestServer, email: &str) -> Value {
+    let (status, body) = s
+        .post("/v1/auth/login", json!({"email": email, "password": PASSWORD}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Asserts a past-the-grace answer: the enrolment token and nothing else.
+fn enrollment_token(body: &Value) -> String {
+    assert_eq!(body["mfa_enrollment_required"], true, "{body}");
+    for absent in ["access_token", "refresh_token", "mfa_token", "device_token", "user"] {
+        assert!(body.get(absent).is_none(), "{absent} in {body}");
+    }
+    body["enrollment_token"].as_str().unwrap().to_string()
+}
+
+/// Enrols TOTP with an enrolment token as the bearer; returns the confirm
+/// answer (the tokens beside the recovery codes).
+async fn enrol_with(s: &forge::testing::TestServer, token: &str) -> Value {
+    let (status, started) = s.as_user(token).post("/v1/users/me/factors/totp", json!({})).await;
+    assert_eq!(status, 200, "{started}");
+    let app = crate::factors::app(&started);
+    let confirm = format!("/v1/users/me/factors/totp/{}/confirm", started["id"].as_str().unwrap());
+    let (status, done) = s
+        .as_user(token)
+        .post(&confirm, json!({"code": crate::factors::code_now(s, &app)}))
+        .await;
+    assert_eq!(status, 200, "{done}");
+    done
+}
+
+#[tokio::test]
+async fn an_optional_policy_signs_in_as_before() {
+    let s = server().await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    crate::support::provision(&s, &op, "ann@example.com", &[]).await;
+    // The default, and set explicitly after a stricter one.
+    let body = sign_in(&s, "ann@example.com").await;
+    assert!(body["access_token"].is_string(), "{body}");
+    assert!(body.get("mfa_enrollment_due").is_none(), "{body}");
+    assert!(body.get("mfa_enrollment_due_at").is_none(), "{body}");
+    set_policy(&s, &op, json!({"policy": "all", "grace": "1h"})).await;
+    set_policy(&s, &op, json!({"policy": "optional"})).await;
+    s.clock().advance(7_200);
+    let body = sign_in(&s, "ann@example.com").await;
+    assert!(body["access_token"].is_string(), "{body}");
+    assert!(body.get("mfa_enrollment_due").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn under_all_sign_in_is_due_during_the_grace_and_needs_enrolment_after_it() {
+    let s = server().await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    let id = crate::support::provision(&s, &op, "ann@example.com", &[]).await;
+    set_policy(&s, &op, json!({"policy": "all", "grace": "1d"})).await;
+
+    // During the grace: tokens, marked due; the grace runs from this first
+    // sign-in and does not move on the next.
+    let first_at = s.clock().now();
+    let resp = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .response()
+        .await;
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let (status, body) = crate::parts(resp).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string(), "{body}");
+    assert_eq!(body["mfa_enrollment_due"], true, "{body}");
+    let due_at = forge::domain::rfc3339(first_at + 86_400);
+    assert_eq!(body["mfa_enrollment_due_at"], due_at, "{body}");
+    assert_eq!(crate::support::claims(access(&body))["aal"], 1);
+    s.clock().advance(86_399);
+    let body = sign_in(&s, "ann@example.com").await;
+    assert_eq!(body["mfa_enrollment_due_at"], due_at, "{body}");
+    // A refresh is no sign-in: no mark.
+    let (status, refreshed) = s
+        .post("/v1/auth/refresh", json!({"refresh_token": body["refresh_token"]}))
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert!(refreshed.get("mfa_enrollment_due").is_none(), "{refreshed}");
+
+    // Past it: no tokens, no cookie, no session; an enrolment token.
+    s.clock().advance(1);
+    let resp = s
+        .post(
+            "/v1/auth/login",
+            json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .response()
+        .await;
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(resp.headers().get("set-cookie").is_none());
+    let (status, body) = crate::parts(resp).await;
+    assert_eq!(status, 200, "{body}");
+    let token = enrollment_token(&body);
+
+    // The attack: the enrolment token as anything but an enrolment bearer.
+    let (status, me) = s.as_user(&token).get("/v1/users/me").await;
+    assert_error(status, &me, 401, "invalid_token");
+    let (status, sessions) = s.as_user(&token).get("/v1/users/me/sessions").await;
+    assert_error(status, &sessions, 401, "invalid_token");
+    assert_eq!(crate::support::forward_auth(&s, &token, "").await.status(), 401);
+    let (status, body) = s
+        .post("/v1/auth/mfa/verify", json!({"mfa_token": token, "totp": "123456"}))
+        .await;
+    assert!(
+        status.is_client_error() && body.get("access_token").is_none(),
+        "{status} {body}"
+    );
+    let (status, body) = s.post("/v1/auth/refresh", json!({"refresh_token": token})).await;
+    assert!(
+        status.is_client_error() && body.get("access_token").is_none(),
+        "{status} {body}"
+    );
+
+    // Enrolment with it answers the tokens, at aal 2.
+    let done = enrol_with(&s, &token).await;
+    assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10, "{done}");
+    assert_eq!(done["user"]["id"], id);
+    let claims = crate::support::claims(access(&done));
+    assert_eq!(claims["aal"], 2, "{claims}");
+    assert_eq!(claims["amr"], json!(["mfa", "otp", "pwd"]), "{claims}");
+    let (status, me) = s.as_user(access(&done)).get("/v1/users/me").await;
+    assert_eq!(status, 200, "{me}");
+    // Spent.
+    let (status, body) = s.as_user(&token).post("/v1/users/me/factors/totp", json!({})).await;
+    assert_error(status, &body, 401, "invalid_token");
+    // From now on the factor is asked for: the policy is satisfied.
+    let body = sign_in(&s, "ann@example.com").await;
+    assert_eq!(body["mfa_required"], true, "{body}");
+    assert!(body.get("mfa_enrollment_required").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn enrolling_during_the_grace_ends_the_mark() {
+    let s = server().await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    crate::support::provision(&s, &op, "ann@example.com", &[]).await;
+    set_policy(&s, &op, json!({"policy": "all", "grace": "1h"})).await;
+    let body = sign_in(&s, "ann@example.com").await;
+    assert_eq!(body["mfa_enrollment_due"], true, "{body}");
+    crate::factors::enrol(&s, access(&body), "phone").await;
+    s.clock().advance(7_200);
+    let body = sign_in(&s, "ann@example.com").await;
+    assert_eq!(body["mfa_required"], true, "{body}");
+    assert!(body.get("mfa_enrollment_due").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn a_roles_policy_gates_only_the_holders_of_its_roles() {
+    let s = server().await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    crate::support::provision(&s, &op, "ann@example.com", &[]).await;
+    crate::support::provision(&s, &op, "boss@example.com", &["admin"]).await;
+    set_policy(&s, &op, json!({"policy": "roles", "roles": ["admin"], "grace": "1h"})).await;
+
+    let body = sign_in(&s, "boss@example.com").await;
+    assert_eq!(body["mfa_enrollment_due"], true, "{body}");
+    let body = sign_in(&s, "ann@example.com").await;
+    assert!(body["access_token"].is_string(), "{body}");
+    assert!(body.get("mfa_enrollment_due").is_none(), "{body}");
+
+    s.clock().advance(3_600);
+    let body = sign_in(&s, "boss@example.com").await;
+    let token = enrollment_token(&body);
+    let body = sign_in(&s, "ann@example.com").await;
+    assert!(body["access_token"].is_string(), "{body}");
+    assert!(body.get("mfa_enrollment_due").is_none(), "{body}");
+    // The administrator's way back in is the enrolment.
+    let done = enrol_with(&s, &token).await;
+    assert_eq!(crate::support::claims(access(&done))["aal"], 2);
+    assert_eq!(crate::support::claims(access(&done))["roles"], json!(["admin"]));
+}
+
+#[tokio::test]
+async fn a_user_with_a_factor_gets_the_second_step_not_enrolment() {
+    let s = server().await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    crate::support::provision(&s, &op, "ann@example.com", &[]).await;
+    let ann = access(&sign_in(&s, "ann@example.com").await).to_string();
+    crate::factors::enrol(&s, &ann, "phone").await;
+    set_policy(&s, &op, json!({"policy": "all", "grace": "0s"})).await;
+    let body = sign_in(&s, "ann@example.com").await;
+    assert_eq!(body["mfa_required"], true, "{body}");
+    assert!(body["mfa_token"].is_string(), "{body}");
+    for absent in [
+        "mfa_enrollment_required",
+        "enrollment_token",
+        "mfa_enrollment_due",
+        "access_token",
+    ] {
+        assert!(body.get(absent).is_none(), "{absent} in {body}");
+    }
+}
+
+#[tokio::test]
+async fn one_time_code_sign_in_honours_the_policy() {
+    let s = forge::testing::TestServer::start_with(|c| {
+        c.rate_limit.enabled = false;
+        c.otp.resend_cooldown = std::time::Duration::ZERO;
+    })
+    .await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    crate::support::provision(&s, &op, "ann@example.com", &[]).await;
+    set_policy(&s, &op, json!({"policy": "all", "grace": "1h"})).await;
+    let code_sign_in = || async {
+        let (status, body) = s.post("/v1/auth/otp", json!({"email": "ann@example.com"})).await;
+        assert_eq!(status, 202, "{body}");
+        let code = s.last_code("ann@example.com").await;
+        let (status, body) = s
+            .post("/v1/auth/otp/verify", json!({"email": "ann@example.com", "code": code}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let body = code_sign_in().await;
+    assert!(body["access_token"].is_string(), "{body}");
+    assert_eq!(body["mfa_enrollment_due"], true, "{body}");
+    s.clock().advance(3_600);
+    let body = code_sign_in().await;
+    let token = enrollment_token(&body);
+    let done = enrol_with(&s, &token).await;
+    let claims = crate::support::claims(access(&done));
+    assert_eq!(
+        (claims["aal"].clone(), claims["amr"].clone()),
+        (json!(2), json!(["mfa", "otp"]))
+    );
+}
+
+#[tokio::test]
+async fn email_verification_sign_in_honours_the_policy() {
+    let s = forge::testing::TestServer::start_with(|c| {
+        c.rate_limit.enabled = false;
+        c.signup.require_email_verification = true;
+    })
+    .await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    // No grace: the first sign-in that finds the policy applying is past it.
+    set_policy(&s, &op, json!({"policy": "all", "grace": "0s"})).await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/signup",
+            json!({"email": "xena@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let code = s.last_code("xena@example.com").await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/email/verify",
+            json!({"email": "xena@example.com", "code": code, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = enrollment_token(&body);
+    let done = enrol_with(&s, &token).await;
+    assert_eq!(crate::support::claims(access(&done))["aal"], 2);
+    assert_eq!(done["user"]["email_verified"], true, "{done}");
+}
+
+#[tokio::test]
+async fn the_oauth_password_grant_honours_the_policy() {
+    let s = server().await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    crate::support::provision(&s, &op, "ann@example.com", &[]).await;
+    set_policy(&s, &op, json!({"policy": "all", "grace": "1h"})).await;
+    let grant = || {
+        s.request(reqwest::Method::POST, "/v1/auth/token").form([
+            ("grant_type", "password"),
+            ("username", "ann@example.com"),
+            ("password", PASSWORD),
+        ])
+    };
+    let (status, body) = grant().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string(), "{body}");
+    assert_eq!(body["mfa_enrollment_due"], true, "{body}");
+    assert!(body["mfa_enrollment_due_at"].is_string(), "{body}");
+
+    s.clock().advance(3_600);
+    let resp = grant().response().await;
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let (status, body) = crate::parts(resp).await;
+    assert_error(status, &body, 403, "mfa_enrollment_required");
+    assert!(body["error_description"].is_string(), "{body}");
+    assert!(body.get("access_token").is_none(), "{body}");
+    let token = body["enrollment_token"].as_str().unwrap().to_string();
+    // Not a grant of its own: the mfa grant refuses it.
+    let (status, body) = s
+        .request(reqwest::Method::POST, "/v1/auth/token")
+        .form([
+            ("grant_type", "urn:forge:params:oauth:grant-type:mfa"),
+            ("mfa_token", token.as_str()),
+            ("otp", "123456"),
+        ])
+        .await;
+    assert_error(status, &body, 400, "invalid_grant");
+    let done = enrol_with(&s, &token).await;
+    assert_eq!(crate::support::claims(access(&done))["aal"], 2);
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_policy_answers() {
+    let s = server().await;
+    let (status, doc) = s.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let schemas = &doc["components"]["schemas"];
+    let required = &schemas["MfaEnrollmentRequiredResponse"];
+    assert_eq!(
+        required["required"],
+        json!(["mfa_enrollment_required", "enrollment_token"]),
+        "{required}"
+    );
+    assert!(schemas["TokenResponse"]["properties"]["mfa_enrollment_due"].is_object());
+    assert!(schemas["TokenResponse"]["properties"]["mfa_enrollment_due_at"].is_object());
+    let one_of = schemas["SignInResponse"].to_string();
+    assert!(one_of.contains("MfaEnrollmentRequiredResponse"), "{one_of}");
+    let next = schemas["OAuthNextStep"].to_string();
+    assert!(
+        next.contains("OAuthMfaRequired") && next.contains("OAuthMfaEnrollmentRequired"),
+        "{next}"
+    );
+    assert!(schemas["OAuthMfaEnrollmentRequired"]["properties"]["enrollment_token"].is_object());
+    for path in ["/v1/auth/login", "/v1/auth/otp/verify", "/v1/auth/email/verify"] {
+        let ok = doc["paths"][path]["post"]["responses"]["200"]["description"].to_string();
+        assert!(ok.contains("mfa_enrollment_required"), "{path}: {ok}");
+    }
+    let token = doc["paths"]["/v1/auth/token"]["post"]["responses"]["403"].to_string();
+    assert!(token.contains("OAuthNextStep"), "{token}");
 }

@@ -80,7 +80,7 @@ pub fn device_cookie(state: &AppState, token: &str) -> HeaderValue {
     ),
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "signed in (also sets the `forge_device` cookie), or, for a user with a second factor, `{mfa_required, mfa_token, factors}` to complete at /v1/auth/mfa/verify", body = SignInResponse),
+        (status = 200, description = "signed in (also sets the `forge_device` cookie; `mfa_enrollment_due` while the tenant's second-factor policy gives a grace), or, for a user with a second factor, `{mfa_required, mfa_token, factors}` to complete at /v1/auth/mfa/verify, or, for a user without one past the policy's grace, `{mfa_enrollment_required, enrollment_token}` to enrol a factor with", body = SignInResponse),
         (status = 400, description = "neither email nor phone given", body = ErrorBody),
         (status = 401, description = "invalid_credentials", body = ErrorBody),
         (status = 403, description = "user_disabled or email_not_verified", body = ErrorBody),
@@ -101,10 +101,10 @@ pub async fn login(
         meta.device_token = req.device_token;
     }
     let outcome = state.accounts.login(&tenant, &identifier, &req.password, &meta).await?;
-    let cookie = match &outcome {
-        SignedIn::Complete((_, tokens)) => tokens.device_token.as_deref().map(|t| device_cookie(&state, t)),
-        SignedIn::SecondFactor(_) => None,
-    };
+    let cookie = outcome
+        .tokens()
+        .and_then(|(_, tokens)| tokens.device_token.as_deref())
+        .map(|t| device_cookie(&state, t));
     let mut response = SignInResponse::new(outcome, &tenant).into_response();
     if let Some(cookie) = cookie {
         response.headers_mut().append(axum::http::header::SET_COOKIE, cookie);
@@ -152,7 +152,7 @@ pub const MFA_GRANT: &str = "urn:forge:params:oauth:grant-type:mfa";
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, description = "RFC 6749 error: invalid_request, invalid_grant (also a wrong second factor or mfa_token), unsupported_grant_type", body = ErrorBody),
-        (status = 403, description = "mfa_required: the password grant of a user with a second factor; complete it with the mfa grant and this mfa_token", body = OAuthMfaRequired),
+        (status = 403, description = "mfa_required: the password grant of a user with a second factor; complete it with the mfa grant and this mfa_token; or mfa_enrollment_required: a user without one past the grace of the tenant's second-factor policy; enrol a factor with the enrollment_token as the bearer", body = OAuthNextStep),
         (status = 429, description = "rate limited", body = ErrorBody),
     ))]
 pub async fn token(
@@ -172,6 +172,7 @@ pub async fn token(
             &format!("missing {what}"),
         )
     };
+    let mut enrollment_due = None;
     let (user, tokens) = match req.grant_type.as_str() {
         "password" => {
             let username = req.username.as_deref().ok_or_else(|| missing("username"))?;
@@ -190,7 +191,12 @@ pub async fn token(
                 .map_err(to_oauth)?
             {
                 SignedIn::Complete(signed_in) => signed_in,
+                SignedIn::EnrollmentDue { signed_in, until } => {
+                    enrollment_due = Some(until);
+                    signed_in
+                }
                 SignedIn::SecondFactor(step) => return Ok(oauth_mfa_required(step)),
+                SignedIn::EnrollmentRequired(step) => return Ok(oauth_mfa_enrollment_required(step)),
             }
         }
         "refresh_token" => {
@@ -218,28 +224,33 @@ pub async fn token(
             ));
         }
     };
-    Ok(TokenResponse::new(user, &tenant, tokens).into_response())
+    Ok(TokenResponse::signed_in(user, &tenant, tokens, enrollment_due).into_response())
+}
+
+/// The password grant of a user past the grace of the tenant's policy
+/// without a factor: 403 `mfa_enrollment_required` in the same shape as
+/// [`oauth_mfa_required`], with the `enrollment_token` instead.
+fn oauth_mfa_enrollment_required(step: crate::service::sign_in::EnrollmentStep) -> Response {
+    OAuthNextStep::MfaEnrollmentRequired(OAuthMfaEnrollmentRequired {
+        error: ErrorCode::MfaEnrollmentRequired.as_str(),
+        error_description: "the tenant requires a second factor: enrol one with the enrollment_token as the bearer",
+        message: "enrol a second factor to sign in",
+        enrollment_token: step.enrollment_token.expose().to_string(),
+    })
+    .into_response()
 }
 
 /// The password grant of a user with a second factor, the OAuth2 way (as
 /// Auth0 answers it): 403 `mfa_required` with the `mfa_token` the `mfa`
 /// grant completes.
 fn oauth_mfa_required(step: crate::service::sign_in::SecondStep) -> Response {
-    let body = OAuthMfaRequired {
+    OAuthNextStep::MfaRequired(OAuthMfaRequired {
         error: ErrorCode::MfaRequired.as_str(),
         error_description: "a second factor is required: use grant_type urn:forge:params:oauth:grant-type:mfa",
         message: "a second factor is required",
         mfa_token: step.mfa_token.expose().to_string(),
-    };
-    (
-        StatusCode::FORBIDDEN,
-        [
-            (axum::http::header::CACHE_CONTROL, "no-store"),
-            (axum::http::header::PRAGMA, "no-cache"),
-        ],
-        axum::Json(body),
-    )
-        .into_response()
+    })
+    .into_response()
 }
 
 /// Rotate a refresh token: the old one stops working, a new pair is returned.

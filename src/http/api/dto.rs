@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{rfc3339, ts};
+use crate::domain::{Timestamp, rfc3339, ts};
 use crate::service::sessions::Tokens;
 use crate::store::{Session, Tenant, User};
 
@@ -68,6 +68,16 @@ pub struct TokenResponse {
     /// attempts by others can't lock you out of the account.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
+    /// Only on a sign-in while the tenant's second-factor policy gives this
+    /// user a grace: `true`. Enrol a factor (`POST /v1/users/me/factors/totp`)
+    /// before `mfa_enrollment_due_at`; after it, sign-in answers
+    /// `{mfa_enrollment_required, enrollment_token}` instead of tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_enrollment_due: Option<bool>,
+    /// With `mfa_enrollment_due`: when the grace ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub mfa_enrollment_due_at: Option<String>,
     pub user: UserView,
 }
 
@@ -79,7 +89,19 @@ impl TokenResponse {
             expires_in: tokens.expires_in,
             refresh_token: tokens.refresh_token,
             device_token: tokens.device_token,
+            mfa_enrollment_due: None,
+            mfa_enrollment_due_at: None,
             user: UserView::new(user, tenant),
+        }
+    }
+
+    /// The answer of a sign-in that succeeded: tokens, marked when the
+    /// policy's grace runs (`None` for the answers that are no sign-in).
+    pub fn signed_in(user: User, tenant: &Tenant, tokens: Tokens, enrollment_due: Option<Timestamp>) -> Self {
+        Self {
+            mfa_enrollment_due: enrollment_due.map(|_| true),
+            mfa_enrollment_due_at: enrollment_due.map(rfc3339),
+            ..Self::new(user, tenant, tokens)
         }
     }
 }
@@ -343,28 +365,58 @@ impl MfaRequiredResponse {
     }
 }
 
-/// What a sign-in answers: tokens, or the second step.
+/// A sign-in whose first factor succeeded, for a user without a factor
+/// past the grace of the tenant's policy: no tokens, no session. Enrol a
+/// factor with the `enrollment_token` as the bearer
+/// (`POST /v1/users/me/factors/totp`, then its `confirm`, which answers
+/// the tokens, at `aal` 2, beside the recovery codes).
+#[derive(Serialize, ToSchema)]
+pub struct MfaEnrollmentRequiredResponse {
+    /// Always `true`.
+    pub mfa_enrollment_required: bool,
+    /// Single use, short-lived; accepted only by the factor enrolment calls.
+    pub enrollment_token: String,
+}
+
+impl MfaEnrollmentRequiredResponse {
+    pub fn new(step: crate::service::sign_in::EnrollmentStep) -> Self {
+        Self {
+            mfa_enrollment_required: true,
+            enrollment_token: step.enrollment_token.expose().to_string(),
+        }
+    }
+}
+
+/// What a sign-in answers: tokens, the second step, or the enrolment token.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum SignInResponse {
     Tokens(Box<TokenResponse>),
     MfaRequired(MfaRequiredResponse),
+    MfaEnrollmentRequired(MfaEnrollmentRequiredResponse),
 }
 
 impl SignInResponse {
     pub fn new(outcome: crate::service::sign_in::SignedIn<(User, Tokens)>, tenant: &Tenant) -> Self {
+        use crate::service::sign_in::SignedIn;
         match outcome {
-            crate::service::sign_in::SignedIn::Complete((user, tokens)) => {
-                SignInResponse::Tokens(Box::new(TokenResponse::new(user, tenant, tokens)))
+            SignedIn::Complete((user, tokens)) => {
+                SignInResponse::Tokens(Box::new(TokenResponse::signed_in(user, tenant, tokens, None)))
             }
-            crate::service::sign_in::SignedIn::SecondFactor(step) => {
-                SignInResponse::MfaRequired(MfaRequiredResponse::new(step))
+            SignedIn::EnrollmentDue {
+                signed_in: (user, tokens),
+                until,
+            } => SignInResponse::Tokens(Box::new(TokenResponse::signed_in(user, tenant, tokens, Some(until)))),
+            SignedIn::SecondFactor(step) => SignInResponse::MfaRequired(MfaRequiredResponse::new(step)),
+            SignedIn::EnrollmentRequired(step) => {
+                SignInResponse::MfaEnrollmentRequired(MfaEnrollmentRequiredResponse::new(step))
             }
         }
     }
 }
 
-/// Neither answer may be cached (RFC 6749 5.1; the `mfa_token` is a secret).
+/// No answer may be cached (RFC 6749 5.1; the `mfa_token` and the
+/// `enrollment_token` are secrets).
 impl axum::response::IntoResponse for SignInResponse {
     fn into_response(self) -> axum::response::Response {
         use axum::http::header;
@@ -386,4 +438,41 @@ pub struct OAuthMfaRequired {
     pub message: &'static str,
     /// Complete with `grant_type=urn:forge:params:oauth:grant-type:mfa`.
     pub mfa_token: String,
+}
+
+/// The token endpoint's 403 to a password grant that needs another step
+/// before tokens: the second factor, or (past the tenant policy's grace,
+/// without a factor) its enrolment.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OAuthNextStep {
+    MfaRequired(OAuthMfaRequired),
+    MfaEnrollmentRequired(OAuthMfaEnrollmentRequired),
+}
+
+/// Neither answer may be cached: both carry a single-use secret.
+impl axum::response::IntoResponse for OAuthNextStep {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::{StatusCode, header};
+        (
+            StatusCode::FORBIDDEN,
+            [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+            axum::Json(self),
+        )
+            .into_response()
+    }
+}
+
+/// The token endpoint's answer to the password grant of a user without a
+/// factor past the grace of the tenant's policy (403): no tokens.
+#[derive(Serialize, ToSchema)]
+pub struct OAuthMfaEnrollmentRequired {
+    /// `mfa_enrollment_required`.
+    pub error: &'static str,
+    pub error_description: &'static str,
+    pub message: &'static str,
+    /// Single use, short-lived: the bearer of the factor enrolment calls
+    /// (`POST /v1/users/me/factors/totp`, then its `confirm`, which answers
+    /// the tokens).
+    pub enrollment_token: String,
 }

@@ -90,7 +90,7 @@ pub async fn request_otp(
     params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
     request_body = OtpVerifyRequest,
     responses(
-        (status = 200, description = "signed in, or, for a user with a second factor, `{mfa_required, mfa_token, factors}`", body = SignInResponse),
+        (status = 200, description = "signed in (`mfa_enrollment_due` while the tenant's second-factor policy gives a grace), or, for a user with a second factor, `{mfa_required, mfa_token, factors}`, or, for a user without one past the policy's grace, `{mfa_enrollment_required, enrollment_token}`", body = SignInResponse),
         (status = 401, description = "invalid_otp", body = ErrorBody),
         (status = 429, description = "code burned after too many wrong tries", body = ErrorBody),
     ))]
@@ -172,7 +172,7 @@ pub struct VerifyEmailRequest {
     params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
     request_body = VerifyEmailRequest,
     responses(
-        (status = 200, description = "the user (with a bearer) or a token response (without; `{mfa_required, mfa_token, factors}` for a user with a second factor)", body = UserView),
+        (status = 200, description = "the user (with a bearer) or a token response (without; `mfa_enrollment_due` in it while the tenant's second-factor policy gives a grace; `{mfa_required, mfa_token, factors}` for a user with a second factor; `{mfa_enrollment_required, enrollment_token}` for a user without one past the policy's grace)", body = UserView),
         (status = 400, description = "invalid_code", body = ErrorBody),
         (status = 429, body = ErrorBody),
     ),
