@@ -16,7 +16,7 @@ use crate::cache::RateBucket;
 use crate::clock::Clock;
 use crate::config::RateLimitConfig;
 use crate::crypto::password::{PasswordHasher, Verification};
-use crate::domain::{AuditEvent, Email, Identifier, PasswordPolicy, Phone, RoleName, TenantSlug};
+use crate::domain::{AuditEvent, Email, Identifier, PasswordPolicy, Phone, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::address::Address;
@@ -26,7 +26,7 @@ use crate::service::limits::Limits;
 use crate::service::recovery::Recovery;
 use crate::service::sessions::Sessions;
 use crate::service::settings::Settings;
-use crate::service::sign_in::{SignInGate, SignedIn};
+use crate::service::sign_in::{EnrollmentStep, SignInGate, SignedIn};
 use crate::store::{NewUser, SignIn, Store, StoreError, Tenant, User, UserPatch};
 use crate::telemetry::metrics::Metrics;
 
@@ -67,8 +67,17 @@ pub struct SignupInput {
 
 /// The outcome of a sign-up: tokens, unless email verification must come first.
 pub enum SignedUp {
-    WithTokens(User, sessions::Tokens),
+    /// Signed in; `enrollment_due`: the end of the tenant policy's grace
+    /// when the policy wants a second factor.
+    WithTokens {
+        user: User,
+        tokens: sessions::Tokens,
+        enrollment_due: Option<Timestamp>,
+    },
     PendingVerification(User),
+    /// The tenant's policy wants a factor before any session (no grace):
+    /// the account exists, and the enrolment token is its way in.
+    EnrollmentRequired(User, EnrollmentStep),
 }
 
 /// A password proven for a sign-in: the user, and whether the stored hash
@@ -186,6 +195,7 @@ impl Accounts {
         check_password(&self.policy, &input.password, hint_inputs(Some(&input.email))).await?;
         let hash = self.passwords.hash(&input.password).await.map_err(AppError::internal)?;
         let hold_back = self.require_email_verification;
+        let enrol_first = !hold_back && self.gate.signup_needs_enrollment(tenant).await?;
         let (session, refresh) = self.sessions.new_session(meta);
         let user_id = Uuid::now_v7();
         let now = self.clock.now();
@@ -204,7 +214,7 @@ impl Accounts {
                     roles: vec![],
                     now,
                 },
-                (!hold_back).then(|| session.clone()),
+                (!hold_back && !enrol_first).then(|| session.clone()),
                 meta.audit(tenant.id, now, AuditEvent::Signup, Some(user_id), Some(user_id)),
             )
             .await?;
@@ -212,8 +222,17 @@ impl Accounts {
             self.recovery.send_verification(tenant, &user).await?;
             return Ok(SignedUp::PendingVerification(user));
         }
+        if enrol_first {
+            let step = self.gate.signup_enrollment(tenant, &user, meta).await?;
+            return Ok(SignedUp::EnrollmentRequired(user, step));
+        }
+        let enrollment_due = self.gate.signup_enrollment_due(tenant, &user).await?;
         let tokens = self.sessions.tokens_for(&user, session.id, tenant, refresh)?;
-        Ok(SignedUp::WithTokens(user, tokens))
+        Ok(SignedUp::WithTokens {
+            user,
+            tokens,
+            enrollment_due,
+        })
     }
 
     /// The one password check of every sign-in (API and admin site): the per-IP

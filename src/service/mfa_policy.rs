@@ -121,6 +121,16 @@ impl MfaPolicies {
         Ok(decide(&policy, &user.roles, false, due_since, now))
     }
 
+    /// What the policy asks of an account created now (no roles yet, no
+    /// factor), decided as its first sign-in would be, before there is a
+    /// row to stamp: [`MfaDecision::Required`] when the policy applies to
+    /// everyone with no grace, so the sign-up must not open a session.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn for_new_account(&self, tenant: &Tenant) -> AppResult<MfaDecision> {
+        let policy = self.policy(tenant.id).await?;
+        Ok(decide(&policy, &[], false, None, self.clock.now()))
+    }
+
     /// The whole hook for the sign-in gate (`service::sign_in`, after the
     /// first factor): [`Self::decide`], and for [`MfaDecision::Required`]
     /// the enrolment token too. `has_factor`: the user holds a confirmed

@@ -34,6 +34,7 @@ use super::RequestMeta;
 use super::challenges::{ChallengeKind, Challenges};
 use super::mfa_policy::{MfaPolicies, PolicyGate};
 use super::sessions::Principal;
+use crate::domain::mfa_policy::MfaDecision;
 use crate::domain::{Aal, Assurance, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
@@ -205,6 +206,41 @@ impl SignInGate {
             ErrorCode::MfaRequired,
             "this change needs a second factor: step up at POST /v1/auth/mfa/verify, then retry with the new token",
         ))
+    }
+
+    /// Whether the tenant's policy wants a factor of a new account before
+    /// its first session (it applies to everyone and has no grace): the
+    /// sign-up then creates the account without a session and answers
+    /// [`Self::signup_enrollment`]'s token instead of tokens.
+    pub async fn signup_needs_enrollment(&self, tenant: &Tenant) -> AppResult<bool> {
+        Ok(matches!(
+            self.policies.for_new_account(tenant).await?,
+            MfaDecision::Required
+        ))
+    }
+
+    /// The enrolment token of a sign-up that [`Self::signup_needs_enrollment`]
+    /// held back from a session; the password is its first factor.
+    pub async fn signup_enrollment(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        meta: &RequestMeta,
+    ) -> AppResult<EnrollmentStep> {
+        let enrollment_token = self
+            .policies
+            .enrollment_token(tenant, user, &Assurance::password(), meta)
+            .await?;
+        Ok(EnrollmentStep { enrollment_token })
+    }
+
+    /// After a sign-up opened its session: the end of the policy's grace
+    /// when enrolment is due (the grace starts now, stamped on the account).
+    pub async fn signup_enrollment_due(&self, tenant: &Tenant, user: &User) -> AppResult<Option<Timestamp>> {
+        Ok(match self.policies.decide(tenant, user, false).await? {
+            MfaDecision::Due { until } => Some(until),
+            _ => None,
+        })
     }
 
     /// The user's confirmed factors, oldest first (pending enrolments

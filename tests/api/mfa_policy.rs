@@ -672,3 +672,44 @@ async fn the_openapi_document_describes_the_policy_answers() {
     let token = doc["paths"]["/v1/auth/token"]["post"]["responses"]["403"].to_string();
     assert!(token.contains("OAuthNextStep"), "{token}");
 }
+
+#[tokio::test]
+async fn signup_honours_the_policy() {
+    let s = server().await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    let signup = |email: &'static str| {
+        let s = &s;
+        async move {
+            let (status, body) = s
+                .post("/v1/auth/signup", json!({"email": email, "password": PASSWORD}))
+                .await;
+            assert_eq!(status, 201, "{body}");
+            body
+        }
+    };
+    // With a grace: signed in, marked due from the sign-up on.
+    set_policy(&s, &op, json!({"policy": "all", "grace": "1d"})).await;
+    let signed_up_at = s.clock().now();
+    let body = signup("ann@example.com").await;
+    assert!(body["access_token"].is_string(), "{body}");
+    assert_eq!(body["mfa_enrollment_due"], true, "{body}");
+    let due_at = forge::domain::rfc3339(signed_up_at + 86_400);
+    assert_eq!(body["mfa_enrollment_due_at"], due_at, "{body}");
+    s.clock().advance(3_600);
+    assert_eq!(sign_in(&s, "ann@example.com").await["mfa_enrollment_due_at"], due_at);
+
+    // Without one: the account exists but gets no session, only the
+    // enrolment token, which enrols the first factor and signs in at aal 2.
+    let op = access(&s.login("root@example.com", PASSWORD).await).to_string();
+    set_policy(&s, &op, json!({"policy": "all", "grace": "0s"})).await;
+    let body = signup("bob@example.com").await;
+    let token = enrollment_token(&body);
+    let (status, _) = s.as_user(&token).get("/v1/users/me").await;
+    assert_eq!(status, 401, "an enrolment token is no access token");
+    let done = enrol_with(&s, &token).await;
+    assert_eq!(crate::support::claims(access(&done))["aal"], 2);
+    assert_eq!(done["user"]["email"], "bob@example.com", "{done}");
+    // The sign-up opened no session of its own: only the enrolment's.
+    let (_, sessions) = s.as_user(access(&done)).get("/v1/users/me/sessions").await;
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+}

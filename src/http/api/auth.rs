@@ -21,7 +21,7 @@ use crate::state::AppState;
     params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug, default `default`")),
     request_body = SignupRequest,
     responses(
-        (status = 201, description = "signed up and signed in (or, with email verification required, `{user}` only)", body = TokenResponse),
+        (status = 201, description = "signed up and signed in (with `mfa_enrollment_due` while a tenant policy's grace runs); with email verification required, `{user}` only; under a policy that requires a second factor at once, `{mfa_enrollment_required, enrollment_token}` and no session", body = TokenResponse),
         (status = 400, description = "invalid email or weak password", body = ErrorBody),
         (status = 403, description = "signup_disabled", body = ErrorBody),
         (status = 404, description = "unknown_tenant", body = ErrorBody),
@@ -48,9 +48,20 @@ pub async fn signup(
         metadata: metadata(req.metadata)?.unwrap_or_else(|| serde_json::json!({})),
     };
     Ok(match state.accounts.signup(&tenant, input, &meta).await? {
-        SignedUp::WithTokens(user, tokens) => {
-            (StatusCode::CREATED, TokenResponse::new(user, &tenant, tokens)).into_response()
-        }
+        SignedUp::WithTokens {
+            user,
+            tokens,
+            enrollment_due,
+        } => (
+            StatusCode::CREATED,
+            TokenResponse::signed_in(user, &tenant, tokens, enrollment_due),
+        )
+            .into_response(),
+        SignedUp::EnrollmentRequired(_, step) => (
+            StatusCode::CREATED,
+            SignInResponse::MfaEnrollmentRequired(MfaEnrollmentRequiredResponse::new(step)),
+        )
+            .into_response(),
         SignedUp::PendingVerification(user) => (
             StatusCode::CREATED,
             axum::Json(PendingUser {
