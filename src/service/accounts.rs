@@ -223,7 +223,10 @@ impl Accounts {
             return Ok(SignedUp::PendingVerification(user));
         }
         if enrol_first {
-            let step = self.gate.signup_enrollment(tenant, &user, meta).await?;
+            let step = self
+                .gate
+                .signup_enrollment(tenant, &user, &crate::domain::Assurance::password(), meta)
+                .await?;
             return Ok(SignedUp::EnrollmentRequired(user, step));
         }
         let enrollment_due = self.gate.signup_enrollment_due(tenant, &user).await?;

@@ -212,8 +212,8 @@ impl Otp {
             Identifier::Phone(_) => Assurance::phone_code(),
         };
         let (session, refresh) = self.sessions.new_session_with(meta, assurance.clone());
-        // An account this code creates is not gated: it has just come into
-        // being (no factor could exist), and its session is created with it.
+        // An account this code creates has no factor; the tenant's policy
+        // decides as for a sign-up (`SignInGate::signup_needs_enrollment`).
         let mut proceed = Proceed::default();
         let user = match self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
             Some(user) if user.disabled => {
@@ -265,9 +265,14 @@ impl Otp {
                     Identifier::Email(e) => (Some(e.clone()), None),
                     Identifier::Phone(p) => (None, Some(p.clone())),
                 };
+                let enrol_first = self.gate.signup_needs_enrollment(tenant).await?;
                 let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(id), Some(id));
-                audit.detail = serde_json::json!({ "session_id": session.id, "signup": true });
-                self.store
+                audit.detail = match enrol_first {
+                    false => serde_json::json!({ "session_id": session.id, "signup": true }),
+                    true => serde_json::json!({ "signup": true }),
+                };
+                let user = self
+                    .store
                     .create_user(
                         NewUser {
                             id,
@@ -281,10 +286,16 @@ impl Otp {
                             roles: vec![],
                             now,
                         },
-                        Some(session.clone()),
+                        (!enrol_first).then(|| session.clone()),
                         audit,
                     )
-                    .await?
+                    .await?;
+                if enrol_first {
+                    let step = self.gate.signup_enrollment(tenant, &user, &assurance, meta).await?;
+                    return Ok(SignedIn::EnrollmentRequired(step));
+                }
+                proceed.enrollment_due = self.gate.signup_enrollment_due(tenant, &user).await?;
+                user
             }
         };
         let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;

@@ -220,17 +220,16 @@ impl SignInGate {
     }
 
     /// The enrolment token of a sign-up that [`Self::signup_needs_enrollment`]
-    /// held back from a session; the password is its first factor.
+    /// held back from a session; `first`: what the sign-up proved (the
+    /// password, or the one-time code that created the account).
     pub async fn signup_enrollment(
         &self,
         tenant: &Tenant,
         user: &User,
+        first: &Assurance,
         meta: &RequestMeta,
     ) -> AppResult<EnrollmentStep> {
-        let enrollment_token = self
-            .policies
-            .enrollment_token(tenant, user, &Assurance::password(), meta)
-            .await?;
+        let enrollment_token = self.policies.enrollment_token(tenant, user, first, meta).await?;
         Ok(EnrollmentStep { enrollment_token })
     }
 

@@ -713,3 +713,39 @@ async fn signup_honours_the_policy() {
     let (_, sessions) = s.as_user(access(&done)).get("/v1/users/me/sessions").await;
     assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
 }
+
+#[tokio::test]
+async fn an_account_made_by_its_first_one_time_code_honours_the_policy() {
+    let s = forge::testing::TestServer::start_with(|c| {
+        c.rate_limit.enabled = false;
+    })
+    .await;
+    let op = access(&s.admin("root@example.com", PASSWORD).await).to_string();
+    let new_by_code = |email: &'static str| {
+        let s = &s;
+        async move {
+            let (status, body) = s.post("/v1/auth/otp", json!({"email": email})).await;
+            assert_eq!(status, 202, "{body}");
+            let code = s.last_code(email).await;
+            let (status, body) = s
+                .post("/v1/auth/otp/verify", json!({"email": email, "code": code}))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    set_policy(&s, &op, json!({"policy": "all", "grace": "1h"})).await;
+    let body = new_by_code("ann@example.com").await;
+    assert!(body["access_token"].is_string(), "{body}");
+    assert_eq!(body["mfa_enrollment_due"], true, "{body}");
+
+    set_policy(&s, &op, json!({"policy": "all", "grace": "0s"})).await;
+    let token = enrollment_token(&new_by_code("bob@example.com").await);
+    let done = enrol_with(&s, &token).await;
+    let claims = crate::support::claims(access(&done));
+    assert_eq!(
+        (claims["aal"].clone(), claims["amr"].clone()),
+        (json!(2), json!(["mfa", "otp"]))
+    );
+    assert_eq!(done["user"]["email_verified"], true, "{done}");
+}
