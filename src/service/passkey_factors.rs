@@ -215,8 +215,11 @@ impl PasskeyFactors {
 
     /// `POST /v1/users/me/factors/webauthn`: checks the browser's answer to
     /// the registration `request_id` of this user and stores the passkey.
-    /// 400 for an unknown, spent or expired request id or a refused
-    /// credential; 409 when the credential is registered already.
+    /// Also answers the RFC 8176 methods the new passkey proves (its user
+    /// was verified at registration), which an enrolment with an
+    /// `enrollment_token` steps the sign-in up with. 400 for an unknown,
+    /// spent or expired request id or a refused credential; 409 when the
+    /// credential is registered already.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, user_id = %user_id))]
     pub async fn finish_registration(
         &self,
@@ -226,7 +229,7 @@ impl PasskeyFactors {
         name: Option<String>,
         credential: Value,
         meta: &RequestMeta,
-    ) -> AppResult<Enrolled> {
+    ) -> AppResult<(Enrolled, Vec<Amr>)> {
         let name = name.as_deref().map(parse_name).transpose()?;
         let Some(pending) = self
             .ceremonies
@@ -245,9 +248,12 @@ impl PasskeyFactors {
             .map_err(registration_error)?;
         let credential = registered.credential.to_value().map_err(passkey_fault)?;
         let name = name.or(pending.name).unwrap_or_else(|| DEFAULT_PASSKEY_NAME.to_owned());
-        self.factors
+        let proved = methods(registered.key_storage);
+        let enrolled = self
+            .factors
             .add_passkey(tenant_id, user_id, name, registered.credential_id, credential, meta)
-            .await
+            .await?;
+        Ok((enrolled, proved))
     }
 
     // ---- second factor and step-up ----

@@ -22,6 +22,7 @@ mod multi_instance;
 mod notify;
 mod ops;
 mod otp;
+mod passkeys;
 mod rbac;
 mod recovery;
 mod security_state;

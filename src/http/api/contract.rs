@@ -250,18 +250,48 @@ fn constrain_fields(doc: &mut Value, config: &Config) {
                 target.insert(keyword.into(), identifiers.clone());
             }
         }
-        // A second factor is exactly one code.
+        // A second factor is exactly one of a code, a recovery code or a
+        // passkey (its request id with the credential).
         if let Some(target) = schemas.get_mut("MfaVerifyRequest").and_then(Value::as_object_mut) {
-            target.insert(
-                "oneOf".into(),
-                json!([
-                    {"required": ["totp"], "properties": {"totp": {"type": "string"}}},
-                    {"required": ["recovery_code"], "properties": {"recovery_code": {"type": "string"}}},
-                ]),
-            );
+            target.insert("oneOf".into(), second_factor_forms());
         }
     }
     constrain_identifiers(doc, config);
+}
+
+/// The three forms of `MfaVerifyRequest`, each excluding the others' fields
+/// (a field sent as `null` counts as absent, as the handler reads it), so a
+/// body the schema accepts is one the handler takes.
+fn second_factor_forms() -> Value {
+    let present = |field: &str, kind: &str| json!({"required": [field], "properties": {field: {"type": kind}}});
+    let fields = [
+        ("totp", "string"),
+        ("recovery_code", "string"),
+        ("request_id", "string"),
+        ("credential", "object"),
+    ];
+    let form = |own: &[&str]| {
+        let mut schema = Map::new();
+        schema.insert("required".into(), json!(own));
+        let properties: Map<String, Value> = fields
+            .iter()
+            .filter(|(f, _)| own.contains(f))
+            .map(|(f, kind)| ((*f).to_owned(), json!({"type": kind})))
+            .collect();
+        schema.insert("properties".into(), Value::Object(properties));
+        let others: Vec<Value> = fields
+            .iter()
+            .filter(|(f, _)| !own.contains(f))
+            .map(|(f, kind)| present(f, kind))
+            .collect();
+        schema.insert("not".into(), json!({"anyOf": others}));
+        Value::Object(schema)
+    };
+    json!([
+        form(&["totp"]),
+        form(&["recovery_code"]),
+        form(&["request_id", "credential"])
+    ])
 }
 
 fn constrain_identifiers(doc: &mut Value, config: &Config) {

@@ -1,6 +1,7 @@
 //! `/v1/users/me/factors*`, `/v1/users/me/recovery-codes` and the
-//! administrators' `/v1/users/{id}/factors`: second factors (TOTP today)
-//! and recovery codes. The rules live in `service::factors`.
+//! administrators' `/v1/users/{id}/factors`: second factors and recovery
+//! codes; TOTP enrolment here, passkey registration in [`super::passkeys`].
+//! The rules live in `service::factors`.
 //!
 //! Beyond API.md: the listing has one `recovery_codes` item (with
 //! `remaining`) when the user holds unused codes; pending enrolments are not

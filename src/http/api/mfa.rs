@@ -1,10 +1,13 @@
-//! `/v1/auth/mfa/*`: the second step of a sign-in (with the `mfa_token` a
-//! sign-in answered instead of tokens) and step-up (with a bearer). The
+//! `/v1/auth/mfa/verify`: the second step of a sign-in (with the
+//! `mfa_token` a sign-in answered instead of tokens) and step-up (with a
+//! bearer), by a TOTP code, a recovery code or a passkey's answer to the
+//! options of `/v1/auth/mfa/webauthn/options` (in [`super::passkeys`]). The
 //! rules live in `service::mfa`.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::dto::{TokenResponse, UserView};
@@ -14,8 +17,9 @@ use crate::secret::Secret;
 use crate::service::mfa::SecondFactor;
 use crate::state::AppState;
 
-/// `{mfa_token, totp}` or `{mfa_token, recovery_code}`; with a bearer
-/// instead of `mfa_token`, a step-up of the caller's session.
+/// `{mfa_token, totp}`, `{mfa_token, recovery_code}` or `{mfa_token,
+/// request_id, credential}` (a passkey); with a bearer instead of
+/// `mfa_token`, a step-up of the caller's session.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MfaVerifyRequest {
@@ -29,6 +33,14 @@ pub struct MfaVerifyRequest {
     /// One of the user's recovery codes (single use).
     #[schema(value_type = Option<String>, format = Password, max_length = 64)]
     pub recovery_code: Option<Secret>,
+    /// With `credential`: the `request_id` of `POST
+    /// /v1/auth/mfa/webauthn/options`.
+    #[schema(max_length = 128)]
+    pub request_id: Option<String>,
+    /// With `request_id`: the browser's `PublicKeyCredential.toJSON()` of
+    /// `navigator.credentials.get()` with those options.
+    #[schema(value_type = Option<Object>)]
+    pub credential: Option<Value>,
 }
 
 /// A step-up's answer: a new access token of the same session at `aal` 2
@@ -54,16 +66,24 @@ pub enum MfaVerifyResponse {
     StepUp(Box<StepUpResponse>),
 }
 
-/// Bounds the codes before any work: longer is never a code.
-fn factor(req: &MfaVerifyRequest) -> AppResult<SecondFactor<'_>> {
-    match (&req.totp, &req.recovery_code) {
-        (Some(code), None) if code.expose().len() <= 32 => Ok(SecondFactor::Totp(code.expose())),
-        (None, Some(code)) if code.expose().len() <= 64 => Ok(SecondFactor::RecoveryCode(code.expose())),
-        (Some(_), None) => Err(AppError::validation("totp", "too long")),
-        (None, Some(_)) => Err(AppError::validation("recovery_code", "too long")),
+/// Takes the one factor the request offers, and bounds the codes and the
+/// request id before any work: longer is never a code or an id we issued.
+fn factor(req: &mut MfaVerifyRequest) -> AppResult<SecondFactor<'_>> {
+    let passkey = match (req.request_id.as_deref(), req.credential.take()) {
+        (None, None) => None,
+        (Some(request_id), Some(credential)) => Some((super::passkeys::request_id(request_id)?, credential)),
+        (Some(_), None) => return Err(AppError::validation("credential", "is required with request_id")),
+        (None, Some(_)) => return Err(AppError::validation("request_id", "is required with credential")),
+    };
+    match (&req.totp, &req.recovery_code, passkey) {
+        (Some(code), None, None) if code.expose().len() <= 32 => Ok(SecondFactor::Totp(code.expose())),
+        (None, Some(code), None) if code.expose().len() <= 64 => Ok(SecondFactor::RecoveryCode(code.expose())),
+        (None, None, Some((request_id, credential))) => Ok(SecondFactor::Passkey { request_id, credential }),
+        (Some(_), None, None) => Err(AppError::validation("totp", "too long")),
+        (None, Some(_), None) => Err(AppError::validation("recovery_code", "too long")),
         _ => Err(AppError::validation(
             "totp",
-            "give exactly one of totp or recovery_code",
+            "give exactly one of totp, recovery_code or request_id with credential",
         )),
     }
 }
@@ -74,8 +94,8 @@ fn factor(req: &MfaVerifyRequest) -> AppResult<SecondFactor<'_>> {
     request_body = MfaVerifyRequest,
     responses(
         (status = 200, description = "with mfa_token: a token response whose access token has aal 2 and amr with mfa; with a bearer: a new access token of the same session at aal 2", body = MfaVerifyResponse),
-        (status = 400, description = "neither or both of totp and recovery_code, or no mfa_token without a bearer", body = ErrorBody),
-        (status = 401, description = "invalid_mfa: wrong, replayed or expired factor, or an unknown, spent, expired or burned mfa_token (five wrong answers burn it); invalid_token for a bad bearer", body = ErrorBody),
+        (status = 400, description = "not exactly one of totp, recovery_code and request_id with credential; a credential that is not a WebAuthn credential; or no mfa_token without a bearer", body = ErrorBody),
+        (status = 401, description = "invalid_mfa: wrong, replayed or expired factor (a passkey: refused, another user's, an unknown or spent request_id, a cloned authenticator), or an unknown, spent, expired or burned mfa_token (five wrong answers burn it); invalid_token for a bad bearer", body = ErrorBody),
         (status = 429, description = "the account's failure budget (shared with passwords) is spent", body = ErrorBody),
     ),
     security(("bearer" = []), ()))]
@@ -84,10 +104,11 @@ pub async fn verify(
     CurrentTenant(tenant): CurrentTenant,
     MaybeAuth(principal): MaybeAuth,
     ClientMeta(meta): ClientMeta,
-    Json(req): Json<MfaVerifyRequest>,
+    Json(mut req): Json<MfaVerifyRequest>,
 ) -> AppResult<Response> {
-    let second = factor(&req)?;
-    match (req.mfa_token.as_deref(), principal) {
+    let mfa_token = req.mfa_token.take();
+    let second = factor(&mut req)?;
+    match (mfa_token.as_deref(), principal) {
         (Some(token), _) => {
             let (user, tokens) = state.mfa.complete(&tenant, token, second, &meta).await?;
             Ok(TokenResponse::new(user, &tenant, tokens).into_response())

@@ -9,6 +9,7 @@ pub mod dto;
 pub mod factors;
 pub mod identity;
 pub mod mfa;
+pub mod passkeys;
 pub mod roles;
 pub mod settings;
 pub mod tenants;
@@ -77,6 +78,9 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::verify))
         .routes(routes!(auth::introspect))
         .routes(routes!(mfa::verify))
+        .routes(routes!(passkeys::mfa_options))
+        .routes(routes!(passkeys::sign_in_options))
+        .routes(routes!(passkeys::sign_in))
         .routes(routes!(identity::request_otp))
         .routes(routes!(identity::verify_otp))
         .routes(routes!(identity::request_verification))
@@ -93,6 +97,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(factors::list_factors))
         .routes(routes!(factors::start_totp))
         .routes(routes!(factors::confirm_totp))
+        .routes(routes!(passkeys::start_registration))
+        .routes(routes!(passkeys::finish_registration))
         .routes(routes!(factors::rename_factor, factors::remove_factor))
         .routes(routes!(factors::regenerate_recovery_codes))
         .routes(routes!(factors::list_user_factors, factors::reset_user_factors))
