@@ -219,16 +219,25 @@ impl Mfa {
     /// options naming the passkeys of the token's user (the token is not
     /// spent). 401 `invalid_mfa` for a dead token.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-    pub async fn passkey_options(&self, tenant: &Tenant, mfa_token: &str) -> AppResult<PasskeyOptions> {
+    pub async fn passkey_options(
+        &self,
+        tenant: &Tenant,
+        mfa_token: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<PasskeyOptions> {
         let user = self.challenged_user(tenant, mfa_token).await?;
-        self.passkeys.start_assertion(&user).await
+        self.passkeys.start_assertion(&user, meta).await
     }
 
     /// The same options for a step-up of the caller's session.
     #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
-    pub async fn step_up_passkey_options(&self, principal: &Principal) -> AppResult<PasskeyOptions> {
+    pub async fn step_up_passkey_options(
+        &self,
+        principal: &Principal,
+        meta: &RequestMeta,
+    ) -> AppResult<PasskeyOptions> {
         let user = super::accounts::me(self.store.as_ref(), principal).await?;
-        self.passkeys.start_assertion(&user).await
+        self.passkeys.start_assertion(&user, meta).await
     }
 
     /// Checks `factor` for `user`: which kind passed, and the RFC 8176

@@ -260,8 +260,12 @@ impl PasskeyFactors {
 
     /// Request options naming the user's passkeys, for the second step of
     /// a sign-in or a step-up. 409 `no_factor` when the user has none.
+    /// Each call keeps ceremony state for five minutes, so it spends the
+    /// client address's sign-in budget (`rate_limit.login_per_ip`) like
+    /// the passwordless options do.
     #[tracing::instrument(skip_all, fields(tenant_id = %user.tenant_id, user_id = %user.id))]
-    pub async fn start_assertion(&self, user: &User) -> AppResult<PasskeyOptions> {
+    pub async fn start_assertion(&self, user: &User, meta: &RequestMeta) -> AppResult<PasskeyOptions> {
+        self.spend_options_budget(meta).await?;
         let stored = self.stored_passkeys(user).await?;
         if stored.is_empty() {
             return Err(AppError::conflict(
@@ -331,10 +335,7 @@ impl PasskeyFactors {
     /// the sign-ins (`rate_limit.login_per_ip`).
     #[tracing::instrument(skip_all)]
     pub async fn start_sign_in(&self, meta: &RequestMeta) -> AppResult<PasskeyOptions> {
-        let ip = ip_key(meta.ip.as_deref());
-        self.limits
-            .spend(RateBucket::LoginIp, &ip, self.rate_limit.login_per_ip)
-            .await?;
+        self.spend_options_budget(meta).await?;
         let challenge = self.passkeys.start_discoverable().map_err(assertion_error)?;
         let request_id = self.ceremonies.start(None, &challenge.state).await?;
         Ok(PasskeyOptions {
@@ -436,6 +437,15 @@ impl PasskeyFactors {
     }
 
     // ---- shared ----
+
+    /// One sign-in's worth of the client address's budget: options calls
+    /// hold cache state, so they must not be free.
+    async fn spend_options_budget(&self, meta: &RequestMeta) -> AppResult<()> {
+        let ip = ip_key(meta.ip.as_deref());
+        self.limits
+            .spend(RateBucket::LoginIp, &ip, self.rate_limit.login_per_ip)
+            .await
+    }
 
     /// The user's passkeys with their factor ids.
     async fn stored_passkeys(&self, user: &User) -> AppResult<Vec<(Uuid, StoredPasskey)>> {

@@ -532,6 +532,25 @@ async fn passwordless_options_are_rate_limited_per_address() {
 }
 
 #[tokio::test]
+async fn second_factor_options_spend_the_address_budget_too() {
+    // Each options call keeps ceremony state; a holder of one mfa_token
+    // must not be able to mint them without bound.
+    let s = TestServer::start_with(|c| c.rate_limit.login_per_ip = "5/1m".parse().unwrap()).await;
+    let mut key = authenticator();
+    user_with_passkey(&s, "ann@example.com", &mut key).await;
+    let (mfa_token, _) = mfa_token(&s, "ann@example.com").await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, _) = s
+            .post("/v1/auth/mfa/webauthn/options", json!({"mfa_token": mfa_token}))
+            .await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 200).count() >= 1, "{statuses:?}");
+}
+
+#[tokio::test]
 async fn concurrent_finishes_of_one_registration_store_one_passkey() {
     let s = TestServer::start().await;
     let token = access(&s.signup_verified("ann@example.com", PASSWORD).await).to_string();

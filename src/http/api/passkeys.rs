@@ -250,17 +250,19 @@ pub async fn finish_registration(
         (status = 401, description = "invalid_mfa: an unknown, spent, expired or burned mfa_token; invalid_token for a bad bearer", body = ErrorBody),
         (status = 404, description = "passkeys are off (webauthn.rp_id is not set)", body = ErrorBody),
         (status = 409, description = "no_factor: the user has no passkey", body = ErrorBody),
+        (status = 429, description = "the client address's sign-in budget is spent (options hold server state)", body = ErrorBody),
     ),
     security(("bearer" = []), ()))]
 pub async fn mfa_options(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
     MaybeAuth(principal): MaybeAuth,
+    ClientMeta(meta): ClientMeta,
     Json(req): Json<MfaPasskeyOptionsRequest>,
 ) -> AppResult<PasskeyOptionsView> {
     let options = match (req.mfa_token.as_deref(), principal) {
-        (Some(token), _) => state.mfa.passkey_options(&tenant, token).await?,
-        (None, Some(principal)) => state.mfa.step_up_passkey_options(&principal).await?,
+        (Some(token), _) => state.mfa.passkey_options(&tenant, token, &meta).await?,
+        (None, Some(principal)) => state.mfa.step_up_passkey_options(&principal, &meta).await?,
         (None, None) => return Err(AppError::validation("mfa_token", "is required without a bearer token")),
     };
     Ok(options.into())
