@@ -24,10 +24,10 @@ use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
 use crate::service::limits::Limits;
 use crate::service::recovery::Recovery;
-use crate::service::sessions::Sessions;
+use crate::service::sessions::{SessionStart, Sessions};
 use crate::service::settings::Settings;
 use crate::service::sign_in::{EnrollmentStep, SignInGate, SignedIn};
-use crate::store::{NewUser, SignIn, Store, StoreError, Tenant, User, UserPatch};
+use crate::store::{NewUser, Store, StoreError, Tenant, User, UserPatch};
 use crate::telemetry::metrics::Metrics;
 
 /// Checks the password policy off the runtime (zxcvbn takes milliseconds).
@@ -351,22 +351,16 @@ impl Accounts {
                 return Ok(answer);
             }
         };
-        let now = self.clock.now();
         let rehash = if needs_rehash {
             Some(self.passwords.hash(password).await.map_err(AppError::internal)?)
         } else {
             None
         };
-        let (session, refresh) = self.sessions.new_session_with(meta, first);
-        let mut audit = meta.audit(tenant.id, now, AuditEvent::Login, Some(user.id), Some(user.id));
-        audit.detail = serde_json::json!({ "method": "password", "session_id": session.id });
-        let sign_in = SignIn {
-            session: session.clone(),
+        let start = SessionStart {
             rehash,
-            verified: None,
+            ..SessionStart::new(first, serde_json::json!({ "method": "password" }))
         };
-        let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
-        let mut tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
+        let (user, mut tokens) = self.sessions.open(tenant, user.id, meta, start).await?;
         tokens.device_token = Some(self.devices.issue(tenant.id, user.id));
         let signed_in = SignedIn::complete((user, tokens), proceed);
         self.metrics.login(signed_in.outcome());

@@ -25,11 +25,11 @@ use super::RequestMeta;
 use super::challenges::{ChallengeKind, Challenges, WrongAttempt};
 use super::factors::{Factors, MfaProof};
 use super::passkey_factors::{PasskeyFactors, PasskeyOptions};
-use super::sessions::{self, AccessToken, Principal, Sessions};
+use super::sessions::{self, AccessToken, Principal, SessionStart, Sessions};
 use crate::clock::Clock;
 use crate::domain::{Amr, Assurance, AuditEvent};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::store::{SignIn, Store, Tenant, User};
+use crate::store::{Store, Tenant, User};
 use crate::telemetry::metrics::{Metrics, MfaMethod};
 
 /// A second factor as the client offers it.
@@ -152,20 +152,18 @@ impl Mfa {
             }
             Err(e) => return Err(e),
         };
-        self.finish(tenant, &user, mfa_token, method.as_str(), &methods, meta)
-            .await
+        self.finish(tenant, &user, mfa_token, method.as_str(), &methods).await
     }
 
     /// Spends the challenge after a second factor proved `methods` and
     /// opens the session; `second` names the factor kind in the audit.
-    pub(crate) async fn finish(
+    async fn finish(
         &self,
         tenant: &Tenant,
         user: &User,
         mfa_token: &str,
         second: &'static str,
         methods: &[Amr],
-        meta: &RequestMeta,
     ) -> AppResult<(User, sessions::Tokens)> {
         let challenge = self
             .challenges
@@ -173,30 +171,19 @@ impl Mfa {
             .await?
             .filter(|c| c.user_id == user.id)
             .ok_or_else(AppError::invalid_mfa)?;
-        let assurance: Assurance = challenge.first_factor.stepped_up(methods.iter().copied());
-        let (session, refresh) = self.sessions.new_session_with(&challenge.meta(), assurance);
-        let mut audit = meta.audit(
-            tenant.id,
-            self.clock.now(),
-            AuditEvent::Login,
-            Some(user.id),
-            Some(user.id),
+        // The session is the sign-in attempt's: its client, its first factor
+        // stepped up with the second.
+        let start = SessionStart::new(
+            challenge.first_factor.stepped_up(methods.iter().copied()),
+            serde_json::json!({
+                "method": "mfa",
+                "first_factor": challenge.first_factor.amr_names(),
+                "second_factor": second,
+            }),
         );
-        audit.detail = serde_json::json!({
-            "method": "mfa",
-            "first_factor": challenge.first_factor.amr_names(),
-            "second_factor": second,
-            "session_id": session.id,
-        });
-        let sign_in = SignIn {
-            session: session.clone(),
-            rehash: None,
-            verified: None,
-        };
-        let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
+        let signed_in = self.sessions.open(tenant, user.id, &challenge.meta(), start).await?;
         self.metrics.login("success");
-        let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
-        Ok((user, tokens))
+        Ok(signed_in)
     }
 
     /// Step-up: checks `factor` for the caller and raises their session to

@@ -19,13 +19,13 @@ use uuid::Uuid;
 
 use super::RequestMeta;
 use super::challenges::{ChallengeKind, Challenges};
-use super::sessions::{Sessions, Tokens};
+use super::sessions::{SessionStart, Sessions, Tokens};
 use crate::clock::Clock;
 use crate::domain::mfa_policy::{MfaDecision, MfaPolicy, decide};
-use crate::domain::{Amr, Assurance, AuditEvent};
+use crate::domain::{Amr, Assurance};
 use crate::error::{AppError, AppResult};
 use crate::secret::Secret;
-use crate::store::{SignIn, Store, Tenant, User};
+use crate::store::{Store, Tenant, User};
 
 /// What the sign-in gate does about the policy once the first factor
 /// succeeded.
@@ -75,26 +75,13 @@ impl MfaPolicies {
             .consume(ChallengeKind::Enrollment, tenant.id, token)
             .await?
             .ok_or_else(AppError::invalid_token)?;
-        let meta = challenge.meta();
-        let assurance = challenge.first_factor.stepped_up(methods.iter().copied());
-        let (session, refresh) = self.sessions.new_session_with(&meta, assurance);
-        let now = self.clock.now();
-        let mut audit = meta.audit(
-            tenant.id,
-            now,
-            AuditEvent::Login,
-            Some(challenge.user_id),
-            Some(challenge.user_id),
+        let start = SessionStart::new(
+            challenge.first_factor.stepped_up(methods.iter().copied()),
+            serde_json::json!({ "method": "mfa_enrollment" }),
         );
-        audit.detail = serde_json::json!({ "method": "mfa_enrollment", "session_id": session.id });
-        let sign_in = SignIn {
-            session: session.clone(),
-            rehash: None,
-            verified: None,
-        };
-        let user = self.store.sign_in(tenant.id, challenge.user_id, sign_in, audit).await?;
-        let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
-        Ok((user, tokens))
+        self.sessions
+            .open(tenant, challenge.user_id, &challenge.meta(), start)
+            .await
     }
 
     async fn policy(&self, tenant_id: Uuid) -> AppResult<MfaPolicy> {

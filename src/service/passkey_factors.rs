@@ -48,13 +48,13 @@ use super::passkeys::{
     AssertionResponse, AuthenticationState, Ceremonies, Ceremony, DiscoverableState, KeyStorage, PasskeyError,
     PasskeyUser, Passkeys, RegistrationResponse, RegistrationState, StoredPasskey, Verified,
 };
-use super::sessions::{Principal, Sessions, Tokens};
+use super::sessions::{Principal, SessionStart, Sessions, Tokens};
 use crate::cache::RateBucket;
 use crate::clock::Clock;
 use crate::config::RateLimitConfig;
 use crate::domain::{Aal, Amr, Assurance, AuditEvent};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::store::{FactorMaterial, FactorSecret, SignIn, Store, Tenant, User};
+use crate::store::{FactorMaterial, FactorSecret, Store, Tenant, User};
 use crate::telemetry::metrics::{Metrics, MfaMethod};
 
 /// The name a passkey gets when the user gives none.
@@ -345,7 +345,7 @@ impl PasskeyFactors {
     }
 
     /// Checks a passwordless sign-in's answer and says whose passkey it
-    /// was, without opening a session (the admin site opens its own). 401
+    /// was, without start a session (the admin site opens its own). 401
     /// `invalid_credentials` for every failure; 403 `user_disabled` for a
     /// disabled account whose passkey checked out.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
@@ -412,28 +412,13 @@ impl PasskeyFactors {
         meta: &RequestMeta,
     ) -> AppResult<(User, Tokens)> {
         let (user, proof) = self.identify(tenant, request_id, credential, meta).await?;
-        let (session, refresh) = self.sessions.new_session_with(meta, proof.assurance());
-        let mut audit = meta.audit(
-            tenant.id,
-            self.clock.now(),
-            AuditEvent::Login,
-            Some(user.id),
-            Some(user.id),
+        let start = SessionStart::new(
+            proof.assurance(),
+            serde_json::json!({ "method": "passkey", "factor_id": proof.factor_id }),
         );
-        audit.detail = serde_json::json!({
-            "method": "passkey",
-            "factor_id": proof.factor_id,
-            "session_id": session.id,
-        });
-        let sign_in = SignIn {
-            session: session.clone(),
-            rehash: None,
-            verified: None,
-        };
-        let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
+        let signed_in = self.sessions.open(tenant, user.id, meta, start).await?;
         self.metrics.login("success");
-        let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
-        Ok((user, tokens))
+        Ok(signed_in)
     }
 
     // ---- shared ----

@@ -21,7 +21,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::notify::{MessageKind, Recipient};
 use crate::secret::Secret;
 use crate::service::sign_in::SignedIn;
-use crate::store::{EndSessions, IdentifierKind, SignIn, Store, Tenant, User, UserPatch};
+use crate::store::{EndSessions, IdentifierKind, Store, Tenant, User, UserPatch};
 
 /// Verification and reset codes travel by email and may sit unread for a
 /// while, so they live longer than a sign-in code.
@@ -226,23 +226,12 @@ impl Recovery {
             Ok(proceed) => proceed,
             Err(answer) => return Ok(answer),
         };
-        let (session, refresh) = self.flows.sessions.new_session_with(meta, assurance);
-        let mut audit = meta.audit(
-            tenant.id,
-            self.clock.now(),
-            AuditEvent::Login,
-            Some(user.id),
-            Some(user.id),
-        );
-        audit.detail = serde_json::json!({ "method": "email_code", "session_id": session.id });
-        let sign_in = SignIn {
-            session: session.clone(),
-            rehash: None,
+        let start = sessions::SessionStart {
             verified: Some(IdentifierKind::Email),
+            ..sessions::SessionStart::new(assurance, serde_json::json!({ "method": "email_code" }))
         };
-        let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
-        let tokens = self.flows.sessions.session_tokens(&user, &session, tenant, refresh)?;
-        Ok(SignedIn::complete((user, tokens), proceed))
+        let signed_in = self.flows.sessions.open(tenant, user.id, meta, start).await?;
+        Ok(SignedIn::complete(signed_in, proceed))
     }
 
     /// `POST /v1/auth/password/forgot`.

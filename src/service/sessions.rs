@@ -41,8 +41,8 @@ use crate::service::limits::Limits;
 use crate::state::{Keys, LocalCache};
 use crate::store::Store;
 use crate::store::{
-    ClaimedSession, NewAuditEvent, NewSession, RefreshClaim, RefreshDecision, RotateRefresh, Rotation, Session, Tenant,
-    User,
+    ClaimedSession, IdentifierKind, NewAuditEvent, NewSession, RefreshClaim, RefreshDecision, RotateRefresh, Rotation,
+    Session, SignIn, Tenant, User,
 };
 
 /// What a sign-in hands to the client.
@@ -53,6 +53,30 @@ pub struct Tokens {
     pub refresh_token: String,
     /// Set by a password sign-in: the device token for the next one.
     pub device_token: Option<String>,
+}
+
+/// How a completed sign-in opens its session ([`Sessions::open`]).
+#[derive(Debug)]
+pub struct SessionStart {
+    pub assurance: Assurance,
+    /// The `login` audit row's detail, an object (`method` and what else
+    /// the sign-in wants kept); the session id is added.
+    pub detail: serde_json::Value,
+    /// A new password hash when the stored one used outdated parameters.
+    pub rehash: Option<String>,
+    /// The identifier a code just proved.
+    pub verified: Option<IdentifierKind>,
+}
+
+impl SessionStart {
+    pub fn new(assurance: Assurance, detail: serde_json::Value) -> Self {
+        Self {
+            assurance,
+            detail,
+            rehash: None,
+            verified: None,
+        }
+    }
 }
 
 /// An access token minted on its own, for a session that keeps its refresh
@@ -166,6 +190,41 @@ impl Sessions {
             assurance,
         };
         (session, refresh)
+    }
+
+    /// Opens the session of a sign-in whose every factor succeeded, the one
+    /// way all of them end: the session at `start.assurance` from the
+    /// client of `meta`, the `login` audit row (`start.detail` plus the
+    /// `session_id`) and what the sign-in proved (`rehash`, `verified`)
+    /// written in one store call, then its tokens.
+    pub async fn open(
+        &self,
+        tenant: &Tenant,
+        user_id: Uuid,
+        meta: &RequestMeta,
+        start: SessionStart,
+    ) -> AppResult<(User, Tokens)> {
+        let (session, refresh) = self.new_session_with(meta, start.assurance);
+        let mut audit = meta.audit(
+            tenant.id,
+            self.clock.now(),
+            AuditEvent::Login,
+            Some(user_id),
+            Some(user_id),
+        );
+        let mut detail = start.detail;
+        if let Some(fields) = detail.as_object_mut() {
+            fields.insert("session_id".to_owned(), serde_json::json!(session.id));
+        }
+        audit.detail = detail;
+        let sign_in = SignIn {
+            session: session.clone(),
+            rehash: start.rehash,
+            verified: start.verified,
+        };
+        let user = self.store.sign_in(tenant.id, user_id, sign_in, audit).await?;
+        let tokens = self.session_tokens(&user, &session, tenant, refresh)?;
+        Ok((user, tokens))
     }
 
     /// An access token of `session_id` stating `assurance`, which must be
