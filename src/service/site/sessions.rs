@@ -43,7 +43,20 @@
 //! [`SiteSessions::sign_in_second_factor`] with that token and a right
 //! TOTP or recovery code opens the session. A wrong code counts against the
 //! challenge (the fifth burns it) and against the account's failure budget
-//! (through `Factors::verify`). Admin sessions record no assurance level.
+//! (through `Factors::verify`).
+//!
+//! Passkeys. An administrator may instead sign in with a passkey alone
+//! ([`SiteSessions::sign_in_passkey`]): a discoverable credential whose
+//! ceremony verified the user (a PIN or biometric) is two factors by itself
+//! (see `service::passkey_factors`), so it skips the password and the
+//! second step and goes through the same admin and policy checks.
+//!
+//! Assurance. Each session records how its administrator signed in
+//! ([`SiteSession::assurance`]): `pwd` at aal 1 for a password alone, the
+//! password stepped up to aal 2 after the second step, the passkey's methods
+//! at aal 2. The site principal carries it, so the factor rules the API
+//! applies to access tokens (changing factors needs aal 2 once the user has
+//! one) apply to the site's own passkey settings as well.
 //!
 //! Password checks follow `Accounts::login`: one argon2 verification on the
 //! bounded pool whether or not the account exists, one generic failure, and
@@ -61,7 +74,7 @@ use crate::clock::Clock;
 use crate::config::AdminConfig;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::random_token;
-use crate::domain::{Assurance, AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
+use crate::domain::{Amr, Assurance, AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::RequestMeta;
@@ -70,6 +83,7 @@ use crate::service::challenges::{ChallengeKind, Challenges, WrongAttempt};
 use crate::service::devices::Devices;
 use crate::service::factors::{Factors, MfaProof};
 use crate::service::mfa_policy::MfaPolicies;
+use crate::service::passkey_factors::PasskeyFactors;
 use crate::service::rbac::Rbac;
 use crate::service::sessions::{Principal, Sessions};
 use crate::service::tenants::Tenants;
@@ -113,6 +127,11 @@ pub struct SiteSession {
     /// request. No default: a session cached before this field existed
     /// fails to load and its administrator signs in again.
     pub credential_epoch: i64,
+    /// How the administrator signed in. A session cached before this field
+    /// existed reads as the lowest assurance (aal 1, no methods), which only
+    /// ever asks for more.
+    #[serde(default)]
+    pub assurance: Assurance,
 }
 
 /// A signed-in administrator, re-checked on this request.
@@ -147,6 +166,7 @@ impl SiteAdmin {
             last_seen: 0,
             flash: None,
             credential_epoch: user.credential_epoch,
+            assurance: Assurance::password(),
         };
         Self {
             key: CacheKey::site_session("test"),
@@ -268,6 +288,8 @@ pub struct SiteSessions {
     mfa: MfaPolicies,
     factors: Arc<Factors>,
     challenges: Challenges,
+    /// Passwordless sign-in with a passkey.
+    passkeys: Arc<PasskeyFactors>,
 }
 
 impl SiteSessions {
@@ -287,6 +309,7 @@ impl SiteSessions {
         mfa: MfaPolicies,
         factors: Arc<Factors>,
         challenges: Challenges,
+        passkeys: Arc<PasskeyFactors>,
     ) -> Self {
         Self {
             store,
@@ -303,6 +326,7 @@ impl SiteSessions {
             mfa,
             factors,
             challenges,
+            passkeys,
         }
     }
 
@@ -350,8 +374,8 @@ impl SiteSessions {
                 email_verified: false,
                 phone: None,
                 phone_verified: false,
-                amr: Default::default(),
-                aal: Default::default(),
+                amr: session.assurance.amr.clone(),
+                aal: session.assurance.aal,
             }),
         }
     }
@@ -448,7 +472,9 @@ impl SiteSessions {
                 .await?;
             return Ok(SiteSignIn::SecondFactor { token });
         }
-        self.open_session(&tenant, &user, meta).await.map(SiteSignIn::Done)
+        self.open_session(&tenant, &user, Assurance::password(), meta)
+            .await
+            .map(SiteSignIn::Done)
     }
 
     /// The second step of a sign-in whose password step answered
@@ -494,15 +520,50 @@ impl SiteSessions {
             Err(e) => return Err(e),
         }
         // Exactly one of concurrent right answers opens the session.
-        if self.challenges.consume(KIND, tenant.id, token).await?.is_none() {
+        let Some(challenge) = self.challenges.consume(KIND, tenant.id, token).await? else {
             return Err(gone());
-        }
-        self.open_session(&tenant, &user, meta).await
+        };
+        // A TOTP or a recovery code: both are `otp` (as in `service::mfa`).
+        let assurance = challenge.first_factor.stepped_up([Amr::Otp]);
+        self.open_session(&tenant, &user, assurance, meta).await
     }
 
-    /// The session of a proven sign-in: the `admin` role checked (403
-    /// `not_admin` audited otherwise), the session saved and audited.
-    async fn open_session(&self, tenant: &Tenant, user: &User, meta: &RequestMeta) -> AppResult<SignedIn> {
+    /// Signs an administrator in with a passkey alone: `request_id` names
+    /// the ceremony [`PasskeyFactors::start_sign_in`] started, `credential`
+    /// is the browser's answer (its `toJSON()` form) and `tenant` the slug of
+    /// the form. The session opens at the passkey's assurance (aal 2, the
+    /// ceremony verified the user). Failures: 401 `invalid_credentials` for
+    /// every refused passkey, unknown tenant or spent ceremony (one answer);
+    /// 400 for an answer that is not a WebAuthn credential; 429; 403
+    /// `user_disabled`, 403 `not_admin`, 403 `mfa_enrollment_required`.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn sign_in_passkey(
+        &self,
+        tenant: &str,
+        request_id: &str,
+        credential: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
+        let Some(slug) = form_slug(tenant) else {
+            return Err(AppError::invalid_credentials());
+        };
+        let Some(tenant) = self.sessions.tenant(slug.as_str()).await? else {
+            return Err(AppError::invalid_credentials());
+        };
+        let (user, proof) = self.passkeys.identify(&tenant, request_id, credential, meta).await?;
+        self.open_session(&tenant, &user, proof.assurance(), meta).await
+    }
+
+    /// The session of a proven sign-in at `assurance`: the `admin` role
+    /// checked (403 `not_admin` audited otherwise), the tenant's factor
+    /// policy applied, the session saved and audited with its methods.
+    async fn open_session(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        assurance: Assurance,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
         let now = self.clock.now();
         let session = SiteSession {
             id: Uuid::now_v7(),
@@ -514,6 +575,7 @@ impl SiteSessions {
             last_seen: now,
             flash: None,
             credential_epoch: user.credential_epoch,
+            assurance,
         };
         let own = self.principal(&session, user, tenant);
         if !self.is_admin(&own).await? {
@@ -535,7 +597,7 @@ impl SiteSessions {
         let token = random_token();
         self.save(&CacheKey::site_session(&token), &session, now).await?;
         let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
-        audit.detail = serde_json::json!({ "session": session.id });
+        audit.detail = serde_json::json!({ "session": session.id, "amr": session.assurance.amr_names() });
         self.store.record_audit(audit).await?;
         self.metrics.login("success");
         let device_token = self.devices.issue(tenant.id, user.id);
