@@ -239,7 +239,7 @@ pub enum Loaded {
 /// What the password step of a sign-in led to.
 pub enum SiteSignIn {
     /// Signed in (the user has no second factor).
-    Done(SignedIn),
+    Done(Box<SignedIn>),
     /// The password is proven and the user has a factor: the form asks for
     /// it and hands this token back to [`SiteSessions::sign_in_second_factor`].
     SecondFactor { token: Secret },
@@ -474,7 +474,7 @@ impl SiteSessions {
         }
         self.open_session(&tenant, &user, Assurance::password(), meta)
             .await
-            .map(SiteSignIn::Done)
+            .map(|signed_in| SiteSignIn::Done(Box::new(signed_in)))
     }
 
     /// The second step of a sign-in whose password step answered
