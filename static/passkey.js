@@ -1,4 +1,5 @@
-// forge admin: passkey ceremonies for the sign-in page and the Settings page.
+// forge admin: passkey ceremonies for the sign-in pages (passwordless, and
+// the second step) and the Settings page.
 //
 // The site's one script. Served by forge itself and run only where the
 // page's Content-Security-Policy names the nonce of its <script> tag. It
@@ -136,15 +137,23 @@
     var button = document.getElementById("passkey-sign-in");
     button.addEventListener("click", function () {
       button.disabled = true;
-      fetchOptions(form.dataset.options, { csrf: field(form, "csrf").value })
+      // The form's own fields: its token and, on the second step, the
+      // challenge and tenant.
+      var fields = new URLSearchParams(new FormData(form));
+      fields.delete("request_id");
+      fields.delete("credential");
+      fetchOptions(form.dataset.options, fields)
         .then(function (options) {
           field(form, "request_id").value = options.request_id;
           return navigator.credentials.get({ publicKey: requestOptions(options.publicKey) });
         })
         .then(function (credential) {
           field(form, "credential").value = JSON.stringify(assertionJSON(credential));
+          // The sign-in page's tenant is typed in the password form.
           var tenant = document.getElementById("tenant");
-          field(form, "tenant").value = tenant ? tenant.value : "";
+          if (tenant) {
+            field(form, "tenant").value = tenant.value;
+          }
           form.submit();
         })
         .catch(function (error) {

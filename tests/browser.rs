@@ -12,8 +12,9 @@
 //! The one exception is passkeys, which only a script can reach: that test
 //! switches JavaScript on and gives the browser a virtual authenticator
 //! through the WebDriver WebAuthn extension (CTAP2, internal, resident keys,
-//! user verification), adds a passkey on Settings, signs in with it alone,
-//! removes it and sees it refused. WebAuthn needs a secure context and a
+//! user verification), adds a passkey on Settings, answers the second step
+//! of a password sign-in with it, signs in with it alone, removes it and
+//! sees it refused. WebAuthn needs a secure context and a
 //! domain as relying-party id, so that test's server is reached as
 //! `http://localhost:PORT` with `webauthn.rp_id = "localhost"`.
 //!
@@ -552,20 +553,34 @@ async fn an_administrator_signs_in_with_a_passkey_in_chromium() {
     click(&c, "#passkey-done").await;
     assert_eq!(c.find_all(Locator::Css(".remove-passkey")).await.unwrap().len(), 1);
 
+    // The password now asks for the second step, which the passkey answers.
+    click(&c, "#sign-out").await;
+    fill(&c, "identifier", "root@example.com").await;
+    fill(&c, "password", PASSWORD).await;
+    click(&c, "#sign-in").await;
+    assert_eq!(path_of(&c).await, "/admin/login");
+    assert!(
+        c.find(Locator::Css("[name=challenge]")).await.is_ok(),
+        "the second step"
+    );
+    shot(&c, "33-second-step-offers-passkey").await;
+    click_passkey(&c, "#passkey-sign-in", "passkey-error").await;
+    assert_eq!(path_of(&c).await, "/admin");
+
     // Sign out, then in with the passkey alone.
     click(&c, "#sign-out").await;
     assert_eq!(path_of(&c).await, "/admin/login");
     click_passkey(&c, "#passkey-sign-in", "passkey-error").await;
     assert_eq!(path_of(&c).await, "/admin");
     assert!(c.source().await.unwrap().contains("Active sessions"));
-    shot(&c, "33-signed-in-with-passkey").await;
+    shot(&c, "34-signed-in-with-passkey").await;
 
     // Remove it (the passkey session is aal 2, which changing factors needs).
     c.goto(&format!("{base}/admin/settings")).await.unwrap();
     click(&c, ".remove-passkey").await;
     assert_eq!(flash(&c).await, "Passkey removed.");
     assert!(c.find_all(Locator::Css(".remove-passkey")).await.unwrap().is_empty());
-    shot(&c, "34-passkey-removed").await;
+    shot(&c, "35-passkey-removed").await;
 
     // The authenticator still offers the credential; forge refuses it now.
     click(&c, "#sign-out").await;
@@ -575,7 +590,7 @@ async fn an_administrator_signs_in_with_a_passkey_in_chromium() {
         flash(&c).await,
         "The passkey was not accepted. Try again, or sign in with your password."
     );
-    shot(&c, "35-removed-passkey-refused").await;
+    shot(&c, "36-removed-passkey-refused").await;
     c.goto(&format!("{base}/admin")).await.unwrap();
     assert_eq!(path_of(&c).await, "/admin/login");
 

@@ -179,6 +179,94 @@ async fn an_administrator_adds_a_passkey_signs_in_with_it_alone_and_removes_it()
     assert!(page.body.contains("The passkey was not accepted"), "{}", page.body);
 }
 
+fn hidden(page: &Page, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.body.find(&marker).expect("the hidden field") + marker.len();
+    let end = page.body[start..].find('"').unwrap();
+    page.body[start..start + end].to_string()
+}
+
+/// The second step answered with `key`: (the step's options answer, the
+/// answer page).
+async fn second_step_with(b: &mut Browser, step: &Page, key: &mut SoftPasskey) -> Page {
+    let csrf = step.csrf();
+    let challenge = hidden(step, "challenge");
+    let options = b
+        .post(
+            "/admin/login/mfa/passkey/options",
+            &[("csrf", &csrf), ("challenge", &challenge), ("tenant", "")],
+        )
+        .await;
+    assert_eq!(options.status, 200, "{}", options.body);
+    let options = json(&options);
+    let credential = key.sign_in(&options["publicKey"]);
+    b.post(
+        "/admin/login/mfa/passkey",
+        &[
+            ("csrf", &csrf),
+            ("challenge", &challenge),
+            ("request_id", options["request_id"].as_str().unwrap()),
+            ("credential", &credential.to_string()),
+            ("tenant", ""),
+            ("next", ""),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_passkey_also_answers_the_second_step_after_the_password() {
+    let s = server().await;
+    s.admin("root@example.com", PASSWORD).await;
+    let mut key = SoftPasskey::new(ORIGIN);
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    add_passkey(&mut b, &mut key, "Laptop").await;
+
+    // The password alone now leads to the second step, which offers the
+    // passkey.
+    let mut b = Browser::new(&s);
+    let step = b.sign_in_to("", "root@example.com", PASSWORD).await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert!(!has_session(&step));
+    assert!(step.body.contains("/admin/login/mfa/passkey"));
+    assert!(csp_nonce(&csp(&step)).is_some());
+
+    // A passkey from another origin (a phishing page): refused, counted,
+    // and the step stays open.
+    let mut phished = key.clone();
+    phished.set_origin("http://evil.example");
+    let refused = second_step_with(&mut b, &step, &mut phished).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(!has_session(&refused));
+    assert!(refused.body.contains("The passkey was not accepted"));
+    assert!(refused.body.contains("name=\"challenge\""));
+
+    // The real one signs in, at aal 2: it may remove the passkey.
+    let ok = second_step_with(&mut b, &refused, &mut key).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert!(has_session(&ok));
+    assert_eq!(ok.location(), "/admin");
+    let action = remove_actions(&b.get("/admin/settings").await).remove(0);
+    b.act(&action, &[]).await;
+    assert_eq!(b.flash("/admin/settings").await, "Passkey removed.");
+
+    // A spent challenge gives no more options.
+    let mut late = Browser::new(&s);
+    let csrf = late.get("/admin/login").await.csrf();
+    let gone = late
+        .post(
+            "/admin/login/mfa/passkey/options",
+            &[
+                ("csrf", &csrf),
+                ("challenge", &hidden(&step, "challenge")),
+                ("tenant", ""),
+            ],
+        )
+        .await;
+    assert_eq!(gone.status, 401, "{}", gone.body);
+}
+
 #[tokio::test]
 async fn a_non_admin_s_passkey_is_turned_away() {
     let s = server().await;

@@ -15,7 +15,11 @@
 //! the authenticator's answer to `/admin/login/passkey` as a form: both
 //! carry the same double-submit token as the password form, and the answer
 //! goes through the same admin checks and session creation
-//! (`SiteSessions::sign_in_passkey`).
+//! (`SiteSessions::sign_in_passkey`). The second step offers "Use a
+//! passkey" the same way (`/admin/login/mfa/passkey/options`, then
+//! `/admin/login/mfa/passkey`, bound to the step's challenge), so an
+//! administrator whose factor is a passkey can also sign in with the
+//! password and the passkey.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -78,6 +82,26 @@ struct SecondStepPage {
     tenant: String,
     challenge: String,
     error: Option<String>,
+    /// Offer "Use a passkey" (`webauthn.rp_id` is set).
+    passkeys: bool,
+    script: &'static str,
+    nonce: String,
+}
+
+impl SecondStepPage {
+    fn new(state: &AppState, next: Option<String>, tenant: &str, challenge: &str, error: Option<String>) -> Self {
+        Self {
+            css: views::stylesheet_url(),
+            csrf: String::new(),
+            next: next.unwrap_or_default(),
+            tenant: tenant.chars().take(63).collect(),
+            challenge: challenge.chars().take(64).collect(),
+            error,
+            passkeys: state.passkey_factors.is_enabled(),
+            script: views::passkey_script_url(),
+            nonce: String::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -109,6 +133,34 @@ pub struct PasskeyForm {
     #[serde(default)]
     request_id: String,
     /// The browser's answer in its JSON form.
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// The second step's request for passkey options.
+#[derive(Deserialize)]
+pub struct SecondPasskeyOptionsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    tenant: String,
+}
+
+/// The second step answered with a passkey.
+#[derive(Deserialize)]
+pub struct SecondPasskeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    request_id: String,
     #[serde(default)]
     credential: String,
     #[serde(default)]
@@ -152,7 +204,12 @@ fn form_response(state: &AppState, status: StatusCode, mut page: LoginPage) -> R
 fn second_step_response(state: &AppState, status: StatusCode, mut page: SecondStepPage) -> Response {
     let token = random_token();
     page.csrf = token.clone();
-    with_form_cookie(state, page_with(status, &page), &token)
+    if !page.passkeys {
+        return with_form_cookie(state, page_with(status, &page), &token);
+    }
+    let nonce = views::script_nonce();
+    page.nonce = nonce.clone();
+    views::with_script(with_form_cookie(state, page_with(status, &page), &token), nonce)
 }
 
 fn with_form_cookie(state: &AppState, mut response: Response, token: &str) -> Response {
@@ -238,6 +295,18 @@ impl CsrfForm for PasskeyForm {
     }
 }
 
+impl CsrfForm for SecondPasskeyOptionsForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for SecondPasskeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /admin/login`.
 pub async fn sign_in(
     State(state): State<AppState>,
@@ -276,14 +345,7 @@ pub async fn sign_in(
         Ok(SiteSignIn::SecondFactor { token }) => second_step_response(
             &state,
             StatusCode::OK,
-            SecondStepPage {
-                css: views::stylesheet_url(),
-                csrf: String::new(),
-                next: next.clone().unwrap_or_default(),
-                tenant: form.tenant.chars().take(63).collect(),
-                challenge: token.expose().to_string(),
-                error: None,
-            },
+            SecondStepPage::new(&state, next.clone(), &form.tenant, token.expose(), None),
         ),
         Err(AppError::Unauthorized { .. }) => {
             retry(StatusCode::UNAUTHORIZED, "Wrong email, password or tenant.".into())
@@ -351,14 +413,7 @@ pub async fn second_step(
         second_step_response(
             &state,
             status,
-            SecondStepPage {
-                css: views::stylesheet_url(),
-                csrf: String::new(),
-                next: next.clone().unwrap_or_default(),
-                tenant: tenant.clone(),
-                challenge: form.challenge.chars().take(64).collect(),
-                error: Some(error),
-            },
+            SecondStepPage::new(&state, next.clone(), &tenant, &form.challenge, Some(error)),
         )
     };
     let again = |status: StatusCode, error: String| {
@@ -472,6 +527,103 @@ pub async fn passkey_sign_in(
             response
         }
         Err(e @ AppError::Forbidden { .. }) => retry(StatusCode::FORBIDDEN, views::describe(&e)),
+        Err(e) => PageError(e).into_response(),
+    }
+}
+
+/// `POST /admin/login/mfa/passkey/options`: options naming the passkeys of
+/// the user whose password the challenge proved, as JSON for the script.
+pub async fn second_step_passkey_options(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    form: Result<axum::Form<SecondPasskeyOptionsForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(PageError(refused)) => return refused.into_response(),
+    };
+    match state
+        .site_sessions
+        .second_factor_passkey_options(&form.tenant, &form.challenge)
+        .await
+    {
+        Ok(options) => axum::Json(serde_json::json!({
+            "request_id": options.request_id,
+            "publicKey": options.public_key,
+        }))
+        .into_response(),
+        Err(AppError::Conflict {
+            code: ErrorCode::NoFactor,
+            ..
+        }) => AppError::conflict(
+            ErrorCode::NoFactor,
+            "This account has no passkey: enter a code instead.",
+        )
+        .into_response(),
+        Err(AppError::Unauthorized { .. }) => {
+            AppError::unauthorized(ErrorCode::InvalidToken, "The sign-in attempt expired. Sign in again.")
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /admin/login/mfa/passkey`: the second step answered with a
+/// passkey; refusals count against the challenge like wrong codes.
+pub async fn second_step_passkey(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<SecondPasskeyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
+    };
+    let next = guard::safe_next(Some(&form.next));
+    let retry = |status: StatusCode, error: String| {
+        second_step_response(
+            &state,
+            status,
+            SecondStepPage::new(&state, next.clone(), &form.tenant, &form.challenge, Some(error)),
+        )
+    };
+    let again = |status: StatusCode, error: String| {
+        form_response(
+            &state,
+            status,
+            LoginPage::new(&state, next.clone(), "", &form.tenant, Some(error)),
+        )
+    };
+    let refused = "The passkey was not accepted. Try again, or enter a code.";
+    let Ok(credential) = serde_json::from_str::<serde_json::Value>(&form.credential) else {
+        return retry(StatusCode::BAD_REQUEST, refused.into());
+    };
+    match state
+        .site_sessions
+        .sign_in_second_factor_passkey(&form.tenant, &form.challenge, &form.request_id, credential, &meta)
+        .await
+    {
+        Ok(signed_in) => signed_in_response(&state, &headers, next.as_deref(), &signed_in).await,
+        Err(AppError::Unauthorized {
+            code: ErrorCode::InvalidMfa,
+            ..
+        }) => retry(StatusCode::UNAUTHORIZED, refused.into()),
+        Err(AppError::Validation { .. }) => retry(StatusCode::BAD_REQUEST, refused.into()),
+        Err(AppError::Unauthorized { .. }) => again(
+            StatusCode::UNAUTHORIZED,
+            "The sign-in attempt expired. Sign in again.".into(),
+        ),
+        Err(e @ AppError::RateLimited { .. }) => {
+            let mut response = retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e));
+            if let AppError::RateLimited { retry_after_secs } = e {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
+            }
+            response
+        }
+        Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),
     }
 }

@@ -2,8 +2,8 @@
 //! stylesheet, no JavaScript but for passkeys).
 //!
 //! Every admin response passes [`guard::security_headers`] (CSP without any
-//! script, except the first-party passkey script on the two pages that
-//! offer passkeys, allowed there by a per-response nonce:
+//! script, except the first-party passkey script on the pages that offer
+//! passkeys (the sign-in steps and Settings), allowed there by a per-response nonce:
 //! [`guard::ScriptNonce`]; `X-Frame-Options: DENY`, `Referrer-Policy:
 //! same-origin`, `Cache-Control: no-store` unless the handler chose
 //! otherwise) and
@@ -95,6 +95,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(signed_in)
         .route("/admin/login", get(login::form).post(login::sign_in))
         .route("/admin/login/mfa", post(login::second_step))
+        .route("/admin/login/mfa/passkey", post(login::second_step_passkey))
+        .route(
+            "/admin/login/mfa/passkey/options",
+            post(login::second_step_passkey_options),
+        )
         .route("/admin/login/passkey", post(login::passkey_sign_in))
         .route("/admin/login/passkey/options", post(login::passkey_options))
         .route(views::STYLESHEET_PATH, get(views::stylesheet))

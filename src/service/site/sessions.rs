@@ -41,9 +41,11 @@
 //! with a short-lived challenge token ([`ChallengeKind::SiteSecondFactor`],
 //! bound server-side to the tenant and user), and only
 //! [`SiteSessions::sign_in_second_factor`] with that token and a right
-//! TOTP or recovery code opens the session. A wrong code counts against the
-//! challenge (the fifth burns it) and against the account's failure budget
-//! (through `Factors::verify`).
+//! TOTP or recovery code, or one of the user's passkeys
+//! ([`SiteSessions::sign_in_second_factor_passkey`]), opens the session. A
+//! wrong code or refused passkey counts against the challenge (the fifth
+//! burns it) and against the account's failure budget (through
+//! `Factors::verify` and `PasskeyFactors::verify_assertion`).
 //!
 //! Passkeys. An administrator may instead sign in with a passkey alone
 //! ([`SiteSessions::sign_in_passkey`]): a discoverable credential whose
@@ -83,7 +85,7 @@ use crate::service::challenges::{ChallengeKind, Challenges, WrongAttempt};
 use crate::service::devices::Devices;
 use crate::service::factors::{Factors, MfaProof};
 use crate::service::mfa_policy::MfaPolicies;
-use crate::service::passkey_factors::PasskeyFactors;
+use crate::service::passkey_factors::{PasskeyFactors, PasskeyOptions};
 use crate::service::rbac::Rbac;
 use crate::service::sessions::{Principal, Sessions};
 use crate::service::tenants::Tenants;
@@ -251,6 +253,22 @@ pub struct SignedIn {
     pub session: SiteSession,
     /// For the `forge_device` cookie (see `service::devices`).
     pub device_token: String,
+}
+
+/// The challenge between the password and the second step.
+const SECOND_STEP: ChallengeKind = ChallengeKind::SiteSecondFactor;
+
+/// A second step's answer: a code, or a passkey's assertion.
+enum SecondStep<'a> {
+    Code(MfaProof<'a>),
+    Passkey {
+        request_id: &'a str,
+        credential: serde_json::Value,
+    },
+}
+
+fn sign_in_again() -> AppError {
+    AppError::unauthorized(ErrorCode::InvalidToken, "the sign-in attempt expired: sign in again")
 }
 
 /// The tenant slug typed in the sign-in form (`default` when empty).
@@ -492,39 +510,92 @@ impl SiteSessions {
         proof: MfaProof<'_>,
         meta: &RequestMeta,
     ) -> AppResult<SignedIn> {
-        const KIND: ChallengeKind = ChallengeKind::SiteSecondFactor;
-        let gone = || AppError::unauthorized(ErrorCode::InvalidToken, "the sign-in attempt expired: sign in again");
+        self.second_step(tenant, token, SecondStep::Code(proof), meta).await
+    }
+
+    /// Request options naming the user's passkeys, for the second step of
+    /// the sign-in behind `token` (the password is proven). 401
+    /// `invalid_token` once the challenge is gone; 409 `no_factor` when the
+    /// user has no passkey.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn second_factor_passkey_options(&self, tenant: &str, token: &str) -> AppResult<PasskeyOptions> {
+        let (_, user) = self.challenged(tenant, token).await?;
+        self.passkeys.start_assertion(&user).await
+    }
+
+    /// [`Self::sign_in_second_factor`] with a passkey: `request_id` names
+    /// the ceremony of [`Self::second_factor_passkey_options`], `credential`
+    /// is the browser's answer. A refused passkey counts like a wrong code.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn sign_in_second_factor_passkey(
+        &self,
+        tenant: &str,
+        token: &str,
+        request_id: &str,
+        credential: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
+        let step = SecondStep::Passkey { request_id, credential };
+        self.second_step(tenant, token, step, meta).await
+    }
+
+    /// The tenant and user of a live second-step challenge; 401
+    /// `invalid_token` otherwise.
+    async fn challenged(&self, tenant: &str, token: &str) -> AppResult<(Tenant, User)> {
         let Some(slug) = form_slug(tenant) else {
-            return Err(gone());
+            return Err(sign_in_again());
         };
         let Some(tenant) = self.sessions.tenant(slug.as_str()).await? else {
-            return Err(gone());
+            return Err(sign_in_again());
         };
-        let Some(challenge) = self.challenges.open(KIND, tenant.id, token).await? else {
-            return Err(gone());
+        let Some(challenge) = self.challenges.open(SECOND_STEP, tenant.id, token).await? else {
+            return Err(sign_in_again());
         };
         let Some(user) = self.store.get_user(tenant.id, challenge.user_id).await? else {
-            return Err(gone());
+            return Err(sign_in_again());
         };
         if user.disabled {
             return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
         }
-        match self.factors.verify(&tenant, &user, proof, meta).await {
-            Ok(_) => {}
+        Ok((tenant, user))
+    }
+
+    async fn second_step(
+        &self,
+        tenant: &str,
+        token: &str,
+        step: SecondStep<'_>,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
+        let (tenant, user) = self.challenged(tenant, token).await?;
+        let proven = match step {
+            // A TOTP or a recovery code: both are `otp` (as in `service::mfa`).
+            SecondStep::Code(proof) => self
+                .factors
+                .verify(&tenant, &user, proof, meta)
+                .await
+                .map(|_| vec![Amr::Otp]),
+            SecondStep::Passkey { request_id, credential } => self
+                .passkeys
+                .verify_assertion(&user, request_id, credential, meta)
+                .await
+                .map(|proof| proof.methods),
+        };
+        let methods = match proven {
+            Ok(methods) => methods,
             Err(e @ AppError::Unauthorized { .. }) => {
-                return match self.challenges.fail(KIND, tenant.id, token).await? {
+                return match self.challenges.fail(SECOND_STEP, tenant.id, token).await? {
                     WrongAttempt::Counted => Err(e),
-                    WrongAttempt::Burned => Err(gone()),
+                    WrongAttempt::Burned => Err(sign_in_again()),
                 };
             }
             Err(e) => return Err(e),
-        }
-        // Exactly one of concurrent right answers opens the session.
-        let Some(challenge) = self.challenges.consume(KIND, tenant.id, token).await? else {
-            return Err(gone());
         };
-        // A TOTP or a recovery code: both are `otp` (as in `service::mfa`).
-        let assurance = challenge.first_factor.stepped_up([Amr::Otp]);
+        // Exactly one of concurrent right answers opens the session.
+        let Some(challenge) = self.challenges.consume(SECOND_STEP, tenant.id, token).await? else {
+            return Err(sign_in_again());
+        };
+        let assurance = challenge.first_factor.stepped_up(methods);
         self.open_session(&tenant, &user, assurance, meta).await
     }
 
