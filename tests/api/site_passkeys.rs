@@ -268,6 +268,39 @@ async fn a_passkey_also_answers_the_second_step_after_the_password() {
 }
 
 #[tokio::test]
+async fn an_administrator_with_an_authenticator_app_adds_a_passkey_after_the_second_step() {
+    let s = server().await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let (_, _, app) = crate::factors::enrol(&s, crate::access(&root), "phone").await;
+    s.clock().advance(30);
+    let mut b = Browser::new(&s);
+    let step = b.sign_in_to("", "root@example.com", PASSWORD).await;
+    let code = crate::factors::code_now(&s, &app);
+    let signed_in = b
+        .post(
+            "/admin/login/mfa",
+            &[
+                ("csrf", &step.csrf()),
+                ("challenge", &hidden(&step, "challenge")),
+                ("code", &code),
+                ("tenant", ""),
+                ("next", ""),
+            ],
+        )
+        .await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    // Password and code: aal 2, so the account's factors may change. Not
+    // the first factor: no recovery codes this time, back to Settings.
+    let mut key = SoftPasskey::new(ORIGIN);
+    let added = add_passkey(&mut b, &mut key, "Laptop").await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    assert_eq!(added.location(), "/admin/settings");
+    assert_eq!(b.flash("/admin/settings").await, "Passkey Laptop added.");
+    let (_, page) = sign_in_with(&s, &mut key).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+}
+
+#[tokio::test]
 async fn a_non_admin_s_passkey_is_turned_away() {
     let s = server().await;
     let root = s.admin("root@example.com", PASSWORD).await;

@@ -351,17 +351,21 @@ pub async fn sign_in(
             retry(StatusCode::UNAUTHORIZED, "Wrong email, password or tenant.".into())
         }
         Err(e @ AppError::RateLimited { .. }) => {
-            let mut response = retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e));
-            if let AppError::RateLimited { retry_after_secs } = e {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
-            }
-            response
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
         }
         Err(e @ AppError::Forbidden { .. }) => retry(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),
     }
+}
+
+/// A rate-limited attempt's page, with the `Retry-After` of the limit.
+fn with_retry_after(mut response: Response, e: &AppError) -> Response {
+    if let AppError::RateLimited { retry_after_secs } = e {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, (*retry_after_secs).max(1).into());
+    }
+    response
 }
 
 /// The redirect that sets the new session's cookie and drops the form's.
@@ -448,13 +452,7 @@ pub async fn second_step(
             "The sign-in attempt expired. Sign in again.".into(),
         ),
         Err(e @ AppError::RateLimited { .. }) => {
-            let mut response = retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e));
-            if let AppError::RateLimited { retry_after_secs } = e {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
-            }
-            response
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
         }
         Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),
@@ -518,13 +516,7 @@ pub async fn passkey_sign_in(
         Err(AppError::Unauthorized { .. }) => retry(StatusCode::UNAUTHORIZED, refused.into()),
         Err(AppError::Validation { .. }) => retry(StatusCode::BAD_REQUEST, refused.into()),
         Err(e @ AppError::RateLimited { .. }) => {
-            let mut response = retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e));
-            if let AppError::RateLimited { retry_after_secs } = e {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
-            }
-            response
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
         }
         Err(e @ AppError::Forbidden { .. }) => retry(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),
@@ -615,13 +607,7 @@ pub async fn second_step_passkey(
             "The sign-in attempt expired. Sign in again.".into(),
         ),
         Err(e @ AppError::RateLimited { .. }) => {
-            let mut response = retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e));
-            if let AppError::RateLimited { retry_after_secs } = e {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
-            }
-            response
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
         }
         Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),

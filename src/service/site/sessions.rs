@@ -306,7 +306,7 @@ pub struct SiteSessions {
     mfa: MfaPolicies,
     factors: Arc<Factors>,
     challenges: Challenges,
-    /// Passwordless sign-in with a passkey.
+    /// Passkeys: passwordless sign-in, and the second step.
     passkeys: Arc<PasskeyFactors>,
 }
 
@@ -411,10 +411,10 @@ impl SiteSessions {
     /// The admin site's share of the tenant's second-factor policy: an
     /// administrator the policy applies to (roles `admin`, or `all`) and who
     /// holds no confirmed factor is refused (403 `mfa_enrollment_required`,
-    /// audited `admin_login_denied`), whatever the grace: the site has no
-    /// enrolment of its own, so the message points to the API. An
-    /// administrator holding a factor signs in as before (the site's own
-    /// second step is a separate piece of work).
+    /// audited `admin_login_denied`), whatever the grace: the site enrols
+    /// passkeys only for administrators it has signed in, so the message
+    /// points to the API. An administrator holding a factor signs in as
+    /// before (the second step, or a passkey).
     async fn require_factor_if_policy(
         &self,
         tenant: &Tenant,
