@@ -461,6 +461,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         mfa_policies.clone(),
         factors.clone(),
         challenges.clone(),
+        passkey_factors.clone(),
     ));
     let state = AppState {
         tenants: tenants_service,

@@ -9,6 +9,15 @@
 //! saves a screenshot under `target/browser-screenshots/` for a person to
 //! look at.
 //!
+//! The one exception is passkeys, which only a script can reach: that test
+//! switches JavaScript on and gives the browser a virtual authenticator
+//! through the WebDriver WebAuthn extension (CTAP2, internal, resident keys,
+//! user verification), adds a passkey on Settings, answers the second step
+//! of a password sign-in with it, signs in with it alone, removes it and
+//! sees it refused. WebAuthn needs a secure context and a
+//! domain as relying-party id, so that test's server is reached as
+//! `http://localhost:PORT` with `webauthn.rp_id = "localhost"`.
+//!
 //! Not part of a plain `cargo test` (it needs the browser): run it with
 //! `cargo test --test browser`, which `scripts/test` does after installing
 //! Chromium. A missing `/usr/bin/chromedriver` is a failure, not a skip.
@@ -73,6 +82,17 @@ async fn start_driver() -> Driver {
 
 /// A fresh headless Chromium session with JavaScript switched off.
 async fn browser(driver: &Driver, profile: &Path) -> Client {
+    browser_with(driver, profile, false).await
+}
+
+/// A fresh headless Chromium session; `javascript` for the passkey pages,
+/// the only ones with a script.
+async fn browser_with(driver: &Driver, profile: &Path, javascript: bool) -> Client {
+    let prefs = if javascript {
+        json!({})
+    } else {
+        json!({ "profile.managed_default_content_settings.javascript": 2 })
+    };
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -91,7 +111,7 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
                 "--window-size=1440,900",
                 format!("--user-data-dir={}", profile.display()),
             ],
-            "prefs": { "profile.managed_default_content_settings.javascript": 2 },
+            "prefs": prefs,
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -386,5 +406,194 @@ async fn a_wrong_password_and_a_non_admin_are_turned_away_in_chromium() {
     shot(&c, "21-not-an-admin").await;
     c.goto(&format!("{base}/admin")).await.unwrap();
     assert_eq!(path_of(&c).await, "/admin/login");
+    c.close().await.unwrap();
+}
+
+/// The WebDriver WebAuthn extension, which fantoccini does not wrap: its
+/// endpoints under the browser session, called on chromedriver directly.
+struct VirtualAuthenticators {
+    http: reqwest::Client,
+    session: String,
+}
+
+impl VirtualAuthenticators {
+    async fn of(driver: &Driver, c: &Client) -> Self {
+        let id = c.session_id().await.unwrap().expect("a WebDriver session id");
+        Self {
+            http: reqwest::Client::new(),
+            session: format!("{}/session/{id}/webauthn", driver.url),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "webauthn{path}: {status} {body}");
+        body["value"].clone()
+    }
+
+    /// A platform authenticator that holds discoverable credentials and
+    /// verifies its user without asking; answers its id.
+    async fn add(&self) -> String {
+        let id = self
+            .call(
+                reqwest::Method::POST,
+                "/authenticator",
+                Some(json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": true,
+                    "automaticPresenceSimulation": true,
+                })),
+            )
+            .await;
+        id.as_str().unwrap().to_string()
+    }
+
+    async fn credentials(&self, authenticator: &str) -> Vec<Value> {
+        let list = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/authenticator/{authenticator}/credentials"),
+                None,
+            )
+            .await;
+        list.as_array().unwrap().clone()
+    }
+
+    async fn remove(&self, authenticator: &str) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/authenticator/{authenticator}"),
+            None,
+        )
+        .await;
+    }
+}
+
+/// Clicks a button whose script runs a passkey ceremony and then submits a
+/// form, and waits for the page that answers; when none comes, the
+/// script's own error message (element `error`) says why.
+async fn click_passkey(c: &Client, css: &str, error: &str) {
+    let before = c.find(Locator::Css("html")).await.unwrap();
+    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while before.tag_name().await.is_ok() {
+        if Instant::now() >= deadline {
+            let shown = match c.find(Locator::Id(error)).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("{css}: the passkey ceremony loaded no new page; the page says: {shown:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_signs_in_with_a_passkey_in_chromium() {
+    // The relying party is `localhost` (the test configuration's); the
+    // origin needs the port, so the server binds a port chosen up front.
+    let port = free_port();
+    let s = TestServer::start_with(|c| {
+        c.admin.insecure_cookies = true;
+        c.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        c.webauthn.rp_id = "localhost".into();
+        c.webauthn.origins = vec![format!("http://localhost:{port}")];
+    })
+    .await;
+    s.admin("root@example.com", PASSWORD).await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser_with(&driver, profile.path(), true).await;
+    let authenticators = VirtualAuthenticators::of(&driver, &c).await;
+    let authenticator = authenticators.add().await;
+    let base = format!("http://localhost:{port}");
+
+    // Sign in with the password (no factor yet).
+    c.goto(&format!("{base}/admin/login")).await.unwrap();
+    let button = c.find(Locator::Id("passkey-sign-in")).await.unwrap();
+    assert!(
+        button.is_displayed().await.unwrap(),
+        "the script shows the passkey button"
+    );
+    shot(&c, "30-sign-in-with-passkey-offered").await;
+    fill(&c, "identifier", "root@example.com").await;
+    fill(&c, "password", PASSWORD).await;
+    click(&c, "#sign-in").await;
+    assert_eq!(path_of(&c).await, "/admin");
+
+    // Add a passkey on Settings: the authenticator makes it.
+    c.goto(&format!("{base}/admin/settings")).await.unwrap();
+    assert!(c.find(Locator::Id("no-passkeys")).await.is_ok());
+    let name = c.find(Locator::Id("passkey-name")).await.unwrap();
+    name.send_keys("Laptop").await.unwrap();
+    let password = c.find(Locator::Id("passkey-password")).await.unwrap();
+    password.send_keys(PASSWORD).await.unwrap();
+    c.execute("document.getElementById('passkeys').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    shot(&c, "31-add-passkey").await;
+    click_passkey(&c, "#add-passkey", "passkey-add-error").await;
+    assert_eq!(path_of(&c).await, "/admin/settings/passkeys");
+    let heading = c.find(Locator::Css("#passkey-added h2")).await.unwrap();
+    assert_eq!(heading.text().await.unwrap(), "Passkey Laptop added");
+    assert_eq!(c.find_all(Locator::Css("#recovery-codes li")).await.unwrap().len(), 10);
+    shot(&c, "32-passkey-added").await;
+    let held = authenticators.credentials(&authenticator).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["isResidentCredential"], true, "a discoverable credential");
+    click(&c, "#passkey-done").await;
+    assert_eq!(c.find_all(Locator::Css(".remove-passkey")).await.unwrap().len(), 1);
+
+    // The password now asks for the second step, which the passkey answers.
+    click(&c, "#sign-out").await;
+    fill(&c, "identifier", "root@example.com").await;
+    fill(&c, "password", PASSWORD).await;
+    click(&c, "#sign-in").await;
+    assert_eq!(path_of(&c).await, "/admin/login");
+    assert!(
+        c.find(Locator::Css("[name=challenge]")).await.is_ok(),
+        "the second step"
+    );
+    shot(&c, "33-second-step-offers-passkey").await;
+    click_passkey(&c, "#passkey-sign-in", "passkey-error").await;
+    assert_eq!(path_of(&c).await, "/admin");
+
+    // Sign out, then in with the passkey alone.
+    click(&c, "#sign-out").await;
+    assert_eq!(path_of(&c).await, "/admin/login");
+    click_passkey(&c, "#passkey-sign-in", "passkey-error").await;
+    assert_eq!(path_of(&c).await, "/admin");
+    assert!(c.source().await.unwrap().contains("Active sessions"));
+    shot(&c, "34-signed-in-with-passkey").await;
+
+    // Remove it (the passkey session is aal 2, which changing factors needs).
+    c.goto(&format!("{base}/admin/settings")).await.unwrap();
+    click(&c, ".remove-passkey").await;
+    assert_eq!(flash(&c).await, "Passkey removed.");
+    assert!(c.find_all(Locator::Css(".remove-passkey")).await.unwrap().is_empty());
+    shot(&c, "35-passkey-removed").await;
+
+    // The authenticator still offers the credential; forge refuses it now.
+    click(&c, "#sign-out").await;
+    click_passkey(&c, "#passkey-sign-in", "passkey-error").await;
+    assert_eq!(path_of(&c).await, "/admin/login/passkey");
+    assert_eq!(
+        flash(&c).await,
+        "The passkey was not accepted. Try again, or sign in with your password."
+    );
+    shot(&c, "36-removed-passkey-refused").await;
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    assert_eq!(path_of(&c).await, "/admin/login");
+
+    authenticators.remove(&authenticator).await;
     c.close().await.unwrap();
 }

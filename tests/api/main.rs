@@ -29,6 +29,7 @@ mod security_state;
 mod settings;
 mod sidecar;
 mod site_mfa;
+mod site_passkeys;
 mod store_conformance;
 mod store_isolation;
 mod support;

@@ -30,15 +30,36 @@ pub const COOKIE: &str = "forge_admin";
 pub const LOGIN_COOKIE: &str = "forge_admin_login";
 
 /// No script at all, styles only from our own stylesheet, forms only to us,
-/// never framed.
+/// never framed. (The pages with the passkey script add that one script by
+/// nonce: [`ScriptNonce`].)
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                        frame-ancestors 'none'; base-uri 'none'";
+
+/// The one script a page may run: the response of a page that embeds the
+/// site's passkey script carries its per-response nonce here, and
+/// [`security_headers`] widens that page's CSP to exactly this script (and
+/// same-origin `fetch`, which the script uses). Every other response keeps
+/// [`CSP`], which allows no script at all.
+#[derive(Clone, Debug)]
+pub struct ScriptNonce(pub String);
+
+/// [`CSP`] plus the nonce of the page's one script.
+pub fn csp_with_nonce(nonce: &str) -> String {
+    format!("{CSP}; script-src 'nonce-{nonce}'; connect-src 'self'")
+}
 
 /// Sets the admin site's security headers on every response under `/admin`.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
+    let csp = match response.extensions_mut().remove::<ScriptNonce>() {
+        Some(ScriptNonce(nonce)) => HeaderValue::from_str(&csp_with_nonce(&nonce)).ok(),
+        None => None,
+    };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        csp.unwrap_or_else(|| HeaderValue::from_static(CSP)),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(

@@ -7,6 +7,19 @@
 //! site from signing a browser in to an account of the attacker's choosing.
 //! Sign-in mints a fresh session token every time (no fixation) and drops
 //! the form's token.
+//!
+//! Passkeys. When `webauthn.rp_id` is set the form also offers "Sign in with
+//! a passkey", driven by the site's one script (`static/passkey.js`, served
+//! by forge and allowed by a per-response CSP nonce on this page only). The
+//! script asks `/admin/login/passkey/options` for the options and submits
+//! the authenticator's answer to `/admin/login/passkey` as a form: both
+//! carry the same double-submit token as the password form, and the answer
+//! goes through the same admin checks and session creation
+//! (`SiteSessions::sign_in_passkey`). The second step offers "Use a
+//! passkey" the same way (`/admin/login/mfa/passkey/options`, then
+//! `/admin/login/mfa/passkey`, bound to the step's challenge), so an
+//! administrator whose factor is a passkey can also sign in with the
+//! password and the passkey.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -37,6 +50,27 @@ struct LoginPage {
     identifier: String,
     tenant: String,
     error: Option<String>,
+    /// Offer "Sign in with a passkey" (`webauthn.rp_id` is set).
+    passkeys: bool,
+    script: &'static str,
+    /// The nonce of this rendering's script tag.
+    nonce: String,
+}
+
+impl LoginPage {
+    fn new(state: &AppState, next: Option<String>, identifier: &str, tenant: &str, error: Option<String>) -> Self {
+        Self {
+            css: views::stylesheet_url(),
+            csrf: String::new(),
+            next: next.unwrap_or_default(),
+            identifier: identifier.chars().take(254).collect(),
+            tenant: tenant.chars().take(63).collect(),
+            error,
+            passkeys: state.passkey_factors.is_enabled(),
+            script: views::passkey_script_url(),
+            nonce: String::new(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -48,6 +82,26 @@ struct SecondStepPage {
     tenant: String,
     challenge: String,
     error: Option<String>,
+    /// Offer "Use a passkey" (`webauthn.rp_id` is set).
+    passkeys: bool,
+    script: &'static str,
+    nonce: String,
+}
+
+impl SecondStepPage {
+    fn new(state: &AppState, next: Option<String>, tenant: &str, challenge: &str, error: Option<String>) -> Self {
+        Self {
+            css: views::stylesheet_url(),
+            csrf: String::new(),
+            next: next.unwrap_or_default(),
+            tenant: tenant.chars().take(63).collect(),
+            challenge: challenge.chars().take(64).collect(),
+            error,
+            passkeys: state.passkey_factors.is_enabled(),
+            script: views::passkey_script_url(),
+            nonce: String::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -58,6 +112,57 @@ pub struct SecondStepForm {
     challenge: String,
     #[serde(default)]
     code: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// The passkey script's request for options: the form's token only.
+#[derive(Deserialize)]
+pub struct PasskeyOptionsForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The passkey form the script submits once the authenticator answered.
+#[derive(Deserialize)]
+pub struct PasskeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    request_id: String,
+    /// The browser's answer in its JSON form.
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// The second step's request for passkey options.
+#[derive(Deserialize)]
+pub struct SecondPasskeyOptionsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    tenant: String,
+}
+
+/// The second step answered with a passkey.
+#[derive(Deserialize)]
+pub struct SecondPasskeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    request_id: String,
+    #[serde(default)]
+    credential: String,
     #[serde(default)]
     tenant: String,
     #[serde(default)]
@@ -87,13 +192,24 @@ fn form_response(state: &AppState, status: StatusCode, mut page: LoginPage) -> R
     // A fresh form token on every rendering of the form.
     let token = random_token();
     page.csrf = token.clone();
-    with_form_cookie(state, page_with(status, &page), &token)
+    if !page.passkeys {
+        return with_form_cookie(state, page_with(status, &page), &token);
+    }
+    // And a fresh nonce: the passkey script runs under this page's CSP only.
+    let nonce = views::script_nonce();
+    page.nonce = nonce.clone();
+    views::with_script(with_form_cookie(state, page_with(status, &page), &token), nonce)
 }
 
 fn second_step_response(state: &AppState, status: StatusCode, mut page: SecondStepPage) -> Response {
     let token = random_token();
     page.csrf = token.clone();
-    with_form_cookie(state, page_with(status, &page), &token)
+    if !page.passkeys {
+        return with_form_cookie(state, page_with(status, &page), &token);
+    }
+    let nonce = views::script_nonce();
+    page.nonce = nonce.clone();
+    views::with_script(with_form_cookie(state, page_with(status, &page), &token), nonce)
 }
 
 fn with_form_cookie(state: &AppState, mut response: Response, token: &str) -> Response {
@@ -116,18 +232,7 @@ pub async fn form(
     {
         return guard::see_other(next.as_deref().unwrap_or("/admin"));
     }
-    form_response(
-        &state,
-        StatusCode::OK,
-        LoginPage {
-            css: views::stylesheet_url(),
-            csrf: String::new(),
-            next: next.unwrap_or_default(),
-            identifier: String::new(),
-            tenant: String::new(),
-            error: None,
-        },
-    )
+    form_response(&state, StatusCode::OK, LoginPage::new(&state, next, "", "", None))
 }
 
 fn parse_identifier(input: &str) -> Option<Identifier> {
@@ -178,6 +283,30 @@ impl CsrfForm for SecondStepForm {
     }
 }
 
+impl CsrfForm for PasskeyOptionsForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for PasskeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for SecondPasskeyOptionsForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for SecondPasskeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /admin/login`.
 pub async fn sign_in(
     State(state): State<AppState>,
@@ -194,14 +323,7 @@ pub async fn sign_in(
         form_response(
             &state,
             status,
-            LoginPage {
-                css: views::stylesheet_url(),
-                csrf: String::new(),
-                next: next.clone().unwrap_or_default(),
-                identifier: form.identifier.chars().take(254).collect(),
-                tenant: form.tenant.chars().take(63).collect(),
-                error: Some(error),
-            },
+            LoginPage::new(&state, next.clone(), &form.identifier, &form.tenant, Some(error)),
         )
     };
     let Some(identifier) = parse_identifier(&form.identifier) else {
@@ -223,30 +345,27 @@ pub async fn sign_in(
         Ok(SiteSignIn::SecondFactor { token }) => second_step_response(
             &state,
             StatusCode::OK,
-            SecondStepPage {
-                css: views::stylesheet_url(),
-                csrf: String::new(),
-                next: next.clone().unwrap_or_default(),
-                tenant: form.tenant.chars().take(63).collect(),
-                challenge: token.expose().to_string(),
-                error: None,
-            },
+            SecondStepPage::new(&state, next.clone(), &form.tenant, token.expose(), None),
         ),
         Err(AppError::Unauthorized { .. }) => {
             retry(StatusCode::UNAUTHORIZED, "Wrong email, password or tenant.".into())
         }
         Err(e @ AppError::RateLimited { .. }) => {
-            let mut response = retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e));
-            if let AppError::RateLimited { retry_after_secs } = e {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
-            }
-            response
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
         }
         Err(e @ AppError::Forbidden { .. }) => retry(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),
     }
+}
+
+/// A rate-limited attempt's page, with the `Retry-After` of the limit.
+fn with_retry_after(mut response: Response, e: &AppError) -> Response {
+    if let AppError::RateLimited { retry_after_secs } = e {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, (*retry_after_secs).max(1).into());
+    }
+    response
 }
 
 /// The redirect that sets the new session's cookie and drops the form's.
@@ -298,28 +417,14 @@ pub async fn second_step(
         second_step_response(
             &state,
             status,
-            SecondStepPage {
-                css: views::stylesheet_url(),
-                csrf: String::new(),
-                next: next.clone().unwrap_or_default(),
-                tenant: tenant.clone(),
-                challenge: form.challenge.chars().take(64).collect(),
-                error: Some(error),
-            },
+            SecondStepPage::new(&state, next.clone(), &tenant, &form.challenge, Some(error)),
         )
     };
     let again = |status: StatusCode, error: String| {
         form_response(
             &state,
             status,
-            LoginPage {
-                css: views::stylesheet_url(),
-                csrf: String::new(),
-                next: next.clone().unwrap_or_default(),
-                identifier: String::new(),
-                tenant: tenant.clone(),
-                error: Some(error),
-            },
+            LoginPage::new(&state, next.clone(), "", &tenant, Some(error)),
         )
     };
     let code = form.code.trim();
@@ -347,13 +452,163 @@ pub async fn second_step(
             "The sign-in attempt expired. Sign in again.".into(),
         ),
         Err(e @ AppError::RateLimited { .. }) => {
-            let mut response = retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e));
-            if let AppError::RateLimited { retry_after_secs } = e {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, retry_after_secs.max(1).into());
-            }
-            response
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
+        }
+        Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
+        Err(e) => PageError(e).into_response(),
+    }
+}
+
+/// `POST /admin/login/passkey/options`: the options of a passwordless
+/// ceremony (discoverable credential, no user named), as JSON for the
+/// passkey script. Same double-submit CSRF and Fetch-Metadata rules as the
+/// password form; rate-limited per client address with the sign-ins.
+pub async fn passkey_options(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<PasskeyOptionsForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    if let Err(PageError(refused)) = checked_form(&headers, form) {
+        return refused.into_response();
+    }
+    match state.passkey_factors.start_sign_in(&meta).await {
+        Ok(options) => axum::Json(serde_json::json!({
+            "request_id": options.request_id,
+            "publicKey": options.public_key,
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /admin/login/passkey`: the authenticator's answer (the script
+/// submits it as a form). Success is the redirect of any sign-in; every
+/// refusal shows the sign-in form again with one generic message.
+pub async fn passkey_sign_in(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<PasskeyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
+    };
+    let next = guard::safe_next(Some(&form.next));
+    let retry = |status: StatusCode, error: String| {
+        form_response(
+            &state,
+            status,
+            LoginPage::new(&state, next.clone(), "", &form.tenant, Some(error)),
+        )
+    };
+    let refused = "The passkey was not accepted. Try again, or sign in with your password.";
+    let Ok(credential) = serde_json::from_str::<serde_json::Value>(&form.credential) else {
+        return retry(StatusCode::BAD_REQUEST, refused.into());
+    };
+    match state
+        .site_sessions
+        .sign_in_passkey(&form.tenant, &form.request_id, credential, &meta)
+        .await
+    {
+        Ok(signed_in) => signed_in_response(&state, &headers, next.as_deref(), &signed_in).await,
+        Err(AppError::Unauthorized { .. }) => retry(StatusCode::UNAUTHORIZED, refused.into()),
+        Err(AppError::Validation { .. }) => retry(StatusCode::BAD_REQUEST, refused.into()),
+        Err(e @ AppError::RateLimited { .. }) => {
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
+        }
+        Err(e @ AppError::Forbidden { .. }) => retry(StatusCode::FORBIDDEN, views::describe(&e)),
+        Err(e) => PageError(e).into_response(),
+    }
+}
+
+/// `POST /admin/login/mfa/passkey/options`: options naming the passkeys of
+/// the user whose password the challenge proved, as JSON for the script.
+pub async fn second_step_passkey_options(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<SecondPasskeyOptionsForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(PageError(refused)) => return refused.into_response(),
+    };
+    match state
+        .site_sessions
+        .second_factor_passkey_options(&form.tenant, &form.challenge, &meta)
+        .await
+    {
+        Ok(options) => axum::Json(serde_json::json!({
+            "request_id": options.request_id,
+            "publicKey": options.public_key,
+        }))
+        .into_response(),
+        Err(AppError::Conflict {
+            code: ErrorCode::NoFactor,
+            ..
+        }) => AppError::conflict(
+            ErrorCode::NoFactor,
+            "This account has no passkey: enter a code instead.",
+        )
+        .into_response(),
+        Err(AppError::Unauthorized { .. }) => {
+            AppError::unauthorized(ErrorCode::InvalidToken, "The sign-in attempt expired. Sign in again.")
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /admin/login/mfa/passkey`: the second step answered with a
+/// passkey; refusals count against the challenge like wrong codes.
+pub async fn second_step_passkey(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<SecondPasskeyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
+    };
+    let next = guard::safe_next(Some(&form.next));
+    let retry = |status: StatusCode, error: String| {
+        second_step_response(
+            &state,
+            status,
+            SecondStepPage::new(&state, next.clone(), &form.tenant, &form.challenge, Some(error)),
+        )
+    };
+    let again = |status: StatusCode, error: String| {
+        form_response(
+            &state,
+            status,
+            LoginPage::new(&state, next.clone(), "", &form.tenant, Some(error)),
+        )
+    };
+    let refused = "The passkey was not accepted. Try again, or enter a code.";
+    let Ok(credential) = serde_json::from_str::<serde_json::Value>(&form.credential) else {
+        return retry(StatusCode::BAD_REQUEST, refused.into());
+    };
+    match state
+        .site_sessions
+        .sign_in_second_factor_passkey(&form.tenant, &form.challenge, &form.request_id, credential, &meta)
+        .await
+    {
+        Ok(signed_in) => signed_in_response(&state, &headers, next.as_deref(), &signed_in).await,
+        Err(AppError::Unauthorized {
+            code: ErrorCode::InvalidMfa,
+            ..
+        }) => retry(StatusCode::UNAUTHORIZED, refused.into()),
+        Err(AppError::Validation { .. }) => retry(StatusCode::BAD_REQUEST, refused.into()),
+        Err(AppError::Unauthorized { .. }) => again(
+            StatusCode::UNAUTHORIZED,
+            "The sign-in attempt expired. Sign in again.".into(),
+        ),
+        Err(e @ AppError::RateLimited { .. }) => {
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
         }
         Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),

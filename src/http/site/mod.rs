@@ -1,12 +1,15 @@
 //! `/admin`: the server-rendered admin site (askama templates, one embedded
-//! stylesheet, no JavaScript).
+//! stylesheet, no JavaScript but for passkeys).
 //!
 //! Every admin response passes [`guard::security_headers`] (CSP without any
-//! script, `X-Frame-Options: DENY`, `Referrer-Policy: same-origin`,
-//! `Cache-Control: no-store` unless the handler chose otherwise) and
+//! script, except the first-party passkey script on the pages that offer
+//! passkeys (the sign-in steps and Settings), allowed there by a per-response nonce:
+//! [`guard::ScriptNonce`]; `X-Frame-Options: DENY`, `Referrer-Policy:
+//! same-origin`, `Cache-Control: no-store` unless the handler chose
+//! otherwise) and
 //! [`guard::fetch_metadata`] (a state-changing request whose
 //! `Sec-Fetch-Site` is present and neither `same-origin` nor `none` is
-//! refused with 403). Every page but the sign-in form and the stylesheet sits
+//! refused with 403). Every page but the sign-in forms and the static assets sit
 //! behind [`guard::require_admin`], which loads and re-checks the session
 //! (see `service::site::sessions`) and, for every non-GET request, compares the
 //! form's `csrf` field with the session's token in constant time before any
@@ -72,6 +75,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/messages/{id}/resend", post(records::resend))
         .route("/admin/settings", get(settings::show).post(settings::update))
         .route("/admin/settings/mfa", post(settings::update_mfa))
+        .route("/admin/settings/passkeys", post(settings::add_passkey))
+        .route("/admin/settings/passkeys/options", post(settings::passkey_options))
+        .route("/admin/settings/passkeys/{id}/remove", post(settings::remove_passkey))
         .route("/admin/keys", get(operations::keys))
         .route("/admin/keys/rotate", post(operations::rotate))
         .route(
@@ -89,7 +95,15 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(signed_in)
         .route("/admin/login", get(login::form).post(login::sign_in))
         .route("/admin/login/mfa", post(login::second_step))
+        .route("/admin/login/mfa/passkey", post(login::second_step_passkey))
+        .route(
+            "/admin/login/mfa/passkey/options",
+            post(login::second_step_passkey_options),
+        )
+        .route("/admin/login/passkey", post(login::passkey_sign_in))
+        .route("/admin/login/passkey/options", post(login::passkey_options))
         .route(views::STYLESHEET_PATH, get(views::stylesheet))
+        .route(views::PASSKEY_SCRIPT_PATH, get(views::passkey_script))
         .layer(axum::middleware::from_fn(guard::fetch_metadata))
         .layer(axum::middleware::from_fn(guard::security_headers))
 }

@@ -3,9 +3,9 @@
 //!
 //! Templates receive plain strings and numbers prepared here and by the
 //! handlers, and askama escapes every one of them; nothing is marked safe.
-//! The stylesheet is compiled into the binary and served under a URL that
-//! carries its content hash, so it can be cached for a year and still
-//! change with a new release.
+//! The stylesheet and the passkey script are compiled into the binary and
+//! served under URLs that carry their content hash, so they can be cached
+//! for a year and still change with a new release.
 
 use std::sync::LazyLock;
 
@@ -14,6 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use super::guard::ScriptNonce;
 use crate::error::{AppError, ErrorCode};
 use crate::service::site::sessions::{Flash, SiteAdmin};
 
@@ -22,33 +23,69 @@ pub const STYLESHEET_PATH: &str = "/admin/static/admin.css";
 
 const STYLESHEET: &str = include_str!("../../../static/admin.css");
 
+/// The passkey script's path: the site's one script, run only by the pages
+/// that offer passkeys, each allowing it by a per-response nonce.
+pub const PASSKEY_SCRIPT_PATH: &str = "/admin/static/passkey.js";
+
+const PASSKEY_SCRIPT: &str = include_str!("../../../static/passkey.js");
+
+/// `path?v=<content hash>`, so an asset can be cached for a year and still
+/// change with a new release.
+fn versioned(path: &str, content: &str) -> String {
+    let digest = hex::encode(Sha256::digest(content.as_bytes()));
+    format!("{path}?v={}", &digest[..12])
+}
+
 /// The stylesheet's URL with its content hash, computed once.
-static STYLESHEET_URL: LazyLock<String> = LazyLock::new(|| {
-    let digest = hex::encode(Sha256::digest(STYLESHEET.as_bytes()));
-    format!("{STYLESHEET_PATH}?v={}", &digest[..12])
-});
+static STYLESHEET_URL: LazyLock<String> = LazyLock::new(|| versioned(STYLESHEET_PATH, STYLESHEET));
+
+static PASSKEY_SCRIPT_URL: LazyLock<String> = LazyLock::new(|| versioned(PASSKEY_SCRIPT_PATH, PASSKEY_SCRIPT));
 
 pub fn stylesheet_url() -> &'static str {
     STYLESHEET_URL.as_str()
 }
 
-/// `GET /admin/static/admin.css`: immutable for a year (the URL changes
-/// with the content).
-pub async fn stylesheet() -> Response {
+pub fn passkey_script_url() -> &'static str {
+    PASSKEY_SCRIPT_URL.as_str()
+}
+
+fn immutable_asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=31536000, immutable"),
             ),
         ],
-        STYLESHEET,
+        body,
     )
         .into_response()
+}
+
+/// `GET /admin/static/admin.css`: immutable for a year (the URL changes
+/// with the content).
+pub async fn stylesheet() -> Response {
+    immutable_asset("text/css; charset=utf-8", STYLESHEET)
+}
+
+/// `GET /admin/static/passkey.js`: like the stylesheet. Loading it runs
+/// nothing: only a page whose CSP names the nonce of its `<script>` tag
+/// executes it.
+pub async fn passkey_script() -> Response {
+    immutable_asset("text/javascript; charset=utf-8", PASSKEY_SCRIPT)
+}
+
+/// A fresh nonce for one response's script tag (256 random bits).
+pub fn script_nonce() -> String {
+    crate::crypto::tokens::random_token()
+}
+
+/// Marks `response` as the page whose script tag carries `nonce`: the
+/// security headers then allow exactly that script ([`ScriptNonce`]).
+pub fn with_script(mut response: Response, nonce: String) -> Response {
+    response.extensions_mut().insert(ScriptNonce(nonce));
+    response
 }
 
 /// The data of the page frame: navigation, who is signed in, which tenant

@@ -41,9 +41,24 @@
 //! with a short-lived challenge token ([`ChallengeKind::SiteSecondFactor`],
 //! bound server-side to the tenant and user), and only
 //! [`SiteSessions::sign_in_second_factor`] with that token and a right
-//! TOTP or recovery code opens the session. A wrong code counts against the
-//! challenge (the fifth burns it) and against the account's failure budget
-//! (through `Factors::verify`). Admin sessions record no assurance level.
+//! TOTP or recovery code, or one of the user's passkeys
+//! ([`SiteSessions::sign_in_second_factor_passkey`]), opens the session. A
+//! wrong code or refused passkey counts against the challenge (the fifth
+//! burns it) and against the account's failure budget (through
+//! `Factors::verify` and `PasskeyFactors::verify_assertion`).
+//!
+//! Passkeys. An administrator may instead sign in with a passkey alone
+//! ([`SiteSessions::sign_in_passkey`]): a discoverable credential whose
+//! ceremony verified the user (a PIN or biometric) is two factors by itself
+//! (see `service::passkey_factors`), so it skips the password and the
+//! second step and goes through the same admin and policy checks.
+//!
+//! Assurance. Each session records how its administrator signed in
+//! ([`SiteSession::assurance`]): `pwd` at aal 1 for a password alone, the
+//! password stepped up to aal 2 after the second step, the passkey's methods
+//! at aal 2. The site principal carries it, so the factor rules the API
+//! applies to access tokens (changing factors needs aal 2 once the user has
+//! one) apply to the site's own passkey settings as well.
 //!
 //! Password checks follow `Accounts::login`: one argon2 verification on the
 //! bounded pool whether or not the account exists, one generic failure, and
@@ -61,7 +76,7 @@ use crate::clock::Clock;
 use crate::config::AdminConfig;
 use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::random_token;
-use crate::domain::{Assurance, AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
+use crate::domain::{Amr, Assurance, AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
 use crate::service::RequestMeta;
@@ -70,6 +85,7 @@ use crate::service::challenges::{ChallengeKind, Challenges, WrongAttempt};
 use crate::service::devices::Devices;
 use crate::service::factors::{Factors, MfaProof};
 use crate::service::mfa_policy::MfaPolicies;
+use crate::service::passkey_factors::{PasskeyFactors, PasskeyOptions};
 use crate::service::rbac::Rbac;
 use crate::service::sessions::{Principal, Sessions};
 use crate::service::tenants::Tenants;
@@ -113,6 +129,11 @@ pub struct SiteSession {
     /// request. No default: a session cached before this field existed
     /// fails to load and its administrator signs in again.
     pub credential_epoch: i64,
+    /// How the administrator signed in. A session cached before this field
+    /// existed reads as the lowest assurance (aal 1, no methods), which only
+    /// ever asks for more.
+    #[serde(default)]
+    pub assurance: Assurance,
 }
 
 /// A signed-in administrator, re-checked on this request.
@@ -147,6 +168,7 @@ impl SiteAdmin {
             last_seen: 0,
             flash: None,
             credential_epoch: user.credential_epoch,
+            assurance: Assurance::password(),
         };
         Self {
             key: CacheKey::site_session("test"),
@@ -219,7 +241,7 @@ pub enum Loaded {
 /// What the password step of a sign-in led to.
 pub enum SiteSignIn {
     /// Signed in (the user has no second factor).
-    Done(SignedIn),
+    Done(Box<SignedIn>),
     /// The password is proven and the user has a factor: the form asks for
     /// it and hands this token back to [`SiteSessions::sign_in_second_factor`].
     SecondFactor { token: Secret },
@@ -231,6 +253,22 @@ pub struct SignedIn {
     pub session: SiteSession,
     /// For the `forge_device` cookie (see `service::devices`).
     pub device_token: String,
+}
+
+/// The challenge between the password and the second step.
+const SECOND_STEP: ChallengeKind = ChallengeKind::SiteSecondFactor;
+
+/// A second step's answer: a code, or a passkey's assertion.
+enum SecondStep<'a> {
+    Code(MfaProof<'a>),
+    Passkey {
+        request_id: &'a str,
+        credential: serde_json::Value,
+    },
+}
+
+fn sign_in_again() -> AppError {
+    AppError::unauthorized(ErrorCode::InvalidToken, "the sign-in attempt expired: sign in again")
 }
 
 /// The tenant slug typed in the sign-in form (`default` when empty).
@@ -268,6 +306,8 @@ pub struct SiteSessions {
     mfa: MfaPolicies,
     factors: Arc<Factors>,
     challenges: Challenges,
+    /// Passkeys: passwordless sign-in, and the second step.
+    passkeys: Arc<PasskeyFactors>,
 }
 
 impl SiteSessions {
@@ -287,6 +327,7 @@ impl SiteSessions {
         mfa: MfaPolicies,
         factors: Arc<Factors>,
         challenges: Challenges,
+        passkeys: Arc<PasskeyFactors>,
     ) -> Self {
         Self {
             store,
@@ -303,6 +344,7 @@ impl SiteSessions {
             mfa,
             factors,
             challenges,
+            passkeys,
         }
     }
 
@@ -350,8 +392,8 @@ impl SiteSessions {
                 email_verified: false,
                 phone: None,
                 phone_verified: false,
-                amr: Default::default(),
-                aal: Default::default(),
+                amr: session.assurance.amr.clone(),
+                aal: session.assurance.aal,
             }),
         }
     }
@@ -369,10 +411,10 @@ impl SiteSessions {
     /// The admin site's share of the tenant's second-factor policy: an
     /// administrator the policy applies to (roles `admin`, or `all`) and who
     /// holds no confirmed factor is refused (403 `mfa_enrollment_required`,
-    /// audited `admin_login_denied`), whatever the grace: the site has no
-    /// enrolment of its own, so the message points to the API. An
-    /// administrator holding a factor signs in as before (the site's own
-    /// second step is a separate piece of work).
+    /// audited `admin_login_denied`), whatever the grace: the site enrols
+    /// passkeys only for administrators it has signed in, so the message
+    /// points to the API. An administrator holding a factor signs in as
+    /// before (the second step, or a passkey).
     async fn require_factor_if_policy(
         &self,
         tenant: &Tenant,
@@ -448,7 +490,9 @@ impl SiteSessions {
                 .await?;
             return Ok(SiteSignIn::SecondFactor { token });
         }
-        self.open_session(&tenant, &user, meta).await.map(SiteSignIn::Done)
+        self.open_session(&tenant, &user, Assurance::password(), meta)
+            .await
+            .map(|signed_in| SiteSignIn::Done(Box::new(signed_in)))
     }
 
     /// The second step of a sign-in whose password step answered
@@ -466,43 +510,136 @@ impl SiteSessions {
         proof: MfaProof<'_>,
         meta: &RequestMeta,
     ) -> AppResult<SignedIn> {
-        const KIND: ChallengeKind = ChallengeKind::SiteSecondFactor;
-        let gone = || AppError::unauthorized(ErrorCode::InvalidToken, "the sign-in attempt expired: sign in again");
+        self.second_step(tenant, token, SecondStep::Code(proof), meta).await
+    }
+
+    /// Request options naming the user's passkeys, for the second step of
+    /// the sign-in behind `token` (the password is proven). 401
+    /// `invalid_token` once the challenge is gone; 409 `no_factor` when the
+    /// user has no passkey.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn second_factor_passkey_options(
+        &self,
+        tenant: &str,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<PasskeyOptions> {
+        let (_, user) = self.challenged(tenant, token).await?;
+        self.passkeys.start_assertion(&user, meta).await
+    }
+
+    /// [`Self::sign_in_second_factor`] with a passkey: `request_id` names
+    /// the ceremony of [`Self::second_factor_passkey_options`], `credential`
+    /// is the browser's answer. A refused passkey counts like a wrong code.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn sign_in_second_factor_passkey(
+        &self,
+        tenant: &str,
+        token: &str,
+        request_id: &str,
+        credential: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
+        let step = SecondStep::Passkey { request_id, credential };
+        self.second_step(tenant, token, step, meta).await
+    }
+
+    /// The tenant and user of a live second-step challenge; 401
+    /// `invalid_token` otherwise.
+    async fn challenged(&self, tenant: &str, token: &str) -> AppResult<(Tenant, User)> {
         let Some(slug) = form_slug(tenant) else {
-            return Err(gone());
+            return Err(sign_in_again());
         };
         let Some(tenant) = self.sessions.tenant(slug.as_str()).await? else {
-            return Err(gone());
+            return Err(sign_in_again());
         };
-        let Some(challenge) = self.challenges.open(KIND, tenant.id, token).await? else {
-            return Err(gone());
+        let Some(challenge) = self.challenges.open(SECOND_STEP, tenant.id, token).await? else {
+            return Err(sign_in_again());
         };
         let Some(user) = self.store.get_user(tenant.id, challenge.user_id).await? else {
-            return Err(gone());
+            return Err(sign_in_again());
         };
         if user.disabled {
             return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
         }
-        match self.factors.verify(&tenant, &user, proof, meta).await {
-            Ok(_) => {}
+        Ok((tenant, user))
+    }
+
+    async fn second_step(
+        &self,
+        tenant: &str,
+        token: &str,
+        step: SecondStep<'_>,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
+        let (tenant, user) = self.challenged(tenant, token).await?;
+        let proven = match step {
+            // A TOTP or a recovery code: both are `otp` (as in `service::mfa`).
+            SecondStep::Code(proof) => self
+                .factors
+                .verify(&tenant, &user, proof, meta)
+                .await
+                .map(|_| vec![Amr::Otp]),
+            SecondStep::Passkey { request_id, credential } => self
+                .passkeys
+                .verify_assertion(&user, request_id, credential, meta)
+                .await
+                .map(|proof| proof.methods),
+        };
+        let methods = match proven {
+            Ok(methods) => methods,
             Err(e @ AppError::Unauthorized { .. }) => {
-                return match self.challenges.fail(KIND, tenant.id, token).await? {
+                return match self.challenges.fail(SECOND_STEP, tenant.id, token).await? {
                     WrongAttempt::Counted => Err(e),
-                    WrongAttempt::Burned => Err(gone()),
+                    WrongAttempt::Burned => Err(sign_in_again()),
                 };
             }
             Err(e) => return Err(e),
-        }
+        };
         // Exactly one of concurrent right answers opens the session.
-        if self.challenges.consume(KIND, tenant.id, token).await?.is_none() {
-            return Err(gone());
-        }
-        self.open_session(&tenant, &user, meta).await
+        let Some(challenge) = self.challenges.consume(SECOND_STEP, tenant.id, token).await? else {
+            return Err(sign_in_again());
+        };
+        let assurance = challenge.first_factor.stepped_up(methods);
+        self.open_session(&tenant, &user, assurance, meta).await
     }
 
-    /// The session of a proven sign-in: the `admin` role checked (403
-    /// `not_admin` audited otherwise), the session saved and audited.
-    async fn open_session(&self, tenant: &Tenant, user: &User, meta: &RequestMeta) -> AppResult<SignedIn> {
+    /// Signs an administrator in with a passkey alone: `request_id` names
+    /// the ceremony [`PasskeyFactors::start_sign_in`] started, `credential`
+    /// is the browser's answer (its `toJSON()` form) and `tenant` the slug of
+    /// the form. The session opens at the passkey's assurance (aal 2, the
+    /// ceremony verified the user). Failures: 401 `invalid_credentials` for
+    /// every refused passkey, unknown tenant or spent ceremony (one answer);
+    /// 400 for an answer that is not a WebAuthn credential; 429; 403
+    /// `user_disabled`, 403 `not_admin`, 403 `mfa_enrollment_required`.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn sign_in_passkey(
+        &self,
+        tenant: &str,
+        request_id: &str,
+        credential: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
+        let Some(slug) = form_slug(tenant) else {
+            return Err(AppError::invalid_credentials());
+        };
+        let Some(tenant) = self.sessions.tenant(slug.as_str()).await? else {
+            return Err(AppError::invalid_credentials());
+        };
+        let (user, proof) = self.passkeys.identify(&tenant, request_id, credential, meta).await?;
+        self.open_session(&tenant, &user, proof.assurance(), meta).await
+    }
+
+    /// The session of a proven sign-in at `assurance`: the `admin` role
+    /// checked (403 `not_admin` audited otherwise), the tenant's factor
+    /// policy applied, the session saved and audited with its methods.
+    async fn open_session(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        assurance: Assurance,
+        meta: &RequestMeta,
+    ) -> AppResult<SignedIn> {
         let now = self.clock.now();
         let session = SiteSession {
             id: Uuid::now_v7(),
@@ -514,6 +651,7 @@ impl SiteSessions {
             last_seen: now,
             flash: None,
             credential_epoch: user.credential_epoch,
+            assurance,
         };
         let own = self.principal(&session, user, tenant);
         if !self.is_admin(&own).await? {
@@ -535,7 +673,7 @@ impl SiteSessions {
         let token = random_token();
         self.save(&CacheKey::site_session(&token), &session, now).await?;
         let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
-        audit.detail = serde_json::json!({ "session": session.id });
+        audit.detail = serde_json::json!({ "session": session.id, "amr": session.assurance.amr_names() });
         self.store.record_audit(audit).await?;
         self.metrics.login("success");
         let device_token = self.devices.issue(tenant.id, user.id);
