@@ -360,7 +360,7 @@ impl Accounts {
             rehash,
             ..SessionStart::new(first, serde_json::json!({ "method": "password" }))
         };
-        let (user, mut tokens) = self.sessions.open(tenant, user.id, meta, start).await?;
+        let (user, mut tokens) = self.sessions.start(tenant, user.id, meta, start).await?;
         tokens.device_token = Some(self.devices.issue(tenant.id, user.id));
         let signed_in = SignedIn::complete((user, tokens), proceed);
         self.metrics.login(signed_in.outcome());

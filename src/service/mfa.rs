@@ -181,7 +181,7 @@ impl Mfa {
                 "second_factor": second,
             }),
         );
-        let signed_in = self.sessions.open(tenant, user.id, &challenge.meta(), start).await?;
+        let signed_in = self.sessions.start(tenant, user.id, &challenge.meta(), start).await?;
         self.metrics.login("success");
         Ok(signed_in)
     }

@@ -80,7 +80,7 @@ impl MfaPolicies {
             serde_json::json!({ "method": "mfa_enrollment" }),
         );
         self.sessions
-            .open(tenant, challenge.user_id, &challenge.meta(), start)
+            .start(tenant, challenge.user_id, &challenge.meta(), start)
             .await
     }
 

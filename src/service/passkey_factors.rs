@@ -416,7 +416,7 @@ impl PasskeyFactors {
             proof.assurance(),
             serde_json::json!({ "method": "passkey", "factor_id": proof.factor_id }),
         );
-        let signed_in = self.sessions.open(tenant, user.id, meta, start).await?;
+        let signed_in = self.sessions.start(tenant, user.id, meta, start).await?;
         self.metrics.login("success");
         Ok(signed_in)
     }

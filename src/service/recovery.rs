@@ -230,7 +230,7 @@ impl Recovery {
             verified: Some(IdentifierKind::Email),
             ..sessions::SessionStart::new(assurance, serde_json::json!({ "method": "email_code" }))
         };
-        let signed_in = self.flows.sessions.open(tenant, user.id, meta, start).await?;
+        let signed_in = self.flows.sessions.start(tenant, user.id, meta, start).await?;
         Ok(SignedIn::complete(signed_in, proceed))
     }
 

@@ -55,7 +55,7 @@ pub struct Tokens {
     pub device_token: Option<String>,
 }
 
-/// How a completed sign-in opens its session ([`Sessions::open`]).
+/// How a completed sign-in opens its session ([`Sessions::start`]).
 #[derive(Debug)]
 pub struct SessionStart {
     pub assurance: Assurance,
@@ -197,7 +197,7 @@ impl Sessions {
     /// client of `meta`, the `login` audit row (`start.detail` plus the
     /// `session_id`) and what the sign-in proved (`rehash`, `verified`)
     /// written in one store call, then its tokens.
-    pub async fn open(
+    pub async fn start(
         &self,
         tenant: &Tenant,
         user_id: Uuid,
