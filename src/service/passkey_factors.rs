@@ -236,9 +236,10 @@ impl PasskeyFactors {
             .take::<PendingRegistration>(request_id, Some(user_id))
             .await?
         else {
-            return Err(AppError::validation(
-                "request_id",
-                "unknown or expired: start again at POST /v1/users/me/factors/webauthn/options",
+            // Like a pending TOTP factor that is not there: nothing to finish.
+            return Err(AppError::not_found(
+                "registration request (unknown, used or expired: start again at \
+                 POST /v1/users/me/factors/webauthn/options)",
             ));
         };
         let response = RegistrationResponse::from_json(credential).map_err(registration_error)?;
@@ -298,13 +299,15 @@ impl PasskeyFactors {
         meta: &RequestMeta,
     ) -> AppResult<PasskeyProof> {
         self.factors.check_budget(user.id).await?;
-        let response = AssertionResponse::from_json(credential).map_err(assertion_error)?;
+        // The ceremony first: an answer to no live ceremony is refused as
+        // such, whatever it holds.
         let checked = match self
             .ceremonies
             .take::<AuthenticationState>(request_id, Some(user.id))
             .await?
         {
             Some(pending) => {
+                let response = AssertionResponse::from_json(credential).map_err(assertion_error)?;
                 let stored = self.stored_passkeys(user).await?;
                 let credentials: Vec<StoredPasskey> = stored.iter().map(|(_, p)| p.clone()).collect();
                 self.passkeys
@@ -356,7 +359,6 @@ impl PasskeyFactors {
         credential: Value,
         meta: &RequestMeta,
     ) -> AppResult<(User, PasskeyProof)> {
-        let response = AssertionResponse::from_json(credential).map_err(assertion_error)?;
         let refused = || {
             self.metrics.login("failure");
             AppError::invalid_credentials()
@@ -364,6 +366,7 @@ impl PasskeyFactors {
         let Some(pending) = self.ceremonies.take::<DiscoverableState>(request_id, None).await? else {
             return Err(refused());
         };
+        let response = AssertionResponse::from_json(credential).map_err(assertion_error)?;
         let claimed = match self.passkeys.identify(&response) {
             Ok(claimed) => claimed,
             Err(e @ (PasskeyError::Rejected(_) | PasskeyError::UnknownCredential)) => {

@@ -361,18 +361,18 @@ async fn another_users_registration_request_finishes_nothing() {
     let mut key = authenticator();
     let credential = key.register(&bobs["publicKey"]);
     let (status, body) = finish(&s, &ann, &bobs["request_id"], credential.clone()).await;
-    assert_error(status, &body, 400, "validation_failed");
+    assert_error(status, &body, 404, "not_found");
     assert!(factors(&s, &ann).await.is_empty());
     // The request is used up by the attempt: Bob starts again.
     let (status, body) = finish(&s, &bob, &bobs["request_id"], credential).await;
-    assert_error(status, &body, 400, "validation_failed");
+    assert_error(status, &body, 404, "not_found");
     assert!(factors(&s, &bob).await.is_empty());
 
     // A passwordless or second-factor request id is no registration either.
     let options = sign_in_options(&s).await;
     let credential = authenticator().register(&creation_options(&s, &ann).await["publicKey"]);
     let (status, body) = finish(&s, &ann, &options["request_id"], credential).await;
-    assert_error(status, &body, 400, "validation_failed");
+    assert_error(status, &body, 404, "not_found");
     assert!(factors(&s, &ann).await.is_empty());
 }
 
@@ -562,7 +562,7 @@ async fn concurrent_finishes_of_one_registration_store_one_passkey() {
     );
     let mut statuses = [a.0.as_u16(), b.0.as_u16()];
     statuses.sort_unstable();
-    assert_eq!(statuses, [201, 400], "{a:?} {b:?}");
+    assert_eq!(statuses, [201, 404], "{a:?} {b:?}");
     let listed = factors(&s, &token).await;
     assert_eq!(
         listed.iter().filter(|f| f["type"] == "webauthn").count(),
@@ -654,15 +654,20 @@ async fn malformed_answers_are_400_never_500() {
     let s = TestServer::start().await;
     let mut key = authenticator();
     let (token, _) = user_with_passkey(&s, "ann@example.com", &mut key).await;
+    let strong = step_up(&s, &token, &mut key).await;
     let (mfa, _) = mfa_token(&s, "ann@example.com").await;
     let options = assertion_options(&s, &mfa).await;
+    let registration = creation_options(&s, &strong).await;
+    let sign_in = sign_in_options(&s).await;
     let long = "x".repeat(129);
 
+    // Malformed requests, and credentials that do not parse as answers to
+    // live ceremonies (which they use up).
     let cases: Vec<(&str, Option<&str>, Value)> = vec![
         (
             "/v1/auth/passkey/verify",
             None,
-            json!({"request_id": "r", "credential": {}}),
+            json!({"request_id": sign_in["request_id"], "credential": {}}),
         ),
         (
             "/v1/auth/passkey/verify",
@@ -694,18 +699,13 @@ async fn malformed_answers_are_400_never_500() {
         ),
         (
             "/v1/users/me/factors/webauthn",
-            Some(&token),
-            json!({"request_id": "r", "credential": {}}),
-        ),
-        (
-            "/v1/users/me/factors/webauthn",
-            Some(&token),
+            Some(&strong),
             json!({"request_id": long, "credential": {}}),
         ),
         (
             "/v1/users/me/factors/webauthn",
-            Some(&token),
-            json!({"request_id": "r", "credential": "x"}),
+            Some(&strong),
+            json!({"request_id": registration["request_id"], "credential": "x"}),
         ),
     ];
     for (path, bearer, body) in cases {
@@ -716,7 +716,22 @@ async fn malformed_answers_are_400_never_500() {
         let (status, answer) = call.await;
         assert_eq!(status, 400, "{path} {body}: {answer}");
     }
+    // A request id forge never issued is no malformed request: the answer
+    // finds no ceremony, whatever the credential holds.
+    let (status, body) = s
+        .post("/v1/auth/passkey/verify", json!({"request_id": "r", "credential": {}}))
+        .await;
+    assert_error(status, &body, 401, "invalid_credentials");
+    let (status, body) = s
+        .as_user(&strong)
+        .post(
+            "/v1/users/me/factors/webauthn",
+            json!({"request_id": "r", "credential": "x"}),
+        )
+        .await;
+    assert_error(status, &body, 404, "not_found");
     // The sign-in survives the malformed answers: nothing was counted.
+    let options = assertion_options(&s, &mfa).await;
     let (status, body) = verify(&s, &mfa, &options["request_id"], key.sign_in(&options["publicKey"])).await;
     assert_eq!(status, 200, "{body}");
 }

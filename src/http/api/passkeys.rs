@@ -196,9 +196,9 @@ pub async fn start_registration(
     request_body = FinishPasskeyRequest,
     responses(
         (status = 201, description = "the new factor, the recovery codes when it is the first, and with an enrollment_token the token response", body = ConfirmedFactorView),
-        (status = 400, description = "an unknown, spent, expired or another user's request_id, a refused or malformed credential, or an invalid name", body = ErrorBody),
+        (status = 400, description = "a refused or malformed credential, or an invalid name", body = ErrorBody),
         (status = 401, description = "no or bad bearer, or an enrollment_token spent meanwhile (invalid_token)", body = ErrorBody),
-        (status = 404, description = "passkeys are off (webauthn.rp_id is not set)", body = ErrorBody),
+        (status = 404, description = "an unknown, spent, expired or another user's request_id; or passkeys are off (webauthn.rp_id is not set)", body = ErrorBody),
         (status = 409, description = "conflict: this passkey is registered already; too_many_factors", body = ErrorBody),
     ),
     security(("bearer" = [])))]
