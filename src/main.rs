@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    // ---- restore and doctor (issue 14, items 4 and 5) ----
+    /// Replace the SQLite database with a backup copy, after checking it.
+    /// Refused while a server runs on the database; the replaced database
+    /// is kept as <db>.before-restore-<time>.
+    Restore { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +195,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 println!("forge: backup written to {}", file.display());
                 Ok::<(), anyhow::Error>(())
             })?;
+        }
+        Command::Restore { file } => {
+            if forge::store::backup::database_file(&config.database.url).is_none() {
+                return Err(Failure::usage(
+                    "forge restore replaces a SQLite database file; restore PostgreSQL with its own tools",
+                ));
+            }
+            let restored = forge::app::restore(&config, &file)?;
+            if let Some(previous) = &restored.previous {
+                println!("forge: the previous database is kept as {}", previous.display());
+            }
+            println!(
+                "forge: restored {} (schema version {}); start the server to use it",
+                file.display(),
+                restored.version
+            );
         }
     }
     Ok(())
