@@ -55,6 +55,16 @@ enum Command {
     /// Refused while a server runs on the database; the replaced database
     /// is kept as <db>.before-restore-<time>.
     Restore { file: PathBuf },
+    /// Check the installation: configuration, database, migrations, keys,
+    /// backups, outbox, mail and SMS credentials, proxies, clock.
+    Doctor {
+        /// One JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// The X-Forwarded-For value to show the client address for.
+        #[arg(long, default_value = "203.0.113.7, 10.0.0.2")]
+        forwarded_for: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -211,6 +221,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 file.display(),
                 restored.version
             );
+        }
+        Command::Doctor { json, forwarded_for } => {
+            let report = runtime.block_on(forge::doctor::run(&config, cli.config.as_deref(), &forwarded_for));
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.failed() {
+                return Err(Failure {
+                    code: 1,
+                    message: "doctor found a failure".into(),
+                });
+            }
         }
     }
     Ok(())

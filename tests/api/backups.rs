@@ -1,4 +1,4 @@
-//! Scheduled backups and `forge restore`, through the real
+//! Scheduled backups, `forge restore` and `forge doctor`, through the real
 //! binary on a file database (the patterns of `cli.rs`).
 
 use std::io::{BufRead, BufReader};
@@ -215,4 +215,65 @@ fn a_schedule_needs_a_database_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("backup.schedule"));
+}
+
+/// `forge doctor` names every check in text, and the JSON has them all.
+#[test]
+fn doctor_reports_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("forge.db");
+    let out = forge()
+        .arg("migrate")
+        .env("FORGE_DATABASE__URL", url(&db))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doctor = |json: bool| {
+        let mut cmd = forge();
+        cmd.arg("doctor")
+            .env("FORGE_DATABASE__URL", url(&db))
+            .env("FORGE_BACKUP__SCHEDULE", "6h")
+            .env("FORGE_SERVER__TRUSTED_PROXIES", "10.0.0.0/8");
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let out = doctor(false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in forge::doctor::CHECKS {
+        assert!(text.lines().any(|l| l.contains(name)), "{name} missing: {text}");
+    }
+    assert!(text.contains("-> client 203.0.113.7"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("fail")), "{text}");
+
+    let out = doctor(true);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    for name in forge::doctor::CHECKS {
+        let status = v["checks"][name]["status"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {v}"));
+        assert!(["ok", "warn", "skip"].contains(&status), "{name}: {v}");
+    }
+    assert_eq!(v["checks"]["migrations"]["status"], "ok", "{v}");
+    assert_eq!(v["checks"]["backup"]["status"], "warn", "no copy yet: {v}");
+
+    // No database there: a failure, exit 1.
+    let out = forge()
+        .args(["doctor", "--json"])
+        .env("FORGE_DATABASE__URL", url(&dir.path().join("missing.db")))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["checks"]["database"]["status"], "fail", "{v}");
 }
