@@ -127,7 +127,9 @@ pub fn take(database: &Path, dir: &Path) -> anyhow::Result<BackupFile> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create backup.dir {}", dir.display()))?;
     let now = OffsetDateTime::now_utc();
     let name = file_name(now)?;
-    let partial = dir.join(format!(".{name}.partial"));
+    // Unique even when two copies start in the same millisecond (the
+    // schedule and a manual run).
+    let partial = dir.join(format!(".{name}.{}.partial", uuid::Uuid::new_v4().simple()));
     let result = copy_and_check(database, &partial);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
