@@ -303,7 +303,14 @@ fn database_facts_blocking(url: &str) -> Result<DbFacts, String> {
 
 #[cfg(feature = "postgres")]
 fn postgres_facts(url: &str) -> Result<DbFacts, String> {
-    let mut client = ::postgres::Client::connect(url, ::postgres::NoTls)
+    let mut config: ::postgres::Config = url
+        .parse()
+        .map_err(|e| format!("database.url is not a valid postgres:// URL: {e}"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(5));
+    }
+    let mut client = config
+        .connect(::postgres::NoTls)
         .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
     let version: String = client
         .query_one("SHOW server_version", &[])
