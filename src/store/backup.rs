@@ -511,6 +511,12 @@ mod tests {
         assert_eq!(prune(&out, 2).unwrap(), vec![first.path]);
         assert_eq!(list(&out).unwrap().last().unwrap().path, last.path);
 
+        // A failed copy leaves nothing behind and the older copies alone.
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, "not a database ".repeat(500)).unwrap();
+        assert!(take(&junk, &out).is_err());
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2, "no partial file stays");
+
         // A damaged file fails the check.
         let mut bytes = std::fs::read(&last.path).unwrap();
         for b in bytes.iter_mut().skip(4096).take(4096) {
