@@ -59,6 +59,9 @@ pub struct Application {
     state: AppState,
     /// Routes an embedder added with [`Application::with_routes`].
     extra_routes: axum::Router<AppState>,
+    /// Held while the server lives, so `forge restore` refuses to run
+    /// (SQLite files only; see `store::backup`).
+    _serving: Option<crate::store::backup::ServerLock>,
 }
 
 /// How long start-up waits for a database or cache that does not answer,
@@ -197,6 +200,7 @@ impl Application {
     }
 
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let serving = serving_lock(&config).await?;
         let state = build_state(config, clock).await?;
         let listener = TcpListener::bind(state.config.server.bind)
             .await
@@ -205,6 +209,7 @@ impl Application {
             listener,
             state,
             extra_routes: axum::Router::new(),
+            _serving: serving,
         })
     }
 
@@ -232,6 +237,11 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let maintenance = tokio::spawn(maintenance(state.clone()));
+        let backups = state
+            .backups
+            .plan()
+            .is_some()
+            .then(|| tokio::spawn(state.backups.clone().run()));
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let worker = state.notifier.spawn_worker(worker_stopped);
         let router = crate::http::router(state, self.extra_routes);
@@ -242,6 +252,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         maintenance.abort();
+        if let Some(backups) = backups {
+            backups.abort();
+        }
         // Requests are drained; let the worker finish the sends under way.
         let _ = stop_worker.send(true);
         let _ = worker.await;
@@ -463,7 +476,10 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         challenges.clone(),
         passkey_factors.clone(),
     ));
+    // ---- scheduled backups (issue 14, item 4) ----
+    let backups = Arc::new(crate::service::backups::Backups::new(&config, clock.clone()).await);
     let state = AppState {
+        backups,
         tenants: tenants_service,
         passkey_factors,
         config,
@@ -504,6 +520,31 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     state.deny.warm().await?;
     Ok(state)
 }
+
+// ---- scheduled backups and restore (issue 14, item 4) ----
+
+/// The shared lock a server holds on a SQLite database file, which keeps
+/// `forge restore` out while it runs (and keeps the server out while a
+/// restore runs). None for other databases.
+async fn serving_lock(config: &Config) -> anyhow::Result<Option<crate::store::backup::ServerLock>> {
+    let Some(database) = crate::store::backup::database_file(&config.database.url) else {
+        return Ok(None);
+    };
+    tokio::task::spawn_blocking(move || crate::store::backup::ServerLock::serving(&database).map(Some))
+        .await
+        .context("cannot take the server lock")?
+}
+
+/// `forge restore`: replaces the SQLite database with a verified copy.
+/// Blocking. Refused while a server runs on the database.
+pub fn restore(config: &Config, from: &std::path::Path) -> anyhow::Result<crate::store::backup::Restored> {
+    let Some(database) = crate::store::backup::database_file(&config.database.url) else {
+        anyhow::bail!("forge restore replaces a SQLite database file; restore PostgreSQL with its own tools");
+    };
+    crate::store::backup::restore(&database, from, &SqliteStore::known_migrations())
+}
+
+// ---- end scheduled backups and restore ----
 
 /// Periodic housekeeping: reload keys so expired retired keys leave the JWKS
 /// (and a rotation made by another process is picked up).

@@ -15,6 +15,8 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+// `forge doctor` (issue 14, item 5).
+pub mod doctor;
 pub mod error;
 pub mod http;
 pub mod notify;

@@ -50,6 +50,21 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    // ---- restore and doctor (issue 14, items 4 and 5) ----
+    /// Replace the SQLite database with a backup copy, after checking it.
+    /// Refused while a server runs on the database; the replaced database
+    /// is kept as <db>.before-restore-<time>.
+    Restore { file: PathBuf },
+    /// Check the installation: configuration, database, migrations, keys,
+    /// backups, outbox, mail and SMS credentials, proxies, clock.
+    Doctor {
+        /// One JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// The X-Forwarded-For value to show the client address for.
+        #[arg(long, default_value = "203.0.113.7, 10.0.0.2")]
+        forwarded_for: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +205,36 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 println!("forge: backup written to {}", file.display());
                 Ok::<(), anyhow::Error>(())
             })?;
+        }
+        Command::Restore { file } => {
+            if forge::store::backup::database_file(&config.database.url).is_none() {
+                return Err(Failure::usage(
+                    "forge restore replaces a SQLite database file; restore PostgreSQL with its own tools",
+                ));
+            }
+            let restored = forge::app::restore(&config, &file)?;
+            if let Some(previous) = &restored.previous {
+                println!("forge: the previous database is kept as {}", previous.display());
+            }
+            println!(
+                "forge: restored {} (schema version {}); start the server to use it",
+                file.display(),
+                restored.version
+            );
+        }
+        Command::Doctor { json, forwarded_for } => {
+            let report = runtime.block_on(forge::doctor::run(&config, cli.config.as_deref(), &forwarded_for));
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.failed() {
+                return Err(Failure {
+                    code: 1,
+                    message: "doctor found a failure".into(),
+                });
+            }
         }
     }
     Ok(())

@@ -129,6 +129,30 @@ pub(super) mod duration {
     }
 }
 
+/// An optional `Duration`: `off` (or an empty string) is `None`, which is
+/// also how `None` is written back, so the redacted config shows the key.
+pub(super) mod optional_duration {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        humantime::parse_duration(text)
+            .map(Some)
+            .map_err(|e| de::Error::custom(format!("invalid duration {text:?} ({e}); or \"off\"")))
+    }
+}
+
 /// CIDR list that also takes bare addresses, since operators write `10.0.0.5`
 /// for a single proxy far more often than `10.0.0.5/32`.
 pub(super) mod ip_nets {

@@ -151,9 +151,46 @@ impl Config {
         {
             return fail("introspection.secret", "must be at least 32 bytes");
         }
+
+        if let Some((key, problem)) = backup_problem(self) {
+            return fail(key, problem);
+        }
         Ok(())
     }
 }
+
+// ---- scheduled backups (issue 14, item 4) ----
+
+/// Scheduled backups copy a SQLite file. PostgreSQL is refused rather than
+/// ignored: an operator who set a schedule expects copies, and a warning in
+/// a start-up log is easy to miss; backing PostgreSQL up is the database's
+/// job (`pg_dump`, WAL archiving).
+fn backup_problem(config: &Config) -> Option<(&'static str, &'static str)> {
+    let backup = &config.backup;
+    if backup.keep < 1 {
+        return Some(("backup.keep", "must be at least 1"));
+    }
+    if backup.dir.trim().is_empty() {
+        return Some(("backup.dir", "must not be empty"));
+    }
+    let schedule = backup.schedule?;
+    if schedule < std::time::Duration::from_secs(1) {
+        return Some(("backup.schedule", "must be at least 1s, or \"off\""));
+    }
+    let url = &config.database.url;
+    if !url.starts_with("sqlite:") {
+        return Some((
+            "backup.schedule",
+            "scheduled backups copy a SQLite database; back PostgreSQL up with pg_dump or WAL archiving",
+        ));
+    }
+    if url == "sqlite::memory:" {
+        return Some(("backup.schedule", "an in-memory database has nothing to back up"));
+    }
+    None
+}
+
+// ---- end scheduled backups ----
 
 /// Why `url` names no compiled-in store. Never echoes the URL: it may carry a password.
 fn database_url_problem(url: &str) -> Option<&'static str> {
@@ -448,5 +485,26 @@ mod tests {
             c.introspection.secret.as_ref().map(Secret::expose),
             Some("123456789012345678901234567890123")
         );
+    }
+
+    // ---- scheduled backups (issue 14, item 4) ----
+    #[test]
+    fn backup_keys_parse_and_refuse_what_cannot_be_backed_up() {
+        let c = file("").unwrap();
+        assert_eq!(c.backup.schedule, None);
+        assert_eq!((c.backup.dir.as_str(), c.backup.keep), ("backups", 7));
+        assert!(c.redacted_toml().contains("schedule = \"off\""));
+        let c = file("[backup]\nschedule = \"6h\"\nkeep = 3").unwrap();
+        assert_eq!(c.backup.schedule, Some(std::time::Duration::from_secs(6 * 3_600)));
+        assert!(c.redacted_toml().contains("schedule = \"6h\""));
+        let c = Config::from_sources(None, env(&[("FORGE_BACKUP__SCHEDULE", "90s")])).unwrap();
+        assert_eq!(c.backup.schedule, Some(std::time::Duration::from_secs(90)));
+        assert!(file_err("[backup]\nschedule = \"soon\"").contains("backup.schedule"));
+        assert!(file_err("[backup]\nkeep = 0").contains("backup.keep"));
+        assert!(
+            file_err("[backup]\nschedule = \"6h\"\n[database]\nurl = \"sqlite::memory:\"").contains("backup.schedule")
+        );
+        #[cfg(feature = "postgres")]
+        assert!(file_err("[backup]\nschedule = \"6h\"\n[database]\nurl = \"postgres://db/forge\"").contains("pg_dump"));
     }
 }

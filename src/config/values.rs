@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::formats::{Rate, duration, ip_nets};
+use super::formats::{Rate, duration, ip_nets, optional_duration};
 use crate::secret::Secret;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,7 @@ pub struct Config {
     pub introspection: IntrospectionConfig,
     pub webauthn: WebauthnConfig,
     pub log: LogConfig,
+    pub backup: BackupConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -459,6 +460,37 @@ impl Default for LogConfig {
         }
     }
 }
+
+// ---- scheduled backups (issue 14, item 4) ----
+
+/// Scheduled online backups of a SQLite database (`store::backup`).
+/// PostgreSQL and in-memory databases refuse a schedule (`validate`):
+/// backing PostgreSQL up is the database's own job (`pg_dump`, WAL archiving).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// How often a copy is taken (`6h`); `off` (the default) takes none.
+    #[serde(with = "optional_duration")]
+    pub schedule: Option<Duration>,
+    /// Where the copies go. A relative path is taken from the directory of
+    /// the database file (the data directory), so `backups` next to
+    /// `/data/forge.db` is `/data/backups`.
+    pub dir: String,
+    /// How many copies to keep; older ones are deleted after each new copy.
+    pub keep: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            schedule: None,
+            dir: "backups".to_owned(),
+            keep: 7,
+        }
+    }
+}
+
+// ---- end scheduled backups ----
 
 pub(super) const fn minutes(n: u64) -> Duration {
     Duration::from_secs(n * 60)

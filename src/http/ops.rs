@@ -56,6 +56,8 @@ async fn ready(State(state): State<AppState>) -> Response {
             "database": word(database),
             "cache": word(cache),
             "notifier_queue_depth": queue,
+            // Scheduled backups: never fails readiness, at most "warning".
+            "backup": state.backups.status(),
         })),
     )
         .into_response()

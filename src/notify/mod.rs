@@ -303,3 +303,11 @@ impl Notifier {
         tokio::spawn(worker::run(self.inner.clone(), self.settings, shutdown))
     }
 }
+
+// ---- forge doctor (issue 14, item 5) ----
+
+/// Checks the SMTP settings by connecting and authenticating, sending
+/// nothing (`forge doctor`). The error is lettre's, which names no secret.
+pub async fn test_smtp(config: &crate::config::SmtpConfig) -> Result<(), String> {
+    smtp::SmtpChannel::test_connection(config).await
+}

@@ -71,6 +71,18 @@ impl SmtpChannel {
         Ok(builder.build())
     }
 
+    // ---- forge doctor (issue 14, item 5) ----
+    /// Connects, says hello, upgrades to TLS and authenticates as a send
+    /// would, then quits without sending anything (`forge doctor`).
+    pub async fn test_connection(config: &SmtpConfig) -> Result<(), String> {
+        let transport = Self::build_transport(config)?;
+        match transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the server did not answer NOOP".to_owned()),
+            Err(e) => Err(format!("{e}")),
+        }
+    }
+
     fn transport(&self) -> Result<&Transport, SendError> {
         self.transport
             .get_or_init(|| Self::build_transport(&self.config))

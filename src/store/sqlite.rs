@@ -122,6 +122,16 @@ impl SqliteStore {
         Ok(report.applied_migrations().len())
     }
 
+    /// This binary's migrations (`version`, `name`), for `forge restore`
+    /// and `forge doctor` to compare a database's history with.
+    pub fn known_migrations() -> Vec<(i64, String)> {
+        embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| (i64::from(m.version()), m.name().to_owned()))
+            .collect()
+    }
+
     /// A consistent online copy of the database (`forge backup`), taken with
     /// `VACUUM INTO` on a read connection so writers are not held up.
     pub async fn backup_to(&self, dest: PathBuf) -> StoreResult<()> {

@@ -10,6 +10,7 @@ mod admin_users;
 mod assurance;
 mod audit;
 mod auth;
+mod backups;
 mod cli;
 mod errors;
 mod factors;

@@ -208,7 +208,7 @@ fn hmac_hex(key: &[u8], msg: &[u8]) -> String {
 // ---------------------------------------------------------------- SMTP server
 
 #[derive(Clone, Debug, Default)]
-struct Mail {
+pub(crate) struct Mail {
     from: String,
     rcpt: Vec<String>,
     data: String,
@@ -216,7 +216,7 @@ struct Mail {
 
 /// Just enough SMTP for lettre without TLS: greeting, EHLO, MAIL, RCPT,
 /// DATA, QUIT; `rcpt_reply` lets a test refuse recipients.
-async fn smtp_server(rcpt_reply: &'static str) -> (SocketAddr, Arc<Mutex<Vec<Mail>>>) {
+pub(crate) async fn smtp_server(rcpt_reply: &'static str) -> (SocketAddr, Arc<Mutex<Vec<Mail>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mails = Arc::new(Mutex::new(Vec::new()));

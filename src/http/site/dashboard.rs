@@ -22,6 +22,30 @@ struct DashboardPage {
     failed: u64,
     hourly: Chart,
     daily: Chart,
+    /// Scheduled backups: `None` when off.
+    backup: Option<BackupCard>,
+}
+
+/// The newest scheduled backup, as the dashboard shows it.
+struct BackupCard {
+    age: String,
+    warn: bool,
+    error: Option<String>,
+}
+
+fn backup_card(state: &AppState) -> Option<BackupCard> {
+    let status = state.backups.status();
+    if status.status == "off" {
+        return None;
+    }
+    Some(BackupCard {
+        age: status
+            .age_seconds
+            .map(|s| format!("{} ago", super::views::duration(s)))
+            .unwrap_or_else(|| "none yet".into()),
+        warn: status.status == "warning",
+        error: status.last_error,
+    })
 }
 
 pub async fn show(State(state): State<AppState>, Admin(admin): Admin) -> Result<Response, PageError> {
@@ -36,5 +60,6 @@ pub async fn show(State(state): State<AppState>, Admin(admin): Admin) -> Result<
         failed: d.counts.failed_messages,
         hourly: Chart::bars(&d.hourly, Scale::Hourly),
         daily: Chart::bars(&d.daily, Scale::Daily),
+        backup: backup_card(&state),
     }))
 }
