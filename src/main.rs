@@ -194,17 +194,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Keys { command } => runtime.block_on(keys(config, command))?,
         Command::Backup { file } => {
-            if !config.database.url.starts_with("sqlite:") {
+            let Some(database) = forge::store::backup::database_file(&config.database.url) else {
                 return Err(Failure::usage(
-                    "forge backup copies a SQLite database; back up PostgreSQL with pg_dump",
+                    "forge backup copies a SQLite database file; back up PostgreSQL with pg_dump",
                 ));
-            }
-            runtime.block_on(async {
-                let store = forge::store::sqlite::SqliteStore::open(&config.database.url, 1)?;
-                store.backup_to(file.clone()).await.map_err(anyhow::Error::from)?;
-                println!("forge: backup written to {}", file.display());
-                Ok::<(), anyhow::Error>(())
-            })?;
+            };
+            forge::store::backup::copy_to(&database, &file)?;
+            println!("forge: backup written to {} (integrity checked)", file.display());
         }
         Command::Restore { file } => {
             if forge::store::backup::database_file(&config.database.url).is_none() {

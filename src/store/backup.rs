@@ -126,24 +126,42 @@ pub fn prune(dir: &Path, keep: usize) -> std::io::Result<Vec<PathBuf>> {
 pub fn take(database: &Path, dir: &Path) -> anyhow::Result<BackupFile> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create backup.dir {}", dir.display()))?;
     let now = OffsetDateTime::now_utc();
-    let name = file_name(now)?;
-    // Unique even when two copies start in the same millisecond (the
-    // schedule and a manual run).
-    let partial = dir.join(format!(".{name}.{}.partial", uuid::Uuid::new_v4().simple()));
-    let result = copy_and_check(database, &partial);
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
-    let path = dir.join(&name);
-    std::fs::rename(&partial, &path).with_context(|| format!("cannot rename the copy to {}", path.display()))?;
-    sync_dir(dir);
+    let path = dir.join(file_name(now)?);
+    copy_to(database, &path)?;
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(BackupFile {
         path,
         taken_at: now.unix_timestamp(),
         bytes,
     })
+}
+
+/// Writes one checked copy of `database` to `dest` (`forge backup FILE`,
+/// and each scheduled copy): into a partial file beside it, checked with
+/// `PRAGMA integrity_check`, then renamed, so `dest` is never a half or a
+/// damaged copy. On failure the partial file is deleted.
+pub fn copy_to(database: &Path, dest: &Path) -> anyhow::Result<()> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .with_context(|| format!("{} names no file", dest.display()))?;
+    // Unique even when two copies start in the same millisecond (the
+    // schedule and a manual run).
+    let partial = dir.join(format!(
+        ".{}.{}.partial",
+        name.to_string_lossy(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    if let Err(e) = copy_and_check(database, &partial) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    std::fs::rename(&partial, dest).with_context(|| format!("cannot rename the copy to {}", dest.display()))?;
+    sync_dir(dir);
+    Ok(())
 }
 
 fn copy_and_check(database: &Path, dest: &Path) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 //! migrating the database, the writer discipline, error mapping, and the
 //! [`sql::Conn`] / [`sql::Driver`] seam every store area is written over
 //! once (`accounts.rs`, `outbox.rs`, ...). Only SQLite's own needs live
-//! here as inherent methods (the `VACUUM INTO` backup).
+//! here as inherent methods.
 //!
 //! Writer discipline: every write goes through one writer connection behind a
 //! mutex and starts with `BEGIN IMMEDIATE`, while reads use an r2d2 pool. With
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use uuid::Uuid;
 
 use super::*;
@@ -130,16 +130,6 @@ impl SqliteStore {
             .iter()
             .map(|m| (i64::from(m.version()), m.name().to_owned()))
             .collect()
-    }
-
-    /// A consistent online copy of the database (`forge backup`), taken with
-    /// `VACUUM INTO` on a read connection so writers are not held up.
-    pub async fn backup_to(&self, dest: PathBuf) -> StoreResult<()> {
-        self.read_conn(move |c| {
-            c.execute("VACUUM INTO ?1", params![dest.to_string_lossy()])?;
-            Ok(())
-        })
-        .await
     }
 
     pub fn target(&self) -> &SqliteTarget {
