@@ -22,6 +22,20 @@ impl Config {
         if let Some(problem) = cors_origins_problem(&server.cors_origins) {
             return fail("server.cors_origins", problem);
         }
+        // ---- forward auth (issue 14, item 2)
+        if !server.allowed_redirects.iter().all(|entry| redirect_entry_ok(entry)) {
+            return fail(
+                "server.allowed_redirects",
+                "each entry must be an origin like \"https://app.example.com\" or an absolute http(s) URL without user info or fragment",
+            );
+        }
+        let login_url = &self.forward_auth.login_url;
+        if !login_url.is_empty() && !redirect_entry_ok(login_url) {
+            return fail(
+                "forward_auth.login_url",
+                "must be empty or an absolute http:// or https:// URL without user info or fragment",
+            );
+        }
 
         if let Some(problem) = database_url_problem(&self.database.url) {
             return fail("database.url", problem);
@@ -284,6 +298,20 @@ fn webauthn_problem(webauthn: &crate::config::WebauthnConfig) -> Option<(&'stati
     ))
 }
 
+// ---- forward auth (issue 14, item 2)
+/// An allowed redirect (or the sign-in page): an absolute http(s) URL with a
+/// host, no user info (`https://good@evil` reads as `good` to a person and
+/// as `evil` to a browser) and no fragment.
+fn redirect_entry_ok(entry: &str) -> bool {
+    url::Url::parse(entry).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.fragment().is_none()
+    })
+}
+
 fn is_http_url(url: &str) -> bool {
     ["http://", "https://"]
         .iter()
@@ -374,6 +402,23 @@ mod tests {
             ("[jwt]\nrefresh_ttl = \"15m\"", "jwt.refresh_ttl"),
             ("[jwt]\nsession_max_age = \"10m\"", "jwt.session_max_age"),
             ("[webauthn]\nrp_id = \"https://example.com\"", "webauthn.rp_id"),
+            (
+                "[server]\nallowed_redirects = [\"app.example.com\"]",
+                "server.allowed_redirects",
+            ),
+            (
+                "[server]\nallowed_redirects = [\"https://good.example@evil.example\"]",
+                "server.allowed_redirects",
+            ),
+            (
+                "[server]\nallowed_redirects = [\"ftp://a.example\"]",
+                "server.allowed_redirects",
+            ),
+            ("[forward_auth]\nlogin_url = \"/login\"", "forward_auth.login_url"),
+            (
+                "[forward_auth]\nlogin_url = \"https://a.example/#x\"",
+                "forward_auth.login_url",
+            ),
             ("[webauthn]\nrp_id = \"Example.com\"", "webauthn.rp_id"),
             ("[webauthn]\nrp_id = \"10.0.0.1\"", "webauthn.rp_id"),
             ("[webauthn]\nrp_id = \"example.com\"", "webauthn.origins"),

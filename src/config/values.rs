@@ -30,6 +30,8 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     pub log: LogConfig,
     pub backup: BackupConfig,
+    // ---- forward auth (issue 14, item 2)
+    pub forward_auth: ForwardAuthConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +50,12 @@ pub struct ServerConfig {
     /// takes bearer tokens, not cookies, from other origins), which is what
     /// makes `*` safe to support.
     pub cors_origins: Vec<String>,
+    // ---- forward auth (issue 14, item 2)
+    /// Where a browser may be sent back to after signing in (`rd`):
+    /// origins (`scheme://host[:port]`, any path on them) or exact URLs.
+    /// Empty means the origin of `public_url` only, so a fresh install
+    /// never redirects anywhere else.
+    pub allowed_redirects: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +66,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             max_body_bytes: 65_536,
             cors_origins: Vec::new(),
+            allowed_redirects: Vec::new(),
         }
     }
 }
@@ -491,6 +500,18 @@ impl Default for BackupConfig {
 }
 
 // ---- end scheduled backups ----
+
+// ---- forward auth (issue 14, item 2)
+/// `GET /v1/auth/verify` behind a reverse proxy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// The sign-in page a browser without a session is sent to, with the
+    /// page it asked for as `?rd=`. Empty (the default, because forge has
+    /// no sign-in page for end users yet and the admin site's admits only
+    /// operators) means no redirect: browsers get the same 401 as API calls.
+    pub login_url: String,
+}
 
 pub(super) const fn minutes(n: u64) -> Duration {
     Duration::from_secs(n * 60)

@@ -224,3 +224,194 @@ async fn introspection_is_bound_to_the_callers_tenant() {
         "{body}"
     );
 }
+
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+const LOGIN_URL: &str = "https://auth.example.com/login";
+
+async fn forward_auth_server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.forward_auth.login_url = LOGIN_URL.to_owned();
+        c.server.allowed_redirects = vec!["https://app.example.com".to_owned()];
+    })
+    .await
+}
+
+/// GET `path` with `headers`, not following redirects (the sign-in page is
+/// on a host the test cannot reach).
+async fn check(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = client.get(s.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+const FORWARDED: [(&str, &str); 4] = [
+    ("accept", BROWSER_ACCEPT),
+    ("x-forwarded-proto", "https"),
+    ("x-forwarded-host", "app.example.com"),
+    ("x-forwarded-uri", "/wiki/page?a=1"),
+];
+
+/// A browser without a session is sent to the sign-in page with the page it
+/// asked for; a program gets the 401, and so does everyone while no sign-in
+/// page is configured.
+#[tokio::test]
+async fn verify_sends_browsers_to_sign_in() {
+    let s = forward_auth_server().await;
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut all = FORWARDED.to_vec();
+        all.extend_from_slice(extra);
+        all
+    };
+    let resp = check(&s, "/v1/auth/verify", &FORWARDED).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers()["location"],
+        "https://auth.example.com/login?rd=https%3A%2F%2Fapp.example.com%2Fwiki%2Fpage%3Fa%3D1"
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    // A form post: 303, so the browser follows with a GET.
+    let resp = check(&s, "/v1/auth/verify", &with(&[("x-forwarded-method", "POST")])).await;
+    assert_eq!(resp.status(), 303);
+    // `rd` on the check wins over the headers.
+    let resp = check(
+        &s,
+        "/v1/auth/verify?rd=https%3A%2F%2Fapp.example.com%2Fother",
+        &FORWARDED,
+    )
+    .await;
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("rd=https%3A%2F%2Fapp.example.com%2Fother"),
+        "{:?}",
+        resp.headers()["location"]
+    );
+    // nginx: a 401 carrying the Location, the original URL from X-Original-URL.
+    let resp = check(
+        &s,
+        "/v1/auth/verify?mode=auth_request",
+        &[
+            ("accept", BROWSER_ACCEPT),
+            ("x-original-url", "https://app.example.com/x"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.headers()["location"],
+        "https://auth.example.com/login?rd=https%3A%2F%2Fapp.example.com%2Fx"
+    );
+    let (status, body) = s.get("/v1/auth/verify?mode=nginx").await;
+    assert_error(status, &body, 400, "validation_failed");
+
+    // A signed-out session is a browser without a session.
+    let session = s.signup("pat@example.com", PASSWORD).await;
+    s.as_user(access(&session))
+        .request(reqwest::Method::POST, "/v1/auth/logout")
+        .await;
+    let cookie = format!("forge_session={}", access(&session));
+    let resp = check(&s, "/v1/auth/verify", &with(&[("cookie", cookie.leak())])).await;
+    assert_eq!(resp.status(), 302);
+    let (status, _) = s.as_user(access(&session)).get("/v1/auth/verify").await;
+    assert_eq!(status, 401);
+
+    // Programs and scripts: 401 without a Location.
+    for extra in [("accept", "application/json"), ("x-requested-with", "XMLHttpRequest")] {
+        let mut headers = with(&[extra]);
+        if extra.0 == "accept" {
+            headers.remove(0);
+        }
+        let resp = check(&s, "/v1/auth/verify", &headers).await;
+        assert_eq!(resp.status(), 401, "{extra:?}");
+        assert!(resp.headers().get("location").is_none(), "{extra:?}");
+        assert!(resp.headers().contains_key("www-authenticate"), "{extra:?}");
+    }
+
+    // No sign-in page configured: no redirect for anyone.
+    let plain = TestServer::start().await;
+    let resp = check(
+        &plain,
+        "/v1/auth/verify",
+        &[
+            ("accept", BROWSER_ACCEPT),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "localhost:8080"),
+            ("x-forwarded-uri", "/"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("location").is_none());
+}
+
+/// Open redirect: whatever page the request claims to come from, forge
+/// sends the browser only to pages in `server.allowed_redirects`.
+#[tokio::test]
+async fn verify_never_redirects_outside_the_allow_list() {
+    let s = forward_auth_server().await;
+    let attempts: &[(&str, &[(&str, &str)])] = &[
+        ("/v1/auth/verify?rd=https%3A%2F%2Fevil.example%2F", &[]),
+        ("/v1/auth/verify?rd=%2F%2Fevil.example", &[]),
+        (
+            "/v1/auth/verify?rd=https%3A%2F%2Fapp.example.com%40evil.example%2F",
+            &[],
+        ),
+        (
+            "/v1/auth/verify",
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-uri", "/"),
+            ],
+        ),
+        (
+            "/v1/auth/verify",
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "app.example.com"),
+                ("x-forwarded-uri", "@evil.example/"),
+            ],
+        ),
+        (
+            "/v1/auth/verify",
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "app.example.com.evil.example"),
+                ("x-forwarded-uri", "/"),
+            ],
+        ),
+        (
+            "/v1/auth/verify?mode=auth_request",
+            &[("x-original-url", "https://evil.example/")],
+        ),
+        (
+            "/v1/auth/verify?mode=auth_request",
+            &[("x-original-url", "https://app.example.com\\@evil.example/")],
+        ),
+    ];
+    for (path, headers) in attempts {
+        let mut all = vec![("accept", BROWSER_ACCEPT)];
+        all.extend_from_slice(headers);
+        let resp = check(&s, path, &all).await;
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        // Refused (401), or the sign-in page without that page as `rd`
+        // when the headers do not even form a URL.
+        assert!(
+            resp.status() == 401 || location == LOGIN_URL,
+            "{path} {headers:?} -> {} {location}",
+            resp.status()
+        );
+        assert!(!location.contains("evil"), "{path} {headers:?} -> {location}");
+    }
+}

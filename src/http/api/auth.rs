@@ -11,6 +11,7 @@ use crate::error::{AppError, AppResult, ErrorBody, ErrorCode};
 use crate::http::extract::{ClientMeta, CurrentTenant, Json, JsonOrForm, MaybeAuth, Query, bearer, session_cookie};
 use crate::http::permission::IntrospectionCaller;
 use crate::service::accounts::{SignedUp, SignupInput};
+use crate::service::forward_auth::{self, Challenge, Mode, OriginalRequest};
 use crate::service::mfa::SecondFactor;
 use crate::service::sessions::LogoutScope;
 use crate::service::sign_in::SignedIn;
@@ -328,13 +329,17 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Forward-auth for reverse proxies: 200 with identity headers, 401, or 403.
+/// Forward-auth for reverse proxies: 200 with identity headers, 401, or 403;
+/// a browser without a session is sent to `forward_auth.login_url` instead
+/// of the 401 (see [`crate::service::forward_auth`] for who counts as one).
 #[utoipa::path(get, path = "/v1/auth/verify", tag = "sidecar",
     params(VerifyQuery),
     responses(
         (status = 200, description = "authenticated in the expected tenant; identity in X-Forge-User-Id, X-Forge-Tenant, X-Forge-Session-Id, X-Forge-Roles, X-Forge-Aal (1 or 2), X-Forge-Amr (RFC 8176 values, comma-separated, absent when unknown), Remote-User (verified email, else verified phone, else user id), Remote-Email (only a verified email), Remote-Groups; all ASCII"),
-        (status = 400, description = "the tenant parameter is not a valid slug, or aal is not 1 or 2", body = ErrorBody),
-        (status = 401, description = "no, bad, expired or revoked token", body = ErrorBody),
+        (status = 302, description = "a browser (its Accept prefers text/html) without a valid session, when forward_auth.login_url is set: Location is the sign-in page with the original URL as `rd` (only when that URL is in server.allowed_redirects)"),
+        (status = 303, description = "as 302, after an original request with a method other than GET or HEAD (X-Forwarded-Method / X-Original-Method)"),
+        (status = 400, description = "the tenant parameter is not a valid slug, aal is not 1 or 2, or mode is unknown", body = ErrorBody),
+        (status = 401, description = "no, bad, expired or revoked token; in mode=auth_request a browser's sign-in redirect is this 401 with a Location header (nginx turns it into the 302)", body = ErrorBody),
         (status = 403, description = "a token of another tenant (wrong_tenant), lacks the requested role or permission (forbidden), or is below the requested aal (mfa_required)", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -353,10 +358,24 @@ pub async fn verify(
         .map(Aal::parse)
         .transpose()
         .map_err(|e| AppError::validation("aal", e))?;
-    let token = bearer(&request_headers)
-        .or_else(|| session_cookie(&request_headers))
-        .ok_or_else(AppError::invalid_token)?;
-    let principal = state.sessions.authenticate(token).await?;
+    let mode = query
+        .mode
+        .as_deref()
+        .map(Mode::parse)
+        .transpose()
+        .map_err(|e| AppError::validation("mode", e))?
+        .unwrap_or_default();
+    let authenticated = match bearer(&request_headers).or_else(|| session_cookie(&request_headers)) {
+        Some(token) => state.sessions.authenticate(token).await,
+        None => Err(AppError::invalid_token()),
+    };
+    let principal = match authenticated {
+        Ok(principal) => principal,
+        Err(err) if err.status() == StatusCode::UNAUTHORIZED => {
+            return Ok(unauthenticated(&state, &query, mode, &request_headers, err));
+        }
+        Err(err) => return Err(err),
+    };
     // The answer is about one tenant: an `admin` of another tenant is
     // nobody here.
     if principal.tenant.slug != expected {
@@ -422,6 +441,38 @@ pub async fn verify(
     put("remote-groups", &roles);
     headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok((StatusCode::OK, headers).into_response())
+}
+
+/// The answer to a check without a valid session: the 401 itself, or the
+/// sign-in redirect [`forward_auth::challenge`] decides on.
+fn unauthenticated(state: &AppState, query: &VerifyQuery, mode: Mode, headers: &HeaderMap, err: AppError) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = OriginalRequest {
+        mode,
+        rd: query.rd.as_deref(),
+        accept: header("accept"),
+        requested_with: header("x-requested-with"),
+        method: header("x-forwarded-method").or_else(|| header("x-original-method")),
+        original_url: header("x-original-url"),
+        forwarded_proto: header("x-forwarded-proto"),
+        forwarded_host: header("x-forwarded-host"),
+        forwarded_uri: header("x-forwarded-uri"),
+    };
+    let Challenge::SignIn { location, see_other } = forward_auth::challenge(&state.config, &request) else {
+        return err.into_response();
+    };
+    let Ok(location) = HeaderValue::from_str(location.as_str()) else {
+        return err.into_response();
+    };
+    let mut response = match mode {
+        Mode::AuthRequest => err.into_response(),
+        Mode::ForwardAuth if see_other => StatusCode::SEE_OTHER.into_response(),
+        Mode::ForwardAuth => StatusCode::FOUND.into_response(),
+    };
+    let h = response.headers_mut();
+    h.insert(axum::http::header::LOCATION, location);
+    h.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// RFC 7662 token introspection of an access token. The caller authenticates

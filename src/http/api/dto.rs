@@ -310,6 +310,17 @@ pub struct VerifyQuery {
     /// claim) is at least this: `1` or `2` (anything else is 400).
     #[param(pattern = "^[12]$")]
     pub aal: Option<String>,
+    /// The page the client asked the proxy for, where the sign-in page
+    /// sends the browser back to (`?rd=` there). Default: from the proxy's
+    /// headers (`X-Forwarded-Proto`/`-Host`/`-Uri`, or `X-Original-URL` in
+    /// `auth_request` mode). Only used when it is in `server.allowed_redirects`.
+    pub rd: Option<String>,
+    /// `forward_auth` (Caddy, Traefik; the default) or `auth_request`
+    /// (nginx: a browser's sign-in redirect comes as 401 with `Location`,
+    /// since nginx only understands 2xx, 401 and 403; the original URL is
+    /// read from `X-Original-URL`).
+    #[param(pattern = "^(forward_auth|auth_request)$")]
+    pub mode: Option<String>,
 }
 
 /// Parses `metadata`: a JSON object of at most 4 KiB.
