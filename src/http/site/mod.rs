@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(signed_in)
         .route("/admin/login", get(login::form).post(login::sign_in))
         .route("/admin/login/mfa", post(login::second_step))
+        .route("/admin/login/enrol", post(login::enrol))
         .route("/admin/login/mfa/passkey", post(login::second_step_passkey))
         .route(
             "/admin/login/mfa/passkey/options",
