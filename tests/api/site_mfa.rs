@@ -623,3 +623,94 @@ async fn a_non_admin_under_the_policy_is_never_offered_enrolment() {
         .unwrap();
     assert!(pending.is_empty(), "{pending:?}");
 }
+
+#[tokio::test]
+async fn an_administrator_under_the_policy_may_enrol_a_passkey_instead() {
+    use forge::testing::passkey::SoftPasskey;
+    let s = server().await;
+    let (op, id) = admin_under_policy(&s).await;
+    let mut b = Browser::new(&s);
+    let step = b.sign_in_to("", "second@example.com", PASSWORD).await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert!(step.body.contains("id=\"passkey-add\""), "{}", step.body);
+    assert!(step.body.contains("<script nonce=\""));
+    let csrf = step.csrf();
+    let challenge = hidden(&step, "challenge");
+    let factor = hidden(&step, "factor");
+
+    // Attack: the options without the form's token.
+    let refused = b
+        .post(
+            "/admin/login/enrol/passkey/options",
+            &[("challenge", &challenge), ("tenant", "")],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
+    let options = b
+        .post(
+            "/admin/login/enrol/passkey/options",
+            &[("csrf", &csrf), ("challenge", &challenge), ("tenant", "")],
+        )
+        .await;
+    assert_eq!(options.status, 200, "{}", options.body);
+    let options: Value = serde_json::from_str(&options.body).unwrap();
+    let request_id = options["request_id"].as_str().unwrap();
+
+    // A refused answer counts as a wrong attempt: no session.
+    let bad = b
+        .post(
+            "/admin/login/enrol/passkey",
+            &[
+                ("csrf", &csrf),
+                ("challenge", &challenge),
+                ("factor", &factor),
+                ("request_id", request_id),
+                ("credential", "{\"id\": \"nope\"}"),
+                ("tenant", ""),
+                ("next", ""),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 401, "{}", bad.body);
+    assert!(!has_session(&bad));
+    assert!(bad.body.contains("The passkey was not added"), "{}", bad.body);
+
+    // The passkey: confirmed at once, the codes shown, the session open.
+    let options = b
+        .post(
+            "/admin/login/enrol/passkey/options",
+            &[("csrf", &bad.csrf()), ("challenge", &challenge), ("tenant", "")],
+        )
+        .await;
+    assert_eq!(options.status, 200, "{}", options.body);
+    let options: Value = serde_json::from_str(&options.body).unwrap();
+    let mut key = SoftPasskey::new("http://localhost:8080");
+    let credential = key.register(&options["publicKey"]);
+    let done = b
+        .post(
+            "/admin/login/enrol/passkey",
+            &[
+                ("csrf", &bad.csrf()),
+                ("challenge", &challenge),
+                ("factor", &factor),
+                ("request_id", options["request_id"].as_str().unwrap()),
+                ("credential", &credential.to_string()),
+                ("tenant", ""),
+                ("next", ""),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(has_session(&done));
+    assert_eq!(done.body.matches("<li>").count(), 10, "{}", done.body);
+    assert_eq!(b.get("/admin").await.status, 200);
+    let logins = audit_rows(&s, &op, &format!("user_id={id}&event=admin_login")).await;
+    assert_eq!(logins.len(), 1);
+    let amr = logins[0]["detail"]["amr"].as_array().unwrap();
+    assert!(amr.contains(&serde_json::json!("mfa")), "{amr:?}");
+    assert!(amr.contains(&serde_json::json!("pwd")), "{amr:?}");
+    let enrolled = audit_rows(&s, &op, &format!("user_id={id}&event=mfa_enrolled")).await;
+    assert_eq!(enrolled.len(), 1);
+    assert_eq!(enrolled[0]["detail"]["type"], "webauthn", "{enrolled:?}");
+}

@@ -28,7 +28,10 @@
 //! and a code field posting to `/admin/login/enrol` with the same
 //! double-submit token and the step's challenge. The right code confirms
 //! the factor and signs in; the answer shows the recovery codes once,
-//! sets the session cookie and links on, instead of redirecting.
+//! sets the session cookie and links on, instead of redirecting. With
+//! passkeys on, the step also offers "Use a passkey instead"
+//! (`/admin/login/enrol/passkey/options`, then `/admin/login/enrol/passkey`,
+//! bound to the same challenge and token).
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -44,7 +47,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::factors::MfaProof;
-use crate::service::site::sessions::{Loaded, SignedIn, SiteEnrolment, SiteSignIn};
+use crate::service::site::sessions::{EnrolledSignIn, Loaded, SignedIn, SiteEnrolment, SiteSignIn};
 use crate::state::AppState;
 
 /// How long a sign-in form stays usable.
@@ -131,10 +134,14 @@ struct EnrolPage {
     /// The `otpauth://` URI, a link for an authenticator app on this device.
     otpauth: Option<String>,
     error: Option<String>,
+    /// Offer "Use a passkey instead" (`webauthn.rp_id` is set).
+    passkeys: bool,
+    script: &'static str,
+    nonce: String,
 }
 
 impl EnrolPage {
-    fn started(next: Option<String>, tenant: &str, enrolment: &SiteEnrolment) -> Self {
+    fn started(state: &AppState, next: Option<String>, tenant: &str, enrolment: &SiteEnrolment) -> Self {
         use base64::Engine;
         let svg = base64::engine::general_purpose::STANDARD.encode(enrolment.totp.qr_svg.as_bytes());
         Self {
@@ -142,6 +149,7 @@ impl EnrolPage {
             secret: Some(enrolment.totp.secret.to_base32()),
             otpauth: Some(enrolment.totp.otpauth_uri.clone()),
             ..Self::retry(
+                state,
                 next,
                 tenant,
                 enrolment.token.expose(),
@@ -151,7 +159,14 @@ impl EnrolPage {
         }
     }
 
-    fn retry(next: Option<String>, tenant: &str, challenge: &str, factor: &str, error: Option<String>) -> Self {
+    fn retry(
+        state: &AppState,
+        next: Option<String>,
+        tenant: &str,
+        challenge: &str,
+        factor: &str,
+        error: Option<String>,
+    ) -> Self {
         Self {
             css: views::stylesheet_url(),
             csrf: String::new(),
@@ -163,6 +178,9 @@ impl EnrolPage {
             secret: None,
             otpauth: None,
             error,
+            passkeys: state.passkey_factors.is_enabled(),
+            script: views::passkey_script_url(),
+            nonce: String::new(),
         }
     }
 }
@@ -186,6 +204,37 @@ pub struct EnrolForm {
     factor: String,
     #[serde(default)]
     code: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// The enrolment step's request for passkey creation options.
+#[derive(Deserialize)]
+pub struct EnrolPasskeyOptionsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    tenant: String,
+}
+
+/// The enrolment step answered with a new passkey.
+#[derive(Deserialize)]
+pub struct EnrolPasskeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    /// The pending TOTP factor, kept for the step shown again.
+    #[serde(default)]
+    factor: String,
+    #[serde(default)]
+    request_id: String,
+    #[serde(default)]
+    credential: String,
     #[serde(default)]
     tenant: String,
     #[serde(default)]
@@ -303,7 +352,12 @@ fn second_step_response(state: &AppState, status: StatusCode, mut page: SecondSt
 fn enrol_response(state: &AppState, status: StatusCode, mut page: EnrolPage) -> Response {
     let token = random_token();
     page.csrf = token.clone();
-    with_form_cookie(state, page_with(status, &page), &token)
+    if !page.passkeys {
+        return with_form_cookie(state, page_with(status, &page), &token);
+    }
+    let nonce = views::script_nonce();
+    page.nonce = nonce.clone();
+    views::with_script(with_form_cookie(state, page_with(status, &page), &token), nonce)
 }
 
 fn with_form_cookie(state: &AppState, mut response: Response, token: &str) -> Response {
@@ -383,6 +437,18 @@ impl CsrfForm for EnrolForm {
     }
 }
 
+impl CsrfForm for EnrolPasskeyOptionsForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for EnrolPasskeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 impl CsrfForm for PasskeyOptionsForm {
     fn csrf(&self) -> &str {
         &self.csrf
@@ -450,7 +516,7 @@ pub async fn sign_in(
         Ok(SiteSignIn::Enrol(enrolment)) => enrol_response(
             &state,
             StatusCode::OK,
-            EnrolPage::started(next.clone(), &form.tenant, &enrolment),
+            EnrolPage::started(&state, next.clone(), &form.tenant, &enrolment),
         ),
         Err(AppError::Unauthorized { .. }) => {
             retry(StatusCode::UNAUTHORIZED, "Wrong email, password or tenant.".into())
@@ -597,7 +663,14 @@ pub async fn enrol(
         enrol_response(
             &state,
             status,
-            EnrolPage::retry(next.clone(), &tenant, &form.challenge, &form.factor, Some(error)),
+            EnrolPage::retry(
+                &state,
+                next.clone(),
+                &tenant,
+                &form.challenge,
+                &form.factor,
+                Some(error),
+            ),
         )
     };
     let again = |status: StatusCode, error: String| {
@@ -614,29 +687,41 @@ pub async fn enrol(
             "Enter the code from your authenticator app.".into(),
         );
     }
-    match state
+    let outcome = state
         .site_sessions
         .sign_in_enrolling(&form.tenant, &form.challenge, &form.factor, code, &meta)
-        .await
-    {
+        .await;
+    let wrong = "Wrong or expired code. Try the current one.";
+    enrolled_response(&state, &headers, next.clone(), outcome, wrong, retry, again).await
+}
+
+/// What an enrolment step's outcome shows: the recovery codes with the new
+/// session, the step again (`retry`) or the sign-in form (`again`).
+async fn enrolled_response(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    next: Option<String>,
+    outcome: Result<EnrolledSignIn, AppError>,
+    wrong: &str,
+    retry: impl Fn(StatusCode, String) -> Response,
+    again: impl Fn(StatusCode, String) -> Response,
+) -> Response {
+    match outcome {
         Ok(done) => match done.recovery_codes {
             Some(recovery_codes) => {
                 let page = EnrolledPage {
                     css: views::stylesheet_url(),
-                    next: next.clone().unwrap_or_else(|| "/admin".into()),
+                    next: next.unwrap_or_else(|| "/admin".into()),
                     recovery_codes,
                 };
-                with_session(&state, &headers, page_with(StatusCode::OK, &page), &done.signed_in).await
+                with_session(state, headers, page_with(StatusCode::OK, &page), &done.signed_in).await
             }
-            None => signed_in_response(&state, &headers, next.as_deref(), &done.signed_in).await,
+            None => signed_in_response(state, headers, next.as_deref(), &done.signed_in).await,
         },
         Err(AppError::Unauthorized {
             code: ErrorCode::InvalidMfa,
             ..
-        }) => retry(
-            StatusCode::UNAUTHORIZED,
-            "Wrong or expired code. Try the current one.".into(),
-        ),
+        }) => retry(StatusCode::UNAUTHORIZED, wrong.into()),
         Err(AppError::Unauthorized { .. }) => again(
             StatusCode::UNAUTHORIZED,
             "The sign-in attempt expired. Sign in again.".into(),
@@ -647,6 +732,84 @@ pub async fn enrol(
         Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),
     }
+}
+
+/// `POST /admin/login/enrol/passkey/options`: creation options for a
+/// passkey as the first factor of the enrolment step behind the challenge,
+/// as JSON for the passkey script.
+pub async fn enrol_passkey_options(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<EnrolPasskeyOptionsForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(PageError(refused)) => return refused.into_response(),
+    };
+    match state
+        .site_sessions
+        .enrol_passkey_options(&form.tenant, &form.challenge, &meta)
+        .await
+    {
+        Ok(options) => axum::Json(serde_json::json!({
+            "request_id": options.request_id,
+            "publicKey": options.public_key,
+        }))
+        .into_response(),
+        Err(AppError::Unauthorized { .. }) => {
+            AppError::unauthorized(ErrorCode::InvalidToken, "The sign-in attempt expired. Sign in again.")
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /admin/login/enrol/passkey`: the enrolment step answered with a
+/// new passkey (the script submits it as a form); a refused registration
+/// counts against the challenge like a wrong code.
+pub async fn enrol_passkey(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<EnrolPasskeyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
+    };
+    let next = guard::safe_next(Some(&form.next));
+    let tenant: String = form.tenant.chars().take(63).collect();
+    let refused = "The passkey was not added. Try again, or set up an authenticator app.";
+    let retry = |status: StatusCode, error: String| {
+        enrol_response(
+            &state,
+            status,
+            EnrolPage::retry(
+                &state,
+                next.clone(),
+                &tenant,
+                &form.challenge,
+                &form.factor,
+                Some(error),
+            ),
+        )
+    };
+    let again = |status: StatusCode, error: String| {
+        form_response(
+            &state,
+            status,
+            LoginPage::new(&state, next.clone(), "", &tenant, Some(error)),
+        )
+    };
+    let Ok(credential) = serde_json::from_str::<serde_json::Value>(&form.credential) else {
+        return retry(StatusCode::BAD_REQUEST, refused.into());
+    };
+    let outcome = state
+        .site_sessions
+        .sign_in_enrolling_passkey(&form.tenant, &form.challenge, &form.request_id, credential, &meta)
+        .await;
+    enrolled_response(&state, &headers, next.clone(), outcome, refused, retry, again).await
 }
 
 /// `POST /admin/login/passkey/options`: the options of a passwordless

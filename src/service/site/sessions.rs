@@ -296,6 +296,19 @@ const SECOND_STEP: ChallengeKind = ChallengeKind::SiteSecondFactor;
 /// The challenge between the password and the first factor's confirmation.
 const ENROL_STEP: ChallengeKind = ChallengeKind::SiteEnrollment;
 
+/// An enrolment step's answer: the pending TOTP factor's first code, or a
+/// new passkey's registration.
+enum EnrolStep<'a> {
+    Totp {
+        factor_id: &'a str,
+        code: &'a str,
+    },
+    Passkey {
+        request_id: &'a str,
+        credential: serde_json::Value,
+    },
+}
+
 /// A second step's answer: a code, or a passkey's assertion.
 enum SecondStep<'a> {
     Code(MfaProof<'a>),
@@ -611,24 +624,84 @@ impl SiteSessions {
         code: &str,
         meta: &RequestMeta,
     ) -> AppResult<EnrolledSignIn> {
+        self.enrol_step(tenant, token, EnrolStep::Totp { factor_id, code }, meta)
+            .await
+    }
+
+    /// Creation options for a passkey as the first factor instead of TOTP,
+    /// for the enrolment step behind `token` (the password is proven). 401
+    /// `invalid_token` once the challenge is gone; 403 `not_admin`.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn enrol_passkey_options(
+        &self,
+        tenant: &str,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<PasskeyOptions> {
+        let (tenant, user) = self.challenged_as(ENROL_STEP, tenant, token).await?;
+        let now = self.clock.now();
+        let scratch = self.new_session(&tenant, &user, Assurance::password(), now);
+        self.require_admin(&tenant, &user, &scratch, meta, now).await?;
+        self.passkeys.start_registration_enrolling(&tenant, user.id, None).await
+    }
+
+    /// [`Self::sign_in_enrolling`] with a new passkey: `request_id` names
+    /// the ceremony of [`Self::enrol_passkey_options`], `credential` is the
+    /// browser's answer. The session opens at the passkey's methods stepped
+    /// up from the password (aal 2). A refused registration counts like a
+    /// wrong code.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn sign_in_enrolling_passkey(
+        &self,
+        tenant: &str,
+        token: &str,
+        request_id: &str,
+        credential: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> AppResult<EnrolledSignIn> {
+        let step = EnrolStep::Passkey { request_id, credential };
+        self.enrol_step(tenant, token, step, meta).await
+    }
+
+    async fn enrol_step(
+        &self,
+        tenant: &str,
+        token: &str,
+        step: EnrolStep<'_>,
+        meta: &RequestMeta,
+    ) -> AppResult<EnrolledSignIn> {
         let (tenant, user) = self.challenged_as(ENROL_STEP, tenant, token).await?;
         // Roles may have changed since the password step: a factor is
         // confirmed here only for an administrator.
         let now = self.clock.now();
         let scratch = self.new_session(&tenant, &user, Assurance::password(), now);
         self.require_admin(&tenant, &user, &scratch, meta, now).await?;
-        let confirmed = match Uuid::parse_str(factor_id.trim()) {
-            Ok(id) => self.factors.confirm_totp_of(tenant.id, user.id, id, code, meta).await,
-            Err(_) => Err(AppError::not_found("pending factor")),
+        let confirmed = match step {
+            EnrolStep::Totp { factor_id, code } => match Uuid::parse_str(factor_id.trim()) {
+                Ok(id) => self
+                    .factors
+                    .confirm_totp_of(tenant.id, user.id, id, code, meta)
+                    .await
+                    .map(|enrolled| (enrolled, vec![Amr::Otp])),
+                Err(_) => Err(AppError::not_found("pending factor")),
+            },
+            EnrolStep::Passkey { request_id, credential } => {
+                self.passkeys
+                    .finish_registration(tenant.id, user.id, request_id, None, credential, meta)
+                    .await
+            }
         };
-        let enrolled = match confirmed {
-            Ok(enrolled) => enrolled,
+        let (enrolled, methods) = match confirmed {
+            Ok(confirmed) => confirmed,
+            // A wrong code, a factor that is not this user's pending one, a
+            // spent ceremony or a refused credential: one wrong attempt.
             Err(
                 AppError::BadRequest {
                     code: ErrorCode::InvalidCode,
                     ..
                 }
-                | AppError::NotFound { .. },
+                | AppError::NotFound { .. }
+                | AppError::Validation { .. },
             ) => {
                 return match self.challenges.fail(ENROL_STEP, tenant.id, token).await? {
                     WrongAttempt::Counted => Err(AppError::unauthorized(
@@ -646,7 +719,7 @@ impl SiteSessions {
         let Some(challenge) = self.challenges.consume(ENROL_STEP, tenant.id, token).await? else {
             return Err(sign_in_again());
         };
-        let assurance = challenge.first_factor.stepped_up([Amr::Otp]);
+        let assurance = challenge.first_factor.stepped_up(methods);
         let signed_in = self.open_session(&tenant, &user, assurance, meta).await?;
         Ok(EnrolledSignIn {
             signed_in,
