@@ -434,6 +434,7 @@ async fn an_administrator_under_the_policy_enrols_a_factor_on_the_site() {
         .map(|c| c.split("</li>").next().unwrap().to_string())
         .collect();
     assert_eq!(codes.len(), 10, "{}", done.body);
+    assert_eq!(done.headers["cache-control"], "no-store", "the codes are not cached");
     assert!(done.body.contains("href=\"/admin\""));
     assert_eq!(b.get("/admin").await.status, 200);
     let factors = api_factors(&s, &op, &id).await;
