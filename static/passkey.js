@@ -174,20 +174,24 @@
       event.preventDefault();
       var button = document.getElementById("add-passkey");
       button.disabled = true;
-      var name = field(start, "name").value;
+      // The form's own fields: its token and, on Settings, the name and
+      // the current password; on the sign-in's enrolment step, the
+      // challenge and tenant.
+      var nameField = field(start, "name");
+      var name = nameField ? nameField.value : "";
       var password = field(start, "password");
-      fetchOptions(start.dataset.options, {
-        csrf: field(start, "csrf").value,
-        name: name,
-        password: password.value,
-      })
+      fetchOptions(start.dataset.options, new URLSearchParams(new FormData(start)))
         .then(function (options) {
-          password.value = "";
+          if (password) {
+            password.value = "";
+          }
           field(finish, "request_id").value = options.request_id;
           return navigator.credentials.create({ publicKey: creationOptions(options.publicKey) });
         })
         .then(function (credential) {
-          field(finish, "name").value = name;
+          if (field(finish, "name")) {
+            field(finish, "name").value = name;
+          }
           field(finish, "credential").value = JSON.stringify(registrationJSON(credential));
           finish.submit();
         })

@@ -6,7 +6,10 @@
 //!   active factor; `POST /v1/auth/mfa/verify` completes the sign-in with it;
 //! - an `enrollment_token` ([`ChallengeKind::Enrollment`]): the tenant's
 //!   policy requires a factor the user does not have yet; only the factor
-//!   enrolment calls accept it.
+//!   enrolment calls accept it;
+//! - the admin site's own kinds ([`ChallengeKind::SiteSecondFactor`],
+//!   [`ChallengeKind::SiteEnrollment`]): the hidden field of its second step
+//!   and of its first-factor enrolment, never accepted by the API.
 //!
 //! A token is 256 bits from the OS CSPRNG. The cache keeps only an HMAC of
 //! it under the server key (so a cache dump yields no usable token), for
@@ -68,6 +71,15 @@ pub enum ChallengeKind {
     /// way round.
     #[serde(rename = "site-challenge")]
     SiteSecondFactor,
+    /// The admin site's enrolment step (an administrator the tenant's
+    /// policy covers signs in without a factor): its own kind, because an
+    /// API `enrollment_token` ends in API tokens and this one in a site
+    /// session. Neither may stand in for the other: the API's is handed to
+    /// any client of any user the policy covers, with no site CSRF cookie
+    /// bound to it, and the site's hidden field must not become a bearer for
+    /// the API's enrolment calls.
+    #[serde(rename = "site-enroll")]
+    SiteEnrollment,
 }
 
 impl ChallengeKind {
@@ -77,6 +89,7 @@ impl ChallengeKind {
             ChallengeKind::SecondFactor => "challenge",
             ChallengeKind::Enrollment => "enroll",
             ChallengeKind::SiteSecondFactor => "site-challenge",
+            ChallengeKind::SiteEnrollment => "site-enroll",
         }
     }
 }
@@ -339,6 +352,19 @@ mod tests {
             "unknown as the other kind, and nothing counted"
         );
         assert!(consumes(&c, ChallengeKind::Enrollment, TENANT, &token).await);
+    }
+
+    #[tokio::test]
+    async fn the_site_s_enrolment_challenge_and_the_api_s_enrollment_token_do_not_mix() {
+        let clock = test_ports::clock();
+        let c = challenges(&clock);
+        let site = issue(&c, ChallengeKind::SiteEnrollment).await;
+        let api = issue(&c, ChallengeKind::Enrollment).await;
+        assert!(!opens(&c, ChallengeKind::Enrollment, TENANT, &site).await);
+        assert!(!opens(&c, ChallengeKind::SiteEnrollment, TENANT, &api).await);
+        assert!(!consumes(&c, ChallengeKind::SiteSecondFactor, TENANT, &site).await);
+        assert!(consumes(&c, ChallengeKind::SiteEnrollment, TENANT, &site).await);
+        assert!(consumes(&c, ChallengeKind::Enrollment, TENANT, &api).await);
     }
 
     #[tokio::test]

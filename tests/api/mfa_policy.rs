@@ -167,7 +167,7 @@ async fn give_factor(s: &forge::testing::TestServer, user_id: &str) {
 }
 
 #[tokio::test]
-async fn the_admin_site_refuses_administrators_without_a_factor_under_the_policy() {
+async fn the_admin_site_enrols_administrators_without_a_factor_under_the_policy() {
     use crate::support::site_client::Browser;
     let s = server().await;
     let root = s.admin("root@example.com", PASSWORD).await;
@@ -204,19 +204,17 @@ async fn the_admin_site_refuses_administrators_without_a_factor_under_the_policy
     assert_eq!(page.status, 303);
     assert!(b.flash("/admin/settings").await.contains("mfa.roles"));
 
-    // An administrator without a factor is refused, and told what to do.
+    // An administrator without a factor gets no session but the enrolment
+    // step (tests/api/site_mfa.rs completes it).
     let mut b = Browser::new(&s);
     let page = b.sign_in_to("", "second@example.com", PASSWORD).await;
-    assert_eq!(page.status, 403, "{}", page.body);
+    assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("second factor"), "{}", page.body);
+    assert!(page.body.contains("action=\"/admin/login/enrol\""), "{}", page.body);
     assert!(!b.cookies.contains_key("forge_admin"));
     let (_, audit) = s.as_user(&op).get("/v1/audit?event=admin_login_denied").await;
-    assert_eq!(
-        audit["items"][0]["detail"]["reason"], "mfa_enrollment_required",
-        "{audit}"
-    );
-    // With a factor, the policy no longer refuses: the site goes on to the
-    // second step (tests/api/site_mfa.rs completes it).
+    assert_eq!(audit["items"], json!([]), "{audit}");
+    // With a factor, the site goes on to the second step (tests/api/site_mfa.rs completes it).
     give_factor(&s, &other).await;
     let mut b = Browser::new(&s);
     let page = b.sign_in_to("", "second@example.com", PASSWORD).await;

@@ -20,6 +20,18 @@
 //! `/admin/login/mfa/passkey`, bound to the step's challenge), so an
 //! administrator whose factor is a passkey can also sign in with the
 //! password and the passkey.
+//!
+//! First factor. An administrator whose tenant's policy requires a factor
+//! they do not have gets, after the password, the enrolment step instead
+//! of a session: a QR code (an SVG drawn server-side, shown as a `data:`
+//! image so no markup of it is trusted) and the secret for manual entry,
+//! and a code field posting to `/admin/login/enrol` with the same
+//! double-submit token and the step's challenge. The right code confirms
+//! the factor and signs in; the answer shows the recovery codes once,
+//! sets the session cookie and links on, instead of redirecting. With
+//! passkeys on, the step also offers "Use a passkey instead"
+//! (`/admin/login/enrol/passkey/options`, then `/admin/login/enrol/passkey`,
+//! bound to the same challenge and token).
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -35,7 +47,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::factors::MfaProof;
-use crate::service::site::sessions::{Loaded, SignedIn, SiteSignIn};
+use crate::service::site::sessions::{EnrolledSignIn, Loaded, SignedIn, SiteEnrolment, SiteSignIn};
 use crate::state::AppState;
 
 /// How long a sign-in form stays usable.
@@ -102,6 +114,131 @@ impl SecondStepPage {
             nonce: String::new(),
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "site/login_enrol.html")]
+struct EnrolPage {
+    css: &'static str,
+    csrf: String,
+    next: String,
+    tenant: String,
+    challenge: String,
+    /// The pending factor's id.
+    factor: String,
+    /// The QR code as a `data:` URI; only on the page that starts the
+    /// enrolment (the secret is not kept anywhere it could be shown again).
+    qr: Option<String>,
+    /// The secret in base32, for manual entry; with the QR code only.
+    secret: Option<String>,
+    /// The `otpauth://` URI, a link for an authenticator app on this device.
+    otpauth: Option<String>,
+    error: Option<String>,
+    /// Offer "Use a passkey instead" (`webauthn.rp_id` is set).
+    passkeys: bool,
+    script: &'static str,
+    nonce: String,
+}
+
+impl EnrolPage {
+    fn started(state: &AppState, next: Option<String>, tenant: &str, enrolment: &SiteEnrolment) -> Self {
+        use base64::Engine;
+        let svg = base64::engine::general_purpose::STANDARD.encode(enrolment.totp.qr_svg.as_bytes());
+        Self {
+            qr: Some(format!("data:image/svg+xml;base64,{svg}")),
+            secret: Some(enrolment.totp.secret.to_base32()),
+            otpauth: Some(enrolment.totp.otpauth_uri.clone()),
+            ..Self::retry(
+                state,
+                next,
+                tenant,
+                enrolment.token.expose(),
+                &enrolment.totp.factor.id.to_string(),
+                None,
+            )
+        }
+    }
+
+    fn retry(
+        state: &AppState,
+        next: Option<String>,
+        tenant: &str,
+        challenge: &str,
+        factor: &str,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            css: views::stylesheet_url(),
+            csrf: String::new(),
+            next: next.unwrap_or_default(),
+            tenant: tenant.chars().take(63).collect(),
+            challenge: challenge.chars().take(64).collect(),
+            factor: factor.chars().take(36).collect(),
+            qr: None,
+            secret: None,
+            otpauth: None,
+            error,
+            passkeys: state.passkey_factors.is_enabled(),
+            script: views::passkey_script_url(),
+            nonce: String::new(),
+        }
+    }
+}
+
+/// The first factor's recovery codes, shown once as the session opens.
+#[derive(Template)]
+#[template(path = "site/login_enrolled.html")]
+struct EnrolledPage {
+    css: &'static str,
+    next: String,
+    recovery_codes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub struct EnrolForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    factor: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// The enrolment step's request for passkey creation options.
+#[derive(Deserialize)]
+pub struct EnrolPasskeyOptionsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    tenant: String,
+}
+
+/// The enrolment step answered with a new passkey.
+#[derive(Deserialize)]
+pub struct EnrolPasskeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    /// The pending TOTP factor, kept for the step shown again.
+    #[serde(default)]
+    factor: String,
+    #[serde(default)]
+    request_id: String,
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    next: String,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +349,17 @@ fn second_step_response(state: &AppState, status: StatusCode, mut page: SecondSt
     views::with_script(with_form_cookie(state, page_with(status, &page), &token), nonce)
 }
 
+fn enrol_response(state: &AppState, status: StatusCode, mut page: EnrolPage) -> Response {
+    let token = random_token();
+    page.csrf = token.clone();
+    if !page.passkeys {
+        return with_form_cookie(state, page_with(status, &page), &token);
+    }
+    let nonce = views::script_nonce();
+    page.nonce = nonce.clone();
+    views::with_script(with_form_cookie(state, page_with(status, &page), &token), nonce)
+}
+
 fn with_form_cookie(state: &AppState, mut response: Response, token: &str) -> Response {
     response.headers_mut().append(
         header::SET_COOKIE,
@@ -283,6 +431,24 @@ impl CsrfForm for SecondStepForm {
     }
 }
 
+impl CsrfForm for EnrolForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for EnrolPasskeyOptionsForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for EnrolPasskeyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 impl CsrfForm for PasskeyOptionsForm {
     fn csrf(&self) -> &str {
         &self.csrf
@@ -347,6 +513,11 @@ pub async fn sign_in(
             StatusCode::OK,
             SecondStepPage::new(&state, next.clone(), &form.tenant, token.expose(), None),
         ),
+        Ok(SiteSignIn::Enrol(enrolment)) => enrol_response(
+            &state,
+            StatusCode::OK,
+            EnrolPage::started(&state, next.clone(), &form.tenant, &enrolment),
+        ),
         Err(AppError::Unauthorized { .. }) => {
             retry(StatusCode::UNAUTHORIZED, "Wrong email, password or tenant.".into())
         }
@@ -375,12 +546,23 @@ async fn signed_in_response(
     next: Option<&str>,
     signed_in: &SignedIn,
 ) -> Response {
+    let response = guard::see_other(next.unwrap_or("/admin"));
+    with_session(state, headers, response, signed_in).await
+}
+
+/// `response` setting the new session's cookie (and the device cookie),
+/// dropping the form's, and forgetting the browser's previous session.
+async fn with_session(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    mut response: Response,
+    signed_in: &SignedIn,
+) -> Response {
     if let Some(old) = guard::cookie(headers, COOKIE)
         && let Err(e) = state.site_sessions.discard(old).await
     {
         return PageError(e).into_response();
     }
-    let mut response = guard::see_other(next.unwrap_or("/admin"));
     let max_age = state.config.admin.session_absolute.as_secs();
     let headers = response.headers_mut();
     headers.append(
@@ -457,6 +639,177 @@ pub async fn second_step(
         Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
         Err(e) => PageError(e).into_response(),
     }
+}
+
+/// `POST /admin/login/enrol`: the first code of the factor the password
+/// step started for an administrator the tenant's policy covers. Same
+/// double-submit CSRF as the password form; the challenge token (hidden
+/// field) binds it server-side to the proven password. The right code
+/// answers with the recovery codes (shown once) and the session cookie; a
+/// wrong one shows the step again, the factor still pending.
+pub async fn enrol(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<EnrolForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
+    };
+    let next = guard::safe_next(Some(&form.next));
+    let tenant: String = form.tenant.chars().take(63).collect();
+    let retry = |status: StatusCode, error: String| {
+        enrol_response(
+            &state,
+            status,
+            EnrolPage::retry(
+                &state,
+                next.clone(),
+                &tenant,
+                &form.challenge,
+                &form.factor,
+                Some(error),
+            ),
+        )
+    };
+    let again = |status: StatusCode, error: String| {
+        form_response(
+            &state,
+            status,
+            LoginPage::new(&state, next.clone(), "", &tenant, Some(error)),
+        )
+    };
+    let code = form.code.trim();
+    if code.is_empty() || code.len() > 16 {
+        return retry(
+            StatusCode::BAD_REQUEST,
+            "Enter the code from your authenticator app.".into(),
+        );
+    }
+    let outcome = state
+        .site_sessions
+        .sign_in_enrolling(&form.tenant, &form.challenge, &form.factor, code, &meta)
+        .await;
+    let wrong = "Wrong or expired code. Try the current one.";
+    enrolled_response(&state, &headers, next.clone(), outcome, wrong, retry, again).await
+}
+
+/// What an enrolment step's outcome shows: the recovery codes with the new
+/// session, the step again (`retry`) or the sign-in form (`again`).
+async fn enrolled_response(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    next: Option<String>,
+    outcome: Result<EnrolledSignIn, AppError>,
+    wrong: &str,
+    retry: impl Fn(StatusCode, String) -> Response,
+    again: impl Fn(StatusCode, String) -> Response,
+) -> Response {
+    match outcome {
+        Ok(done) => match done.recovery_codes {
+            Some(recovery_codes) => {
+                let page = EnrolledPage {
+                    css: views::stylesheet_url(),
+                    next: next.unwrap_or_else(|| "/admin".into()),
+                    recovery_codes,
+                };
+                with_session(state, headers, page_with(StatusCode::OK, &page), &done.signed_in).await
+            }
+            None => signed_in_response(state, headers, next.as_deref(), &done.signed_in).await,
+        },
+        Err(AppError::Unauthorized {
+            code: ErrorCode::InvalidMfa,
+            ..
+        }) => retry(StatusCode::UNAUTHORIZED, wrong.into()),
+        Err(AppError::Unauthorized { .. }) => again(
+            StatusCode::UNAUTHORIZED,
+            "The sign-in attempt expired. Sign in again.".into(),
+        ),
+        Err(e @ AppError::RateLimited { .. }) => {
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
+        }
+        Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
+        Err(e) => PageError(e).into_response(),
+    }
+}
+
+/// `POST /admin/login/enrol/passkey/options`: creation options for a
+/// passkey as the first factor of the enrolment step behind the challenge,
+/// as JSON for the passkey script.
+pub async fn enrol_passkey_options(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<EnrolPasskeyOptionsForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(PageError(refused)) => return refused.into_response(),
+    };
+    match state
+        .site_sessions
+        .enrol_passkey_options(&form.tenant, &form.challenge, &meta)
+        .await
+    {
+        Ok(options) => axum::Json(serde_json::json!({
+            "request_id": options.request_id,
+            "publicKey": options.public_key,
+        }))
+        .into_response(),
+        Err(AppError::Unauthorized { .. }) => {
+            AppError::unauthorized(ErrorCode::InvalidToken, "The sign-in attempt expired. Sign in again.")
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /admin/login/enrol/passkey`: the enrolment step answered with a
+/// new passkey (the script submits it as a form); a refused registration
+/// counts against the challenge like a wrong code.
+pub async fn enrol_passkey(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: Result<axum::Form<EnrolPasskeyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = match checked_form(&headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
+    };
+    let next = guard::safe_next(Some(&form.next));
+    let tenant: String = form.tenant.chars().take(63).collect();
+    let refused = "The passkey was not added. Try again, or set up an authenticator app.";
+    let retry = |status: StatusCode, error: String| {
+        enrol_response(
+            &state,
+            status,
+            EnrolPage::retry(
+                &state,
+                next.clone(),
+                &tenant,
+                &form.challenge,
+                &form.factor,
+                Some(error),
+            ),
+        )
+    };
+    let again = |status: StatusCode, error: String| {
+        form_response(
+            &state,
+            status,
+            LoginPage::new(&state, next.clone(), "", &tenant, Some(error)),
+        )
+    };
+    let Ok(credential) = serde_json::from_str::<serde_json::Value>(&form.credential) else {
+        return retry(StatusCode::BAD_REQUEST, refused.into());
+    };
+    let outcome = state
+        .site_sessions
+        .sign_in_enrolling_passkey(&form.tenant, &form.challenge, &form.request_id, credential, &meta)
+        .await;
+    enrolled_response(&state, &headers, next.clone(), outcome, refused, retry, again).await
 }
 
 /// `POST /admin/login/passkey/options`: the options of a passwordless

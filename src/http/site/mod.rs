@@ -95,6 +95,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(signed_in)
         .route("/admin/login", get(login::form).post(login::sign_in))
         .route("/admin/login/mfa", post(login::second_step))
+        .route("/admin/login/enrol", post(login::enrol))
+        .route("/admin/login/enrol/passkey", post(login::enrol_passkey))
+        .route("/admin/login/enrol/passkey/options", post(login::enrol_passkey_options))
         .route("/admin/login/mfa/passkey", post(login::second_step_passkey))
         .route(
             "/admin/login/mfa/passkey/options",

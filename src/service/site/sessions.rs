@@ -47,6 +47,21 @@
 //! burns it) and against the account's failure budget (through
 //! `Factors::verify` and `PasskeyFactors::verify_assertion`).
 //!
+//! First factor enrolment. When the tenant's policy (`mfa`: `roles`
+//! naming `admin`, or `all`) requires a factor of an administrator who has
+//! none, the password step does not open a session: once the password is
+//! proven and the user is known to hold `admin` (a non-admin is refused
+//! before anything is offered), it starts a pending TOTP factor and answers
+//! [`SiteSignIn::Enrol`] with the QR code, the secret and a challenge of its
+//! own kind ([`ChallengeKind::SiteEnrollment`]: an API `enrollment_token`
+//! is no good here, nor this token there). Only
+//! [`SiteSessions::sign_in_enrolling`] with that token and the factor's
+//! first correct code confirms the factor (audited `mfa_enrolled` by
+//! `Factors`) and opens the session, at aal 2 like the second step; a wrong
+//! code leaves the factor pending and counts against the challenge (the
+//! fifth burns it). The policy's grace changes nothing here: the site asks
+//! for the factor at once.
+//!
 //! Passkeys. An administrator may instead sign in with a passkey alone
 //! ([`SiteSessions::sign_in_passkey`]): a discoverable credential whose
 //! ceremony verified the user (a PIN or biometric) is two factors by itself
@@ -83,7 +98,7 @@ use crate::service::RequestMeta;
 use crate::service::accounts::Accounts;
 use crate::service::challenges::{ChallengeKind, Challenges, WrongAttempt};
 use crate::service::devices::Devices;
-use crate::service::factors::{Factors, MfaProof};
+use crate::service::factors::{Factors, MfaProof, TotpEnrolment};
 use crate::service::mfa_policy::MfaPolicies;
 use crate::service::passkey_factors::{PasskeyFactors, PasskeyOptions};
 use crate::service::rbac::Rbac;
@@ -245,6 +260,26 @@ pub enum SiteSignIn {
     /// The password is proven and the user has a factor: the form asks for
     /// it and hands this token back to [`SiteSessions::sign_in_second_factor`].
     SecondFactor { token: Secret },
+    /// The password is proven, the user holds `admin` and the tenant's
+    /// policy requires a factor they do not have: the form shows this
+    /// pending TOTP factor and hands its first code and the token back to
+    /// [`SiteSessions::sign_in_enrolling`].
+    Enrol(Box<SiteEnrolment>),
+}
+
+/// A first factor enrolment the password step started.
+pub struct SiteEnrolment {
+    /// The [`ChallengeKind::SiteEnrollment`] challenge, for the hidden field.
+    pub token: Secret,
+    /// The pending factor, its secret, `otpauth://` URI and QR code.
+    pub totp: TotpEnrolment,
+}
+
+/// A sign-in the enrolment step completed: the session, and the recovery
+/// codes of the first factor, shown once.
+pub struct EnrolledSignIn {
+    pub signed_in: SignedIn,
+    pub recovery_codes: Option<Vec<String>>,
 }
 
 /// A new session: its cookie token and what the server keeps.
@@ -257,6 +292,22 @@ pub struct SignedIn {
 
 /// The challenge between the password and the second step.
 const SECOND_STEP: ChallengeKind = ChallengeKind::SiteSecondFactor;
+
+/// The challenge between the password and the first factor's confirmation.
+const ENROL_STEP: ChallengeKind = ChallengeKind::SiteEnrollment;
+
+/// An enrolment step's answer: the pending TOTP factor's first code, or a
+/// new passkey's registration.
+enum EnrolStep<'a> {
+    Totp {
+        factor_id: &'a str,
+        code: &'a str,
+    },
+    Passkey {
+        request_id: &'a str,
+        credential: serde_json::Value,
+    },
+}
 
 /// A second step's answer: a code, or a passkey's assertion.
 enum SecondStep<'a> {
@@ -408,13 +459,14 @@ impl SiteSessions {
             .any(|r| r == RoleName::ADMIN))
     }
 
-    /// The admin site's share of the tenant's second-factor policy: an
-    /// administrator the policy applies to (roles `admin`, or `all`) and who
-    /// holds no confirmed factor is refused (403 `mfa_enrollment_required`,
-    /// audited `admin_login_denied`), whatever the grace: the site enrols
-    /// passkeys only for administrators it has signed in, so the message
-    /// points to the API. An administrator holding a factor signs in as
-    /// before (the second step, or a passkey).
+    /// The admin site's share of the tenant's second-factor policy, as the
+    /// last check before a session opens: an administrator the policy
+    /// applies to (roles `admin`, or `all`) and who holds no confirmed factor
+    /// is refused (403 `mfa_enrollment_required`, audited
+    /// `admin_login_denied`), whatever the grace. The password step sends
+    /// such an administrator to the enrolment step instead
+    /// ([`SiteSignIn::Enrol`]), and the other ways in hold a factor already,
+    /// so this stays as the backstop of every path into a session.
     async fn require_factor_if_policy(
         &self,
         tenant: &Tenant,
@@ -439,8 +491,8 @@ impl SiteSessions {
         self.store.record_audit(audit).await?;
         Err(AppError::forbidden(
             ErrorCode::MfaEnrollmentRequired,
-            "This tenant requires administrators to have a second factor. Set one up first \
-             (POST /v1/users/me/factors/totp with an access token from POST /v1/auth/login), then sign in here again.",
+            "This tenant requires administrators to have a second factor. Sign in with your password \
+             to set one up.",
         ))
     }
 
@@ -448,7 +500,9 @@ impl SiteSessions {
     /// the form (`default` when empty). Failures: 401 `invalid_credentials`
     /// (wrong password, unknown account or tenant: one answer), 429, 403
     /// `user_disabled`, 403 `not_admin` (only once the password is proven,
-    /// and for a user with a factor only after the second step).
+    /// and for a user with a factor only after the second step). An
+    /// administrator the tenant's policy requires a factor of, who has none,
+    /// gets [`SiteSignIn::Enrol`] instead of a session.
     #[tracing::instrument(skip_all, fields(tenant = %tenant))]
     pub async fn sign_in(
         &self,
@@ -480,15 +534,22 @@ impl SiteSessions {
         if self.factors.has_factor(tenant.id, user.id).await? {
             let token = self
                 .challenges
-                .issue(
-                    ChallengeKind::SiteSecondFactor,
-                    tenant.id,
-                    user.id,
-                    Assurance::password(),
-                    meta,
-                )
+                .issue(SECOND_STEP, tenant.id, user.id, Assurance::password(), meta)
                 .await?;
             return Ok(SiteSignIn::SecondFactor { token });
+        }
+        if self.mfa.applies(tenant.id, &user.roles).await? {
+            // Only an administrator is offered a factor here: a non-admin is
+            // refused (and audited) exactly as a session would refuse them.
+            let now = self.clock.now();
+            let scratch = self.new_session(&tenant, &user, Assurance::password(), now);
+            self.require_admin(&tenant, &user, &scratch, meta, now).await?;
+            let totp = self.factors.start_totp_enrolling(&tenant, user.id, None).await?;
+            let token = self
+                .challenges
+                .issue(ENROL_STEP, tenant.id, user.id, Assurance::password(), meta)
+                .await?;
+            return Ok(SiteSignIn::Enrol(Box::new(SiteEnrolment { token, totp })));
         }
         self.open_session(&tenant, &user, Assurance::password(), meta)
             .await
@@ -544,16 +605,144 @@ impl SiteSessions {
         self.second_step(tenant, token, step, meta).await
     }
 
+    /// The enrolment step of a sign-in whose password step answered
+    /// [`SiteSignIn::Enrol`]: `token` is that answer's token, `factor_id`
+    /// the pending factor it showed, `code` the authenticator's first code
+    /// and `tenant` the slug of the form. The right code confirms the factor
+    /// and opens the session at aal 2, with the recovery codes of the first
+    /// factor. Failures: 401 `invalid_mfa` for a wrong code or factor (the
+    /// factor stays pending; counted against the challenge, the fifth burns
+    /// it); 401 `invalid_token` once the challenge is unknown, expired,
+    /// spent or burned (sign in again); 403 `user_disabled`, 403
+    /// `not_admin`.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn sign_in_enrolling(
+        &self,
+        tenant: &str,
+        token: &str,
+        factor_id: &str,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<EnrolledSignIn> {
+        self.enrol_step(tenant, token, EnrolStep::Totp { factor_id, code }, meta)
+            .await
+    }
+
+    /// Creation options for a passkey as the first factor instead of TOTP,
+    /// for the enrolment step behind `token` (the password is proven). 401
+    /// `invalid_token` once the challenge is gone; 403 `not_admin`.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn enrol_passkey_options(
+        &self,
+        tenant: &str,
+        token: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<PasskeyOptions> {
+        let (tenant, user) = self.challenged_as(ENROL_STEP, tenant, token).await?;
+        let now = self.clock.now();
+        let scratch = self.new_session(&tenant, &user, Assurance::password(), now);
+        self.require_admin(&tenant, &user, &scratch, meta, now).await?;
+        self.passkeys.start_registration_enrolling(&tenant, user.id, None).await
+    }
+
+    /// [`Self::sign_in_enrolling`] with a new passkey: `request_id` names
+    /// the ceremony of [`Self::enrol_passkey_options`], `credential` is the
+    /// browser's answer. The session opens at the passkey's methods stepped
+    /// up from the password (aal 2). A refused registration counts like a
+    /// wrong code.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn sign_in_enrolling_passkey(
+        &self,
+        tenant: &str,
+        token: &str,
+        request_id: &str,
+        credential: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> AppResult<EnrolledSignIn> {
+        let step = EnrolStep::Passkey { request_id, credential };
+        self.enrol_step(tenant, token, step, meta).await
+    }
+
+    async fn enrol_step(
+        &self,
+        tenant: &str,
+        token: &str,
+        step: EnrolStep<'_>,
+        meta: &RequestMeta,
+    ) -> AppResult<EnrolledSignIn> {
+        let (tenant, user) = self.challenged_as(ENROL_STEP, tenant, token).await?;
+        // Roles may have changed since the password step: a factor is
+        // confirmed here only for an administrator.
+        let now = self.clock.now();
+        let scratch = self.new_session(&tenant, &user, Assurance::password(), now);
+        self.require_admin(&tenant, &user, &scratch, meta, now).await?;
+        let confirmed = match step {
+            EnrolStep::Totp { factor_id, code } => match Uuid::parse_str(factor_id.trim()) {
+                Ok(id) => self
+                    .factors
+                    .confirm_totp_of(tenant.id, user.id, id, code, meta)
+                    .await
+                    .map(|enrolled| (enrolled, vec![Amr::Otp])),
+                Err(_) => Err(AppError::not_found("pending factor")),
+            },
+            EnrolStep::Passkey { request_id, credential } => {
+                self.passkeys
+                    .finish_registration(tenant.id, user.id, request_id, None, credential, meta)
+                    .await
+            }
+        };
+        let (enrolled, methods) = match confirmed {
+            Ok(confirmed) => confirmed,
+            // A wrong code, a factor that is not this user's pending one, a
+            // spent ceremony or a refused credential: one wrong attempt.
+            Err(
+                AppError::BadRequest {
+                    code: ErrorCode::InvalidCode,
+                    ..
+                }
+                | AppError::NotFound { .. }
+                | AppError::Validation { .. },
+            ) => {
+                return match self.challenges.fail(ENROL_STEP, tenant.id, token).await? {
+                    WrongAttempt::Counted => Err(AppError::unauthorized(
+                        ErrorCode::InvalidMfa,
+                        "the code is wrong or expired",
+                    )),
+                    WrongAttempt::Burned => Err(sign_in_again()),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        // Exactly one of concurrent right answers opens the session (the
+        // factor is confirmed once anyway: a loser signs in again and meets
+        // the second step).
+        let Some(challenge) = self.challenges.consume(ENROL_STEP, tenant.id, token).await? else {
+            return Err(sign_in_again());
+        };
+        let assurance = challenge.first_factor.stepped_up(methods);
+        let signed_in = self.open_session(&tenant, &user, assurance, meta).await?;
+        Ok(EnrolledSignIn {
+            signed_in,
+            recovery_codes: enrolled.recovery_codes,
+        })
+    }
+
     /// The tenant and user of a live second-step challenge; 401
     /// `invalid_token` otherwise.
     async fn challenged(&self, tenant: &str, token: &str) -> AppResult<(Tenant, User)> {
+        self.challenged_as(SECOND_STEP, tenant, token).await
+    }
+
+    /// The tenant and user of a live challenge of `kind`; 401
+    /// `invalid_token` otherwise.
+    async fn challenged_as(&self, kind: ChallengeKind, tenant: &str, token: &str) -> AppResult<(Tenant, User)> {
         let Some(slug) = form_slug(tenant) else {
             return Err(sign_in_again());
         };
         let Some(tenant) = self.sessions.tenant(slug.as_str()).await? else {
             return Err(sign_in_again());
         };
-        let Some(challenge) = self.challenges.open(SECOND_STEP, tenant.id, token).await? else {
+        let Some(challenge) = self.challenges.open(kind, tenant.id, token).await? else {
             return Err(sign_in_again());
         };
         let Some(user) = self.store.get_user(tenant.id, challenge.user_id).await? else {
@@ -641,7 +830,26 @@ impl SiteSessions {
         meta: &RequestMeta,
     ) -> AppResult<SignedIn> {
         let now = self.clock.now();
-        let session = SiteSession {
+        let session = self.new_session(tenant, user, assurance, now);
+        self.require_admin(tenant, user, &session, meta, now).await?;
+        self.require_factor_if_policy(tenant, user, meta, now).await?;
+        let token = random_token();
+        self.save(&CacheKey::site_session(&token), &session, now).await?;
+        let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
+        audit.detail = serde_json::json!({ "session": session.id, "amr": session.assurance.amr_names() });
+        self.store.record_audit(audit).await?;
+        self.metrics.login("success");
+        let device_token = self.devices.issue(tenant.id, user.id);
+        Ok(SignedIn {
+            token,
+            session,
+            device_token,
+        })
+    }
+
+    /// A session of `user` at `assurance`, not yet saved.
+    fn new_session(&self, tenant: &Tenant, user: &User, assurance: Assurance, now: Timestamp) -> SiteSession {
+        SiteSession {
             id: Uuid::now_v7(),
             user_id: user.id,
             tenant_slug: tenant.slug.to_string(),
@@ -652,8 +860,20 @@ impl SiteSessions {
             flash: None,
             credential_epoch: user.credential_epoch,
             assurance,
-        };
-        let own = self.principal(&session, user, tenant);
+        }
+    }
+
+    /// The `admin` role, checked for `user` as `session` would carry them:
+    /// 403 `not_admin` otherwise, audited `admin_login_denied`.
+    async fn require_admin(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        session: &SiteSession,
+        meta: &RequestMeta,
+        now: Timestamp,
+    ) -> AppResult<()> {
+        let own = self.principal(session, user, tenant);
         if !self.is_admin(&own).await? {
             let mut audit = meta.audit(
                 tenant.id,
@@ -669,19 +889,7 @@ impl SiteSessions {
                 "this account does not hold the admin role, so it cannot use the admin site",
             ));
         }
-        self.require_factor_if_policy(tenant, user, meta, now).await?;
-        let token = random_token();
-        self.save(&CacheKey::site_session(&token), &session, now).await?;
-        let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
-        audit.detail = serde_json::json!({ "session": session.id, "amr": session.assurance.amr_names() });
-        self.store.record_audit(audit).await?;
-        self.metrics.login("success");
-        let device_token = self.devices.issue(tenant.id, user.id);
-        Ok(SignedIn {
-            token,
-            session,
-            device_token,
-        })
+        Ok(())
     }
 
     /// Forgets the session behind a cookie token, if there is one (a browser
