@@ -476,7 +476,6 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         challenges.clone(),
         passkey_factors.clone(),
     ));
-    // ---- scheduled backups (issue 14, item 4) ----
     let backups = Arc::new(crate::service::backups::Backups::new(&config, clock.clone()).await);
     let state = AppState {
         backups,
@@ -521,8 +520,6 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     Ok(state)
 }
 
-// ---- scheduled backups and restore (issue 14, item 4) ----
-
 /// The shared lock a server holds on a SQLite database file, which keeps
 /// `forge restore` out while it runs (and keeps the server out while a
 /// restore runs). None for other databases.
@@ -543,8 +540,6 @@ pub fn restore(config: &Config, from: &std::path::Path) -> anyhow::Result<crate:
     };
     crate::store::backup::restore(&database, from, &SqliteStore::known_migrations())
 }
-
-// ---- end scheduled backups and restore ----
 
 /// Periodic housekeeping: reload keys so expired retired keys leave the JWKS
 /// (and a rotation made by another process is picked up).

@@ -14,9 +14,8 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod crypto;
-pub mod domain;
-// `forge doctor` (issue 14, item 5).
 pub mod doctor;
+pub mod domain;
 pub mod error;
 pub mod http;
 pub mod notify;

@@ -50,7 +50,6 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    // ---- restore and doctor (issue 14, items 4 and 5) ----
     /// Replace the SQLite database with a backup copy, after checking it.
     /// Refused while a server runs on the database; the replaced database
     /// is kept as <db>.before-restore-<time>.

@@ -90,7 +90,6 @@ pub struct AppState {
     pub mfa_policies: MfaPolicies,
     /// Passkeys: registration, second factor, passwordless sign-in.
     pub passkey_factors: Arc<PasskeyFactors>,
-    // ---- scheduled backups (issue 14, item 4) ----
     /// The schedule and the newest copy, for readiness and the dashboard.
     pub backups: Arc<crate::service::backups::Backups>,
 }

@@ -22,7 +22,6 @@ impl Config {
         if let Some(problem) = cors_origins_problem(&server.cors_origins) {
             return fail("server.cors_origins", problem);
         }
-        // ---- forward auth (issue 14, item 2)
         if !server.allowed_redirects.iter().all(|entry| redirect_entry_ok(entry)) {
             return fail(
                 "server.allowed_redirects",
@@ -173,8 +172,6 @@ impl Config {
     }
 }
 
-// ---- scheduled backups (issue 14, item 4) ----
-
 /// Scheduled backups copy a SQLite file. PostgreSQL is refused rather than
 /// ignored: an operator who set a schedule expects copies, and a warning in
 /// a start-up log is easy to miss; backing PostgreSQL up is the database's
@@ -203,8 +200,6 @@ fn backup_problem(config: &Config) -> Option<(&'static str, &'static str)> {
     }
     None
 }
-
-// ---- end scheduled backups ----
 
 /// Why `url` names no compiled-in store. Never echoes the URL: it may carry a password.
 fn database_url_problem(url: &str) -> Option<&'static str> {
@@ -298,7 +293,6 @@ fn webauthn_problem(webauthn: &crate::config::WebauthnConfig) -> Option<(&'stati
     ))
 }
 
-// ---- forward auth (issue 14, item 2)
 /// An allowed redirect (or the sign-in page): an absolute http(s) URL with a
 /// host, no user info (`https://good@evil` reads as `good` to a person and
 /// as `evil` to a browser) and no fragment.
@@ -532,7 +526,6 @@ mod tests {
         );
     }
 
-    // ---- scheduled backups (issue 14, item 4) ----
     #[test]
     fn backup_keys_parse_and_refuse_what_cannot_be_backed_up() {
         let c = file("").unwrap();

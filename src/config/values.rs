@@ -30,7 +30,6 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     pub log: LogConfig,
     pub backup: BackupConfig,
-    // ---- forward auth (issue 14, item 2)
     pub forward_auth: ForwardAuthConfig,
 }
 
@@ -50,7 +49,6 @@ pub struct ServerConfig {
     /// takes bearer tokens, not cookies, from other origins), which is what
     /// makes `*` safe to support.
     pub cors_origins: Vec<String>,
-    // ---- forward auth (issue 14, item 2)
     /// Where a browser may be sent back to after signing in (`rd`):
     /// origins (`scheme://host[:port]`, any path on them) or exact URLs.
     /// Empty means the origin of `public_url` only, so a fresh install
@@ -470,8 +468,6 @@ impl Default for LogConfig {
     }
 }
 
-// ---- scheduled backups (issue 14, item 4) ----
-
 /// Scheduled online backups of a SQLite database (`store::backup`).
 /// PostgreSQL and in-memory databases refuse a schedule (`validate`):
 /// backing PostgreSQL up is the database's own job (`pg_dump`, WAL archiving).
@@ -499,9 +495,6 @@ impl Default for BackupConfig {
     }
 }
 
-// ---- end scheduled backups ----
-
-// ---- forward auth (issue 14, item 2)
 /// `GET /v1/auth/verify` behind a reverse proxy.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

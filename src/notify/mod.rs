@@ -304,8 +304,6 @@ impl Notifier {
     }
 }
 
-// ---- forge doctor (issue 14, item 5) ----
-
 /// Checks the SMTP settings by connecting and authenticating, sending
 /// nothing (`forge doctor`). The error is lettre's, which names no secret.
 pub async fn test_smtp(config: &crate::config::SmtpConfig) -> Result<(), String> {

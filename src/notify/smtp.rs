@@ -71,7 +71,6 @@ impl SmtpChannel {
         Ok(builder.build())
     }
 
-    // ---- forge doctor (issue 14, item 5) ----
     /// Connects, says hello, upgrades to TLS and authenticates as a send
     /// would, then quits without sending anything (`forge doctor`).
     pub async fn test_connection(config: &SmtpConfig) -> Result<(), String> {

@@ -4,7 +4,6 @@
 pub mod accounts;
 pub mod address;
 pub mod audit;
-// Scheduled backups (issue 14, item 4).
 pub mod backups;
 pub mod challenges;
 pub mod code_flows;

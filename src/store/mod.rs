@@ -8,7 +8,6 @@
 //! Driver errors are mapped to the neutral [`StoreError`].
 
 pub mod accounts;
-// Scheduled backups and `forge restore` (issue 14, item 4).
 pub mod backup;
 pub mod directory;
 pub mod factors;
