@@ -64,6 +64,14 @@ enum Command {
         #[arg(long, default_value = "203.0.113.7, 10.0.0.2")]
         forwarded_for: String,
     },
+    /// Ask a running server whether it is ready (`GET /health/ready`): exit 0
+    /// when it is, 1 otherwise. For Docker's HEALTHCHECK (the image has no curl).
+    Health {
+        /// The server's base URL; default: `server.bind` of the configuration
+        /// (an unspecified address such as 0.0.0.0 asked on loopback).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +150,11 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    // `forge health` answers 0 or 1 only (Docker reserves 2), so
+    // it runs before the configuration can fail with a usage error.
+    if let Some(Command::Health { url }) = &cli.command {
+        return health(cli.config.as_deref(), url.as_deref());
+    }
     let config = load_config(cli.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -150,7 +163,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             forge::telemetry::init(&config.log);
-            runtime.block_on(serve(config))?;
+            runtime.block_on(serve(config, cli.config.as_deref()))?;
         }
         Command::Migrate => {
             forge::telemetry::init(&config.log);
@@ -192,6 +205,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })?;
         }
         Command::Keys { command } => runtime.block_on(keys(config, command))?,
+        Command::Health { .. } => {} // answered above, before the configuration loads
         Command::Backup { file } => {
             let Some(database) = forge::store::backup::database_file(&config.database.url) else {
                 return Err(Failure::usage(
@@ -306,7 +320,7 @@ fn read_password(from_stdin: bool) -> Result<Secret, Failure> {
     Ok(Secret::new(password))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, file: Option<&std::path::Path>) -> anyhow::Result<()> {
     if config.dev.outbox {
         tracing::warn!(
             "dev.outbox is ON: GET /v1/dev/outbox exposes every message forge sends. Never enable this in production."
@@ -320,8 +334,89 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             std::env::var("FORGE_ADMIN_PASSWORD").ok(),
         )
         .await?;
+    forge::telemetry::log_startup(&app.state().config, file, app.local_addr());
     println!("forge listening on http://{}", app.local_addr());
     app.run_until_stopped(forge::app::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `forge health [--url URL]`: 0 when `GET URL/health/ready` answers 200
+/// within five seconds, 1 for anything else (a configuration that does not
+/// load included: Docker reads exit code 2 as reserved).
+fn health(config: Option<&std::path::Path>, url: Option<&str>) -> Result<(), Failure> {
+    let unhealthy = |message: String| Failure { code: 1, message };
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let config = Config::load(config).map_err(|e| unhealthy(e.to_string()))?;
+            local_url(config.server.bind)
+                .ok_or_else(|| unhealthy("server.bind has port 0: give the server's address with --url".to_owned()))?
+        }
+    };
+    let url = format!("{base}/health/ready");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| unhealthy(e.to_string()))?;
+    runtime.block_on(async {
+        // No proxy: the server is this host's (or the one --url names), and
+        // an HTTP_PROXY of the environment must not answer for it.
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| unhealthy(format!("{url}: {e}")))?;
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unhealthy(format!("{url}: {e}")))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let body = body.trim();
+        if status.is_success() {
+            println!("forge: {url}: {status} {body}");
+            Ok(())
+        } else {
+            Err(unhealthy(format!("{url}: {status} {body}")))
+        }
+    })
+}
+
+/// Where this host reaches a server bound to `bind`: an unspecified address
+/// (`0.0.0.0`, `[::]`) on loopback; `None` for port 0 (no fixed port).
+fn local_url(bind: std::net::SocketAddr) -> Option<String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    if bind.port() == 0 {
+        return None;
+    }
+    let ip = match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Some(format!("http://{}", SocketAddr::new(ip, bind.port())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_url;
+
+    #[test]
+    fn health_asks_an_unspecified_bind_on_loopback() {
+        assert_eq!(
+            local_url("0.0.0.0:8080".parse().unwrap()).as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            local_url("[::]:9000".parse().unwrap()).as_deref(),
+            Some("http://[::1]:9000")
+        );
+        assert_eq!(
+            local_url("10.1.2.3:8080".parse().unwrap()).as_deref(),
+            Some("http://10.1.2.3:8080")
+        );
+        assert_eq!(local_url("127.0.0.1:0".parse().unwrap()), None);
+    }
 }

@@ -529,20 +529,39 @@ impl Config {
     }
 }
 
-/// `postgres://user:pw@host/db` -> `postgres://user:***@host/db`.
-fn redact_url_password(url: &str) -> String {
+/// `postgres://user:pw@host/db` -> `postgres://user:***@host/db`. Public for
+/// the start-up log line (`telemetry::log_startup`), which names the same URLs.
+/// A `password=` query parameter (libpq style) is shown as `***` too.
+pub fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
+    let tail = redact_password_parameter(tail);
     let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
+        return format!("{scheme}://{authority}{tail}");
     };
     match userinfo.split_once(':') {
         Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_owned(),
+        None => format!("{scheme}://{authority}{tail}"),
     }
+}
+
+/// `/db?sslmode=require&password=pw` -> `/db?sslmode=require&password=***`.
+fn redact_password_parameter(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let query = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{path}?{query}")
 }
 
 #[cfg(test)]
@@ -636,6 +655,14 @@ mod tests {
         assert_eq!(redact_url_password("sqlite://forge.db"), "sqlite://forge.db");
         assert_eq!(redact_url_password("memory"), "memory");
         assert_eq!(redact_url_password("postgres://forge@db/x"), "postgres://forge@db/x");
+        assert_eq!(
+            redact_url_password("postgres://forge@db/x?sslmode=disable&password=pw"),
+            "postgres://forge@db/x?sslmode=disable&password=***"
+        );
+        assert_eq!(
+            redact_url_password("postgres://forge:pw@db?password=pw"),
+            "postgres://forge:***@db?password=***"
+        );
     }
     #[test]
     fn for_tests_is_valid_and_in_memory() {

@@ -326,7 +326,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let app = AppState::from_ref(state);
         let token = bearer(&parts.headers).ok_or_else(AppError::invalid_token)?;
-        Ok(Auth(app.sessions.authenticate(token).await?))
+        let principal = app.sessions.authenticate(token).await?;
+        crate::http::LoggedUser::note(&parts.extensions, principal.user_id);
+        Ok(Auth(principal))
     }
 }
 
@@ -376,7 +378,9 @@ where
         // An access token is three dot-separated parts; an enrolment token
         // is base64url without dots.
         if token.contains('.') {
-            return Ok(Enroller::Session(app.sessions.authenticate(token).await?));
+            let principal = app.sessions.authenticate(token).await?;
+            crate::http::LoggedUser::note(&parts.extensions, principal.user_id);
+            return Ok(Enroller::Session(principal));
         }
         let token = token.to_owned();
         let CurrentTenant(tenant) = CurrentTenant::from_request_parts(parts, state)

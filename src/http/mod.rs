@@ -1,7 +1,8 @@
 //! The HTTP surface: router assembly and the layers every request passes.
 //!
 //! Order of the layers, outside in: CORS, request id, the access log and
-//! metrics (method, matched route, status, latency; never a header or body),
+//! metrics (method, matched route, status, latency, request id and the
+//! authenticated user's id; never a header or body),
 //! security headers, panic catcher, body size limit. The panic catcher sits
 //! inside the access log so a panicking handler's request is still logged,
 //! counted and given its request id: it becomes the standard JSON 500 and
@@ -16,10 +17,11 @@ pub mod permission;
 pub mod site;
 pub mod wellknown;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{Extensions, HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -27,6 +29,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -99,8 +102,26 @@ fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response 
     AppError::internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
 }
 
-/// One span and one log line per request, and the request metrics.
-async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Who the request authenticated as, for its access-log line. The access
+/// log puts an empty one in the request's extensions; the extractors that
+/// verify a caller ([`extract::Auth`], the admin site's guard) fill it.
+#[derive(Clone, Default)]
+pub struct LoggedUser(Arc<OnceLock<Uuid>>);
+
+impl LoggedUser {
+    /// Notes `user_id` on the request whose extensions these are (the first
+    /// caller verified wins; outside the access log, nothing happens).
+    pub fn note(extensions: &Extensions, user_id: Uuid) {
+        if let Some(slot) = extensions.get::<LoggedUser>() {
+            let _ = slot.0.set(user_id);
+        }
+    }
+}
+
+/// One span and one log line per request, and the request metrics. The line
+/// is written after the span closes and carries every field itself, so in
+/// JSON they are top-level keys of that one object.
+async fn access_log(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     // Both bounded (see `metrics`): the raw method and path are the client's.
     let method = metrics::method_label(request.method());
@@ -115,13 +136,21 @@ async fn access_log(State(state): State<AppState>, request: Request, next: Next)
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let user = LoggedUser::default();
+    request.extensions_mut().insert(user.clone());
     let span = tracing::info_span!("request", method, %route, request_id);
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = next.run(request).instrument(span).await;
     let status = response.status().as_u16();
     let latency = started.elapsed();
     state.metrics.request(method, &route, status, latency.as_secs_f64());
-    span.in_scope(|| {
-        tracing::info!(status, latency_ms = latency.as_secs_f64() * 1000.0, "request");
-    });
+    tracing::info!(
+        method,
+        %route,
+        request_id,
+        status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        user_id = user.0.get().map(tracing::field::display),
+        "request"
+    );
     response
 }

@@ -21,6 +21,7 @@ mod mfa_policy;
 #[cfg(feature = "postgres")]
 mod multi_instance;
 mod notify;
+mod operator;
 mod ops;
 mod otp;
 mod passkeys;

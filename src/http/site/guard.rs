@@ -212,6 +212,7 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
     } else {
         body
     };
+    crate::http::LoggedUser::note(&parts.extensions, admin.own.user_id);
     parts.extensions.insert(Arc::<SiteAdmin>::from(admin));
     next.run(Request::from_parts(parts, body)).await
 }
