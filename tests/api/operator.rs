@@ -266,3 +266,14 @@ fn health_exits_0_when_ready_and_1_otherwise() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--url"));
 }
+
+/// The README shows the proxy configurations the proxy tests run, verbatim.
+#[test]
+fn the_readme_shows_the_tested_proxy_configs_verbatim() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for file in ["deploy/nginx/forge.conf", "deploy/caddy/Caddyfile", "deploy/traefik/forge.yml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(readme.contains(&text), "README.md does not show {file} as it is");
+    }
+}
