@@ -272,7 +272,11 @@ fn health_exits_0_when_ready_and_1_otherwise() {
 fn the_readme_shows_the_tested_proxy_configs_verbatim() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    for file in ["deploy/nginx/forge.conf", "deploy/caddy/Caddyfile", "deploy/traefik/forge.yml"] {
+    for file in [
+        "deploy/nginx/forge.conf",
+        "deploy/caddy/Caddyfile",
+        "deploy/traefik/forge.yml",
+    ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         assert!(readme.contains(&text), "README.md does not show {file} as it is");
     }

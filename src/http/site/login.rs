@@ -43,10 +43,11 @@ use super::guard::{self, Admin, COOKIE, LOGIN_COOKIE};
 use super::views::{self, PageError, page_with};
 use crate::crypto::tokens::{constant_time_eq, random_token};
 use crate::domain::{Email, Identifier, Phone};
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::factors::MfaProof;
+use crate::service::passkey_factors::PasskeyOptions;
 use crate::service::site::sessions::{EnrolledSignIn, Loaded, SignedIn, SiteEnrolment, SiteSignIn};
 use crate::state::AppState;
 
@@ -529,6 +530,58 @@ pub async fn sign_in(
     }
 }
 
+/// The JSON the passkey script reads (`{request_id, publicKey}`), or the
+/// error it shows: the same words for every ceremony behind a sign-in step.
+fn options_answer(outcome: AppResult<PasskeyOptions>) -> Response {
+    match outcome {
+        Ok(options) => axum::Json(serde_json::json!({
+            "request_id": options.request_id,
+            "publicKey": options.public_key,
+        }))
+        .into_response(),
+        Err(AppError::Conflict {
+            code: ErrorCode::NoFactor,
+            ..
+        }) => AppError::conflict(
+            ErrorCode::NoFactor,
+            "This account has no passkey: enter a code instead.",
+        )
+        .into_response(),
+        Err(AppError::Unauthorized { .. }) => {
+            AppError::unauthorized(ErrorCode::InvalidToken, "The sign-in attempt expired. Sign in again.")
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// How a step behind a sign-in challenge (the second factor, enrolment)
+/// shows a refusal: the step again (`retry`) for a wrong answer (`wrong`)
+/// or a spent budget, the sign-in form (`again`) once the attempt is over.
+fn step_refusal(
+    e: AppError,
+    wrong: &str,
+    retry: impl Fn(StatusCode, String) -> Response,
+    again: impl Fn(StatusCode, String) -> Response,
+) -> Response {
+    match e {
+        AppError::Unauthorized {
+            code: ErrorCode::InvalidMfa,
+            ..
+        } => retry(StatusCode::UNAUTHORIZED, wrong.into()),
+        AppError::Validation { .. } => retry(StatusCode::BAD_REQUEST, wrong.into()),
+        AppError::Unauthorized { .. } => again(
+            StatusCode::UNAUTHORIZED,
+            "The sign-in attempt expired. Sign in again.".into(),
+        ),
+        e @ AppError::RateLimited { .. } => {
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
+        }
+        e @ AppError::Forbidden { .. } => again(StatusCode::FORBIDDEN, views::describe(&e)),
+        e => PageError(e).into_response(),
+    }
+}
+
 /// A rate-limited attempt's page, with the `Retry-After` of the limit.
 fn with_retry_after(mut response: Response, e: &AppError) -> Response {
     if let AppError::RateLimited { retry_after_secs } = e {
@@ -625,19 +678,7 @@ pub async fn second_step(
         .await
     {
         Ok(signed_in) => signed_in_response(&state, &headers, next.as_deref(), &signed_in).await,
-        Err(AppError::Unauthorized {
-            code: ErrorCode::InvalidMfa,
-            ..
-        }) => retry(StatusCode::UNAUTHORIZED, "Wrong or already used code.".into()),
-        Err(AppError::Unauthorized { .. }) => again(
-            StatusCode::UNAUTHORIZED,
-            "The sign-in attempt expired. Sign in again.".into(),
-        ),
-        Err(e @ AppError::RateLimited { .. }) => {
-            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
-        }
-        Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
-        Err(e) => PageError(e).into_response(),
+        Err(e) => step_refusal(e, "Wrong or already used code.", retry, again),
     }
 }
 
@@ -718,19 +759,7 @@ async fn enrolled_response(
             }
             None => signed_in_response(state, headers, next.as_deref(), &done.signed_in).await,
         },
-        Err(AppError::Unauthorized {
-            code: ErrorCode::InvalidMfa,
-            ..
-        }) => retry(StatusCode::UNAUTHORIZED, wrong.into()),
-        Err(AppError::Unauthorized { .. }) => again(
-            StatusCode::UNAUTHORIZED,
-            "The sign-in attempt expired. Sign in again.".into(),
-        ),
-        Err(e @ AppError::RateLimited { .. }) => {
-            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
-        }
-        Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
-        Err(e) => PageError(e).into_response(),
+        Err(e) => step_refusal(e, wrong, retry, again),
     }
 }
 
@@ -747,22 +776,12 @@ pub async fn enrol_passkey_options(
         Ok(form) => form,
         Err(PageError(refused)) => return refused.into_response(),
     };
-    match state
-        .site_sessions
-        .enrol_passkey_options(&form.tenant, &form.challenge, &meta)
-        .await
-    {
-        Ok(options) => axum::Json(serde_json::json!({
-            "request_id": options.request_id,
-            "publicKey": options.public_key,
-        }))
-        .into_response(),
-        Err(AppError::Unauthorized { .. }) => {
-            AppError::unauthorized(ErrorCode::InvalidToken, "The sign-in attempt expired. Sign in again.")
-                .into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    options_answer(
+        state
+            .site_sessions
+            .enrol_passkey_options(&form.tenant, &form.challenge, &meta)
+            .await,
+    )
 }
 
 /// `POST /admin/login/enrol/passkey`: the enrolment step answered with a
@@ -825,14 +844,7 @@ pub async fn passkey_options(
     if let Err(PageError(refused)) = checked_form(&headers, form) {
         return refused.into_response();
     }
-    match state.passkey_factors.start_sign_in(&meta).await {
-        Ok(options) => axum::Json(serde_json::json!({
-            "request_id": options.request_id,
-            "publicKey": options.public_key,
-        }))
-        .into_response(),
-        Err(e) => e.into_response(),
-    }
+    options_answer(state.passkey_factors.start_sign_in(&meta).await)
 }
 
 /// `POST /admin/login/passkey`: the authenticator's answer (the script
@@ -888,30 +900,12 @@ pub async fn second_step_passkey_options(
         Ok(form) => form,
         Err(PageError(refused)) => return refused.into_response(),
     };
-    match state
-        .site_sessions
-        .second_factor_passkey_options(&form.tenant, &form.challenge, &meta)
-        .await
-    {
-        Ok(options) => axum::Json(serde_json::json!({
-            "request_id": options.request_id,
-            "publicKey": options.public_key,
-        }))
-        .into_response(),
-        Err(AppError::Conflict {
-            code: ErrorCode::NoFactor,
-            ..
-        }) => AppError::conflict(
-            ErrorCode::NoFactor,
-            "This account has no passkey: enter a code instead.",
-        )
-        .into_response(),
-        Err(AppError::Unauthorized { .. }) => {
-            AppError::unauthorized(ErrorCode::InvalidToken, "The sign-in attempt expired. Sign in again.")
-                .into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    options_answer(
+        state
+            .site_sessions
+            .second_factor_passkey_options(&form.tenant, &form.challenge, &meta)
+            .await,
+    )
 }
 
 /// `POST /admin/login/mfa/passkey`: the second step answered with a
@@ -951,20 +945,7 @@ pub async fn second_step_passkey(
         .await
     {
         Ok(signed_in) => signed_in_response(&state, &headers, next.as_deref(), &signed_in).await,
-        Err(AppError::Unauthorized {
-            code: ErrorCode::InvalidMfa,
-            ..
-        }) => retry(StatusCode::UNAUTHORIZED, refused.into()),
-        Err(AppError::Validation { .. }) => retry(StatusCode::BAD_REQUEST, refused.into()),
-        Err(AppError::Unauthorized { .. }) => again(
-            StatusCode::UNAUTHORIZED,
-            "The sign-in attempt expired. Sign in again.".into(),
-        ),
-        Err(e @ AppError::RateLimited { .. }) => {
-            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, views::describe(&e)), &e)
-        }
-        Err(e @ AppError::Forbidden { .. }) => again(StatusCode::FORBIDDEN, views::describe(&e)),
-        Err(e) => PageError(e).into_response(),
+        Err(e) => step_refusal(e, refused, retry, again),
     }
 }
 
