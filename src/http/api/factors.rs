@@ -95,8 +95,9 @@ impl FactorListView {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StartTotpRequest {
-    /// Shown in the factor list; "Authenticator app" when absent.
+pub struct StartFactorRequest {
+    /// Shown in the factor list; "Authenticator app" or "Passkey" when
+    /// absent (a passkey's finish call may give another).
     #[schema(
         min_length = 1,
         max_length = 64,
@@ -110,6 +111,17 @@ pub struct StartTotpRequest {
     /// `POST /v1/auth/reauthenticate`.
     #[schema(value_type = Option<String>)]
     pub code: Option<Secret>,
+}
+
+impl StartFactorRequest {
+    /// The name asked for, and the proof a session must give.
+    pub fn into_parts(self) -> (Option<String>, Reauthentication) {
+        let proof = Reauthentication {
+            current_password: self.current_password,
+            code: self.code,
+        };
+        (self.name, proof)
+    }
 }
 
 /// A pending TOTP factor: scan `qr_svg` (or enter `secret`) in an
@@ -207,11 +219,12 @@ pub async fn list_factors(
 /// MFA grace), the token is the proof and no password is needed. A new
 /// enrolment replaces a pending one.
 #[utoipa::path(post, path = "/v1/users/me/factors/totp", tag = "users",
-    request_body = StartTotpRequest,
+    request_body = StartFactorRequest,
     responses(
         (status = 200, body = TotpEnrolmentView),
         (status = 400, description = "invalid name, or a wrong reauthentication code (invalid_code)", body = ErrorBody),
         (status = 401, description = "no token, or reauthentication_required / invalid_credentials", body = ErrorBody),
+        (status = 403, description = "mfa_required: the caller has a factor and the session is below aal 2", body = ErrorBody),
         (status = 409, description = "too_many_factors", body = ErrorBody),
         (status = 429, body = ErrorBody),
     ),
@@ -219,15 +232,12 @@ pub async fn list_factors(
 pub async fn start_totp(
     State(state): State<AppState>,
     caller: Enroller,
-    Json(req): Json<StartTotpRequest>,
+    Json(req): Json<StartFactorRequest>,
 ) -> AppResult<axum::Json<TotpEnrolmentView>> {
     let started = match caller {
         Enroller::Session(principal) => {
-            let proof = Reauthentication {
-                current_password: req.current_password,
-                code: req.code,
-            };
-            state.factors.start_totp(&principal, req.name, &proof).await?
+            let (name, proof) = req.into_parts();
+            state.factors.start_totp(&principal, name, &proof).await?
         }
         Enroller::Token { tenant, challenge, .. } => {
             state
@@ -435,7 +445,7 @@ mod tests {
     fn the_schema_states_the_name_rule() {
         use utoipa::PartialSchema;
         assert_eq!(MAX_NAME_CHARS, 64);
-        for schema in [StartTotpRequest::schema(), RenameFactorRequest::schema()] {
+        for schema in [StartFactorRequest::schema(), RenameFactorRequest::schema()] {
             let json = serde_json::to_value(schema).unwrap();
             let name = &json["properties"]["name"];
             assert_eq!(name["pattern"], NAME_PATTERN, "{json}");

@@ -29,11 +29,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::dto::TokenResponse;
-use super::factors::{ConfirmedFactorView, FactorView};
+use super::factors::{ConfirmedFactorView, FactorView, StartFactorRequest};
 use crate::error::{AppError, AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, CurrentTenant, Enroller, Json, MaybeAuth};
-use crate::secret::Secret;
-use crate::service::address::Reauthentication;
 use crate::service::passkey_factors::PasskeyOptions;
 use crate::state::AppState;
 
@@ -67,26 +65,6 @@ impl From<PasskeyOptions> for PasskeyOptionsView {
             public_key: options.public_key,
         }
     }
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartPasskeyRequest {
-    /// Shown in the factor list; the finish call may give another. "Passkey"
-    /// when neither does.
-    #[schema(
-        min_length = 1,
-        max_length = 64,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    pub name: Option<String>,
-    /// Required when the account has a password.
-    #[schema(value_type = Option<String>, format = Password)]
-    pub current_password: Option<Secret>,
-    /// For accounts without a password: the code sent by
-    /// `POST /v1/auth/reauthenticate`.
-    #[schema(value_type = Option<String>)]
-    pub code: Option<Secret>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -149,7 +127,7 @@ pub(crate) fn request_id(raw: &str) -> AppResult<&str> {
 /// told which of the caller's passkeys it must not duplicate.
 #[utoipa::path(post, path = "/v1/users/me/factors/webauthn/options", tag = "users",
     params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug (with an enrollment_token: of the sign-in)")),
-    request_body = StartPasskeyRequest,
+    request_body = StartFactorRequest,
     responses(
         (status = 200, description = "creation options; the ceremony lives five minutes", body = PasskeyOptionsView),
         (status = 400, description = "invalid name, or a wrong reauthentication code (invalid_code)", body = ErrorBody),
@@ -162,17 +140,14 @@ pub(crate) fn request_id(raw: &str) -> AppResult<&str> {
 pub async fn start_registration(
     State(state): State<AppState>,
     caller: Enroller,
-    Json(req): Json<StartPasskeyRequest>,
+    Json(req): Json<StartFactorRequest>,
 ) -> AppResult<PasskeyOptionsView> {
     let options = match caller {
         Enroller::Session(principal) => {
-            let proof = Reauthentication {
-                current_password: req.current_password,
-                code: req.code,
-            };
+            let (name, proof) = req.into_parts();
             state
                 .passkey_factors
-                .start_registration(&principal, req.name, &proof)
+                .start_registration(&principal, name, &proof)
                 .await?
         }
         Enroller::Token { tenant, challenge, .. } => {
