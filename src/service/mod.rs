@@ -11,6 +11,7 @@ pub mod denylist;
 pub mod devices;
 pub mod directory;
 pub mod factors;
+pub mod import;
 pub mod keys;
 pub mod limits;
 pub mod mfa;
