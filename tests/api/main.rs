@@ -13,6 +13,7 @@ mod auth;
 mod cli;
 mod errors;
 mod factors;
+mod import;
 mod integrity;
 mod limits;
 mod mfa;
