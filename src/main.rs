@@ -177,7 +177,9 @@ async fn users(config: Config, command: UsersCommand) -> Result<(), Failure> {
                 firebase,
             };
             let now = forge::clock::Clock::system().now();
-            let summary = import::import(store.clone(), &tenant, job, now).await.map_err(failure)?;
+            let summary = import::import(store.clone(), &tenant, job, now)
+                .await
+                .map_err(failure)?;
             println!(
                 "forge: {} rows read: {} created, {} already there, {} rejected{}",
                 summary.read,

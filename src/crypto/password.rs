@@ -364,7 +364,11 @@ pub enum ImportedHash {
     /// `$2a$`, `$2b$` or `$2y$` (the `bcrypt` crate checks the rest).
     Bcrypt,
     /// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
-    Pbkdf2Sha256 { iterations: u32, salt: String, hash: Vec<u8> },
+    Pbkdf2Sha256 {
+        iterations: u32,
+        salt: String,
+        hash: Vec<u8>,
+    },
     /// Firebase's scrypt: scrypt(password, salt ‖ separator, N = 2^mem_cost,
     /// r = rounds, p = 1, 64 bytes), then AES-256-CTR (key: the first 32
     /// bytes, IV zero) over the project's signer key gives `hash`.
@@ -422,7 +426,8 @@ impl ImportedHash {
         if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
             let malformed = ForeignHashError::Malformed("pbkdf2_sha256");
             let mut parts = rest.split('$');
-            let (Some(iterations), Some(salt), Some(hash), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+            let (Some(iterations), Some(salt), Some(hash), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
             else {
                 return Err(malformed);
             };
@@ -458,7 +463,8 @@ impl ImportedHash {
                 return Err(malformed);
             };
             let decode = |s: &str| STANDARD.decode(s).map_err(|_| malformed.clone());
-            let (salt, separator, signer_key, hash) = (decode(salt)?, decode(separator)?, decode(signer_key)?, decode(hash)?);
+            let (salt, separator, signer_key, hash) =
+                (decode(salt)?, decode(separator)?, decode(signer_key)?, decode(hash)?);
             if signer_key.is_empty() || hash.len() != signer_key.len() {
                 return Err(malformed);
             }
@@ -871,13 +877,22 @@ mod tests {
                 "$2b$31$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
                 ForeignHashError::Cost("bcrypt"),
             ),
-            ("pbkdf2_sha256$x$salt$aGFzaA==", ForeignHashError::Malformed("pbkdf2_sha256")),
+            (
+                "pbkdf2_sha256$x$salt$aGFzaA==",
+                ForeignHashError::Malformed("pbkdf2_sha256"),
+            ),
             (
                 "pbkdf2_sha256$0$salt$KuEnssc6S4MzVSS8Tu48m1RDSrTAn7j3CfgvvjkvfWA=",
                 ForeignHashError::Cost("pbkdf2_sha256"),
             ),
-            ("$firebase-scrypt$m=14,r=8$AA==$AA==$AA==", ForeignHashError::Malformed("firebase-scrypt")),
-            ("$firebase-scrypt$m=30,r=8$AA==$AA==$AA==$AA==", ForeignHashError::Cost("firebase-scrypt")),
+            (
+                "$firebase-scrypt$m=14,r=8$AA==$AA==$AA==",
+                ForeignHashError::Malformed("firebase-scrypt"),
+            ),
+            (
+                "$firebase-scrypt$m=30,r=8$AA==$AA==$AA==$AA==",
+                ForeignHashError::Cost("firebase-scrypt"),
+            ),
         ];
         for (stored, why) in cases {
             assert_eq!(ImportedHash::parse(stored).unwrap_err(), why, "{stored:?}");

@@ -49,7 +49,9 @@ pub enum ImportOutcome {
     /// The same user (email, phone and hash) is there already.
     Unchanged,
     /// Another user holds this email or phone.
-    Conflict { field: &'static str },
+    Conflict {
+        field: &'static str,
+    },
     /// The role does not exist in the tenant; nothing was written.
     UnknownRole(String),
 }
@@ -106,11 +108,15 @@ fn import_one(
         (Some(e), _) => match c.query_opt(HOLDER_BY_EMAIL, &args![tenant_id, e])? {
             Some(row) => Some(("email", row)),
             None => match phone {
-                Some(p) => c.query_opt(HOLDER_BY_PHONE, &args![tenant_id, p])?.map(|r| ("phone", r)),
+                Some(p) => c
+                    .query_opt(HOLDER_BY_PHONE, &args![tenant_id, p])?
+                    .map(|r| ("phone", r)),
                 None => None,
             },
         },
-        (None, Some(p)) => c.query_opt(HOLDER_BY_PHONE, &args![tenant_id, p])?.map(|r| ("phone", r)),
+        (None, Some(p)) => c
+            .query_opt(HOLDER_BY_PHONE, &args![tenant_id, p])?
+            .map(|r| ("phone", r)),
         (None, None) => None,
     };
     if let Some((field, row)) = holder {

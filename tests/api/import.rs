@@ -26,7 +26,11 @@ impl Db {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("forge.db").display());
-        let out = forge().arg("migrate").env("FORGE_DATABASE__URL", &url).output().unwrap();
+        let out = forge()
+            .arg("migrate")
+            .env("FORGE_DATABASE__URL", &url)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         Self { dir, url }
     }
@@ -98,8 +102,14 @@ fn serve(db: &Db) -> Server {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("forge listening on ").unwrap_or_else(|| panic!("{line}")).to_string();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("forge listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
     Server { child, base }
 }
 
@@ -111,7 +121,10 @@ fn sign_in_upgrades(db: &Db, users: &[(&str, &str)]) {
         assert!(!before.starts_with("$argon2id$"), "{who}: {before}");
     }
     let server = serve(db);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let c = reqwest::Client::new();
         for (who, password) in users {
@@ -135,7 +148,9 @@ fn sign_in_upgrades(db: &Db, users: &[(&str, &str)]) {
 }
 
 fn bcrypt_hash(password: &str, version: bcrypt::Version) -> String {
-    bcrypt::hash_with_result(password, 4).unwrap().format_for_version(version)
+    bcrypt::hash_with_result(password, 4)
+        .unwrap()
+        .format_for_version(version)
 }
 
 /// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 of the key>`.
@@ -189,17 +204,35 @@ fn jsonl_imports_every_hash_kind_then_dry_runs_reruns_and_reports() {
     assert_eq!(db.users(), 0, "a dry run writes nothing");
 
     let out = db.import(&[f, "--report", r]);
-    assert!(out.contains("6 rows read: 3 created, 0 already there, 3 rejected"), "{out}");
+    assert!(
+        out.contains("6 rows read: 3 created, 0 already there, 3 rejected"),
+        "{out}"
+    );
     let report_text = std::fs::read_to_string(&report).unwrap();
     let reported: Vec<Value> = report_text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(
         reported.iter().map(|r| r["line"].as_u64().unwrap()).collect::<Vec<_>>(),
         [4, 5, 6]
     );
-    assert!(reported[0]["reason"].as_str().unwrap().starts_with("email"), "{report_text}");
-    assert!(reported[1]["reason"].as_str().unwrap().contains("unknown password hash"), "{report_text}");
-    assert!(reported[2]["reason"].as_str().unwrap().contains("nosuchrole"), "{report_text}");
-    assert!(!report_text.contains("$2b$") && !report_text.contains("deadbeef"), "no hash in the report: {report_text}");
+    assert!(
+        reported[0]["reason"].as_str().unwrap().starts_with("email"),
+        "{report_text}"
+    );
+    assert!(
+        reported[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown password hash"),
+        "{report_text}"
+    );
+    assert!(
+        reported[2]["reason"].as_str().unwrap().contains("nosuchrole"),
+        "{report_text}"
+    );
+    assert!(
+        !report_text.contains("$2b$") && !report_text.contains("deadbeef"),
+        "no hash in the report: {report_text}"
+    );
 
     // Carried over: verified flags, phone, metadata, roles, creation time.
     let exported = db.forge(&["users", "export"]);
@@ -216,7 +249,10 @@ fn jsonl_imports_every_hash_kind_then_dry_runs_reruns_and_reports() {
     assert_eq!(bee["created_at"], "2021-03-04T05:06:07Z");
     assert!(bee.get("password_hash").is_none(), "hashes only with --include-hashes");
     let django = exported.iter().find(|u| u["email"] == "django@example.com").unwrap();
-    assert_eq!((django["phone"].as_str(), django["phone_verified"].as_bool()), (Some("+14155550100"), Some(true)));
+    assert_eq!(
+        (django["phone"].as_str(), django["phone_verified"].as_bool()),
+        (Some("+14155550100"), Some(true))
+    );
     let with_hashes = db.forge(&["users", "export", "--include-hashes"]);
     assert!(String::from_utf8_lossy(&with_hashes.stdout).contains(&bcrypt));
 
@@ -224,13 +260,20 @@ fn jsonl_imports_every_hash_kind_then_dry_runs_reruns_and_reports() {
     let out = db.import(&[f]);
     assert!(out.contains("0 created, 3 already there, 3 rejected"), "{out}");
     let conflict = db.file("conflict.jsonl");
-    write(&conflict, &[json!({"email": "bee@example.com", "password_hash": bcrypt_hash("another one", bcrypt::Version::TwoB)})]);
+    write(
+        &conflict,
+        &[json!({"email": "bee@example.com", "password_hash": bcrypt_hash("another one", bcrypt::Version::TwoB)})],
+    );
     let out = db.import(&[conflict.to_str().unwrap(), "--report", r]);
     assert!(out.contains("0 created, 0 already there, 1 rejected"), "{out}");
     let report_text = std::fs::read_to_string(&report).unwrap();
     assert!(report_text.contains("email belongs to another user"), "{report_text}");
     assert!(!report_text.contains("$2b$"), "{report_text}");
-    assert_eq!(db.hash_of("bee@example.com").as_deref(), Some(bcrypt.as_str()), "not overwritten");
+    assert_eq!(
+        db.hash_of("bee@example.com").as_deref(),
+        Some(bcrypt.as_str()),
+        "not overwritten"
+    );
 
     // An export re-imports into another database as the same users.
     let other = Db::new();
@@ -263,12 +306,20 @@ fn csv_with_the_same_columns_imports_and_upgrades() {
     );
     std::fs::write(&file, text).unwrap();
     let out = db.import(&[file.to_str().unwrap()]);
-    assert!(out.contains("3 rows read: 2 created, 0 already there, 1 rejected"), "{out}");
-    let meta: String = db.sql("SELECT metadata FROM users WHERE email = ?1", "csv@example.com").unwrap();
+    assert!(
+        out.contains("3 rows read: 2 created, 0 already there, 1 rejected"),
+        "{out}"
+    );
+    let meta: String = db
+        .sql("SELECT metadata FROM users WHERE email = ?1", "csv@example.com")
+        .unwrap();
     assert_eq!(serde_json::from_str::<Value>(&meta).unwrap(), json!({"team": "blue"}));
     sign_in_upgrades(
         &db,
-        &[("csv@example.com", "csv horse battery"), ("+14155550199", "csv phone battery")],
+        &[
+            ("csv@example.com", "csv horse battery"),
+            ("+14155550199", "csv phone battery"),
+        ],
     );
 }
 
@@ -291,16 +342,23 @@ fn auth0_export_imports_and_upgrades() {
     );
     let out = db.import(&[file.to_str().unwrap(), "--format", "auth0"]);
     assert!(out.contains("2 created"), "{out}");
-    let meta: String = db.sql("SELECT metadata FROM users WHERE email = ?1", "zero@example.com").unwrap();
+    let meta: String = db
+        .sql("SELECT metadata FROM users WHERE email = ?1", "zero@example.com")
+        .unwrap();
     let meta: Value = serde_json::from_str(&meta).unwrap();
     assert_eq!(meta["theme"], "dark");
     assert_eq!(meta["auth0"]["app_metadata"]["plan"], "gold");
     assert_eq!(meta["auth0"]["user_id"], "auth0|5f7c8ec7c33c6c004bbafe82");
-    let created: i64 = db.sql("SELECT created_at FROM users WHERE email = ?1", "legacy@example.com").unwrap();
+    let created: i64 = db
+        .sql("SELECT created_at FROM users WHERE email = ?1", "legacy@example.com")
+        .unwrap();
     assert_eq!(created, 1_614_961_225);
     sign_in_upgrades(
         &db,
-        &[("zero@example.com", "auth0 horse battery"), ("legacy@example.com", "legacy horse battery")],
+        &[
+            ("zero@example.com", "auth0 horse battery"),
+            ("legacy@example.com", "legacy horse battery"),
+        ],
     );
 }
 
@@ -321,26 +379,37 @@ fn supabase_auth_users_as_csv_and_json_import_and_upgrade() {
     .unwrap();
     let out = db.import(&[csv.to_str().unwrap(), "--format", "supabase"]);
     assert!(out.contains("1 created"), "{out}");
-    let created: i64 = db.sql("SELECT created_at FROM users WHERE email = ?1", "supa@example.com").unwrap();
+    let created: i64 = db
+        .sql("SELECT created_at FROM users WHERE email = ?1", "supa@example.com")
+        .unwrap();
     assert_eq!(created, 1_682_845_687);
-    let verified: bool = db.sql("SELECT phone_verified FROM users WHERE phone = ?1", "+14155550111").unwrap();
+    let verified: bool = db
+        .sql("SELECT phone_verified FROM users WHERE phone = ?1", "+14155550111")
+        .unwrap();
     assert!(verified);
 
     let json_file = db.file("auth_users.json");
     write(
         &json_file,
-        &[json!({"id": "8d1b1b1e-1111-4c1e-9a1a-000000000002", "email": "json@example.com",
+        &[
+            json!({"id": "8d1b1b1e-1111-4c1e-9a1a-000000000002", "email": "json@example.com",
                  "encrypted_password": bcrypt_hash("json horse battery", bcrypt::Version::TwoA),
                  "email_confirmed_at": null, "phone": null, "raw_user_meta_data": {"full_name": "Jay"},
-                 "created_at": "2023-04-30T09:08:07.654321+00:00"})],
+                 "created_at": "2023-04-30T09:08:07.654321+00:00"}),
+        ],
     );
     let out = db.import(&[json_file.to_str().unwrap(), "--format", "supabase"]);
     assert!(out.contains("1 created"), "{out}");
-    let verified: bool = db.sql("SELECT email_verified FROM users WHERE email = ?1", "json@example.com").unwrap();
+    let verified: bool = db
+        .sql("SELECT email_verified FROM users WHERE email = ?1", "json@example.com")
+        .unwrap();
     assert!(!verified, "email_confirmed_at null: not verified");
     sign_in_upgrades(
         &db,
-        &[("supa@example.com", "supa horse battery"), ("json@example.com", "json horse battery")],
+        &[
+            ("supa@example.com", "supa horse battery"),
+            ("json@example.com", "json horse battery"),
+        ],
     );
 }
 
@@ -372,20 +441,40 @@ fn pocketbase_data_db_imports_and_upgrades() {
     drop(conn);
     let out = db.import(&[pb.to_str().unwrap(), "--format", "pocketbase"]);
     assert!(out.contains("2 created"), "{out}");
-    let verified: bool = db.sql("SELECT email_verified FROM users WHERE email = ?1", "pocket@example.com").unwrap();
+    let verified: bool = db
+        .sql(
+            "SELECT email_verified FROM users WHERE email = ?1",
+            "pocket@example.com",
+        )
+        .unwrap();
     assert!(verified);
-    let meta: String = db.sql("SELECT metadata FROM users WHERE email = ?1", "base@example.com").unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&meta).unwrap()["pocketbase_id"], "pbuser0000002");
+    let meta: String = db
+        .sql("SELECT metadata FROM users WHERE email = ?1", "base@example.com")
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&meta).unwrap()["pocketbase_id"],
+        "pbuser0000002"
+    );
     sign_in_upgrades(
         &db,
-        &[("pocket@example.com", "pocket horse battery"), ("base@example.com", "base horse battery")],
+        &[
+            ("pocket@example.com", "pocket horse battery"),
+            ("base@example.com", "base horse battery"),
+        ],
     );
 }
 
 /// Firebase's scrypt, assembled here from its documented steps: scrypt of
 /// the password over salt + separator (N = 2^mem_cost, r = rounds, p = 1),
 /// then AES-256-CTR with the first 32 bytes as key over the signer key.
-fn firebase_hash(password: &str, salt: &[u8], separator: &[u8], signer_key: &[u8], rounds: u32, mem_cost: u8) -> Vec<u8> {
+fn firebase_hash(
+    password: &str,
+    salt: &[u8],
+    separator: &[u8],
+    signer_key: &[u8],
+    rounds: u32,
+    mem_cost: u8,
+) -> Vec<u8> {
     use aes::cipher::{KeyIvInit, StreamCipher};
     let mut derived = [0u8; 64];
     let salted = [salt, separator].concat();
@@ -439,10 +528,18 @@ fn firebase_auth_export_imports_with_the_project_hash_config_and_upgrades() {
         "14",
     ]);
     assert!(out.contains("2 rows read: 2 created"), "{out}");
-    assert!(db.hash_of("fire@example.com").unwrap().starts_with("$firebase-scrypt$m=14,r=8$"));
-    let created: i64 = db.sql("SELECT created_at FROM users WHERE email = ?1", "fire@example.com").unwrap();
+    assert!(
+        db.hash_of("fire@example.com")
+            .unwrap()
+            .starts_with("$firebase-scrypt$m=14,r=8$")
+    );
+    let created: i64 = db
+        .sql("SELECT created_at FROM users WHERE email = ?1", "fire@example.com")
+        .unwrap();
     assert_eq!(created, 1_600_000_000);
-    let verified: bool = db.sql("SELECT phone_verified FROM users WHERE phone = ?1", "+14155550177").unwrap();
+    let verified: bool = db
+        .sql("SELECT phone_verified FROM users WHERE phone = ?1", "+14155550177")
+        .unwrap();
     assert!(verified);
     sign_in_upgrades(&db, &[("fire@example.com", "fire horse battery")]);
 }

@@ -275,7 +275,11 @@ fn auth0_user(v: Value) -> Result<RawUser, String> {
     let Value::Object(row) = v else {
         return Err("not a JSON object".into());
     };
-    let id = text(&row, "user_id").or_else(|| row.get("_id").and_then(|i| i.get("$oid")).and_then(|o| o.as_str().map(str::to_owned)));
+    let id = text(&row, "user_id").or_else(|| {
+        row.get("_id")
+            .and_then(|i| i.get("$oid"))
+            .and_then(|o| o.as_str().map(str::to_owned))
+    });
     let mut metadata = object(&row, "user_metadata")?.unwrap_or_default();
     let mut auth0 = Map::new();
     if let Some(id) = id {
@@ -328,11 +332,15 @@ fn supabase_user(v: Value) -> Result<RawUser, String> {
 /// Firebase's base64 (standard, sometimes web-safe or unpadded) as
 /// standard padded base64.
 fn standard_base64(s: &str) -> String {
-    let mut out: String = s.trim().chars().map(|c| match c {
-        '-' => '+',
-        '_' => '/',
-        c => c,
-    }).collect();
+    let mut out: String = s
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
     while out.len() % 4 != 0 {
         out.push('=');
     }
@@ -459,11 +467,9 @@ fn firebase_users(
 pub fn read_pocketbase(path: &Path, total: &mut dyn FnMut(u64), emit: &mut Emit<'_>) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use rusqlite::OpenFlags;
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open PocketBase database {}", path.display()))?;
+    let conn =
+        rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_context(|| format!("cannot open PocketBase database {}", path.display()))?;
     let columns: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_info('users')")?
         .query_map([], |r| r.get(0))?
@@ -477,7 +483,11 @@ pub fn read_pocketbase(path: &Path, total: &mut dyn FnMut(u64), emit: &mut Emit<
     } else {
         anyhow::bail!("the `users` table has no password column: is it an auth collection?");
     };
-    let name = if columns.iter().any(|c| c == "name") { "name" } else { "NULL" };
+    let name = if columns.iter().any(|c| c == "name") {
+        "name"
+    } else {
+        "NULL"
+    };
     let count: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
     total(u64::try_from(count).unwrap_or(0));
     let sql = format!(

@@ -146,7 +146,9 @@ fn parse_time(v: &Value) -> Option<Timestamp> {
         None if !t.ends_with(['Z', 'z']) => t.push('Z'),
         None => {}
     }
-    time::OffsetDateTime::parse(&t, &Rfc3339).ok().map(|d| d.unix_timestamp())
+    time::OffsetDateTime::parse(&t, &Rfc3339)
+        .ok()
+        .map(|d| d.unix_timestamp())
 }
 
 /// Counts the bytes read so far, for the progress bar.
@@ -234,9 +236,12 @@ pub async fn import(
                         who,
                         &format!("{field} belongs to another user (not overwritten)"),
                     )?,
-                    ImportOutcome::UnknownRole(role) => {
-                        reject(&mut summary, line, who, &format!("role {role:?} does not exist in the tenant"))?
-                    }
+                    ImportOutcome::UnknownRole(role) => reject(
+                        &mut summary,
+                        line,
+                        who,
+                        &format!("role {role:?} does not exist in the tenant"),
+                    )?,
                 }
             }
             progress.tick(summary.read);
@@ -290,8 +295,13 @@ fn read_file(
             read: Arc::clone(position),
         },
     );
-    formats::read_stream(job.format, &mut input as &mut dyn BufRead, job.firebase.as_ref(), &mut emit)
-        .map_err(|e| ImportError::Usage(format!("{}: {e:#}", job.file.display())))
+    formats::read_stream(
+        job.format,
+        &mut input as &mut dyn BufRead,
+        job.firebase.as_ref(),
+        &mut emit,
+    )
+    .map_err(|e| ImportError::Usage(format!("{}: {e:#}", job.file.display())))
 }
 
 /// Progress on standard error: a bar with rate and ETA on a terminal,
@@ -310,7 +320,11 @@ const PLAIN_EVERY: Duration = Duration::from_secs(5);
 impl Progress {
     fn start(rows: bool, position: Arc<AtomicU64>, total: Arc<AtomicU64>) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let unit = if rows { "{pos}/{len} rows" } else { "{bytes}/{total_bytes}" };
+            let unit = if rows {
+                "{pos}/{len} rows"
+            } else {
+                "{bytes}/{total_bytes}"
+            };
             let bar = indicatif::ProgressBar::new(total.load(Ordering::Relaxed));
             if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
                 "{{bar:30}} {{percent:>3}}% {unit} {{msg}} ETA {{eta}}"
@@ -334,7 +348,10 @@ impl Progress {
     }
 
     fn tick(&mut self, rows: u64) {
-        let (done, total) = (self.position.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed));
+        let (done, total) = (
+            self.position.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        );
         let rate = self.rate(rows);
         if let Some(bar) = &self.bar {
             bar.set_length(total);

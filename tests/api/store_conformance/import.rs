@@ -18,7 +18,12 @@ fn imported(email: Option<&str>, phone: Option<&str>, hash: Option<&str>, roles:
 }
 
 pub(super) async fn an_import_batch_creates_users_with_everything_carried_over(store: Arc<dyn Store>) {
-    let ann = imported(Some("ann@example.com"), Some("+14155550100"), Some("$2b$04$hash"), &["admin"]);
+    let ann = imported(
+        Some("ann@example.com"),
+        Some("+14155550100"),
+        Some("$2b$04$hash"),
+        &["admin"],
+    );
     let bob = imported(None, Some("+14155550101"), None, &[]);
     let outcomes = store
         .import_users(T, vec![ann.clone(), bob.clone()], NOW, false)
@@ -30,14 +35,20 @@ pub(super) async fn an_import_batch_creates_users_with_everything_carried_over(s
     assert!(user.email_verified && user.phone_verified);
     assert_eq!(user.metadata["from"], "old");
     assert_eq!(user.created_at, NOW - 86_400);
-    assert_eq!(store.password_hash(T, ann.id).await.unwrap().as_deref(), Some("$2b$04$hash"));
+    assert_eq!(
+        store.password_hash(T, ann.id).await.unwrap().as_deref(),
+        Some("$2b$04$hash")
+    );
     assert_eq!(store.password_hash(T, bob.id).await.unwrap(), None);
 }
 
 pub(super) async fn re_importing_skips_identical_users_and_reports_conflicts(store: Arc<dyn Store>) {
     let ann = imported(Some("ann@example.com"), None, Some("$2b$04$hash"), &[]);
     let cat = imported(None, Some("+14155550102"), Some("$2b$04$cat"), &[]);
-    store.import_users(T, vec![ann.clone(), cat.clone()], NOW, false).await.unwrap();
+    store
+        .import_users(T, vec![ann.clone(), cat.clone()], NOW, false)
+        .await
+        .unwrap();
     let again = store
         .import_users(
             T,
@@ -98,7 +109,10 @@ pub(super) async fn a_dry_run_finds_the_same_outcomes_and_writes_nothing(store: 
         imported(Some("ann@example.com"), None, Some("$2b$04$x"), &[]),
     ];
     let dry = store.import_users(T, batch.clone(), NOW, true).await.unwrap();
-    assert_eq!(dry, [ImportOutcome::Created, ImportOutcome::Conflict { field: "email" }]);
+    assert_eq!(
+        dry,
+        [ImportOutcome::Created, ImportOutcome::Conflict { field: "email" }]
+    );
     assert_eq!(store.count_users().await.unwrap(), 0);
     let real = store.import_users(T, batch, NOW, false).await.unwrap();
     assert_eq!(real, dry);
@@ -107,7 +121,14 @@ pub(super) async fn a_dry_run_finds_the_same_outcomes_and_writes_nothing(store: 
 
 pub(super) async fn export_pages_users_in_id_order_with_their_hashes(store: Arc<dyn Store>) {
     let users: Vec<ImportUser> = (0..5)
-        .map(|i| imported(Some(&format!("u{i}@example.com")), None, Some(&format!("$2b$04$h{i}")), &[]))
+        .map(|i| {
+            imported(
+                Some(&format!("u{i}@example.com")),
+                None,
+                Some(&format!("$2b$04$h{i}")),
+                &[],
+            )
+        })
         .collect();
     store.import_users(T, users.clone(), NOW, false).await.unwrap();
     let mut seen = Vec::new();
@@ -118,11 +139,11 @@ pub(super) async fn export_pages_users_in_id_order_with_their_hashes(store: Arc<
         after = Some(last.id);
         seen.extend(page.into_iter().map(|(u, h)| (u.id, h.unwrap())));
     }
-    let mut expected: Vec<(Uuid, String)> = users
-        .iter()
-        .map(|u| (u.id, u.password_hash.clone().unwrap()))
-        .collect();
+    let mut expected: Vec<(Uuid, String)> = users.iter().map(|u| (u.id, u.password_hash.clone().unwrap())).collect();
     expected.sort();
     assert_eq!(seen, expected);
-    assert!(store.export_users(Uuid::now_v7(), None, 10).await.unwrap().is_empty(), "tenant filter");
+    assert!(
+        store.export_users(Uuid::now_v7(), None, 10).await.unwrap().is_empty(),
+        "tenant filter"
+    );
 }
