@@ -32,8 +32,11 @@ use crate::store::{ImportOutcome, ImportUser, Store, Tenant};
 pub use formats::{FirebaseHashConfig, Format, RawUser};
 
 /// Rows per transaction: large enough that commits are a small part of the
-/// cost, small enough that a batch holds the SQLite writer only briefly.
-const BATCH: usize = 1000;
+/// cost and that an index page touched by many rows of a batch is written
+/// to the WAL once (measured on SQLite: 1,000 rows a batch gave 16,500
+/// rows/s, 5,000 gave 22,000), small enough that a batch holds the SQLite
+/// writer for well under a second.
+const BATCH: usize = 5000;
 
 /// What to import and how.
 #[derive(Clone, Debug)]
