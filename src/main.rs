@@ -72,6 +72,154 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Bulk import and export of users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Import users from a file, with their password hashes (re-hashed to
+    /// argon2id at each user's next sign-in). Re-running is safe: existing
+    /// identical users are skipped, conflicting ones reported.
+    Import {
+        file: PathBuf,
+        /// jsonl, csv, auth0, supabase, pocketbase (its data.db) or firebase
+        /// (auth:export JSON); by extension when not given (.csv, .db, else jsonl).
+        #[arg(long)]
+        format: Option<String>,
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Check every row and report, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the rejected rows (line, user, reason) to this file as JSON Lines.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Firebase's project hash parameters (Authentication, Users, "Password
+        /// hash parameters"): base64_signer_key.
+        #[arg(long)]
+        firebase_signer_key: Option<String>,
+        /// base64_salt_separator.
+        #[arg(long)]
+        firebase_salt_separator: Option<String>,
+        /// rounds.
+        #[arg(long)]
+        firebase_rounds: Option<u32>,
+        /// mem_cost.
+        #[arg(long)]
+        firebase_mem_cost: Option<u8>,
+    },
+    /// Write the tenant's users to standard output as JSON Lines.
+    Export {
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Include the password hashes (treat the output as a secret).
+        #[arg(long)]
+        include_hashes: bool,
+    },
+}
+
+/// `forge users import|export`: the bulk use cases of `service::import`.
+async fn users(config: Config, command: UsersCommand) -> Result<(), Failure> {
+    use forge::service::import::{self, FirebaseHashConfig, Format, ImportError, ImportJob};
+    let store = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || forge::app::open_store(&config))
+            .await
+            .map_err(|e| Failure::from(anyhow::anyhow!("cannot open the store: {e}")))??
+    };
+    let tenant_of = |slug: String| {
+        let store = store.clone();
+        async move {
+            let parsed = TenantSlug::parse(&slug).map_err(|e| Failure::usage(format!("--tenant {e}")))?;
+            store
+                .tenant_by_slug(parsed.as_str())
+                .await
+                .map_err(|e| Failure::from(anyhow::anyhow!("database: {e}")))?
+                .ok_or_else(|| Failure::usage(format!("no tenant {slug}")))
+        }
+    };
+    let failure = |e: ImportError| match e {
+        ImportError::Usage(m) => Failure::usage(m),
+        ImportError::Failed(e) => Failure::from(e),
+    };
+    match command {
+        UsersCommand::Import {
+            file,
+            format,
+            tenant,
+            dry_run,
+            report,
+            firebase_signer_key,
+            firebase_salt_separator,
+            firebase_rounds,
+            firebase_mem_cost,
+        } => {
+            let format = match format {
+                Some(f) => Format::parse(&f).ok_or_else(|| {
+                    Failure::usage(format!(
+                        "--format {f}: expected jsonl, csv, auth0, supabase, pocketbase or firebase"
+                    ))
+                })?,
+                None => Format::guess(&file),
+            };
+            let firebase = match (
+                firebase_signer_key,
+                firebase_salt_separator,
+                firebase_rounds,
+                firebase_mem_cost,
+            ) {
+                (Some(signer_key), Some(salt_separator), Some(rounds), Some(mem_cost)) => Some(FirebaseHashConfig {
+                    signer_key,
+                    salt_separator,
+                    rounds,
+                    mem_cost,
+                }),
+                (None, None, None, None) => None,
+                _ => {
+                    return Err(Failure::usage(
+                        "give all four of --firebase-signer-key, --firebase-salt-separator, \
+                         --firebase-rounds and --firebase-mem-cost",
+                    ));
+                }
+            };
+            let tenant = tenant_of(tenant).await?;
+            let job = ImportJob {
+                file,
+                format,
+                dry_run,
+                report,
+                firebase,
+            };
+            let now = forge::clock::Clock::system().now();
+            let summary = import::import(store.clone(), &tenant, job, now)
+                .await
+                .map_err(failure)?;
+            println!(
+                "forge: {} rows read: {} created, {} already there, {} rejected{}",
+                summary.read,
+                summary.created,
+                summary.unchanged,
+                summary.rejected,
+                if dry_run { " (dry run: nothing written)" } else { "" }
+            );
+        }
+        UsersCommand::Export { tenant, include_hashes } => {
+            let tenant = tenant_of(tenant).await?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let count = import::export(store.as_ref(), &tenant, include_hashes, &mut out)
+                .await
+                .map_err(failure)?;
+            eprintln!("forge: {count} users exported");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -206,6 +354,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Keys { command } => runtime.block_on(keys(config, command))?,
         Command::Health { .. } => {} // answered above, before the configuration loads
+        Command::Users { command } => runtime.block_on(users(config, command))?,
         Command::Backup { file } => {
             let Some(database) = forge::store::backup::database_file(&config.database.url) else {
                 return Err(Failure::usage(

@@ -19,6 +19,20 @@
 //!   500.
 //! - The password itself only travels inside [`Secret`] and never reaches a
 //!   log or an error message.
+//!
+//! Imported hashes (`forge users import`) are verified natively on the same
+//! pool, in constant time, and always answer `needs_rehash: true`, so the
+//! sign-in that proves the password also replaces them with argon2id:
+//! bcrypt (`$2a$`, `$2b$`, `$2y$`), Django's PBKDF2-SHA256
+//! (`pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`) and Firebase's
+//! modified scrypt in forge's own self-contained form
+//! (`$firebase-scrypt$m=<mem_cost>,r=<rounds>$<salt>$<salt separator>$<signer
+//! key>$<hash>`, standard padded base64; see [`firebase_scrypt_string`]).
+//! [`ImportedHash::parse`] is the one gate: the importer stores only what it
+//! accepts, and its cost bounds keep a stored hash from pinning a pool
+//! thread for minutes. Their cost differs from the configured argon2id, so
+//! until the first sign-in a wrong password for such an account takes
+//! another time than for an unknown one; that ends with the upgrade.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -283,15 +297,21 @@ fn verify_blocking(inner: &Inner, password: &str, stored: Option<&str>) -> Verif
     let Some(stored) = stored else {
         return dummy_verify(inner, password);
     };
+    if !stored.starts_with("$argon2") {
+        return match ImportedHash::parse(stored) {
+            Ok(imported) => imported.verify(stored, password.as_bytes()),
+            Err(e) => {
+                // Never log the hash itself: it is an offline-crackable secret.
+                tracing::warn!(error = %e, "stored password hash is not one forge verifies; treating as mismatch");
+                dummy_verify(inner, password)
+            }
+        };
+    }
     let hash = match PasswordHash::new(stored) {
         Ok(hash) => hash,
         Err(e) => {
             // Never log the hash itself: it is an offline-crackable secret.
-            if stored.starts_with("$2") {
-                tracing::warn!("stored password hash is bcrypt, which this build cannot verify; treating as mismatch");
-            } else {
-                tracing::warn!(error = %e, "stored password hash is malformed; treating as mismatch");
-            }
+            tracing::warn!(error = %e, "stored password hash is malformed; treating as mismatch");
             return dummy_verify(inner, password);
         }
     };
@@ -313,6 +333,211 @@ fn verify_blocking(inner: &Inner, password: &str, stored: Option<&str>) -> Verif
             Verification::Mismatch
         }
     }
+}
+
+/// Why a hash cannot be imported or verified. Names the problem, never the
+/// hash (it is an offline-crackable secret).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ForeignHashError {
+    #[error("unknown password hash format")]
+    Unknown,
+    #[error("malformed {0} hash")]
+    Malformed(&'static str),
+    #[error("{0} cost outside the accepted range")]
+    Cost(&'static str),
+}
+
+/// The cost bounds of imported hashes: wide enough for every real export
+/// (bcrypt 10-12, Django 2024's 870,000 PBKDF2 iterations, Firebase's
+/// maximum `rounds` 8 and `mem_cost` 14), narrow enough that one stored
+/// hash cannot hold a pool thread for minutes or allocate gigabytes.
+const BCRYPT_COST: std::ops::RangeInclusive<u32> = 4..=16;
+const PBKDF2_ITERATIONS: std::ops::RangeInclusive<u32> = 1..=10_000_000;
+const FIREBASE_MEM_COST: std::ops::RangeInclusive<u8> = 1..=14;
+const FIREBASE_ROUNDS: std::ops::RangeInclusive<u32> = 1..=8;
+
+/// A password hash forge accepts from an import, parsed.
+#[derive(Clone, Debug)]
+pub enum ImportedHash {
+    /// argon2id, argon2i or argon2d in PHC form, any parameters.
+    Argon2,
+    /// `$2a$`, `$2b$` or `$2y$` (the `bcrypt` crate checks the rest).
+    Bcrypt,
+    /// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
+    Pbkdf2Sha256 {
+        iterations: u32,
+        salt: String,
+        hash: Vec<u8>,
+    },
+    /// Firebase's scrypt: scrypt(password, salt ‖ separator, N = 2^mem_cost,
+    /// r = rounds, p = 1, 64 bytes), then AES-256-CTR (key: the first 32
+    /// bytes, IV zero) over the project's signer key gives `hash`.
+    FirebaseScrypt {
+        mem_cost: u8,
+        rounds: u32,
+        salt: Vec<u8>,
+        separator: Vec<u8>,
+        signer_key: Vec<u8>,
+        hash: Vec<u8>,
+    },
+}
+
+/// Forge's self-contained form of a Firebase scrypt hash: the user's salt
+/// and hash from the export with the project's hash configuration (all as
+/// standard padded base64, as Firebase gives them).
+pub fn firebase_scrypt_string(
+    mem_cost: u8,
+    rounds: u32,
+    salt_b64: &str,
+    separator_b64: &str,
+    signer_key_b64: &str,
+    hash_b64: &str,
+) -> String {
+    format!("$firebase-scrypt$m={mem_cost},r={rounds}${salt_b64}${separator_b64}${signer_key_b64}${hash_b64}")
+}
+
+impl ImportedHash {
+    /// Parses `stored` completely (every field decoded, costs in bounds),
+    /// so that what is accepted can later be verified.
+    pub fn parse(stored: &str) -> Result<Self, ForeignHashError> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::STANDARD;
+        if stored.starts_with("$argon2") {
+            let hash = PasswordHash::new(stored).map_err(|_| ForeignHashError::Malformed("argon2"))?;
+            Algorithm::try_from(hash.algorithm).map_err(|_| ForeignHashError::Malformed("argon2"))?;
+            Params::try_from(&hash).map_err(|_| ForeignHashError::Malformed("argon2"))?;
+            if hash.hash.is_none() {
+                return Err(ForeignHashError::Malformed("argon2"));
+            }
+            return Ok(Self::Argon2);
+        }
+        if let Some(rest) = ["$2a$", "$2b$", "$2y$"].iter().find_map(|p| stored.strip_prefix(p)) {
+            let (cost_digits, body) = rest.split_once('$').ok_or(ForeignHashError::Malformed("bcrypt"))?;
+            let cost: u32 = cost_digits.parse().map_err(|_| ForeignHashError::Malformed("bcrypt"))?;
+            let bcrypt_alphabet = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '/';
+            if cost_digits.len() != 2 || body.len() != 53 || !body.chars().all(bcrypt_alphabet) {
+                return Err(ForeignHashError::Malformed("bcrypt"));
+            }
+            if !BCRYPT_COST.contains(&cost) {
+                return Err(ForeignHashError::Cost("bcrypt"));
+            }
+            return Ok(Self::Bcrypt);
+        }
+        if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
+            let malformed = ForeignHashError::Malformed("pbkdf2_sha256");
+            let mut parts = rest.split('$');
+            let (Some(iterations), Some(salt), Some(hash), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(malformed);
+            };
+            let iterations: u32 = iterations.parse().map_err(|_| malformed.clone())?;
+            let hash = STANDARD.decode(hash).map_err(|_| malformed.clone())?;
+            if salt.is_empty() || hash.len() < 16 || hash.len() > 64 {
+                return Err(malformed);
+            }
+            if !PBKDF2_ITERATIONS.contains(&iterations) {
+                return Err(ForeignHashError::Cost("pbkdf2_sha256"));
+            }
+            return Ok(Self::Pbkdf2Sha256 {
+                iterations,
+                salt: salt.to_owned(),
+                hash,
+            });
+        }
+        if let Some(rest) = stored.strip_prefix("$firebase-scrypt$") {
+            let malformed = ForeignHashError::Malformed("firebase-scrypt");
+            let parts: Vec<&str> = rest.split('$').collect();
+            let [params, salt, separator, signer_key, hash] = parts[..] else {
+                return Err(malformed);
+            };
+            let (mut mem_cost, mut rounds) = (None, None);
+            for kv in params.split(',') {
+                match kv.split_once('=') {
+                    Some(("m", v)) if mem_cost.is_none() => mem_cost = v.parse::<u8>().ok(),
+                    Some(("r", v)) if rounds.is_none() => rounds = v.parse::<u32>().ok(),
+                    _ => return Err(malformed),
+                }
+            }
+            let (Some(mem_cost), Some(rounds)) = (mem_cost, rounds) else {
+                return Err(malformed);
+            };
+            let decode = |s: &str| STANDARD.decode(s).map_err(|_| malformed.clone());
+            let (salt, separator, signer_key, hash) =
+                (decode(salt)?, decode(separator)?, decode(signer_key)?, decode(hash)?);
+            if signer_key.is_empty() || hash.len() != signer_key.len() {
+                return Err(malformed);
+            }
+            if !FIREBASE_MEM_COST.contains(&mem_cost) || !FIREBASE_ROUNDS.contains(&rounds) {
+                return Err(ForeignHashError::Cost("firebase-scrypt"));
+            }
+            return Ok(Self::FirebaseScrypt {
+                mem_cost,
+                rounds,
+                salt,
+                separator,
+                signer_key,
+                hash,
+            });
+        }
+        Err(ForeignHashError::Unknown)
+    }
+
+    /// Checks a password against a non-argon2 imported hash, comparing in
+    /// constant time. (argon2 hashes take the main path in `verify_blocking`.)
+    fn verify(&self, stored: &str, password: &[u8]) -> Verification {
+        use subtle::ConstantTimeEq as _;
+        let matched = match self {
+            // Not reached: verify_blocking handles argon2 itself.
+            Self::Argon2 => false,
+            // `verify` compares with `subtle`; its error would carry the hash,
+            // so it is not logged.
+            Self::Bcrypt => bcrypt::verify(password, stored).unwrap_or(false),
+            Self::Pbkdf2Sha256 { iterations, salt, hash } => {
+                let mut out = vec![0u8; hash.len()];
+                pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt.as_bytes(), *iterations, &mut out);
+                bool::from(out.ct_eq(hash))
+            }
+            Self::FirebaseScrypt {
+                mem_cost,
+                rounds,
+                salt,
+                separator,
+                signer_key,
+                hash,
+            } => firebase_scrypt(password, *mem_cost, *rounds, salt, separator, signer_key)
+                .is_some_and(|computed| bool::from(computed.ct_eq(hash))),
+        };
+        if matched {
+            Verification::Match { needs_rehash: true }
+        } else {
+            Verification::Mismatch
+        }
+    }
+}
+
+/// Firebase's hash of `password`: AES-256-CTR, keyed with the first half of
+/// the scrypt-derived key, over the signer key. None only when the
+/// parameters are invalid (excluded by [`ImportedHash::parse`]).
+fn firebase_scrypt(
+    password: &[u8],
+    mem_cost: u8,
+    rounds: u32,
+    salt: &[u8],
+    separator: &[u8],
+    signer_key: &[u8],
+) -> Option<Vec<u8>> {
+    use aes::cipher::{KeyIvInit as _, StreamCipher as _};
+    let params = scrypt::Params::new(mem_cost, rounds, 1, 64).ok()?;
+    let mut salted = Vec::with_capacity(salt.len() + separator.len());
+    salted.extend_from_slice(salt);
+    salted.extend_from_slice(separator);
+    let mut derived = [0u8; 64];
+    scrypt::scrypt(password, &salted, &params, &mut derived).ok()?;
+    let mut out = signer_key.to_vec();
+    let mut cipher = ctr::Ctr128BE::<aes::Aes256>::new_from_slices(&derived[..32], &[0u8; 16]).ok()?;
+    cipher.apply_keystream(&mut out);
+    Some(out)
 }
 
 /// Burns one argon2 run with the configured cost and answers Mismatch.
@@ -576,6 +801,104 @@ mod tests {
         assert!(timed_out.is_err());
         assert_eq!(h.queue_depth(), 0);
         drop(held);
+    }
+
+    /// Firebase's own example (github.com/firebase/scrypt, README): the
+    /// project's hash configuration, one user's salt, and the expected hash.
+    const FIREBASE_SIGNER_KEY: &str =
+        "jxspr8Ki0RYycVU8zykbdLGjFQ3McFUH0uiiTvC8pVMXAn210wjLNmdZJzxUECKbm0QsEmYUSDzZvpjeJ9WmXA==";
+    const FIREBASE_HASH: &str =
+        "lSrfV15cpx95/sZS2W9c9Kp6i/LVgQNDNC/qzrCnh1SAyZvqmZqAjTdn3aoItz+VHjoZilo78198JAdRuid5lQ==";
+
+    #[tokio::test]
+    async fn firebase_scrypt_matches_firebases_published_example() {
+        let h = hasher(small());
+        let stored = firebase_scrypt_string(14, 8, "42xEC+ixf3L2lw==", "Bw==", FIREBASE_SIGNER_KEY, FIREBASE_HASH);
+        assert_eq!(
+            h.verify(&secret("user1password"), Some(&stored)).await.unwrap(),
+            Verification::Match { needs_rehash: true }
+        );
+        assert_eq!(
+            h.verify(&secret("user1passwore"), Some(&stored)).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn bcrypt_in_every_prefix_verifies_and_needs_rehash() {
+        let h = hasher(small());
+        let made = bcrypt::hash_with_result("hunter2 hunter2", 4).unwrap();
+        for version in [bcrypt::Version::TwoA, bcrypt::Version::TwoB, bcrypt::Version::TwoY] {
+            let stored = made.format_for_version(version);
+            ImportedHash::parse(&stored).unwrap();
+            assert_eq!(
+                h.verify(&secret("hunter2 hunter2"), Some(&stored)).await.unwrap(),
+                Verification::Match { needs_rehash: true },
+                "{stored}"
+            );
+            assert_eq!(
+                h.verify(&secret("hunter2 hunter3"), Some(&stored)).await.unwrap(),
+                Verification::Mismatch
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn django_pbkdf2_sha256_verifies_and_needs_rehash() {
+        // Made by Python's hashlib.pbkdf2_hmac, as Django does.
+        let stored = "pbkdf2_sha256$1000$seasalt123$KuEnssc6S4MzVSS8Tu48m1RDSrTAn7j3CfgvvjkvfWA=";
+        let h = hasher(small());
+        assert_eq!(
+            h.verify(&secret("correct horse"), Some(stored)).await.unwrap(),
+            Verification::Match { needs_rehash: true }
+        );
+        assert_eq!(
+            h.verify(&secret("correct horsE"), Some(stored)).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[test]
+    fn import_accepts_known_forms_and_names_what_it_refuses() {
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let salt = SaltString::generate(&mut OsRng);
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        assert!(matches!(ImportedHash::parse(&argon2i), Ok(ImportedHash::Argon2)));
+        let cases = [
+            ("", ForeignHashError::Unknown),
+            ("plain text password", ForeignHashError::Unknown),
+            ("md5$abc$def", ForeignHashError::Unknown),
+            ("$argon2id$v=19$m=1024,t=1,p=1$", ForeignHashError::Malformed("argon2")),
+            ("$2b$12$short", ForeignHashError::Malformed("bcrypt")),
+            (
+                "$2b$31$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+                ForeignHashError::Cost("bcrypt"),
+            ),
+            (
+                "pbkdf2_sha256$x$salt$aGFzaA==",
+                ForeignHashError::Malformed("pbkdf2_sha256"),
+            ),
+            (
+                "pbkdf2_sha256$0$salt$KuEnssc6S4MzVSS8Tu48m1RDSrTAn7j3CfgvvjkvfWA=",
+                ForeignHashError::Cost("pbkdf2_sha256"),
+            ),
+            (
+                "$firebase-scrypt$m=14,r=8$AA==$AA==$AA==",
+                ForeignHashError::Malformed("firebase-scrypt"),
+            ),
+            (
+                "$firebase-scrypt$m=30,r=8$AA==$AA==$AA==$AA==",
+                ForeignHashError::Cost("firebase-scrypt"),
+            ),
+        ];
+        for (stored, why) in cases {
+            assert_eq!(ImportedHash::parse(stored).unwrap_err(), why, "{stored:?}");
+            // The reason never repeats the hash.
+            assert!(stored.len() < 8 || !why.to_string().contains(stored));
+        }
     }
 
     #[test]

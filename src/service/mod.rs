@@ -13,6 +13,7 @@ pub mod devices;
 pub mod directory;
 pub mod factors;
 pub mod forward_auth;
+pub mod import;
 pub mod keys;
 pub mod limits;
 pub mod mfa;

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod backup;
 pub mod directory;
 pub mod factors;
+pub mod import;
 pub mod outbox;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 pub use accounts::*;
 pub use directory::*;
 pub use factors::*;
+pub use import::*;
 pub use outbox::*;
 pub use records::*;
 pub use site::*;
@@ -51,6 +53,6 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Every port a backend implements; the application holds an `Arc<dyn Store>`.
 /// Each area's methods live in their own trait (and their own file per
 /// backend) so the areas can grow independently.
-pub trait Store: AccountStore + DirectoryStore + FactorStore + OutboxStore + SiteStore {}
+pub trait Store: AccountStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + SiteStore {}
 
-impl<T: AccountStore + DirectoryStore + FactorStore + OutboxStore + SiteStore> Store for T {}
+impl<T: AccountStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + SiteStore> Store for T {}

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn forge() -> Command {
+pub(crate) fn forge() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
     // The test environment must not leak into the child's configuration.
     for (k, _) in std::env::vars() {

@@ -99,6 +99,7 @@ async fn sign_in(store: &Arc<dyn Store>, user: Uuid, refresh: &str) -> User {
 
 mod audit;
 mod factors;
+mod import;
 mod keys;
 mod outbox;
 mod roles;
@@ -136,6 +137,11 @@ macro_rules! conformance {
 }
 
 conformance! {
+    import::an_import_batch_creates_users_with_everything_carried_over,
+    import::re_importing_skips_identical_users_and_reports_conflicts,
+    import::an_unknown_role_is_reported_and_writes_nothing_for_that_user,
+    import::a_dry_run_finds_the_same_outcomes_and_writes_nothing,
+    import::export_pages_users_in_id_order_with_their_hashes,
     users::a_fresh_store_answers_and_holds_only_the_default_tenant,
     users::create_user_returns_the_user_with_roles_and_metadata,
     users::create_user_with_a_taken_email_or_phone_conflicts_on_that_field,
