@@ -1,7 +1,6 @@
 //! Scheduled backups, `forge restore` and `forge doctor`, through the real
 //! binary on a file database (the patterns of `cli.rs`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,14 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::PASSWORD;
+use crate::support::binary::{self, listening};
 
 fn forge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FORGE_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = binary::forge();
     cmd.env("FORGE_PASSWORD__ARGON2_MEMORY_KIB", "1024")
         .env("FORGE_PASSWORD__ARGON2_ITERATIONS", "1");
     cmd
@@ -36,15 +31,7 @@ fn serve(db: &Path, extra: &[(&str, &str)]) -> (Child, String) {
         cmd.env(k, v);
     }
     let mut server = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("forge listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
+    let base = listening(&mut server, String::new);
     (server, base)
 }
 

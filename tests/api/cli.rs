@@ -1,19 +1,10 @@
 //! The `forge` binary as an operator uses it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub(crate) fn forge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
-    // The test environment must not leak into the child's configuration.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FORGE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
+use crate::support::binary::{forge, listening};
 
 #[test]
 fn version() {
@@ -116,15 +107,7 @@ fn migrate_admin_create_serve_and_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("forge listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
+    let addr = listening(&mut server, String::new);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -177,11 +160,7 @@ fn no_secret_reaches_the_logs() {
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().strip_prefix("forge listening on ").unwrap().to_string();
+    let base = listening(&mut server, String::new);
     let password = "log-canary correct horse battery";
     let new_password = "log-canary another fine passphrase";
     let mut secrets: Vec<String> = vec![password.into(), new_password.into(), "wrong-canary password x".into()];

@@ -6,7 +6,6 @@
 //! real server with the original password, and the stored hash is argon2id
 //! afterwards: the upgrade, observed in the database.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 
@@ -14,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
-use crate::cli::forge;
+use crate::support::binary::{forge, listening};
 
 /// A migrated SQLite file in its own directory.
 struct Db {
@@ -101,15 +100,7 @@ fn serve(db: &Db) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("forge listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
+    let base = listening(&mut child, String::new);
     Server { child, base }
 }
 

@@ -3,21 +3,11 @@
 //! access line with its own request fields), the start-up line (secrets
 //! redacted), and `forge health` as Docker's HEALTHCHECK runs it.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn forge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
-    // The test environment must not leak into the child's configuration.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FORGE_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
+use crate::support::binary::{forge, listening};
 
 /// The binary serving on a free port, its stderr going to a file (not a TTY).
 struct Served {
@@ -41,20 +31,7 @@ impl Served {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("forge listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "no listening line: {line:?}: {}",
-                    std::fs::read_to_string(&log).unwrap()
-                )
-            })
-            .to_string();
+        let base = listening(&mut child, || std::fs::read_to_string(&log).unwrap_or_default());
         Self { child, base, log }
     }
 

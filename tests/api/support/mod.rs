@@ -3,6 +3,7 @@
 //! provisioned users, sign-in to a tenant, token claims, forward auth), the
 //! admin site's browser and raw SQL against a test server's database.
 
+pub mod binary;
 pub mod raw_db;
 pub mod site_client;
 
