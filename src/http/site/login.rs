@@ -420,59 +420,28 @@ trait CsrfForm {
     fn csrf(&self) -> &str;
 }
 
-impl CsrfForm for LoginForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
+/// Every sign-in form carries its double-submit token in a `csrf` field.
+macro_rules! csrf_forms {
+    ($($form:ty),+ $(,)?) => {
+        $(impl CsrfForm for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
 }
 
-impl CsrfForm for SecondStepForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for EnrolForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for EnrolPasskeyOptionsForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for EnrolPasskeyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for PasskeyOptionsForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for PasskeyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for SecondPasskeyOptionsForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-impl CsrfForm for SecondPasskeyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_forms!(
+    LoginForm,
+    SecondStepForm,
+    EnrolForm,
+    EnrolPasskeyOptionsForm,
+    EnrolPasskeyForm,
+    PasskeyOptionsForm,
+    PasskeyForm,
+    SecondPasskeyOptionsForm,
+    SecondPasskeyForm,
+);
 
 /// `POST /admin/login`.
 pub async fn sign_in(
