@@ -480,15 +480,7 @@ impl SiteSessions {
         if self.factors.has_factor(tenant.id, user.id).await? {
             return Ok(());
         }
-        let mut audit = meta.audit(
-            tenant.id,
-            now,
-            AuditEvent::AdminLoginDenied,
-            Some(user.id),
-            Some(user.id),
-        );
-        audit.detail = serde_json::json!({ "reason": "mfa_enrollment_required" });
-        self.store.record_audit(audit).await?;
+        self.denied(tenant, user, meta, now, "mfa_enrollment_required").await?;
         Err(AppError::forbidden(
             ErrorCode::MfaEnrollmentRequired,
             "This tenant requires administrators to have a second factor. Sign in with your password \
@@ -863,6 +855,26 @@ impl SiteSessions {
         }
     }
 
+    /// Audits a refused admin-site sign-in (`admin_login_denied`) and why.
+    async fn denied(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        meta: &RequestMeta,
+        now: Timestamp,
+        reason: &'static str,
+    ) -> AppResult<()> {
+        let mut audit = meta.audit(
+            tenant.id,
+            now,
+            AuditEvent::AdminLoginDenied,
+            Some(user.id),
+            Some(user.id),
+        );
+        audit.detail = serde_json::json!({ "reason": reason });
+        Ok(self.store.record_audit(audit).await?)
+    }
+
     /// The `admin` role, checked for `user` as `session` would carry them:
     /// 403 `not_admin` otherwise, audited `admin_login_denied`.
     async fn require_admin(
@@ -875,15 +887,7 @@ impl SiteSessions {
     ) -> AppResult<()> {
         let own = self.principal(session, user, tenant);
         if !self.is_admin(&own).await? {
-            let mut audit = meta.audit(
-                tenant.id,
-                now,
-                AuditEvent::AdminLoginDenied,
-                Some(user.id),
-                Some(user.id),
-            );
-            audit.detail = serde_json::json!({ "reason": "not_admin" });
-            self.store.record_audit(audit).await?;
+            self.denied(tenant, user, meta, now, "not_admin").await?;
             return Err(AppError::forbidden(
                 ErrorCode::NotAdmin,
                 "this account does not hold the admin role, so it cannot use the admin site",
