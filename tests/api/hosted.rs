@@ -618,3 +618,86 @@ async fn an_account_held_back_for_verification_signs_in_with_the_emailed_code() 
     );
     s.stop().await;
 }
+
+/// The authenticator app of a page showing an `otpauth://` link.
+fn app_of(page: &Page) -> TOTP {
+    let start = page.body.find("href=\"otpauth").expect("an otpauth link") + "href=\"".len();
+    let end = page.body[start..].find('"').unwrap();
+    let uri = unescape(&page.body[start..start + end])
+        .replace("&#x2f;", "/")
+        .replace("&#47;", "/");
+    TOTP::from_url(&uri).unwrap()
+}
+
+#[tokio::test]
+async fn a_tenant_policy_makes_a_user_without_a_factor_enrol_one_first() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let (status, body) = s
+        .as_user(access(&root))
+        .patch(
+            "/v1/tenant/settings",
+            serde_json::json!({"mfa": {"policy": "all", "grace": "0s"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut b = Browser::new(&s);
+    let step = sign_in_with(&mut b, "", "ann@example.com", PASSWORD).await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert!(step.body.contains("action=\"/mfa/enrol\""));
+    assert!(!b.cookies.contains_key(SSO));
+    let app = app_of(&step);
+    let csrf = step.csrf();
+    let challenge = hidden(&step, "challenge");
+    let factor = hidden(&step, "factor");
+    let code = code_at(&s, &app);
+    let done = b
+        .post(
+            "/mfa/enrol",
+            &[
+                ("csrf", csrf.as_str()),
+                ("tenant", "default"),
+                ("return_to", "/account"),
+                ("challenge", challenge.as_str()),
+                ("factor", factor.as_str()),
+                ("code", code.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("recovery codes"));
+    assert!(b.cookies.contains_key(SSO));
+    let account = b.get("/account").await;
+    assert!(account.body.contains("totp"), "{}", account.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_account_page_adds_and_removes_an_authenticator_app() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = signed_in(&s, "ann@example.com").await;
+    let wrong = act(&mut b, "/account/factors/totp", &[("current_password", "wrong")]).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let started = act(&mut b, "/account/factors/totp", &[("current_password", PASSWORD)]).await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    let app = app_of(&started);
+    let factor = hidden(&started, "factor");
+    let code = code_at(&s, &app);
+    let codes = act(
+        &mut b,
+        "/account/factors/totp/confirm",
+        &[("factor", factor.as_str()), ("code", code.as_str())],
+    )
+    .await;
+    assert_eq!(codes.status, 200, "{}", codes.body);
+    assert!(codes.body.contains("recovery codes"));
+    let account = b.get("/account").await;
+    assert!(account.body.contains(&format!("/account/factors/{factor}/remove")));
+    // This session signed in with the password alone: removing the factor
+    // needs a second factor, as in the API.
+    let refused = act(&mut b, &format!("/account/factors/{factor}/remove"), &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    s.stop().await;
+}
