@@ -61,6 +61,8 @@ fn session(refresh_hash: &str) -> NewSession {
         user_agent: Some("conformance".into()),
         ip: Some("127.0.0.1".into()),
         assurance: Assurance::password(),
+        client_id: None,
+        sso_id: None,
     }
 }
 
