@@ -9,6 +9,7 @@ mod audit;
 mod identity;
 pub mod mfa_policy;
 mod names;
+pub mod oauth;
 pub mod password_policy;
 pub mod settings;
 

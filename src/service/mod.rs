@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod address;
 pub mod audit;
+pub mod auth_codes;
 pub mod backups;
 pub mod challenges;
 pub mod code_flows;

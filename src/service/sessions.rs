@@ -265,6 +265,8 @@ impl Sessions {
             phone_verified: user.phone.is_some() && user.phone_verified,
             amr: assurance.amr.clone(),
             aal: assurance.aal,
+            client_id: None,
+            scope: None,
         };
         let token = keys.sign(&claims).map_err(AppError::internal)?;
         Ok((token, ttl))

@@ -445,6 +445,8 @@ impl SiteSessions {
                 phone_verified: false,
                 amr: session.assurance.amr.clone(),
                 aal: session.assurance.aal,
+                client_id: None,
+                scope: None,
             }),
         }
     }
