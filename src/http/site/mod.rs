@@ -25,7 +25,7 @@
 pub mod chart;
 mod dashboard;
 pub mod guard;
-mod login;
+pub(crate) mod login;
 mod operations;
 mod records;
 mod roles;
