@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth_codes;
 pub mod backups;
 pub mod challenges;
+pub mod clients;
 pub mod code_flows;
 pub mod codes;
 pub mod denylist;
