@@ -20,6 +20,7 @@ pub mod keys;
 pub mod limits;
 pub mod mfa;
 pub mod mfa_policy;
+pub mod oidc;
 pub mod otp;
 pub mod paging;
 pub mod passkey_factors;
