@@ -46,7 +46,9 @@ async fn openid_configuration(State(state): State<AppState>) -> impl IntoRespons
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
-        "id_token_signing_alg_values_supported": ID_TOKEN_ALGS,
+        // What this keyring can sign (EdDSA, and RS256 once its key
+        // exists; none with an HS256 keyring, which has no public key).
+        "id_token_signing_alg_values_supported": keys.id_token_algs().iter().map(|a| a.as_str()).collect::<Vec<_>>(),
         "scopes_supported": STANDARD_SCOPES,
         "claims_supported": CLAIMS,
         "subject_types_supported": ["public"],
@@ -61,10 +63,6 @@ async fn openid_configuration(State(state): State<AppState>) -> impl IntoRespons
         "request_uri_parameter_supported": false,
     }))
 }
-
-/// The algorithms an ID token can be signed with, per client
-/// (`id_token_signed_response_alg`).
-pub const ID_TOKEN_ALGS: &[&str] = &["EdDSA", "RS256"];
 
 /// The claims an ID token or the userinfo answer can carry.
 pub const CLAIMS: &[&str] = &[

@@ -995,3 +995,31 @@ async fn the_discovery_document_lists_what_works() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn signing_out_on_the_hosted_pages_ends_the_client_sessions_too() {
+    let t = setup(json!({"first_party": true})).await;
+    let s = &t.s;
+    let mut b = Browser::new(s);
+    let code = code_for(&t, &mut b, &[]).await;
+    let (_, tokens) = exchange(s, &t.id, &t.secret, &code, VERIFIER).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(s, access).await.0, 200);
+    let account = b.get("/account").await;
+    assert_eq!(account.status, 200, "{}", account.body);
+    let csrf = account.csrf();
+    let out = b.post("/logout", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert_eq!(userinfo(s, access).await.0, 401);
+    let (status, _, _) = token_basic(
+        s,
+        &t.id,
+        &t.secret,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+}
