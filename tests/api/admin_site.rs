@@ -1650,3 +1650,64 @@ async fn tenant_admins_set_the_signup_policy_and_operators_choose_it_at_creation
     assert!(op.get("/admin/settings").await.body.contains("value=\"open\" checked"));
     assert_eq!(actor_of_last(&s, "tenant_created").await, Some(root_id));
 }
+
+#[tokio::test]
+async fn branding_is_edited_on_the_settings_page_escaped_and_validated() {
+    let s = server().await;
+    operator(&s).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b.get("/admin/settings").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"save-branding\""), "{}", page.body);
+    assert!(page.body.contains("value=\"#4f46e5\""), "{}", page.body);
+    let refused = b
+        .post("/admin/settings/branding", &[("name", "X"), ("accent", "#000000")])
+        .await;
+    assert_eq!(refused.status, 403, "no CSRF token");
+
+    let page = b
+        .act(
+            "/admin/settings/branding",
+            &[
+                ("name", "<b>Acme</b>"),
+                ("logo_url", "https://cdn.acme.io/logo.svg"),
+                ("accent", "#12ab9f"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/admin/settings");
+    assert!(b.flash("/admin/settings").await.contains("branding is saved"));
+    let page = b.get("/admin/settings").await;
+    assert!(
+        page.body.contains("value=\"&#60;b&#62;Acme&#60;/b&#62;\"")
+            || page.body.contains("value=\"&lt;b&gt;Acme&lt;/b&gt;\""),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<b>Acme</b>"));
+    assert!(page.body.contains("value=\"#12ab9f\""));
+    assert!(page.body.contains("https://cdn.acme.io/logo.svg"));
+    let rows = audit_rows(&s, DEFAULT_TENANT_ID, "settings_updated").await;
+    assert_eq!(rows[0].detail["branding"]["accent"], "#12ab9f");
+
+    // An insecure logo URL is refused with the reason; an empty one removes it.
+    b.act(
+        "/admin/settings/branding",
+        &[
+            ("name", "Acme"),
+            ("logo_url", "http://cdn.acme.io/l.png"),
+            ("accent", "#12ab9f"),
+        ],
+    )
+    .await;
+    assert!(b.flash("/admin/settings").await.contains("https://"));
+    b.act(
+        "/admin/settings/branding",
+        &[("name", "Acme"), ("logo_url", ""), ("accent", "#12ab9f")],
+    )
+    .await;
+    let tenant = s.state().store.tenant_by_slug("default").await.unwrap().unwrap();
+    let branding = s.state().settings.branding_of(&tenant).await.unwrap();
+    assert_eq!((branding.name.as_str(), branding.logo_url), ("Acme", None));
+}
