@@ -901,17 +901,19 @@ pub struct UserClaims {
 
 pub fn user_claims(user: &User, tenant: &Tenant, scopes: &Scopes) -> UserClaims {
     let mut claims = UserClaims::default();
-    if scopes.contains("email")
-        && let Some(email) = &user.email
-    {
-        claims.email = Some(email.to_string());
-        claims.email_verified = Some(user.email_verified);
+    // Only proven addresses, as in access tokens and forward auth: an app
+    // that links accounts by email must never be handed one the user only
+    // typed (a pre-hijacking of the app's account). An unproven address
+    // reads as absent, with `*_verified: false`.
+    if scopes.contains("email") {
+        let proven = user.email.as_ref().filter(|_| user.email_verified);
+        claims.email = proven.map(|e| e.to_string());
+        claims.email_verified = Some(proven.is_some());
     }
-    if scopes.contains("phone")
-        && let Some(phone) = &user.phone
-    {
-        claims.phone_number = Some(phone.to_string());
-        claims.phone_number_verified = Some(user.phone_verified);
+    if scopes.contains("phone") {
+        let proven = user.phone.as_ref().filter(|_| user.phone_verified);
+        claims.phone_number = proven.map(|p| p.to_string());
+        claims.phone_number_verified = Some(proven.is_some());
     }
     if scopes.contains("profile") {
         claims.name = user
@@ -977,10 +979,12 @@ mod tests {
             serde_json::to_value(&all).unwrap(),
             serde_json::json!({
                 "email": "ann@example.com", "email_verified": true,
-                "phone_number": "+14155550100", "phone_number_verified": false,
+                "phone_number_verified": false,
                 "name": "Ann", "roles": ["admin"], "tenant": "default",
             })
         );
+        // The unproven phone number is not asserted (only that it is not proven).
+        assert!(!serde_json::to_string(&all).unwrap().contains("4155550100"));
         let none = user_claims(&user, &tenant, &Scopes::parse("openid").unwrap());
         assert_eq!(serde_json::to_value(&none).unwrap(), serde_json::json!({}));
     }

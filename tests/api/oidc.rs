@@ -728,6 +728,35 @@ async fn userinfo_answers_by_scope() {
     assert_eq!(userinfo(s, api["access_token"].as_str().unwrap()).await.0, 401);
 }
 
+/// The attack: sign up with someone else's address (never proving it) and
+/// sign in to an app that links accounts by email. forge hands the app no
+/// address the user did not prove, in the ID token or at userinfo.
+#[tokio::test]
+async fn an_unproven_email_is_never_asserted_to_a_client() {
+    let s = server().await;
+    let admin = admin(&s).await;
+    s.signup("victim@example.com", PASSWORD).await;
+    let (id, secret) = client(&s, &admin, json!({"first_party": true})).await;
+    let secret = secret.unwrap();
+    let mut b = Browser::new(&s);
+    let location = browse(
+        &mut b,
+        &authorize_path(&id, &[("scope", "openid email phone")]),
+        "victim@example.com",
+    )
+    .await;
+    let code = param(&location, "code").unwrap();
+    let (status, tokens) = exchange(&s, &id, &secret, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    let id_token = claims(tokens["id_token"].as_str().unwrap());
+    let (_, info) = userinfo(&s, tokens["access_token"].as_str().unwrap()).await;
+    for asserted in [&id_token, &info] {
+        assert!(asserted.get("email").is_none(), "{asserted}");
+        assert_eq!(asserted["email_verified"], false, "{asserted}");
+        assert!(!asserted.to_string().contains("victim@example.com"), "{asserted}");
+    }
+}
+
 #[tokio::test]
 async fn revocation_ends_the_client_session_and_always_answers_200() {
     let t = setup(json!({"first_party": true})).await;
