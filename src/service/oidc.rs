@@ -581,7 +581,13 @@ impl Oidc {
             .sessions
             .refresh_as(&tenant, token, meta, Some(&client.client_id))
             .await
-            .map_err(|_| invalid_grant("the refresh token is invalid, expired or revoked"))?;
+            .map_err(|e| match e {
+                AppError::Unauthorized { .. } | AppError::Forbidden { .. } => {
+                    invalid_grant("the refresh token is invalid, expired or revoked")
+                }
+                // Rate limits and outages keep their own answers.
+                other => other,
+            })?;
         Ok(ClientTokens {
             access_token: tokens.access_token,
             expires_in: tokens.expires_in,

@@ -40,61 +40,24 @@ async fn admin(s: &TestServer) -> String {
         .to_string()
 }
 
-/// Registers a client (as the operator: the same use case the API and the
-/// CLI call); returns `(client_id, client_secret)` (no secret for a public
-/// client). `spec` takes the API's field names.
-async fn client(s: &TestServer, _admin: &str, spec: Value) -> (String, Option<String>) {
-    use forge::domain::clients::{ClientKind, ClientSpec, GrantType, IdTokenAlg};
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_str().unwrap().to_string())
-            .collect()
-    };
-    let kind = ClientKind::parse(spec["type"].as_str().unwrap_or("confidential")).unwrap();
-    let mut c = ClientSpec::new(spec["name"].as_str().unwrap_or("App"), kind);
-    c.redirect_uris = spec
-        .get("redirect_uris")
-        .map(strings)
-        .unwrap_or(vec![REDIRECT.to_string()]);
-    c.scopes = spec.get("scopes").map(strings).unwrap_or(
-        [
-            "openid",
-            "profile",
-            "email",
-            "phone",
-            "offline_access",
-            "roles",
-            "tenant",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
-    if let Some(g) = spec.get("grant_types") {
-        c.grant_types = strings(g).iter().map(|g| GrantType::parse(g).unwrap()).collect();
+/// Registers a client through the API (`POST /v1/clients` as an
+/// administrator); returns `(client_id, client_secret)` (no secret for a
+/// public client).
+async fn client(s: &TestServer, admin: &str, spec: Value) -> (String, Option<String>) {
+    let mut body = json!({
+        "name": "App",
+        "type": "confidential",
+        "redirect_uris": [REDIRECT],
+        "scopes": ["openid", "profile", "email", "phone", "offline_access", "roles", "tenant"],
+    });
+    for (k, v) in spec.as_object().unwrap() {
+        body[k] = v.clone();
     }
-    if let Some(p) = spec.get("post_logout_redirect_uris") {
-        c.post_logout_redirect_uris = strings(p);
-    }
-    c.first_party = spec["first_party"].as_bool().unwrap_or(false);
-    c.backchannel_logout_uri = spec["backchannel_logout_uri"].as_str().map(str::to_string);
-    if let Some(alg) = spec["id_token_signed_response_alg"].as_str() {
-        c.id_token_alg = IdTokenAlg::parse(alg).unwrap();
-    }
-    let registered = s
-        .state()
-        .clients
-        .create_as(
-            forge::service::clients::Actor::operator(forge::store::DEFAULT_TENANT_ID),
-            c,
-            &forge::service::RequestMeta::default(),
-        )
-        .await
-        .unwrap();
+    let (status, created) = s.as_user(admin).post("/v1/clients", body).await;
+    assert_eq!(status, 201, "{created}");
     (
-        registered.client.client_id,
-        registered.secret.map(|s| s.expose().to_string()),
+        created["client_id"].as_str().unwrap().to_string(),
+        created["client_secret"].as_str().map(str::to_string),
     )
 }
 
