@@ -12,7 +12,8 @@
 //! is first-party) → the RP's `/callback`, where openid-client exchanges the
 //! code, validates the ID token (signature with the client's registered
 //! algorithm, iss, aud, nonce, iat/exp) and the RFC 9207 `iss` parameter,
-//! refreshes (rotation) and calls userinfo (expected sub). The test then
+//! refreshes (rotation), calls userinfo (expected sub) and revokes the
+//! refresh token (RFC 7009), which is then refused. The test then
 //! asserts what the library handed back, and logs out through the RP
 //! (RP-initiated logout with id_token_hint, post_logout_redirect_uri and
 //! state), after which the hosted session is gone.
@@ -524,6 +525,10 @@ impl World {
         assert_eq!(userinfo["sub"], self.user_id.as_str(), "{ctx}");
         assert_eq!(userinfo["email"], USER, "{ctx}");
         assert_eq!(userinfo["email_verified"], true, "{ctx}");
+        assert_eq!(
+            r["revocation"]["ok"], true,
+            "the revoked refresh token is refused: {ctx}"
+        );
     }
 
     /// RP-initiated logout: the RP's /logout → forge's end-session
@@ -682,6 +687,7 @@ async fn openid_client_reads_the_discovery_document() {
     assert_eq!(m["userinfo_endpoint"], url("/oauth/userinfo"), "{m:#}");
     assert_eq!(m["end_session_endpoint"], url("/oauth/logout"), "{m:#}");
     assert_eq!(m["jwks_uri"], url("/.well-known/jwks.json"), "{m:#}");
+    assert_eq!(m["revocation_endpoint"], url("/oauth/revoke"), "{m:#}");
     assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]), "{m:#}");
     assert_eq!(m["authorization_response_iss_parameter_supported"], true, "{m:#}");
     let has = |key: &str, values: &[&str]| {

@@ -19,7 +19,9 @@
 //                  the authorization endpoint (query `prompt`, `max_age`,
 //                  `login_hint` are passed on)
 //   GET /callback  authorization code grant, refresh (rotation checked),
-//                  userinfo (expected sub): {ok, sub, claims, userinfo, ...}
+//                  userinfo (expected sub): {ok, sub, claims, userinfo, ...};
+//                  then the refresh token is revoked (RFC 7009) and must be
+//                  refused: `revocation: {ok, ...}`
 //   GET /logout    302 to the end-session endpoint with id_token_hint,
 //                  post_logout_redirect_uri = /bye and a state
 //   GET /bye       {ok, state} once forge sends the browser back
@@ -203,6 +205,7 @@ async function callback(req, res, url) {
     refreshed: false,
   };
   let accessToken = tokens.access_token;
+  let refreshToken = tokens.refresh_token;
   if (tokens.refresh_token) {
     const again = await client.refreshTokenGrant(config, tokens.refresh_token);
     result.refreshed = true;
@@ -212,8 +215,24 @@ async function callback(req, res, url) {
     result.refresh_id_token = again.id_token !== undefined;
     if (again.id_token !== undefined) result.refreshed_claims = again.claims();
     accessToken = again.access_token;
+    refreshToken = again.refresh_token ?? refreshToken;
   }
   result.userinfo = await client.fetchUserInfo(config, accessToken, claims.sub);
+  if (refreshToken) {
+    // RFC 7009 at the revocation endpoint; the revoked refresh token must
+    // then be refused. Reported apart: the sign-in itself succeeded.
+    try {
+      await client.tokenRevocation(config, refreshToken, { token_type_hint: 'refresh_token' });
+      try {
+        await client.refreshTokenGrant(config, refreshToken);
+        result.revocation = { ok: false, error: 'the revoked refresh token still works' };
+      } catch (e) {
+        result.revocation = { ok: e?.error === 'invalid_grant', refused_with: e?.error ?? String(e) };
+      }
+    } catch (e) {
+      result.revocation = describe(e);
+    }
+  }
   last = { config, idToken: tokens.id_token, sub: claims.sub };
   page(res, 200, 'callback', result);
 }
