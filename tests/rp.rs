@@ -291,6 +291,8 @@ struct Case {
     /// Screenshot prefix.
     name: &'static str,
     public: bool,
+    /// For a confidential client: client_secret_basic or client_secret_post.
+    auth: &'static str,
     alg: &'static str,
     first_party: bool,
     /// `forge clients add` before the server starts, rather than the API.
@@ -398,6 +400,7 @@ impl World {
         ];
         if let Some(secret) = &client.client_secret {
             env.push(("CLIENT_SECRET", secret.as_str()));
+            env.push(("CLIENT_AUTH", case.auth));
         }
         let rp = Rp::start(rp_port, &env);
         World {
@@ -576,6 +579,7 @@ async fn a_confidential_client_with_eddsa_id_tokens() {
     full_flow(Case {
         name: "confidential-eddsa",
         public: false,
+        auth: "client_secret_basic",
         alg: "EdDSA",
         first_party: false,
         by_cli: false,
@@ -588,6 +592,7 @@ async fn a_public_client_with_pkce_and_rs256_id_tokens() {
     full_flow(Case {
         name: "public-rs256",
         public: true,
+        auth: "none",
         alg: "RS256",
         first_party: false,
         by_cli: false,
@@ -595,14 +600,15 @@ async fn a_public_client_with_pkce_and_rs256_id_tokens() {
     .await;
 }
 
-/// A first-party client registered with `forge clients add --first-party`:
-/// no consent page; a second sign-in at the RP rides the hosted session
+/// A first-party client registered with `forge clients add --first-party`,
+/// authenticating with client_secret_post: no consent page; a second sign-in at the RP rides the hosted session
 /// (no password, the same `sid` and `auth_time`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_party_client_from_the_cli_skips_consent_and_reuses_the_session() {
     let case = Case {
         name: "first-party",
         public: false,
+        auth: "client_secret_post",
         alg: "EdDSA",
         first_party: true,
         by_cli: true,
@@ -646,6 +652,7 @@ async fn prompt_none_without_a_session_is_login_required() {
     let w = World::new(Case {
         name: "prompt-none",
         public: true,
+        auth: "none",
         alg: "EdDSA",
         first_party: false,
         by_cli: false,

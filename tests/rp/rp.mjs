@@ -8,7 +8,8 @@
 //   ISSUER         forge's issuer, e.g. http://127.0.0.1:8080 (plain HTTP is
 //                  allowed: the tests run on loopback)
 //   CLIENT_ID      the registered client
-//   CLIENT_SECRET  its secret (client_secret_basic); unset for a public client
+//   CLIENT_SECRET  its secret; unset for a public client (PKCE only)
+//   CLIENT_AUTH    client_secret_basic (default) or client_secret_post
 //   SCOPE          default "openid profile email offline_access"
 //   ID_TOKEN_ALG   the client's registered id_token_signed_response_alg
 //                  (EdDSA or RS256); the library refuses any other
@@ -38,6 +39,7 @@ const env = process.env;
 const ISSUER = env.ISSUER;
 const CLIENT_ID = env.CLIENT_ID || '';
 const CLIENT_SECRET = env.CLIENT_SECRET || undefined;
+const CLIENT_AUTH = env.CLIENT_AUTH || 'client_secret_basic';
 const SCOPE = env.SCOPE || 'openid profile email offline_access';
 const ID_TOKEN_ALG = env.ID_TOKEN_ALG || undefined;
 const RP_PORT = Number(env.RP_PORT || 0);
@@ -46,13 +48,21 @@ if (!ISSUER) {
   console.error('rp.mjs: ISSUER is required');
   process.exit(2);
 }
+if (!['client_secret_basic', 'client_secret_post'].includes(CLIENT_AUTH)) {
+  console.error(`rp.mjs: CLIENT_AUTH must be client_secret_basic or client_secret_post, not ${CLIENT_AUTH}`);
+  process.exit(2);
+}
 
 /** A fresh openid-client Configuration from forge's discovery document. */
 async function discover() {
   const metadata = {};
   if (CLIENT_SECRET) metadata.client_secret = CLIENT_SECRET;
   if (ID_TOKEN_ALG) metadata.id_token_signed_response_alg = ID_TOKEN_ALG;
-  const auth = CLIENT_SECRET ? client.ClientSecretBasic(CLIENT_SECRET) : client.None();
+  const auth = !CLIENT_SECRET
+    ? client.None()
+    : CLIENT_AUTH === 'client_secret_post'
+      ? client.ClientSecretPost(CLIENT_SECRET)
+      : client.ClientSecretBasic(CLIENT_SECRET);
   return client.discovery(new URL(ISSUER), CLIENT_ID || 'discovery-only', metadata, auth, {
     execute: [client.allowInsecureRequests],
   });
