@@ -36,7 +36,7 @@ mod support_browser;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
