@@ -476,6 +476,22 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         challenges.clone(),
         passkey_factors.clone(),
     ));
+    let sso = Arc::new(crate::service::sso::Sso::new(
+        store.clone(),
+        cache.clone(),
+        clock.clone(),
+        metrics.clone(),
+        config.jwt.refresh_ttl,
+        config.jwt.session_max_age,
+        config.jwt.issuer.clone(),
+        accounts.clone(),
+        sessions.clone(),
+        devices.clone(),
+        mfa_policies.clone(),
+        factors.clone(),
+        challenges.clone(),
+        passkey_factors.clone(),
+    ));
     let backups = Arc::new(crate::service::backups::Backups::new(&config, clock.clone()).await);
     let state = AppState {
         backups,
@@ -505,6 +521,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         site_dashboard,
         site_messages,
         site_sessions,
+        sso,
         roles,
         audit,
         signing_keys,

@@ -426,8 +426,8 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), Failure> {
     }
     let time = |t: Option<i64>| t.map(forge::domain::rfc3339).unwrap_or_else(|| "-".into());
     println!(
-        "{:<44}  {:<8}  {:<20}  {:>7}  {:<20}  {:<20}  JWKS",
-        "KID", "STATE", "CREATED", "AGE", "SIGNING SINCE", "RETIRED"
+        "{:<44}  {:<8}  {:<6}  {:<20}  {:>7}  {:<20}  {:<20}  JWKS",
+        "KID", "STATE", "ALG", "CREATED", "AGE", "SIGNING SINCE", "RETIRED"
     );
     for k in keys {
         let jwks = match (k.published, k.unpublished_at) {
@@ -436,9 +436,10 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), Failure> {
             (false, _) => "no".into(),
         };
         println!(
-            "{:<44}  {:<8}  {:<20}  {:>7}  {:<20}  {:<20}  {jwks}",
+            "{:<44}  {:<8}  {:<6}  {:<20}  {:>7}  {:<20}  {:<20}  {jwks}",
             k.kid,
             k.state.as_str(),
+            k.algorithm,
             forge::domain::rfc3339(k.created_at),
             forge::http::site::views::duration(now - k.created_at),
             time(k.activated_at),

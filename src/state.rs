@@ -34,6 +34,7 @@ use crate::service::settings::Settings;
 use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
 use crate::service::site::sessions::SiteSessions;
+use crate::service::sso::Sso;
 use crate::service::tenants::Tenants;
 use crate::store::{Store, Tenant};
 use crate::telemetry::metrics::Metrics;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub site_dashboard: SiteDashboard,
     pub site_messages: SiteMessages,
     pub site_sessions: Arc<SiteSessions>,
+    /// The hosted pages' single sign-on sessions and sign-in steps.
+    pub sso: Arc<Sso>,
     pub roles: Roles,
     pub audit: AuditLog,
     pub signing_keys: SigningKeys,

@@ -54,10 +54,17 @@ impl CacheKey {
     /// An admin-site session, keyed by the SHA-256 of its cookie token so
     /// that reading the cache (a Redis dump, `MONITOR`) yields no cookie.
     pub fn site_session(token: &str) -> Self {
-        CacheKey(format!(
-            "admin:session:{}",
-            hex::encode(Sha256::digest(token.as_bytes()))
-        ))
+        Self::hashed("admin:session", token)
+    }
+
+    /// A hosted-pages (single sign-on) session, keyed like
+    /// [`Self::site_session`] by the SHA-256 of its cookie token.
+    pub fn sso_session(token: &str) -> Self {
+        Self::hashed("sso:session", token)
+    }
+
+    fn hashed(prefix: &str, token: &str) -> Self {
+        CacheKey(format!("{prefix}:{}", hex::encode(Sha256::digest(token.as_bytes()))))
     }
 
     /// A second-step challenge (`purpose` `challenge` for an `mfa_token`,
@@ -193,6 +200,10 @@ mod tests {
                 // SHA-256 of "token".
                 CacheKey::site_session("token"),
                 "admin:session:3c469e9d6c5875d37a43f353d4f88e61fcf812c66eee3457465a40b0da4153e0",
+            ),
+            (
+                CacheKey::sso_session("token"),
+                "sso:session:3c469e9d6c5875d37a43f353d4f88e61fcf812c66eee3457465a40b0da4153e0",
             ),
             (CacheKey::challenge("challenge", "ab12"), "mfa:challenge:ab12"),
             (CacheKey::challenge_data("enroll", "ab12"), "mfa:enroll:ab12:data"),

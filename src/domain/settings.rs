@@ -1,8 +1,8 @@
 //! A tenant's settings, as typed values.
 //!
 //! Storage. The settings are one JSON document per tenant (`tenants.settings`)
-//! holding only the *parts* that were ever set (`signup` and `mfa` today;
-//! `notices`, `federation` and `branding` later). A part that was never set
+//! holding only the *parts* that were ever set (`signup`, `mfa` and
+//! `branding` today; `notices` and `federation` later). A part that was never set
 //! is absent and its default applies, so a default that follows the server
 //! configuration (the signup policy follows `signup.enabled`) keeps
 //! following it until an administrator chooses otherwise. A new part is a
@@ -158,6 +158,107 @@ fn parse_domain(raw: &str) -> Result<String, &'static str> {
     Ok(domain)
 }
 
+/// The accent colour of a tenant that never chose one.
+pub const DEFAULT_ACCENT: &str = "#4f46e5";
+
+/// The longest brand name, in characters.
+pub const MAX_BRAND_NAME_CHARS: usize = 80;
+
+/// The longest logo URL, in bytes.
+pub const MAX_LOGO_URL_LEN: usize = 2048;
+
+/// How the hosted pages (sign-in, consent, account) present a tenant: its
+/// name, an optional logo (an image URL the browser loads) and an accent
+/// colour. Every value is validated by [`Branding::parse`]; the pages still
+/// HTML-escape them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branding {
+    /// 1 to 80 characters, no control characters, trimmed.
+    pub name: String,
+    /// An `https://` URL (`http://` only for 127.0.0.1, localhost, [::1]),
+    /// without credentials.
+    #[serde(default)]
+    pub logo_url: Option<String>,
+    /// `#rrggbb`, lowercase.
+    pub accent: String,
+}
+
+impl Branding {
+    /// The branding of a tenant that never set one: its name, no logo, the
+    /// default accent.
+    pub fn default_for(tenant_name: &str) -> Self {
+        let name: String = tenant_name.trim().chars().take(MAX_BRAND_NAME_CHARS).collect();
+        Branding {
+            name: if name.is_empty() { "forge".into() } else { name },
+            logo_url: None,
+            accent: DEFAULT_ACCENT.into(),
+        }
+    }
+
+    /// Validates a branding: `Err((field, reason))` names the field under
+    /// `branding` that is wrong.
+    pub fn parse(name: &str, logo_url: Option<&str>, accent: &str) -> Result<Self, (&'static str, String)> {
+        let name = name.trim();
+        let chars = name.chars().count();
+        if chars == 0 {
+            return Err(("name", "must not be empty".into()));
+        }
+        if chars > MAX_BRAND_NAME_CHARS {
+            return Err(("name", format!("at most {MAX_BRAND_NAME_CHARS} characters")));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(("name", "must not contain control characters".into()));
+        }
+        let logo_url = match logo_url.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(u) => Some(parse_logo_url(u).map_err(|reason| ("logo_url", reason.to_string()))?),
+            None => None,
+        };
+        let accent = parse_accent(accent).map_err(|reason| ("accent", reason.to_string()))?;
+        Ok(Branding {
+            name: name.to_owned(),
+            logo_url,
+            accent,
+        })
+    }
+}
+
+/// An image URL a hosted page may load: `https://`, or `http://` on a
+/// loopback host (local development); no user name or password in it.
+fn parse_logo_url(raw: &str) -> Result<String, &'static str> {
+    if raw.len() > MAX_LOGO_URL_LEN {
+        return Err("at most 2048 characters");
+    }
+    let url = url::Url::parse(raw).map_err(|_| "is not an absolute URL")?;
+    let loopback = matches!(
+        url.host(),
+        Some(url::Host::Domain("localhost"))
+            | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+            | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+    );
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err("must be an https:// URL (http:// only for 127.0.0.1, localhost or [::1])"),
+    }
+    if url.host().is_none() {
+        return Err("must name a host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password");
+    }
+    Ok(url.to_string())
+}
+
+/// `#rrggbb` (hex digits, either case), returned lowercase.
+fn parse_accent(raw: &str) -> Result<String, &'static str> {
+    let raw = raw.trim();
+    let valid = raw.len() == 7 && raw.starts_with('#') && raw[1..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid {
+        return Err("must be a colour written #rrggbb");
+    }
+    Ok(raw.to_ascii_lowercase())
+}
+
 /// The parts of a tenant's settings that were set; `None` means "never
 /// set": the default applies. See the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +267,8 @@ pub struct TenantSettings {
     pub signup: Option<SignupPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<MfaPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branding: Option<Branding>,
 }
 
 impl TenantSettings {
@@ -181,6 +284,14 @@ impl TenantSettings {
         self.mfa.clone().unwrap_or_default()
     }
 
+    /// The branding in force: the stored one, or the default (the tenant's
+    /// name, no logo, the default accent).
+    pub fn branding(&self, tenant_name: &str) -> Branding {
+        self.branding
+            .clone()
+            .unwrap_or_else(|| Branding::default_for(tenant_name))
+    }
+
     /// Names of the parts this value holds (for audit rows).
     pub fn parts(&self) -> Vec<&'static str> {
         let mut parts = Vec::new();
@@ -189,6 +300,9 @@ impl TenantSettings {
         }
         if self.mfa.is_some() {
             parts.push("mfa");
+        }
+        if self.branding.is_some() {
+            parts.push("branding");
         }
         parts
     }
@@ -200,6 +314,9 @@ impl TenantSettings {
         }
         if let Some(mfa) = &other.mfa {
             self.mfa = Some(mfa.clone());
+        }
+        if let Some(branding) = &other.branding {
+            self.branding = Some(branding.clone());
         }
         self
     }
@@ -283,10 +400,75 @@ mod tests {
         assert_eq!(unset.signup_policy(false).mode, SignupMode::Closed);
         assert_eq!(unset.signup_policy(true).mode, SignupMode::Open);
         let newer =
-            TenantSettings::from_json(r#"{"signup":{"mode":"closed","domains":[]},"branding":{"name":"x"}}"#).unwrap();
+            TenantSettings::from_json(r#"{"signup":{"mode":"closed","domains":[]},"theme":{"dark":true}}"#).unwrap();
         assert_eq!(newer.signup_policy(true).mode, SignupMode::Closed);
         assert_eq!(TenantSettings::from_json(&newer.to_json()).unwrap(), newer);
         let merged = unset.overlay(&newer);
         assert_eq!(merged.parts(), ["signup"]);
+        assert_eq!(merged.branding("Acme"), Branding::default_for("Acme"));
+        let branded = TenantSettings {
+            branding: Some(Branding::parse("Acme", None, "#ABCDEF").unwrap()),
+            ..TenantSettings::default()
+        };
+        let merged = merged.overlay(&branded);
+        assert_eq!(merged.parts(), ["signup", "branding"]);
+        assert_eq!(TenantSettings::from_json(&merged.to_json()).unwrap(), merged);
+        assert_eq!(merged.branding("Other").accent, "#abcdef");
+    }
+
+    #[test]
+    fn branding_defaults_to_the_tenant_name_and_the_default_accent() {
+        let b = Branding::default_for("Acme Corp");
+        assert_eq!(
+            (b.name.as_str(), b.logo_url, b.accent.as_str()),
+            ("Acme Corp", None, "#4f46e5")
+        );
+        assert_eq!(Branding::default_for(&"x".repeat(100)).name.chars().count(), 80);
+    }
+
+    #[test]
+    fn branding_is_validated() {
+        let ok = Branding::parse("  Acme  ", Some("https://cdn.acme.io/logo.svg"), "#4F46E5").unwrap();
+        assert_eq!(ok.name, "Acme");
+        assert_eq!(ok.logo_url.as_deref(), Some("https://cdn.acme.io/logo.svg"));
+        assert_eq!(ok.accent, "#4f46e5");
+        assert_eq!(Branding::parse("A", Some(""), "#000000").unwrap().logo_url, None);
+        assert!(Branding::parse(&"é".repeat(80), None, "#000000").is_ok());
+        for local in [
+            "http://127.0.0.1:8080/logo.png",
+            "http://localhost/logo.png",
+            "http://[::1]:3000/l.png",
+        ] {
+            assert!(Branding::parse("A", Some(local), "#000000").is_ok(), "{local}");
+        }
+        for (name, logo, accent, field) in [
+            ("", None, "#000000", "name"),
+            ("   ", None, "#000000", "name"),
+            (&*"é".repeat(81), None, "#000000", "name"),
+            ("a\u{7}b", None, "#000000", "name"),
+            ("A", Some("http://cdn.acme.io/logo.png"), "#000000", "logo_url"),
+            ("A", Some("http://127.0.0.2/logo.png"), "#000000", "logo_url"),
+            ("A", Some("http://localhost.evil.io/logo.png"), "#000000", "logo_url"),
+            ("A", Some("javascript:alert(1)"), "#000000", "logo_url"),
+            ("A", Some("data:image/png;base64,AAAA"), "#000000", "logo_url"),
+            ("A", Some("//cdn.acme.io/logo.png"), "#000000", "logo_url"),
+            ("A", Some("/logo.png"), "#000000", "logo_url"),
+            ("A", Some("https://user:pw@cdn.acme.io/l.png"), "#000000", "logo_url"),
+            (
+                "A",
+                Some(&*format!("https://a.io/{}", "x".repeat(2048))),
+                "#000000",
+                "logo_url",
+            ),
+            ("A", None, "4f46e5", "accent"),
+            ("A", None, "#4f46e", "accent"),
+            ("A", None, "#4f46e5f", "accent"),
+            ("A", None, "#gggggg", "accent"),
+            ("A", None, "red", "accent"),
+            ("A", None, "#fff;}body{x", "accent"),
+        ] {
+            let err = Branding::parse(name, logo, accent).unwrap_err();
+            assert_eq!(err.0, field, "{name:?} {logo:?} {accent:?}: {err:?}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod extract;
+pub mod hosted;
 pub mod metrics;
 pub mod ops;
 pub mod permission;
@@ -51,6 +52,7 @@ pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
     axum::Router::new()
         .merge(api)
         .merge(site)
+        .merge(hosted::router(state.clone()))
         .merge(wellknown::router())
         .merge(ops::router(openapi))
         .merge(extra)

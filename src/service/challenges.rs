@@ -80,6 +80,15 @@ pub enum ChallengeKind {
     /// the API's enrolment calls.
     #[serde(rename = "site-enroll")]
     SiteEnrollment,
+    /// The hosted pages' second step (`/mfa`): their own kind, for the
+    /// admin site's reasons (the hidden field ends in an SSO session, never
+    /// in API tokens, and an API `mfa_token` is no good there).
+    #[serde(rename = "sso-challenge")]
+    HostedSecondFactor,
+    /// The hosted pages' first-factor enrolment step, when the tenant's
+    /// policy requires a factor the user does not have.
+    #[serde(rename = "sso-enroll")]
+    HostedEnrollment,
 }
 
 impl ChallengeKind {
@@ -90,6 +99,8 @@ impl ChallengeKind {
             ChallengeKind::Enrollment => "enroll",
             ChallengeKind::SiteSecondFactor => "site-challenge",
             ChallengeKind::SiteEnrollment => "site-enroll",
+            ChallengeKind::HostedSecondFactor => "sso-challenge",
+            ChallengeKind::HostedEnrollment => "sso-enroll",
         }
     }
 }

@@ -7,6 +7,13 @@
 //! caches the JWKS knows a key before any token carries its `kid`. Rotation
 //! promotes `next` to `current`, retires `current` (kept for verification
 //! until its last token expires) and creates a new `next`.
+//!
+//! Beside the Ed25519 keys live RS256 keys (RSA 2048, algorithm `RS256` in
+//! `signing_keys`) for the ID and logout tokens of OpenID Connect clients
+//! that cannot verify EdDSA. They have the same next/current/retired life,
+//! are created with the Ed25519 ones, rotate with them in the same
+//! transaction, and are published in the same JWKS. Forge's own tokens are
+//! never signed with them.
 
 use std::sync::Arc;
 
@@ -15,7 +22,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 
 use crate::config::{Config, JwtAlgorithm};
-use crate::crypto::jwt::{KeyMaterial, Keyring, VerifierSettings, generate_ed25519};
+use crate::crypto::jwt::{KeyMaterial, Keyring, VerifierSettings, generate_ed25519, generate_rs256};
 use crate::domain::{AuditEvent, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::secret::Secret;
@@ -31,18 +38,29 @@ pub const JWKS_MAX_AGE_SECS: u64 = 300;
 /// How often every instance reloads the keyring from the store.
 pub const KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn new_record(state: KeyState, now: i64) -> SigningKeyRecord {
-    let key = generate_ed25519();
-    SigningKeyRecord {
+/// The `algorithm` column of Ed25519 keys.
+pub const EDDSA: &str = "EdDSA";
+/// The `algorithm` column of RSA keys (ID and logout tokens only).
+pub const RS256: &str = "RS256";
+
+/// Every key algorithm forge keeps, in the order keys are created.
+const ALGORITHMS: [&str; 2] = [EDDSA, RS256];
+
+fn new_record(algorithm: &str, state: KeyState, now: i64) -> anyhow::Result<SigningKeyRecord> {
+    let key = match algorithm {
+        RS256 => generate_rs256()?,
+        _ => generate_ed25519(),
+    };
+    Ok(SigningKeyRecord {
         kid: key.kid.clone(),
-        algorithm: "EdDSA".into(),
+        algorithm: algorithm.into(),
         private_key: key.private_pkcs8.clone(),
         public_key: key.public_raw.clone(),
         activated_at: (state == KeyState::Current).then_some(now),
         state,
         created_at: now,
         retired_at: None,
-    }
+    })
 }
 
 fn material(r: &SigningKeyRecord) -> KeyMaterial {
@@ -53,20 +71,52 @@ fn material(r: &SigningKeyRecord) -> KeyMaterial {
     }
 }
 
-/// Ensures a current and a next key exist (creating them on first start) and
-/// returns every stored key.
+/// Ensures a current and a next key of each algorithm (Ed25519 and RS256)
+/// exist, creating them on first start (and the RS256 ones on the first
+/// start of a version that has them), and returns every stored key.
 #[tracing::instrument(skip_all)]
 pub async fn ensure_keys(store: &dyn Store, now: i64) -> anyhow::Result<Vec<SigningKeyRecord>> {
-    store
-        .insert_signing_key_if_absent(new_record(KeyState::Current, now))
-        .await?;
-    Ok(store
-        .insert_signing_key_if_absent(new_record(KeyState::Next, now))
-        .await?)
+    let mut stored = store.signing_keys().await?;
+    for algorithm in ALGORITHMS {
+        for state in [KeyState::Current, KeyState::Next] {
+            if !stored.iter().any(|k| k.algorithm == algorithm && k.state == state) {
+                stored = store
+                    .insert_signing_key_if_absent(new_record(algorithm, state, now)?)
+                    .await?;
+            }
+        }
+    }
+    Ok(stored)
 }
 
-/// Builds the keyring from stored keys: the current key signs; next and the
-/// retired keys whose tokens may still be alive verify.
+/// The signing key of `algorithm` and its verify-only keys (next, and the
+/// retired ones whose tokens may still be alive); `None` without a current key.
+fn ring_keys(
+    keys: &[SigningKeyRecord],
+    algorithm: &str,
+    horizon: i64,
+    now: i64,
+) -> Option<(KeyMaterial, Vec<KeyMaterial>)> {
+    let current = keys
+        .iter()
+        .filter(|k| k.algorithm == algorithm && k.state == KeyState::Current)
+        .max_by_key(|k| k.activated_at)?;
+    let others = keys
+        .iter()
+        .filter(|k| k.algorithm == algorithm && k.kid != current.kid)
+        .filter(|k| match k.state {
+            KeyState::Next | KeyState::Current => true,
+            KeyState::Retired => k.retired_at.is_some_and(|r| r + horizon > now),
+        })
+        .map(material)
+        .collect();
+    Some((material(current), others))
+}
+
+/// Builds the keyring from stored keys: the current key of each algorithm
+/// signs; next and the retired keys whose tokens may still be alive verify.
+/// Without RS256 keys (never after [`ensure_keys`]) the ring signs ID tokens
+/// with EdDSA only.
 pub fn keyring_from(config: &Config, keys: &[SigningKeyRecord], now: i64) -> anyhow::Result<Keyring> {
     let settings = VerifierSettings {
         issuer: config.jwt.issuer.clone(),
@@ -79,25 +129,20 @@ pub fn keyring_from(config: &Config, keys: &[SigningKeyRecord], now: i64) -> any
             Ok(Keyring::hs256(&secret, settings)?)
         }
         JwtAlgorithm::EdDSA => {
-            let current = keys
-                .iter()
-                .filter(|k| k.state == KeyState::Current)
-                .max_by_key(|k| k.activated_at)
-                .ok_or_else(|| anyhow::anyhow!("no current signing key"))?;
             // Another instance learns of a rotation only at its next reload, and
             // until then still signs with the retired key: keep that key
             // verifiable for a reload interval beyond its last token's life.
             let horizon = (config.jwt.access_ttl + config.jwt.leeway + KEY_RELOAD_INTERVAL).as_secs() as i64;
-            let others = keys
-                .iter()
-                .filter(|k| k.kid != current.kid)
-                .filter(|k| match k.state {
-                    KeyState::Next | KeyState::Current => true,
-                    KeyState::Retired => k.retired_at.is_some_and(|r| r + horizon > now),
-                })
-                .map(material)
-                .collect();
-            Ok(Keyring::eddsa(material(current), others, settings)?)
+            let (current, others) =
+                ring_keys(keys, EDDSA, horizon, now).ok_or_else(|| anyhow::anyhow!("no current signing key"))?;
+            let ring = Keyring::eddsa(current, others, settings)?;
+            match ring_keys(keys, RS256, horizon, now) {
+                Some((current, others)) => Ok(ring.with_rs256(current, others)?),
+                None => {
+                    tracing::warn!("no current RS256 signing key: ID tokens are signed with EdDSA only");
+                    Ok(ring)
+                }
+            }
         }
     }
 }
@@ -207,8 +252,8 @@ pub fn next_key_wait(keys: &[KeyInfo], now: Timestamp) -> i64 {
         .unwrap_or(0)
 }
 
-/// Rotates the Ed25519 signing keys in one transaction: `next` starts
-/// signing, `current` retires (it stays in the JWKS until its tokens have
+/// Rotates the signing keys of every algorithm (Ed25519, RS256) in one
+/// transaction: each algorithm's `next` starts signing, `current` retires (it stays in the JWKS until its tokens have
 /// expired), a new `next` is published. Unless `force`, refuses while the
 /// `next` key is younger than the JWKS cache lifetime (409
 /// `key_too_new`), since a verifier holding a cached JWKS would not know
@@ -233,23 +278,32 @@ pub async fn rotate_keys(
             "jwt.algorithm is HS256: tokens are signed with jwt.secret, so there are no keys to rotate",
         ));
     }
-    let material = generate_ed25519();
-    let new_next = SigningKeyRecord {
-        kid: material.kid.clone(),
-        algorithm: "EdDSA".into(),
-        private_key: material.private_pkcs8.clone(),
-        public_key: material.public_raw.clone(),
-        state: KeyState::Next,
-        created_at: now,
-        activated_at: None,
-        retired_at: None,
-    };
+    // Every algorithm that has keys rotates, in one transaction.
+    let stored = store.signing_keys().await?;
+    let mut new_next = Vec::new();
+    for algorithm in ALGORITHMS {
+        if stored.iter().any(|k| k.algorithm == algorithm) {
+            new_next.push(new_record(algorithm, KeyState::Next, now).map_err(AppError::internal)?);
+        }
+    }
+    let kids: Vec<&str> = new_next.iter().map(|k| k.kid.as_str()).collect();
+    let kids = kids.join(",");
     let mut audit = meta.audit(DEFAULT_TENANT_ID, now, AuditEvent::KeyRotated, None, actor);
-    audit.detail = serde_json::json!({ "new_next_kid": new_next.kid, "forced": force, "via": via });
+    let new_next_kid = new_next.first().map(|k| k.kid.clone()).unwrap_or_default();
+    let new_next_kids: Vec<serde_json::Value> = new_next
+        .iter()
+        .map(|k| serde_json::json!({ "kid": k.kid, "algorithm": k.algorithm }))
+        .collect();
+    audit.detail = serde_json::json!({
+        "new_next_kid": new_next_kid,
+        "new_next": new_next_kids,
+        "forced": force,
+        "via": via,
+    });
     let not_after = (!force).then(|| now - JWKS_MAX_AGE_SECS as i64);
     match store.rotate_signing_keys(new_next, now, not_after, audit).await? {
         KeyRotation::Rotated(keys) => {
-            tracing::info!(new_next = %material.kid, "signing keys rotated");
+            tracing::info!(new_next = %kids, "signing keys rotated");
             Ok(keys)
         }
         KeyRotation::NextTooYoung { next_created_at } => {
@@ -319,7 +373,17 @@ mod tests {
         let keyring = Keys::new(keyring_from(&config, &stored, clock.now()).unwrap());
         let signing = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
         let before = keyring.current().current_kid().to_string();
-        let next = stored.iter().find(|k| k.state == KeyState::Next).unwrap().kid.clone();
+        let rsa_before = keyring.current().current_rs256_kid().unwrap().to_string();
+        let next_of = |algorithm: &str| {
+            stored
+                .iter()
+                .find(|k| k.state == KeyState::Next && k.algorithm == algorithm)
+                .unwrap()
+                .kid
+                .clone()
+        };
+        let (next, rsa_next) = (next_of(EDDSA), next_of(RS256));
+        assert_eq!(stored.len(), 4, "a current and a next key of each algorithm");
 
         rotate_keys(
             store.as_ref(),
@@ -335,6 +399,42 @@ mod tests {
         assert_eq!(keyring.current().current_kid(), before, "not before a reload");
         signing.reload().await.unwrap();
         assert_eq!(keyring.current().current_kid(), next);
+        // The RS256 keys rotated with them; the retired ones stay published.
+        assert_eq!(keyring.current().current_rs256_kid(), Some(rsa_next.as_str()));
+        let jwks = keyring.current().jwks();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids.len(), 6, "{kids:?}");
+        assert!(kids.contains(&rsa_before.as_str()) && kids.contains(&before.as_str()));
+        let stored = store.signing_keys().await.unwrap();
+        for algorithm in [EDDSA, RS256] {
+            for state in [KeyState::Current, KeyState::Next, KeyState::Retired] {
+                let n = stored
+                    .iter()
+                    .filter(|k| k.algorithm == algorithm && k.state == state)
+                    .count();
+                assert_eq!(n, 1, "{algorithm} {state:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn hs256_servers_keep_no_rsa_signing_key_in_the_ring() {
+        let store = test_ports::store();
+        let clock = test_ports::clock();
+        let mut config = Config::default();
+        config.jwt.issuer = "https://forge.test".into();
+        config.jwt.audience = "forge".into();
+        config.jwt.algorithm = JwtAlgorithm::HS256;
+        config.jwt.secret = Some(Secret::new("s".repeat(32)));
+        let stored = ensure_keys(store.as_ref(), clock.now()).await.unwrap();
+        let ring = keyring_from(&config, &stored, clock.now()).unwrap();
+        assert!(ring.id_token_algs().is_empty());
+        assert_eq!(ring.current_rs256_kid(), None);
     }
 
     fn info(state: KeyState, created_at: i64) -> KeyInfo {

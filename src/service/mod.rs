@@ -31,6 +31,7 @@ pub mod sessions;
 pub mod settings;
 pub mod sign_in;
 pub mod site;
+pub mod sso;
 pub mod tenants;
 
 use uuid::Uuid;

@@ -98,6 +98,45 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A principal for a browser session of forge's own pages (the admin
+    /// site, the hosted pages), which hold no access token: its claims are
+    /// synthetic, never signed (`aud` names the pages, `exp` is `now`), and
+    /// the use cases read only the ids, the tenant and the assurance.
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_page_session(
+        issuer: &str,
+        audience: &str,
+        session_id: Uuid,
+        created_at: Timestamp,
+        assurance: &Assurance,
+        user: &User,
+        tenant: &Tenant,
+        now: Timestamp,
+    ) -> Self {
+        Principal {
+            user_id: user.id,
+            session_id,
+            tenant: tenant.clone(),
+            claims: Arc::new(AccessClaims {
+                iss: issuer.to_string(),
+                aud: audience.to_string(),
+                sub: user.id.to_string(),
+                sid: session_id.to_string(),
+                tid: tenant.slug.to_string(),
+                roles: user.roles.clone(),
+                iat: created_at,
+                exp: now,
+                jti: session_id.to_string(),
+                email: None,
+                email_verified: false,
+                phone: None,
+                phone_verified: false,
+                amr: assurance.amr.clone(),
+                aal: assurance.aal,
+            }),
+        }
+    }
+
     /// What the caller's access token states about how they signed in.
     pub fn assurance(&self) -> Assurance {
         self.claims.assurance()

@@ -12,7 +12,8 @@
 //!
 //! Changes. A change sends only the parts it changes; a part is validated
 //! into its typed value (400 with `fields` named `signup.mode`,
-//! `signup.domains`, `mfa.policy`, `mfa.roles`, `mfa.grace`) and stored whole, in one transaction with its
+//! `signup.domains`, `mfa.policy`, `mfa.roles`, `mfa.grace`, `branding.name`,
+//! `branding.logo_url`, `branding.accent`) and stored whole, in one transaction with its
 //! audit row (`settings_updated` in the tenant's log, and in the operator's
 //! when an operator changed another tenant). The audit detail holds the
 //! new values of the changed parts: none of today's parts holds a secret,
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use super::RequestMeta;
 use crate::clock::Clock;
 use crate::domain::mfa_policy::{MfaPolicy, MfaRequirement, format_grace, parse_grace};
-use crate::domain::settings::{SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
+use crate::domain::settings::{Branding, SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
 use crate::domain::{AuditEvent, Identifier, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::rbac::Rbac;
@@ -51,11 +52,22 @@ pub struct MfaChange {
     pub grace: Option<String>,
 }
 
+/// A change to the branding part: omitted fields keep their current value.
+#[derive(Clone, Debug, Default)]
+pub struct BrandingChange {
+    pub name: Option<String>,
+    /// `Some(None)` removes the logo.
+    pub logo_url: Option<Option<String>>,
+    /// `#rrggbb`.
+    pub accent: Option<String>,
+}
+
 /// A change to a tenant's settings: only the parts present change.
 #[derive(Clone, Debug, Default)]
 pub struct SettingsChange {
     pub signup: Option<SignupChange>,
     pub mfa: Option<MfaChange>,
+    pub branding: Option<BrandingChange>,
 }
 
 /// The settings in force for a tenant: every part, defaults filled in.
@@ -63,6 +75,7 @@ pub struct SettingsChange {
 pub struct Effective {
     pub signup: SignupPolicy,
     pub mfa: MfaPolicy,
+    pub branding: Branding,
 }
 
 /// Tenant settings over the store, the permission checks, and the tenant
@@ -110,6 +123,16 @@ pub fn mfa_policy(current: &MfaPolicy, change: MfaChange, now: Timestamp) -> App
     Ok(policy.changed_from(current, now))
 }
 
+/// Validates a branding change against the branding in force (omitted
+/// fields keep their value; a `null` logo removes it).
+pub fn branding(current: &Branding, change: BrandingChange) -> AppResult<Branding> {
+    let name = change.name.unwrap_or_else(|| current.name.clone());
+    let logo_url = change.logo_url.unwrap_or_else(|| current.logo_url.clone());
+    let accent = change.accent.unwrap_or_else(|| current.accent.clone());
+    Branding::parse(&name, logo_url.as_deref(), &accent)
+        .map_err(|(field, reason)| AppError::validation(&format!("branding.{field}"), reason))
+}
+
 /// What an audit row says about a change: the parts and their new values
 /// (no part holds a secret today; see the module docs).
 fn audit_detail(tenant: &Tenant, parts: &TenantSettings) -> serde_json::Value {
@@ -122,6 +145,13 @@ fn audit_detail(tenant: &Tenant, parts: &TenantSettings) -> serde_json::Value {
             "policy": mfa.requirement.as_str(),
             "roles": mfa.roles,
             "grace": format_grace(mfa.grace),
+        });
+    }
+    if let Some(branding) = &parts.branding {
+        detail["branding"] = serde_json::json!({
+            "name": branding.name,
+            "logo_url": branding.logo_url,
+            "accent": branding.accent,
         });
     }
     detail
@@ -138,10 +168,11 @@ impl Settings {
         }
     }
 
-    fn effective(&self, stored: &TenantSettings) -> Effective {
+    fn effective(&self, tenant: &Tenant, stored: &TenantSettings) -> Effective {
         Effective {
             signup: stored.signup_policy(self.signup_enabled),
             mfa: stored.mfa_policy(),
+            branding: stored.branding(&tenant.name),
         }
     }
 
@@ -190,7 +221,8 @@ impl Settings {
     pub async fn get(&self, caller: &Principal, slug: Option<&TenantSlug>) -> AppResult<(Tenant, Effective)> {
         let tenant = self.target(caller, slug, "settings:read").await?;
         let stored = self.stored(&tenant).await?;
-        Ok((tenant, self.effective(&stored)))
+        let effective = self.effective(&tenant, &stored);
+        Ok((tenant, effective))
     }
 
     /// `PATCH /v1/tenant/settings`: changes the parts sent, audited as
@@ -206,7 +238,7 @@ impl Settings {
     ) -> AppResult<(Tenant, Effective)> {
         let tenant = self.target(caller, slug, "settings:write").await?;
         let current = self.stored(&tenant).await?;
-        let in_force = self.effective(&current);
+        let in_force = self.effective(&tenant, &current);
         let mut parts = TenantSettings::default();
         if let Some(signup) = change.signup {
             let policy = signup_policy(&in_force.signup, signup)?;
@@ -219,6 +251,12 @@ impl Settings {
             let policy = mfa_policy(&in_force.mfa, mfa, now)?;
             if policy != in_force.mfa {
                 parts.mfa = Some(policy);
+            }
+        }
+        if let Some(change) = change.branding {
+            let branding = branding(&in_force.branding, change)?;
+            if branding != in_force.branding {
+                parts.branding = Some(branding);
             }
         }
         if parts.parts().is_empty() {
@@ -251,7 +289,8 @@ impl Settings {
                 },
                 other => other.into(),
             })?;
-        Ok((tenant, self.effective(&updated)))
+        let effective = self.effective(&tenant, &updated);
+        Ok((tenant, effective))
     }
 
     /// The second-factor policy in force for `tenant`, read from the store
@@ -262,10 +301,17 @@ impl Settings {
         Ok(self.stored(tenant).await?.mfa_policy())
     }
 
+    /// The branding in force for `tenant` (for the hosted pages), read
+    /// from the store.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn branding_of(&self, tenant: &Tenant) -> AppResult<Branding> {
+        Ok(self.stored(tenant).await?.branding(&tenant.name))
+    }
+
     /// The signup policy in force for `tenant`, read from the store.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
     pub async fn signup_policy_of(&self, tenant: &Tenant) -> AppResult<SignupPolicy> {
-        Ok(self.effective(&self.stored(tenant).await?).signup)
+        Ok(self.stored(tenant).await?.signup_policy(self.signup_enabled))
     }
 
     /// Refuses an account creation by sign-up that the tenant's policy does not

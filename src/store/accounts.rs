@@ -206,8 +206,9 @@ pub trait AccountStore: Send + Sync + 'static {
 
     // ---- keys and server secrets ----
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
-    /// Inserts a key unless one in the same state exists already (first start
-    /// of several instances at once creates exactly one). Returns all keys.
+    /// Inserts a key unless one of the same algorithm in the same state
+    /// exists already (first start of several instances at once creates
+    /// exactly one). Returns all keys.
     async fn insert_signing_key_if_absent(&self, key: SigningKeyRecord) -> StoreResult<Vec<SigningKeyRecord>>;
     /// Returns the named secret, creating it from `candidate` if absent.
     async fn server_secret(&self, name: &str, candidate: Vec<u8>, now: Timestamp) -> StoreResult<Vec<u8>>;
@@ -794,11 +795,12 @@ impl<D: Driver> AccountStore for D {
 
     async fn insert_signing_key_if_absent(&self, key: SigningKeyRecord) -> StoreResult<Vec<SigningKeyRecord>> {
         self.write(move |c| {
-            // Instances starting together create exactly one key per state.
+            // Instances starting together create exactly one key per
+            // algorithm and state.
             c.lock("signing_keys")?;
             let exists: bool = c.query_value(
-                "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = $1)",
-                &args![key.state.as_str()],
+                "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE state = $1 AND algorithm = $2)",
+                &args![key.state.as_str(), &key.algorithm],
             )?;
             if !exists {
                 let sql = format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");

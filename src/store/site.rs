@@ -97,14 +97,18 @@ pub trait SiteStore: Send + Sync + 'static {
     /// buckets holding at least one event are returned, in bucket order).
     async fn activity(&self, query: ActivityQuery) -> StoreResult<Vec<ActivityCount>>;
 
-    /// Rotates the signing keys in one transaction: the newest `next` key
-    /// becomes `current` (`activated_at = now`), every `current` key becomes
-    /// `retired` (`retired_at = now`), `new_next` is inserted as `next`, and
-    /// `audit` is written. When `not_after` is given and the `next` key was
-    /// created after it, nothing changes ([`KeyRotation::NextTooYoung`]).
+    /// Rotates the signing keys in one transaction, for the algorithm of
+    /// each key of `new_next` (one per algorithm): that algorithm's newest
+    /// `next` key becomes `current` (`activated_at = now`), its `current`
+    /// keys become `retired` (`retired_at = now`), the new key is inserted
+    /// as `next`; keys of other algorithms are untouched. `audit` is written
+    /// once. When `not_after` is given and any algorithm's `next` key was
+    /// created after it, nothing changes ([`KeyRotation::NextTooYoung`], the
+    /// youngest); an algorithm without a `next` key changes nothing either
+    /// ([`KeyRotation::NoNextKey`]).
     async fn rotate_signing_keys(
         &self,
-        new_next: SigningKeyRecord,
+        new_next: Vec<SigningKeyRecord>,
         now: Timestamp,
         not_after: Option<Timestamp>,
         audit: NewAuditEvent,
@@ -203,55 +207,70 @@ impl<D: Driver> SiteStore for D {
 
     async fn rotate_signing_keys(
         &self,
-        new_next: SigningKeyRecord,
+        new_next: Vec<SigningKeyRecord>,
         now: Timestamp,
         not_after: Option<Timestamp>,
         audit: NewAuditEvent,
     ) -> StoreResult<KeyRotation> {
         self.write(move |c| {
-            c.lock("signing_keys")?;
-            let next = c.query_opt_map(
-                "SELECT kid, created_at FROM signing_keys WHERE state = 'next' \
-                 ORDER BY created_at DESC, kid DESC LIMIT 1",
-                &[],
-                |r| Ok((r.get::<String>("kid")?, r.get::<Timestamp>("created_at")?)),
-            )?;
-            let Some((next_kid, next_created_at)) = next else {
+            if new_next.is_empty() {
                 return Ok(KeyRotation::NoNextKey);
-            };
-            if not_after.is_some_and(|bound| next_created_at > bound) {
-                return Ok(KeyRotation::NextTooYoung { next_created_at });
             }
-            c.execute(
-                "UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE state = 'current'",
-                &args![now],
-            )?;
-            // Older spare `next` keys (never expected, but possible after a
-            // damaged start) are retired too, so exactly one remains.
-            c.execute(
-                "UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE state = 'next' AND kid <> $2",
-                &args![now, &next_kid],
-            )?;
-            let promoted = c.execute(
-                "UPDATE signing_keys SET state = 'current', activated_at = $1 WHERE kid = $2 AND state = 'next'",
-                &args![now, &next_kid],
-            )?;
-            if promoted != 1 {
-                return Err(StoreError::Internal(anyhow::anyhow!(
-                    "the next key vanished during rotation"
-                )));
+            c.lock("signing_keys")?;
+            // Every algorithm is checked before anything changes.
+            let mut promote = Vec::new();
+            for key in &new_next {
+                let next = c.query_opt_map(
+                    "SELECT kid, created_at FROM signing_keys WHERE state = 'next' AND algorithm = $1 \
+                     ORDER BY created_at DESC, kid DESC LIMIT 1",
+                    &args![&key.algorithm],
+                    |r| Ok((r.get::<String>("kid")?, r.get::<Timestamp>("created_at")?)),
+                )?;
+                let Some((next_kid, next_created_at)) = next else {
+                    return Ok(KeyRotation::NoNextKey);
+                };
+                promote.push((next_kid, next_created_at));
             }
-            c.execute(
-                "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, state, created_at, \
-                 activated_at, retired_at) VALUES ($1, $2, $3, $4, 'next', $5, NULL, NULL)",
-                &args![
-                    &new_next.kid,
-                    &new_next.algorithm,
-                    &new_next.private_key,
-                    &new_next.public_key,
-                    new_next.created_at,
-                ],
-            )?;
+            if let Some(bound) = not_after {
+                let youngest = promote.iter().map(|(_, created)| *created).max();
+                if let Some(next_created_at) = youngest.filter(|created| *created > bound) {
+                    return Ok(KeyRotation::NextTooYoung { next_created_at });
+                }
+            }
+            for (key, (next_kid, _)) in new_next.iter().zip(&promote) {
+                c.execute(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $1 \
+                     WHERE state = 'current' AND algorithm = $2",
+                    &args![now, &key.algorithm],
+                )?;
+                // Older spare `next` keys (never expected, but possible after a
+                // damaged start) are retired too, so exactly one remains.
+                c.execute(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $1 \
+                     WHERE state = 'next' AND algorithm = $2 AND kid <> $3",
+                    &args![now, &key.algorithm, next_kid],
+                )?;
+                let promoted = c.execute(
+                    "UPDATE signing_keys SET state = 'current', activated_at = $1 WHERE kid = $2 AND state = 'next'",
+                    &args![now, next_kid],
+                )?;
+                if promoted != 1 {
+                    return Err(StoreError::Internal(anyhow::anyhow!(
+                        "the next key vanished during rotation"
+                    )));
+                }
+                c.execute(
+                    "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, state, created_at, \
+                     activated_at, retired_at) VALUES ($1, $2, $3, $4, 'next', $5, NULL, NULL)",
+                    &args![
+                        &key.kid,
+                        &key.algorithm,
+                        &key.private_key,
+                        &key.public_key,
+                        key.created_at,
+                    ],
+                )?;
+            }
             insert_audit(c, &audit)?;
             Ok(KeyRotation::Rotated(all_keys(c)?))
         })
@@ -345,12 +364,22 @@ mod tests {
             .unwrap();
         // `b` was created at 10: a bound of 5 says it is too young.
         let r = store
-            .rotate_signing_keys(key("c", KeyState::Next, 100), 100, Some(5), audit(100, "key_rotated"))
+            .rotate_signing_keys(
+                vec![key("c", KeyState::Next, 100)],
+                100,
+                Some(5),
+                audit(100, "key_rotated"),
+            )
             .await
             .unwrap();
         assert!(matches!(r, KeyRotation::NextTooYoung { next_created_at: 10 }));
         let KeyRotation::Rotated(keys) = store
-            .rotate_signing_keys(key("c", KeyState::Next, 100), 100, Some(50), audit(100, "key_rotated"))
+            .rotate_signing_keys(
+                vec![key("c", KeyState::Next, 100)],
+                100,
+                Some(50),
+                audit(100, "key_rotated"),
+            )
             .await
             .unwrap()
         else {

@@ -979,13 +979,16 @@ async fn keys_rotate_and_old_tokens_keep_verifying() {
         }
     };
     let before = s.state().store.signing_keys().await.unwrap();
-    let old_current = before
-        .iter()
-        .find(|k| k.state.as_str() == "current")
-        .unwrap()
-        .kid
-        .clone();
-    let old_next = before.iter().find(|k| k.state.as_str() == "next").unwrap().kid.clone();
+    let of = |algorithm: &str, state: &str| {
+        before
+            .iter()
+            .find(|k| k.state.as_str() == state && k.algorithm == algorithm)
+            .unwrap()
+            .kid
+            .clone()
+    };
+    let (old_current, old_next) = (of("EdDSA", "current"), of("EdDSA", "next"));
+    let (old_rsa_current, old_rsa_next) = (of("RS256", "current"), of("RS256", "next"));
     let page = b.get("/admin/keys").await;
     assert!(page.body.contains(&old_current) && page.body.contains(&old_next));
     assert!(page.body.contains("Rotate anyway"), "the next key is brand new");
@@ -993,7 +996,7 @@ async fn keys_rotate_and_old_tokens_keep_verifying() {
     // Too soon after the next key was published: refused unless forced.
     b.act("/admin/keys/rotate", &[]).await;
     assert!(b.flash("/admin/keys").await.contains("wait"));
-    assert_eq!(s.state().store.signing_keys().await.unwrap().len(), 2);
+    assert_eq!(s.state().store.signing_keys().await.unwrap().len(), 4);
 
     s.clock().advance(forge::service::keys::JWKS_MAX_AGE_SECS as i64 + 1);
     let page = b.act("/admin/keys/rotate", &[]).await;
@@ -1003,12 +1006,15 @@ async fn keys_rotate_and_old_tokens_keep_verifying() {
     let state_of = |kid: &str| after.iter().find(|k| k.kid == kid).unwrap().state.as_str();
     assert_eq!(state_of(&old_next), "current");
     assert_eq!(state_of(&old_current), "retired");
-    assert_eq!(after.len(), 3);
+    // The RS256 keys rotate with the Ed25519 ones.
+    assert_eq!(state_of(&old_rsa_next), "current");
+    assert_eq!(state_of(&old_rsa_current), "retired");
+    assert_eq!(after.len(), 6);
     assert_eq!(actor_of_last(&s, "key_rotated").await, Some(root_id));
     // The old key stays published; a token it signed still works; new tokens use the new key.
     let published = jwks(&s).await;
-    assert_eq!(published.len(), 3);
-    assert!(published.contains(&old_current));
+    assert_eq!(published.len(), 6);
+    assert!(published.contains(&old_current) && published.contains(&old_rsa_current));
     assert_eq!(s.as_user(&op).get("/v1/users/me").await.0, 200);
     let fresh = s.login("root@example.com", PASSWORD).await;
     let header: Value = {
@@ -1029,7 +1035,8 @@ async fn keys_rotate_and_old_tokens_keep_verifying() {
     s.clock()
         .advance(s.state().config.jwt.access_ttl.as_secs() as i64 + 120);
     s.state().signing_keys.reload().await.unwrap();
-    assert!(!jwks(&s).await.contains(&old_current));
+    let published = jwks(&s).await;
+    assert!(!published.contains(&old_current) && !published.contains(&old_rsa_current));
 }
 
 #[tokio::test]
@@ -1366,8 +1373,15 @@ async fn forge_keys_list_and_rotate_from_the_command_line() {
         )
     };
     let keys = s.state().store.signing_keys().await.unwrap();
-    let current = keys.iter().find(|k| k.state.as_str() == "current").unwrap().kid.clone();
-    let next = keys.iter().find(|k| k.state.as_str() == "next").unwrap().kid.clone();
+    let of = |algorithm: &str, state: &str| {
+        keys.iter()
+            .find(|k| k.state.as_str() == state && k.algorithm == algorithm)
+            .unwrap()
+            .kid
+            .clone()
+    };
+    let (current, next) = (of("EdDSA", "current"), of("EdDSA", "next"));
+    let rsa_next = of("RS256", "next");
 
     let (code, out, _) = forge(&["keys", "list"]);
     assert_eq!(code, Some(0));
@@ -1380,12 +1394,17 @@ async fn forge_keys_list_and_rotate_from_the_command_line() {
         out.lines().any(|l| l.starts_with(&next) && l.contains(" next ")),
         "{out}"
     );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&rsa_next) && l.contains(" next ") && l.contains(" RS256 ")),
+        "{out}"
+    );
 
     // The next key is brand new (by the wall clock): refused without --force.
     let (code, _, err) = forge(&["keys", "rotate"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--force"), "{err}");
-    assert_eq!(s.state().store.signing_keys().await.unwrap().len(), 2);
+    assert_eq!(s.state().store.signing_keys().await.unwrap().len(), 4);
 
     let (code, out, err) = forge(&["keys", "rotate", "--force"]);
     assert_eq!(code, Some(0), "{err}");
@@ -1630,4 +1649,65 @@ async fn tenant_admins_set_the_signup_policy_and_operators_choose_it_at_creation
     op.act("/admin/tenant", &[("slug", "default")]).await;
     assert!(op.get("/admin/settings").await.body.contains("value=\"open\" checked"));
     assert_eq!(actor_of_last(&s, "tenant_created").await, Some(root_id));
+}
+
+#[tokio::test]
+async fn branding_is_edited_on_the_settings_page_escaped_and_validated() {
+    let s = server().await;
+    operator(&s).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b.get("/admin/settings").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"save-branding\""), "{}", page.body);
+    assert!(page.body.contains("value=\"#4f46e5\""), "{}", page.body);
+    let refused = b
+        .post("/admin/settings/branding", &[("name", "X"), ("accent", "#000000")])
+        .await;
+    assert_eq!(refused.status, 403, "no CSRF token");
+
+    let page = b
+        .act(
+            "/admin/settings/branding",
+            &[
+                ("name", "<b>Acme</b>"),
+                ("logo_url", "https://cdn.acme.io/logo.svg"),
+                ("accent", "#12ab9f"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/admin/settings");
+    assert!(b.flash("/admin/settings").await.contains("branding is saved"));
+    let page = b.get("/admin/settings").await;
+    assert!(
+        page.body.contains("value=\"&#60;b&#62;Acme&#60;/b&#62;\"")
+            || page.body.contains("value=\"&lt;b&gt;Acme&lt;/b&gt;\""),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<b>Acme</b>"));
+    assert!(page.body.contains("value=\"#12ab9f\""));
+    assert!(page.body.contains("https://cdn.acme.io/logo.svg"));
+    let rows = audit_rows(&s, DEFAULT_TENANT_ID, "settings_updated").await;
+    assert_eq!(rows[0].detail["branding"]["accent"], "#12ab9f");
+
+    // An insecure logo URL is refused with the reason; an empty one removes it.
+    b.act(
+        "/admin/settings/branding",
+        &[
+            ("name", "Acme"),
+            ("logo_url", "http://cdn.acme.io/l.png"),
+            ("accent", "#12ab9f"),
+        ],
+    )
+    .await;
+    assert!(b.flash("/admin/settings").await.contains("https://"));
+    b.act(
+        "/admin/settings/branding",
+        &[("name", "Acme"), ("logo_url", ""), ("accent", "#12ab9f")],
+    )
+    .await;
+    let tenant = s.state().store.tenant_by_slug("default").await.unwrap().unwrap();
+    let branding = s.state().settings.branding_of(&tenant).await.unwrap();
+    assert_eq!((branding.name.as_str(), branding.logo_url), ("Acme", None));
 }

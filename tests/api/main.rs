@@ -14,6 +14,7 @@ mod backups;
 mod cli;
 mod errors;
 mod factors;
+mod hosted;
 mod import;
 mod integrity;
 mod limits;

@@ -75,11 +75,26 @@ async fn discovery_documents() {
     assert!(cache.contains("max-age=300"), "{cache}");
     let jwks: Value = resp.json().await.unwrap();
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 2, "current and next key are published: {jwks}");
-    assert!(
-        keys.iter()
-            .all(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519" && k["kid"].is_string() && k.get("d").is_none())
+    assert_eq!(
+        keys.len(),
+        4,
+        "current and next key of Ed25519 and of RS256 are published: {jwks}"
     );
+    let (ed, rsa): (Vec<&Value>, Vec<&Value>) = keys.iter().partition(|k| k["kty"] == "OKP");
+    assert_eq!((ed.len(), rsa.len()), (2, 2), "{jwks}");
+    assert!(
+        ed.iter()
+            .all(|k| k["crv"] == "Ed25519" && k["alg"] == "EdDSA" && k["use"] == "sig" && k["kid"].is_string())
+    );
+    assert!(rsa.iter().all(|k| k["kty"] == "RSA"
+        && k["alg"] == "RS256"
+        && k["use"] == "sig"
+        && k["e"] == "AQAB"
+        && k["n"].as_str().is_some_and(|n| n.len() == 342)
+        && k["kid"].is_string()));
+    for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+        assert!(keys.iter().all(|k| k.get(private).is_none()), "{private} published");
+    }
     let session = s.signup("kid@example.com", PASSWORD).await;
     let kid = {
         use base64::Engine;

@@ -97,7 +97,11 @@ async fn a_tenants_admin_reads_and_changes_its_settings_audited() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"signup": {"mode": "open", "domains": []}, "mfa": {"policy": "optional", "roles": [], "grace": "7d"}})
+        json!({
+            "signup": {"mode": "open", "domains": []},
+            "mfa": {"policy": "optional", "roles": [], "grace": "7d"},
+            "branding": {"name": "acme", "logo_url": null, "accent": "#4f46e5"},
+        })
     );
 
     let patch = |body: Value| s.as_user(&boss).patch("/v1/tenant/settings", body);
@@ -261,4 +265,112 @@ async fn one_time_code_sign_up_follows_the_tenants_policy() {
         otp_verify(&s, "acme", json!({"email": "ann@acme.io"}), &code).await.0,
         200
     );
+}
+
+#[tokio::test]
+async fn branding_defaults_to_the_tenant_name_and_is_patched_validated_and_audited() {
+    let s = TestServer::start().await;
+    let op = operator(&s).await;
+    let body = json!({
+        "slug": "brand", "name": "Brand & Co",
+        "admin": {"email": "boss@brand.io", "password": BOSS_PASSWORD},
+    });
+    assert_eq!(s.as_user(&op).post("/v1/tenants", body).await.0, 201);
+    let boss = login_in(&s, "brand", "boss@brand.io", BOSS_PASSWORD).await;
+    let boss = access(&boss).to_string();
+    let get = || s.as_user(&boss).get("/v1/tenant/settings");
+    let patch = |body: Value| s.as_user(&boss).patch("/v1/tenant/settings", body);
+    assert_eq!(
+        get().await.1["branding"],
+        json!({"name": "Brand & Co", "logo_url": null, "accent": "#4f46e5"})
+    );
+
+    let (status, body) = patch(json!({"branding": {
+        "name": " Brand ", "logo_url": "https://cdn.brand.io/logo.svg", "accent": "#12AB9f",
+    }}))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let set = json!({"name": "Brand", "logo_url": "https://cdn.brand.io/logo.svg", "accent": "#12ab9f"});
+    assert_eq!(body["branding"], set);
+    assert_eq!(get().await.1["branding"], set);
+    // The other parts are untouched; omitted branding fields keep their value.
+    assert_eq!(body["signup"]["mode"], "open");
+    let (status, body) = patch(json!({"branding": {"accent": "#000000"}})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["branding"]["name"], "Brand");
+    assert_eq!(body["branding"]["logo_url"], "https://cdn.brand.io/logo.svg");
+    // `null` removes the logo; loopback http is accepted for development.
+    let (_, body) = patch(json!({"branding": {"logo_url": null}})).await;
+    assert_eq!(body["branding"]["logo_url"], Value::Null);
+    let (status, body) = patch(json!({"branding": {"logo_url": "http://127.0.0.1:9000/l.png"}})).await;
+    assert_eq!(status, 200, "{body}");
+    // The same value again writes nothing.
+    let (status, _) = patch(json!({"branding": {"accent": "#000000"}})).await;
+    assert_eq!(status, 200);
+
+    // Audited with the new values.
+    let (_, audit) = s.as_user(&boss).get("/v1/audit?event=settings_updated").await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "{audit}");
+    assert_eq!(items[0]["detail"]["parts"], json!(["branding"]));
+    assert_eq!(
+        items[0]["detail"]["branding"]["logo_url"],
+        "http://127.0.0.1:9000/l.png"
+    );
+    assert_eq!(items[3]["detail"]["branding"]["accent"], "#12ab9f");
+
+    // Invalid values: 400 naming the field, nothing stored. Markup and
+    // script URLs are refused, not stored for the pages to escape.
+    for (bad, field) in [
+        (json!({"branding": {"name": ""}}), "branding.name"),
+        (json!({"branding": {"name": "x".repeat(81)}}), "branding.name"),
+        (json!({"branding": {"name": "a\u{0}b"}}), "branding.name"),
+        (
+            json!({"branding": {"logo_url": "http://cdn.brand.io/l.png"}}),
+            "branding.logo_url",
+        ),
+        (
+            json!({"branding": {"logo_url": "javascript:alert(1)"}}),
+            "branding.logo_url",
+        ),
+        (
+            json!({"branding": {"logo_url": "data:image/svg+xml,<svg onload=alert(1)>"}}),
+            "branding.logo_url",
+        ),
+        (
+            json!({"branding": {"logo_url": "https://u:p@cdn.brand.io/l.png"}}),
+            "branding.logo_url",
+        ),
+        (
+            json!({"branding": {"logo_url": "http://localhost.evil.io/l.png"}}),
+            "branding.logo_url",
+        ),
+        (json!({"branding": {"accent": "red"}}), "branding.accent"),
+        (json!({"branding": {"accent": "#fff\"><script>"}}), "branding.accent"),
+    ] {
+        let (status, body) = patch(bad.clone()).await;
+        assert_error(status, &body, 400, "validation_failed");
+        assert!(body["fields"][field].is_string(), "{bad}: {body}");
+    }
+    let (status, _) = patch(json!({"branding": {"colour": "#000000"}})).await;
+    assert_eq!(status, 400);
+    let (status, _) = patch(json!({"branding": {"accent": 5}})).await;
+    assert_eq!(status, 400);
+    assert_eq!(get().await.1["branding"]["accent"], "#000000");
+
+    // Another tenant's branding is its own; a plain user may not change it.
+    let (_, default) = s.as_user(&op).get("/v1/tenant/settings").await;
+    assert_eq!(default["branding"]["accent"], "#4f46e5");
+    assert_eq!(signup_in(&s, "brand", "ann@brand.io").await.0, 201);
+    let plain = login_in(&s, "brand", "ann@brand.io", PASSWORD).await;
+    let (status, body) = s
+        .as_user(access(&plain))
+        .patch("/v1/tenant/settings", json!({"branding": {"name": "Pwned"}}))
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    assert_eq!(get().await.1["branding"]["name"], "Brand");
+    // The read path the hosted pages use sees the same.
+    let tenant = s.state().store.tenant_by_slug("brand").await.unwrap().unwrap();
+    let branding = s.state().settings.branding_of(&tenant).await.unwrap();
+    assert_eq!(branding.accent, "#000000");
 }

@@ -2,10 +2,17 @@
 //! rotation, and the JWKS document that publishes its public keys.
 //!
 //! Invariants:
-//! - One algorithm per keyring (EdDSA or HS256), pinned: a token whose header
-//!   names any other `alg` (`none`, HS256 against an EdDSA ring, RS256, ...)
-//!   is refused before any signature or claim is looked at, so algorithm
-//!   confusion (HMAC keyed with the public key) cannot happen.
+//! - One algorithm per keyring for forge's own tokens (EdDSA or HS256),
+//!   pinned: a token whose header names any other `alg` (`none`, HS256
+//!   against an EdDSA ring, RS256, ...) is refused before any signature or
+//!   claim is looked at, so algorithm confusion (HMAC keyed with the public
+//!   key) cannot happen.
+//! - An EdDSA keyring may also hold RS256 keys (see [`rsa`]), for ID and
+//!   logout tokens of OpenID Connect clients that cannot verify EdDSA. They
+//!   sign and verify only those tokens ([`id_token`]): the access-token and
+//!   purpose-token paths stay pinned to the ring's own algorithm. An HS256
+//!   keyring signs no ID token at all (a relying party cannot hold the
+//!   shared secret): [`JwtError::IdTokensUnavailable`].
 //! - Every token carries a `kid`, and verification uses exactly the key with
 //!   that `kid`; an absent or unknown `kid` is refused rather than tried
 //!   against every key.
@@ -224,6 +231,15 @@ pub enum JwtError {
     /// Signing failed; with a validated keyring this does not happen.
     #[error("token signing failed")]
     Signing,
+    /// ID and logout tokens need public signing keys: `jwt.algorithm` is
+    /// HS256 (single-app mode), whose shared secret no relying party may
+    /// hold, or the ring holds no key of the requested algorithm. A server
+    /// configuration error, not a refused token.
+    #[error(
+        "ID tokens are not available: they need jwt.algorithm = \"EdDSA\" (forge then signs them with \
+         EdDSA or RS256 keys); an HS256 secret cannot be shared with relying parties"
+    )]
+    IdTokensUnavailable,
 }
 
 impl JwtError {
@@ -232,7 +248,11 @@ impl JwtError {
     pub fn is_rejection(&self) -> bool {
         !matches!(
             self,
-            Self::InvalidKey { .. } | Self::WeakSecret | Self::InvalidSettings(_) | Self::Signing
+            Self::InvalidKey { .. }
+                | Self::WeakSecret
+                | Self::InvalidSettings(_)
+                | Self::Signing
+                | Self::IdTokensUnavailable
         )
     }
 }
@@ -282,6 +302,8 @@ struct RawHeader {
     kid: Option<String>,
     #[serde(default)]
     crit: Option<serde_json::Value>,
+    #[serde(default)]
+    typ: Option<String>,
 }
 
 fn parse_header(token: &str) -> Result<RawHeader, JwtError> {
@@ -317,6 +339,8 @@ pub struct Keyring {
     /// [`build_validation`] for `settings.audience`, built once for the hot
     /// path (access tokens).
     access_validation: Validation,
+    /// RS256 keys for ID and logout tokens (EdDSA rings only).
+    rs256: Option<rsa::RsaRing>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -327,6 +351,7 @@ impl std::fmt::Debug for Keyring {
             .field("algorithm", &self.algorithm_name())
             .field("current_kid", &self.current_kid)
             .field("kids", &kids)
+            .field("rs256", &self.rs256)
             .field("settings", &self.settings)
             .finish()
     }
@@ -352,11 +377,17 @@ fn invalid_key(kid: &str, reason: &'static str) -> JwtError {
     }
 }
 
+/// A kid is 1 to [`MAX_KID_LEN`] printable ASCII characters.
+fn check_kid(kid: &str) -> Result<(), JwtError> {
+    if kid.is_empty() || kid.len() > MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid_key(kid, "kid must be 1 to 128 printable ASCII characters"));
+    }
+    Ok(())
+}
+
 /// Checks a kid and a raw Ed25519 public key; returns its decoding key.
 fn ed25519_decoding_key(key: &KeyMaterial) -> Result<DecodingKey, JwtError> {
-    if key.kid.is_empty() || key.kid.len() > MAX_KID_LEN || !key.kid.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid_key(&key.kid, "kid must be 1 to 128 printable ASCII characters"));
-    }
+    check_kid(&key.kid)?;
     // jsonwebtoken slices the first 32 bytes without a length check, so a
     // short key would panic at verification: refuse it here.
     let bytes: &[u8; 32] = key
@@ -415,7 +446,28 @@ impl Keyring {
             published,
             settings,
             access_validation,
+            rs256: None,
         })
+    }
+
+    /// Adds RS256 keys to an EdDSA keyring, for ID and logout tokens only:
+    /// `signing` signs them when a client asks for RS256, `verify_only` are
+    /// the next and retired RS256 keys. All of them appear in the JWKS.
+    ///
+    /// Fails on an HS256 keyring ([`JwtError::IdTokensUnavailable`]), when a
+    /// kid is repeated (also across the two algorithms), or when a key is
+    /// not an RSA key of 2048 to 8192 bits whose private and public halves
+    /// belong together.
+    pub fn with_rs256(mut self, signing: KeyMaterial, verify_only: Vec<KeyMaterial>) -> Result<Self, JwtError> {
+        if self.algorithm != Algorithm::EdDSA {
+            return Err(JwtError::IdTokensUnavailable);
+        }
+        let ring = rsa::RsaRing::new(&signing, &verify_only)?;
+        if let Some(kid) = ring.decoding.keys().find(|kid| self.decoding_keys.contains_key(*kid)) {
+            return Err(invalid_key(kid, "kid appears twice in the keyring"));
+        }
+        self.rs256 = Some(ring);
+        Ok(self)
     }
 
     /// An HS256 keyring for single-app setups: one shared secret of at
@@ -436,6 +488,7 @@ impl Keyring {
             published: Vec::new(),
             settings,
             access_validation,
+            rs256: None,
         })
     }
 
@@ -495,6 +548,11 @@ impl Keyring {
         &self.current_kid
     }
 
+    /// The `kid` RS256 ID tokens are signed with, if the ring holds RS256 keys.
+    pub fn current_rs256_kid(&self) -> Option<&str> {
+        self.rs256.as_ref().map(|r| r.current_kid.as_str())
+    }
+
     /// "EdDSA" or "HS256", as in the JWT header and discovery document.
     pub fn algorithm_name(&self) -> &'static str {
         match self.algorithm {
@@ -504,10 +562,10 @@ impl Keyring {
     }
 
     /// The JWKS document for `/.well-known/jwks.json`: every public key of
-    /// the ring (current, next and retired). Empty for HS256: the secret is
-    /// never published.
+    /// the ring (current, next and retired), the Ed25519 keys first, then the
+    /// RS256 ones. Empty for HS256: the secret is never published.
     pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<serde_json::Value> = self
+        let mut keys: Vec<serde_json::Value> = self
             .published
             .iter()
             .map(|key| {
@@ -521,9 +579,18 @@ impl Keyring {
                 })
             })
             .collect();
+        if let Some(rs256) = &self.rs256 {
+            keys.extend(rs256.jwks());
+        }
         serde_json::json!({ "keys": keys })
     }
 }
+
+pub mod id_token;
+pub mod rsa;
+
+pub use id_token::{IdTokenAlg, IdTokenClaims, LogoutEvents, LogoutTokenClaims, token_hash};
+pub use rsa::generate_rs256;
 
 #[cfg(test)]
 mod tests;

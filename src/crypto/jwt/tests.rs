@@ -633,3 +633,522 @@ fn assurance_claims_round_trip_and_older_tokens_read_as_aal_1() {
     let read: AccessClaims = serde_json::from_value(odd).unwrap();
     assert_eq!(read.assurance(), Assurance::password());
 }
+
+// ---- RS256 keys, ID tokens and logout tokens ----
+
+mod oidc {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// RSA key generation is slow: two keys shared by the tests.
+    fn rsa_keys() -> &'static (KeyMaterial, KeyMaterial) {
+        static KEYS: OnceLock<(KeyMaterial, KeyMaterial)> = OnceLock::new();
+        KEYS.get_or_init(|| (generate_rs256().unwrap(), generate_rs256().unwrap()))
+    }
+
+    /// EdDSA current + next, RS256 current + next.
+    fn oidc_ring() -> (Keyring, KeyMaterial) {
+        let (rsa_current, rsa_next) = rsa_keys().clone();
+        let ring = Keyring::eddsa(generate_ed25519(), vec![generate_ed25519()], settings())
+            .unwrap()
+            .with_rs256(rsa_current.clone(), vec![rsa_next])
+            .unwrap();
+        (ring, rsa_current)
+    }
+
+    fn id_claims(ring: &Keyring) -> IdTokenClaims {
+        let now = now();
+        IdTokenClaims {
+            iss: ring.issuer().to_owned(),
+            sub: uuid::Uuid::now_v7().to_string(),
+            aud: "client-1".into(),
+            exp: now + 300,
+            iat: now,
+            auth_time: now - 10,
+            nonce: Some("n-0S6_WzA2Mj".into()),
+            acr: None,
+            amr: [Amr::Pwd, Amr::Otp, Amr::Mfa].into_iter().collect(),
+            sid: Some(uuid::Uuid::now_v7().to_string()),
+            azp: None,
+            at_hash: Some(token_hash(IdTokenAlg::RS256, "access")),
+            c_hash: None,
+            email: Some("a@example.com".into()),
+            email_verified: Some(true),
+            phone_number: None,
+            phone_number_verified: None,
+            name: Some("Ada".into()),
+            roles: Some(vec!["member".into()]),
+            tenant: Some("default".into()),
+        }
+    }
+
+    fn logout_claims(ring: &Keyring) -> LogoutTokenClaims {
+        let now = now();
+        LogoutTokenClaims {
+            iss: ring.issuer().to_owned(),
+            aud: "client-1".into(),
+            iat: now,
+            exp: now + 120,
+            jti: uuid::Uuid::new_v4().to_string(),
+            sub: Some("user-1".into()),
+            sid: Some("sso-1".into()),
+            events: LogoutEvents::default(),
+        }
+    }
+
+    fn jwk<'a>(jwks: &'a serde_json::Value, kid: &str) -> &'a serde_json::Value {
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .unwrap_or_else(|| panic!("{kid} not in the JWKS"))
+    }
+
+    fn validation(alg: Algorithm, aud: &str) -> Validation {
+        let mut v = Validation::new(alg);
+        v.set_audience(&[aud]);
+        v.set_issuer(&["https://auth.example.com"]);
+        v
+    }
+
+    #[test]
+    fn rs256_id_token_verifies_with_the_published_jwk_alone() {
+        let (ring, rsa) = oidc_ring();
+        let claims = id_claims(&ring);
+        let token = ring.sign_id_token(&claims, IdTokenAlg::RS256).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.kid.as_deref(), Some(rsa.kid.as_str()));
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+
+        let jwks = ring.jwks();
+        let key = jwk(&jwks, &rsa.kid);
+        assert_eq!(key["kty"], "RSA");
+        assert_eq!(key["alg"], "RS256");
+        assert_eq!(key["use"], "sig");
+        assert_eq!(key["e"], "AQAB");
+        assert_eq!(key.as_object().unwrap().len(), 6, "{key}");
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(key.get(private).is_none(), "{private} published");
+        }
+        let n = URL_SAFE_NO_PAD.decode(key["n"].as_str().unwrap()).unwrap();
+        assert_eq!(n.len(), 256, "RSA 2048");
+        let decoding =
+            DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap()).unwrap();
+        let decoded =
+            jsonwebtoken::decode::<IdTokenClaims>(&token, &decoding, &validation(Algorithm::RS256, "client-1"))
+                .unwrap()
+                .claims;
+        assert_eq!(decoded, claims);
+        // The key's kid is its RFC 7638 thumbprint, from the JWK alone.
+        let canonical = format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            key["e"].as_str().unwrap(),
+            key["n"].as_str().unwrap()
+        );
+        assert_eq!(rsa.kid, URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())));
+    }
+
+    #[test]
+    fn rsa_thumbprint_matches_rfc7638() {
+        // RFC 7638 section 3.1.
+        let n = URL_SAFE_NO_PAD
+            .decode(
+                "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZC\
+                 iFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJ\
+                 ZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBn\
+                 iIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            )
+            .unwrap();
+        let e = URL_SAFE_NO_PAD.decode("AQAB").unwrap();
+        assert_eq!(
+            rsa::rsa_thumbprint(&n, &e),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn eddsa_id_token_verifies_with_the_published_okp_jwk() {
+        let (ring, _) = oidc_ring();
+        let claims = id_claims(&ring);
+        let token = ring.sign_id_token(&claims, IdTokenAlg::EdDSA).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid.as_deref(), Some(ring.current_kid()));
+        let jwks = ring.jwks();
+        let key = jwk(&jwks, ring.current_kid());
+        let decoding = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
+        let decoded =
+            jsonwebtoken::decode::<IdTokenClaims>(&token, &decoding, &validation(Algorithm::EdDSA, "client-1"))
+                .unwrap()
+                .claims;
+        assert_eq!(decoded, claims);
+    }
+
+    #[test]
+    fn jwks_lists_the_ed25519_keys_then_the_rsa_keys() {
+        let (ring, rsa) = oidc_ring();
+        let jwks = ring.jwks();
+        let keys = jwks["keys"].as_array().unwrap();
+        let kinds: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|k| (k["kty"].as_str().unwrap(), k["alg"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("OKP", "EdDSA"), ("OKP", "EdDSA"), ("RSA", "RS256"), ("RSA", "RS256")]
+        );
+        assert_eq!(keys[2]["kid"], rsa.kid.as_str());
+        assert_eq!(ring.id_token_algs(), [IdTokenAlg::EdDSA, IdTokenAlg::RS256]);
+        // A ring without RS256 keys signs ID tokens with EdDSA only.
+        let (plain, _) = ring_and_key();
+        assert_eq!(plain.id_token_algs(), [IdTokenAlg::EdDSA]);
+        assert_eq!(
+            plain.sign_id_token(&id_claims(&plain), IdTokenAlg::RS256).unwrap_err(),
+            JwtError::IdTokensUnavailable
+        );
+    }
+
+    fn ring_and_key() -> (Keyring, KeyMaterial) {
+        super::ring()
+    }
+
+    #[test]
+    fn the_next_rsa_key_is_published_before_it_signs_and_a_retired_one_still_verifies() {
+        let (current, next) = rsa_keys().clone();
+        let old_ring = Keyring::eddsa(generate_ed25519(), vec![], settings())
+            .unwrap()
+            .with_rs256(current.clone(), vec![next.clone()])
+            .unwrap();
+        let old_token = old_ring
+            .sign_id_token(&id_claims(&old_ring), IdTokenAlg::RS256)
+            .unwrap();
+        // After the rotation: `next` signs, `current` is retired.
+        let rotated = Keyring::eddsa(generate_ed25519(), vec![], settings())
+            .unwrap()
+            .with_rs256(next.clone(), vec![current.clone()])
+            .unwrap();
+        let new_token = rotated.sign_id_token(&id_claims(&rotated), IdTokenAlg::RS256).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&new_token).unwrap().kid.as_deref(),
+            Some(next.kid.as_str())
+        );
+        assert!(rotated.verify_id_token_hint(&old_token).is_ok());
+        // The old ring published `next` already: it verifies the new token.
+        assert!(old_ring.verify_id_token_hint(&new_token).is_ok());
+    }
+
+    #[test]
+    fn token_hash_known_answers() {
+        // OpenID Connect Core 1.0 appendix A.3: c_hash of an RS256 ID token.
+        assert_eq!(
+            token_hash(
+                IdTokenAlg::RS256,
+                "Qcb0Orv1zh30vL1MPRsbm-diHiMwcLyZvn1arpZv-Jxf_11jnpEX3Tgfvk"
+            ),
+            "LDktKdoQak3Pk0cnXxCltA"
+        );
+        // Left half of SHA-256 / SHA-512, computed independently (Python
+        // hashlib): 16 and 32 bytes, base64url without padding.
+        assert_eq!(
+            token_hash(IdTokenAlg::RS256, "jHkWEdUXMU1BwAsC4vtUsZwnNNn"),
+            "LzviSY2rKQuHJ9D_EcO1FA"
+        );
+        assert_eq!(
+            token_hash(IdTokenAlg::EdDSA, "jHkWEdUXMU1BwAsC4vtUsZwnNNn"),
+            "Ca-yvLvP_52-M1Q6b6SY7hOUSZYu19x4Yww931BhULo"
+        );
+        assert_eq!(
+            token_hash(
+                IdTokenAlg::EdDSA,
+                "Qcb0Orv1zh30vL1MPRsbm-diHiMwcLyZvn1arpZv-Jxf_11jnpEX3Tgfvk"
+            ),
+            "E9z1C-c0Az4eTEzE0Nm3OQ3BS2BhMgxuP7x5JAQj1_4"
+        );
+        let (ring, _) = oidc_ring();
+        assert_eq!(
+            ring.token_hash(IdTokenAlg::RS256, "x"),
+            token_hash(IdTokenAlg::RS256, "x")
+        );
+    }
+
+    #[test]
+    fn id_token_alg_names_are_the_jwa_ones() {
+        assert_eq!(serde_json::to_string(&IdTokenAlg::EdDSA).unwrap(), r#""EdDSA""#);
+        assert_eq!(serde_json::to_string(&IdTokenAlg::RS256).unwrap(), r#""RS256""#);
+        assert_eq!(
+            serde_json::from_str::<IdTokenAlg>(r#""RS256""#).unwrap(),
+            IdTokenAlg::RS256
+        );
+        assert!(serde_json::from_str::<IdTokenAlg>(r#""rs256""#).is_err());
+        assert_eq!(IdTokenAlg::parse("EdDSA"), Some(IdTokenAlg::EdDSA));
+        assert_eq!(IdTokenAlg::parse("HS256"), None);
+        assert_eq!(IdTokenAlg::default(), IdTokenAlg::EdDSA);
+    }
+
+    #[test]
+    fn id_token_hint_accepts_an_expired_token_of_either_algorithm_and_returns_its_aud() {
+        let (ring, _) = oidc_ring();
+        for alg in IdTokenAlg::ALL {
+            let mut claims = id_claims(&ring);
+            claims.iat -= 86_400;
+            claims.exp = claims.iat + 300;
+            let token = ring.sign_id_token(&claims, alg).unwrap();
+            let hint = ring.verify_id_token_hint(&token).unwrap();
+            assert_eq!(hint, claims, "{alg}");
+            assert_eq!(hint.aud, "client-1");
+        }
+    }
+
+    #[test]
+    fn id_token_hint_refuses_what_forge_did_not_issue() {
+        let (ring, rsa) = oidc_ring();
+        let claims = id_claims(&ring);
+
+        // Another issuer (same keys).
+        let other = Keyring::eddsa(
+            generate_ed25519(),
+            vec![],
+            VerifierSettings {
+                issuer: "https://evil.example.com".into(),
+                ..settings()
+            },
+        )
+        .unwrap()
+        .with_rs256(rsa.clone(), vec![])
+        .unwrap();
+        let mut foreign = claims.clone();
+        foreign.iss = "https://evil.example.com".into();
+        let token = other.sign_id_token(&foreign, IdTokenAlg::RS256).unwrap();
+        assert_eq!(ring.verify_id_token_hint(&token).unwrap_err(), JwtError::Issuer);
+        // Another key (unknown kid).
+        let stranger = Keyring::eddsa(generate_ed25519(), vec![], settings()).unwrap();
+        let token = stranger.sign_id_token(&claims, IdTokenAlg::EdDSA).unwrap();
+        assert_eq!(ring.verify_id_token_hint(&token).unwrap_err(), JwtError::UnknownKey);
+        // A tampered payload.
+        let token = ring.sign_id_token(&claims, IdTokenAlg::RS256).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut tampered = claims.clone();
+        tampered.sub = "someone-else".into();
+        parts[1] = b64(&serde_json::to_value(&tampered).unwrap());
+        assert_eq!(
+            ring.verify_id_token_hint(&parts.join(".")).unwrap_err(),
+            JwtError::Signature
+        );
+        // An RS256 header naming an Ed25519 kid, and the reverse.
+        let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": ring.current_kid()});
+        let forged = format!("{}.{}.{}", b64(&header), parts[1], parts[2]);
+        assert_eq!(ring.verify_id_token_hint(&forged).unwrap_err(), JwtError::UnknownKey);
+        header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": rsa.kid});
+        let forged = format!("{}.{}.{}", b64(&header), parts[1], parts[2]);
+        assert_eq!(ring.verify_id_token_hint(&forged).unwrap_err(), JwtError::UnknownKey);
+        // alg none, and HS256 keyed with the RSA public key (algorithm confusion).
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none", "kid": rsa.kid})),
+            parts[1]
+        );
+        assert_eq!(ring.verify_id_token_hint(&none).unwrap_err(), JwtError::Algorithm);
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.kid = Some(rsa.kid.clone());
+        let confused = jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&rsa.public_raw)).unwrap();
+        assert_eq!(ring.verify_id_token_hint(&confused).unwrap_err(), JwtError::Algorithm);
+        // A critical header extension.
+        let crit = serde_json::json!({"alg": "RS256", "kid": rsa.kid, "crit": ["x"], "x": 1});
+        let token = format!("{}.{}.{}", b64(&crit), parts[1], parts[2]);
+        assert_eq!(ring.verify_id_token_hint(&token).unwrap_err(), JwtError::Malformed);
+        // Garbage.
+        for bad in ["", "a.b", "a.b.c", "..", "a.b.c.d"] {
+            assert!(ring.verify_id_token_hint(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn id_token_hint_refuses_access_and_logout_tokens() {
+        let (ring, _) = oidc_ring();
+        // An access token: no auth_time.
+        let access = ring.sign(&claims_for(&ring)).unwrap();
+        assert_eq!(ring.verify_id_token_hint(&access).unwrap_err(), JwtError::Claims);
+        // A logout token: typ logout+jwt.
+        for alg in IdTokenAlg::ALL {
+            let logout = ring.sign_logout_token(&logout_claims(&ring), alg).unwrap();
+            assert_eq!(ring.verify_id_token_hint(&logout).unwrap_err(), JwtError::Invalid);
+        }
+    }
+
+    #[test]
+    fn access_token_verification_refuses_id_tokens_signed_with_rs256() {
+        let (ring, _) = oidc_ring();
+        let mut claims = id_claims(&ring);
+        // Even one whose audience is the access-token audience.
+        claims.aud = ring.audience().to_owned();
+        let token = ring.sign_id_token(&claims, IdTokenAlg::RS256).unwrap();
+        assert_eq!(ring.verify_access(&token).unwrap_err(), JwtError::Algorithm);
+        assert_eq!(
+            ring.verify::<serde_json::Value>(&token, "forge").unwrap_err(),
+            JwtError::Algorithm
+        );
+    }
+
+    #[test]
+    fn logout_token_has_the_back_channel_shape() {
+        let (ring, rsa) = oidc_ring();
+        let claims = logout_claims(&ring);
+        let token = ring.sign_logout_token(&claims, IdTokenAlg::RS256).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.kid.as_deref(), Some(rsa.kid.as_str()));
+        let jwks = ring.jwks();
+        let key = jwk(&jwks, &rsa.kid);
+        let decoding =
+            DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap()).unwrap();
+        let payload =
+            jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation(Algorithm::RS256, "client-1"))
+                .unwrap()
+                .claims;
+        assert_eq!(
+            payload["events"],
+            serde_json::json!({"http://schemas.openid.net/event/backchannel-logout": {}})
+        );
+        for claim in ["iss", "aud", "iat", "exp", "jti", "sub", "sid"] {
+            assert!(payload.get(claim).is_some(), "{claim} missing");
+        }
+        assert!(payload.get("nonce").is_none());
+        assert_eq!(serde_json::from_value::<LogoutTokenClaims>(payload).unwrap(), claims);
+        // EdDSA too.
+        let token = ring.sign_logout_token(&claims, IdTokenAlg::EdDSA).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(
+            (header.alg, header.typ.as_deref()),
+            (Algorithm::EdDSA, Some("logout+jwt"))
+        );
+        // sub or sid is required; sid alone is enough.
+        let mut anonymous = claims.clone();
+        anonymous.sub = None;
+        anonymous.sid = None;
+        assert_eq!(
+            ring.sign_logout_token(&anonymous, IdTokenAlg::EdDSA).unwrap_err(),
+            JwtError::Claims
+        );
+        anonymous.sid = Some("sso-1".into());
+        assert!(ring.sign_logout_token(&anonymous, IdTokenAlg::EdDSA).is_ok());
+    }
+
+    #[test]
+    fn id_and_logout_tokens_need_the_rings_issuer() {
+        let (ring, _) = oidc_ring();
+        let mut claims = id_claims(&ring);
+        claims.iss = "https://elsewhere.example.com".into();
+        assert_eq!(
+            ring.sign_id_token(&claims, IdTokenAlg::EdDSA).unwrap_err(),
+            JwtError::Issuer
+        );
+        let mut logout = logout_claims(&ring);
+        logout.iss = claims.iss;
+        assert_eq!(
+            ring.sign_logout_token(&logout, IdTokenAlg::RS256).unwrap_err(),
+            JwtError::Issuer
+        );
+    }
+
+    #[test]
+    fn hs256_rings_sign_no_id_token_and_say_it_is_configuration() {
+        let ring = Keyring::hs256(&Secret::new("s".repeat(32)), settings()).unwrap();
+        let claims = IdTokenClaims {
+            iss: ring.issuer().to_owned(),
+            ..id_claims(&oidc_ring().0)
+        };
+        for alg in IdTokenAlg::ALL {
+            let err = ring.sign_id_token(&claims, alg).unwrap_err();
+            assert_eq!(err, JwtError::IdTokensUnavailable);
+            assert!(!err.is_rejection(), "a server configuration error, not a refused token");
+            assert!(err.to_string().contains("jwt.algorithm"), "{err}");
+            assert_eq!(
+                ring.sign_logout_token(&logout_claims(&ring), alg).unwrap_err(),
+                JwtError::IdTokensUnavailable
+            );
+        }
+        assert!(ring.id_token_algs().is_empty());
+        let access = ring.sign(&claims_for(&ring)).unwrap();
+        assert_eq!(
+            ring.verify_id_token_hint(&access).unwrap_err(),
+            JwtError::IdTokensUnavailable
+        );
+        let (rsa, _) = rsa_keys().clone();
+        let hs = Keyring::hs256(&Secret::new("s".repeat(32)), settings()).unwrap();
+        assert_eq!(hs.with_rs256(rsa, vec![]).unwrap_err(), JwtError::IdTokensUnavailable);
+    }
+
+    #[test]
+    fn rsa_keys_are_checked_when_the_ring_is_built() {
+        let (rsa, other) = rsa_keys().clone();
+        let ed = generate_ed25519();
+        let base = || Keyring::eddsa(ed.clone(), vec![], settings()).unwrap();
+        let reason = |r: Result<Keyring, JwtError>| match r.unwrap_err() {
+            JwtError::InvalidKey { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        };
+        // Private and public halves of different keys.
+        let mixed = KeyMaterial {
+            public_raw: other.public_raw.clone(),
+            ..rsa.clone()
+        };
+        assert_eq!(
+            reason(base().with_rs256(mixed, vec![])),
+            "private and public key do not belong together"
+        );
+        // An Ed25519 key where an RSA one belongs.
+        assert_eq!(
+            reason(base().with_rs256(generate_ed25519(), vec![])),
+            "private key is not RSA PKCS#8"
+        );
+        let ed_public = KeyMaterial {
+            kid: "ed".into(),
+            ..generate_ed25519()
+        };
+        assert!(base().with_rs256(rsa.clone(), vec![ed_public]).is_err());
+        // A kid used by an Ed25519 key, or twice.
+        let clash = KeyMaterial {
+            kid: ed.kid.clone(),
+            ..other.clone()
+        };
+        assert_eq!(
+            reason(base().with_rs256(rsa.clone(), vec![clash])),
+            "kid appears twice in the keyring"
+        );
+        assert_eq!(
+            reason(base().with_rs256(rsa.clone(), vec![rsa.clone()])),
+            "kid appears twice in the keyring"
+        );
+        // A 1024-bit key.
+        let small = openssl::rsa::Rsa::generate(1024).unwrap();
+        let small = openssl::pkey::PKey::from_rsa(small).unwrap();
+        let small = KeyMaterial {
+            kid: "small".into(),
+            private_pkcs8: small.private_key_to_pkcs8().unwrap(),
+            public_raw: small.public_key_to_der().unwrap(),
+        };
+        assert_eq!(
+            reason(base().with_rs256(small, vec![])),
+            "RSA modulus must have 2048 to 8192 bits"
+        );
+        // A retired key whose private half was deleted still verifies.
+        let public_only = KeyMaterial {
+            private_pkcs8: Vec::new(),
+            ..other.clone()
+        };
+        assert!(base().with_rs256(rsa, vec![public_only]).is_ok());
+    }
+
+    #[test]
+    fn keyring_debug_shows_rsa_kids_but_no_private_bytes() {
+        let (ring, rsa) = oidc_ring();
+        let shown = format!("{ring:?} {ring:#?}");
+        assert!(shown.contains(&rsa.kid), "{shown}");
+        let pkcs8 = URL_SAFE_NO_PAD.encode(&rsa.private_pkcs8);
+        assert!(!shown.contains(&pkcs8[40..80]));
+        assert!(!shown.contains("private"), "{shown}");
+    }
+}

@@ -215,6 +215,16 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("LogoutRequest", "scope", json!({"enum": ["session", "all", null]})),
         ("SignupPolicyPatch", "domains", names(DOMAIN)),
+        (
+            "BrandingPatch",
+            "name",
+            json!({"minLength": 1, "maxLength": 80, "pattern": DISPLAY_NAME}),
+        ),
+        (
+            "BrandingPatch",
+            "accent",
+            json!({"pattern": r"^\s*#[0-9A-Fa-f]{6}\s*$"}),
+        ),
         ("NewTenantSignup", "domains", names(DOMAIN)),
     ]
 }

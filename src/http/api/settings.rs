@@ -1,18 +1,19 @@
 //! `/v1/tenant/settings`: a tenant's settings, read (`settings:read`) and
 //! changed (`settings:write`) by its administrators; operators add
-//! `X-Forge-Tenant` to act on another tenant. The `signup` and `mfa` parts
-//! exist so far; a PATCH sends only the parts it changes.
+//! `X-Forge-Tenant` to act on another tenant. The `signup`, `mfa` and
+//! `branding` parts exist so far; a PATCH sends only the parts it changes.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::dto::double_option;
 use crate::domain::mfa_policy::{MfaPolicy, MfaRequirement, format_grace};
-use crate::domain::settings::{SignupMode, SignupPolicy};
+use crate::domain::settings::{Branding, SignupMode, SignupPolicy};
 use crate::error::{AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, Json, TenantOverride};
 use crate::http::permission::{RequirePermission, SettingsRead, SettingsWrite};
-use crate::service::settings::{Effective, MfaChange, SettingsChange, SignupChange};
+use crate::service::settings::{BrandingChange, Effective, MfaChange, SettingsChange, SignupChange};
 use crate::state::AppState;
 
 /// Who may create an account by signing up.
@@ -93,13 +94,39 @@ impl From<MfaPolicy> for MfaPolicyView {
     }
 }
 
+/// How the hosted pages present the tenant.
+#[derive(Serialize, ToSchema)]
+pub struct BrandingView {
+    /// The name shown on the hosted pages (default: the tenant's name).
+    #[schema(example = "Acme", min_length = 1, max_length = 80)]
+    pub name: String,
+    /// The logo's URL, or `null` for none.
+    #[schema(example = "https://cdn.acme.io/logo.svg")]
+    pub logo_url: Option<String>,
+    /// The accent colour, `#rrggbb` (default `#4f46e5`).
+    #[schema(example = "#4f46e5", pattern = "^#[0-9a-f]{6}$")]
+    pub accent: String,
+}
+
+impl From<Branding> for BrandingView {
+    fn from(b: Branding) -> Self {
+        Self {
+            name: b.name,
+            logo_url: b.logo_url,
+            accent: b.accent,
+        }
+    }
+}
+
 /// A tenant's settings in force (parts never set show their defaults; the
 /// signup default follows the server's `signup.enabled`, the mfa default is
-/// `optional` with a 7-day grace).
+/// `optional` with a 7-day grace, the branding default is the tenant's name,
+/// no logo and the accent `#4f46e5`).
 #[derive(Serialize, ToSchema)]
 pub struct TenantSettingsView {
     pub signup: SignupPolicyView,
     pub mfa: MfaPolicyView,
+    pub branding: BrandingView,
 }
 
 impl From<Effective> for TenantSettingsView {
@@ -107,6 +134,34 @@ impl From<Effective> for TenantSettingsView {
         Self {
             signup: e.signup.into(),
             mfa: e.mfa.into(),
+            branding: e.branding.into(),
+        }
+    }
+}
+
+/// A branding to set. Omitted fields keep their current value.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BrandingPatch {
+    /// 1 to 80 characters (trimmed), no control characters.
+    #[schema(min_length = 1, max_length = 80)]
+    pub name: Option<String>,
+    /// An `https://` URL of an image (`http://` only for 127.0.0.1,
+    /// localhost or [::1]), without credentials; `null` removes the logo.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 2048)]
+    pub logo_url: Option<Option<String>>,
+    /// `#rrggbb` (hex digits, stored lowercase).
+    #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
+    pub accent: Option<String>,
+}
+
+impl From<BrandingPatch> for BrandingChange {
+    fn from(p: BrandingPatch) -> Self {
+        BrandingChange {
+            name: p.name,
+            logo_url: p.logo_url,
+            accent: p.accent,
         }
     }
 }
@@ -166,6 +221,7 @@ impl From<MfaPolicyPatch> for MfaChange {
 pub struct TenantSettingsPatch {
     pub signup: Option<SignupPolicyPatch>,
     pub mfa: Option<MfaPolicyPatch>,
+    pub branding: Option<BrandingPatch>,
 }
 
 /// The settings of the caller's tenant (operators: of the tenant named by `X-Forge-Tenant`).
@@ -193,7 +249,7 @@ pub async fn get_settings(
     request_body = TenantSettingsPatch,
     responses(
         (status = 200, description = "the settings in force after the change", body = TenantSettingsView),
-        (status = 400, description = "invalid body, or an invalid mode or domain (`fields`: `signup.mode`, `signup.domains`, `mfa.policy`, `mfa.roles`, `mfa.grace`)", body = ErrorBody),
+        (status = 400, description = "invalid body, or an invalid mode or domain (`fields`: `signup.mode`, `signup.domains`, `mfa.policy`, `mfa.roles`, `mfa.grace`, `branding.name`, `branding.logo_url`, `branding.accent`)", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "no settings:write, or another tenant named by a non-operator", body = ErrorBody),
         (status = 404, description = "unknown_tenant", body = ErrorBody),
@@ -209,6 +265,7 @@ pub async fn patch_settings(
     let change = SettingsChange {
         signup: req.signup.map(SignupChange::from),
         mfa: req.mfa.map(MfaChange::from),
+        branding: req.branding.map(BrandingChange::from),
     };
     let (_, settings) = state.settings.update(&caller, slug.as_ref(), change, &meta).await?;
     Ok(axum::Json(settings.into()))

@@ -45,15 +45,29 @@ pub struct ScriptNonce(pub String);
 
 /// [`CSP`] plus the nonce of the page's one script.
 pub fn csp_with_nonce(nonce: &str) -> String {
-    format!("{CSP}; script-src 'nonce-{nonce}'; connect-src 'self'")
+    script_csp(CSP, nonce)
+}
+
+/// `base` plus the nonce of the page's one script (and same-origin
+/// `fetch`, which the passkey script uses).
+pub fn script_csp(base: &str, nonce: &str) -> String {
+    format!("{base}; script-src 'nonce-{nonce}'; connect-src 'self'")
 }
 
 /// Sets the admin site's security headers on every response under `/admin`.
 pub async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    with_security_headers(next.run(request).await, CSP)
+}
+
+/// The security headers of forge's server-rendered pages (the admin site,
+/// the hosted pages) on `response`: the CSP `base` (widened to the page's
+/// one script when the response carries a [`ScriptNonce`]), no framing, no
+/// referrer off the origin, isolation from other origins, and
+/// `Cache-Control: no-store` unless the handler chose otherwise.
+pub fn with_security_headers(mut response: Response, base: &str) -> Response {
     let csp = match response.extensions_mut().remove::<ScriptNonce>() {
-        Some(ScriptNonce(nonce)) => HeaderValue::from_str(&csp_with_nonce(&nonce)).ok(),
-        None => None,
+        Some(ScriptNonce(nonce)) => HeaderValue::from_str(&script_csp(base, &nonce)).ok(),
+        None => HeaderValue::from_str(base).ok(),
     };
     let headers = response.headers_mut();
     headers.insert(
@@ -76,7 +90,7 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-fn changes_state(method: &Method) -> bool {
+pub fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
@@ -85,10 +99,7 @@ fn changes_state(method: &Method) -> bool {
 /// being a user typing or bookmarking). Clients that send no Fetch Metadata
 /// (older browsers, curl) rely on the CSRF token alone.
 pub async fn fetch_metadata(request: Request, next: Next) -> Response {
-    if changes_state(request.method())
-        && let Some(site) = request.headers().get("sec-fetch-site")
-        && !matches!(site.to_str(), Ok("same-origin" | "none"))
-    {
+    if is_cross_site(&request) {
         return PageError(AppError::forbidden(
             ErrorCode::CrossSite,
             "This request came from another site, so it was refused. Use the admin site's own forms.",
@@ -96,6 +107,16 @@ pub async fn fetch_metadata(request: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(request).await
+}
+
+/// A state-changing request a browser says came from another site (see
+/// [`fetch_metadata`]).
+pub fn is_cross_site(request: &Request) -> bool {
+    changes_state(request.method())
+        && request
+            .headers()
+            .get("sec-fetch-site")
+            .is_some_and(|site| !matches!(site.to_str(), Ok("same-origin" | "none")))
 }
 
 /// The value of cookie `name`, if the request carries it.
@@ -114,13 +135,87 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// A `Set-Cookie` value: `HttpOnly; SameSite=Strict`, `Secure` unless the
 /// configuration allows plain HTTP. `max_age` 0 deletes the cookie.
 pub fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
+    cookie_with(state, name, value, path, max_age, "Strict")
+}
+
+/// [`set_cookie`] with another `SameSite` value (`Lax` for the hosted
+/// pages' session, which a sign-in started by another site must find).
+pub fn cookie_with(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+    same_site: &str,
+) -> HeaderValue {
     let secure = if state.config.admin.insecure_cookies {
         ""
     } else {
         "; Secure"
     };
-    let text = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}");
+    let text = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("forge_admin=; Max-Age=0"))
+}
+
+/// A form carrying a CSRF token in its `csrf` field.
+pub trait CsrfForm {
+    fn csrf(&self) -> &str;
+}
+
+/// Implements [`CsrfForm`] for forms with a `csrf: String` field.
+#[macro_export]
+macro_rules! csrf_forms {
+    ($($form:ty),+ $(,)?) => {
+        $(impl $crate::http::site::guard::CsrfForm for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
+}
+
+/// A form posted before there is a session (sign-in steps): a malformed
+/// form is 400, and its `csrf` must equal the value of the cookie
+/// `cookie_name` that the page set (double submit), or it is 403.
+pub fn double_submit<F: CsrfForm>(
+    headers: &HeaderMap,
+    cookie_name: &str,
+    form: Result<axum::Form<F>, axum::extract::rejection::FormRejection>,
+) -> Result<F, AppError> {
+    let Ok(axum::Form(form)) = form else {
+        return Err(AppError::bad_request(
+            ErrorCode::InvalidRequest,
+            "the form is malformed",
+        ));
+    };
+    let expected = cookie(headers, cookie_name).unwrap_or_default();
+    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf().as_bytes()) {
+        return Err(AppError::forbidden(
+            ErrorCode::Csrf,
+            "The form expired or cookies are blocked. Reload the page and try again.",
+        ));
+    }
+    Ok(form)
+}
+
+/// Buffers a state-changing request's form body and checks that its `csrf`
+/// field equals `expected` (constant time), handing the body back for the
+/// handler; 413 for a body over `limit`, 403 `csrf` for a missing or wrong
+/// token.
+pub async fn checked_body(body: Body, limit: usize, expected: &str) -> Result<Body, AppError> {
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return Err(AppError::PayloadTooLarge);
+    };
+    let sent = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+        .ok()
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+    if !sent.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes())) {
+        return Err(AppError::forbidden(
+            ErrorCode::Csrf,
+            "The form's security token is missing or out of date. Go back, reload the page and try again.",
+        ));
+    }
+    Ok(Body::from(bytes))
 }
 
 /// Deletes the session cookie.
@@ -192,23 +287,10 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
         Err(e) => return PageError(e).into_response(),
     };
     let body = if changes_state(&parts.method) {
-        let limit = state.config.server.max_body_bytes;
-        let bytes = match axum::body::to_bytes(body, limit).await {
-            Ok(b) => b,
-            Err(_) => return PageError(AppError::PayloadTooLarge).into_response(),
-        };
-        let sent = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-            .ok()
-            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
-        let valid = sent.is_some_and(|t| constant_time_eq(t.as_bytes(), admin.csrf().as_bytes()));
-        if !valid {
-            return PageError(AppError::forbidden(
-                ErrorCode::Csrf,
-                "The form's security token is missing or out of date. Go back, reload the page and try again.",
-            ))
-            .into_response();
+        match checked_body(body, state.config.server.max_body_bytes, admin.csrf()).await {
+            Ok(body) => body,
+            Err(e) => return PageError(e).into_response(),
         }
-        Body::from(bytes)
     } else {
         body
     };

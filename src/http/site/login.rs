@@ -39,9 +39,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::guard::{self, Admin, COOKIE, LOGIN_COOKIE};
+use super::guard::{self, Admin, COOKIE, CsrfForm, LOGIN_COOKIE};
 use super::views::{self, PageError, page_with};
-use crate::crypto::tokens::{constant_time_eq, random_token};
+use crate::crypto::tokens::random_token;
 use crate::domain::{Email, Identifier, Phone};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::extract::ClientMeta;
@@ -384,7 +384,7 @@ pub async fn form(
     form_response(&state, StatusCode::OK, LoginPage::new(&state, next, "", "", None))
 }
 
-fn parse_identifier(input: &str) -> Option<Identifier> {
+pub(crate) fn parse_identifier(input: &str) -> Option<Identifier> {
     let input = input.trim();
     if input.starts_with('+') {
         Phone::parse(input).ok().map(Identifier::Phone)
@@ -393,45 +393,16 @@ fn parse_identifier(input: &str) -> Option<Identifier> {
     }
 }
 
-/// Both sign-in forms' edge: a malformed form is 400, and the form's `csrf`
-/// must equal the login cookie (double submit) or it is 403.
+/// Every sign-in form's edge: a malformed form is 400, and the form's
+/// `csrf` must equal the login cookie (double submit) or it is 403.
 fn checked_form<F: CsrfForm>(
     headers: &axum::http::HeaderMap,
     form: Result<axum::Form<F>, axum::extract::rejection::FormRejection>,
 ) -> Result<F, PageError> {
-    let Ok(axum::Form(form)) = form else {
-        return Err(PageError(AppError::bad_request(
-            ErrorCode::InvalidRequest,
-            "the sign-in form is malformed",
-        )));
-    };
-    let expected = guard::cookie(headers, LOGIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), form.csrf().as_bytes()) {
-        return Err(PageError(AppError::forbidden(
-            ErrorCode::Csrf,
-            "The sign-in form expired or cookies are blocked. Reload the sign-in page and try again.",
-        )));
-    }
-    Ok(form)
+    guard::double_submit(headers, LOGIN_COOKIE, form).map_err(PageError)
 }
 
-/// A sign-in form carrying the double-submit token.
-trait CsrfForm {
-    fn csrf(&self) -> &str;
-}
-
-/// Every sign-in form carries its double-submit token in a `csrf` field.
-macro_rules! csrf_forms {
-    ($($form:ty),+ $(,)?) => {
-        $(impl CsrfForm for $form {
-            fn csrf(&self) -> &str {
-                &self.csrf
-            }
-        })+
-    };
-}
-
-csrf_forms!(
+crate::csrf_forms!(
     LoginForm,
     SecondStepForm,
     EnrolForm,
@@ -501,7 +472,7 @@ pub async fn sign_in(
 
 /// The JSON the passkey script reads (`{request_id, publicKey}`), or the
 /// error it shows: the same words for every ceremony behind a sign-in step.
-fn options_answer(outcome: AppResult<PasskeyOptions>) -> Response {
+pub(crate) fn options_answer(outcome: AppResult<PasskeyOptions>) -> Response {
     match outcome {
         Ok(options) => axum::Json(serde_json::json!({
             "request_id": options.request_id,
@@ -552,7 +523,7 @@ fn step_refusal(
 }
 
 /// A rate-limited attempt's page, with the `Retry-After` of the limit.
-fn with_retry_after(mut response: Response, e: &AppError) -> Response {
+pub(crate) fn with_retry_after(mut response: Response, e: &AppError) -> Response {
     if let AppError::RateLimited { retry_after_secs } = e {
         response
             .headers_mut()

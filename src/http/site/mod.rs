@@ -25,7 +25,7 @@
 pub mod chart;
 mod dashboard;
 pub mod guard;
-mod login;
+pub(crate) mod login;
 mod operations;
 mod records;
 mod roles;
@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/messages/{id}/resend", post(records::resend))
         .route("/admin/settings", get(settings::show).post(settings::update))
         .route("/admin/settings/mfa", post(settings::update_mfa))
+        .route("/admin/settings/branding", post(settings::update_branding))
         .route("/admin/settings/passkeys", post(settings::add_passkey))
         .route("/admin/settings/passkeys/options", post(settings::passkey_options))
         .route("/admin/settings/passkeys/{id}/remove", post(settings::remove_passkey))

@@ -1,5 +1,6 @@
-//! The tenant settings page: the signup and second-factor policies of the
-//! tenant the pages show, and (for its own administrators) the forms that
+//! The tenant settings page: the signup and second-factor policies and the
+//! branding (name, logo, accent colour of the hosted pages) of the tenant
+//! the pages show, and (for its own administrators) the forms that
 //! change them. An operator
 //! looking at another tenant sees its policy read-only, like every other
 //! page of a switched tenant; the API (`X-Forge-Tenant`) is the operator's
@@ -31,7 +32,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::address::Reauthentication;
-use crate::service::settings::{MfaChange, SettingsChange, SignupChange};
+use crate::service::settings::{BrandingChange, MfaChange, SettingsChange, SignupChange};
 use crate::state::AppState;
 use crate::store::FactorKind;
 
@@ -47,6 +48,10 @@ struct SettingsPage {
     /// The roles a `roles` policy names, space-separated.
     mfa_roles: String,
     mfa_grace: String,
+    brand_name: String,
+    /// The logo URL, or empty.
+    brand_logo: String,
+    brand_accent: String,
     /// Passkeys are on (`webauthn.rp_id` is set).
     passkeys_enabled: bool,
     /// The administrator's own passkeys.
@@ -103,6 +108,9 @@ pub async fn show(State(state): State<AppState>, Admin(admin): Admin) -> Result<
         mfa_policy: effective.mfa.requirement.as_str(),
         mfa_roles: effective.mfa.roles.join(" "),
         mfa_grace: format_grace(effective.mfa.grace),
+        brand_name: effective.branding.name.clone(),
+        brand_logo: effective.branding.logo_url.clone().unwrap_or_default(),
+        brand_accent: effective.branding.accent.clone(),
         passkeys_enabled,
         passkeys,
         script: views::passkey_script_url(),
@@ -321,6 +329,40 @@ pub async fn update_mfa(
             "The second-factor policy is now {}.",
             effective.mfa.requirement.as_str()
         ))
+    }
+    .await;
+    Ok(done(&state, &admin, "/admin/settings", outcome).await)
+}
+
+#[derive(Deserialize)]
+pub struct BrandingForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    logo_url: String,
+    #[serde(default)]
+    accent: String,
+}
+
+/// `POST /admin/settings/branding`: sets the branding of the hosted pages
+/// (an empty logo URL removes the logo).
+pub async fn update_branding(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    ClientMeta(meta): ClientMeta,
+    PageForm(form): PageForm<BrandingForm>,
+) -> Result<Response, PageError> {
+    let outcome = async {
+        let change = SettingsChange {
+            branding: Some(BrandingChange {
+                name: Some(form.name.clone()),
+                logo_url: Some(views::non_empty(&form.logo_url).map(str::to_owned)),
+                accent: Some(form.accent.clone()),
+            }),
+            ..SettingsChange::default()
+        };
+        state.settings.update(admin.acting()?, None, change, &meta).await?;
+        Ok("The branding is saved.".to_string())
     }
     .await;
     Ok(done(&state, &admin, "/admin/settings", outcome).await)

@@ -27,11 +27,11 @@ const STYLESHEET: &str = include_str!("../../../static/admin.css");
 /// that offer passkeys, each allowing it by a per-response nonce.
 pub const PASSKEY_SCRIPT_PATH: &str = "/admin/static/passkey.js";
 
-const PASSKEY_SCRIPT: &str = include_str!("../../../static/passkey.js");
+pub(crate) const PASSKEY_SCRIPT: &str = include_str!("../../../static/passkey.js");
 
 /// `path?v=<content hash>`, so an asset can be cached for a year and still
 /// change with a new release.
-fn versioned(path: &str, content: &str) -> String {
+pub(crate) fn versioned(path: &str, content: &str) -> String {
     let digest = hex::encode(Sha256::digest(content.as_bytes()));
     format!("{path}?v={}", &digest[..12])
 }
@@ -49,7 +49,7 @@ pub fn passkey_script_url() -> &'static str {
     PASSKEY_SCRIPT_URL.as_str()
 }
 
-fn immutable_asset(content_type: &'static str, body: &'static str) -> Response {
+pub(crate) fn immutable_asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),

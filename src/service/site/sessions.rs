@@ -89,7 +89,6 @@ use uuid::Uuid;
 use crate::cache::{Cache, CacheKey};
 use crate::clock::Clock;
 use crate::config::AdminConfig;
-use crate::crypto::jwt::AccessClaims;
 use crate::crypto::tokens::random_token;
 use crate::domain::{Amr, Assurance, AuditEvent, Identifier, RoleName, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -424,29 +423,16 @@ impl SiteSessions {
     /// claims are synthetic (never signed); the use cases read only the ids
     /// and the tenant.
     fn principal(&self, session: &SiteSession, user: &User, tenant: &Tenant) -> Principal {
-        let now = self.clock.now();
-        Principal {
-            user_id: user.id,
-            session_id: session.id,
-            tenant: tenant.clone(),
-            claims: Arc::new(AccessClaims {
-                iss: self.issuer.clone(),
-                aud: SITE_AUDIENCE.into(),
-                sub: user.id.to_string(),
-                sid: session.id.to_string(),
-                tid: tenant.slug.to_string(),
-                roles: user.roles.clone(),
-                iat: session.created_at,
-                exp: now,
-                jti: session.id.to_string(),
-                email: None,
-                email_verified: false,
-                phone: None,
-                phone_verified: false,
-                amr: session.assurance.amr.clone(),
-                aal: session.assurance.aal,
-            }),
-        }
+        Principal::for_page_session(
+            &self.issuer,
+            SITE_AUDIENCE,
+            session.id,
+            session.created_at,
+            &session.assurance,
+            user,
+            tenant,
+            self.clock.now(),
+        )
     }
 
     async fn is_admin(&self, principal: &Principal) -> AppResult<bool> {

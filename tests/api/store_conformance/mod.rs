@@ -199,6 +199,8 @@ conformance! {
     keys::a_next_key_is_added_beside_the_current_one,
     keys::rotation_promotes_next_retires_current_and_adds_a_new_next,
     keys::rotation_refuses_a_next_key_younger_than_not_after,
+    keys::each_algorithm_has_its_own_current_and_next_key_and_they_rotate_together,
+    keys::rotation_changes_nothing_when_one_algorithm_has_no_next_key,
     factors::a_new_factor_is_pending_and_listed_without_its_secret,
     factors::the_first_confirmed_factor_stores_the_recovery_codes_and_later_ones_do_not,
     factors::concurrent_first_confirmations_store_one_set_of_codes,

@@ -1,0 +1,426 @@
+//! The hosted pages over HTTP, as a browser without JavaScript uses them:
+//! sign-in with a password (the SSO cookie, `return_to`, generic failures),
+//! login CSRF and Fetch Metadata, session fixation, the second step, the
+//! account page and its actions, sign-out, and the security headers.
+//!
+//! The client (`support::site_client::Browser`) follows no redirects and
+//! keeps cookies by hand, so each test sees the exact `Set-Cookie` and
+//! `Location` headers.
+
+use forge::testing::TestServer;
+use totp_rs::TOTP;
+
+use crate::PASSWORD;
+use crate::access;
+use crate::support::site_client::{Browser, Page};
+
+const SSO: &str = "forge_sso";
+
+async fn server() -> TestServer {
+    TestServer::start_with(|c| c.admin.insecure_cookies = true).await
+}
+
+fn hidden(page: &Page, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.body.find(&marker).expect("the hidden field") + marker.len();
+    let end = page.body[start..].find('"').unwrap();
+    page.body[start..start + end].to_string()
+}
+
+/// A hidden field's value as the browser submits it (askama escapes `&`,
+/// `<`, `>`, `"` and `'` as numeric or named entities).
+fn unescape(html: &str) -> String {
+    html.replace("&#38;", "&")
+        .replace("&amp;", "&")
+        .replace("&#39;", "'")
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#60;", "<")
+        .replace("&lt;", "<")
+        .replace("&#62;", ">")
+        .replace("&gt;", ">")
+}
+
+/// The `Set-Cookie` line of cookie `name`, if the response sets it.
+fn set_cookie(page: &Page, name: &str) -> Option<String> {
+    page.set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+}
+
+/// Opens `/login?query` and posts the password form; the response of the
+/// post.
+async fn sign_in_with(b: &mut Browser, query: &str, identifier: &str, password: &str) -> Page {
+    let form = b.get(&format!("/login?{query}")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form.csrf();
+    let tenant = hidden(&form, "tenant");
+    let return_to = unescape(&hidden(&form, "return_to"));
+    b.post(
+        "/login",
+        &[
+            ("csrf", csrf.as_str()),
+            ("tenant", tenant.as_str()),
+            ("return_to", return_to.as_str()),
+            ("identifier", identifier),
+            ("password", password),
+        ],
+    )
+    .await
+}
+
+async fn signed_in(s: &TestServer, email: &str) -> Browser {
+    let mut b = Browser::new(s);
+    let page = sign_in_with(&mut b, "", email, PASSWORD).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(b.cookies.contains_key(SSO));
+    b
+}
+
+/// Posts a signed-in form with the session's CSRF token (read from the
+/// account page).
+async fn act(b: &mut Browser, path: &str, form: &[(&str, &str)]) -> Page {
+    let account = b.get("/account").await;
+    assert_eq!(account.status, 200, "{}", account.body);
+    let csrf = account.csrf();
+    let mut fields = vec![("csrf", csrf.as_str())];
+    fields.extend_from_slice(form);
+    b.post(path, &fields).await
+}
+
+#[tokio::test]
+async fn a_password_sign_in_sets_the_sso_cookie_and_goes_to_return_to() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = Browser::new(&s);
+    let page = sign_in_with(
+        &mut b,
+        "tenant=default&return_to=%2Foauth%2Fauthorize%3Fclient_id%3Dx%26state%3Dy",
+        "ann@example.com",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location(), "/oauth/authorize?client_id=x&state=y");
+    let cookie = set_cookie(&page, SSO).expect("the SSO cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "insecure mode: {cookie}");
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    // The form's token is dropped with the sign-in.
+    assert!(set_cookie(&page, "forge_sso_form").is_some_and(|c| c.contains("Max-Age=0")));
+    let account = b.get("/account").await;
+    assert_eq!(account.status, 200);
+    assert!(account.body.contains("ann@example.com"));
+    // Signed in already: the form goes straight on, unless forced.
+    let again = b.get("/login?return_to=%2Faccount%3Fx%3D1").await;
+    assert_eq!(again.status, 303);
+    assert_eq!(again.location(), "/account?x=1");
+    assert_eq!(b.get("/login?force=1").await.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn over_https_the_cookie_is_host_prefixed_and_secure() {
+    let s = TestServer::start().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = Browser::new(&s);
+    let page = sign_in_with(&mut b, "", "ann@example.com", PASSWORD).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let cookie = set_cookie(&page, "__Host-forge_sso").expect("the __Host- cookie");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(set_cookie(&page, SSO).is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_external_return_to_falls_back_to_the_account_page() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    for evil in [
+        "https%3A%2F%2Fevil.example%2F",
+        "%2F%2Fevil.example%2Fx",
+        "%2F%5Cevil.example",
+        "javascript%3Aalert(1)",
+    ] {
+        let mut b = Browser::new(&s);
+        let page = sign_in_with(&mut b, &format!("return_to={evil}"), "ann@example.com", PASSWORD).await;
+        assert_eq!(page.status, 303, "{evil}: {}", page.body);
+        assert_eq!(page.location(), "/account", "{evil}");
+    }
+    // A forged form field is checked the same way.
+    let mut b = Browser::new(&s);
+    let form = b.get("/login").await;
+    let csrf = form.csrf();
+    let page = b
+        .post(
+            "/login",
+            &[
+                ("csrf", csrf.as_str()),
+                ("tenant", "default"),
+                ("return_to", "//evil.example"),
+                ("identifier", "ann@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/account");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_account_read_the_same() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = Browser::new(&s);
+    let wrong = sign_in_with(&mut b, "", "ann@example.com", "not the password at all").await;
+    let unknown = sign_in_with(&mut b, "", "nobody@example.com", PASSWORD).await;
+    for page in [&wrong, &unknown] {
+        assert_eq!(page.status, 401);
+        assert!(page.body.contains("Wrong email, phone or password."), "{}", page.body);
+        assert!(set_cookie(page, SSO).is_none());
+    }
+    assert!(!b.cookies.contains_key(SSO));
+    // The failures are the API's: audited as `login_failed` via hosted.
+    let rows = s
+        .state()
+        .store
+        .list_audit(forge::store::AuditQuery {
+            tenant_id: forge::store::DEFAULT_TENANT_ID,
+            user_id: None,
+            event: Some("login_failed".into()),
+            before: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert!(
+        rows.iter().any(|r| r.detail["via"] == "hosted"),
+        "{:?}",
+        rows.iter().map(|r| &r.detail).collect::<Vec<_>>()
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn login_csrf_is_refused() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let fields = |csrf: &'static str| {
+        vec![
+            ("csrf", csrf),
+            ("tenant", "default"),
+            ("return_to", "/account"),
+            ("identifier", "ann@example.com"),
+            ("password", PASSWORD),
+        ]
+    };
+    // No form cookie (another site posting the attacker's credentials).
+    let mut b = Browser::new(&s);
+    let page = b.post("/login", &fields("guessed")).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(!b.cookies.contains_key(SSO));
+    // A cookie that does not match the field.
+    b.get("/login").await;
+    let page = b.post("/login", &fields("guessed")).await;
+    assert_eq!(page.status, 403);
+    assert!(!b.cookies.contains_key(SSO));
+    // A right token from a cross-site form: refused by Fetch Metadata.
+    let form = b.get("/login").await;
+    let csrf = form.csrf();
+    let mut all = fields("x");
+    all[0] = ("csrf", csrf.as_str());
+    let req = b
+        .request(reqwest::Method::POST, "/login")
+        .header("sec-fetch-site", "cross-site")
+        .form(&all);
+    let page = b.send(req).await;
+    assert_eq!(page.status, 403);
+    assert!(!b.cookies.contains_key(SSO));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_sign_in_mints_a_new_session_and_drops_the_old_one() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = Browser::new(&s);
+    // A token planted by an attacker is never adopted.
+    b.cookies.insert(SSO.into(), "planted-by-attacker".into());
+    let page = sign_in_with(&mut b, "", "ann@example.com", PASSWORD).await;
+    assert_eq!(page.status, 303);
+    let first = b.cookies[SSO].clone();
+    assert_ne!(first, "planted-by-attacker");
+    let page = sign_in_with(&mut b, "force=1", "ann@example.com", PASSWORD).await;
+    assert_eq!(page.status, 303);
+    let second = b.cookies[SSO].clone();
+    assert_ne!(first, second, "a new token at every sign-in");
+    // The first session ended with the second sign-in.
+    let mut old = Browser::new(&s);
+    old.cookies.insert(SSO.into(), first);
+    let page = old.get("/account").await;
+    assert_eq!(page.status, 303);
+    assert!(page.location().starts_with("/login"));
+    s.stop().await;
+}
+
+async fn post_owned(b: &mut Browser, path: &str, fields: &[(String, String)]) -> Page {
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    b.post(path, &fields).await
+}
+
+fn code_at(s: &TestServer, app: &TOTP) -> String {
+    app.generate(u64::try_from(s.clock().now()).unwrap())
+}
+
+#[tokio::test]
+async fn a_user_with_a_factor_signs_in_through_the_second_step() {
+    let s = server().await;
+    let session = s.signup("ann@example.com", PASSWORD).await;
+    let (_, _, app) = crate::factors::enrol(&s, access(&session), "phone").await;
+    s.clock().advance(30);
+    let mut b = Browser::new(&s);
+    let step = sign_in_with(&mut b, "return_to=%2Faccount%3Fstep%3D2", "ann@example.com", PASSWORD).await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert!(step.body.contains("action=\"/mfa\""));
+    assert!(set_cookie(&step, SSO).is_none(), "no session before the second step");
+    let challenge = hidden(&step, "challenge");
+    let csrf = step.csrf();
+    let post = |code: String| {
+        vec![
+            ("csrf".to_string(), csrf.clone()),
+            ("tenant".to_string(), "default".to_string()),
+            ("return_to".to_string(), "/account?step=2".to_string()),
+            ("challenge".to_string(), challenge.clone()),
+            ("code".to_string(), code),
+        ]
+    };
+    let wrong = post_owned(&mut b, "/mfa", &post("000000".into())).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(!b.cookies.contains_key(SSO));
+    let csrf2 = wrong.csrf();
+    let mut fields = post(code_at(&s, &app));
+    fields[0].1 = csrf2;
+    let done = post_owned(&mut b, "/mfa", &fields).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/account?step=2");
+    assert!(b.cookies.contains_key(SSO));
+    let account = b.get("/account").await;
+    assert!(account.body.contains("with a second factor"), "{}", account.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_account_page_needs_a_session() {
+    let s = server().await;
+    let mut b = Browser::new(&s);
+    let page = b.get("/account").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location(), "/login?tenant=default&return_to=%2Faccount");
+    // A form post without a session is refused outright.
+    let page = b.post("/account/password", &[("csrf", "x")]).await;
+    assert_eq!(page.status, 401);
+    // A signed-in post without the session's token is refused.
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = signed_in(&s, "ann@example.com").await;
+    let page = b
+        .post(
+            "/account/password",
+            &[("csrf", "wrong"), ("current_password", PASSWORD), ("new_password", "x")],
+        )
+        .await;
+    assert_eq!(page.status, 403);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_password_change_ends_the_other_sso_sessions() {
+    let s = server().await;
+    let session = s.signup("ann@example.com", PASSWORD).await;
+    let mut here = signed_in(&s, "ann@example.com").await;
+    let mut there = signed_in(&s, "ann@example.com").await;
+    let before = here.cookies[SSO].clone();
+    let new_password = "a different horse battery staple";
+    let page = act(
+        &mut here,
+        "/account/password",
+        &[("current_password", PASSWORD), ("new_password", new_password)],
+    )
+    .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(page.location().starts_with("/account"));
+    // This browser goes on with a fresh session.
+    assert_ne!(here.cookies[SSO], before);
+    let account = here.get(page.location()).await;
+    assert_eq!(account.status, 200);
+    assert!(account.body.contains("Your password was changed"));
+    // The other browser is signed out, and so are the API's sessions.
+    let page = there.get("/account").await;
+    assert_eq!(page.status, 303);
+    assert!(page.location().starts_with("/login"));
+    let (status, _) = s
+        .post(
+            "/v1/auth/refresh",
+            serde_json::json!({ "refresh_token": session["refresh_token"] }),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // A wrong current password changes nothing and says so.
+    let page = act(
+        &mut here,
+        "/account/password",
+        &[
+            ("current_password", "wrong"),
+            ("new_password", "yet another horse battery"),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, 401);
+    assert!(page.body.contains("current password is not right"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn signing_out_clears_the_cookie_and_ends_the_session() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = signed_in(&s, "ann@example.com").await;
+    let token = b.cookies[SSO].clone();
+    let page = act(&mut b, "/logout", &[]).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location(), "/logged-out?tenant=default");
+    assert!(set_cookie(&page, SSO).is_some_and(|c| c.contains("Max-Age=0")));
+    assert!(!b.cookies.contains_key(SSO));
+    let out = b.get("/logged-out?tenant=default").await;
+    assert_eq!(out.status, 200);
+    assert!(out.body.contains("signed out"));
+    let mut old = Browser::new(&s);
+    old.cookies.insert(SSO.into(), token);
+    assert_eq!(old.get("/account").await.status, 303);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn hosted_pages_carry_the_security_headers() {
+    let s = server().await;
+    let mut b = Browser::new(&s);
+    for path in ["/login", "/logged-out", "/login?tenant=nope"] {
+        let page = b.get(path).await;
+        let h = &page.headers;
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-"), "{path}: {csp}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+    }
+    assert_eq!(b.get("/login?tenant=nope").await.status, 404);
+    let css = b.get("/hosted/brand.css?tenant=default").await;
+    assert_eq!(css.status, 200);
+    assert!(css.body.contains("--accent:#4f46e5"));
+    s.stop().await;
+}
