@@ -180,18 +180,36 @@ async fn an_operator_manages_users_and_keys_in_chromium() {
         }
         kids
     };
-    assert_eq!(before.len(), 2);
+    // An Ed25519 pair (current, next) signs every token; an RS256 pair the
+    // ID tokens of clients that ask for RS256. They rotate together.
+    assert_eq!(before.len(), 4);
     click(&c, "#rotate-keys").await;
     assert_eq!(path_of(&c).await, "/admin/keys");
     assert!(flash(&c).await.starts_with("Keys rotated."));
-    let states: Vec<String> = {
-        let mut v = Vec::new();
-        for b in c.find_all(Locator::Css("td .badge")).await.unwrap() {
-            v.push(b.text().await.unwrap());
-        }
-        v
-    };
-    assert_eq!(states, vec!["next", "current", "retired"], "newest first");
+    let mut states: Vec<(String, String)> = Vec::new();
+    for row in c.find_all(Locator::Css("table.table tbody tr")).await.unwrap() {
+        let state = row.find(Locator::Css(".badge")).await.unwrap().text().await.unwrap();
+        let alg = row
+            .find(Locator::Css(".badge + .muted"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        states.push((alg, state));
+    }
+    for alg in ["EdDSA", "RS256"] {
+        let of_alg: Vec<&str> = states
+            .iter()
+            .filter(|(a, _)| a == alg)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        assert_eq!(
+            of_alg,
+            vec!["next", "current", "retired"],
+            "{alg}, newest first: {states:?}"
+        );
+    }
     let jwks: Value = s
         .client()
         .get(s.url("/.well-known/jwks.json"))
@@ -203,8 +221,8 @@ async fn an_operator_manages_users_and_keys_in_chromium() {
         .unwrap();
     assert_eq!(
         jwks["keys"].as_array().unwrap().len(),
-        3,
-        "the retired key stays published"
+        6,
+        "the retired keys stay published"
     );
     shot(&c, "09-keys-rotated").await;
 

@@ -47,7 +47,7 @@ const ADMIN: &str = "root@example.com";
 const USER: &str = "ann@example.com";
 const SCOPE: &str = "openid profile email offline_access";
 /// The hosted consent page's "allow" button.
-const CONSENT_ALLOW: &str = "#allow";
+const CONSENT_ALLOW: &str = "button[name=decision][value=allow]";
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
