@@ -26,6 +26,7 @@ use crate::service::accounts::Accounts;
 use crate::service::address::Address;
 use crate::service::audit::AuditLog;
 use crate::service::challenges::Challenges;
+use crate::service::clients::{Clients, Consents};
 use crate::service::code_flows::CodeFlows;
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
@@ -493,7 +494,11 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         passkey_factors.clone(),
     ));
     let backups = Arc::new(crate::service::backups::Backups::new(&config, clock.clone()).await);
+    let clients = Arc::new(Clients::new(store.clone(), clock.clone(), deny.clone()));
+    let consents = Arc::new(Consents::new(store.clone(), clock.clone(), deny.clone()));
     let state = AppState {
+        clients,
+        consents,
         backups,
         tenants: tenants_service,
         passkey_factors,

@@ -77,6 +77,157 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// OAuth clients: register, list, remove, rotate a secret.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register a client; prints its client_id (and client_secret, shown once).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (repeat for several); matched exactly.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public client (a native or browser app: no secret, PKCE).
+        #[arg(long)]
+        public: bool,
+        /// Skip the consent page for this client.
+        #[arg(long)]
+        first_party: bool,
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// List the tenant's clients.
+    List {
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Delete a client; its sessions are revoked.
+    Remove {
+        client_id: String,
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Give a confidential client a new secret (printed once); the old one
+    /// stops working and the client's sessions are revoked.
+    RotateSecret {
+        client_id: String,
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+}
+
+/// `forge clients ...`: the use cases of `service::clients`, acting as the
+/// operator. Revoked sessions are revoked in the database at once (refresh
+/// tokens stop); their access tokens are denied at once when the cache is
+/// shared (Redis), otherwise when they expire or the server restarts.
+async fn clients(config: Config, command: ClientsCommand) -> Result<(), Failure> {
+    use forge::domain::clients::{ClientKind, ClientSpec};
+    use forge::service::clients::Actor;
+    let state = forge::app::build_state(config, forge::clock::Clock::system())
+        .await
+        .map_err(Failure::from)?;
+    let meta = forge::service::RequestMeta::default();
+    let failure = |e: forge::error::AppError| match e {
+        forge::error::AppError::Validation { fields, .. } => Failure::usage(
+            fields
+                .into_iter()
+                .map(|(field, why)| format!("{field}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        forge::error::AppError::NotFound { message, .. } => Failure::usage(message),
+        forge::error::AppError::BadRequest { message, .. } => Failure::usage(message),
+        other => Failure::from(anyhow::anyhow!("{other}")),
+    };
+    let tenant_of = |slug: String| {
+        let state = state.clone();
+        async move {
+            let parsed = TenantSlug::parse(&slug).map_err(|e| Failure::usage(format!("--tenant {e}")))?;
+            state
+                .store
+                .tenant_by_slug(parsed.as_str())
+                .await
+                .map_err(|e| Failure::from(anyhow::anyhow!("database: {e}")))?
+                .ok_or_else(|| Failure::usage(format!("no tenant {slug}")))
+        }
+    };
+    match command {
+        ClientsCommand::Add {
+            name,
+            redirect_uris,
+            public,
+            first_party,
+            tenant,
+        } => {
+            let tenant = tenant_of(tenant).await?;
+            let kind = if public {
+                ClientKind::Public
+            } else {
+                ClientKind::Confidential
+            };
+            let mut spec = ClientSpec::new(name, kind);
+            spec.redirect_uris = redirect_uris;
+            spec.first_party = first_party;
+            let registered = state
+                .clients
+                .create_as(Actor::operator(tenant.id), spec, &meta)
+                .await
+                .map_err(failure)?;
+            println!("client_id: {}", registered.client.client_id);
+            if let Some(secret) = registered.secret {
+                println!("client_secret: {}", secret.expose());
+                eprintln!("forge: the client secret is shown this once; keep it now");
+            }
+        }
+        ClientsCommand::List { tenant } => {
+            let tenant = tenant_of(tenant).await?;
+            let clients = state
+                .clients
+                .list_as(Actor::operator(tenant.id))
+                .await
+                .map_err(failure)?;
+            println!("{:<24}  {:<12}  {:<30}  REDIRECT URIS", "CLIENT ID", "TYPE", "NAME");
+            for c in clients {
+                println!(
+                    "{:<24}  {:<12}  {:<30}  {}",
+                    c.client_id,
+                    c.kind.as_str(),
+                    c.name,
+                    c.redirect_uris.join(" ")
+                );
+            }
+        }
+        ClientsCommand::Remove { client_id, tenant } => {
+            let tenant = tenant_of(tenant).await?;
+            state
+                .clients
+                .delete_as(Actor::operator(tenant.id), &client_id, &meta)
+                .await
+                .map_err(failure)?;
+            println!("forge: client {client_id} removed; its sessions are revoked");
+        }
+        ClientsCommand::RotateSecret { client_id, tenant } => {
+            let tenant = tenant_of(tenant).await?;
+            let secret = state
+                .clients
+                .rotate_secret_as(Actor::operator(tenant.id), &client_id, &meta)
+                .await
+                .map_err(failure)?;
+            println!("client_secret: {}", secret.expose());
+            eprintln!("forge: the old secret no longer works; the client's sessions are revoked");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -355,6 +506,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys { command } => runtime.block_on(keys(config, command))?,
         Command::Health { .. } => {} // answered above, before the configuration loads
         Command::Users { command } => runtime.block_on(users(config, command))?,
+        Command::Clients { command } => runtime.block_on(clients(config, command))?,
         Command::Backup { file } => {
             let Some(database) = forge::store::backup::database_file(&config.database.url) else {
                 return Err(Failure::usage(

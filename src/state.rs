@@ -15,6 +15,7 @@ use crate::service::accounts::Accounts;
 use crate::service::address::Address;
 use crate::service::audit::AuditLog;
 use crate::service::challenges::Challenges;
+use crate::service::clients::{Clients, Consents};
 use crate::service::codes::Codes;
 use crate::service::denylist::DenyList;
 use crate::service::devices::Devices;
@@ -95,6 +96,10 @@ pub struct AppState {
     pub passkey_factors: Arc<PasskeyFactors>,
     /// The schedule and the newest copy, for readiness and the dashboard.
     pub backups: Arc<crate::service::backups::Backups>,
+    /// Registered OAuth clients: administration and client authentication.
+    pub clients: Arc<Clients>,
+    /// The consents users gave OAuth clients (their connected apps).
+    pub consents: Arc<Consents>,
 }
 
 impl AppState {

@@ -18,6 +18,9 @@
 //! domain as relying-party id, so that test's server is reached as
 //! `http://localhost:PORT` with `webauthn.rp_id = "localhost"`.
 //!
+//! The hosted pages (`/login`, `/account`) get one pass too: a user signs
+//! in on the hosted login page, lands on the account page and signs out.
+//!
 //! Not part of a plain `cargo test` (it needs the browser): run it with
 //! `cargo test --test browser`, which `scripts/test` does after installing
 //! Chromium. A missing `/usr/bin/chromedriver` is a failure, not a skip.
@@ -291,6 +294,45 @@ async fn a_wrong_password_and_a_non_admin_are_turned_away_in_chromium() {
     shot(&c, "21-not-an-admin").await;
     c.goto(&format!("{base}/admin")).await.unwrap();
     assert_eq!(path_of(&c).await, "/admin/login");
+    c.close().await.unwrap();
+}
+
+/// The hosted pages in Chromium without JavaScript: a wrong password is
+/// refused with the generic message, the right one lands on `return_to`
+/// (here the account page, the default), and signing out ends there.
+#[tokio::test]
+async fn a_user_signs_in_on_the_hosted_login_page_in_chromium() {
+    let s = TestServer::start_with(|c| c.admin.insecure_cookies = true).await;
+    let (status, body) = s
+        .post(
+            "/v1/auth/signup",
+            json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    let base = s.base_url().to_string();
+
+    c.goto(&format!("{base}/login?tenant=default")).await.unwrap();
+    fill(&c, "identifier", "ann@example.com").await;
+    fill(&c, "password", "wrong password").await;
+    click(&c, "#sign-in").await;
+    assert_eq!(flash(&c).await, "Wrong email, phone or password.");
+    shot(&c, "40-hosted-wrong-password").await;
+
+    fill(&c, "password", PASSWORD).await;
+    click(&c, "#sign-in").await;
+    assert_eq!(path_of(&c).await, "/account");
+    let email = c.find(Locator::Css("#email")).await.unwrap().text().await.unwrap();
+    assert!(email.contains("ann@example.com"), "{email}");
+    shot(&c, "41-hosted-account").await;
+
+    click(&c, "#sign-out").await;
+    assert_eq!(path_of(&c).await, "/logged-out?tenant=default");
+    c.goto(&format!("{base}/account")).await.unwrap();
+    assert!(path_of(&c).await.starts_with("/login?"));
     c.close().await.unwrap();
 }
 

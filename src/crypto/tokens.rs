@@ -32,6 +32,14 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// `bytes` bytes from the OS CSPRNG, base64url without padding: a public
+/// identifier that must not be guessable (an OAuth `client_id` takes 16).
+pub fn random_url_safe(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
 /// Lower-case hex SHA-256 of a token: the form the database stores and looks
 /// up by.
 ///

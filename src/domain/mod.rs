@@ -6,6 +6,7 @@
 
 pub mod assurance;
 mod audit;
+pub mod clients;
 mod identity;
 pub mod mfa_policy;
 mod names;

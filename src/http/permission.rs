@@ -74,6 +74,10 @@ permissions! {
     SettingsRead = "settings:read";
     /// Change the tenant's settings (its signup policy, ...).
     SettingsWrite = "settings:write";
+    /// List and read the tenant's OAuth clients (never their secrets).
+    ClientsRead = "clients:read";
+    /// Register, change and delete OAuth clients; rotate their secrets.
+    ClientsWrite = "clients:write";
     /// List and read tenants (operators only).
     TenantsRead = "tenants:read", operator;
     /// Create and delete tenants (operators only).

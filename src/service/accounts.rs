@@ -179,8 +179,9 @@ impl Accounts {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-    pub async fn signup(&self, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
+    /// What every sign-up checks before the account exists: the per-IP
+    /// budget, the tenant's sign-up policy, the password rules; the hash.
+    async fn admit(&self, tenant: &Tenant, input: &SignupInput, meta: &RequestMeta) -> AppResult<String> {
         self.limits
             .spend(
                 RateBucket::SignupIp,
@@ -193,7 +194,47 @@ impl Accounts {
             .check_signup(tenant, &Identifier::Email(input.email.clone()))
             .await?;
         check_password(&self.policy, &input.password, hint_inputs(Some(&input.email))).await?;
-        let hash = self.passwords.hash(&input.password).await.map_err(AppError::internal)?;
+        self.passwords.hash(&input.password).await.map_err(AppError::internal)
+    }
+
+    /// A sign-up that opens no API session (the hosted pages open their own
+    /// SSO session after it): the same checks and audit as [`Self::signup`],
+    /// and the verification email when `signup.require_email_verification`
+    /// holds the account back (then `true`: sign-in waits for the proof).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn register(&self, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<(User, bool)> {
+        let hash = self.admit(tenant, &input, meta).await?;
+        let user_id = Uuid::now_v7();
+        let now = self.clock.now();
+        let user = self
+            .store
+            .create_user(
+                NewUser {
+                    id: user_id,
+                    tenant_id: tenant.id,
+                    email: Some(input.email),
+                    email_verified: false,
+                    phone: input.phone,
+                    phone_verified: false,
+                    password_hash: Some(hash),
+                    metadata: input.metadata,
+                    roles: vec![],
+                    now,
+                },
+                None,
+                meta.audit(tenant.id, now, AuditEvent::Signup, Some(user_id), Some(user_id)),
+            )
+            .await?;
+        let hold_back = self.require_email_verification;
+        if hold_back {
+            self.recovery.send_verification(tenant, &user).await?;
+        }
+        Ok((user, hold_back))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn signup(&self, tenant: &Tenant, input: SignupInput, meta: &RequestMeta) -> AppResult<SignedUp> {
+        let hash = self.admit(tenant, &input, meta).await?;
         let hold_back = self.require_email_verification;
         let enrol_first = !hold_back && self.gate.signup_needs_enrollment(tenant).await?;
         let (session, refresh) = self.sessions.new_session(meta);

@@ -6,6 +6,7 @@ pub mod address;
 pub mod audit;
 pub mod backups;
 pub mod challenges;
+pub mod clients;
 pub mod code_flows;
 pub mod codes;
 pub mod denylist;

@@ -177,6 +177,39 @@ impl Recovery {
         password: Option<&Secret>,
         meta: &RequestMeta,
     ) -> AppResult<SignedIn<(User, sessions::Tokens)>> {
+        let (user, assurance) = self.confirm_email(tenant, email, code, password, meta).await?;
+        let proceed = match self
+            .flows
+            .gate
+            .after_first_factor(tenant, &user, &assurance, meta)
+            .await?
+            .proceed()
+        {
+            Ok(proceed) => proceed,
+            Err(answer) => return Ok(answer),
+        };
+        let start = sessions::SessionStart {
+            verified: Some(IdentifierKind::Email),
+            ..sessions::SessionStart::new(assurance, serde_json::json!({ "method": "email_code" }))
+        };
+        let signed_in = self.flows.sessions.start(tenant, user.id, meta, start).await?;
+        Ok(SignedIn::complete(signed_in, proceed))
+    }
+
+    /// The proof part of [`Self::confirm_and_sign_in`]: spends the code,
+    /// marks the address verified (keeping the password only when it is
+    /// shown on a first proof) and answers the user and what the sign-in
+    /// proved, for the caller to open its own kind of session (the hosted
+    /// pages' SSO session).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn confirm_email(
+        &self,
+        tenant: &Tenant,
+        email: &Email,
+        code: &str,
+        password: Option<&Secret>,
+        meta: &RequestMeta,
+    ) -> AppResult<(User, Assurance)> {
         self.consume(tenant, email, Purpose::EmailVerification, code).await?;
         let user = self.find_by_email(tenant, email).await?.ok_or_else(invalid_code)?;
         if user.disabled {
@@ -216,22 +249,7 @@ impl Recovery {
         if shows_password {
             assurance.amr.insert(Amr::Pwd);
         }
-        let proceed = match self
-            .flows
-            .gate
-            .after_first_factor(tenant, &user, &assurance, meta)
-            .await?
-            .proceed()
-        {
-            Ok(proceed) => proceed,
-            Err(answer) => return Ok(answer),
-        };
-        let start = sessions::SessionStart {
-            verified: Some(IdentifierKind::Email),
-            ..sessions::SessionStart::new(assurance, serde_json::json!({ "method": "email_code" }))
-        };
-        let signed_in = self.flows.sessions.start(tenant, user.id, meta, start).await?;
-        Ok(SignedIn::complete(signed_in, proceed))
+        Ok((user, assurance))
     }
 
     /// `POST /v1/auth/password/forgot`.

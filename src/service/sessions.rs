@@ -227,6 +227,8 @@ impl Sessions {
             user_agent: meta.user_agent.clone(),
             ip: meta.ip.clone(),
             assurance,
+            client_id: None,
+            sso_id: None,
         };
         (session, refresh)
     }
@@ -730,6 +732,8 @@ mod tests {
                 user_agent: None,
                 ip: None,
                 assurance: Assurance::unknown(),
+                client_id: None,
+                sso_id: None,
             },
             user_disabled: false,
         }

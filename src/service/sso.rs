@@ -587,6 +587,56 @@ impl Sso {
         })
     }
 
+    /// Signs up on the hosted pages through [`Accounts::register`] (the
+    /// tenant's sign-up policy, the password rules, the per-IP budget):
+    /// `None` when the account waits for its email to be verified, else
+    /// what a password sign-in of the new account leads to (a session, or
+    /// the enrolment step when the tenant's policy requires a factor).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn sign_up(
+        &self,
+        tenant: &Tenant,
+        input: crate::service::accounts::SignupInput,
+        meta: &RequestMeta,
+    ) -> AppResult<Option<HostedSignIn>> {
+        let (user, held_back) = self.accounts.register(tenant, input, meta).await?;
+        if held_back {
+            return Ok(None);
+        }
+        let mut outcome = self
+            .after_first_factor(tenant, &user, Assurance::password(), meta)
+            .await?;
+        if let HostedSignIn::Done(done) = &mut outcome {
+            done.device_token = Some(self.devices.issue(tenant.id, user.id));
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Verifies an email address with the emailed code (through
+    /// [`crate::service::recovery::Recovery::confirm_email`]: the address
+    /// proven, the password kept only when shown) and signs in as that
+    /// proof allows: the second step for a user with a factor, else the
+    /// session (at aal 1).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn verify_email(
+        &self,
+        recovery: &crate::service::recovery::Recovery,
+        tenant: &Tenant,
+        email: &crate::domain::Email,
+        code: &str,
+        password: Option<&Secret>,
+        meta: &RequestMeta,
+    ) -> AppResult<HostedSignIn> {
+        let (user, assurance) = recovery.confirm_email(tenant, email, code, password, meta).await?;
+        // Read afresh: the proof may have moved the credential epoch on.
+        let user = self
+            .store
+            .get_user(tenant.id, user.id)
+            .await?
+            .ok_or_else(AppError::invalid_credentials)?;
+        self.after_first_factor(tenant, &user, assurance, meta).await
+    }
+
     /// Signs in with a discoverable passkey alone (its ceremony verified
     /// the user, so it counts as two factors). 401 `invalid_credentials` for
     /// every refused passkey or unknown tenant; 429; 403 `user_disabled`.

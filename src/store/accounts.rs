@@ -366,8 +366,8 @@ fn apply_refresh(
 
 fn insert_session(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, s: &NewSession) -> StoreResult<()> {
     c.execute(
-        "INSERT INTO sessions (id, tenant_id, user_id, created_at, last_used_at, expires_at, user_agent, ip, amr, aal) \
-         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO sessions (id, tenant_id, user_id, created_at, last_used_at, expires_at, user_agent, ip, amr, aal, \
+         client_id, sso_id) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11)",
         &args![
             s.id,
             tenant_id,
@@ -378,6 +378,8 @@ fn insert_session(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, s: &NewSessi
             &s.ip,
             s.assurance.amr_column(),
             i64::from(s.assurance.aal.as_u8()),
+            &s.client_id,
+            s.sso_id,
         ],
     )?;
     c.execute(

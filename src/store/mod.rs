@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod backup;
+pub mod clients;
 pub mod directory;
 pub mod factors;
 pub mod import;
@@ -24,6 +25,7 @@ pub mod sqlite;
 use uuid::Uuid;
 
 pub use accounts::*;
+pub use clients::*;
 pub use directory::*;
 pub use factors::*;
 pub use import::*;
@@ -53,6 +55,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Every port a backend implements; the application holds an `Arc<dyn Store>`.
 /// Each area's methods live in their own trait (and their own file per
 /// backend) so the areas can grow independently.
-pub trait Store: AccountStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + SiteStore {}
+pub trait Store:
+    AccountStore + ClientStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + SiteStore
+{
+}
 
-impl<T: AccountStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + SiteStore> Store for T {}
+impl<T: AccountStore + ClientStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + SiteStore> Store for T {}

@@ -441,6 +441,7 @@ fn conflict_field(constraint: Option<&str>) -> &'static str {
         "tenants_slug_key" => "slug",
         "roles_tenant_name_key" => "name",
         "factors_credential" => "credential_id",
+        "oauth_clients_client_id_key" => "client_id",
         _ => "record",
     }
 }

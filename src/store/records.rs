@@ -93,6 +93,11 @@ pub struct Session {
     /// How the session's holder signed in, and what it was raised to since;
     /// every access token of the session states it.
     pub assurance: Assurance,
+    /// The OAuth client the session was opened for; None for forge's own
+    /// API sign-ins. Deleting the client (or rotating its secret) revokes it.
+    pub client_id: Option<String>,
+    /// The hosted sign-in (SSO) session it came from: the `sid` of its ID tokens.
+    pub sso_id: Option<Uuid>,
 }
 
 /// A session to open, with its first refresh token (hashed).
@@ -106,6 +111,10 @@ pub struct NewSession {
     pub ip: Option<String>,
     /// What the first factor proved (see [`Session::assurance`]).
     pub assurance: Assurance,
+    /// See [`Session::client_id`].
+    pub client_id: Option<String>,
+    /// See [`Session::sso_id`].
+    pub sso_id: Option<Uuid>,
 }
 
 /// What a successful sign-in records besides the new session.

@@ -265,6 +265,8 @@ impl From<rusqlite::Error> for StoreError {
                     let msg = msg.as_deref().unwrap_or_default();
                     let field = if msg.contains("credential_id") {
                         "credential_id"
+                    } else if msg.contains("client_id") {
+                        "client_id"
                     } else if msg.contains("email") {
                         "email"
                     } else if msg.contains("phone") {

@@ -253,3 +253,97 @@ fn no_secret_reaches_the_logs() {
         assert!(!logs.contains(secret.as_str()), "a secret reached the log: {secret}");
     }
 }
+
+/// `forge clients add|list|rotate-secret|remove` against a SQLite file: the
+/// secret is printed once, rotation replaces it, removal forgets the client,
+/// and bad input exits 2 naming what was wrong.
+#[test]
+fn clients_add_list_rotate_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("forge.db").display());
+    let run = |args: &[&str]| {
+        let out = forge()
+            .arg("clients")
+            .args(args)
+            .env("FORGE_DATABASE__URL", &db)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+
+    let (code, out, err) = run(&[
+        "add",
+        "--name",
+        "Gitea",
+        "--redirect-uri",
+        "https://git.example.com/user/oauth2/forge/callback",
+        "--first-party",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = field(&out, "client_id");
+    let secret = field(&out, "client_secret");
+    assert_eq!((id.len(), secret.len()), (22, 43));
+
+    let (code, out, err) = run(&[
+        "add",
+        "--name",
+        "CLI",
+        "--public",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+        "--redirect-uri",
+        "com.example.cli:/cb",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let public_id = field(&out, "client_id");
+    assert!(!out.contains("client_secret"), "{out}");
+
+    let (code, out, _) = run(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains(&id) && out.contains("Gitea") && out.contains("confidential"),
+        "{out}"
+    );
+    assert!(out.contains(&public_id) && out.contains("com.example.cli:/cb"), "{out}");
+    assert!(!out.contains(&secret), "the list never shows a secret: {out}");
+
+    let (code, out, err) = run(&["rotate-secret", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    let new = field(&out, "client_secret");
+    assert_ne!(new, secret);
+    let (code, _, err) = run(&["rotate-secret", &public_id]);
+    assert_eq!(code, Some(2), "{err}");
+
+    // Refused input: exit 2, one clear line, nothing registered.
+    let (code, _, err) = run(&["add", "--name", "Bad", "--redirect-uri", "http://example.com/cb"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("redirect_uris"), "{err}");
+    let (code, _, err) = run(&[
+        "add",
+        "--name",
+        "X",
+        "--redirect-uri",
+        "https://a.example/cb",
+        "--tenant",
+        "nope",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no tenant nope"), "{err}");
+
+    let (code, _, err) = run(&["remove", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["remove", &id]);
+    assert_eq!(code, Some(2), "{err}");
+    let (_, out, _) = run(&["list"]);
+    assert!(!out.contains(&id) && out.contains(&public_id), "{out}");
+}

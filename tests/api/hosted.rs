@@ -424,3 +424,280 @@ async fn hosted_pages_carry_the_security_headers() {
     assert!(css.body.contains("--accent:#4f46e5"));
     s.stop().await;
 }
+
+async fn form_post(b: &mut Browser, page_path: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+    let form = b.get(page_path).await;
+    assert_eq!(form.status, 200, "{page_path}: {}", form.body);
+    let csrf = form.csrf();
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    b.post(action, &all).await
+}
+
+#[tokio::test]
+async fn signup_opens_a_session_where_the_tenant_allows_it() {
+    let s = server().await;
+    let mut b = Browser::new(&s);
+    let page = form_post(
+        &mut b,
+        "/signup?return_to=%2Fwelcome",
+        "/signup",
+        &[
+            ("tenant", "default"),
+            ("return_to", "/welcome"),
+            ("email", "new@example.com"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location(), "/welcome");
+    assert!(b.cookies.contains_key(SSO));
+    // The API sees the account, and no API session was opened for it.
+    let login = s.login("new@example.com", PASSWORD).await;
+    let (status, sessions) = s.as_user(access(&login)).get("/v1/users/me/sessions").await;
+    assert_eq!(status, 200);
+    assert_eq!(sessions.as_array().map(Vec::len), Some(1), "{sessions}");
+    // A weak password is refused with the policy's reason.
+    let mut b = Browser::new(&s);
+    let page = form_post(
+        &mut b,
+        "/signup",
+        "/signup",
+        &[
+            ("tenant", "default"),
+            ("email", "weak@example.com"),
+            ("password", "password"),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("too weak"));
+    assert!(!b.cookies.contains_key(SSO));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn signup_is_refused_where_the_tenant_closed_it() {
+    let s = server().await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let (status, body) = s
+        .as_user(access(&root))
+        .patch("/v1/tenant/settings", serde_json::json!({"signup": {"mode": "closed"}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut b = Browser::new(&s);
+    assert_eq!(b.get("/signup").await.status, 403);
+    // A post made anyway (with a valid form token from the login page).
+    let page = form_post(
+        &mut b,
+        "/login",
+        "/signup",
+        &[
+            ("tenant", "default"),
+            ("email", "new@example.com"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(!b.cookies.contains_key(SSO));
+    let (status, _) = s
+        .post(
+            "/v1/auth/login",
+            serde_json::json!({"email": "new@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 401, "no account was created");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_forgotten_password_is_reset_with_the_emailed_code() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut other = signed_in(&s, "ann@example.com").await;
+    let mut b = Browser::new(&s);
+    let sent = form_post(
+        &mut b,
+        "/reset",
+        "/reset",
+        &[("tenant", "default"), ("email", "ann@example.com")],
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert!(sent.body.contains("we sent it a code"));
+    // Unknown addresses read the same.
+    let unknown = form_post(
+        &mut b,
+        "/reset",
+        "/reset",
+        &[("tenant", "default"), ("email", "nobody@example.com")],
+    )
+    .await;
+    assert_eq!(unknown.status, 200);
+    assert!(unknown.body.contains("we sent it a code"));
+    let code = s.last_code("ann@example.com").await;
+    let new_password = "a brand new horse battery staple";
+    let done = form_post(
+        &mut b,
+        "/reset",
+        "/reset",
+        &[
+            ("tenant", "default"),
+            ("email", "ann@example.com"),
+            ("code", code.as_str()),
+            ("new_password", new_password),
+        ],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.location().starts_with("/login?tenant=default"));
+    // The reset ended the SSO session elsewhere; the new password works.
+    assert_eq!(other.get("/account").await.status, 303);
+    let page = sign_in_with(&mut b, "", "ann@example.com", new_password).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_held_back_for_verification_signs_in_with_the_emailed_code() {
+    let s = TestServer::start_with(|c| {
+        c.admin.insecure_cookies = true;
+        c.signup.require_email_verification = true;
+    })
+    .await;
+    let mut b = Browser::new(&s);
+    let page = form_post(
+        &mut b,
+        "/signup",
+        "/signup",
+        &[
+            ("tenant", "default"),
+            ("email", "new@example.com"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("action=\"/verify-email\""));
+    assert!(!b.cookies.contains_key(SSO));
+    // Not before the proof.
+    let early = sign_in_with(&mut b, "", "new@example.com", PASSWORD).await;
+    assert_eq!(early.status, 403, "{}", early.body);
+    let code = s.last_code("new@example.com").await;
+    let wrong = form_post(
+        &mut b,
+        "/verify-email?email=new%40example.com",
+        "/verify-email",
+        &[("tenant", "default"), ("email", "new@example.com"), ("code", "000000")],
+    )
+    .await;
+    assert_eq!(wrong.status, 400);
+    let done = form_post(
+        &mut b,
+        "/verify-email?email=new%40example.com",
+        "/verify-email",
+        &[
+            ("tenant", "default"),
+            ("email", "new@example.com"),
+            ("code", code.as_str()),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/account");
+    let account = b.get("/account").await;
+    assert!(account.body.contains("(verified)"), "{}", account.body);
+    // The password shown with the code was kept.
+    let mut again = Browser::new(&s);
+    assert_eq!(
+        sign_in_with(&mut again, "", "new@example.com", PASSWORD).await.status,
+        303
+    );
+    s.stop().await;
+}
+
+/// The authenticator app of a page showing an `otpauth://` link.
+fn app_of(page: &Page) -> TOTP {
+    let start = page.body.find("href=\"otpauth").expect("an otpauth link") + "href=\"".len();
+    let end = page.body[start..].find('"').unwrap();
+    let uri = unescape(&page.body[start..start + end])
+        .replace("&#x2f;", "/")
+        .replace("&#47;", "/");
+    TOTP::from_url(&uri).unwrap()
+}
+
+#[tokio::test]
+async fn a_tenant_policy_makes_a_user_without_a_factor_enrol_one_first() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let (status, body) = s
+        .as_user(access(&root))
+        .patch(
+            "/v1/tenant/settings",
+            serde_json::json!({"mfa": {"policy": "all", "grace": "0s"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut b = Browser::new(&s);
+    let step = sign_in_with(&mut b, "", "ann@example.com", PASSWORD).await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert!(step.body.contains("action=\"/mfa/enrol\""));
+    assert!(!b.cookies.contains_key(SSO));
+    let app = app_of(&step);
+    let csrf = step.csrf();
+    let challenge = hidden(&step, "challenge");
+    let factor = hidden(&step, "factor");
+    let code = code_at(&s, &app);
+    let done = b
+        .post(
+            "/mfa/enrol",
+            &[
+                ("csrf", csrf.as_str()),
+                ("tenant", "default"),
+                ("return_to", "/account"),
+                ("challenge", challenge.as_str()),
+                ("factor", factor.as_str()),
+                ("code", code.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("recovery codes"));
+    assert!(b.cookies.contains_key(SSO));
+    let account = b.get("/account").await;
+    assert!(account.body.contains("totp"), "{}", account.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_account_page_adds_and_removes_an_authenticator_app() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = signed_in(&s, "ann@example.com").await;
+    let wrong = act(&mut b, "/account/factors/totp", &[("current_password", "wrong")]).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let started = act(&mut b, "/account/factors/totp", &[("current_password", PASSWORD)]).await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    let app = app_of(&started);
+    let factor = hidden(&started, "factor");
+    let code = code_at(&s, &app);
+    let codes = act(
+        &mut b,
+        "/account/factors/totp/confirm",
+        &[("factor", factor.as_str()), ("code", code.as_str())],
+    )
+    .await;
+    assert_eq!(codes.status, 200, "{}", codes.body);
+    assert!(codes.body.contains("recovery codes"));
+    let account = b.get("/account").await;
+    assert!(account.body.contains(&format!("/account/factors/{factor}/remove")));
+    // This session signed in with the password alone: removing the factor
+    // needs a second factor, as in the API.
+    let refused = act(&mut b, &format!("/account/factors/{factor}/remove"), &[]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    s.stop().await;
+}

@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod backups;
 mod cli;
+mod clients;
 mod errors;
 mod factors;
 mod hosted;

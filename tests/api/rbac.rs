@@ -72,6 +72,22 @@ const ROUTES: &[(&str, &str, Option<&str>, &str)] = &[
         Some(r#"{"signup": {"mode": "open"}}"#),
         "settings:write",
     ),
+    ("GET", "/v1/clients", None, "clients:read"),
+    (
+        "POST",
+        "/v1/clients",
+        Some(r#"{"name": "App {n}", "type": "public", "redirect_uris": ["https://app.example.com/cb"]}"#),
+        "clients:write",
+    ),
+    ("GET", "/v1/clients/unknown-client", None, "clients:read"),
+    (
+        "PATCH",
+        "/v1/clients/unknown-client",
+        Some(r#"{"name": "x"}"#),
+        "clients:write",
+    ),
+    ("DELETE", "/v1/clients/unknown-client", None, "clients:write"),
+    ("POST", "/v1/clients/unknown-client/secret", None, "clients:write"),
 ];
 
 #[tokio::test]

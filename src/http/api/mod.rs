@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod contract;
 pub mod directory;
 pub mod dto;
@@ -34,6 +35,7 @@ use crate::state::AppState;
         (name = "roles", description = "Roles, permissions and their assignment"),
         (name = "tenants", description = "Tenant management (operators: admins of the default tenant)"),
         (name = "audit", description = "The audit log of the caller's tenant"),
+        (name = "clients", description = "OAuth clients of the caller's tenant (clients:read, clients:write)"),
         (name = "development", description = "Only with dev.outbox = true"),
     )
 )]
@@ -117,5 +119,14 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::get_tenant, tenants::delete_tenant))
         .routes(routes!(settings::get_settings, settings::patch_settings))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(clients::list_clients, clients::create_client))
+        .routes(routes!(
+            clients::get_client,
+            clients::patch_client,
+            clients::delete_client
+        ))
+        .routes(routes!(clients::rotate_secret))
+        .routes(routes!(clients::list_consents))
+        .routes(routes!(clients::revoke_consent))
         .split_for_parts()
 }

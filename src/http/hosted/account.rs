@@ -171,6 +171,7 @@ struct TotpPage {
     factor: String,
     qr: Option<String>,
     secret: Option<String>,
+    otpauth: Option<String>,
     error: Option<String>,
 }
 
@@ -402,6 +403,7 @@ pub async fn start_totp(
                 factor: enrolment.factor.id.to_string(),
                 qr: Some(format!("data:image/svg+xml;base64,{svg}")),
                 secret: Some(enrolment.secret.to_base32()),
+                otpauth: Some(enrolment.otpauth_uri.clone()),
                 error: None,
             };
             render(StatusCode::OK, &page)
@@ -433,6 +435,7 @@ pub async fn confirm_totp(
             factor: form.factor.chars().take(36).collect(),
             qr: None,
             secret: None,
+            otpauth: None,
             error: Some(error.to_string()),
         };
         render(StatusCode::BAD_REQUEST, &page)

@@ -35,7 +35,7 @@ use crate::service::sso::{EnrolledSignIn, HostedEnrolment, HostedSignIn, SignedI
 use crate::state::AppState;
 use crate::store::Tenant;
 
-type FormResult<F> = Result<axum::Form<F>, axum::extract::rejection::FormRejection>;
+pub(super) type FormResult<F> = Result<axum::Form<F>, axum::extract::rejection::FormRejection>;
 
 #[derive(Template)]
 #[template(path = "hosted/login.html")]
@@ -89,7 +89,7 @@ pub struct LoggedOutPage {
 
 /// A page of the sign-in flow: it gets a fresh form token (and cookie) and,
 /// when it offers passkeys, a script nonce.
-trait SignInStep: Template {
+pub(super) trait SignInStep: Template {
     fn set_csrf(&mut self, token: String);
     /// The frame, when the page runs the passkey script.
     fn script_frame(&mut self) -> Option<&mut Frame>;
@@ -123,7 +123,7 @@ impl SignInStep for EnrolPage {
 }
 
 /// Renders a sign-in step with a fresh double-submit token.
-fn step<P: SignInStep>(state: &AppState, status: StatusCode, mut page: P) -> Response {
+pub(super) fn step<P: SignInStep>(state: &AppState, status: StatusCode, mut page: P) -> Response {
     let token = random_token();
     page.set_csrf(token.clone());
     let nonce = page.script_frame().map(Frame::allow_script);
@@ -319,7 +319,7 @@ crate::csrf_forms!(LoginForm, MfaForm, EnrolForm, PasskeyOptionsForm, PasskeyFor
 
 /// A sign-in form's edge: 400 when malformed, 403 without the right
 /// double-submit token, 404 for an unknown tenant.
-async fn checked<F: CsrfForm + HasTenant>(
+pub(super) async fn checked<F: CsrfForm + HasTenant>(
     state: &AppState,
     headers: &HeaderMap,
     form: FormResult<F>,
@@ -333,19 +333,21 @@ async fn checked<F: CsrfForm + HasTenant>(
 }
 
 /// A form naming its tenant.
-trait HasTenant {
+pub(super) trait HasTenant {
     fn tenant(&self) -> &str;
 }
 
 macro_rules! has_tenant {
     ($($form:ty),+) => {
-        $(impl HasTenant for $form {
+        $(impl $crate::http::hosted::login::HasTenant for $form {
             fn tenant(&self) -> &str {
                 &self.tenant
             }
         })+
     };
 }
+
+pub(super) use has_tenant;
 
 has_tenant!(LoginForm, MfaForm, EnrolForm, PasskeyOptionsForm, PasskeyForm);
 
@@ -369,6 +371,26 @@ async fn with_session(state: &AppState, headers: &HeaderMap, mut response: Respo
         headers.append(header::SET_COOKIE, crate::http::api::auth::device_cookie(state, device));
     }
     response
+}
+
+/// Where a first step leads: the session (303 to `return_to`), or the
+/// second step's or the enrolment's page.
+pub(super) async fn next_step(
+    state: &AppState,
+    headers: &HeaderMap,
+    tenant: &Tenant,
+    return_to: &str,
+    outcome: HostedSignIn,
+) -> Response {
+    match outcome {
+        HostedSignIn::Done(done) => signed_in(state, headers, return_to, &done).await,
+        HostedSignIn::SecondFactor { token } => step(
+            state,
+            StatusCode::OK,
+            mfa_page(state, tenant, return_to, token.expose(), None),
+        ),
+        HostedSignIn::Enrol(enrolment) => step(state, StatusCode::OK, enrol_started(tenant, return_to, &enrolment)),
+    }
 }
 
 /// One message for every refused password: it says nothing of which part
@@ -409,15 +431,7 @@ pub async fn sign_in(
         .sign_in_password(tenant.slug.as_str(), &identifier, &password, &meta)
         .await
     {
-        Ok(HostedSignIn::Done(done)) => signed_in(&state, &headers, &return_to, &done).await,
-        Ok(HostedSignIn::SecondFactor { token }) => step(
-            &state,
-            StatusCode::OK,
-            mfa_page(&state, &tenant, &return_to, token.expose(), None),
-        ),
-        Ok(HostedSignIn::Enrol(enrolment)) => {
-            step(&state, StatusCode::OK, enrol_started(&tenant, &return_to, &enrolment))
-        }
+        Ok(outcome) => next_step(&state, &headers, &tenant, &return_to, outcome).await,
         Err(AppError::Unauthorized { .. }) => retry(StatusCode::UNAUTHORIZED, WRONG_PASSWORD),
         Err(e @ AppError::RateLimited { .. }) => {
             with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, &views::describe(&e)), &e)

@@ -1,6 +1,7 @@
 //! The hosted pages: forge's own sign-in pages for people (not operators),
 //! at top-level paths so OpenID Connect clients can send browsers here:
-//! `/login`, `/mfa`, `/logged-out`, `/account` (the consent page joins them
+//! `/login`, `/mfa`, `/signup`, `/verify-email`, `/reset`, `/logged-out`,
+//! `/account` (the consent page joins them
 //! from the protocol side). Server-rendered with askama, no JavaScript but
 //! the passkey script (allowed by a per-response CSP nonce on the pages
 //! that offer passkeys), branded per tenant (`?tenant=SLUG`, default
@@ -19,6 +20,7 @@ pub mod account;
 pub mod cookie;
 pub mod login;
 pub mod page;
+pub mod signup;
 
 use axum::Router;
 use axum::extract::Request;
@@ -51,6 +53,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/mfa/passkey/options", post(login::second_step_passkey_options))
         .route("/mfa/passkey", post(login::second_step_passkey))
         .route("/logged-out", get(login::logged_out))
+        .route("/signup", get(signup::signup_form).post(signup::signup))
+        .route("/verify-email", get(signup::verify_form).post(signup::verify))
+        .route("/reset", get(signup::reset_form).post(signup::reset))
         .route(page::BRAND_CSS_PATH, get(login::brand_css))
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
         .route(page::PASSKEY_SCRIPT_PATH, get(page::passkey_script))

@@ -61,6 +61,8 @@ fn session(refresh_hash: &str) -> NewSession {
         user_agent: Some("conformance".into()),
         ip: Some("127.0.0.1".into()),
         assurance: Assurance::password(),
+        client_id: None,
+        sso_id: None,
     }
 }
 
@@ -98,6 +100,7 @@ async fn sign_in(store: &Arc<dyn Store>, user: Uuid, refresh: &str) -> User {
 }
 
 mod audit;
+mod clients;
 mod factors;
 mod import;
 mod keys;
@@ -218,6 +221,14 @@ conformance! {
     factors::the_same_credential_may_be_registered_in_another_tenant,
     factors::deleting_a_user_takes_their_factors_and_codes,
     factors::the_mfa_due_date_is_stamped_once,
+    clients::a_registered_client_is_found_in_its_tenant_and_by_its_id_alone,
+    clients::a_taken_client_id_conflicts_on_client_id_in_any_tenant,
+    clients::updating_a_client_replaces_its_spec_and_keeps_its_kind_and_secret,
+    clients::deleting_a_client_revokes_its_sessions_and_takes_its_consents,
+    clients::rotating_a_secret_replaces_the_hash_and_revokes_the_sessions,
+    clients::consents_add_scopes_list_by_name_and_revoke_the_users_sessions,
+    clients::a_consent_needs_a_user_and_a_client_of_the_tenant,
+    clients::a_session_keeps_its_client_and_sso_ids_through_a_refresh,
 }
 
 pub(crate) async fn on_sqlite<F: Future<Output = ()>>(check: impl FnOnce(Arc<dyn Store>) -> F) {
