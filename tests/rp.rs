@@ -466,7 +466,13 @@ impl World {
         fill(c, "password", PASSWORD).await;
         click(c, "#sign-in").await;
         if !self.case.first_party {
-            self.assert_at_forge(c, "/consent", "after signing in").await;
+            // The consent page answers /oauth/authorize itself; its form posts to /consent.
+            self.assert_at_forge(c, "/oauth/authorize", "after signing in").await;
+            assert!(
+                c.find(Locator::Css("form[action=\"/consent\"]")).await.is_ok(),
+                "the consent page: {}",
+                c.source().await.unwrap_or_default()
+            );
             let page = c.source().await.unwrap();
             assert!(
                 page.contains(&format!("RP {}", self.case.name)),
