@@ -28,154 +28,21 @@
 // Test code: a failed unwrap is a failed test (Cargo.toml [lints]).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support_browser;
+
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use forge::testing::TestServer;
 use serde_json::{Value, json};
+use support_browser::{
+    Driver, browser, browser_with, click, click_element, fill, free_port, path_of, shot, start_driver,
+};
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A chromedriver process, killed (by its own pid) when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_driver() -> Driver {
-    assert!(
-        Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
-        "the browser tests need {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver \
-         (scripts/test does this)"
-    );
-    let port = free_port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let url = format!("http://127.0.0.1:{port}");
-    let driver = Driver { child, url };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return driver;
-        }
-        assert!(Instant::now() < deadline, "chromedriver did not start on port {port}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A fresh headless Chromium session with JavaScript switched off.
-async fn browser(driver: &Driver, profile: &Path) -> Client {
-    browser_with(driver, profile, false).await
-}
-
-/// A fresh headless Chromium session; `javascript` for the passkey pages,
-/// the only ones with a script.
-async fn browser_with(driver: &Driver, profile: &Path, javascript: bool) -> Client {
-    let prefs = if javascript {
-        json!({})
-    } else {
-        json!({ "profile.managed_default_content_settings.javascript": 2 })
-    };
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--window-size=1440,900",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-            "prefs": prefs,
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a Chromium session")
-}
-
-fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let dir = target.join("browser-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn shot(c: &Client, name: &str) {
-    let png = c.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
-    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
-}
-
-async fn path_of(c: &Client) -> String {
-    let url = c.current_url().await.unwrap();
-    match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    }
-}
 
 async fn flash(c: &Client) -> String {
     c.find(Locator::Css(".flash")).await.unwrap().text().await.unwrap()
-}
-
-/// Types into the form field `name` (clearing it first).
-async fn fill(c: &Client, name: &str, value: &str) {
-    let field = c.find(Locator::Css(&format!("[name=\"{name}\"]"))).await.unwrap();
-    field.clear().await.unwrap();
-    field.send_keys(value).await.unwrap();
-}
-
-/// Clicks an element that loads a page (every click on this site does: it
-/// has no JavaScript) and waits until the new page has replaced the old one,
-/// so the next look at the URL or the DOM sees the new page.
-async fn click(c: &Client, css: &str) {
-    let element = c.find(Locator::Css(css)).await.unwrap();
-    click_element(c, element, css).await;
-}
-
-async fn click_element(c: &Client, element: fantoccini::elements::Element, what: &str) {
-    let before = c.find(Locator::Css("html")).await.unwrap();
-    element.click().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // The old document's root goes stale once the new page is in.
-    while before.tag_name().await.is_ok() {
-        assert!(Instant::now() < deadline, "clicking {what} loaded no new page");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn api(s: &TestServer, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Value {
@@ -316,18 +183,36 @@ async fn an_operator_manages_users_and_keys_in_chromium() {
         }
         kids
     };
-    assert_eq!(before.len(), 2);
+    // An Ed25519 pair (current, next) signs every token; an RS256 pair the
+    // ID tokens of clients that ask for RS256. They rotate together.
+    assert_eq!(before.len(), 4);
     click(&c, "#rotate-keys").await;
     assert_eq!(path_of(&c).await, "/admin/keys");
     assert!(flash(&c).await.starts_with("Keys rotated."));
-    let states: Vec<String> = {
-        let mut v = Vec::new();
-        for b in c.find_all(Locator::Css("td .badge")).await.unwrap() {
-            v.push(b.text().await.unwrap());
-        }
-        v
-    };
-    assert_eq!(states, vec!["next", "current", "retired"], "newest first");
+    let mut states: Vec<(String, String)> = Vec::new();
+    for row in c.find_all(Locator::Css("table.table tbody tr")).await.unwrap() {
+        let state = row.find(Locator::Css(".badge")).await.unwrap().text().await.unwrap();
+        let alg = row
+            .find(Locator::Css(".badge + .muted"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        states.push((alg, state));
+    }
+    for alg in ["EdDSA", "RS256"] {
+        let of_alg: Vec<&str> = states
+            .iter()
+            .filter(|(a, _)| a == alg)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        assert_eq!(
+            of_alg,
+            vec!["next", "current", "retired"],
+            "{alg}, newest first: {states:?}"
+        );
+    }
     let jwks: Value = s
         .client()
         .get(s.url("/.well-known/jwks.json"))
@@ -339,8 +224,8 @@ async fn an_operator_manages_users_and_keys_in_chromium() {
         .unwrap();
     assert_eq!(
         jwks["keys"].as_array().unwrap().len(),
-        3,
-        "the retired key stays published"
+        6,
+        "the retired keys stay published"
     );
     shot(&c, "09-keys-rotated").await;
 
