@@ -637,6 +637,31 @@ impl Sso {
         self.after_first_factor(tenant, &user, assurance, meta).await
     }
 
+    /// Signs in with a one-time code sent by email or SMS (through
+    /// [`crate::service::otp::Otp::prove`]: the API's budgets, burn and
+    /// account rules; a new address the tenant admits gets its account)
+    /// and goes on as the proof allows: the second step for a user with a
+    /// factor, the enrolment step the tenant's policy may require, else the
+    /// session (at aal 1).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn sign_in_code(
+        &self,
+        otp: &crate::service::otp::Otp,
+        tenant: &Tenant,
+        identifier: &Identifier,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<HostedSignIn> {
+        let (user, assurance) = otp.prove(tenant, identifier, code, meta).await?;
+        // Read afresh: the proof may have moved the credential epoch on.
+        let user = self
+            .store
+            .get_user(tenant.id, user.id)
+            .await?
+            .ok_or_else(AppError::invalid_credentials)?;
+        self.after_first_factor(tenant, &user, assurance, meta).await
+    }
+
     /// Signs in with a discoverable passkey alone (its ceremony verified
     /// the user, so it counts as two factors). 401 `invalid_credentials` for
     /// every refused passkey or unknown tenant; 429; 403 `user_disabled`.
