@@ -24,7 +24,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::cookie;
-use super::page::{self, Frame, HostedError, render};
+use super::page::{self, Frame, HostedError, HostedTenant, render};
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::http::site::{guard, views};
@@ -39,7 +39,7 @@ use crate::store::{Tenant, User};
 pub struct SignedUser {
     pub session: SsoSession,
     pub user: User,
-    pub tenant: Tenant,
+    pub tenant: HostedTenant,
     pub principal: Principal,
 }
 
@@ -81,6 +81,10 @@ pub async fn require_sso(State(state): State<AppState>, request: Request, next: 
     };
     crate::http::LoggedUser::note(&parts.extensions, user.id);
     let principal = state.sso.principal(&session, &user, &tenant);
+    let tenant = match HostedTenant::load(&state, tenant).await {
+        Ok(tenant) => tenant,
+        Err(e) => return HostedError(e).into_response(),
+    };
     parts.extensions.insert(Arc::new(SignedUser {
         session,
         user,
@@ -126,10 +130,19 @@ pub struct ConnectedApp {
     pub granted_at: String,
 }
 
-/// The user's connected apps. The consents feature fills this in; until
-/// then there are none.
-async fn connected_apps(_state: &AppState, _principal: &Principal) -> Result<Vec<ConnectedApp>, AppError> {
-    Ok(Vec::new())
+/// The user's connected apps: the OpenID Connect clients they consented
+/// to (`Consents::list`, the API's `GET /v1/users/me/consents`).
+async fn connected_apps(state: &AppState, principal: &Principal) -> Result<Vec<ConnectedApp>, AppError> {
+    let apps = state.consents.list(principal).await?;
+    Ok(apps
+        .into_iter()
+        .map(|a| ConnectedApp {
+            client_id: a.client_id,
+            name: a.name,
+            scopes: a.scopes.join(" "),
+            granted_at: views::time(a.granted_at),
+        })
+        .collect())
 }
 
 struct SessionRow {
@@ -194,6 +207,7 @@ fn done_text(done: &str) -> Option<&'static str> {
         "session" => "The session was signed out.",
         "factor-removed" => "The second factor was removed.",
         "factor-added" => "The authenticator app was added.",
+        "app-revoked" => "The app's access was taken back, and its sessions were signed out.",
         _ => return None,
     })
 }
@@ -372,6 +386,22 @@ pub async fn remove_factor(
     };
     match state.factors.remove(&me.principal, id, keep_one, &meta).await {
         Ok(()) => back(&me.tenant, "factor-removed"),
+        Err(e) => failed(&state, &me, e).await,
+    }
+}
+
+/// `POST /account/apps/{client_id}/revoke`: takes back the consent given
+/// to a connected app and signs out its sessions (`Consents::revoke`, the
+/// API's `DELETE /v1/users/me/consents/{client_id}`; 404 when there was
+/// none).
+pub async fn revoke_app(
+    State(state): State<AppState>,
+    Signed(me): Signed,
+    ClientMeta(meta): ClientMeta,
+    Path(client_id): Path<String>,
+) -> Response {
+    match state.consents.revoke(&me.principal, &client_id, &meta).await {
+        Ok(()) => back(&me.tenant, "app-revoked"),
         Err(e) => failed(&state, &me, e).await,
     }
 }
