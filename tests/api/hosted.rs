@@ -982,3 +982,89 @@ async fn a_passkey_alone_signs_in_on_the_hosted_login_page() {
     assert!(account.body.contains("with a second factor"), "{}", account.body);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_account_page_changes_the_email_through_a_code_to_the_new_address() {
+    let s = server().await;
+    s.signup_verified("ann@example.com", PASSWORD).await;
+    let mut b = signed_in(&s, "ann@example.com").await;
+    // The current password is required.
+    let wrong = act(
+        &mut b,
+        "/account/address",
+        &[
+            ("kind", "email"),
+            ("address", "new@example.com"),
+            ("current_password", "nope"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(wrong.body.contains("Your current password is not right."));
+    let bad = act(
+        &mut b,
+        "/account/address",
+        &[
+            ("kind", "email"),
+            ("address", "not an email"),
+            ("current_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let sent = act(
+        &mut b,
+        "/account/address",
+        &[
+            ("kind", "email"),
+            ("address", "new@example.com"),
+            ("current_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert!(sent.location().contains("done=address-sent"));
+    let account = b.get("/account").await;
+    assert!(
+        account.body.contains("Code sent to new@example.com"),
+        "{}",
+        account.body
+    );
+    assert!(account.body.contains("id=\"email\">ann@example.com"), "not changed yet");
+    let code = s.last_code("new@example.com").await;
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    let refused = act(
+        &mut b,
+        "/account/address/confirm",
+        &[("kind", "email"), ("code", wrong_code)],
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let done = act(
+        &mut b,
+        "/account/address/confirm",
+        &[("kind", "email"), ("code", code.as_str())],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.location().contains("done=address-changed"));
+    let account = b.get("/account").await;
+    assert_eq!(account.status, 200, "still signed in");
+    assert!(
+        account.body.contains("id=\"email\">new@example.com"),
+        "{}",
+        account.body
+    );
+    // The new address signs in; the old one no more.
+    let mut other = Browser::new(&s);
+    assert_eq!(
+        sign_in_with(&mut other, "", "new@example.com", PASSWORD).await.status,
+        303
+    );
+    let mut old = Browser::new(&s);
+    assert_eq!(
+        sign_in_with(&mut old, "", "ann@example.com", PASSWORD).await.status,
+        401
+    );
+    s.stop().await;
+}

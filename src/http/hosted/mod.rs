@@ -39,6 +39,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/account/password", post(account::change_password))
         .route("/account/sessions/{id}/revoke", post(account::revoke_session))
         .route("/account/factors/{id}/remove", post(account::remove_factor))
+        .route("/account/address", post(account::change_address))
+        .route("/account/address/confirm", post(account::confirm_address))
         .route("/account/apps/{client_id}/revoke", post(account::revoke_app))
         .route("/account/factors/totp", post(account::start_totp))
         .route("/account/factors/totp/confirm", post(account::confirm_totp))
