@@ -30,7 +30,10 @@
 //! [`PasskeyFactors::verify_assertion`]), then the tenant's policy (past
 //! its grace, a user without a factor enrols a TOTP factor first,
 //! [`ChallengeKind::HostedEnrollment`]). A discoverable passkey that
-//! verified the user signs in alone ([`Sso::sign_in_passkey`]).
+//! verified the user signs in alone ([`Sso::sign_in_passkey`]). A one-time
+//! code sent by email or SMS is a first factor like the password
+//! ([`Sso::sign_in_code`], through `Otp::prove`: the API's budgets, burn
+//! and account rules, no API session) and meets the same gate.
 
 use std::sync::Arc;
 use std::time::Duration;

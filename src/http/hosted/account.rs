@@ -1,5 +1,8 @@
-//! `/account`: the signed-in user's own page (profile, password, second
-//! factors, sessions, connected apps), behind [`require_sso`].
+//! `/account`: the signed-in user's own page (profile with the email or
+//! phone change of `PATCH /v1/users/me` and its code to the new address,
+//! password, second factors, sessions, connected apps with their consent
+//! taken back as `DELETE /v1/users/me/consents/{client_id}` does), behind
+//! [`require_sso`].
 //!
 //! [`require_sso`] loads and re-checks the SSO session (see `service::sso`)
 //! and, for every state-changing request, compares the form's `csrf` field

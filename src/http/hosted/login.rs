@@ -1,4 +1,7 @@
-//! Signing in on the hosted pages: `/login` (password, or a passkey), the
+//! Signing in on the hosted pages: `/login` (password, a passkey, or a
+//! one-time code: `/login/code` sends it by email or SMS through the API's
+//! `Otp::request`, `/login/code/verify` checks it through
+//! `Sso::sign_in_code`; the code travels only in POST bodies), the
 //! second step `/mfa` (TOTP, recovery code, passkey), the first-factor
 //! enrolment the tenant's policy may require (`/mfa/enrol`), and signing
 //! out (`/logout`, `/logged-out`).
