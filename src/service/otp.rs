@@ -176,37 +176,7 @@ impl Otp {
         meta: &RequestMeta,
     ) -> AppResult<SignedIn<(User, sessions::Tokens)>> {
         let now = self.clock.now();
-        self.limits
-            .spend(
-                RateBucket::OtpVerifyIp,
-                &ip_key(meta.ip.as_deref()),
-                self.rate_limit.otp_verify_per_ip,
-            )
-            .await?;
-        let invalid = || AppError::unauthorized(ErrorCode::InvalidOtp, "the code is wrong or expired");
-        match self
-            .codes
-            .consume(Purpose::SignIn, tenant.id, identifier.as_str(), code)
-            .await?
-        {
-            Check::Valid => {}
-            outcome => {
-                let user_id = self
-                    .store
-                    .find_for_login(tenant.id, identifier)
-                    .await?
-                    .map(|(u, _)| u.id);
-                let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpFailed, user_id, None);
-                audit.detail = serde_json::json!({ "burned": outcome == Check::Burned });
-                self.store.record_audit(audit).await?;
-                return Err(match outcome {
-                    Check::Burned => AppError::RateLimited {
-                        retry_after_secs: self.otp.attempt_window.as_secs(),
-                    },
-                    _ => invalid(),
-                });
-            }
-        }
+        self.spend_code(tenant, identifier, code, meta).await?;
         let assurance = match identifier {
             Identifier::Email(_) => Assurance::email_code(),
             Identifier::Phone(_) => Assurance::phone_code(),
@@ -216,26 +186,8 @@ impl Otp {
         // decides as for a sign-up (`SignInGate::signup_needs_enrollment`).
         let mut proceed = Proceed::default();
         let user = match self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
-            Some(user) if user.disabled => {
-                return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
-            }
             Some(user) => {
-                // Every way in honours the setting: a phone code must not open
-                // an account whose (possibly someone else's) email is unproven.
-                if matches!(identifier, Identifier::Phone(_))
-                    && self.require_email_verification
-                    && user.email.is_some()
-                    && !user.email_verified
-                {
-                    return Err(AppError::forbidden(
-                        ErrorCode::EmailNotVerified,
-                        "verify your email address before signing in",
-                    ));
-                }
-                let user = self
-                    .proof
-                    .prove(tenant, &user, kind(identifier), proof::Keep::default(), meta)
-                    .await?;
+                let user = self.admit(tenant, &user, identifier, meta).await?;
                 // The code proved the address (kept above); a second factor,
                 // if the user has one, or the tenant's policy comes before
                 // any session.
@@ -300,5 +252,139 @@ impl Otp {
         };
         let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
         Ok(SignedIn::complete((user, tokens), proceed))
+    }
+
+    /// The code part of a verification: the per-IP budget, then the code
+    /// spent; a wrong one is audited `otp_failed` and answered
+    /// `invalid_otp`, 429 once the code is burned.
+    async fn spend_code(
+        &self,
+        tenant: &Tenant,
+        identifier: &Identifier,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<()> {
+        let now = self.clock.now();
+        self.limits
+            .spend(
+                RateBucket::OtpVerifyIp,
+                &ip_key(meta.ip.as_deref()),
+                self.rate_limit.otp_verify_per_ip,
+            )
+            .await?;
+        let invalid = || AppError::unauthorized(ErrorCode::InvalidOtp, "the code is wrong or expired");
+        match self
+            .codes
+            .consume(Purpose::SignIn, tenant.id, identifier.as_str(), code)
+            .await?
+        {
+            Check::Valid => {}
+            outcome => {
+                let user_id = self
+                    .store
+                    .find_for_login(tenant.id, identifier)
+                    .await?
+                    .map(|(u, _)| u.id);
+                let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpFailed, user_id, None);
+                audit.detail = serde_json::json!({ "burned": outcome == Check::Burned });
+                self.store.record_audit(audit).await?;
+                return Err(match outcome {
+                    Check::Burned => AppError::RateLimited {
+                        retry_after_secs: self.otp.attempt_window.as_secs(),
+                    },
+                    _ => invalid(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The proof part of [`Self::verify`], for the hosted pages (which open
+    /// their own kind of session): spends the code under the same budgets,
+    /// applies the same account rules (disabled, unverified email behind a
+    /// phone code, the tenant's signup policy for a new address, whose
+    /// account is created already verified) and answers the user and what
+    /// the code proved, audited `otp_verified`. No API session is opened;
+    /// the caller goes through the second-factor and policy gate.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn prove(
+        &self,
+        tenant: &Tenant,
+        identifier: &Identifier,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<(User, Assurance)> {
+        let now = self.clock.now();
+        self.spend_code(tenant, identifier, code, meta).await?;
+        let assurance = match identifier {
+            Identifier::Email(_) => Assurance::email_code(),
+            Identifier::Phone(_) => Assurance::phone_code(),
+        };
+        let user = match self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
+            Some(user) => {
+                let user = self.admit(tenant, &user, identifier, meta).await?;
+                let audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(user.id), Some(user.id));
+                self.store.record_audit(audit).await?;
+                user
+            }
+            None => {
+                self.settings.check_signup(tenant, identifier).await?;
+                let id = Uuid::now_v7();
+                let (email, phone) = match identifier {
+                    Identifier::Email(e) => (Some(e.clone()), None),
+                    Identifier::Phone(p) => (None, Some(p.clone())),
+                };
+                let mut audit = meta.audit(tenant.id, now, AuditEvent::OtpVerified, Some(id), Some(id));
+                audit.detail = serde_json::json!({ "signup": true });
+                self.store
+                    .create_user(
+                        NewUser {
+                            id,
+                            tenant_id: tenant.id,
+                            email_verified: email.is_some(),
+                            phone_verified: phone.is_some(),
+                            email,
+                            phone,
+                            password_hash: None,
+                            metadata: serde_json::json!({}),
+                            roles: vec![],
+                            now,
+                        },
+                        None,
+                        audit,
+                    )
+                    .await?
+            }
+        };
+        Ok((user, assurance))
+    }
+
+    /// The rules an existing account passes before a verified code signs
+    /// it in, and the address marked proven.
+    async fn admit(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        identifier: &Identifier,
+        meta: &RequestMeta,
+    ) -> AppResult<User> {
+        if user.disabled {
+            return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
+        }
+        // Every way in honours the setting: a phone code must not open
+        // an account whose (possibly someone else's) email is unproven.
+        if matches!(identifier, Identifier::Phone(_))
+            && self.require_email_verification
+            && user.email.is_some()
+            && !user.email_verified
+        {
+            return Err(AppError::forbidden(
+                ErrorCode::EmailNotVerified,
+                "verify your email address before signing in",
+            ));
+        }
+        self.proof
+            .prove(tenant, user, kind(identifier), proof::Keep::default(), meta)
+            .await
     }
 }

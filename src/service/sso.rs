@@ -30,7 +30,10 @@
 //! [`PasskeyFactors::verify_assertion`]), then the tenant's policy (past
 //! its grace, a user without a factor enrols a TOTP factor first,
 //! [`ChallengeKind::HostedEnrollment`]). A discoverable passkey that
-//! verified the user signs in alone ([`Sso::sign_in_passkey`]).
+//! verified the user signs in alone ([`Sso::sign_in_passkey`]). A one-time
+//! code sent by email or SMS is a first factor like the password
+//! ([`Sso::sign_in_code`], through `Otp::prove`: the API's budgets, burn
+//! and account rules, no API session) and meets the same gate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -628,6 +631,31 @@ impl Sso {
         meta: &RequestMeta,
     ) -> AppResult<HostedSignIn> {
         let (user, assurance) = recovery.confirm_email(tenant, email, code, password, meta).await?;
+        // Read afresh: the proof may have moved the credential epoch on.
+        let user = self
+            .store
+            .get_user(tenant.id, user.id)
+            .await?
+            .ok_or_else(AppError::invalid_credentials)?;
+        self.after_first_factor(tenant, &user, assurance, meta).await
+    }
+
+    /// Signs in with a one-time code sent by email or SMS (through
+    /// [`crate::service::otp::Otp::prove`]: the API's budgets, burn and
+    /// account rules; a new address the tenant admits gets its account)
+    /// and goes on as the proof allows: the second step for a user with a
+    /// factor, the enrolment step the tenant's policy may require, else the
+    /// session (at aal 1).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn sign_in_code(
+        &self,
+        otp: &crate::service::otp::Otp,
+        tenant: &Tenant,
+        identifier: &Identifier,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> AppResult<HostedSignIn> {
+        let (user, assurance) = otp.prove(tenant, identifier, code, meta).await?;
         // Read afresh: the proof may have moved the credential epoch on.
         let user = self
             .store

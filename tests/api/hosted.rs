@@ -701,3 +701,370 @@ async fn the_account_page_adds_and_removes_an_authenticator_app() {
     assert_eq!(refused.status, 403, "{}", refused.body);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_branded_tenant_shows_its_name_logo_and_accent_escaped() {
+    let s = server().await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let (status, body) = s
+        .as_user(access(&root))
+        .patch(
+            "/v1/tenant/settings",
+            serde_json::json!({"branding": {
+                "name": "Acme <script>alert(1)</script> & \"Co\"",
+                "logo_url": "https://cdn.example.com/logo.png?a=1&b=2",
+                "accent": "#FF0000",
+            }}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut b = Browser::new(&s);
+    let page = b.get("/login?tenant=default").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(!page.body.contains("\"Co\""), "{}", page.body);
+    let name = "Acme &#60;script&#62;alert(1)&#60;/script&#62; &#38; &#34;Co&#34;";
+    let alt = unescape(name);
+    assert_eq!(alt, "Acme <script>alert(1)</script> & \"Co\"");
+    assert!(
+        page.body.contains(name) || page.body.contains("Acme &lt;script&gt;"),
+        "{}",
+        page.body
+    );
+    // The logo is the header's image, named by the brand.
+    let img = page.body.find("<img src=\"").expect("the logo");
+    let tag = &page.body[img..img + page.body[img..].find('>').unwrap()];
+    assert!(
+        unescape(tag).contains("src=\"https://cdn.example.com/logo.png?a=1&b=2\""),
+        "{tag}"
+    );
+    assert!(unescape(tag).contains(&format!("alt=\"{alt}\"")), "{tag}");
+    assert!(page.body.contains("/hosted/brand.css?tenant=default"));
+    // The CSP lets the https: logo load.
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("img-src 'self' data: https:"), "{csp}");
+    // The accent comes from the brand stylesheet, lower-cased.
+    let css = b.get("/hosted/brand.css?tenant=default").await;
+    assert_eq!(css.status, 200);
+    assert!(css.body.contains("--accent:#ff0000"), "{}", css.body);
+    // Other hosted pages carry the brand too.
+    let reset = b.get("/reset?tenant=default").await;
+    assert!(reset.body.contains("cdn.example.com/logo.png"), "{}", reset.body);
+    s.stop().await;
+}
+
+/// Posts the code request form of `/login` ("Email me a code" or "Text me
+/// a code").
+async fn request_code(b: &mut Browser, identifier: &str, via: &str) -> Page {
+    let form = b.get("/login?tenant=default&return_to=%2Fwelcome").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("action=\"/login/code\""), "{}", form.body);
+    let csrf = form.csrf();
+    b.post(
+        "/login/code",
+        &[
+            ("csrf", csrf.as_str()),
+            ("tenant", "default"),
+            ("return_to", "/welcome"),
+            ("identifier", identifier),
+            ("via", via),
+        ],
+    )
+    .await
+}
+
+async fn enter_code(b: &mut Browser, step: &Page, identifier: &str, code: &str) -> Page {
+    let csrf = step.csrf();
+    b.post(
+        "/login/code/verify",
+        &[
+            ("csrf", csrf.as_str()),
+            ("tenant", "default"),
+            ("return_to", "/welcome"),
+            ("identifier", identifier),
+            ("code", code),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn signing_in_with_an_emailed_code() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = Browser::new(&s);
+    let step = request_code(&mut b, "ann@example.com", "email").await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert!(step.body.contains("action=\"/login/code/verify\""), "{}", step.body);
+    assert!(step.body.contains("we sent it a code"));
+    let code = s.last_code("ann@example.com").await;
+    assert!(!step.body.contains(&code), "the code is never on a page");
+    // A wrong code reads as generic, and opens nothing.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = enter_code(&mut b, &step, "ann@example.com", wrong).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(refused.body.contains("Wrong or expired code."));
+    assert!(!b.cookies.contains_key(SSO));
+    let done = enter_code(&mut b, &refused, "ann@example.com", &code).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/welcome");
+    assert!(!done.location().contains(&code));
+    assert!(b.cookies.contains_key(SSO));
+    let account = b.get("/account").await;
+    assert!(account.body.contains("ann@example.com"));
+    // The code is spent.
+    let mut other = Browser::new(&s);
+    let again = request_code(&mut other, "bob@example.com", "sms").await;
+    assert_eq!(again.status, 400, "a text needs a phone number: {}", again.body);
+    let replay = enter_code(&mut other, &again, "ann@example.com", &code).await;
+    assert_eq!(replay.status, 401, "{}", replay.body);
+    // No API session was opened by the hosted sign-in.
+    let (_, log) = s
+        .as_user(access(&s.admin("root@example.com", PASSWORD).await))
+        .get("/v1/audit?event=otp_verified")
+        .await;
+    assert_eq!(log["items"].as_array().map(Vec::len), Some(1), "{log}");
+    assert!(log["items"][0]["detail"].get("session_id").is_none(), "{log}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_code_for_an_unknown_address_reads_the_same_and_resends_are_limited() {
+    let s = server().await;
+    s.signup("ann@example.com", PASSWORD).await;
+    let mut b = Browser::new(&s);
+    let known = request_code(&mut b, "ann@example.com", "email").await;
+    let unknown = request_code(&mut b, "+14155550100", "sms").await;
+    assert_eq!(known.status, 200);
+    assert_eq!(unknown.status, 200, "{}", unknown.body);
+    assert!(unknown.body.contains("we sent it a code"));
+    // The API's resend cooldown holds here too.
+    let soon = request_code(&mut b, "ann@example.com", "email").await;
+    assert_eq!(soon.status, 429, "{}", soon.body);
+    assert!(soon.headers.contains_key("retry-after"));
+    assert_eq!(s.outbox("ann@example.com").await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_code_sign_in_goes_through_the_second_step() {
+    let s = server().await;
+    let session = s.signup("ann@example.com", PASSWORD).await;
+    let (_, _, app) = crate::factors::enrol(&s, access(&session), "phone").await;
+    s.clock().advance(30);
+    let mut b = Browser::new(&s);
+    let step = request_code(&mut b, "ann@example.com", "email").await;
+    let code = s.last_code("ann@example.com").await;
+    let mfa = enter_code(&mut b, &step, "ann@example.com", &code).await;
+    assert_eq!(mfa.status, 200, "{}", mfa.body);
+    assert!(mfa.body.contains("action=\"/mfa\""), "{}", mfa.body);
+    assert!(!b.cookies.contains_key(SSO), "no session before the second step");
+    let fields = [
+        ("csrf", mfa.csrf()),
+        ("tenant", "default".to_string()),
+        ("return_to", "/welcome".to_string()),
+        ("challenge", hidden(&mfa, "challenge")),
+        ("code", code_at(&s, &app)),
+    ];
+    let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let done = post_owned(&mut b, "/mfa", &fields).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/welcome");
+    assert!(b.cookies.contains_key(SSO));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn connected_apps_are_listed_and_their_access_taken_back() {
+    let s = server().await;
+    let root = s.admin("root@example.com", PASSWORD).await;
+    let (status, created) = s
+        .as_user(access(&root))
+        .post(
+            "/v1/clients",
+            serde_json::json!({
+                "name": "Grafana <b>",
+                "type": "confidential",
+                "redirect_uris": ["https://grafana.example.com/cb"],
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let client_id = created["client_id"].as_str().unwrap().to_string();
+    let ann = s.signup("ann@example.com", PASSWORD).await;
+    let ann_id: uuid::Uuid = ann["user"]["id"].as_str().unwrap().parse().unwrap();
+    let tenant = s.state().store.tenant_by_slug("default").await.unwrap().unwrap();
+    let scopes = vec!["openid".to_string(), "email".to_string()];
+    s.state()
+        .consents
+        .grant(
+            tenant.id,
+            ann_id,
+            &client_id,
+            &scopes,
+            &forge::service::RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+    let (app_token, _) = crate::clients::client_session(&s, &ann, &client_id).await;
+    assert!(crate::clients::works(&s, &app_token).await);
+
+    let mut b = signed_in(&s, "ann@example.com").await;
+    let account = b.get("/account").await;
+    assert!(account.body.contains("Grafana &#60;b&#62;") || account.body.contains("Grafana &lt;b&gt;"));
+    assert!(account.body.contains("openid email"), "{}", account.body);
+    let action = format!("/account/apps/{client_id}/revoke");
+    assert!(
+        account.body.contains(&format!("action=\"{action}\"")),
+        "{}",
+        account.body
+    );
+    // Without the session's CSRF token the revoke is refused.
+    let forged = b.post(&action, &[("csrf", "forged")]).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(crate::clients::works(&s, &app_token).await);
+    let done = act(&mut b, &action, &[]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.location().contains("done=app-revoked"));
+    assert!(!crate::clients::works(&s, &app_token).await, "the app's session ends");
+    let account = b.get("/account").await;
+    assert!(account.body.contains("No app has access to your account."));
+    // Nothing left to take back.
+    let again = act(&mut b, &action, &[]).await;
+    assert_eq!(again.status, 404, "{}", again.body);
+    s.stop().await;
+}
+
+/// A passwordless passkey ceremony on `/login` with `key`; the answer of
+/// the post.
+async fn passkey_sign_in(b: &mut Browser, key: &mut forge::testing::passkey::SoftPasskey) -> Page {
+    let form = b.get("/login?tenant=default&return_to=%2Fwelcome").await;
+    assert_eq!(form.status, 200);
+    let csp = form.headers["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("'nonce-"), "the passkey script may run: {csp}");
+    let csrf = form.csrf();
+    let options = b.post("/login/passkey/options", &[("csrf", &csrf)]).await;
+    assert_eq!(options.status, 200, "{}", options.body);
+    let options: serde_json::Value = serde_json::from_str(&options.body).unwrap();
+    let credential = key.sign_in(&options["publicKey"]);
+    b.post(
+        "/login/passkey",
+        &[
+            ("csrf", csrf.as_str()),
+            ("tenant", "default"),
+            ("return_to", "/welcome"),
+            ("request_id", options["request_id"].as_str().unwrap()),
+            ("credential", &credential.to_string()),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_passkey_alone_signs_in_on_the_hosted_login_page() {
+    let s = server().await;
+    let mut key = crate::passkeys::authenticator();
+    crate::passkeys::user_with_passkey(&s, "ann@example.com", &mut key).await;
+    // A passkey answering a phishing page's origin is refused.
+    let mut phished = key.clone();
+    phished.set_origin("https://forge.evil.example");
+    let mut b = Browser::new(&s);
+    let refused = passkey_sign_in(&mut b, &mut phished).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(refused.body.contains("The passkey was not accepted"));
+    assert!(!b.cookies.contains_key(SSO));
+    let done = passkey_sign_in(&mut b, &mut key).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/welcome");
+    assert!(b.cookies.contains_key(SSO));
+    let account = b.get("/account").await;
+    assert!(account.body.contains("ann@example.com"));
+    assert!(account.body.contains("with a second factor"), "{}", account.body);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_account_page_changes_the_email_through_a_code_to_the_new_address() {
+    let s = server().await;
+    s.signup_verified("ann@example.com", PASSWORD).await;
+    let mut b = signed_in(&s, "ann@example.com").await;
+    // The current password is required.
+    let wrong = act(
+        &mut b,
+        "/account/address",
+        &[
+            ("kind", "email"),
+            ("address", "new@example.com"),
+            ("current_password", "nope"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(wrong.body.contains("Your current password is not right."));
+    let bad = act(
+        &mut b,
+        "/account/address",
+        &[
+            ("kind", "email"),
+            ("address", "not an email"),
+            ("current_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let sent = act(
+        &mut b,
+        "/account/address",
+        &[
+            ("kind", "email"),
+            ("address", "new@example.com"),
+            ("current_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert!(sent.location().contains("done=address-sent"));
+    let account = b.get("/account").await;
+    assert!(
+        account.body.contains("Code sent to new@example.com"),
+        "{}",
+        account.body
+    );
+    assert!(account.body.contains("id=\"email\">ann@example.com"), "not changed yet");
+    let code = s.last_code("new@example.com").await;
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    let refused = act(
+        &mut b,
+        "/account/address/confirm",
+        &[("kind", "email"), ("code", wrong_code)],
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let done = act(
+        &mut b,
+        "/account/address/confirm",
+        &[("kind", "email"), ("code", code.as_str())],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.location().contains("done=address-changed"));
+    let account = b.get("/account").await;
+    assert_eq!(account.status, 200, "still signed in");
+    assert!(
+        account.body.contains("id=\"email\">new@example.com"),
+        "{}",
+        account.body
+    );
+    // The new address signs in; the old one no more.
+    let mut other = Browser::new(&s);
+    assert_eq!(
+        sign_in_with(&mut other, "", "new@example.com", PASSWORD).await.status,
+        303
+    );
+    let mut old = Browser::new(&s);
+    assert_eq!(
+        sign_in_with(&mut old, "", "ann@example.com", PASSWORD).await.status,
+        401
+    );
+    s.stop().await;
+}

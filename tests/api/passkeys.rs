@@ -22,7 +22,7 @@ use crate::{PASSWORD, access, assert_error};
 
 const ORIGIN: &str = "http://localhost:8080";
 
-fn authenticator() -> SoftPasskey {
+pub(crate) fn authenticator() -> SoftPasskey {
     SoftPasskey::new(ORIGIN)
 }
 
@@ -74,7 +74,7 @@ async fn register(s: &TestServer, token: &str, key: &mut SoftPasskey) -> Value {
 
 /// A verified user with one registered passkey: (aal-1 access token, the
 /// registration answer).
-async fn user_with_passkey(s: &TestServer, email: &str, key: &mut SoftPasskey) -> (String, Value) {
+pub(crate) async fn user_with_passkey(s: &TestServer, email: &str, key: &mut SoftPasskey) -> (String, Value) {
     let token = access(&s.signup_verified(email, PASSWORD).await).to_string();
     let registered = register(s, &token, key).await;
     (token, registered)

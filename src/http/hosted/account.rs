@@ -1,5 +1,8 @@
-//! `/account`: the signed-in user's own page (profile, password, second
-//! factors, sessions, connected apps), behind [`require_sso`].
+//! `/account`: the signed-in user's own page (profile with the email or
+//! phone change of `PATCH /v1/users/me` and its code to the new address,
+//! password, second factors, sessions, connected apps with their consent
+//! taken back as `DELETE /v1/users/me/consents/{client_id}` does), behind
+//! [`require_sso`].
 //!
 //! [`require_sso`] loads and re-checks the SSO session (see `service::sso`)
 //! and, for every state-changing request, compares the form's `csrf` field
@@ -24,22 +27,25 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::cookie;
-use super::page::{self, Frame, HostedError, render};
+use super::page::{self, Frame, HostedError, HostedTenant, render};
+use crate::domain::{Email, Phone};
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::http::site::{guard, views};
 use crate::secret::Secret;
+use crate::service::accounts::ProfileChange;
 use crate::service::address::Reauthentication;
 use crate::service::sessions::Principal;
 use crate::service::sso::SsoSession;
 use crate::state::AppState;
+use crate::store::IdentifierKind;
 use crate::store::{Tenant, User};
 
 /// The signed-in user of a hosted request, re-checked by [`require_sso`].
 pub struct SignedUser {
     pub session: SsoSession,
     pub user: User,
-    pub tenant: Tenant,
+    pub tenant: HostedTenant,
     pub principal: Principal,
 }
 
@@ -81,6 +87,10 @@ pub async fn require_sso(State(state): State<AppState>, request: Request, next: 
     };
     crate::http::LoggedUser::note(&parts.extensions, user.id);
     let principal = state.sso.principal(&session, &user, &tenant);
+    let tenant = match HostedTenant::load(&state, tenant).await {
+        Ok(tenant) => tenant,
+        Err(e) => return HostedError(e).into_response(),
+    };
     parts.extensions.insert(Arc::new(SignedUser {
         session,
         user,
@@ -126,10 +136,19 @@ pub struct ConnectedApp {
     pub granted_at: String,
 }
 
-/// The user's connected apps. The consents feature fills this in; until
-/// then there are none.
-async fn connected_apps(_state: &AppState, _principal: &Principal) -> Result<Vec<ConnectedApp>, AppError> {
-    Ok(Vec::new())
+/// The user's connected apps: the OpenID Connect clients they consented
+/// to (`Consents::list`, the API's `GET /v1/users/me/consents`).
+async fn connected_apps(state: &AppState, principal: &Principal) -> Result<Vec<ConnectedApp>, AppError> {
+    let apps = state.consents.list(principal).await?;
+    Ok(apps
+        .into_iter()
+        .map(|a| ConnectedApp {
+            client_id: a.client_id,
+            name: a.name,
+            scopes: a.scopes.join(" "),
+            granted_at: views::time(a.granted_at),
+        })
+        .collect())
 }
 
 struct SessionRow {
@@ -161,6 +180,10 @@ struct AccountPage {
     factors: Vec<FactorRow>,
     recovery_codes_left: u64,
     apps: Vec<ConnectedApp>,
+    /// A new email address waiting for its code.
+    pending_email: String,
+    /// A new phone number waiting for its code.
+    pending_phone: String,
 }
 
 #[derive(Template)]
@@ -194,6 +217,9 @@ fn done_text(done: &str) -> Option<&'static str> {
         "session" => "The session was signed out.",
         "factor-removed" => "The second factor was removed.",
         "factor-added" => "The authenticator app was added.",
+        "address-sent" => "We sent a code to the new address. Enter it below to finish the change.",
+        "address-changed" => "Your address was changed. Your other sessions were signed out.",
+        "app-revoked" => "The app's access was taken back, and its sessions were signed out.",
         _ => return None,
     })
 }
@@ -231,6 +257,14 @@ async fn account_page(
         Ok(a) => a,
         Err(e) => return HostedError(e).into_response(),
     };
+    let mut pending = [String::new(), String::new()];
+    for (slot, kind) in pending.iter_mut().zip([IdentifierKind::Email, IdentifierKind::Phone]) {
+        match state.address.pending(&me.tenant, me.user.id, kind).await {
+            Ok(found) => *slot = found.map(|i| i.as_str().to_string()).unwrap_or_default(),
+            Err(e) => return HostedError(e).into_response(),
+        }
+    }
+    let [pending_email, pending_phone] = pending;
     let page = AccountPage {
         f: Frame::new(&me.tenant, "Your account"),
         csrf: me.session.csrf.clone(),
@@ -262,6 +296,8 @@ async fn account_page(
             .collect(),
         recovery_codes_left: factors.recovery_codes.remaining,
         apps,
+        pending_email,
+        pending_phone,
     };
     render(status, &page)
 }
@@ -374,6 +410,138 @@ pub async fn remove_factor(
         Ok(()) => back(&me.tenant, "factor-removed"),
         Err(e) => failed(&state, &me, e).await,
     }
+}
+
+/// `POST /account/apps/{client_id}/revoke`: takes back the consent given
+/// to a connected app and signs out its sessions (`Consents::revoke`, the
+/// API's `DELETE /v1/users/me/consents/{client_id}`; 404 when there was
+/// none).
+pub async fn revoke_app(
+    State(state): State<AppState>,
+    Signed(me): Signed,
+    ClientMeta(meta): ClientMeta,
+    Path(client_id): Path<String>,
+) -> Response {
+    match state.consents.revoke(&me.principal, &client_id, &meta).await {
+        Ok(()) => back(&me.tenant, "app-revoked"),
+        Err(e) => failed(&state, &me, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AddressForm {
+    /// `email` or `phone`.
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    current_password: String,
+}
+
+/// `POST /account/address`: asks to change the email address or phone
+/// number, through the API's use case (`Accounts::update_me`, as `PATCH
+/// /v1/users/me`): the current password, aal 2 for a user with a factor,
+/// the address free; a code goes to the new address, and the change waits
+/// for it (`/account/address/confirm`).
+pub async fn change_address(
+    State(state): State<AppState>,
+    Signed(me): Signed,
+    ClientMeta(meta): ClientMeta,
+    axum::Form(form): axum::Form<AddressForm>,
+) -> Response {
+    let raw = form.address.trim();
+    let (email, phone) = match form.kind.as_str() {
+        "email" => match Email::parse(raw) {
+            Ok(e) => (Some(e), None),
+            Err(e) => return failed(&state, &me, AppError::validation("email", e)).await,
+        },
+        "phone" => match Phone::parse(raw) {
+            Ok(p) => (None, Some(Some(p))),
+            Err(e) => return failed(&state, &me, AppError::validation("phone", e)).await,
+        },
+        _ => {
+            return HostedError(AppError::bad_request(ErrorCode::InvalidRequest, "unknown address kind"))
+                .into_response();
+        }
+    };
+    let change = ProfileChange {
+        email,
+        phone,
+        metadata: None,
+        proof: Reauthentication {
+            current_password: Some(Secret::new(form.current_password)),
+            code: None,
+        },
+    };
+    match state.accounts.update_me(&me.principal, change, &meta).await {
+        Ok(update) if update.pending_email.is_some() || update.pending_phone.is_some() => {
+            back(&me.tenant, "address-sent")
+        }
+        Ok(_) => back(&me.tenant, "address-unchanged"),
+        Err(e) => failed(&state, &me, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AddressConfirmForm {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /account/address/confirm`: the code sent to the new address
+/// completes the change (`Address::complete`, as the API's verify calls):
+/// the new address replaces the old one, proven, the old one is told, and
+/// the user's other sessions end. When that moved the credential epoch on,
+/// this browser is signed in again with a fresh session.
+pub async fn confirm_address(
+    State(state): State<AppState>,
+    Signed(me): Signed,
+    ClientMeta(meta): ClientMeta,
+    axum::Form(form): axum::Form<AddressConfirmForm>,
+) -> Response {
+    let kind = match form.kind.as_str() {
+        "email" => IdentifierKind::Email,
+        "phone" => IdentifierKind::Phone,
+        _ => {
+            return HostedError(AppError::bad_request(ErrorCode::InvalidRequest, "unknown address kind"))
+                .into_response();
+        }
+    };
+    let code = form.code.trim();
+    if code.is_empty() || code.len() > 16 {
+        return failed(&state, &me, AppError::validation("code", "enter the code we sent")).await;
+    }
+    match state.address.complete(&me.principal, kind, code, &meta).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return failed(&state, &me, AppError::not_found("address change")).await;
+        }
+        Err(e) => return failed(&state, &me, e).await,
+    }
+    // Read afresh: signing out the other sessions may move the epoch on.
+    let user = match state.store.get_user(me.tenant.id, me.user.id).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return HostedError(AppError::invalid_token()).into_response(),
+        Err(e) => return HostedError(e.into()).into_response(),
+    };
+    let mut response = back(&me.tenant, "address-changed");
+    if user.credential_epoch != me.session.epoch {
+        let (token, _) = match state
+            .sso
+            .start(&me.tenant, &user, me.session.assurance.clone(), &meta)
+            .await
+        {
+            Ok(started) => started,
+            Err(e) => return HostedError(e).into_response(),
+        };
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, cookie::set(&state, &token));
+    }
+    response
 }
 
 #[derive(Deserialize)]

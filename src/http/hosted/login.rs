@@ -1,4 +1,7 @@
-//! Signing in on the hosted pages: `/login` (password, or a passkey), the
+//! Signing in on the hosted pages: `/login` (password, a passkey, or a
+//! one-time code: `/login/code` sends it by email or SMS through the API's
+//! `Otp::request`, `/login/code/verify` checks it through
+//! `Sso::sign_in_code`; the code travels only in POST bodies), the
 //! second step `/mfa` (TOTP, recovery code, passkey), the first-factor
 //! enrolment the tenant's policy may require (`/mfa/enrol`), and signing
 //! out (`/logout`, `/logged-out`).
@@ -22,8 +25,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::cookie;
-use super::page::{self, Frame, HostedError, render, with_script};
+use super::page::{self, Frame, HostedError, HostedTenant, render, with_script};
 use crate::crypto::tokens::random_token;
+use crate::domain::Identifier;
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::http::site::guard::{self, CsrfForm};
@@ -33,7 +37,6 @@ use crate::secret::Secret;
 use crate::service::factors::MfaProof;
 use crate::service::sso::{EnrolledSignIn, HostedEnrolment, HostedSignIn, SignedIn};
 use crate::state::AppState;
-use crate::store::Tenant;
 
 pub(super) type FormResult<F> = Result<axum::Form<F>, axum::extract::rejection::FormRejection>;
 
@@ -79,6 +82,25 @@ pub struct EnrolledPage {
     f: Frame,
     return_to: String,
     recovery_codes: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "hosted/code.html")]
+pub struct CodePage {
+    f: Frame,
+    csrf: String,
+    return_to: String,
+    identifier: String,
+    error: Option<String>,
+}
+
+impl SignInStep for CodePage {
+    fn set_csrf(&mut self, token: String) {
+        self.csrf = token;
+    }
+    fn script_frame(&mut self) -> Option<&mut Frame> {
+        None
+    }
 }
 
 #[derive(Template)]
@@ -139,7 +161,7 @@ pub(super) fn step<P: SignInStep>(state: &AppState, status: StatusCode, mut page
 
 fn login_page(
     state: &AppState,
-    tenant: &Tenant,
+    tenant: &HostedTenant,
     return_to: &str,
     identifier: &str,
     error: Option<String>,
@@ -154,7 +176,23 @@ fn login_page(
     }
 }
 
-fn mfa_page(state: &AppState, tenant: &Tenant, return_to: &str, challenge: &str, error: Option<String>) -> MfaPage {
+fn code_page(tenant: &HostedTenant, return_to: &str, identifier: &str, error: Option<String>) -> CodePage {
+    CodePage {
+        f: Frame::new(tenant, "Enter your code"),
+        csrf: String::new(),
+        return_to: return_to.to_string(),
+        identifier: identifier.chars().take(254).collect(),
+        error,
+    }
+}
+
+fn mfa_page(
+    state: &AppState,
+    tenant: &HostedTenant,
+    return_to: &str,
+    challenge: &str,
+    error: Option<String>,
+) -> MfaPage {
     MfaPage {
         f: Frame::new(tenant, "Second step"),
         csrf: String::new(),
@@ -165,7 +203,13 @@ fn mfa_page(state: &AppState, tenant: &Tenant, return_to: &str, challenge: &str,
     }
 }
 
-fn enrol_page(tenant: &Tenant, return_to: &str, challenge: &str, factor: &str, error: Option<String>) -> EnrolPage {
+fn enrol_page(
+    tenant: &HostedTenant,
+    return_to: &str,
+    challenge: &str,
+    factor: &str,
+    error: Option<String>,
+) -> EnrolPage {
     EnrolPage {
         f: Frame::new(tenant, "Set up a second factor"),
         csrf: String::new(),
@@ -179,7 +223,7 @@ fn enrol_page(tenant: &Tenant, return_to: &str, challenge: &str, factor: &str, e
     }
 }
 
-fn enrol_started(tenant: &Tenant, return_to: &str, enrolment: &HostedEnrolment) -> EnrolPage {
+fn enrol_started(tenant: &HostedTenant, return_to: &str, enrolment: &HostedEnrolment) -> EnrolPage {
     use base64::Engine;
     let svg = base64::engine::general_purpose::STANDARD.encode(enrolment.totp.qr_svg.as_bytes());
     EnrolPage {
@@ -197,9 +241,9 @@ fn enrol_started(tenant: &Tenant, return_to: &str, enrolment: &HostedEnrolment) 
 }
 
 /// The tenant a page names; an unknown one is a 404 page.
-pub async fn tenant_of(state: &AppState, slug: Option<&str>) -> Result<Tenant, HostedError> {
+pub async fn tenant_of(state: &AppState, slug: Option<&str>) -> Result<HostedTenant, HostedError> {
     match state.sso.tenant(slug.unwrap_or_default()).await {
-        Ok(Some(tenant)) => Ok(tenant),
+        Ok(Some(tenant)) => HostedTenant::load(state, tenant).await.map_err(HostedError),
         Ok(None) => Err(HostedError(AppError::not_found("tenant"))),
         Err(e) => Err(HostedError(e)),
     }
@@ -315,6 +359,36 @@ pub struct PasskeyForm {
     credential: String,
 }
 
+#[derive(Deserialize)]
+pub struct CodeRequestForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    return_to: String,
+    #[serde(default)]
+    identifier: String,
+    /// `email` or `sms`: the button pressed.
+    #[serde(default)]
+    via: String,
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    return_to: String,
+    #[serde(default)]
+    identifier: String,
+    #[serde(default)]
+    code: String,
+}
+
+crate::csrf_forms!(CodeRequestForm, CodeForm);
 crate::csrf_forms!(LoginForm, MfaForm, EnrolForm, PasskeyOptionsForm, PasskeyForm);
 
 /// A sign-in form's edge: 400 when malformed, 403 without the right
@@ -323,7 +397,7 @@ pub(super) async fn checked<F: CsrfForm + HasTenant>(
     state: &AppState,
     headers: &HeaderMap,
     form: FormResult<F>,
-) -> Result<(F, Tenant), Response> {
+) -> Result<(F, HostedTenant), Response> {
     let form =
         guard::double_submit(headers, cookie::form_name(state), form).map_err(|e| HostedError(e).into_response())?;
     let tenant = tenant_of(state, Some(form.tenant()))
@@ -349,6 +423,7 @@ macro_rules! has_tenant {
 
 pub(super) use has_tenant;
 
+has_tenant!(CodeRequestForm, CodeForm);
 has_tenant!(LoginForm, MfaForm, EnrolForm, PasskeyOptionsForm, PasskeyForm);
 
 /// The 303 of a completed sign-in: the new session's cookie (and the
@@ -378,7 +453,7 @@ async fn with_session(state: &AppState, headers: &HeaderMap, mut response: Respo
 pub(super) async fn next_step(
     state: &AppState,
     headers: &HeaderMap,
-    tenant: &Tenant,
+    tenant: &HostedTenant,
     return_to: &str,
     outcome: HostedSignIn,
 ) -> Response {
@@ -440,6 +515,111 @@ pub async fn sign_in(
         Err(e) => HostedError(e).into_response(),
     }
 }
+
+/// `POST /login/code`: sends a one-time sign-in code ("Email me a code",
+/// "Text me a code") through the API's use case (`Otp::request`: resend
+/// cooldown, per-IP and per-address budgets; a code only for an account
+/// that may sign in, or a new address the tenant's signup policy admits)
+/// and shows the code step. The answer is the same whether or not the
+/// account exists.
+pub async fn request_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: FormResult<CodeRequestForm>,
+) -> Response {
+    let (form, tenant) = match checked(&state, &headers, form).await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let return_to = page::return_to(Some(&form.return_to));
+    let retry = |status: StatusCode, error: &str| {
+        step(
+            &state,
+            status,
+            login_page(&state, &tenant, &return_to, &form.identifier, Some(error.to_string())),
+        )
+    };
+    let identifier = match (form.via.as_str(), parse_identifier(&form.identifier)) {
+        ("email", Some(identifier @ Identifier::Email(_))) => identifier,
+        ("sms", Some(identifier @ Identifier::Phone(_))) => identifier,
+        ("sms", _) => {
+            return retry(
+                StatusCode::BAD_REQUEST,
+                "Enter your phone number starting with + to get a text.",
+            );
+        }
+        _ => return retry(StatusCode::BAD_REQUEST, "Enter your email address to get an email."),
+    };
+    match state.otp.request(&tenant, &identifier, &meta).await {
+        Ok(()) => step(
+            &state,
+            StatusCode::OK,
+            code_page(&tenant, &return_to, identifier.as_str(), None),
+        ),
+        Err(e @ AppError::RateLimited { .. }) => {
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, &views::describe(&e)), &e)
+        }
+        Err(e) => HostedError(e).into_response(),
+    }
+}
+
+/// `POST /login/code/verify`: the code step. A right code signs in
+/// through the same gate as a password (second step, the tenant's policy)
+/// via [`crate::service::sso::Sso::sign_in_code`]; a wrong or expired one
+/// reads the same, and a burned code is 429 (the API's rules).
+pub async fn verify_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    form: FormResult<CodeForm>,
+) -> Response {
+    let (form, tenant) = match checked(&state, &headers, form).await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let return_to = page::return_to(Some(&form.return_to));
+    let retry = |status: StatusCode, error: &str| {
+        step(
+            &state,
+            status,
+            code_page(&tenant, &return_to, &form.identifier, Some(error.to_string())),
+        )
+    };
+    let Some(identifier) = parse_identifier(&form.identifier) else {
+        return step(
+            &state,
+            StatusCode::BAD_REQUEST,
+            login_page(
+                &state,
+                &tenant,
+                &return_to,
+                "",
+                Some("Enter your email address, or your phone number starting with +.".into()),
+            ),
+        );
+    };
+    let code = form.code.trim();
+    if code.is_empty() || code.len() > 16 {
+        return retry(StatusCode::BAD_REQUEST, "Enter the code we sent you.");
+    }
+    match state
+        .sso
+        .sign_in_code(&state.otp, &tenant, &identifier, code, &meta)
+        .await
+    {
+        Ok(outcome) => next_step(&state, &headers, &tenant, &return_to, outcome).await,
+        Err(AppError::Unauthorized { .. }) => retry(StatusCode::UNAUTHORIZED, WRONG_CODE),
+        Err(e @ AppError::RateLimited { .. }) => {
+            with_retry_after(retry(StatusCode::TOO_MANY_REQUESTS, &views::describe(&e)), &e)
+        }
+        Err(e @ AppError::Forbidden { .. }) => retry(StatusCode::FORBIDDEN, &views::describe(&e)),
+        Err(e) => HostedError(e).into_response(),
+    }
+}
+
+/// One message for every refused code.
+const WRONG_CODE: &str = "Wrong or expired code.";
 
 /// How a step behind a sign-in challenge shows a refusal: the step again
 /// for a wrong answer, the sign-in form once the attempt is over.
@@ -726,7 +906,7 @@ pub async fn logged_out(State(state): State<AppState>, query: Result<Query<Tenan
 pub async fn brand_css(State(state): State<AppState>, query: Result<Query<TenantQuery>, QueryRejection>) -> Response {
     let slug = query.ok().and_then(|Query(q)| q.tenant);
     match tenant_of(&state, slug.as_deref()).await {
-        Ok(tenant) => page::brand_css(&page::brand(&tenant)),
+        Ok(tenant) => page::brand_css(&tenant.brand),
         Err(_) => page::brand_css(&Frame::plain("").brand),
     }
 }

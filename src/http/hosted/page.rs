@@ -10,8 +10,9 @@ use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 use crate::http::site::views;
+use crate::state::AppState;
 use crate::store::Tenant;
 
 /// The hosted stylesheet's path (its link adds `?v=<content hash>`).
@@ -58,13 +59,39 @@ pub struct Brand {
 /// The default accent colour (indigo, 4.5:1 or better on white).
 pub const DEFAULT_ACCENT: &str = "#4f46e5";
 
-/// The branding of `tenant`'s pages. Until tenant settings carry a
-/// `branding` part, the tenant's name and the default accent.
-pub fn brand(tenant: &Tenant) -> Brand {
-    Brand {
-        name: tenant.name.clone(),
-        logo_url: None,
-        accent: DEFAULT_ACCENT.into(),
+/// The branding of `tenant`'s pages: its `branding` setting
+/// ([`crate::service::settings::Settings::branding_of`]; by default the
+/// tenant's name, no logo and [`DEFAULT_ACCENT`]). The setting was
+/// validated when written (name without control characters, logo
+/// `https://`, accent `#rrggbb`); askama escapes name and URL in the page.
+pub async fn brand(state: &AppState, tenant: &Tenant) -> AppResult<Brand> {
+    let branding = state.settings.branding_of(tenant).await?;
+    Ok(Brand {
+        name: branding.name,
+        logo_url: branding.logo_url,
+        accent: branding.accent,
+    })
+}
+
+/// The tenant of a hosted page with its branding, read once per request.
+#[derive(Clone, Debug)]
+pub struct HostedTenant {
+    pub tenant: Tenant,
+    pub brand: Brand,
+}
+
+impl HostedTenant {
+    /// `tenant` with its branding.
+    pub async fn load(state: &AppState, tenant: Tenant) -> AppResult<Self> {
+        let brand = brand(state, &tenant).await?;
+        Ok(Self { tenant, brand })
+    }
+}
+
+impl std::ops::Deref for HostedTenant {
+    type Target = Tenant;
+    fn deref(&self) -> &Tenant {
+        &self.tenant
     }
 }
 
@@ -82,11 +109,11 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub fn new(tenant: &Tenant, title: impl Into<String>) -> Self {
+    pub fn new(tenant: &HostedTenant, title: impl Into<String>) -> Self {
         let slug = tenant.slug.to_string();
         Self {
             title: title.into(),
-            brand: brand(tenant),
+            brand: tenant.brand.clone(),
             brand_css: format!("{BRAND_CSS_PATH}?tenant={}", urlencode(&slug)),
             tenant: slug,
             css: STYLESHEET_URL.as_str(),

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::login::{FormResult, SignInStep, checked, next_step, step, tenant_of};
-use super::page::{self, Frame, HostedError};
+use super::page::{self, Frame, HostedError, HostedTenant};
 use crate::domain::Email;
 use crate::domain::settings::SignupMode;
 use crate::error::{AppError, ErrorCode};
@@ -24,7 +24,6 @@ use crate::http::site::{guard, views};
 use crate::secret::Secret;
 use crate::service::accounts::SignupInput;
 use crate::state::AppState;
-use crate::store::Tenant;
 
 /// A page with a form and the double-submit token, no script.
 macro_rules! form_page {
@@ -83,7 +82,7 @@ pub struct PageQuery {
 }
 
 /// The sign-up policy lets anyone (or some domains) in.
-async fn signup_open(state: &AppState, tenant: &Tenant) -> Result<bool, AppError> {
+async fn signup_open(state: &AppState, tenant: &HostedTenant) -> Result<bool, AppError> {
     Ok(!matches!(
         state.settings.signup_policy_of(tenant).await?.mode,
         SignupMode::Closed
@@ -98,7 +97,10 @@ fn closed() -> Response {
     .into_response()
 }
 
-async fn page_tenant(state: &AppState, query: &Result<Query<PageQuery>, QueryRejection>) -> Result<Tenant, Response> {
+async fn page_tenant(
+    state: &AppState,
+    query: &Result<Query<PageQuery>, QueryRejection>,
+) -> Result<HostedTenant, Response> {
     let slug = query.as_ref().ok().and_then(|Query(q)| q.tenant.clone());
     tenant_of(state, slug.as_deref())
         .await
