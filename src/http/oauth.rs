@@ -21,7 +21,7 @@ use crate::domain::oauth::AuthorizeQuery;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::http::extract::{ClientMeta, JsonOrForm, bearer};
 use crate::http::hosted::cookie;
-use crate::http::hosted::page::Frame;
+use crate::http::hosted::page::{Frame, HostedError, HostedTenant};
 use crate::secret::Secret;
 use crate::service::oidc::{Authorized, ClientAuth, ConsentDecision, ConsentPrompt, LoggedOut};
 use crate::state::AppState;
@@ -117,17 +117,22 @@ fn describe(scope: &str) -> String {
     }
 }
 
-fn answer(outcome: Authorized) -> Response {
+async fn answer(state: &AppState, outcome: Authorized) -> Response {
     match outcome {
         Authorized::ErrorPage(message) => error_page(message),
         Authorized::Redirect(location) => see_other(&location),
-        Authorized::Consent(prompt) => consent_page(*prompt),
+        Authorized::Consent(prompt) => consent_page(state, *prompt).await,
     }
 }
 
-fn consent_page(prompt: ConsentPrompt) -> Response {
+async fn consent_page(state: &AppState, prompt: ConsentPrompt) -> Response {
+    // The page wears the tenant's branding.
+    let tenant = match HostedTenant::load(state, prompt.tenant).await {
+        Ok(tenant) => tenant,
+        Err(e) => return HostedError(e).into_response(),
+    };
     let page = ConsentPage {
-        f: Frame::new(&prompt.tenant, format!("Allow {}?", prompt.client_name)),
+        f: Frame::new(&tenant, format!("Allow {}?", prompt.client_name)),
         client_name: prompt.client_name,
         scopes: prompt.scopes.iter().map(|s| describe(s)).collect(),
         csrf: prompt.csrf,
@@ -155,7 +160,7 @@ async fn authorize(
         .authorize(&query, &raw, sso, ConsentDecision::Ask, None, &meta)
         .await
     {
-        Ok(outcome) => answer(outcome),
+        Ok(outcome) => answer(&state, outcome).await,
         Err(e) => e.into_response(),
     }
 }
@@ -197,7 +202,7 @@ async fn consent(
         .authorize(&query, raw, sso, decision, Some(&form.csrf), &meta)
         .await
     {
-        Ok(outcome) => answer(outcome),
+        Ok(outcome) => answer(&state, outcome).await,
         Err(e) => e.into_response(),
     }
 }
@@ -358,7 +363,7 @@ async fn logout(
             };
             see_other(&location)
         }
-        Err(e) => return e.into_response(),
+        Err(e) => return HostedError(e).into_response(),
     };
     response.headers_mut().append(header::SET_COOKIE, cookie::clear(&state));
     response
