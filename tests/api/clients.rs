@@ -30,7 +30,7 @@ async fn register(s: &TestServer, admin: &str, body: Value) -> Value {
 
 /// Opens a session of `client_id` for the user of `session` (what the
 /// authorization code flow will do), and returns its token response.
-async fn client_session(s: &TestServer, session: &Value, client_id: &str) -> (String, String) {
+pub(crate) async fn client_session(s: &TestServer, session: &Value, client_id: &str) -> (String, String) {
     let state = s.state();
     let tenant = state.store.tenant_by_slug("default").await.unwrap().unwrap();
     let user_id: uuid::Uuid = session["user"]["id"].as_str().unwrap().parse().unwrap();
@@ -67,11 +67,11 @@ async fn client_session(s: &TestServer, session: &Value, client_id: &str) -> (St
     (tokens.access_token, tokens.refresh_token)
 }
 
-async fn works(s: &TestServer, access_token: &str) -> bool {
+pub(crate) async fn works(s: &TestServer, access_token: &str) -> bool {
     s.as_user(access_token).get("/v1/users/me").await.0 == 200
 }
 
-async fn refreshes(s: &TestServer, refresh_token: &str) -> bool {
+pub(crate) async fn refreshes(s: &TestServer, refresh_token: &str) -> bool {
     s.post("/v1/auth/refresh", json!({"refresh_token": refresh_token}))
         .await
         .0
