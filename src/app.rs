@@ -496,7 +496,21 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let backups = Arc::new(crate::service::backups::Backups::new(&config, clock.clone()).await);
     let clients = Arc::new(Clients::new(store.clone(), clock.clone(), deny.clone()));
     let consents = Arc::new(Consents::new(store.clone(), clock.clone(), deny.clone()));
+    let oidc = Arc::new(crate::service::oidc::Oidc::new(
+        store.clone(),
+        clock.clone(),
+        keyring.clone(),
+        config.jwt.clone(),
+        sessions.clone(),
+        clients.clone(),
+        consents.clone(),
+        sso.clone(),
+        crate::service::auth_codes::AuthCodes::new(cache.clone(), clock.clone(), refresh_key.clone()),
+        notifier.clone(),
+        deny.clone(),
+    ));
     let state = AppState {
+        oidc,
         clients,
         consents,
         backups,

@@ -99,6 +99,23 @@ enum ClientsCommand {
         /// Skip the consent page for this client.
         #[arg(long)]
         first_party: bool,
+        /// Where RP-initiated logout may send the browser back (repeat for several).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A scope the client may ask for (repeat for several); the default
+        /// set (`openid profile email phone offline_access`) unless given.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A grant type (repeat for several): `authorization_code`,
+        /// `refresh_token`, `client_credentials`; the first two unless given.
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Where forge POSTs a signed logout token when a session of this client ends.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// `EdDSA` (the default) or `RS256`, for clients that cannot verify EdDSA.
+        #[arg(long, default_value = "EdDSA")]
+        id_token_alg: String,
         /// Tenant slug; `default` unless given.
         #[arg(long, default_value = "default")]
         tenant: String,
@@ -131,7 +148,7 @@ enum ClientsCommand {
 /// tokens stop); their access tokens are denied at once when the cache is
 /// shared (Redis), otherwise when they expire or the server restarts.
 async fn clients(config: Config, command: ClientsCommand) -> Result<(), Failure> {
-    use forge::domain::clients::{ClientKind, ClientSpec};
+    use forge::domain::clients::{ClientKind, ClientSpec, GrantType, IdTokenAlg};
     use forge::service::clients::Actor;
     let state = forge::app::build_state(config, forge::clock::Clock::system())
         .await
@@ -167,6 +184,11 @@ async fn clients(config: Config, command: ClientsCommand) -> Result<(), Failure>
             redirect_uris,
             public,
             first_party,
+            post_logout_redirect_uris,
+            scopes,
+            grant_types,
+            backchannel_logout_uri,
+            id_token_alg,
             tenant,
         } => {
             let tenant = tenant_of(tenant).await?;
@@ -177,7 +199,20 @@ async fn clients(config: Config, command: ClientsCommand) -> Result<(), Failure>
             };
             let mut spec = ClientSpec::new(name, kind);
             spec.redirect_uris = redirect_uris;
+            spec.post_logout_redirect_uris = post_logout_redirect_uris;
             spec.first_party = first_party;
+            spec.backchannel_logout_uri = backchannel_logout_uri;
+            spec.id_token_alg =
+                IdTokenAlg::parse(&id_token_alg).map_err(|e| Failure::usage(format!("--id-token-alg {e}")))?;
+            if !scopes.is_empty() {
+                spec.scopes = scopes;
+            }
+            if !grant_types.is_empty() {
+                spec.grant_types = grant_types
+                    .iter()
+                    .map(|g| GrantType::parse(g).map_err(|e| Failure::usage(format!("--grant-type {e}"))))
+                    .collect::<Result<_, _>>()?;
+            }
             let registered = state
                 .clients
                 .create_as(Actor::operator(tenant.id), spec, &meta)

@@ -100,6 +100,9 @@ pub struct AppState {
     pub clients: Arc<Clients>,
     /// The consents users gave OAuth clients (their connected apps).
     pub consents: Arc<Consents>,
+    /// The OpenID Connect provider: authorization, client grants,
+    /// userinfo, revocation, logout.
+    pub oidc: Arc<crate::service::oidc::Oidc>,
 }
 
 impl AppState {

@@ -75,6 +75,19 @@ impl CacheKey {
         CacheKey(format!("mfa:{purpose}:{digest}"))
     }
 
+    /// An OAuth authorization code, keyed by the keyed hash of the code
+    /// (`digest`, lower-case hex), never the code: what it is bound to,
+    /// taken once ([`super::Cache::take`]).
+    pub fn authorization_code(digest: &str) -> Self {
+        CacheKey(format!("oauth:code:{digest}"))
+    }
+
+    /// A redeemed authorization code: the session its tokens opened, so a
+    /// second use can revoke them (RFC 6749 section 4.1.2).
+    pub fn authorization_code_spent(digest: &str) -> Self {
+        CacheKey(format!("oauth:code:{digest}:spent"))
+    }
+
     /// What a second-step challenge is bound to (tenant, user, first
     /// factor, request), beside [`Self::challenge`].
     pub fn challenge_data(purpose: &str, digest: &str) -> Self {
@@ -206,6 +219,8 @@ mod tests {
                 "sso:session:3c469e9d6c5875d37a43f353d4f88e61fcf812c66eee3457465a40b0da4153e0",
             ),
             (CacheKey::challenge("challenge", "ab12"), "mfa:challenge:ab12"),
+            (CacheKey::authorization_code("ab12"), "oauth:code:ab12"),
+            (CacheKey::authorization_code_spent("ab12"), "oauth:code:ab12:spent"),
             (CacheKey::challenge_data("enroll", "ab12"), "mfa:enroll:ab12:data"),
             (
                 // SHA-256 of "token".

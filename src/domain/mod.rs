@@ -10,6 +10,7 @@ pub mod clients;
 mod identity;
 pub mod mfa_policy;
 mod names;
+pub mod oauth;
 pub mod password_policy;
 pub mod settings;
 

@@ -13,6 +13,7 @@ pub mod api;
 pub mod extract;
 pub mod hosted;
 pub mod metrics;
+pub mod oauth;
 pub mod ops;
 pub mod permission;
 pub mod site;
@@ -54,6 +55,7 @@ pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
         .merge(site)
         .merge(hosted::router(state.clone()))
         .merge(wellknown::router())
+        .merge(oauth::router())
         .merge(ops::router(openapi))
         .merge(extra)
         .fallback(|| async { AppError::not_found("route") })

@@ -26,6 +26,7 @@ impl Channel for LogChannel {
             MessageKind::EmailVerification => "Email verification code",
             MessageKind::PasswordReset => "Password reset code",
             MessageKind::AddressChanged | MessageKind::RecoveryCodeUsed | MessageKind::FactorChanged => "Notice",
+            MessageKind::LogoutToken => "Logout token",
         };
         tracing::info!(
             target: "forge::notify",

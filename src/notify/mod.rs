@@ -32,6 +32,7 @@
 //! lines never carry a code, a body or a credential; bodies are erased from
 //! the outbox once delivered, failed or expired.
 
+mod backchannel;
 mod channel;
 mod log;
 mod memory;
@@ -48,6 +49,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub use backchannel::BackchannelChannel;
 pub use channel::{Channel, Delivery, SendError, scrub};
 pub use log::LogChannel;
 pub use memory::{MemoryChannel, MemoryOutbox, OutboxEntry};
@@ -119,6 +121,9 @@ struct Inner {
     max_attempts: u32,
     email: Arc<dyn Channel>,
     sms: Arc<dyn Channel>,
+    /// Back-channel logout tokens: always over HTTP, whatever
+    /// `notify.channel` says (they go to a client, not a person).
+    backchannel: Arc<dyn Channel>,
     memory: Option<MemoryOutbox>,
     /// Wakes the worker when a message is queued.
     wake: Notify,
@@ -129,6 +134,7 @@ impl Inner {
         match channel {
             OutboxChannel::Email => &self.email,
             OutboxChannel::Sms => &self.sms,
+            OutboxChannel::Backchannel => &self.backchannel,
         }
     }
 }
@@ -193,6 +199,7 @@ impl Notifier {
                 max_attempts: n.max_attempts.max(1),
                 email,
                 sms,
+                backchannel: Arc::new(BackchannelChannel::new()),
                 memory,
                 wake: Notify::new(),
             }),
@@ -280,6 +287,40 @@ impl Notifier {
             Duration::from_secs(24 * 3600),
         )
         .await
+    }
+
+    /// Queues a signed back-channel logout token for a client's
+    /// `backchannel_logout_uri`; retried by the worker until `ttl` ends.
+    /// Durable on every `notify.channel`, the memory one included: it goes
+    /// to a client, over HTTP.
+    pub async fn logout_token(&self, tenant_id: Uuid, uri: &str, token: &Secret, ttl: Duration) -> StoreResult<()> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let (subject, body) = render(
+            MessageKind::LogoutToken,
+            OutboxChannel::Backchannel,
+            &inner.product,
+            &inner.public_url,
+            token.expose(),
+            1,
+        );
+        inner
+            .store
+            .enqueue(NewOutboxMessage {
+                tenant_id,
+                channel: OutboxChannel::Backchannel,
+                kind: MessageKind::LogoutToken,
+                recipient: uri.to_owned(),
+                subject,
+                body: Secret::new(body),
+                code: Secret::new(String::new()),
+                next_attempt_at: now,
+                created_at: now,
+                expires_at: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+            })
+            .await?;
+        inner.wake.notify_one();
+        Ok(())
     }
 
     /// The captured messages when `notify.channel = "memory"`, for

@@ -98,15 +98,21 @@ pub fn render(
         MessageKind::AddressChanged => format!("Your {product} sign-in address was changed"),
         MessageKind::RecoveryCodeUsed => format!("A {product} recovery code was used"),
         MessageKind::FactorChanged => format!("Your {product} second factors were changed"),
+        MessageKind::LogoutToken => "OpenID Connect back-channel logout".to_string(),
     };
     let ttl = minutes(ttl_minutes);
     let body = match channel {
+        // The body is the signed logout token itself.
+        OutboxChannel::Backchannel => code.to_string(),
         OutboxChannel::Sms => {
             let what = match kind {
                 MessageKind::Otp => "code",
                 MessageKind::EmailVerification => "verification code",
                 MessageKind::PasswordReset => "password reset code",
-                MessageKind::AddressChanged | MessageKind::RecoveryCodeUsed | MessageKind::FactorChanged => {
+                MessageKind::AddressChanged
+                | MessageKind::RecoveryCodeUsed
+                | MessageKind::FactorChanged
+                | MessageKind::LogoutToken => {
                     return (subject, format!("{product}: {code}"));
                 }
             };
@@ -153,6 +159,7 @@ pub fn render(
                     public_url,
                 }
                 .render(),
+                MessageKind::LogoutToken => Ok(code.to_string()),
             };
             rendered.unwrap_or_else(|_| {
                 format!("Your {product} code is {code}. It expires in {ttl}.\n\n{product} · {public_url}\n")

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod address;
 pub mod audit;
+pub mod auth_codes;
 pub mod backups;
 pub mod challenges;
 pub mod clients;
@@ -19,6 +20,7 @@ pub mod keys;
 pub mod limits;
 pub mod mfa;
 pub mod mfa_policy;
+pub mod oidc;
 pub mod otp;
 pub mod paging;
 pub mod passkey_factors;

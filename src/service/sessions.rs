@@ -133,6 +133,8 @@ impl Principal {
                 phone_verified: false,
                 amr: assurance.amr.clone(),
                 aal: assurance.aal,
+                client_id: None,
+                scope: None,
             }),
         }
     }
@@ -229,7 +231,26 @@ impl Sessions {
             assurance,
             client_id: None,
             sso_id: None,
+            scope: None,
         };
+        (session, refresh)
+    }
+
+    /// A fresh session of OAuth client `client_id`, opened from SSO session
+    /// `sso_id` at `assurance` with the granted `scope`, and its first
+    /// refresh token.
+    pub fn new_client_session(
+        &self,
+        meta: &RequestMeta,
+        assurance: Assurance,
+        client_id: &str,
+        sso_id: Uuid,
+        scope: &str,
+    ) -> (NewSession, String) {
+        let (mut session, refresh) = self.new_session_with(meta, assurance);
+        session.client_id = Some(client_id.to_string());
+        session.sso_id = Some(sso_id);
+        session.scope = Some(scope.to_string());
         (session, refresh)
     }
 
@@ -277,6 +298,20 @@ impl Sessions {
         tenant: &Tenant,
         assurance: &Assurance,
     ) -> AppResult<(String, u64)> {
+        self.mint_access_for(user, session_id, tenant, assurance, None)
+    }
+
+    /// [`Self::mint_access`] for a session of an OAuth client: `client` is
+    /// its `client_id` and the granted scopes (space-separated), stated as
+    /// the RFC 9068 `client_id` and `scope` claims.
+    pub fn mint_access_for(
+        &self,
+        user: &User,
+        session_id: Uuid,
+        tenant: &Tenant,
+        assurance: &Assurance,
+        client: Option<(&str, &str)>,
+    ) -> AppResult<(String, u64)> {
         let keys = self.keys.current();
         let now = self.clock.now();
         let ttl = self.jwt.access_ttl.as_secs();
@@ -306,6 +341,8 @@ impl Sessions {
             phone_verified: user.phone.is_some() && user.phone_verified,
             amr: assurance.amr.clone(),
             aal: assurance.aal,
+            client_id: client.map(|(c, _)| c.to_string()),
+            scope: client.map(|(_, s)| s.to_string()),
         };
         let token = keys.sign(&claims).map_err(AppError::internal)?;
         Ok((token, ttl))
@@ -357,9 +394,27 @@ impl Sessions {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// Rotates a refresh token. Errors are `invalid_grant` whatever the reason.
-    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    /// Rotates a refresh token of forge's own API (a client's refresh
+    /// token is refused: it works only at the token endpoint with that
+    /// client's authentication). Errors are `invalid_grant` whatever the
+    /// reason.
     pub async fn refresh(&self, tenant: &Tenant, token: &str, meta: &RequestMeta) -> AppResult<(User, Tokens)> {
+        let (user, tokens, _) = self.refresh_as(tenant, token, meta, None).await?;
+        Ok((user, tokens))
+    }
+
+    /// Rotates a refresh token of the session of OAuth client `client`
+    /// (`None`: of forge's own API); a token of any other session is
+    /// refused before it is touched, so presenting it elsewhere neither
+    /// rotates nor revokes it. Returns the session's granted scope too.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, client_id = ?client))]
+    pub async fn refresh_as(
+        &self,
+        tenant: &Tenant,
+        token: &str,
+        meta: &RequestMeta,
+        client: Option<&str>,
+    ) -> AppResult<(User, Tokens, Option<String>)> {
         self.limits
             .spend(
                 RateBucket::RefreshIp,
@@ -368,6 +423,10 @@ impl Sessions {
             )
             .await?;
         if !plausible_refresh_token(token) {
+            return Err(AppError::invalid_grant());
+        }
+        let owner = self.store.session_by_refresh(tenant.id, &hash_token(token)).await?;
+        if owner.is_some_and(|s| s.client_id.as_deref() != client) {
             return Err(AppError::invalid_grant());
         }
         let successor = self.successor_of(token);
@@ -397,8 +456,16 @@ impl Sessions {
             Rotation::Rotated { session, user } | Rotation::WithinGrace { session, user } => {
                 // The session keeps the assurance it reached (a step-up
                 // included) for as long as it lives.
-                let tokens = self.tokens_at(&user, session.id, tenant, successor, &session.assurance)?;
-                Ok((user, tokens))
+                let bound = session.client_id.as_deref().zip(session.scope.as_deref());
+                let (access_token, expires_in) =
+                    self.mint_access_for(&user, session.id, tenant, &session.assurance, bound)?;
+                let tokens = Tokens {
+                    access_token,
+                    expires_in,
+                    refresh_token: successor,
+                    device_token: None,
+                };
+                Ok((user, tokens, session.scope.clone()))
             }
             Rotation::ReuseDetected { session_id, user_id } => {
                 tracing::warn!(%session_id, %user_id, "refresh token reuse detected; session revoked");
@@ -734,6 +801,7 @@ mod tests {
                 assurance: Assurance::unknown(),
                 client_id: None,
                 sso_id: None,
+                scope: None,
             },
             user_disabled: false,
         }

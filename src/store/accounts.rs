@@ -110,6 +110,8 @@ pub trait AccountStore: Send + Sync + 'static {
 
     // ---- tenants ----
     async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>>;
+    /// The tenant with this id (an OAuth client names its tenant by id).
+    async fn tenant_by_id(&self, tenant_id: Uuid) -> StoreResult<Option<Tenant>>;
 
     // ---- users and credentials ----
     /// Creates the user with its password, roles and (optionally) its first
@@ -151,6 +153,9 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn rotate_refresh(&self, req: RotateRefresh, rule: RefreshRule) -> StoreResult<Rotation>;
     async fn session_by_refresh(&self, tenant_id: Uuid, token_hash: &str) -> StoreResult<Option<Session>>;
     async fn list_sessions(&self, tenant_id: Uuid, user_id: Uuid, now: Timestamp) -> StoreResult<Vec<Session>>;
+    /// The live sessions opened from hosted (SSO) session `sso_id`: the
+    /// client sessions an OpenID Connect logout of it ends.
+    async fn sessions_of_sso(&self, tenant_id: Uuid, sso_id: Uuid, now: Timestamp) -> StoreResult<Vec<Session>>;
     /// Revokes one session of the user at `now`; false if it was not theirs
     /// or not live. (`now` is stored: the deny list is refilled from it.)
     async fn revoke_session(
@@ -367,7 +372,7 @@ fn apply_refresh(
 fn insert_session(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, s: &NewSession) -> StoreResult<()> {
     c.execute(
         "INSERT INTO sessions (id, tenant_id, user_id, created_at, last_used_at, expires_at, user_agent, ip, amr, aal, \
-         client_id, sso_id) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11)",
+         client_id, sso_id, scope) VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &args![
             s.id,
             tenant_id,
@@ -380,6 +385,7 @@ fn insert_session(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, s: &NewSessi
             i64::from(s.assurance.aal.as_u8()),
             &s.client_id,
             s.sso_id,
+            &s.scope,
         ],
     )?;
     c.execute(
@@ -438,6 +444,14 @@ impl<D: Driver> AccountStore for D {
         self.read(move |c| {
             let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1");
             c.query_opt_map(&sql, &args![&slug], tenant_from_row)
+        })
+        .await
+    }
+
+    async fn tenant_by_id(&self, tenant_id: Uuid) -> StoreResult<Option<Tenant>> {
+        self.read(move |c| {
+            let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+            c.query_opt_map(&sql, &args![tenant_id], tenant_from_row)
         })
         .await
     }
@@ -674,6 +688,18 @@ impl<D: Driver> AccountStore for D {
                  ORDER BY s.created_at DESC, s.id DESC"
             );
             c.query_map(&sql, &args![tenant_id, user_id, now], session_from_row)
+        })
+        .await
+    }
+
+    async fn sessions_of_sso(&self, tenant_id: Uuid, sso_id: Uuid, now: Timestamp) -> StoreResult<Vec<Session>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s \
+                 WHERE s.tenant_id = $1 AND s.sso_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3 \
+                 ORDER BY s.created_at, s.id"
+            );
+            c.query_map(&sql, &args![tenant_id, sso_id, now], session_from_row)
         })
         .await
     }

@@ -27,6 +27,9 @@ use crate::secret::Secret;
 pub enum OutboxChannel {
     Email,
     Sms,
+    /// An OpenID Connect back-channel logout: the recipient is the client's
+    /// `backchannel_logout_uri`, the body the signed logout token.
+    Backchannel,
 }
 
 impl OutboxChannel {
@@ -34,6 +37,7 @@ impl OutboxChannel {
         match self {
             OutboxChannel::Email => "email",
             OutboxChannel::Sms => "sms",
+            OutboxChannel::Backchannel => "backchannel",
         }
     }
 
@@ -41,6 +45,7 @@ impl OutboxChannel {
         match s {
             "email" => Some(OutboxChannel::Email),
             "sms" => Some(OutboxChannel::Sms),
+            "backchannel" => Some(OutboxChannel::Backchannel),
             _ => None,
         }
     }
@@ -65,6 +70,9 @@ pub enum MessageKind {
     /// A notice, without a code, that the user's second factors changed
     /// without them (an administrator reset them).
     FactorChanged,
+    /// A signed OpenID Connect logout token for a client's back channel
+    /// (the body; no code).
+    LogoutToken,
 }
 
 impl MessageKind {
@@ -76,6 +84,7 @@ impl MessageKind {
             MessageKind::AddressChanged => "address_changed",
             MessageKind::RecoveryCodeUsed => "recovery_code_used",
             MessageKind::FactorChanged => "factor_changed",
+            MessageKind::LogoutToken => "logout_token",
         }
     }
 
@@ -83,7 +92,10 @@ impl MessageKind {
     pub fn carries_code(self) -> bool {
         !matches!(
             self,
-            MessageKind::AddressChanged | MessageKind::RecoveryCodeUsed | MessageKind::FactorChanged
+            MessageKind::AddressChanged
+                | MessageKind::RecoveryCodeUsed
+                | MessageKind::FactorChanged
+                | MessageKind::LogoutToken
         )
     }
 
@@ -95,6 +107,7 @@ impl MessageKind {
             "address_changed" => Some(MessageKind::AddressChanged),
             "recovery_code_used" => Some(MessageKind::RecoveryCodeUsed),
             "factor_changed" => Some(MessageKind::FactorChanged),
+            "logout_token" => Some(MessageKind::LogoutToken),
             _ => None,
         }
     }

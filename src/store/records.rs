@@ -98,6 +98,9 @@ pub struct Session {
     pub client_id: Option<String>,
     /// The hosted sign-in (SSO) session it came from: the `sid` of its ID tokens.
     pub sso_id: Option<Uuid>,
+    /// The scopes granted to the client, space-separated (None without a
+    /// client): every access token of the session states them.
+    pub scope: Option<String>,
 }
 
 /// A session to open, with its first refresh token (hashed).
@@ -115,6 +118,9 @@ pub struct NewSession {
     pub client_id: Option<String>,
     /// See [`Session::sso_id`].
     pub sso_id: Option<Uuid>,
+    /// The scopes granted to the client, space-separated (None without a
+    /// client): every access token of the session states them.
+    pub scope: Option<String>,
 }
 
 /// What a successful sign-in records besides the new session.

@@ -66,7 +66,7 @@ fn sorted_roles(list: Option<String>) -> Vec<String> {
 }
 
 pub(super) const SESSION_COLUMNS: &str = "s.id, s.tenant_id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, \
-     s.amr, s.aal, s.client_id, s.sso_id";
+     s.amr, s.aal, s.client_id, s.sso_id, s.scope";
 
 pub(super) fn session_from_row(row: &Row) -> StoreResult<Session> {
     Ok(Session {
@@ -88,6 +88,7 @@ pub(super) fn session_from_row(row: &Row) -> StoreResult<Session> {
         })?,
         client_id: row.get("client_id")?,
         sso_id: row.get("sso_id")?,
+        scope: row.get("scope")?,
     })
 }
 

@@ -229,7 +229,10 @@ async fn token_endpoint_speaks_rfc6749_errors() {
             vec![("grant_type", "refresh_token"), ("refresh_token", "garbage")],
             "invalid_grant",
         ),
-        (vec![("grant_type", "client_credentials")], "unsupported_grant_type"),
+        (
+            vec![("grant_type", "urn:ietf:params:oauth:grant-type:device_code")],
+            "unsupported_grant_type",
+        ),
         (vec![("username", "x")], "invalid_request"),
     ];
     for (form, code) in cases {

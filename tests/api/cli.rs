@@ -324,6 +324,51 @@ fn clients_add_list_rotate_and_remove() {
     let (code, _, err) = run(&["rotate-secret", &public_id]);
     assert_eq!(code, Some(2), "{err}");
 
+    // Everything a client like Grafana needs, from the command line.
+    let (code, out, err) = run(&[
+        "add",
+        "--name",
+        "Grafana",
+        "--redirect-uri",
+        "https://grafana.example.com/login/generic_oauth",
+        "--post-logout-redirect-uri",
+        "https://grafana.example.com/login",
+        "--scope",
+        "openid",
+        "--scope",
+        "roles",
+        "--grant-type",
+        "authorization_code",
+        "--id-token-alg",
+        "RS256",
+        "--backchannel-logout-uri",
+        "https://grafana.example.com/backchannel",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    field(&out, "client_secret");
+    let (code, _, err) = run(&[
+        "add",
+        "--name",
+        "Bad",
+        "--redirect-uri",
+        "https://a.example/cb",
+        "--id-token-alg",
+        "HS256",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--id-token-alg"), "{err}");
+    let (code, _, err) = run(&[
+        "add",
+        "--name",
+        "Bad",
+        "--redirect-uri",
+        "https://a.example/cb",
+        "--grant-type",
+        "implicit",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--grant-type"), "{err}");
+
     // Refused input: exit 2, one clear line, nothing registered.
     let (code, _, err) = run(&["add", "--name", "Bad", "--redirect-uri", "http://example.com/cb"]);
     assert_eq!(code, Some(2));

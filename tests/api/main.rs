@@ -24,6 +24,7 @@ mod mfa_policy;
 #[cfg(feature = "postgres")]
 mod multi_instance;
 mod notify;
+mod oidc;
 mod operator;
 mod ops;
 mod otp;

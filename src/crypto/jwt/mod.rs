@@ -84,6 +84,14 @@ pub struct AccessClaims {
     /// Absent (older tokens) or unknown reads as 1, never higher.
     #[serde(default, deserialize_with = "lenient_aal")]
     pub aal: Aal,
+    /// The OAuth client the token was issued to (RFC 9068 `client_id`);
+    /// absent from tokens of forge's own API sign-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The scopes granted to that client, space-separated (RFC 9068
+    /// `scope`); absent when there is no client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl AccessClaims {

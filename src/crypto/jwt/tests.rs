@@ -36,6 +36,8 @@ fn claims_for(ring: &Keyring) -> AccessClaims {
         phone_verified: false,
         amr: Default::default(),
         aal: Default::default(),
+        client_id: None,
+        scope: None,
     }
 }
 

@@ -157,13 +157,17 @@ fn to_oauth(err: AppError) -> AppError {
 pub const MFA_GRANT: &str = "urn:forge:params:oauth:grant-type:mfa";
 
 /// OAuth2 token endpoint: `password`, `refresh_token` and (second step)
-/// `urn:forge:params:oauth:grant-type:mfa` grants.
+/// `urn:forge:params:oauth:grant-type:mfa` grants of forge's own API, and
+/// the OAuth client grants `authorization_code`, `client_credentials` and
+/// `refresh_token` with client authentication (whose tenant is the
+/// client's, whatever `X-Forge-Tenant` says).
 #[utoipa::path(post, path = "/v1/auth/token", tag = "identity",
     params(("X-Forge-Tenant" = Option<String>, Header, description = "tenant slug")),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded", description = "form or JSON"),
     responses(
-        (status = 200, body = TokenResponse),
-        (status = 400, description = "RFC 6749 error: invalid_request, invalid_grant (also a wrong second factor or mfa_token), unsupported_grant_type", body = ErrorBody),
+        (status = 200, description = "tokens: `TokenResponse` for forge's own grants, `ClientTokenResponse` for an OAuth client's", body = TokenResponse),
+        (status = 400, description = "RFC 6749 error: invalid_request, invalid_grant (also a wrong second factor or mfa_token, a reused, expired or foreign code, a wrong redirect_uri or code_verifier), invalid_scope, unauthorized_client, unsupported_grant_type", body = ErrorBody),
+        (status = 401, description = "invalid_client (with `WWW-Authenticate: Basic` when HTTP Basic was used)", body = ErrorBody),
         (status = 403, description = "mfa_required: the password grant of a user with a second factor; complete it with the mfa grant and this mfa_token; or mfa_enrollment_required: a user without one past the grace of the tenant's second-factor policy; enrol a factor with the enrollment_token as the bearer", body = OAuthNextStep),
         (status = 429, description = "rate limited", body = ErrorBody),
     ))]
@@ -171,9 +175,17 @@ pub async fn token(
     State(state): State<AppState>,
     CurrentTenant(tenant): CurrentTenant,
     ClientMeta(mut meta): ClientMeta,
+    headers: HeaderMap,
     body: Result<JsonOrForm<TokenRequest>, AppError>,
 ) -> AppResult<Response> {
     let JsonOrForm(req) = body.map_err(to_oauth)?;
+    // The grants of OAuth clients: their tenant is the client's.
+    let client_grant = matches!(req.grant_type.as_str(), "authorization_code" | "client_credentials")
+        || (req.grant_type == "refresh_token"
+            && (req.client_id.is_some() || crate::http::extract::basic_credentials(&headers).is_some()));
+    if client_grant {
+        return Ok(client_token(&state, &headers, req, &meta).await);
+    }
     if req.device_token.is_some() {
         meta.device_token = req.device_token.clone();
     }
@@ -232,11 +244,60 @@ pub async fn token(
             return Err(oauth(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::UnsupportedGrantType,
-                "grant_type must be password, refresh_token or urn:forge:params:oauth:grant-type:mfa",
+                "grant_type must be authorization_code, client_credentials, refresh_token, password or urn:forge:params:oauth:grant-type:mfa",
             ));
         }
     };
     Ok(TokenResponse::signed_in(user, &tenant, tokens, enrollment_due).into_response())
+}
+
+/// The grants of OAuth clients (`authorization_code`, `client_credentials`,
+/// and `refresh_token` with client authentication): the client
+/// authenticates, the tenant is the client's, errors are RFC 6749's, and a
+/// failed HTTP Basic authentication answers `WWW-Authenticate: Basic`.
+async fn client_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: TokenRequest,
+    meta: &crate::service::RequestMeta,
+) -> Response {
+    use crate::http::oauth::{client_auth, with_basic_challenge};
+    let basic = crate::http::extract::basic_credentials(headers).is_some();
+    let missing = |what: &str| {
+        oauth(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            &format!("missing {what}"),
+        )
+    };
+    let result = async {
+        let auth = client_auth(headers, req.client_id.as_deref(), req.client_secret.as_ref())?;
+        let oidc = &state.oidc;
+        match req.grant_type.as_str() {
+            "authorization_code" => {
+                let code = req.code.as_ref().ok_or_else(|| missing("code"))?;
+                oidc.exchange_code(
+                    &auth,
+                    code.expose(),
+                    req.redirect_uri.as_deref(),
+                    req.code_verifier.as_ref().map(|v| v.expose()),
+                    meta,
+                )
+                .await
+            }
+            "client_credentials" => oidc.client_credentials(&auth, req.scope.as_deref()).await,
+            _ => {
+                let token = req.refresh_token.as_deref().ok_or_else(|| missing("refresh_token"))?;
+                oidc.refresh(&auth, token, meta).await
+            }
+        }
+    }
+    .await;
+    let response = match result {
+        Ok(tokens) => ClientTokenResponse::from(tokens).into_response(),
+        Err(e) => e.into_response(),
+    };
+    with_basic_challenge(response, basic)
 }
 
 /// The password grant of a user past the grace of the tenant's policy

@@ -185,7 +185,8 @@ pub struct TokenRequest {
     #[schema(value_type = Option<String>, format = Password)]
     pub password: Option<crate::secret::Secret>,
     pub refresh_token: Option<String>,
-    /// Accepted and ignored: forge has no OAuth2 scopes.
+    /// `client_credentials` grant: the scopes asked for (a subset of the
+    /// client's); ignored by the other grants.
     pub scope: Option<String>,
     /// `password` grant: the device token of an earlier sign-in (see `LoginRequest`).
     pub device_token: Option<String>,
@@ -198,6 +199,64 @@ pub struct TokenRequest {
     /// `mfa` grant: one of the user's recovery codes.
     #[schema(value_type = Option<String>, format = Password)]
     pub recovery_code: Option<crate::secret::Secret>,
+    /// `authorization_code` grant: the code from the redirect.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub code: Option<crate::secret::Secret>,
+    /// `authorization_code` grant: the redirect URI of the authorization
+    /// request (required when it named one).
+    pub redirect_uri: Option<String>,
+    /// `authorization_code` grant: the PKCE verifier (RFC 7636).
+    #[schema(value_type = Option<String>, format = Password)]
+    pub code_verifier: Option<crate::secret::Secret>,
+    /// OAuth client grants: the client (`client_secret_post`, or a public
+    /// client's `none`); with HTTP Basic, the `Authorization` header instead.
+    pub client_id: Option<String>,
+    /// `client_secret_post`.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub client_secret: Option<crate::secret::Secret>,
+}
+
+/// The token response of an OAuth client's grant (RFC 6749 5.1, OpenID
+/// Connect Core 3.1.3.3).
+#[derive(Serialize, ToSchema)]
+pub struct ClientTokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    /// Only with `offline_access` granted to a client allowed `refresh_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Only with the `openid` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+}
+
+impl From<crate::service::oidc::ClientTokens> for ClientTokenResponse {
+    fn from(t: crate::service::oidc::ClientTokens) -> Self {
+        Self {
+            access_token: t.access_token,
+            token_type: "Bearer",
+            expires_in: t.expires_in,
+            refresh_token: t.refresh_token,
+            id_token: t.id_token,
+            scope: t.scope,
+        }
+    }
+}
+
+/// RFC 6749 5.1: token responses must not be cached.
+impl axum::response::IntoResponse for ClientTokenResponse {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::header;
+        (
+            [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+            axum::Json(self),
+        )
+            .into_response()
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

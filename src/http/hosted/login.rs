@@ -677,10 +677,19 @@ pub async fn sign_out(
     ClientMeta(meta): ClientMeta,
     super::account::Signed(signed): super::account::Signed,
 ) -> Response {
-    if let Some(token) = cookie::read(&state, &headers)
-        && let Err(e) = state.sso.end(token, &meta).await
-    {
-        return HostedError(e).into_response();
+    if let Some(token) = cookie::read(&state, &headers) {
+        match state.sso.end(token, &meta).await {
+            // The OAuth clients' sessions opened from it end too, and the
+            // clients with a back channel are told (OpenID Connect
+            // Back-Channel Logout).
+            Ok(Some(ended)) => {
+                if let Err(e) = state.oidc.end_sso_sessions(ended.tenant_id, ended.id, &meta).await {
+                    return HostedError(e).into_response();
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return HostedError(e).into_response(),
+        }
     }
     let mut response = guard::see_other(&format!(
         "/logged-out?tenant={}",

@@ -63,6 +63,7 @@ fn session(refresh_hash: &str) -> NewSession {
         assurance: Assurance::password(),
         client_id: None,
         sso_id: None,
+        scope: None,
     }
 }
 

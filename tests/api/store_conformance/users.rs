@@ -9,6 +9,8 @@ pub(super) async fn a_fresh_store_answers_and_holds_only_the_default_tenant(stor
     let tenant = store.tenant_by_slug("default").await.unwrap().unwrap();
     assert_eq!(tenant.id, T);
     assert!(store.tenant_by_slug("nope").await.unwrap().is_none());
+    assert_eq!(store.tenant_by_id(tenant.id).await.unwrap().unwrap().slug, tenant.slug);
+    assert!(store.tenant_by_id(uuid::Uuid::now_v7()).await.unwrap().is_none());
 }
 
 pub(super) async fn create_user_returns_the_user_with_roles_and_metadata(store: Arc<dyn Store>) {
