@@ -407,12 +407,29 @@ async fn an_admin_edits_a_client_and_a_bad_edit_changes_nothing() {
     }
 }
 
+/// `client_credentials` at the token endpoint with HTTP Basic: status
+/// and OAuth error code.
+async fn client_token(s: &TestServer, id: &str, secret: &str) -> (u16, Option<String>) {
+    let resp = s
+        .client()
+        .post(s.url("/v1/auth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (status, body["error"].as_str().map(str::to_owned))
+}
+
 #[tokio::test]
 async fn rotating_shows_the_new_secret_once_and_stops_the_old_one_and_the_sessions() {
     let s = server().await;
     let (mut b, _) = signed_in(&s).await;
-    let (id, old) = register(&mut b, &[]).await;
+    let (id, old) = register(&mut b, &[("grant_client_credentials", "1")]).await;
     let old = old.unwrap();
+    assert_eq!(client_token(&s, &id, &old).await, (200, None));
     let ann = s.signup("ann@example.com", PASSWORD).await;
     let (client_access, client_refresh) = client_session(&s, &ann, &id).await;
     assert!(works(&s, &client_access).await);
@@ -432,6 +449,12 @@ async fn rotating_shows_the_new_secret_once_and_stops_the_old_one_and_the_sessio
     let e = s.state().clients.authenticate(&id, Some(&old)).await.unwrap_err();
     assert_eq!((e.status().as_u16(), e.code().as_str()), (401, "invalid_client"));
     s.state().clients.authenticate(&id, Some(&new)).await.unwrap();
+    assert_eq!(
+        client_token(&s, &id, &old).await,
+        (401, Some("invalid_client".into())),
+        "the token endpoint refuses the old secret"
+    );
+    assert_eq!(client_token(&s, &id, &new).await, (200, None));
     assert!(!works(&s, &client_access).await);
     assert!(!refreshes(&s, &client_refresh).await);
     assert!(works(&s, access(&ann)).await, "the user's own session goes on");
