@@ -4,10 +4,10 @@
 //! Each test starts its own forge (`TestServer`) and its own `chromedriver`
 //! on a free port, with a fresh profile directory, and clicks through the
 //! site as an operator would: sign in, search a user, assign a role, revoke
-//! a session, rotate the signing keys, sign out. JavaScript is switched off
-//! in the browser, so every step proves the site needs none. Each step
-//! saves a screenshot under `target/browser-screenshots/` for a person to
-//! look at.
+//! a session, register an OAuth client, rotate the signing keys, sign out.
+//! JavaScript is switched off in the browser, so every step proves the site
+//! needs none. Each step saves a screenshot under
+//! `target/browser-screenshots/` for a person to look at.
 //!
 //! The one exception is passkeys, which only a script can reach: that test
 //! switches JavaScript on and gives the browser a virtual authenticator
@@ -171,6 +171,38 @@ async fn an_operator_manages_users_and_keys_in_chromium() {
     assert_eq!(me(&laptop).await.unwrap().status(), 401);
     assert_eq!(me(&phone).await.unwrap().status(), 200);
     shot(&c, "07-session-revoked").await;
+
+    // Register an OAuth client: its secret shows once, on the answer only.
+    click(&c, "a[href=\"/admin/clients\"]").await;
+    assert_eq!(path_of(&c).await, "/admin/clients");
+    click(&c, "#new-client").await;
+    assert_eq!(path_of(&c).await, "/admin/clients/new");
+    fill(&c, "name", "Grafana").await;
+    fill(&c, "redirect_uris", "https://grafana.example.com/login/generic_oauth").await;
+    c.find(Locator::Css("#client-first-party"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shot(&c, "07a-new-client").await;
+    click(&c, "#create-client").await;
+    assert_eq!(path_of(&c).await, "/admin/clients");
+    let client_id = c.find(Locator::Css("#client-id")).await.unwrap().text().await.unwrap();
+    let secret = c
+        .find(Locator::Css("#client-secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let client = s.state().clients.authenticate(&client_id, Some(&secret)).await.unwrap();
+    assert!(client.first_party);
+    shot(&c, "07b-client-registered").await;
+    click(&c, "#to-client").await;
+    assert_eq!(path_of(&c).await, format!("/admin/clients/{client_id}"));
+    assert!(!c.source().await.unwrap().contains(&secret));
+    shot(&c, "07c-client").await;
 
     // Rotate the signing keys (a few minutes after start, as in real life).
     s.clock().advance(forge::service::keys::JWKS_MAX_AGE_SECS as i64 + 60);

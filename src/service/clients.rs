@@ -109,7 +109,8 @@ impl ClientChange {
         out
     }
 
-    fn apply(self, spec: &mut ClientSpec) {
+    /// Sets the fields the change names on `spec` (not validated).
+    pub fn apply(self, spec: &mut ClientSpec) {
         if let Some(v) = self.name {
             spec.name = v;
         }

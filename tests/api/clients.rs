@@ -71,7 +71,7 @@ pub(crate) async fn works(s: &TestServer, access_token: &str) -> bool {
     s.as_user(access_token).get("/v1/users/me").await.0 == 200
 }
 
-async fn refreshes(s: &TestServer, refresh_token: &str) -> bool {
+pub(crate) async fn refreshes(s: &TestServer, refresh_token: &str) -> bool {
     s.post("/v1/auth/refresh", json!({"refresh_token": refresh_token}))
         .await
         .0

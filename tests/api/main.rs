@@ -34,6 +34,7 @@ mod recovery;
 mod security_state;
 mod settings;
 mod sidecar;
+mod site_clients;
 mod site_mfa;
 mod site_passkeys;
 mod store_conformance;

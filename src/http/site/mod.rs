@@ -23,6 +23,7 @@
 //! ([`chart`]).
 
 pub mod chart;
+mod clients;
 mod dashboard;
 pub mod guard;
 pub(crate) mod login;
@@ -69,6 +70,17 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/admin/roles/{name}/delete",
             get(roles::confirm_delete).post(roles::delete),
+        )
+        .route("/admin/clients", get(clients::list).post(clients::create))
+        .route("/admin/clients/new", get(clients::new_form))
+        .route("/admin/clients/{client_id}", get(clients::show).post(clients::update))
+        .route(
+            "/admin/clients/{client_id}/secret",
+            get(clients::confirm_rotate).post(clients::rotate),
+        )
+        .route(
+            "/admin/clients/{client_id}/delete",
+            get(clients::confirm_delete).post(clients::delete),
         )
         .route("/admin/audit", get(records::audit))
         .route("/admin/messages", get(records::messages))
