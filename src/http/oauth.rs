@@ -23,14 +23,14 @@ use crate::http::extract::{ClientMeta, JsonOrForm, bearer};
 use crate::http::hosted::cookie;
 use crate::http::hosted::page::{Frame, HostedError, HostedTenant};
 use crate::secret::Secret;
-use crate::service::oidc::{Authorized, ClientAuth, ConsentDecision, ConsentPrompt, LoggedOut};
+use crate::service::oidc::{Authorized, ClientAuth, ConsentDecision, ConsentPrompt, LoggedOut, LogoutPrompt};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     let pages = Router::new()
         .route("/oauth/authorize", get(authorize))
         .route("/consent", post(consent))
-        .route("/oauth/logout", get(logout))
+        .route("/oauth/logout", get(logout).post(logout_confirmed))
         .layer(axum::middleware::from_fn(page_headers));
     Router::new()
         .merge(pages)
@@ -70,6 +70,17 @@ struct ConsentPage {
     scopes: Vec<String>,
     csrf: String,
     return_to: String,
+}
+
+#[derive(Template)]
+#[template(path = "hosted/logout_confirm.html")]
+struct LogoutConfirmPage {
+    f: Frame,
+    csrf: String,
+    id_token_hint: String,
+    client_id: String,
+    post_logout_redirect_uri: String,
+    state: String,
 }
 
 #[derive(Template)]
@@ -329,6 +340,16 @@ struct LogoutQuery {
     state: Option<String>,
 }
 
+/// The confirmation form's fields: the request's parameters, carried
+/// through, and the SSO session's CSRF token.
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    query: LogoutQuery,
+}
+
 /// `GET /oauth/logout` (RP-Initiated Logout 1.0).
 async fn logout(
     State(state): State<AppState>,
@@ -339,7 +360,31 @@ async fn logout(
     let Ok(query) = serde_urlencoded::from_str::<LogoutQuery>(raw.as_deref().unwrap_or_default()) else {
         return error_page("The request is malformed (a parameter is repeated or not readable).");
     };
-    let sso = cookie::read(&state, &headers);
+    end_sessions(&state, &meta, &headers, query, None).await
+}
+
+/// `POST /oauth/logout`: the confirmation page's form (same-origin only,
+/// by Fetch Metadata; the CSRF token is checked by the use case).
+async fn logout_confirmed(
+    State(state): State<AppState>,
+    ClientMeta(meta): ClientMeta,
+    headers: HeaderMap,
+    form: Result<axum::Form<LogoutForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(axum::Form(form)) = form else {
+        return error_page("The form is malformed.");
+    };
+    end_sessions(&state, &meta, &headers, form.query, Some(&form.csrf)).await
+}
+
+async fn end_sessions(
+    state: &AppState,
+    meta: &crate::service::RequestMeta,
+    headers: &HeaderMap,
+    query: LogoutQuery,
+    csrf: Option<&str>,
+) -> Response {
+    let sso = cookie::read(state, headers);
     let outcome = state
         .oidc
         .logout(
@@ -348,7 +393,8 @@ async fn logout(
             query.post_logout_redirect_uri.as_deref(),
             query.state.as_deref(),
             sso,
-            &meta,
+            csrf,
+            meta,
         )
         .await;
     let mut response = match outcome {
@@ -363,8 +409,27 @@ async fn logout(
             };
             see_other(&location)
         }
+        Ok(LoggedOut::Confirm(prompt)) => {
+            let LogoutPrompt { tenant, csrf } = *prompt;
+            let tenant = match HostedTenant::load(state, tenant).await {
+                Ok(tenant) => tenant,
+                Err(e) => return HostedError(e).into_response(),
+            };
+            let f = Frame::new(&tenant, format!("Sign out of {}?", tenant.brand.name));
+            return html(
+                StatusCode::OK,
+                &LogoutConfirmPage {
+                    f,
+                    csrf,
+                    id_token_hint: query.id_token_hint.unwrap_or_default(),
+                    client_id: query.client_id.unwrap_or_default(),
+                    post_logout_redirect_uri: query.post_logout_redirect_uri.unwrap_or_default(),
+                    state: query.state.unwrap_or_default(),
+                },
+            );
+        }
         Err(e) => return HostedError(e).into_response(),
     };
-    response.headers_mut().append(header::SET_COOKIE, cookie::clear(&state));
+    response.headers_mut().append(header::SET_COOKIE, cookie::clear(state));
     response
 }

@@ -156,6 +156,19 @@ pub enum LoggedOut {
     Redirect(String),
     /// To forge's signed-out page of this tenant.
     Page(Option<String>),
+    /// Nothing ended yet: the browser's SSO session is not the one the
+    /// request names (no valid `id_token_hint`, or one of another session
+    /// or user), so the user confirms on a page whose form carries the
+    /// session's CSRF token.
+    Confirm(Box<LogoutPrompt>),
+}
+
+/// What the sign-out confirmation page shows and posts back.
+#[derive(Debug)]
+pub struct LogoutPrompt {
+    pub tenant: Tenant,
+    /// The SSO session's CSRF token, for the form.
+    pub csrf: String,
 }
 
 /// The OpenID Connect provider's use cases.
@@ -733,6 +746,7 @@ impl Oidc {
     /// browser to the client's registered `post_logout_redirect_uri` (with
     /// `state`) or to the signed-out page.
     #[tracing::instrument(skip_all)]
+    #[allow(clippy::too_many_arguments)]
     pub async fn logout(
         &self,
         id_token_hint: Option<&str>,
@@ -740,9 +754,38 @@ impl Oidc {
         post_logout_redirect_uri: Option<&str>,
         state: Option<&str>,
         sso_token: Option<&str>,
+        confirmed_csrf: Option<&str>,
         meta: &RequestMeta,
     ) -> AppResult<LoggedOut> {
         let hint = id_token_hint.and_then(|t| self.keys.current().verify_id_token_hint(t).ok());
+        // The browser's session ends silently only when a valid hint names
+        // it (its `sid` and `sub`); otherwise another site could sign the
+        // user out with a link. A confirmation must carry its CSRF token.
+        if let Some(token) = sso_token
+            && let Some((session, user, tenant)) = self.sso.current(token).await?
+        {
+            match confirmed_csrf {
+                Some(csrf) => {
+                    if !constant_time_eq(csrf.as_bytes(), session.csrf.as_bytes()) {
+                        return Err(AppError::forbidden(
+                            ErrorCode::Csrf,
+                            "the form expired; sign out from the application again",
+                        ));
+                    }
+                }
+                None => {
+                    let named = hint.as_ref().is_some_and(|h| {
+                        h.sid.as_deref() == Some(session.id.to_string().as_str()) && h.sub == user.id.to_string()
+                    });
+                    if !named {
+                        return Ok(LoggedOut::Confirm(Box::new(LogoutPrompt {
+                            tenant,
+                            csrf: session.csrf,
+                        })));
+                    }
+                }
+            }
+        }
         // The client: named by the hint's audience, or client_id; both must agree.
         let client_id = match (hint.as_ref().map(|h| h.aud.as_str()), client_id) {
             (Some(a), Some(b)) if a != b => None,

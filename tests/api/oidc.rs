@@ -1015,3 +1015,85 @@ async fn signing_out_on_the_hosted_pages_ends_the_client_sessions_too() {
     .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn logout_without_a_hint_of_this_session_asks_first_and_only_the_confirmed_post_ends_it() {
+    let t = setup(json!({
+        "first_party": true,
+        "post_logout_redirect_uris": ["https://app.example/bye"],
+    }))
+    .await;
+    let s = &t.s;
+    let mut b = Browser::new(s);
+    let code = code_for(&t, &mut b, &[]).await;
+    let (_, tokens) = exchange(s, &t.id, &t.secret, &code, VERIFIER).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    // Another browser's session of the same user: its ID token is a valid
+    // hint, but of another session.
+    let mut other = Browser::new(s);
+    let code = code_for(&t, &mut other, &[]).await;
+    let (_, other_tokens) = exchange(s, &t.id, &t.secret, &code, VERIFIER).await;
+
+    let attacks = [
+        serde_urlencoded::to_string([
+            ("client_id", t.id.as_str()),
+            ("post_logout_redirect_uri", "https://app.example/bye"),
+            ("state", "s1"),
+        ])
+        .unwrap(),
+        serde_urlencoded::to_string([("id_token_hint", "not.a.token")]).unwrap(),
+        serde_urlencoded::to_string([("id_token_hint", other_tokens["id_token"].as_str().unwrap())]).unwrap(),
+    ];
+    let mut confirm = None;
+    for query in &attacks {
+        // A link or image on another site: the browser sends its cookie.
+        let req = b
+            .request(reqwest::Method::GET, &format!("/oauth/logout?{query}"))
+            .header("sec-fetch-site", "cross-site");
+        let page = b.send(req).await;
+        assert_eq!(page.status, 200, "{query}: {}", page.body);
+        assert!(page.body.contains("Sign out of"), "{}", page.body);
+        assert!(
+            page.set_cookies().iter().all(|c| !c.starts_with(SSO)),
+            "the SSO cookie is kept"
+        );
+        assert!(b.cookies.contains_key(SSO));
+        assert_eq!(userinfo(s, &access).await.0, 200, "the client session is alive");
+        assert_eq!(b.get("/account").await.status, 200, "the SSO session is alive");
+        confirm.get_or_insert(page);
+    }
+    let confirm = confirm.unwrap();
+    let csrf = confirm.csrf();
+    assert_eq!(hidden(&confirm, "post_logout_redirect_uri"), "https://app.example/bye");
+
+    // A POST without the CSRF token, or with a wrong one, or from another site.
+    let fields = [
+        ("client_id", t.id.as_str()),
+        ("post_logout_redirect_uri", "https://app.example/bye"),
+        ("state", "s1"),
+    ];
+    let page = b.post("/oauth/logout", &fields).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    let mut wrong = vec![("csrf", "wrong")];
+    wrong.extend_from_slice(&fields);
+    assert_eq!(b.post("/oauth/logout", &wrong).await.status, 403);
+    let mut with_csrf = vec![("csrf", csrf.as_str())];
+    with_csrf.extend_from_slice(&fields);
+    let req = b
+        .request(reqwest::Method::POST, "/oauth/logout")
+        .header("sec-fetch-site", "cross-site")
+        .form(&with_csrf);
+    assert_eq!(b.send(req).await.status, 403);
+    assert_eq!(userinfo(s, &access).await.0, 200, "still alive");
+    assert!(b.cookies.contains_key(SSO));
+
+    // The user's own confirmation ends the sessions and follows the
+    // registered redirect with state.
+    let page = b.post("/oauth/logout", &with_csrf).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.location(), "https://app.example/bye?state=s1");
+    assert!(!b.cookies.contains_key(SSO), "the SSO cookie is cleared");
+    assert_eq!(userinfo(s, &access).await.0, 401);
+    // The other browser's session is untouched.
+    assert_eq!(userinfo(s, other_tokens["access_token"].as_str().unwrap()).await.0, 200);
+}
