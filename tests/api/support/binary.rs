@@ -5,9 +5,12 @@ use std::process::{Child, Command};
 
 /// `forge` with none of the test process's `FORGE_*` (or `RUST_LOG`)
 /// variables: the test environment must not leak into the child's
-/// configuration.
+/// configuration. `FORGE_TEST_BINARY` names another build to run (CI runs
+/// the relying-party suite against the static release binary this way);
+/// by default it is the one Cargo built for these tests.
 pub fn forge() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    let binary = std::env::var_os("FORGE_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_forge").into());
+    let mut cmd = Command::new(binary);
     for (k, _) in std::env::vars() {
         if k.starts_with("FORGE_") || k == "RUST_LOG" {
             cmd.env_remove(k);
