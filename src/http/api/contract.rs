@@ -226,8 +226,43 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
             json!({"pattern": r"^\s*#[0-9A-Fa-f]{6}\s*$"}),
         ),
         ("NewTenantSignup", "domains", names(DOMAIN)),
+        (
+            "CreateClientRequest",
+            "name",
+            json!({"minLength": 1, "maxLength": 100, "pattern": DISPLAY_NAME}),
+        ),
+        (
+            "PatchClientRequest",
+            "name",
+            json!({"minLength": 1, "maxLength": 100, "pattern": DISPLAY_NAME}),
+        ),
+        (
+            "CreateClientRequest",
+            "type",
+            json!({"enum": ["confidential", "public"]}),
+        ),
+        (
+            "CreateClientRequest",
+            "id_token_signed_response_alg",
+            ID_TOKEN_ALGS.clone(),
+        ),
+        (
+            "PatchClientRequest",
+            "id_token_signed_response_alg",
+            ID_TOKEN_ALGS.clone(),
+        ),
+        ("CreateClientRequest", "grant_types", GRANT_TYPES.clone()),
+        ("PatchClientRequest", "grant_types", GRANT_TYPES.clone()),
     ]
 }
+
+/// A client's ID-token algorithm, as `domain::clients::IdTokenAlg` parses it.
+static ID_TOKEN_ALGS: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| json!({"enum": ["EdDSA", "RS256", null]}));
+/// A client's grant types, as `domain::clients::GrantType` parses them.
+static GRANT_TYPES: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || json!({"items": {"type": "string", "enum": ["authorization_code", "refresh_token", "client_credentials"]}}),
+);
 
 /// Request bodies that name an account by exactly one of `email` and `phone`.
 const ONE_IDENTIFIER: &[&str] = &["LoginRequest", "OtpRequest", "OtpVerifyRequest"];
