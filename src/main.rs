@@ -128,6 +128,8 @@ enum ClientsCommand {
     },
     /// Delete a client; its sessions are revoked.
     Remove {
+        /// A client_id may begin with `-` (it is base64url).
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// Tenant slug; `default` unless given.
         #[arg(long, default_value = "default")]
@@ -136,6 +138,8 @@ enum ClientsCommand {
     /// Give a confidential client a new secret (printed once); the old one
     /// stops working and the client's sessions are revoked.
     RotateSecret {
+        /// A client_id may begin with `-` (it is base64url).
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// Tenant slug; `default` unless given.
         #[arg(long, default_value = "default")]

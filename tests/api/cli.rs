@@ -369,6 +369,15 @@ fn clients_add_list_rotate_and_remove() {
     assert_eq!(code, Some(2));
     assert!(err.contains("--grant-type"), "{err}");
 
+    // A client_id is base64url and may begin with `-`: still an argument.
+    let (code, _, err) = run(&["rotate-secret", "-9Zq7xYpL2mNwR4tV8bC1dE"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no client") || err.contains("not found") || err.contains("client"),
+        "{err}"
+    );
+    assert!(!err.contains("unexpected argument"), "{err}");
+
     // Refused input: exit 2, one clear line, nothing registered.
     let (code, _, err) = run(&["add", "--name", "Bad", "--redirect-uri", "http://example.com/cb"]);
     assert_eq!(code, Some(2));
