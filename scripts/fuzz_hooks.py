@@ -61,7 +61,13 @@ UNISSUED = {"invalid_code", "invalid_cursor"}
 
 
 def _explained(reason):
-    return reason == "is not a valid phone number" or reason.startswith("too weak")
+    # A WebAuthn credential's content (CBOR, signatures) is no JSON Schema
+    # either: a live ceremony answered with a made-up one is refused so.
+    return (
+        reason == "is not a valid phone number"
+        or reason.startswith("too weak")
+        or reason == "is not a WebAuthn credential"
+    )
 
 
 # A client registration's URIs, scopes and grant combinations follow rules
