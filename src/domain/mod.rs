@@ -12,6 +12,7 @@ pub mod mfa_policy;
 mod names;
 pub mod oauth;
 pub mod password_policy;
+pub mod providers;
 pub mod settings;
 
 pub use assurance::{Aal, Amr, Assurance};
