@@ -40,6 +40,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    kind: &'static str,
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MfaLabels {
     method: &'static str,
     outcome: &'static str,
@@ -69,6 +75,7 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     logins: Family<OutcomeLabels, Counter>,
     mfa: Family<MfaLabels, Counter>,
+    upstream_failures: Family<UpstreamLabels, Counter>,
     argon2_queue: Gauge,
     db_connections: Gauge,
     db_idle: Gauge,
@@ -84,6 +91,7 @@ impl Default for Metrics {
         });
         let logins = Family::<OutcomeLabels, Counter>::default();
         let mfa = Family::<MfaLabels, Counter>::default();
+        let upstream_failures = Family::<UpstreamLabels, Counter>::default();
         let argon2_queue = Gauge::default();
         let db_connections = Gauge::default();
         let db_idle = Gauge::default();
@@ -99,6 +107,11 @@ impl Default for Metrics {
             "mfa_verifications",
             "Second-factor checks (sign-in and step-up) by method and outcome",
             mfa.clone(),
+        );
+        registry.register(
+            "upstream_failures",
+            "Failed exchanges with upstream identity providers by provider kind and stage",
+            upstream_failures.clone(),
         );
         registry.register(
             "argon2_queue_depth",
@@ -122,6 +135,7 @@ impl Default for Metrics {
             latency,
             logins,
             mfa,
+            upstream_failures,
             argon2_queue,
             db_connections,
             db_idle,
@@ -174,6 +188,22 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// Counts a failed exchange with an upstream provider: `kind` is a
+    /// `ProviderKind::as_str`, `stage` one of the constants of
+    /// `upstream::UpstreamError::stage`, so the family stays small.
+    pub fn upstream_failure(&self, kind: &'static str, stage: &'static str) {
+        self.upstream_failures
+            .get_or_create(&UpstreamLabels { kind, stage })
+            .inc();
+    }
+
+    /// How many upstream failures of this kind and stage were counted (tests).
+    pub fn upstream_failures(&self, kind: &'static str, stage: &'static str) -> u64 {
+        self.upstream_failures
+            .get_or_create(&UpstreamLabels { kind, stage })
+            .get()
     }
 
     pub fn render(&self, gauges: Gauges) -> String {
