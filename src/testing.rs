@@ -44,6 +44,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod passkey;
+pub mod upstream;
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
