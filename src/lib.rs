@@ -25,6 +25,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod upstream;
 
 pub use app::Application;
 pub use config::Config;
