@@ -22,6 +22,9 @@ pub mod error;
 pub mod http;
 pub mod id_token;
 
+#[cfg(test)]
+mod tests;
+
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
