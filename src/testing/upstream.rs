@@ -637,13 +637,14 @@ async fn gh_access_token(
             json!({"error": "redirect_uri_mismatch", "error_description": "The redirect_uri MUST match the registered callback URL for this application."}),
         );
     }
-    if let Some(challenge) = &grant.challenge {
-        if !form
+    let verifier_ok = match &grant.challenge {
+        Some(challenge) => form
             .get("code_verifier")
-            .is_some_and(|v| &pkce_challenge(v) == challenge)
-        {
-            return bad_code();
-        }
+            .is_some_and(|v| &pkce_challenge(v) == challenge),
+        None => true,
+    };
+    if !verifier_ok {
+        return bad_code();
     }
     let token = format!("gho_{}", &random_token("")[..30]);
     s.tokens.push(token.clone());
@@ -653,17 +654,20 @@ async fn gh_access_token(
     )
 }
 
-fn gh_authorized(s: &GithubState, headers: &HeaderMap) -> Result<(), Response> {
+/// `None` when the request may proceed, else the refusal GitHub sends.
+fn gh_refusal(s: &GithubState, headers: &HeaderMap) -> Option<Response> {
     if headers.get(header::USER_AGENT).is_none() {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
+            )
+                .into_response(),
+        );
     }
     match bearer(headers) {
-        Some(t) if s.tokens.contains(&t) => Ok(()),
-        _ => Err((
+        Some(t) if s.tokens.contains(&t) => None,
+        _ => Some((
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest", "status": "401"})),
         )
@@ -673,7 +677,7 @@ fn gh_authorized(s: &GithubState, headers: &HeaderMap) -> Result<(), Response> {
 
 async fn gh_user(State(state): State<GithubShared>, headers: HeaderMap) -> Response {
     let s = state.lock().unwrap();
-    if let Err(r) = gh_authorized(&s, &headers) {
+    if let Some(r) = gh_refusal(&s, &headers) {
         return r;
     }
     let u = &s.user;
@@ -691,7 +695,7 @@ async fn gh_user(State(state): State<GithubShared>, headers: HeaderMap) -> Respo
 
 async fn gh_emails(State(state): State<GithubShared>, headers: HeaderMap) -> Response {
     let s = state.lock().unwrap();
-    if let Err(r) = gh_authorized(&s, &headers) {
+    if let Some(r) = gh_refusal(&s, &headers) {
         return r;
     }
     axum::Json(Value::Array(s.emails.clone())).into_response()

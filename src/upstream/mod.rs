@@ -25,7 +25,6 @@ pub mod id_token;
 #[cfg(test)]
 mod tests;
 
-
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
