@@ -509,8 +509,17 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         notifier.clone(),
         deny.clone(),
     ));
+    let configured_providers =
+        crate::service::providers::Providers::from_config(&config, store.as_ref(), clock.now()).await?;
+    let providers = Arc::new(crate::service::providers::Providers::new(
+        store.clone(),
+        clock.clone(),
+        crate::crypto::seal::SealingKey::provider_secrets(&factor_secret),
+        configured_providers,
+    ));
     let state = AppState {
         oidc,
+        providers,
         clients,
         consents,
         backups,

@@ -103,6 +103,9 @@ pub struct AppState {
     /// The OpenID Connect provider: authorization, client grants,
     /// userinfo, revocation, logout.
     pub oidc: Arc<crate::service::oidc::Oidc>,
+    /// Upstream identity providers ("sign in with"): administration, the
+    /// enabled ones, and their client secrets for the flows.
+    pub providers: Arc<crate::service::providers::Providers>,
 }
 
 impl AppState {

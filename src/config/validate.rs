@@ -2,7 +2,9 @@
 //! express, each failure naming its key (the loader adds where the value
 //! came from).
 
-use super::{Config, ConfigError, JwtAlgorithm, NotifyChannel};
+use super::{Config, ConfigError, JwtAlgorithm, MAX_PROVIDER_SECRET_LEN, NotifyChannel, ProviderConfig};
+use crate::domain::TenantSlug;
+use crate::domain::providers::{AppleKey, ClaimMap, ProviderId, ProviderKind, ProviderSpec};
 use crate::secret::Secret;
 
 impl Config {
@@ -168,7 +170,59 @@ impl Config {
         if let Some((key, problem)) = backup_problem(self) {
             return fail(key, problem);
         }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let (_, id, _) = p
+                .to_spec()
+                .map_err(|(field, message)| ConfigError::invalid(&format!("providers[{i}].{field}"), &message))?;
+            if !seen.insert((p.tenant.trim().to_owned(), id)) {
+                return fail(
+                    &format!("providers[{i}].id"),
+                    "another [[providers]] entry of this tenant has this id",
+                );
+            }
+        }
         Ok(())
+    }
+}
+
+impl ProviderConfig {
+    /// The tenant, id and validated spec of this entry; `Err` names the
+    /// key at fault (without the `providers[i].` prefix) and why, never
+    /// repeating the secret.
+    pub fn to_spec(&self) -> Result<(TenantSlug, ProviderId, ProviderSpec), (&'static str, String)> {
+        let tenant = TenantSlug::parse(self.tenant.trim()).map_err(|e| ("tenant", e.to_string()))?;
+        let id = ProviderId::parse(&self.id).map_err(|e| ("id", e.to_owned()))?;
+        let kind = ProviderKind::parse(&self.kind).map_err(|e| ("kind", e.to_owned()))?;
+        let secret = self.client_secret.expose().trim();
+        if secret.is_empty() || secret.len() > MAX_PROVIDER_SECRET_LEN {
+            return Err(("client_secret", format!("must be 1 to {MAX_PROVIDER_SECRET_LEN} bytes")));
+        }
+        let mut spec = ProviderSpec::new(kind, self.name.clone(), self.client_id.clone());
+        spec.issuer = self.issuer.clone();
+        spec.authorize_url = self.authorize_url.clone();
+        spec.token_url = self.token_url.clone();
+        spec.userinfo_url = self.userinfo_url.clone();
+        spec.scopes = self.scopes.clone();
+        if let Some(c) = &self.claims {
+            let d = ClaimMap::default();
+            spec.claims = ClaimMap {
+                subject: c.subject.clone(),
+                email: c.email.clone().or(d.email),
+                email_verified: c.email_verified.clone().or(d.email_verified),
+                name: c.name.clone().or(d.name),
+            };
+        }
+        spec.apple = match (&self.team_id, &self.key_id) {
+            (None, None) => None,
+            (team_id, key_id) => Some(AppleKey {
+                team_id: team_id.clone().unwrap_or_default(),
+                key_id: key_id.clone().unwrap_or_default(),
+            }),
+        };
+        spec.enabled = self.enabled;
+        spec.validate().map_err(|e| (e.field, e.reason))?;
+        Ok((tenant, id, spec))
     }
 }
 

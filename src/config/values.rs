@@ -31,6 +31,10 @@ pub struct Config {
     pub log: LogConfig,
     pub backup: BackupConfig,
     pub forward_auth: ForwardAuthConfig,
+    /// Upstream identity providers declared here (`[[providers]]`): read-only
+    /// through the API and the admin site, merged with the stored ones.
+    /// Last, so the TOML form puts the array of tables after every section.
+    pub providers: Vec<ProviderConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -504,6 +508,73 @@ pub struct ForwardAuthConfig {
     /// no sign-in page for end users yet and the admin site's admits only
     /// operators) means no redirect: browsers get the same 401 as API calls.
     pub login_url: String,
+}
+
+/// The longest client secret a provider may declare (an Apple PEM key is
+/// about 250 bytes).
+pub const MAX_PROVIDER_SECRET_LEN: usize = 8192;
+
+/// One `[[providers]]` entry: an upstream identity provider of a tenant,
+/// checked at load with the rules of `domain::providers::ProviderSpec`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The tenant's slug.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    pub id: String,
+    /// `oidc`, `oauth2`, `github`, `google`, `microsoft`, `gitlab` or `apple`.
+    pub kind: String,
+    pub name: String,
+    pub client_id: String,
+    /// Printed as `***` by `forge config check`. Apple: the PKCS#8 PEM key.
+    pub client_secret: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_url: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Userinfo field names (`oauth2`): `subject`, `email`,
+    /// `email_verified`, `name`; the OpenID Connect names by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<ClaimsConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// The `claims` table of a `[[providers]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsConfig {
+    #[serde(default = "default_subject_claim")]
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+fn default_tenant() -> String {
+    "default".to_owned()
+}
+
+fn default_subject_claim() -> String {
+    "sub".to_owned()
+}
+
+const fn yes() -> bool {
+    true
 }
 
 pub(super) const fn minutes(n: u64) -> Duration {

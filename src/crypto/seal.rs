@@ -1,4 +1,5 @@
-//! Authenticated encryption of secrets forge must read back (TOTP secrets).
+//! Authenticated encryption of secrets forge must read back (TOTP secrets,
+//! upstream identity providers' client secrets).
 //!
 //! Passwords and tokens are stored as hashes because forge only ever
 //! compares them; a TOTP secret must be read to compute codes, so it is
@@ -9,8 +10,12 @@
 //! - A fresh random 192-bit nonce per seal: XChaCha's nonce is long enough
 //!   that random nonces never repeat in practice, so there is no counter to
 //!   keep consistent across instances.
-//! - The caller's associated data (the factor's id) is authenticated, so a
-//!   sealed secret copied into another row fails to open there.
+//! - The caller's associated data (the factor's id; a provider's tenant and
+//!   id) is authenticated, so a sealed secret copied into another row fails
+//!   to open there.
+//! - Each purpose has its own key (its own HKDF label, [`FACTOR_LABEL`],
+//!   [`PROVIDER_SECRET_LABEL`]) from the same server secret, so a value
+//!   sealed for one purpose never opens as another's.
 //! - The sealed form starts with a version byte, so a later key or cipher
 //!   change can tell old values apart.
 //!
@@ -29,8 +34,11 @@ use super::derive_key;
 /// The first byte of every sealed value.
 const VERSION: u8 = 1;
 const NONCE_BYTES: usize = 24;
-/// The HKDF `info` of the sealing key: a new purpose gets a new label.
-const LABEL: &[u8] = b"forge factor sealing v1";
+/// The HKDF `info` of the key sealing TOTP secrets. A new purpose gets a
+/// new label; a label never changes once values were sealed under it.
+pub const FACTOR_LABEL: &[u8] = b"forge factor sealing v1";
+/// The HKDF `info` of the key sealing upstream providers' client secrets.
+pub const PROVIDER_SECRET_LABEL: &[u8] = b"forge provider secret sealing v1";
 
 /// A sealed value could not be opened (wrong key, wrong associated data,
 /// tampered or truncated), or sealing failed. Says nothing more, on purpose.
@@ -42,14 +50,26 @@ pub enum SealError {
     Seal,
 }
 
-/// The key that seals factor secrets. `Debug` prints nothing of it.
+/// A key that seals secrets of one purpose. `Debug` prints nothing of it.
 #[derive(Clone)]
 pub struct SealingKey(XChaCha20Poly1305);
 
 impl SealingKey {
-    /// The sealing key of this server secret (HKDF-SHA256, own label).
+    /// The key sealing factor secrets, from this server secret.
     pub fn derive(server_secret: &[u8]) -> Self {
-        let key = derive_key(server_secret, LABEL);
+        Self::derive_for(server_secret, FACTOR_LABEL)
+    }
+
+    /// The key sealing upstream providers' client secrets, from this server
+    /// secret (associated data: tenant id and provider id).
+    pub fn provider_secrets(server_secret: &[u8]) -> Self {
+        Self::derive_for(server_secret, PROVIDER_SECRET_LABEL)
+    }
+
+    /// The sealing key of one purpose (`label`, the HKDF `info`) from this
+    /// server secret (HKDF-SHA256).
+    pub fn derive_for(server_secret: &[u8], label: &[u8]) -> Self {
+        let key = derive_key(server_secret, label);
         Self(XChaCha20Poly1305::new(&key.into()))
     }
 
@@ -137,6 +157,18 @@ mod tests {
         assert_eq!(k.open(&sealed, b""), Err(SealError::Open));
         let other = SealingKey::derive(b"another server secret");
         assert_eq!(other.open(&sealed, b"factor-1"), Err(SealError::Open));
+    }
+
+    #[test]
+    fn each_purpose_has_its_own_key() {
+        let secret = b"a server secret of some length";
+        let factor = SealingKey::derive(secret);
+        let provider = SealingKey::provider_secrets(secret);
+        let sealed = provider.seal(b"client secret", b"tenant/provider").unwrap();
+        assert_eq!(provider.open(&sealed, b"tenant/provider").unwrap(), b"client secret");
+        assert_eq!(factor.open(&sealed, b"tenant/provider"), Err(SealError::Open));
+        let again = SealingKey::derive_for(secret, FACTOR_LABEL);
+        assert_eq!(again.open(&factor.seal(b"x", b"a").unwrap(), b"a").unwrap(), b"x");
     }
 
     #[test]

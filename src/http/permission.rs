@@ -78,6 +78,10 @@ permissions! {
     ClientsRead = "clients:read";
     /// Register, change and delete OAuth clients; rotate their secrets.
     ClientsWrite = "clients:write";
+    /// List and read the tenant's upstream identity providers (never their secrets).
+    ProvidersRead = "providers:read";
+    /// Register, change and delete upstream identity providers.
+    ProvidersWrite = "providers:write";
     /// List and read tenants (operators only).
     TenantsRead = "tenants:read", operator;
     /// Create and delete tenants (operators only).

@@ -26,6 +26,7 @@ pub mod paging;
 pub mod passkey_factors;
 pub mod passkeys;
 pub mod proof;
+pub mod providers;
 pub mod rbac;
 pub mod recovery;
 pub mod redirects;

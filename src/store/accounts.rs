@@ -398,7 +398,13 @@ fn insert_session(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, s: &NewSessi
 
 /// Grants the named roles; `NotFound` when one does not exist in the tenant
 /// (or is listed twice: `ON CONFLICT DO NOTHING` then changes no row).
-fn set_roles(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid, roles: &[RoleName], now: Timestamp) -> StoreResult<()> {
+pub(super) fn set_roles(
+    c: &mut dyn Conn,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    roles: &[RoleName],
+    now: Timestamp,
+) -> StoreResult<()> {
     for role in roles {
         let n = c.execute(
             "INSERT INTO user_roles (user_id, role_id, tenant_id, created_at) \

@@ -16,6 +16,7 @@ pub mod import;
 pub mod outbox;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod providers;
 pub mod records;
 mod rows;
 pub mod site;
@@ -30,6 +31,7 @@ pub use directory::*;
 pub use factors::*;
 pub use import::*;
 pub use outbox::*;
+pub use providers::*;
 pub use records::*;
 pub use site::*;
 
@@ -56,8 +58,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Each area's methods live in their own trait (and their own file per
 /// backend) so the areas can grow independently.
 pub trait Store:
-    AccountStore + ClientStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + SiteStore
+    AccountStore + ClientStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + ProviderStore + SiteStore
 {
 }
 
-impl<T: AccountStore + ClientStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + SiteStore> Store for T {}
+impl<
+    T: AccountStore + ClientStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + ProviderStore + SiteStore,
+> Store for T
+{
+}

@@ -442,6 +442,8 @@ fn conflict_field(constraint: Option<&str>) -> &'static str {
         "roles_tenant_name_key" => "name",
         "factors_credential" => "credential_id",
         "oauth_clients_client_id_key" => "client_id",
+        "identity_providers_pkey" => "id",
+        "user_identities_subject" => "subject",
         _ => "record",
     }
 }

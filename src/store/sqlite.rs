@@ -263,7 +263,11 @@ impl From<rusqlite::Error> for StoreError {
             match e.code {
                 rusqlite::ErrorCode::ConstraintViolation => {
                     let msg = msg.as_deref().unwrap_or_default();
-                    let field = if msg.contains("credential_id") {
+                    let field = if msg.contains("user_identities.subject") {
+                        "subject"
+                    } else if msg.contains("identity_providers.id") {
+                        "id"
+                    } else if msg.contains("credential_id") {
                         "credential_id"
                     } else if msg.contains("client_id") {
                         "client_id"

@@ -29,6 +29,7 @@ mod operator;
 mod ops;
 mod otp;
 mod passkeys;
+mod providers;
 mod rbac;
 mod recovery;
 mod security_state;

@@ -253,7 +253,50 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("CreateClientRequest", "grant_types", GRANT_TYPES.clone()),
         ("PatchClientRequest", "grant_types", GRANT_TYPES.clone()),
+        (
+            "CreateProviderRequest",
+            "id",
+            json!({"minLength": 1, "maxLength": 40, "pattern": PROVIDER_ID}),
+        ),
+        ("CreateProviderRequest", "kind", provider_kinds(false)),
+        ("PatchProviderRequest", "kind", provider_kinds(true)),
+        (
+            "CreateProviderRequest",
+            "name",
+            json!({"minLength": 1, "maxLength": 100, "pattern": DISPLAY_NAME}),
+        ),
+        (
+            "PatchProviderRequest",
+            "name",
+            json!({"minLength": 1, "maxLength": 100, "pattern": DISPLAY_NAME}),
+        ),
+        (
+            "CreateProviderRequest",
+            "client_id",
+            json!({"minLength": 1, "maxLength": 255, "pattern": r"^\s*[^\s\u0000-\u001f\u007f]+\s*$"}),
+        ),
+        (
+            "CreateProviderRequest",
+            "client_secret",
+            json!({"minLength": 1, "maxLength": crate::config::MAX_PROVIDER_SECRET_LEN, "pattern": r"\S"}),
+        ),
     ]
+}
+
+/// A provider id, as `domain::providers::ProviderId` parses it (surrounding
+/// spaces are trimmed).
+const PROVIDER_ID: &str = r"^\s*[a-z0-9][a-z0-9_-]{0,39}\s*$";
+/// A provider's kind, as `domain::providers::ProviderKind` parses it (and
+/// `null` where the field may be left out).
+fn provider_kinds(nullable: bool) -> Value {
+    let mut kinds: Vec<Value> = crate::domain::providers::ProviderKind::ALL
+        .iter()
+        .map(|k| Value::from(k.as_str()))
+        .collect();
+    if nullable {
+        kinds.push(Value::Null);
+    }
+    json!({ "enum": kinds })
 }
 
 /// A client's ID-token algorithm, as `domain::clients::IdTokenAlg` parses it.

@@ -11,6 +11,7 @@ pub mod factors;
 pub mod identity;
 pub mod mfa;
 pub mod passkeys;
+pub mod providers;
 pub mod roles;
 pub mod settings;
 pub mod tenants;
@@ -36,6 +37,7 @@ use crate::state::AppState;
         (name = "tenants", description = "Tenant management (operators: admins of the default tenant)"),
         (name = "audit", description = "The audit log of the caller's tenant"),
         (name = "clients", description = "OAuth clients of the caller's tenant (clients:read, clients:write)"),
+        (name = "providers", description = "Upstream identity providers of the caller's tenant (providers:read, providers:write)"),
         (name = "development", description = "Only with dev.outbox = true"),
     )
 )]
@@ -128,5 +130,12 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(clients::rotate_secret))
         .routes(routes!(clients::list_consents))
         .routes(routes!(clients::revoke_consent))
+        .routes(routes!(providers::list_providers, providers::create_provider))
+        .routes(routes!(
+            providers::get_provider,
+            providers::patch_provider,
+            providers::delete_provider
+        ))
+        .routes(routes!(providers::list_user_identities))
         .split_for_parts()
 }

@@ -106,6 +106,7 @@ mod factors;
 mod import;
 mod keys;
 mod outbox;
+mod providers;
 mod roles;
 mod sessions;
 mod tenants;
@@ -230,6 +231,16 @@ conformance! {
     clients::consents_add_scopes_list_by_name_and_revoke_the_users_sessions,
     clients::a_consent_needs_a_user_and_a_client_of_the_tenant,
     clients::a_session_keeps_its_client_and_sso_ids_through_a_refresh,
+    providers::a_registered_provider_is_found_only_in_its_tenant_with_its_sealed_secret,
+    providers::a_taken_provider_id_conflicts_on_id_and_writes_nothing,
+    providers::updating_a_provider_replaces_its_spec_and_keeps_or_replaces_its_secret,
+    providers::deleting_a_provider_takes_its_identities_and_no_others,
+    providers::an_identity_is_linked_once_and_found_by_provider_and_subject,
+    providers::touching_an_identity_records_its_use_and_the_new_email,
+    providers::a_user_created_with_an_identity_is_all_or_nothing,
+    providers::the_last_way_to_sign_in_cannot_be_unlinked,
+    providers::a_password_a_verified_phone_or_a_passkey_each_allow_unlinking,
+    providers::deleting_a_user_takes_their_identities,
 }
 
 pub(crate) async fn on_sqlite<F: Future<Output = ()>>(check: impl FnOnce(Arc<dyn Store>) -> F) {
