@@ -1,8 +1,8 @@
 //! A tenant's settings, as typed values.
 //!
 //! Storage. The settings are one JSON document per tenant (`tenants.settings`)
-//! holding only the *parts* that were ever set (`signup`, `mfa` and
-//! `branding` today; `notices` and `federation` later). A part that was never set
+//! holding only the *parts* that were ever set (`signup`, `mfa`,
+//! `federation` and `branding` today; `notices` later). A part that was never set
 //! is absent and its default applies, so a default that follows the server
 //! configuration (the signup policy follows `signup.enabled`) keeps
 //! following it until an administrator chooses otherwise. A new part is a
@@ -259,6 +259,23 @@ fn parse_accent(raw: &str) -> Result<String, &'static str> {
     Ok(raw.to_ascii_lowercase())
 }
 
+/// How sign-ins through an upstream identity provider (issue 13) meet
+/// accounts that already exist. Off by default: linking an upstream
+/// identity to an existing account on the strength of an email address
+/// trusts the provider's word that the address was verified, and a
+/// provider that says so carelessly would hand that account to whoever
+/// controls the upstream identity (the pre-hijacking rule, applied to
+/// federation). With it off, the user signs in to the existing account
+/// first and links the provider from the account page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FederationSettings {
+    /// A first upstream sign-in whose email the provider marks verified
+    /// links to the existing account with that email (never when the
+    /// provider does not say verified).
+    #[serde(default)]
+    pub auto_link_verified_email: bool,
+}
+
 /// The parts of a tenant's settings that were set; `None` means "never
 /// set": the default applies. See the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +284,8 @@ pub struct TenantSettings {
     pub signup: Option<SignupPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<MfaPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation: Option<FederationSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branding: Option<Branding>,
 }
@@ -282,6 +301,12 @@ impl TenantSettings {
     /// The second-factor policy in force: the stored one, or optional.
     pub fn mfa_policy(&self) -> MfaPolicy {
         self.mfa.clone().unwrap_or_default()
+    }
+
+    /// The federation settings in force: the stored ones, or the default
+    /// (no automatic linking).
+    pub fn federation(&self) -> FederationSettings {
+        self.federation.unwrap_or_default()
     }
 
     /// The branding in force: the stored one, or the default (the tenant's
@@ -301,6 +326,9 @@ impl TenantSettings {
         if self.mfa.is_some() {
             parts.push("mfa");
         }
+        if self.federation.is_some() {
+            parts.push("federation");
+        }
         if self.branding.is_some() {
             parts.push("branding");
         }
@@ -314,6 +342,9 @@ impl TenantSettings {
         }
         if let Some(mfa) = &other.mfa {
             self.mfa = Some(mfa.clone());
+        }
+        if let Some(federation) = other.federation {
+            self.federation = Some(federation);
         }
         if let Some(branding) = &other.branding {
             self.branding = Some(branding.clone());
@@ -414,6 +445,42 @@ mod tests {
         assert_eq!(merged.parts(), ["signup", "branding"]);
         assert_eq!(TenantSettings::from_json(&merged.to_json()).unwrap(), merged);
         assert_eq!(merged.branding("Other").accent, "#abcdef");
+    }
+
+    #[test]
+    fn federation_defaults_to_no_automatic_linking_and_round_trips() {
+        let unset = TenantSettings::from_json("{}").unwrap();
+        assert_eq!(unset.federation, None);
+        assert!(!unset.federation().auto_link_verified_email);
+        // A federation part without the field (a newer or older writer) is
+        // the default, not an error.
+        let empty = TenantSettings::from_json(r#"{"federation":{}}"#).unwrap();
+        assert!(!empty.federation().auto_link_verified_email);
+        let on = TenantSettings {
+            federation: Some(FederationSettings {
+                auto_link_verified_email: true,
+            }),
+            ..TenantSettings::default()
+        };
+        assert_eq!(on.to_json(), r#"{"federation":{"auto_link_verified_email":true}}"#);
+        assert_eq!(TenantSettings::from_json(&on.to_json()).unwrap(), on);
+        let signup = TenantSettings {
+            signup: Some(SignupPolicy::default_for(true)),
+            ..TenantSettings::default()
+        };
+        let merged = signup.overlay(&on);
+        assert_eq!(merged.parts(), ["signup", "federation"]);
+        assert!(merged.federation().auto_link_verified_email);
+        // Overlaying a value without the part keeps it; with it, replaces it.
+        let kept = merged.clone().overlay(&TenantSettings::default());
+        assert!(kept.federation().auto_link_verified_email);
+        let off = TenantSettings {
+            federation: Some(FederationSettings::default()),
+            ..TenantSettings::default()
+        };
+        let merged = merged.overlay(&off);
+        assert_eq!(merged.parts(), ["signup", "federation"]);
+        assert!(!merged.federation().auto_link_verified_email);
     }
 
     #[test]

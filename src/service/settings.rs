@@ -1,7 +1,8 @@
 //! Tenant settings: reading and changing one tenant's settings document, the
-//! signup policy every sign-up path asks before it creates an account, and
-//! the second-factor policy (`mfa`) the sign-in path asks (see
-//! `service::mfa_policy`).
+//! signup policy every sign-up path asks before it creates an account, the
+//! second-factor policy (`mfa`) the sign-in path asks (see
+//! `service::mfa_policy`), and the federation settings the upstream
+//! sign-in flows ask ([`Settings::federation_of`]).
 //!
 //! Who. `settings:read` / `settings:write` in the caller's own tenant (the
 //! `admin` role's `*` covers both), on that tenant. Naming another tenant
@@ -13,7 +14,9 @@
 //! Changes. A change sends only the parts it changes; a part is validated
 //! into its typed value (400 with `fields` named `signup.mode`,
 //! `signup.domains`, `mfa.policy`, `mfa.roles`, `mfa.grace`, `branding.name`,
-//! `branding.logo_url`, `branding.accent`) and stored whole, in one transaction with its
+//! `branding.logo_url`, `branding.accent`; `federation` holds only a
+//! boolean, so its only refusals are the body's own: a wrong type or an
+//! unknown field) and stored whole, in one transaction with its
 //! audit row (`settings_updated` in the tenant's log, and in the operator's
 //! when an operator changed another tenant). The audit detail holds the
 //! new values of the changed parts: none of today's parts holds a secret,
@@ -28,7 +31,7 @@ use std::sync::Arc;
 use super::RequestMeta;
 use crate::clock::Clock;
 use crate::domain::mfa_policy::{MfaPolicy, MfaRequirement, format_grace, parse_grace};
-use crate::domain::settings::{Branding, SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
+use crate::domain::settings::{Branding, FederationSettings, SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
 use crate::domain::{AuditEvent, Identifier, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::rbac::Rbac;
@@ -62,11 +65,18 @@ pub struct BrandingChange {
     pub accent: Option<String>,
 }
 
+/// A change to the federation part: omitted fields keep their current value.
+#[derive(Clone, Debug, Default)]
+pub struct FederationChange {
+    pub auto_link_verified_email: Option<bool>,
+}
+
 /// A change to a tenant's settings: only the parts present change.
 #[derive(Clone, Debug, Default)]
 pub struct SettingsChange {
     pub signup: Option<SignupChange>,
     pub mfa: Option<MfaChange>,
+    pub federation: Option<FederationChange>,
     pub branding: Option<BrandingChange>,
 }
 
@@ -75,6 +85,7 @@ pub struct SettingsChange {
 pub struct Effective {
     pub signup: SignupPolicy,
     pub mfa: MfaPolicy,
+    pub federation: FederationSettings,
     pub branding: Branding,
 }
 
@@ -133,6 +144,16 @@ pub fn branding(current: &Branding, change: BrandingChange) -> AppResult<Brandin
         .map_err(|(field, reason)| AppError::validation(&format!("branding.{field}"), reason))
 }
 
+/// Applies a federation change to the settings in force (omitted fields
+/// keep their value; there is nothing to validate beyond the types).
+pub fn federation(current: FederationSettings, change: FederationChange) -> FederationSettings {
+    FederationSettings {
+        auto_link_verified_email: change
+            .auto_link_verified_email
+            .unwrap_or(current.auto_link_verified_email),
+    }
+}
+
 /// What an audit row says about a change: the parts and their new values
 /// (no part holds a secret today; see the module docs).
 fn audit_detail(tenant: &Tenant, parts: &TenantSettings) -> serde_json::Value {
@@ -145,6 +166,11 @@ fn audit_detail(tenant: &Tenant, parts: &TenantSettings) -> serde_json::Value {
             "policy": mfa.requirement.as_str(),
             "roles": mfa.roles,
             "grace": format_grace(mfa.grace),
+        });
+    }
+    if let Some(federation) = &parts.federation {
+        detail["federation"] = serde_json::json!({
+            "auto_link_verified_email": federation.auto_link_verified_email,
         });
     }
     if let Some(branding) = &parts.branding {
@@ -172,6 +198,7 @@ impl Settings {
         Effective {
             signup: stored.signup_policy(self.signup_enabled),
             mfa: stored.mfa_policy(),
+            federation: stored.federation(),
             branding: stored.branding(&tenant.name),
         }
     }
@@ -253,6 +280,12 @@ impl Settings {
                 parts.mfa = Some(policy);
             }
         }
+        if let Some(change) = change.federation {
+            let settings = federation(in_force.federation, change);
+            if settings != in_force.federation {
+                parts.federation = Some(settings);
+            }
+        }
         if let Some(change) = change.branding {
             let branding = branding(&in_force.branding, change)?;
             if branding != in_force.branding {
@@ -306,6 +339,16 @@ impl Settings {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
     pub async fn branding_of(&self, tenant: &Tenant) -> AppResult<Branding> {
         Ok(self.stored(tenant).await?.branding(&tenant.name))
+    }
+
+    /// The federation settings in force for `tenant` (for the upstream
+    /// sign-in flows: may a first sign-in whose email the provider marks
+    /// verified link to the existing account?), read from the store on
+    /// every call (no cache: switching linking off holds at once on every
+    /// instance).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn federation_of(&self, tenant: &Tenant) -> AppResult<FederationSettings> {
+        Ok(self.stored(tenant).await?.federation())
     }
 
     /// The signup policy in force for `tenant`, read from the store.

@@ -1652,6 +1652,61 @@ async fn tenant_admins_set_the_signup_policy_and_operators_choose_it_at_creation
 }
 
 #[tokio::test]
+async fn automatic_linking_of_upstream_sign_ins_is_a_checkbox_on_the_settings_page() {
+    let s = server().await;
+    operator(&s).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b.get("/admin/settings").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"save-federation\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("Link upstream sign-ins to an existing account when the provider says the email is verified"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("trusts each provider"), "{}", page.body);
+    assert!(!page.body.contains("id=\"auto-link\" checked"), "off by default");
+    let refused = b
+        .post("/admin/settings/federation", &[("auto_link_verified_email", "1")])
+        .await;
+    assert_eq!(refused.status, 403, "no CSRF token");
+    let tenant = s.state().store.tenant_by_slug("default").await.unwrap().unwrap();
+    let auto_link = || async {
+        s.state()
+            .settings
+            .federation_of(&tenant)
+            .await
+            .unwrap()
+            .auto_link_verified_email
+    };
+    assert!(!auto_link().await);
+
+    // Ticked: on, audited; the page shows it checked.
+    let page = b
+        .act("/admin/settings/federation", &[("auto_link_verified_email", "1")])
+        .await;
+    assert_eq!(page.location(), "/admin/settings");
+    assert!(b.flash("/admin/settings").await.contains("now link"));
+    assert!(auto_link().await);
+    assert!(b.get("/admin/settings").await.body.contains("id=\"auto-link\" checked"));
+    let rows = audit_rows(&s, DEFAULT_TENANT_ID, "settings_updated").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].detail["parts"], json!(["federation"]));
+    assert_eq!(rows[0].detail["federation"]["auto_link_verified_email"], true);
+
+    // Unticked (the browser sends no field): off again.
+    b.act("/admin/settings/federation", &[]).await;
+    assert!(b.flash("/admin/settings").await.contains("no longer"));
+    assert!(!auto_link().await);
+    assert!(!b.get("/admin/settings").await.body.contains("id=\"auto-link\" checked"));
+    let rows = audit_rows(&s, DEFAULT_TENANT_ID, "settings_updated").await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].detail["federation"]["auto_link_verified_email"], false);
+}
+
+#[tokio::test]
 async fn branding_is_edited_on_the_settings_page_escaped_and_validated() {
     let s = server().await;
     operator(&s).await;

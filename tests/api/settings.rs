@@ -100,6 +100,7 @@ async fn a_tenants_admin_reads_and_changes_its_settings_audited() {
         json!({
             "signup": {"mode": "open", "domains": []},
             "mfa": {"policy": "optional", "roles": [], "grace": "7d"},
+            "federation": {"auto_link_verified_email": false},
             "branding": {"name": "acme", "logo_url": null, "accent": "#4f46e5"},
         })
     );
@@ -373,4 +374,106 @@ async fn branding_defaults_to_the_tenant_name_and_is_patched_validated_and_audit
     let tenant = s.state().store.tenant_by_slug("brand").await.unwrap().unwrap();
     let branding = s.state().settings.branding_of(&tenant).await.unwrap();
     assert_eq!(branding.accent, "#000000");
+}
+
+#[tokio::test]
+async fn federation_auto_linking_is_off_by_default_patched_and_audited() {
+    let s = TestServer::start().await;
+    let op = operator(&s).await;
+    let boss = tenant_with_admin(&s, &op, "fed", None).await;
+    let get = || s.as_user(&boss).get("/v1/tenant/settings");
+    let patch = |body: Value| s.as_user(&boss).patch("/v1/tenant/settings", body);
+    let tenant = s.state().store.tenant_by_slug("fed").await.unwrap().unwrap();
+    let off = json!({"auto_link_verified_email": false});
+    let on = json!({"auto_link_verified_email": true});
+    assert_eq!(get().await.1["federation"], off);
+    assert!(
+        !s.state()
+            .settings
+            .federation_of(&tenant)
+            .await
+            .unwrap()
+            .auto_link_verified_email
+    );
+    // Turning it off while it is off (the default) writes nothing.
+    assert_eq!(patch(json!({"federation": off.clone()})).await.0, 200);
+
+    let (status, body) = patch(json!({"federation": on.clone()})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["federation"], on);
+    assert_eq!(body["signup"]["mode"], "open", "the other parts are untouched");
+    assert_eq!(get().await.1["federation"], on);
+    // The read path the upstream sign-in flows use sees the same.
+    let federation = s.state().settings.federation_of(&tenant).await.unwrap();
+    assert!(federation.auto_link_verified_email);
+    // An empty federation part (or a null field) keeps the value; another
+    // part's change leaves it alone.
+    assert_eq!(patch(json!({"federation": {}})).await.1["federation"], on);
+    let (_, body) = patch(json!({"federation": {"auto_link_verified_email": null}})).await;
+    assert_eq!(body["federation"], on);
+    assert_eq!(patch(json!({"signup": {"mode": "closed"}})).await.1["federation"], on);
+    let (status, body) = patch(json!({"federation": off.clone()})).await;
+    assert_eq!((status.as_u16(), &body["federation"]), (200, &off));
+    // Another tenant is untouched.
+    assert_eq!(s.as_user(&op).get("/v1/tenant/settings").await.1["federation"], off);
+
+    // Audited with the new value: on, the signup change, off (the unchanged
+    // writes are not rows).
+    let (_, audit) = s.as_user(&boss).get("/v1/audit?event=settings_updated").await;
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{audit}");
+    assert_eq!(items[0]["detail"]["parts"], json!(["federation"]));
+    assert_eq!(items[0]["detail"]["federation"], off);
+    assert_eq!(items[1]["detail"]["parts"], json!(["signup"]));
+    assert!(items[1]["detail"].get("federation").is_none(), "{audit}");
+    assert_eq!(items[2]["detail"]["federation"], on);
+    assert_eq!(items[2]["detail"]["tenant"], "fed");
+
+    // An unknown field or a wrong type is a 400, and nothing is stored.
+    for bad in [
+        json!({"federation": {"auto_link": true}}),
+        json!({"federation": {"auto_link_verified_email": "true"}}),
+        json!({"federation": {"auto_link_verified_email": 1}}),
+        json!({"federation": true}),
+        json!({"federation": {"auto_link_verified_email": true, "trust": "all"}}),
+    ] {
+        let (status, body) = patch(bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{bad}: {body}");
+    }
+    assert_eq!(get().await.1["federation"], off, "nothing invalid was stored");
+
+    // A user without the permissions may neither read nor change it.
+    assert_eq!(patch(json!({"signup": {"mode": "open"}})).await.0, 200);
+    assert_eq!(signup_in(&s, "fed", "ann@fed.io").await.0, 201);
+    let plain = login_in(&s, "fed", "ann@fed.io", PASSWORD).await;
+    let plain = access(&plain);
+    let (status, body) = s
+        .as_user(plain)
+        .patch("/v1/tenant/settings", json!({"federation": on.clone()}))
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = s.as_user(plain).get("/v1/tenant/settings").await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, _) = s.patch("/v1/tenant/settings", json!({"federation": on.clone()})).await;
+    assert_eq!(status, 401);
+    assert_eq!(get().await.1["federation"], off);
+
+    // An operator changes it with the header, audited in both logs.
+    let (status, body) = s
+        .as_user(&op)
+        .patch("/v1/tenant/settings", json!({"federation": on.clone()}))
+        .tenant("fed")
+        .await;
+    assert_eq!((status.as_u16(), &body["federation"]), (200, &on));
+    assert!(
+        s.state()
+            .settings
+            .federation_of(&tenant)
+            .await
+            .unwrap()
+            .auto_link_verified_email
+    );
+    let (_, audit) = s.as_user(&op).get("/v1/audit?event=settings_updated").await;
+    assert_eq!(audit["items"][0]["detail"]["federation"], on, "{audit}");
 }

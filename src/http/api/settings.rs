@@ -1,7 +1,8 @@
 //! `/v1/tenant/settings`: a tenant's settings, read (`settings:read`) and
 //! changed (`settings:write`) by its administrators; operators add
-//! `X-Forge-Tenant` to act on another tenant. The `signup`, `mfa` and
-//! `branding` parts exist so far; a PATCH sends only the parts it changes.
+//! `X-Forge-Tenant` to act on another tenant. The `signup`, `mfa`,
+//! `federation` and `branding` parts exist so far; a PATCH sends only the
+//! parts it changes.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -9,11 +10,11 @@ use utoipa::ToSchema;
 
 use super::dto::double_option;
 use crate::domain::mfa_policy::{MfaPolicy, MfaRequirement, format_grace};
-use crate::domain::settings::{Branding, SignupMode, SignupPolicy};
+use crate::domain::settings::{Branding, FederationSettings, SignupMode, SignupPolicy};
 use crate::error::{AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, Json, TenantOverride};
 use crate::http::permission::{RequirePermission, SettingsRead, SettingsWrite};
-use crate::service::settings::{BrandingChange, Effective, MfaChange, SettingsChange, SignupChange};
+use crate::service::settings::{BrandingChange, Effective, FederationChange, MfaChange, SettingsChange, SignupChange};
 use crate::state::AppState;
 
 /// Who may create an account by signing up.
@@ -94,6 +95,25 @@ impl From<MfaPolicy> for MfaPolicyView {
     }
 }
 
+/// How sign-ins through an upstream identity provider meet existing accounts.
+#[derive(Serialize, ToSchema)]
+pub struct FederationView {
+    /// Whether a first upstream sign-in links to the existing account with
+    /// the same email when the provider says that email is verified
+    /// (default `false`: the user signs in to the existing account first and
+    /// links the provider from there). Turning it on trusts every provider
+    /// of the tenant to verify emails honestly.
+    pub auto_link_verified_email: bool,
+}
+
+impl From<FederationSettings> for FederationView {
+    fn from(f: FederationSettings) -> Self {
+        Self {
+            auto_link_verified_email: f.auto_link_verified_email,
+        }
+    }
+}
+
 /// How the hosted pages present the tenant.
 #[derive(Serialize, ToSchema)]
 pub struct BrandingView {
@@ -120,12 +140,14 @@ impl From<Branding> for BrandingView {
 
 /// A tenant's settings in force (parts never set show their defaults; the
 /// signup default follows the server's `signup.enabled`, the mfa default is
-/// `optional` with a 7-day grace, the branding default is the tenant's name,
-/// no logo and the accent `#4f46e5`).
+/// `optional` with a 7-day grace, the federation default links nothing
+/// automatically, the branding default is the tenant's name, no logo and
+/// the accent `#4f46e5`).
 #[derive(Serialize, ToSchema)]
 pub struct TenantSettingsView {
     pub signup: SignupPolicyView,
     pub mfa: MfaPolicyView,
+    pub federation: FederationView,
     pub branding: BrandingView,
 }
 
@@ -134,7 +156,25 @@ impl From<Effective> for TenantSettingsView {
         Self {
             signup: e.signup.into(),
             mfa: e.mfa.into(),
+            federation: e.federation.into(),
             branding: e.branding.into(),
+        }
+    }
+}
+
+/// Federation settings to set. Omitted fields keep their current value.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FederationPatch {
+    /// Link a first upstream sign-in to the existing account with the same
+    /// email when the provider says the email is verified.
+    pub auto_link_verified_email: Option<bool>,
+}
+
+impl From<FederationPatch> for FederationChange {
+    fn from(p: FederationPatch) -> Self {
+        FederationChange {
+            auto_link_verified_email: p.auto_link_verified_email,
         }
     }
 }
@@ -221,6 +261,7 @@ impl From<MfaPolicyPatch> for MfaChange {
 pub struct TenantSettingsPatch {
     pub signup: Option<SignupPolicyPatch>,
     pub mfa: Option<MfaPolicyPatch>,
+    pub federation: Option<FederationPatch>,
     pub branding: Option<BrandingPatch>,
 }
 
@@ -265,6 +306,7 @@ pub async fn patch_settings(
     let change = SettingsChange {
         signup: req.signup.map(SignupChange::from),
         mfa: req.mfa.map(MfaChange::from),
+        federation: req.federation.map(FederationChange::from),
         branding: req.branding.map(BrandingChange::from),
     };
     let (_, settings) = state.settings.update(&caller, slug.as_ref(), change, &meta).await?;

@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/messages/{id}/resend", post(records::resend))
         .route("/admin/settings", get(settings::show).post(settings::update))
         .route("/admin/settings/mfa", post(settings::update_mfa))
+        .route("/admin/settings/federation", post(settings::update_federation))
         .route("/admin/settings/branding", post(settings::update_branding))
         .route("/admin/settings/passkeys", post(settings::add_passkey))
         .route("/admin/settings/passkeys/options", post(settings::passkey_options))

@@ -1,4 +1,5 @@
-//! The tenant settings page: the signup and second-factor policies and the
+//! The tenant settings page: the signup and second-factor policies, the
+//! federation setting (automatic linking of upstream sign-ins) and the
 //! branding (name, logo, accent colour of the hosted pages) of the tenant
 //! the pages show, and (for its own administrators) the forms that
 //! change them. An operator
@@ -32,7 +33,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::address::Reauthentication;
-use crate::service::settings::{BrandingChange, MfaChange, SettingsChange, SignupChange};
+use crate::service::settings::{BrandingChange, FederationChange, MfaChange, SettingsChange, SignupChange};
 use crate::state::AppState;
 use crate::store::FactorKind;
 
@@ -48,6 +49,8 @@ struct SettingsPage {
     /// The roles a `roles` policy names, space-separated.
     mfa_roles: String,
     mfa_grace: String,
+    /// `federation.auto_link_verified_email`.
+    auto_link: bool,
     brand_name: String,
     /// The logo URL, or empty.
     brand_logo: String,
@@ -108,6 +111,7 @@ pub async fn show(State(state): State<AppState>, Admin(admin): Admin) -> Result<
         mfa_policy: effective.mfa.requirement.as_str(),
         mfa_roles: effective.mfa.roles.join(" "),
         mfa_grace: format_grace(effective.mfa.grace),
+        auto_link: effective.federation.auto_link_verified_email,
         brand_name: effective.branding.name.clone(),
         brand_logo: effective.branding.logo_url.clone().unwrap_or_default(),
         brand_accent: effective.branding.accent.clone(),
@@ -329,6 +333,38 @@ pub async fn update_mfa(
             "The second-factor policy is now {}.",
             effective.mfa.requirement.as_str()
         ))
+    }
+    .await;
+    Ok(done(&state, &admin, "/admin/settings", outcome).await)
+}
+
+#[derive(Deserialize)]
+pub struct FederationForm {
+    /// The checkbox: present (any value) when ticked, absent otherwise.
+    auto_link_verified_email: Option<String>,
+}
+
+/// `POST /admin/settings/federation`: sets whether upstream sign-ins link
+/// to an existing account when the provider says the email is verified.
+pub async fn update_federation(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    ClientMeta(meta): ClientMeta,
+    PageForm(form): PageForm<FederationForm>,
+) -> Result<Response, PageError> {
+    let outcome = async {
+        let change = SettingsChange {
+            federation: Some(FederationChange {
+                auto_link_verified_email: Some(form.auto_link_verified_email.is_some()),
+            }),
+            ..SettingsChange::default()
+        };
+        let (_, effective) = state.settings.update(admin.acting()?, None, change, &meta).await?;
+        Ok(if effective.federation.auto_link_verified_email {
+            "Upstream sign-ins with a verified email now link to the existing account.".to_string()
+        } else {
+            "Upstream sign-ins no longer link to an existing account by email.".to_string()
+        })
     }
     .await;
     Ok(done(&state, &admin, "/admin/settings", outcome).await)

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use forge::domain::settings::{SignupMode, SignupPolicy, TenantSettings};
+use forge::domain::settings::{FederationSettings, SignupMode, SignupPolicy, TenantSettings};
 use forge::domain::{Aal, Amr, Assurance, Email, Identifier, Permission, Phone, RoleName, TenantSlug};
 use forge::secret::Secret;
 use forge::store::*;

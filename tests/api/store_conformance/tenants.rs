@@ -97,6 +97,18 @@ pub(super) async fn updating_tenant_settings_replaces_the_given_parts_and_keeps_
     let read = store.tenant_settings(acme.id).await.unwrap().unwrap();
     assert_eq!(read, both);
     assert_eq!(read.mfa_policy().since, Some(1_000));
+    // So is the federation part.
+    let federation = TenantSettings {
+        federation: Some(FederationSettings {
+            auto_link_verified_email: true,
+        }),
+        ..TenantSettings::default()
+    };
+    let all = store.update_tenant_settings(acme.id, federation, vec![]).await.unwrap();
+    assert_eq!(all.parts(), ["signup", "mfa", "federation"]);
+    let read = store.tenant_settings(acme.id).await.unwrap().unwrap();
+    assert!(read.federation().auto_link_verified_email);
+    assert_eq!(read.mfa.as_ref(), Some(&admins));
     assert!(matches!(
         store
             .update_tenant_settings(Uuid::now_v7(), TenantSettings::default(), vec![])
