@@ -1,6 +1,6 @@
 //! Headless Chromium (Debian `chromium` and `chromium-driver`) driven over
 //! WebDriver by `fantoccini`, shared by the suites that need a real browser
-//! (`tests/browser.rs`, `tests/rp.rs`): a `chromedriver` on a free port,
+//! (`tests/browser.rs`, `tests/rp.rs`, `tests/upstream.rs`): a `chromedriver` on a free port,
 //! fresh browser sessions, screenshots under `target/browser-screenshots/`,
 //! and the few page actions the tests use.
 //!
