@@ -40,6 +40,7 @@ macro_rules! error_codes {
 }
 
 error_codes! {
+    AccountExists => "account_exists",
     BuiltinRole => "builtin_role",
     Conflict => "conflict",
     CrossSite => "cross_site",
@@ -48,6 +49,7 @@ error_codes! {
     EmailNotVerified => "email_not_verified",
     EmailTaken => "email_taken",
     Forbidden => "forbidden",
+    IdentityTaken => "identity_taken",
     Internal => "internal_error",
     InvalidClient => "invalid_client",
     InvalidCode => "invalid_code",
@@ -62,6 +64,7 @@ error_codes! {
     KeyTooNew => "key_too_new",
     LastFactorRequired => "last_factor_required",
     LastIdentifier => "last_identifier",
+    LastSignInMethod => "last_sign_in_method",
     MethodNotAllowed => "method_not_allowed",
     MfaEnrollmentRequired => "mfa_enrollment_required",
     MfaRequired => "mfa_required",
@@ -355,6 +358,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "account_exists",
                 "builtin_role",
                 "conflict",
                 "cross_site",
@@ -363,6 +367,7 @@ mod tests {
                 "email_not_verified",
                 "email_taken",
                 "forbidden",
+                "identity_taken",
                 "internal_error",
                 "invalid_client",
                 "invalid_code",
@@ -377,6 +382,7 @@ mod tests {
                 "key_too_new",
                 "last_factor_required",
                 "last_identifier",
+                "last_sign_in_method",
                 "method_not_allowed",
                 "mfa_enrollment_required",
                 "mfa_required",

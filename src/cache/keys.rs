@@ -88,6 +88,23 @@ impl CacheKey {
         CacheKey(format!("oauth:code:{digest}:spent"))
     }
 
+    /// An upstream sign-in's exchange code, keyed by the keyed hash of the
+    /// code (`digest`), never the code: what it is bound to, taken once.
+    pub fn federation_code(digest: &str) -> Self {
+        CacheKey(format!("fed:code:{digest}"))
+    }
+
+    /// A finished upstream sign-in's `state` (keyed hash): a replayed
+    /// callback finds it.
+    pub fn federation_state_spent(digest: &str) -> Self {
+        CacheKey(format!("fed:state:{digest}"))
+    }
+
+    /// A spent link ticket (keyed hash of its id).
+    pub fn federation_ticket_spent(digest: &str) -> Self {
+        CacheKey(format!("fed:ticket:{digest}"))
+    }
+
     /// What a second-step challenge is bound to (tenant, user, first
     /// factor, request), beside [`Self::challenge`].
     pub fn challenge_data(purpose: &str, digest: &str) -> Self {

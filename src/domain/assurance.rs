@@ -223,6 +223,13 @@ impl Assurance {
         Self::new([Amr::Otp, Amr::Sms], Aal::One)
     }
 
+    /// A sign-in through an upstream identity provider: `["fed"]`, aal 1.
+    /// What the provider itself checked (its own second factor, say) is
+    /// its claim, not forge's proof, so it never raises the level.
+    pub fn federated() -> Self {
+        Self::new([Amr::Fed], Aal::One)
+    }
+
     /// This assurance after a second factor proved with `methods` (e.g.
     /// `[Otp]` for TOTP or a recovery code, `[Hwk, User]` for a security
     /// key): the methods joined, `mfa` added, aal 2.

@@ -143,15 +143,20 @@ pub fn pkce_shaped(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
+/// The `S256` challenge of a verifier: `BASE64URL(SHA256(verifier))`.
+pub fn pkce_s256(verifier: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// RFC 7636 section 4.6 with `S256`: `BASE64URL(SHA256(verifier)) ==
 /// challenge`, compared in constant time. A verifier of the wrong shape
 /// never matches.
 pub fn pkce_s256_matches(challenge: &str, verifier: &str) -> bool {
-    use base64::Engine;
     if !pkce_shaped(verifier) {
         return false;
     }
-    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let computed = pkce_s256(verifier);
     constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 

@@ -365,15 +365,20 @@ impl Settings {
         self.signup_policy_of(tenant)
             .await?
             .admits(identifier)
-            .map_err(|refusal| match refusal {
-                SignupRefusal::Closed => {
-                    AppError::forbidden(ErrorCode::SignupDisabled, "sign-up is closed in this tenant")
-                }
-                SignupRefusal::DomainNotAllowed => AppError::forbidden(
-                    ErrorCode::SignupDomainNotAllowed,
-                    "this tenant admits sign-up only with an email address of its own domains",
-                ),
-            })
+            .map_err(refused_signup)
+    }
+
+    /// [`Self::check_signup`] for an account created with no proven address
+    /// (an upstream sign-in whose provider vouches for no email): only an
+    /// open tenant admits it, since `domains` mode needs an address to judge.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
+    pub async fn check_signup_without_address(&self, tenant: &Tenant) -> AppResult<()> {
+        let refusal = match self.signup_policy_of(tenant).await?.mode {
+            SignupMode::Open => return Ok(()),
+            SignupMode::Closed => SignupRefusal::Closed,
+            SignupMode::Domains => SignupRefusal::DomainNotAllowed,
+        };
+        Err(refused_signup(refusal))
     }
 
     /// Whether the policy admits `identifier` (for requests that answer the
@@ -381,6 +386,18 @@ impl Settings {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
     pub async fn signup_admits(&self, tenant: &Tenant, identifier: &Identifier) -> AppResult<bool> {
         Ok(self.signup_policy_of(tenant).await?.admits(identifier).is_ok())
+    }
+}
+
+/// The answer to a sign-up the tenant's policy refuses: 403
+/// `signup_disabled` (closed) or 403 `signup_domain_not_allowed`.
+fn refused_signup(refusal: SignupRefusal) -> AppError {
+    match refusal {
+        SignupRefusal::Closed => AppError::forbidden(ErrorCode::SignupDisabled, "sign-up is closed in this tenant"),
+        SignupRefusal::DomainNotAllowed => AppError::forbidden(
+            ErrorCode::SignupDomainNotAllowed,
+            "this tenant admits sign-up only with an email address of its own domains",
+        ),
     }
 }
 

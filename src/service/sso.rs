@@ -665,6 +665,15 @@ impl Sso {
         self.after_first_factor(tenant, &user, assurance, meta).await
     }
 
+    /// Goes on from an upstream sign-in that `service::federation` proved
+    /// and resolved to `user` (amr `fed`): the same gate as the password,
+    /// so a user with a factor still answers the second step here.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, user_id = %user.id))]
+    pub async fn sign_in_federated(&self, tenant: &Tenant, user: &User, meta: &RequestMeta) -> AppResult<HostedSignIn> {
+        self.after_first_factor(tenant, user, Assurance::federated(), meta)
+            .await
+    }
+
     /// Signs in with a discoverable passkey alone (its ceremony verified
     /// the user, so it counts as two factors). 401 `invalid_credentials` for
     /// every refused passkey or unknown tenant; 429; 403 `user_disabled`.
