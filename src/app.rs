@@ -243,6 +243,8 @@ impl Application {
             .plan()
             .is_some()
             .then(|| tokio::spawn(state.backups.clone().run()));
+        // Upstream providers' metadata and keys, kept fresh in the background.
+        let upstream_refresher = state.federation.spawn_refresher();
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let worker = state.notifier.spawn_worker(worker_stopped);
         let router = crate::http::router(state, self.extra_routes);
@@ -253,6 +255,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         maintenance.abort();
+        upstream_refresher.abort();
         if let Some(backups) = backups {
             backups.abort();
         }
@@ -517,9 +520,23 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         crate::crypto::seal::SealingKey::provider_secrets(&factor_secret),
         configured_providers,
     ));
+    let federation = Arc::new(crate::service::federation::Federation::new(
+        store.clone(),
+        providers.clone(),
+        crate::upstream::Upstream::new(clock.clone(), metrics.clone()),
+        settings.clone(),
+        sessions.clone(),
+        gate.clone(),
+        crate::service::federation::flow::FlowSeal::new(refresh_key.clone()),
+        crate::service::federation::codes::FlowCodes::new(cache.clone(), clock.clone(), refresh_key.clone()),
+        crate::service::redirects::RedirectPolicy::new(&config.server),
+        clock.clone(),
+        &config.server.public_url,
+    ));
     let state = AppState {
         oidc,
         providers,
+        federation,
         clients,
         consents,
         backups,

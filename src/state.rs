@@ -106,6 +106,8 @@ pub struct AppState {
     /// Upstream identity providers ("sign in with"): administration, the
     /// enabled ones, and their client secrets for the flows.
     pub providers: Arc<crate::service::providers::Providers>,
+    /// Sign-in through those providers, and the identities it links.
+    pub federation: Arc<crate::service::federation::Federation>,
 }
 
 impl AppState {

@@ -14,6 +14,7 @@ pub mod denylist;
 pub mod devices;
 pub mod directory;
 pub mod factors;
+pub mod federation;
 pub mod forward_auth;
 pub mod import;
 pub mod keys;
