@@ -8,6 +8,7 @@ pub mod contract;
 pub mod directory;
 pub mod dto;
 pub mod factors;
+pub mod federation;
 pub mod identity;
 pub mod mfa;
 pub mod passkeys;
@@ -37,6 +38,7 @@ use crate::state::AppState;
         (name = "tenants", description = "Tenant management (operators: admins of the default tenant)"),
         (name = "audit", description = "The audit log of the caller's tenant"),
         (name = "clients", description = "OAuth clients of the caller's tenant (clients:read, clients:write)"),
+        (name = "federation", description = "Sign-in through upstream identity providers, and linked identities"),
         (name = "providers", description = "Upstream identity providers of the caller's tenant (providers:read, providers:write)"),
         (name = "development", description = "Only with dev.outbox = true"),
     )
@@ -85,6 +87,13 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(passkeys::mfa_options))
         .routes(routes!(passkeys::sign_in_options))
         .routes(routes!(passkeys::sign_in))
+        .routes(routes!(federation::list_enabled))
+        .routes(routes!(federation::start))
+        .routes(routes!(federation::callback, federation::callback_post))
+        .routes(routes!(federation::exchange))
+        .routes(routes!(federation::my_identities))
+        .routes(routes!(federation::link))
+        .routes(routes!(federation::unlink))
         .routes(routes!(identity::request_otp))
         .routes(routes!(identity::verify_otp))
         .routes(routes!(identity::request_verification))

@@ -128,6 +128,15 @@ fn tenant_param(query: Option<&str>) -> String {
         .unwrap_or_else(|| "default".into())
 }
 
+/// A linked upstream identity.
+struct IdentityRow {
+    id: String,
+    provider: String,
+    provider_name: String,
+    email: String,
+    linked_at: String,
+}
+
 /// An OpenID Connect client the user granted access to.
 pub struct ConnectedApp {
     pub client_id: String,
@@ -180,6 +189,9 @@ struct AccountPage {
     factors: Vec<FactorRow>,
     recovery_codes_left: u64,
     apps: Vec<ConnectedApp>,
+    identities: Vec<IdentityRow>,
+    /// Enabled providers not linked yet.
+    linkable: Vec<super::page::ProviderLink>,
     /// A new email address waiting for its code.
     pending_email: String,
     /// A new phone number waiting for its code.
@@ -208,6 +220,11 @@ struct CodesPage {
 #[derive(Deserialize)]
 pub struct AccountQuery {
     done: Option<String>,
+    /// A provider just linked (the end of a link flow).
+    linked: Option<String>,
+    /// A link flow's failure code (only known codes are shown, never the
+    /// text that came with it).
+    error: Option<String>,
 }
 
 /// The message of `?done=...` after an action (post/redirect/get).
@@ -220,8 +237,19 @@ fn done_text(done: &str) -> Option<&'static str> {
         "address-sent" => "We sent a code to the new address. Enter it below to finish the change.",
         "address-changed" => "Your address was changed. Your other sessions were signed out.",
         "app-revoked" => "The app's access was taken back, and its sessions were signed out.",
+        "identity-removed" => "The provider was unlinked from your account.",
         _ => return None,
     })
+}
+
+/// What a failed link flow (`?error=CODE`) tells the user.
+fn link_error_text(code: &str) -> &'static str {
+    match code {
+        "identity_taken" => "That account at the provider is already linked to another account here.",
+        "access_denied" => "Linking was cancelled at the provider.",
+        "temporarily_unavailable" => "The provider could not be reached. Try again in a moment.",
+        _ => "The provider could not be linked. Try again.",
+    }
 }
 
 /// `GET /account`.
@@ -230,11 +258,16 @@ pub async fn show(
     Signed(me): Signed,
     query: Result<Query<AccountQuery>, QueryRejection>,
 ) -> Response {
-    let message = query
-        .ok()
-        .and_then(|Query(q)| q.done)
-        .and_then(|d| done_text(&d))
-        .map(|t| (true, t.to_string()));
+    let query = query.ok().map(|Query(q)| q);
+    let message = query.and_then(|q| {
+        if let Some(error) = q.error.as_deref() {
+            return Some((false, link_error_text(error).to_owned()));
+        }
+        if q.linked.is_some() {
+            return Some((true, "The provider was linked to your account.".to_owned()));
+        }
+        q.done.as_deref().and_then(done_text).map(|t| (true, t.to_owned()))
+    });
     account_page(&state, &me, StatusCode::OK, message).await
 }
 
@@ -257,6 +290,34 @@ async fn account_page(
         Ok(a) => a,
         Err(e) => return HostedError(e).into_response(),
     };
+    let identities = match state.federation.identities(p).await {
+        Ok(i) => i,
+        Err(e) => return HostedError(e).into_response(),
+    };
+    let name_of = |id: &str| {
+        me.tenant
+            .providers
+            .iter()
+            .find(|p| p.id == id)
+            .map_or_else(|| id.to_owned(), |p| p.name.clone())
+    };
+    let linkable = me
+        .tenant
+        .providers
+        .iter()
+        .filter(|p| !identities.iter().any(|i| i.provider.as_str() == p.id))
+        .cloned()
+        .collect();
+    let identities = identities
+        .into_iter()
+        .map(|i| IdentityRow {
+            id: i.id.to_string(),
+            provider_name: name_of(i.provider.as_str()),
+            provider: i.provider.to_string(),
+            email: i.email.unwrap_or_default(),
+            linked_at: views::time(i.created_at),
+        })
+        .collect();
     let mut pending = [String::new(), String::new()];
     for (slot, kind) in pending.iter_mut().zip([IdentifierKind::Email, IdentifierKind::Phone]) {
         match state.address.pending(&me.tenant, me.user.id, kind).await {
@@ -296,6 +357,8 @@ async fn account_page(
             .collect(),
         recovery_codes_left: factors.recovery_codes.remaining,
         apps,
+        identities,
+        linkable,
         pending_email,
         pending_phone,
     };

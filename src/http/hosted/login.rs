@@ -49,6 +49,7 @@ pub struct LoginPage {
     identifier: String,
     error: Option<String>,
     passkeys: bool,
+    providers: Vec<super::page::ProviderLink>,
 }
 
 #[derive(Template)]
@@ -173,7 +174,24 @@ fn login_page(
         identifier: identifier.chars().take(254).collect(),
         error,
         passkeys: state.passkey_factors.is_enabled(),
+        providers: tenant.providers.clone(),
     }
+}
+
+/// The sign-in page again with what went wrong (an upstream sign-in that
+/// failed, or could not start).
+pub(super) fn login_failure(
+    state: &AppState,
+    tenant: &HostedTenant,
+    return_to: &str,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    step(
+        state,
+        status,
+        login_page(state, tenant, return_to, "", Some(message.to_owned())),
+    )
 }
 
 fn code_page(tenant: &HostedTenant, return_to: &str, identifier: &str, error: Option<String>) -> CodePage {
@@ -256,6 +274,8 @@ pub struct LoginQuery {
     login_hint: Option<String>,
     /// `1`: ask again even with a live session (`prompt=login`).
     force: Option<String>,
+    /// An upstream sign-in's failure code (shown as a fixed sentence).
+    error: Option<String>,
 }
 
 /// `GET /login`: the form, or straight on to `return_to` for a browser
@@ -282,10 +302,15 @@ pub async fn form(
         return guard::see_other(&return_to);
     }
     let hint = query.login_hint.unwrap_or_default();
+    let error = query
+        .error
+        .as_deref()
+        .and_then(super::federation::failure_text)
+        .map(str::to_owned);
     step(
         &state,
         StatusCode::OK,
-        login_page(&state, &tenant, &return_to, &hint, None),
+        login_page(&state, &tenant, &return_to, &hint, error),
     )
 }
 

@@ -18,6 +18,7 @@
 
 pub mod account;
 pub mod cookie;
+pub mod federation;
 pub mod login;
 pub mod page;
 pub mod signup;
@@ -42,6 +43,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/account/address", post(account::change_address))
         .route("/account/address/confirm", post(account::confirm_address))
         .route("/account/apps/{client_id}/revoke", post(account::revoke_app))
+        .route("/account/identities/{id}/link", post(federation::link))
+        .route("/account/identities/{id}/unlink", post(federation::unlink))
         .route("/account/factors/totp", post(account::start_totp))
         .route("/account/factors/totp/confirm", post(account::confirm_totp))
         .route("/logout", post(login::sign_out))
@@ -50,6 +53,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(signed_in)
         .route("/login", get(login::form).post(login::sign_in))
         .route("/login/code", post(login::request_code))
+        .route("/login/provider/{id}", get(federation::start))
         .route("/login/code/verify", post(login::verify_code))
         .route("/login/passkey/options", post(login::passkey_options))
         .route("/login/passkey", post(login::passkey_sign_in))

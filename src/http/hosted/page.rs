@@ -78,13 +78,36 @@ pub async fn brand(state: &AppState, tenant: &Tenant) -> AppResult<Brand> {
 pub struct HostedTenant {
     pub tenant: Tenant,
     pub brand: Brand,
+    /// The upstream providers its people may sign in with (the buttons).
+    pub providers: Vec<ProviderLink>,
+}
+
+/// An upstream provider's button.
+#[derive(Clone, Debug)]
+pub struct ProviderLink {
+    pub id: String,
+    pub name: String,
 }
 
 impl HostedTenant {
-    /// `tenant` with its branding.
+    /// `tenant` with its branding and providers.
     pub async fn load(state: &AppState, tenant: Tenant) -> AppResult<Self> {
         let brand = brand(state, &tenant).await?;
-        Ok(Self { tenant, brand })
+        let providers = state
+            .federation
+            .enabled(&tenant)
+            .await?
+            .into_iter()
+            .map(|p| ProviderLink {
+                id: p.id.to_string(),
+                name: p.name,
+            })
+            .collect();
+        Ok(Self {
+            tenant,
+            brand,
+            providers,
+        })
     }
 }
 
