@@ -15,6 +15,7 @@ mod cli;
 mod clients;
 mod errors;
 mod factors;
+mod federation;
 mod hosted;
 mod import;
 mod integrity;
