@@ -28,6 +28,7 @@ mod dashboard;
 pub mod guard;
 pub(crate) mod login;
 mod operations;
+mod providers;
 mod records;
 mod roles;
 mod settings;
@@ -81,6 +82,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/admin/clients/{client_id}/delete",
             get(clients::confirm_delete).post(clients::delete),
+        )
+        .route("/admin/providers", get(providers::list).post(providers::create))
+        .route("/admin/providers/new", get(providers::new_form))
+        .route("/admin/providers/{id}", get(providers::show).post(providers::update))
+        .route(
+            "/admin/providers/{id}/delete",
+            get(providers::confirm_delete).post(providers::delete),
         )
         .route("/admin/audit", get(records::audit))
         .route("/admin/messages", get(records::messages))
