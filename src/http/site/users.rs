@@ -238,7 +238,17 @@ struct UserPage {
     /// `None` when the user has neither a factor nor a recovery code.
     recovery_codes: Option<RecoveryRow>,
     assignable: Vec<String>,
+    /// The upstream identities linked to the user (issue 13).
+    identities: Vec<IdentityRow>,
     events: Vec<EventRow>,
+}
+
+/// A linked upstream identity, as the user page lists it.
+struct IdentityRow {
+    provider: String,
+    subject: String,
+    email: String,
+    linked: String,
 }
 
 /// How many recent audit events the detail page shows.
@@ -255,6 +265,18 @@ pub async fn show(
     let user = state.directory.get(principal, id).await?;
     let sessions = state.directory.sessions(principal, id).await?;
     let factors = state.factors.list_for(principal, id).await?;
+    let identities = state
+        .providers
+        .identities_as(crate::service::providers::Actor::user(principal), id)
+        .await?
+        .into_iter()
+        .map(|i| IdentityRow {
+            provider: i.provider.to_string(),
+            subject: i.subject,
+            email: i.email.unwrap_or_default(),
+            linked: views::time(i.created_at),
+        })
+        .collect();
     let assignable = state
         .roles
         .list(principal)
@@ -296,6 +318,7 @@ pub async fn show(
             })
             .collect(),
         factors: factors.factors.iter().map(|f| factor_row(f, now)).collect(),
+        identities,
         recovery_codes: (!factors.factors.is_empty() || factors.recovery_codes.remaining > 0).then(|| {
             let codes = &factors.recovery_codes;
             RecoveryRow {
