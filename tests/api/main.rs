@@ -39,6 +39,7 @@ mod sidecar;
 mod site_clients;
 mod site_mfa;
 mod site_passkeys;
+mod site_providers;
 mod store_conformance;
 mod store_isolation;
 mod support;
