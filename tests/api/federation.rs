@@ -228,6 +228,25 @@ async fn pair(configure_down: impl FnOnce(&mut forge::config::Config)) -> (TestS
     (up, down, admin)
 }
 
+/// Posts the upstream forge's sign-in form (`page`) as `who`; answers
+/// where its 303 goes.
+async fn sign_in_upstream(w: &mut Wanderer, up: &TestServer, page: &Page, who: &str) -> String {
+    let posted = w
+        .post(
+            &up.url("/login"),
+            &[
+                ("csrf", hidden(page, "csrf").as_str()),
+                ("tenant", hidden(page, "tenant").as_str()),
+                ("return_to", hidden(page, "return_to").as_str()),
+                ("identifier", who),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    Wanderer::next_of(&up.url("/login"), &posted)
+}
+
 /// The API flow through the upstream forge's own sign-in page, as `who`:
 /// answers the URL the browser ends at (the app's, with `code` or
 /// `error`).
@@ -244,20 +263,7 @@ async fn api_flow(w: &mut Wanderer, up: &TestServer, down: &TestServer, who: &st
     }
     // The upstream's sign-in page (unless the browser is signed in there).
     assert!(at.contains("/login"), "{at}");
-    let posted = w
-        .post(
-            &up.url("/login"),
-            &[
-                ("csrf", hidden(&page, "csrf").as_str()),
-                ("tenant", hidden(&page, "tenant").as_str()),
-                ("return_to", hidden(&page, "return_to").as_str()),
-                ("identifier", who),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(posted.status, 303, "{}", posted.body);
-    let next = Wanderer::next_of(&up.url("/login"), &posted);
+    let next = sign_in_upstream(w, up, &page, who).await;
     let (at, _) = w.follow(&next).await;
     at
 }
@@ -340,21 +346,8 @@ async fn a_callback_from_another_browser_or_with_another_state_is_refused() {
     let first = w.get(&start).await;
     assert_eq!(first.status, 302);
     let authorize = Wanderer::next_of(&start, &first);
-    let (at, page) = w.follow(&authorize).await;
-    let posted = w
-        .post(
-            &up.url("/login"),
-            &[
-                ("csrf", hidden(&page, "csrf").as_str()),
-                ("tenant", hidden(&page, "tenant").as_str()),
-                ("return_to", hidden(&page, "return_to").as_str()),
-                ("identifier", "ann@up.example"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(posted.status, 303, "{at}");
-    let back = Wanderer::next_of(&up.url("/login"), &posted);
+    let (_, page) = w.follow(&authorize).await;
+    let back = sign_in_upstream(&mut w, &up, &page, "ann@up.example").await;
     let to_authorize = w.get(&back).await;
     let callback = Wanderer::next_of(&back, &to_authorize);
     assert!(callback.starts_with(down.base_url()), "{callback}");
@@ -501,19 +494,8 @@ async fn the_hosted_button_signs_in_to_the_account_page() {
     assert!(login.body.contains("data-provider=\"upstream\""), "{}", login.body);
     let (at, page) = w.follow(&down.url("/login/provider/upstream")).await;
     assert!(at.starts_with(up.base_url()), "{at}");
-    let posted = w
-        .post(
-            &up.url("/login"),
-            &[
-                ("csrf", hidden(&page, "csrf").as_str()),
-                ("tenant", hidden(&page, "tenant").as_str()),
-                ("return_to", hidden(&page, "return_to").as_str()),
-                ("identifier", "ann@up.example"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    let (at, account) = w.follow(&Wanderer::next_of(&up.url("/login"), &posted)).await;
+    let back = sign_in_upstream(&mut w, &up, &page, "ann@up.example").await;
+    let (at, account) = w.follow(&back).await;
     assert_eq!(at, down.url("/account"));
     assert_eq!(account.status, 200, "{}", account.body);
     assert!(account.body.contains("data-identity=\"upstream\""), "{}", account.body);
