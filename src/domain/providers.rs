@@ -322,9 +322,12 @@ impl ProviderSpec {
     /// duplicate scopes) and checks every rule of the module comment; the
     /// error names the first field that fails.
     pub fn validate(&mut self) -> Result<(), InvalidProvider> {
+        // The bound holds for the name as sent (as the API document states
+        // it), and the trimmed name must not be empty.
+        let sent = self.name.chars().count();
         self.name = self.name.trim().to_owned();
         let chars = self.name.chars().count();
-        if chars == 0 || chars > MAX_NAME_CHARS {
+        if chars == 0 || sent > MAX_NAME_CHARS {
             return Err(invalid("name", format!("must be 1 to {MAX_NAME_CHARS} characters")));
         }
         if self.name.chars().any(char::is_control) {

@@ -419,19 +419,24 @@ async fn a_replayed_callback_is_refused() {
 async fn start_checks_redirect_to_and_the_challenge_and_names_only_enabled_providers() {
     let (_up, down, _) = pair(|_| {}).await;
     let bad = [
-        format!(
-            "redirect_to=https://evil.example/cb&code_challenge={}",
-            challenge(VERIFIER)
+        (
+            403,
+            format!(
+                "redirect_to=https://evil.example/cb&code_challenge={}",
+                challenge(VERIFIER)
+            ),
         ),
-        format!("redirect_to={APP}"),
-        format!("redirect_to={APP}&code_challenge=short"),
+        (403, format!("code_challenge={}", challenge(VERIFIER))),
+        (400, format!("redirect_to={APP}")),
+        (400, format!("redirect_to={APP}&code_challenge=short")),
+        (401, "link_ticket=fl1.forged.ticket".to_string()),
     ];
-    for query in bad {
+    for (expected, query) in bad {
         let resp = down
             .get(&format!("/v1/auth/providers/upstream/start?{query}"))
             .response()
             .await;
-        assert_eq!(resp.status(), 400, "{query}");
+        assert_eq!(resp.status(), expected, "{query}");
         assert!(resp.headers().get("location").is_none());
     }
     let resp = down
@@ -709,7 +714,7 @@ async fn linking_from_the_api_adds_an_identity_once_and_unlinking_removes_it() {
     assert_eq!(param(&at, "linked").as_deref(), Some("fake"), "{at}");
     // The ticket was single use.
     let again = w.get(&url).await;
-    assert_eq!(again.status, 400, "{}", again.body);
+    assert_eq!(again.status, 401, "{}", again.body);
 
     let (_, ids) = down.as_user(token).get("/v1/users/me/identities").await;
     assert_eq!(ids["items"].as_array().unwrap().len(), 1, "{ids}");

@@ -387,6 +387,12 @@ fn constrain_identifiers(doc: &mut Value, config: &Config) {
         return;
     };
     for (schema_name, schema) in schemas.iter_mut() {
+        // A provider's claim map names userinfo fields (`"email": "mail"`),
+        // and an identity shows the email a provider last sent, unparsed:
+        // neither is an address forge validated.
+        if schema_name.starts_with("Claims") || schema_name == "IdentityView" {
+            continue;
+        }
         let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
             continue;
         };

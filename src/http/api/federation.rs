@@ -107,7 +107,9 @@ pub struct StartParams {
     params(("id" = String, Path, description = "provider id"), StartParams),
     responses(
         (status = 302, description = "to the provider; sets the flow cookie that binds the callback to this browser"),
-        (status = 400, description = "redirect_to not allowed, code_challenge missing or malformed, link_ticket expired", body = ErrorBody),
+        (status = 400, description = "code_challenge missing or malformed", body = ErrorBody),
+        (status = 401, description = "link_ticket unknown, expired or used", body = ErrorBody),
+        (status = 403, description = "redirect_to is not on an allowed origin (server.allowed_redirects)", body = ErrorBody),
         (status = 404, description = "no such provider enabled in the tenant", body = ErrorBody),
         (status = 503, description = "the provider cannot be reached", body = ErrorBody),
     ))]
@@ -158,10 +160,11 @@ pub async fn callback(
 /// The provider's answer as a form post (Apple's `response_mode=form_post`).
 #[utoipa::path(post, path = "/v1/auth/providers/{id}/callback", tag = "federation",
     params(("id" = String, Path, description = "provider id")),
-    request_body(content = CallbackQuery, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<CallbackQuery>, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 302, description = "as the GET callback"),
         (status = 303, description = "as the GET callback"),
+        (status = 400, description = "a body that is not such a form", body = ErrorBody),
     ))]
 pub async fn callback_post(
     State(state): State<AppState>,
@@ -170,7 +173,13 @@ pub async fn callback_post(
     Path(id): Path<String>,
     form: Result<axum::Form<CallbackQuery>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let query = form.map(|f| f.0).unwrap_or_default();
+    let Ok(axum::Form(query)) = form else {
+        return AppError::bad_request(
+            ErrorCode::InvalidRequest,
+            "the body is not a form of the provider's answer",
+        )
+        .into_response();
+    };
     finish_callback(&state, &headers, &meta, &id, query).await
 }
 
@@ -279,8 +288,9 @@ pub struct LinkStart {
     responses(
         (status = 302, description = "to the start endpoint with a link ticket"),
         (status = 200, description = "with Accept: application/json", body = LinkStart),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, description = "mfa_required", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "redirect_to not on an allowed origin, or mfa_required", body = ErrorBody),
+        (status = 404, body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn link(

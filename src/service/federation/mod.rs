@@ -226,12 +226,7 @@ impl Federation {
     /// The API flow's purpose, checked: `redirect_to` on the allow list
     /// (`server.allowed_redirects`), `code_challenge` an `S256` challenge.
     pub fn api_purpose(&self, redirect_to: Option<&str>, code_challenge: Option<&str>) -> AppResult<Purpose> {
-        let redirect_to = redirect_to.and_then(|r| self.redirects.check(r)).ok_or_else(|| {
-            AppError::validation(
-                "redirect_to",
-                "must be a URL on an allowed origin (server.allowed_redirects)",
-            )
-        })?;
+        let redirect_to = self.allowed_redirect(redirect_to)?;
         let code_challenge = code_challenge.filter(|c| pkce_shaped(c)).ok_or_else(|| {
             AppError::validation(
                 "code_challenge",
@@ -288,12 +283,7 @@ impl Federation {
         redirect_to: Option<&str>,
     ) -> AppResult<Url> {
         let (provider, _) = self.provider(principal.tenant.id, provider_id).await?;
-        let redirect_to = redirect_to.and_then(|r| self.redirects.check(r)).ok_or_else(|| {
-            AppError::validation(
-                "redirect_to",
-                "must be a URL on an allowed origin (server.allowed_redirects)",
-            )
-        })?;
+        let redirect_to = self.allowed_redirect(redirect_to)?;
         self.gate.require_assurance_for_change(principal).await?;
         let ticket = self.codes.issue_ticket(
             principal.tenant.id,
@@ -309,11 +299,28 @@ impl Federation {
         Ok(url)
     }
 
-    /// The link purpose a ticket names, spent (single use). 400 for a
+    /// `redirect_to` if it is on the allow list (`server.allowed_redirects`);
+    /// otherwise 403: forge will not send a browser (and a code) anywhere
+    /// else, a policy refusal rather than a malformed request.
+    fn allowed_redirect(&self, redirect_to: Option<&str>) -> AppResult<Url> {
+        redirect_to.and_then(|r| self.redirects.check(r)).ok_or_else(|| {
+            AppError::forbidden(
+                ErrorCode::Forbidden,
+                "redirect_to must be a URL on an allowed origin (server.allowed_redirects)",
+            )
+        })
+    }
+
+    /// The link purpose a ticket names, spent (single use). 401 for a
     /// ticket that is unknown, expired, spent, or for another provider or
     /// tenant.
     pub async fn spend_ticket(&self, tenant: &Tenant, provider_id: &str, ticket: &str) -> AppResult<Purpose> {
-        let invalid = || AppError::validation("link_ticket", "expired or already used: start linking again");
+        let invalid = || {
+            AppError::unauthorized(
+                ErrorCode::InvalidToken,
+                "the link ticket expired or was used: start linking again",
+            )
+        };
         let ticket = self.codes.spend_ticket(ticket).await?.ok_or_else(invalid)?;
         if ticket.tenant_id != tenant.id || ticket.provider != provider_id {
             return Err(invalid());
