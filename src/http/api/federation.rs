@@ -171,14 +171,23 @@ pub async fn callback_post(
     headers: HeaderMap,
     ClientMeta(meta): ClientMeta,
     Path(id): Path<String>,
-    form: Result<axum::Form<CallbackQuery>, axum::extract::rejection::FormRejection>,
+    body: axum::body::Bytes,
 ) -> Response {
-    let Ok(axum::Form(query)) = form else {
-        return AppError::bad_request(
-            ErrorCode::InvalidRequest,
-            "the body is not a form of the provider's answer",
-        )
-        .into_response();
+    // No body is an answer without parameters (the flow then fails on its
+    // missing state); a body must be a form that names a state.
+    let query = if body.is_empty() {
+        CallbackQuery::default()
+    } else {
+        match serde_urlencoded::from_bytes::<CallbackQuery>(&body) {
+            Ok(query) if query.state.is_some() => query,
+            _ => {
+                return AppError::bad_request(
+                    ErrorCode::InvalidRequest,
+                    "the body is not a form of the provider's answer",
+                )
+                .into_response();
+            }
+        }
     };
     finish_callback(&state, &headers, &meta, &id, query).await
 }
