@@ -119,6 +119,17 @@ impl Wanderer {
         self.send(req, url).await
     }
 
+    /// A form post from another site (a provider's `form_post` answer).
+    pub async fn post_from_afar(&mut self, url: &str, body: &str) -> Page {
+        let req = self
+            .client
+            .post(url)
+            .header("sec-fetch-site", "cross-site")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        self.send(req, url).await
+    }
+
     /// Follows redirects from `url` while they stay on known origins;
     /// answers the last URL and its page (a page, or a redirect out).
     pub async fn follow(&mut self, url: &str) -> (String, Page) {
@@ -805,4 +816,57 @@ async fn a_provider_failing_at_the_token_endpoint_ends_on_a_clear_error() {
     assert_eq!(user_count(&down, &admin).await, before);
     let metrics = down.get("/metrics").response().await.text().await.unwrap();
     assert!(metrics.contains("forge_upstream_failures_total{"), "{metrics}");
+}
+
+/// Apple answers with `response_mode=form_post`: the same answer as a
+/// cross-site form post to the callback signs in; a post without a state
+/// fails as the GET does (a redirect with an error, no account), and a body
+/// that is no form is refused.
+#[tokio::test]
+async fn the_callback_takes_the_answer_as_a_form_post() {
+    let (op, down, admin) = fake().await;
+    let before = user_count(&down, &admin).await;
+    let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str()]);
+    let start = format!(
+        "{}/v1/auth/providers/fake/start?redirect_to={APP}&code_challenge={}",
+        down.base_url(),
+        challenge(VERIFIER)
+    );
+    let first = w.get(&start).await;
+    let authorize = Wanderer::next_of(&start, &first);
+    let back = w.get(&authorize).await;
+    let callback = url::Url::parse(&Wanderer::next_of(&authorize, &back)).unwrap();
+    assert!(callback.as_str().starts_with(down.base_url()), "{callback}");
+    let mut target = callback.clone();
+    target.set_query(None);
+    let answer: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
+
+    // Without a state: the flow fails with a redirect, nothing is created.
+    let page = w
+        .post_from_afar(target.as_str(), "code=&error=&error_description=")
+        .await;
+    assert!(page.status.is_redirection(), "{}: {}", page.status, page.body);
+    assert!(page.location().contains("error="), "{}", page.location());
+    // Not a form (a field twice): refused as such.
+    let page = w.post_from_afar(target.as_str(), "state=a&state=b").await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert_eq!(user_count(&down, &admin).await, before);
+
+    // The provider's real answer, posted: signed in. The failed attempt
+    // above dropped the flow cookie, so start again for a fresh one.
+    let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str()]);
+    let first = w.get(&start).await;
+    let authorize = Wanderer::next_of(&start, &first);
+    let back = w.get(&authorize).await;
+    let callback = url::Url::parse(&Wanderer::next_of(&authorize, &back)).unwrap();
+    let answer_again: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
+    assert_ne!(answer, answer_again, "a fresh state and code");
+    let body = serde_urlencoded::to_string(&answer_again).unwrap();
+    let page = w.post_from_afar(target.as_str(), &body).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let at = Wanderer::next_of(target.as_str(), &page);
+    let code = param(&at, "code").unwrap_or_else(|| panic!("{at}"));
+    let (status, tokens) = exchange(&down, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["user"]["email"], "jane@example.com");
 }

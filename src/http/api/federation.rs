@@ -173,14 +173,16 @@ pub async fn callback_post(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    // No body is an answer without parameters (the flow then fails on its
-    // missing state); a body must be a form that names a state.
+    // No body is an answer without parameters; a form without a state is the
+    // same answer. Either way the flow fails on the missing state with a
+    // redirect, as the GET callback does; only a body that is no form at all
+    // is refused here.
     let query = if body.is_empty() {
         CallbackQuery::default()
     } else {
         match serde_urlencoded::from_bytes::<CallbackQuery>(&body) {
-            Ok(query) if query.state.is_some() => query,
-            _ => {
+            Ok(query) => query,
+            Err(_) => {
                 return AppError::bad_request(
                     ErrorCode::InvalidRequest,
                     "the body is not a form of the provider's answer",
