@@ -2,7 +2,7 @@
 //! express, each failure naming its key (the loader adds where the value
 //! came from).
 
-use super::{Config, ConfigError, JwtAlgorithm, MAX_PROVIDER_SECRET_LEN, NotifyChannel, ProviderConfig};
+use super::{Config, ConfigError, JwtAlgorithm, NotifyChannel, ProviderConfig, trimmed_provider_secret};
 use crate::domain::TenantSlug;
 use crate::domain::providers::{AppleKey, ClaimMap, ProviderId, ProviderKind, ProviderSpec};
 use crate::secret::Secret;
@@ -194,10 +194,7 @@ impl ProviderConfig {
         let tenant = TenantSlug::parse(self.tenant.trim()).map_err(|e| ("tenant", e.to_string()))?;
         let id = ProviderId::parse(&self.id).map_err(|e| ("id", e.to_owned()))?;
         let kind = ProviderKind::parse(&self.kind).map_err(|e| ("kind", e.to_owned()))?;
-        let secret = self.client_secret.expose().trim();
-        if secret.is_empty() || secret.len() > MAX_PROVIDER_SECRET_LEN {
-            return Err(("client_secret", format!("must be 1 to {MAX_PROVIDER_SECRET_LEN} bytes")));
-        }
+        trimmed_provider_secret(self.client_secret.expose()).map_err(|e| ("client_secret", e))?;
         let mut spec = ProviderSpec::new(kind, self.name.clone(), self.client_id.clone());
         spec.issuer = self.issuer.clone();
         spec.authorize_url = self.authorize_url.clone();

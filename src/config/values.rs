@@ -510,9 +510,20 @@ pub struct ForwardAuthConfig {
     pub login_url: String,
 }
 
-/// The longest client secret a provider may declare (an Apple PEM key is
-/// about 250 bytes).
+/// The longest client secret a provider may declare, in characters as JSON
+/// Schema counts them (an Apple PEM key is about 250).
 pub const MAX_PROVIDER_SECRET_LEN: usize = 8192;
+
+/// A provider's client secret as given, trimmed: 1 to
+/// [`MAX_PROVIDER_SECRET_LEN`] characters (the rule of the API, the admin
+/// site and the configuration file).
+pub fn trimmed_provider_secret(secret: &str) -> Result<&str, String> {
+    let s = secret.trim();
+    if s.is_empty() || s.chars().count() > MAX_PROVIDER_SECRET_LEN {
+        return Err(format!("must be 1 to {MAX_PROVIDER_SECRET_LEN} characters"));
+    }
+    Ok(s)
+}
 
 /// One `[[providers]]` entry: an upstream identity provider of a tenant,
 /// checked at load with the rules of `domain::providers::ProviderSpec`.

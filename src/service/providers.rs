@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::RequestMeta;
 use crate::clock::Clock;
-use crate::config::{Config, MAX_PROVIDER_SECRET_LEN};
+use crate::config::{Config, trimmed_provider_secret};
 use crate::crypto::seal::SealingKey;
 use crate::domain::AuditEvent;
 use crate::domain::providers::{Identity, InvalidProvider, Provider, ProviderId, ProviderPatch, ProviderSpec};
@@ -73,16 +73,11 @@ fn read_only(id: &ProviderId) -> AppError {
     )
 }
 
-/// A client secret as given: trimmed, 1 to [`MAX_PROVIDER_SECRET_LEN`] bytes.
+/// A client secret as given, trimmed ([`trimmed_provider_secret`]).
 fn checked_secret(secret: &Secret) -> AppResult<Secret> {
-    let s = secret.expose().trim();
-    if s.is_empty() || s.len() > MAX_PROVIDER_SECRET_LEN {
-        return Err(AppError::validation(
-            "client_secret",
-            format!("must be 1 to {MAX_PROVIDER_SECRET_LEN} bytes"),
-        ));
-    }
-    Ok(Secret::new(s))
+    trimmed_provider_secret(secret.expose())
+        .map(Secret::new)
+        .map_err(|e| AppError::validation("client_secret", e))
 }
 
 /// The providers of every tenant.

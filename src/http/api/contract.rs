@@ -270,16 +270,10 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
             "name",
             json!({"minLength": 1, "maxLength": 100, "pattern": DISPLAY_NAME}),
         ),
-        (
-            "CreateProviderRequest",
-            "client_id",
-            json!({"minLength": 1, "maxLength": 255, "pattern": r"^\s*[^\s\u0000-\u001f\u007f]+\s*$"}),
-        ),
-        (
-            "CreateProviderRequest",
-            "client_secret",
-            json!({"minLength": 1, "maxLength": crate::config::MAX_PROVIDER_SECRET_LEN, "pattern": r"\S"}),
-        ),
+        ("CreateProviderRequest", "client_id", PROVIDER_CLIENT_ID.clone()),
+        ("PatchProviderRequest", "client_id", PROVIDER_CLIENT_ID.clone()),
+        ("CreateProviderRequest", "client_secret", PROVIDER_SECRET.clone()),
+        ("PatchProviderRequest", "client_secret", PROVIDER_SECRET.clone()),
     ]
 }
 
@@ -300,6 +294,15 @@ fn provider_kinds(nullable: bool) -> Value {
 }
 
 /// A client's ID-token algorithm, as `domain::clients::IdTokenAlg` parses it.
+/// A provider's client id: what `ProviderSpec` accepts (no spaces or
+/// control characters inside; surrounding spaces are trimmed).
+static PROVIDER_CLIENT_ID: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || json!({"minLength": 1, "maxLength": 255, "pattern": r"^\s*[^\s\u0000-\u001f\u007f]+\s*$"}),
+);
+/// A provider's client secret ([`crate::config::trimmed_provider_secret`]).
+static PROVIDER_SECRET: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || json!({"minLength": 1, "maxLength": crate::config::MAX_PROVIDER_SECRET_LEN, "pattern": r"\S"}),
+);
 static ID_TOKEN_ALGS: std::sync::LazyLock<Value> =
     std::sync::LazyLock::new(|| json!({"enum": ["EdDSA", "RS256", null]}));
 /// A client's grant types, as `domain::clients::GrantType` parses them.

@@ -157,10 +157,20 @@ pub async fn callback(
     finish_callback(&state, &headers, &meta, &id, query).await
 }
 
+/// A provider's answer as a form post: the same fields, and a state, which
+/// every answer to forge's request carries.
+#[derive(Deserialize, ToSchema)]
+pub struct CallbackForm {
+    pub code: Option<String>,
+    pub state: String,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
 /// The provider's answer as a form post (Apple's `response_mode=form_post`).
 #[utoipa::path(post, path = "/v1/auth/providers/{id}/callback", tag = "federation",
     params(("id" = String, Path, description = "provider id")),
-    request_body(content = Option<CallbackQuery>, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 302, description = "as the GET callback"),
         (status = 303, description = "as the GET callback"),
@@ -173,25 +183,35 @@ pub async fn callback_post(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    // No body is an answer without parameters; a form without a state is the
-    // same answer. Either way the flow fails on the missing state with a
-    // redirect, as the GET callback does; only a body that is no form at all
-    // is refused here.
-    let query = if body.is_empty() {
-        CallbackQuery::default()
-    } else {
-        match serde_urlencoded::from_bytes::<CallbackQuery>(&body) {
-            Ok(query) => query,
-            Err(_) => {
-                return AppError::bad_request(
-                    ErrorCode::InvalidRequest,
-                    "the body is not a form of the provider's answer",
-                )
-                .into_response();
-            }
-        }
+    let Some(form) = parse_form(&body) else {
+        return AppError::bad_request(
+            ErrorCode::InvalidRequest,
+            "the body is not a form of the provider's answer",
+        )
+        .into_response();
+    };
+    let query = CallbackQuery {
+        code: form.code,
+        state: Some(form.state),
+        error: form.error,
+        error_description: form.error_description,
     };
     finish_callback(&state, &headers, &meta, &id, query).await
+}
+
+/// The form of a provider's answer: `name=value` pairs naming a state (a
+/// piece without `=` is no form, though `serde_urlencoded` would read it as
+/// an empty field). Fields other than the answer's (Apple adds `id_token`
+/// and `user`) are ignored.
+fn parse_form(body: &[u8]) -> Option<CallbackForm> {
+    let pairs_only = body
+        .split(|b| *b == b'&')
+        .filter(|piece| !piece.is_empty())
+        .all(|piece| piece.contains(&b'='));
+    if !pairs_only {
+        return None;
+    }
+    serde_urlencoded::from_bytes(body).ok()
 }
 
 async fn finish_callback(
@@ -344,4 +364,30 @@ pub async fn unlink(
     let id = Uuid::parse_str(&id).map_err(|_| AppError::not_found("identity"))?;
     state.federation.unlink(&principal, id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_form;
+
+    #[test]
+    fn a_form_is_name_value_pairs_and_other_fields_are_ignored() {
+        let q = parse_form(b"code=c&state=s&id_token=t&user=%7B%7D").unwrap();
+        assert_eq!((q.code.as_deref(), q.state.as_str()), (Some("c"), "s"));
+        assert!(parse_form(b"&state=s&").is_some());
+    }
+
+    #[test]
+    fn a_body_without_a_state_with_a_bare_word_or_a_field_twice_is_no_form() {
+        for body in [
+            &b""[..],
+            b"code=&error=&error_description=",
+            b"AAA",
+            b"state=s&x",
+            b"{\"state\":\"s\"}",
+            b"state=a&state=b",
+        ] {
+            assert!(parse_form(body).is_none(), "{}", String::from_utf8_lossy(body));
+        }
+    }
 }
