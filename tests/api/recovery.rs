@@ -18,7 +18,20 @@ async fn email_verification_with_a_bearer() {
             .0,
         202
     );
+    // With a bearer the address is not needed, but a malformed one is
+    // still refused, not ignored.
+    let (status, body) = s
+        .as_user(access(&session))
+        .post("/v1/auth/email/verify/request", json!({"email": "0000"}))
+        .await;
+    assert_error(status, &body, 400, "validation_failed");
+    let (status, body) = s
+        .as_user(access(&session))
+        .post("/v1/auth/email/verify", json!({"email": "0000", "code": "000000"}))
+        .await;
+    assert_error(status, &body, 400, "validation_failed");
     let messages = s.outbox("wes@example.com").await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0]["kind"], "email_verification");
     let code = messages[0]["code"].as_str().unwrap();
     let (status, body) = s

@@ -145,9 +145,12 @@ pub async fn request_verification(
     body: axum::body::Bytes,
 ) -> AppResult<impl IntoResponse> {
     let req: VerificationRequest = optional_json(&body)?;
-    match (principal, req.email) {
+    // An address is checked even where the bearer makes it unneeded: bad
+    // input is refused, never silently ignored.
+    let address = req.email.as_deref().map(email).transpose()?;
+    match (principal, address) {
         (Some(p), _) => state.recovery.request_own_verification(&p, &meta).await?,
-        (None, Some(e)) => state.recovery.request_verification(&tenant, &email(&e)?, &meta).await?,
+        (None, Some(e)) => state.recovery.request_verification(&tenant, &e, &meta).await?,
         (None, None) => return Err(AppError::invalid_token()),
     }
     Ok(accepted())
@@ -185,7 +188,8 @@ pub async fn verify_email(
     Json(req): Json<VerifyEmailRequest>,
 ) -> AppResult<Response> {
     let code = req.code.expose().trim();
-    match (principal, req.email) {
+    let address = req.email.as_deref().map(email).transpose()?;
+    match (principal, address) {
         (Some(p), _) => {
             // A pending email change takes the code first; else the code
             // verifies the current address.
@@ -198,7 +202,7 @@ pub async fn verify_email(
         (None, Some(e)) => {
             let outcome = state
                 .recovery
-                .confirm_and_sign_in(&tenant, &email(&e)?, code, req.password.as_ref(), &meta)
+                .confirm_and_sign_in(&tenant, &e, code, req.password.as_ref(), &meta)
                 .await?;
             Ok(SignInResponse::new(outcome, &tenant).into_response())
         }
