@@ -113,6 +113,12 @@ impl Wanderer {
         self.send(req, url).await
     }
 
+    /// A GET with one more header (what a proxy in front could add).
+    pub async fn get_with(&mut self, url: &str, name: &str, value: &str) -> Page {
+        let req = self.client.get(url).header(name, value);
+        self.send(req, url).await
+    }
+
     /// A same-origin form post, as a browser sends it.
     pub async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
         let req = self.client.post(url).header("sec-fetch-site", "same-origin").form(form);
@@ -858,4 +864,152 @@ async fn the_callback_takes_the_answer_as_a_form_post() {
     let (status, tokens) = exchange(&down, &code, VERIFIER).await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(tokens["user"]["email"], "jane@example.com");
+}
+
+/// The callback URL the provider sends this browser to after `start` (a
+/// provider that answers at once, like the fakes).
+async fn to_callback(w: &mut Wanderer, start: &str) -> String {
+    let first = w.get(start).await;
+    assert_eq!(first.status, 302, "{}", first.body);
+    let authorize = Wanderer::next_of(start, &first);
+    let back = w.get(&authorize).await;
+    assert!(back.status.is_redirection(), "{}", back.body);
+    Wanderer::next_of(&authorize, &back)
+}
+
+/// Providers are a tenant's own. Another tenant's start (API or hosted)
+/// naming one is 404 and sets no flow cookie, a link ticket is good only in
+/// its tenant, and a callback carrying one tenant's flow while naming
+/// another tenant is refused. Two tenants may each have a provider of the
+/// same id, so the same callback path: each flow finishes with its own
+/// tenant's provider, in its own tenant.
+#[tokio::test]
+async fn a_provider_of_one_tenant_is_no_way_into_another() {
+    let (op, down, admin) = fake().await;
+    let (status, body) = down
+        .as_user(&admin)
+        .post(
+            "/v1/tenants",
+            json!({"slug": "acme", "name": "Acme", "admin": {"email": "boss@acme.test", "password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let boss = crate::support::login_in(&down, "acme", "boss@acme.test", PASSWORD).await;
+    let boss = boss["access_token"].as_str().unwrap().to_string();
+    let default_users = user_count(&down, &admin).await;
+    let acme_users = user_count(&down, &boss).await;
+    let no_fed_cookie = |w: &Wanderer| {
+        w.cookies
+            .get(&origin_of(down.base_url()))
+            .is_none_or(|jar| !jar.contains_key("forge_fed"))
+    };
+
+    // acme lists none of default's providers, and starting one there is 404.
+    let (status, list) = down.get("/v1/auth/providers?tenant=acme").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"], json!([]));
+    let api_start = format!(
+        "/v1/auth/providers/fake/start?redirect_to={APP}&code_challenge={}",
+        challenge(VERIFIER)
+    );
+    for resp in [
+        down.get(&format!("{api_start}&tenant=acme")).response().await,
+        down.get(&api_start).tenant("acme").response().await,
+    ] {
+        assert_eq!(resp.status(), 404);
+        assert!(resp.headers().get("location").is_none());
+        assert!(resp.headers().get("set-cookie").is_none());
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "not_found", "{body}");
+    }
+    let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str()]);
+    let page = w.get(&down.url("/login/provider/fake?tenant=acme")).await;
+    assert_eq!(page.status, 404, "{}", page.body);
+    assert!(page.headers.get("location").is_none());
+    assert!(no_fed_cookie(&w));
+
+    // acme registers a provider of the same id, on another upstream.
+    let op2 = FakeOidcProvider::start("acme-client", "acme-secret").await;
+    op2.set_person(Person {
+        sub: "acme-person".into(),
+        email: Some("jo@acme.test".into()),
+        email_verified: true,
+        name: Some("Jo".into()),
+    });
+    register(
+        &down,
+        &boss,
+        json!({"id": "fake", "kind": "oidc", "name": "Acme's", "client_id": "acme-client",
+               "client_secret": "acme-secret", "issuer": op2.issuer().as_str().trim_end_matches('/')}),
+    )
+    .await;
+
+    // A callback of default's flow naming acme, by query or header: refused,
+    // back to the flow's own app with an error.
+    let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str(), op2.issuer().as_str()]);
+    for by_header in [false, true] {
+        let callback = to_callback(&mut w, &down.url(&api_start)).await;
+        assert!(
+            callback.starts_with(&down.url("/v1/auth/providers/fake/callback")),
+            "{callback}"
+        );
+        let page = if by_header {
+            w.get_with(&callback, "x-forge-tenant", "acme").await
+        } else {
+            w.get(&format!("{callback}&tenant=acme")).await
+        };
+        assert_eq!(page.status, 302, "{}", page.body);
+        let at = Wanderer::next_of(&callback, &page);
+        assert!(at.starts_with(APP), "{at}");
+        assert_eq!(param(&at, "error").as_deref(), Some("invalid_request"), "{at}");
+        assert!(param(&at, "code").is_none(), "{at}");
+        assert!(no_fed_cookie(&w), "the flow is spent");
+    }
+    // The hosted pages' flow likewise: back to default's sign-in page.
+    let callback = to_callback(&mut w, &down.url("/login/provider/fake")).await;
+    let page = w.get(&format!("{callback}&tenant=acme")).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(page.location().starts_with("/login?"), "{}", page.location());
+    assert!(page.location().contains("tenant=default"), "{}", page.location());
+    assert!(page.location().contains("error=invalid_request"), "{}", page.location());
+    assert!(
+        !page
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("forge_sso=") && !c.contains("Max-Age=0")),
+        "no session: {:?}",
+        page.set_cookies()
+    );
+    assert_eq!(user_count(&down, &admin).await, default_users, "nobody new in default");
+    assert_eq!(user_count(&down, &boss).await, acme_users, "nobody new in acme");
+
+    // A link ticket of default is no good in acme (nor after that: spent).
+    let me = down.signup_verified("owner@example.com", PASSWORD).await;
+    let resp = down
+        .as_user(me["access_token"].as_str().unwrap())
+        .get(&format!("/v1/users/me/identities/fake/link?redirect_to={APP}"))
+        .header("accept", "application/json")
+        .response()
+        .await;
+    assert_eq!(resp.status(), 200);
+    let link = resp.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_string();
+    assert!(link.contains("tenant=default"), "{link}");
+    let page = w.get(&link.replace("tenant=default", "tenant=acme")).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(no_fed_cookie(&w));
+
+    // Untouched, each tenant's flow on the one callback path finishes with
+    // its own provider, in its own tenant.
+    for (tenant, email) in [("default", "jane@example.com"), ("acme", "jo@acme.test")] {
+        let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str(), op2.issuer().as_str()]);
+        let (at, _) = w.follow(&down.url(&format!("{api_start}&tenant={tenant}"))).await;
+        let code = param(&at, "code").unwrap_or_else(|| panic!("{tenant}: {at}"));
+        let (status, tokens) = exchange(&down, &code, VERIFIER).await;
+        assert_eq!(status, 200, "{tokens}");
+        assert_eq!(tokens["user"]["email"], email);
+        assert_eq!(tokens["user"]["tenant"], tenant, "{tokens}");
+        let claims = crate::support::claims(tokens["access_token"].as_str().unwrap());
+        assert_eq!(claims["tid"], tenant, "{claims}");
+    }
+    assert_eq!(user_count(&down, &boss).await, acme_users + 1);
 }

@@ -138,6 +138,10 @@ pub struct CallbackQuery {
     pub state: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// Not needed: the flow knows its tenant. A tenant named here (or in
+    /// `X-Forge-Tenant`) must be the flow's, or the flow fails with
+    /// `invalid_request`.
+    pub tenant: Option<String>,
 }
 
 /// The provider's answer (registered with the provider as the redirect URI).
@@ -169,7 +173,8 @@ pub struct CallbackForm {
 
 /// The provider's answer as a form post (Apple's `response_mode=form_post`).
 #[utoipa::path(post, path = "/v1/auth/providers/{id}/callback", tag = "federation",
-    params(("id" = String, Path, description = "provider id")),
+    params(("id" = String, Path, description = "provider id"),
+        ("tenant" = Option<String>, Query, description = "as the GET callback's")),
     request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 302, description = "as the GET callback"),
@@ -181,6 +186,7 @@ pub async fn callback_post(
     headers: HeaderMap,
     ClientMeta(meta): ClientMeta,
     Path(id): Path<String>,
+    Query(param): Query<TenantParam>,
     body: axum::body::Bytes,
 ) -> Response {
     let Some(form) = parse_form(&body) else {
@@ -195,6 +201,7 @@ pub async fn callback_post(
         state: Some(form.state),
         error: form.error,
         error_description: form.error_description,
+        tenant: param.tenant,
     };
     finish_callback(&state, &headers, &meta, &id, query).await
 }
@@ -222,10 +229,14 @@ async fn finish_callback(
     query: CallbackQuery,
 ) -> Response {
     let cookie = hosted::federation::read_flow(state, headers);
+    let header = headers
+        .get(crate::http::extract::TENANT_HEADER)
+        .and_then(|v| v.to_str().ok());
     let params = CallbackParams {
         code: query.code,
         state: query.state,
         error: query.error,
+        tenant: query.tenant.or_else(|| header.map(str::to_owned)),
     };
     let outcome = state.federation.callback(id, params, cookie, meta).await;
     let response = match outcome {

@@ -52,7 +52,7 @@ use crate::clock::Clock;
 use crate::crypto::tokens::random_token;
 use crate::domain::oauth::pkce_shaped;
 use crate::domain::providers::{Identity, NewIdentity, Provider, ProviderId};
-use crate::domain::{Assurance, AuditEvent, Email, Identifier};
+use crate::domain::{Assurance, AuditEvent, Email, Identifier, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::RequestMeta;
 use crate::service::providers::Providers;
@@ -79,6 +79,10 @@ pub struct CallbackParams {
     pub state: Option<String>,
     /// The provider's refusal (`access_denied` when the person cancelled).
     pub error: Option<String>,
+    /// The tenant the request names (`?tenant=`, `X-Forge-Tenant`), if
+    /// any. The flow's own tenant decides, so none is needed; one that is
+    /// not the flow's fails the flow (see [`Federation::callback`]).
+    pub tenant: Option<String>,
 }
 
 /// A callback that succeeded, by purpose.
@@ -362,6 +366,22 @@ impl Federation {
             .and_then(|c| self.seal.open(c, state, self.clock.now()))
             .filter(|f| f.provider == provider_id)
             .ok_or_else(expired)?;
+        // Two tenants may have providers of one id, so one callback path:
+        // the flow's tenant, sealed in the cookie, is the one that counts.
+        // A request that names another is confused (or crafted) and gets
+        // no sign-in anywhere rather than one in a tenant it did not name.
+        if let Some(named) = params.tenant.as_deref()
+            && !self
+                .is_flow_tenant(named, &flow)
+                .await
+                .map_err(|e| failed_from(e).of(&flow))?
+        {
+            return Err(Failed::new(
+                "invalid_request",
+                "This sign-in was started for another tenant. Start again.",
+            )
+            .of(&flow));
+        }
         if let Some(error) = params.error.as_deref() {
             let code = if error == "access_denied" {
                 "access_denied"
@@ -402,6 +422,15 @@ impl Federation {
         self.finish(&flow, &provider, person, meta)
             .await
             .map_err(|e| failed_from(e).of(&flow))
+    }
+
+    /// Whether the tenant slug a callback names is the flow's.
+    async fn is_flow_tenant(&self, named: &str, flow: &Flow) -> AppResult<bool> {
+        let Ok(slug) = TenantSlug::parse(named.trim()) else {
+            return Ok(false);
+        };
+        let tenant = self.store.tenant_by_slug(slug.as_str()).await?;
+        Ok(tenant.is_some_and(|t| t.id == flow.tenant_id))
     }
 
     async fn finish(
