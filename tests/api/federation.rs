@@ -1013,3 +1013,76 @@ async fn a_provider_of_one_tenant_is_no_way_into_another() {
     }
     assert_eq!(user_count(&down, &boss).await, acme_users + 1);
 }
+
+/// A user with a second factor who signs in with the hosted pages'
+/// provider button gets the hosted second step, not the account page: no
+/// session until the code is answered (a wrong one opens none), then on to
+/// `return_to`, signed in with the second factor.
+#[tokio::test]
+async fn the_hosted_button_leads_a_user_with_a_factor_through_the_second_step() {
+    let (op, down, admin) = fake().await;
+    let (status, body) = down
+        .as_user(&admin)
+        .patch(
+            "/v1/tenant/settings",
+            json!({"federation": {"auto_link_verified_email": true}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let jane = down.signup_verified("jane@example.com", PASSWORD).await;
+    let (_, _, app) = crate::factors::enrol(&down, jane["access_token"].as_str().unwrap(), "phone").await;
+    down.clock().advance(30);
+    let code_now = || app.generate(u64::try_from(down.clock().now()).unwrap());
+    let origin = origin_of(down.base_url());
+
+    let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str()]);
+    let (at, step) = w
+        .follow(&down.url("/login/provider/fake?return_to=%2Faccount%3Fstep%3D2"))
+        .await;
+    assert!(at.starts_with(&down.url("/v1/auth/providers/fake/callback")), "{at}");
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert!(step.body.contains("action=\"/mfa\""), "{}", step.body);
+    assert!(
+        !w.cookies[&origin].contains_key("forge_sso"),
+        "no session before the second step"
+    );
+    assert!(!w.cookies[&origin].contains_key("forge_fed"), "the flow is spent");
+    assert_eq!(hidden(&step, "return_to"), "/account?step=2");
+    assert_eq!(hidden(&step, "tenant"), "default");
+    let answer = |page: &Page, code: String| {
+        vec![
+            ("csrf".to_string(), page.csrf()),
+            ("tenant".to_string(), hidden(page, "tenant")),
+            ("return_to".to_string(), hidden(page, "return_to")),
+            ("challenge".to_string(), hidden(page, "challenge")),
+            ("code".to_string(), code),
+        ]
+    };
+    let post = async |w: &mut Wanderer, fields: Vec<(String, String)>| {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        w.post(&down.url("/mfa"), &fields).await
+    };
+
+    // A wrong code: the step again, still no session.
+    let wrong: String = code_now()
+        .chars()
+        .map(|c| char::from_digit((c.to_digit(10).unwrap() + 1) % 10, 10).unwrap())
+        .collect();
+    let again = post(&mut w, answer(&step, wrong)).await;
+    assert_eq!(again.status, 401, "{}", again.body);
+    assert!(again.body.contains("action=\"/mfa\""), "{}", again.body);
+    assert!(!w.cookies[&origin].contains_key("forge_sso"));
+    let account = w.get(&down.url("/account")).await;
+    assert_eq!(account.status, 303, "not signed in yet: {}", account.body);
+    assert!(account.location().starts_with("/login"), "{}", account.location());
+
+    // The right code: signed in, on to return_to.
+    let done = post(&mut w, answer(&again, code_now())).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), "/account?step=2");
+    assert!(w.cookies[&origin].contains_key("forge_sso"));
+    let account = w.get(&down.url("/account?step=2")).await;
+    assert_eq!(account.status, 200, "{}", account.body);
+    assert!(account.body.contains("with a second factor"), "{}", account.body);
+    assert!(account.body.contains("data-identity=\"fake\""), "{}", account.body);
+}
