@@ -847,6 +847,9 @@ async fn the_callback_takes_the_answer_as_a_form_post() {
     target.set_query(None);
     let answer: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
 
+    // A tenant that cannot exist is 404, as on every browser-facing endpoint.
+    let page = w.get(&format!("{callback}&tenant=no.such")).await;
+    assert_eq!(page.status, 404, "{}", page.body);
     for no_answer in ["", "code=&error=&error_description=", "state=a&state=b"] {
         let page = w.post_from_afar(target.as_str(), no_answer).await;
         assert_eq!(page.status, 400, "{no_answer}: {}", page.body);

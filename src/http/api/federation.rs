@@ -150,6 +150,7 @@ pub struct CallbackQuery {
     responses(
         (status = 302, description = "the API flow: to redirect_to with `code` (single use, 60 s) or `error`; a link: with `linked` or `error`"),
         (status = 303, description = "the hosted pages: signed in, on to return_to; or, for a flow that expired, was replayed or started in another browser, to the sign-in page with `error`"),
+        (status = 404, description = "`unknown_tenant`: the tenant named is no tenant slug", body = ErrorBody),
     ))]
 pub async fn callback(
     State(state): State<AppState>,
@@ -180,6 +181,7 @@ pub struct CallbackForm {
         (status = 302, description = "as the GET callback"),
         (status = 303, description = "as the GET callback"),
         (status = 400, description = "a body that is not such a form", body = ErrorBody),
+        (status = 404, description = "as the GET callback", body = ErrorBody),
     ))]
 pub async fn callback_post(
     State(state): State<AppState>,
@@ -232,6 +234,17 @@ async fn finish_callback(
     let header = headers
         .get(crate::http::extract::TENANT_HEADER)
         .and_then(|v| v.to_str().ok());
+    // A named tenant that cannot exist is answered as on every other
+    // browser-facing endpoint (`tenant_of`), before any flow is touched.
+    if let Some(named) = query.tenant.as_deref().or(header)
+        && TenantSlug::parse(named.trim()).is_err()
+    {
+        return AppError::NotFound {
+            code: ErrorCode::UnknownTenant,
+            message: "no such tenant".into(),
+        }
+        .into_response();
+    }
     let params = CallbackParams {
         code: query.code,
         state: query.state,
