@@ -355,11 +355,7 @@ async fn a_callback_from_another_browser_or_with_another_state_is_refused() {
     let (up, down, admin) = pair(|_| {}).await;
     let mut w = Wanderer::new(&[up.base_url(), down.base_url()]);
     // Stop at the callback: the upstream's redirect into `down`.
-    let start = format!(
-        "{}/v1/auth/providers/upstream/start?redirect_to={APP}&code_challenge={}",
-        down.base_url(),
-        challenge(VERIFIER)
-    );
+    let start = api_start(&down, "upstream");
     let first = w.get(&start).await;
     assert_eq!(first.status, 302);
     let authorize = Wanderer::next_of(&start, &first);
@@ -399,11 +395,7 @@ async fn a_callback_from_another_browser_or_with_another_state_is_refused() {
 async fn a_replayed_callback_is_refused() {
     let (up, down, _) = pair(|_| {}).await;
     let mut w = Wanderer::new(&[up.base_url(), down.base_url()]);
-    let start = format!(
-        "{}/v1/auth/providers/upstream/start?redirect_to={APP}&code_challenge={}",
-        down.base_url(),
-        challenge(VERIFIER)
-    );
+    let start = api_start(&down, "upstream");
     // Sign in upstream first, so the authorization redirects straight back.
     let at = api_flow(&mut w, &up, &down, "ann@up.example").await;
     assert!(param(&at, "code").is_some(), "{at}");
@@ -574,14 +566,19 @@ async fn fake() -> (FakeOidcProvider, TestServer, String) {
 
 /// Runs the API flow with `provider` to its end: the app's URL.
 async fn flow_through(w: &mut Wanderer, down: &TestServer, provider: &str) -> String {
-    let start = format!(
-        "{}/v1/auth/providers/{provider}/start?redirect_to={APP}&code_challenge={}",
-        down.base_url(),
-        challenge(VERIFIER)
-    );
+    let start = api_start(down, provider);
     let (at, page) = w.follow(&start).await;
     assert!(!page.status.is_server_error(), "{at}: {}", page.body);
     at
+}
+
+/// The start URL of the API flow with `provider`.
+fn api_start(down: &TestServer, provider: &str) -> String {
+    format!(
+        "{}/v1/auth/providers/{provider}/start?redirect_to={APP}&code_challenge={}",
+        down.base_url(),
+        challenge(VERIFIER)
+    )
 }
 
 async fn user_count(down: &TestServer, admin: &str) -> usize {
@@ -804,16 +801,7 @@ async fn a_provider_failing_at_the_token_endpoint_ends_on_a_clear_error() {
     let before = user_count(&down, &admin).await;
     let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str()]);
     // Discovery is cached by the first start; then the provider breaks.
-    let start = format!(
-        "{}/v1/auth/providers/fake/start?redirect_to={APP}&code_challenge={}",
-        down.base_url(),
-        challenge(VERIFIER)
-    );
-    let first = w.get(&start).await;
-    assert_eq!(first.status, 302);
-    let authorize = Wanderer::next_of(&start, &first);
-    let back = w.get(&authorize).await;
-    let callback = Wanderer::next_of(&authorize, &back);
+    let callback = to_callback(&mut w, &api_start(&down, "fake")).await;
     op.set_failing(true);
     let done = w.get(&callback).await;
     assert_eq!(done.status, 302, "{}", done.body);
@@ -833,15 +821,7 @@ async fn the_callback_takes_the_answer_as_a_form_post() {
     let (op, down, admin) = fake().await;
     let before = user_count(&down, &admin).await;
     let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str()]);
-    let start = format!(
-        "{}/v1/auth/providers/fake/start?redirect_to={APP}&code_challenge={}",
-        down.base_url(),
-        challenge(VERIFIER)
-    );
-    let first = w.get(&start).await;
-    let authorize = Wanderer::next_of(&start, &first);
-    let back = w.get(&authorize).await;
-    let callback = url::Url::parse(&Wanderer::next_of(&authorize, &back)).unwrap();
+    let callback = url::Url::parse(&to_callback(&mut w, &api_start(&down, "fake")).await).unwrap();
     assert!(callback.as_str().starts_with(down.base_url()), "{callback}");
     let mut target = callback.clone();
     target.set_query(None);
