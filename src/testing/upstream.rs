@@ -149,6 +149,35 @@ struct Grant {
     challenge: Option<String>,
 }
 
+/// What Apple checks in its client secret: a JWT signed by the key the
+/// developer registered with Apple.
+struct AppleClient {
+    team_id: String,
+    key_id: String,
+    public_pem: String,
+}
+
+impl AppleClient {
+    /// Whether `secret` is this client's secret for `client_id`: ES256 by
+    /// the key, its `kid`, `iss` the team, `sub` the client id, `aud`
+    /// Apple's, not expired.
+    fn accepts(&self, secret: &str, client_id: &str) -> bool {
+        let Ok(header) = jsonwebtoken::decode_header(secret) else {
+            return false;
+        };
+        if header.alg != Algorithm::ES256 || header.kid.as_deref() != Some(self.key_id.as_str()) {
+            return false;
+        }
+        let key = jsonwebtoken::DecodingKey::from_ec_pem(self.public_pem.as_bytes()).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+        validation.set_audience(&[crate::upstream::apple::AUDIENCE]);
+        validation.set_issuer(&[self.team_id.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<Value>(secret, &key, &validation)
+            .is_ok_and(|t| t.claims["sub"].as_str() == Some(client_id))
+    }
+}
+
 struct OidcState {
     issuer: String,
     client_id: String,
@@ -159,6 +188,8 @@ struct OidcState {
     person: Person,
     email_in_id_token: bool,
     failing: bool,
+    /// Sign in with Apple's client secret instead of `client_secret`.
+    apple: Option<AppleClient>,
     codes: HashMap<String, Grant>,
     access_tokens: HashMap<String, Person>,
     key_counter: usize,
@@ -301,7 +332,11 @@ async fn oidc_token(
             _ => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client"),
         },
     };
-    if client_id != s.client_id || secret != s.client_secret {
+    let secret_ok = match &s.apple {
+        Some(apple) => apple.accepts(&secret, &s.client_id),
+        None => secret == s.client_secret,
+    };
+    if client_id != s.client_id || !secret_ok {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
@@ -407,6 +442,7 @@ impl FakeOidcProvider {
             person: Person::default(),
             email_in_id_token: true,
             failing: false,
+            apple: None,
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
             key_counter: 1,
@@ -456,6 +492,20 @@ impl FakeOidcProvider {
     /// has them).
     pub fn set_email_in_id_token(&self, on: bool) {
         self.state.lock().unwrap().email_in_id_token = on;
+    }
+
+    /// Makes the token endpoint act as Sign in with Apple's: the client
+    /// secret must be the ES256 JWT forge makes from `key` (registered as
+    /// the provider's client secret, PKCS#8 PEM) with `team_id` and
+    /// `key.kid` (the provider's `team_id` and `key_id`), instead of the
+    /// fixed secret. Answers the PEM to register.
+    pub fn act_as_apple(&self, team_id: &str, key: &TestKey) -> String {
+        self.state.lock().unwrap().apple = Some(AppleClient {
+            team_id: team_id.to_owned(),
+            key_id: key.kid.clone(),
+            public_pem: key.public_pem(),
+        });
+        key.pkcs8_pem()
     }
 
     /// Every endpoint answers 500 while on.

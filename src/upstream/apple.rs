@@ -1,12 +1,13 @@
-//! Sign in with Apple's client secret: a short-lived ES256 JWT signed with
-//! the developer's private key (the PKCS#8 PEM stored as the provider's
-//! client secret), per Apple's "Creating a client secret".
+//! Sign in with Apple's particulars: the client secret, a short-lived
+//! ES256 JWT signed with the developer's private key (the PKCS#8 PEM stored
+//! as the provider's client secret), per Apple's "Creating a client
+//! secret"; and the `user` field of its form-post answer ([`user_name`]).
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::UpstreamError;
-use crate::domain::providers::AppleKey;
+use crate::domain::providers::{AppleKey, MAX_NAME_CHARS};
 use crate::secret::Secret;
 
 /// Apple's audience for client secrets.
@@ -39,6 +40,51 @@ pub fn client_secret(key: &AppleKey, client_id: &str, pem: &Secret, now: i64) ->
     };
     jsonwebtoken::encode(&header, &claims, &signing)
         .map_err(|_| UpstreamError::Misconfigured("the Apple key cannot sign"))
+}
+
+/// The longest `user` field read; a longer one is ignored.
+pub const MAX_USER_FIELD_LEN: usize = 2048;
+
+/// Apple's `user` form field (only the part forge reads).
+#[derive(Deserialize)]
+struct User {
+    name: Option<UserName>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserName {
+    first_name: Option<String>,
+    last_name: Option<String>,
+}
+
+/// The person's name in the `user` form field Apple posts with the first
+/// authorization of an app (`{"name": {"firstName", "lastName"}, "email"}`,
+/// JSON): first and last name trimmed and joined by a space, at most
+/// [`MAX_NAME_CHARS`] characters. `None` for a field that is longer than
+/// [`MAX_USER_FIELD_LEN`], not that JSON, without a name, or with a control
+/// character in the name: the field is a courtesy, never a reason to fail.
+///
+/// The field is not signed (the browser posts it, and anyone can post
+/// anything), so it is only ever a name to show; its `email` is never read:
+/// the address comes from the signed ID token alone.
+pub fn user_name(field: &str) -> Option<String> {
+    if field.len() > MAX_USER_FIELD_LEN {
+        return None;
+    }
+    let name = serde_json::from_str::<User>(field).ok()?.name?;
+    let parts: Vec<&str> = [name.first_name.as_deref(), name.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect();
+    if parts.iter().any(|part| part.chars().any(char::is_control)) {
+        return None;
+    }
+    let joined: String = parts.join(" ").chars().take(MAX_NAME_CHARS).collect();
+    let name = joined.trim_end();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 #[cfg(test)]
@@ -90,5 +136,60 @@ mod tests {
         let err = client_secret(&apple, "c", &Secret::new("-----BEGIN PRIVATE KEY-----\nnope\n"), 0).unwrap_err();
         assert!(matches!(err, UpstreamError::Misconfigured(_)));
         assert!(!err.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn the_user_field_gives_a_trimmed_bounded_name_and_nothing_else() {
+        let name = |f: &str| user_name(f);
+        assert_eq!(
+            name(r#"{"name":{"firstName":" Jane ","lastName":"Doe "},"email":"someone@example.com"}"#).as_deref(),
+            Some("Jane Doe")
+        );
+        assert_eq!(name(r#"{"name":{"firstName":"Jane"}}"#).as_deref(), Some("Jane"));
+        assert_eq!(
+            name(r#"{"name":{"firstName":"","lastName":"Doe"}}"#).as_deref(),
+            Some("Doe")
+        );
+        assert_eq!(
+            name(r#"{"name":{"firstName":"Zoë","lastName":"Ça"},"extra":[1,2]}"#).as_deref(),
+            Some("Zoë Ça")
+        );
+        let long = format!(r#"{{"name":{{"firstName":"{}","lastName":"Doe"}}}}"#, "é".repeat(150));
+        let bounded = name(&long).unwrap();
+        assert_eq!(bounded.chars().count(), MAX_NAME_CHARS);
+        assert!(bounded.chars().all(|c| c == 'é'));
+        // A cut that ends on the space leaves no trailing blank.
+        let at_space = format!(
+            r#"{{"name":{{"firstName":"{}","lastName":"Doe"}}}}"#,
+            "a".repeat(MAX_NAME_CHARS - 1)
+        );
+        assert_eq!(name(&at_space), Some("a".repeat(MAX_NAME_CHARS - 1)));
+    }
+
+    #[test]
+    fn a_user_field_that_is_not_such_json_is_ignored() {
+        let padded = format!(
+            r#"{{"name":{{"firstName":"Jane","lastName":"Doe"}},"pad":"{}"}}"#,
+            "x".repeat(MAX_USER_FIELD_LEN)
+        );
+        for field in [
+            "",
+            "Jane Doe",
+            "{",
+            "null",
+            "[]",
+            r#"{"email":"jane@example.com"}"#,
+            r#"{"name":null}"#,
+            r#"{"name":{}}"#,
+            r#"{"name":{"firstName":"  ","lastName":""}}"#,
+            r#"{"name":{"firstName":7}}"#,
+            r#"{"name":"Jane Doe"}"#,
+            r#"{"name":{"firstName":"Jane\u0000","lastName":"Doe"}}"#,
+            r#"{"name":{"firstName":"Jane","lastName":"Do\ne"}}"#,
+            r#"{"name":{"firstName":"Jane\u001b[31m"}}"#,
+            &padded,
+        ] {
+            assert_eq!(user_name(field), None, "{field}");
+        }
     }
 }

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::*;
-use crate::testing::upstream::{FakeGithub, FakeOidcProvider, Misbehaviour, Person, pkce_challenge, test_provider};
+use crate::domain::providers::AppleKey;
+use crate::testing::upstream::{
+    FakeGithub, FakeOidcProvider, Misbehaviour, Person, TestKey, pkce_challenge, test_provider,
+};
 
 const CLIENT: &str = "client-1";
 const SECRET: &str = "s3cret/with:odd&chars";
@@ -44,12 +47,16 @@ async fn authorize(url: &Url) -> String {
 }
 
 async fn sign_in(up: &Upstream, provider: &Provider) -> Result<UpstreamIdentity, UpstreamError> {
+    sign_in_with(up, provider, &Secret::new(SECRET)).await
+}
+
+async fn sign_in_with(up: &Upstream, provider: &Provider, secret: &Secret) -> Result<UpstreamIdentity, UpstreamError> {
     let req = request("nonce-abc");
     let url = up.authorization_url(provider, &req).await?;
     let code = authorize(&url).await;
     up.identify(
         provider,
-        &Secret::new(SECRET),
+        secret,
         &CallbackData {
             code,
             redirect_uri: req.redirect_uri,
@@ -302,6 +309,25 @@ async fn apple_asks_for_form_post_and_signs_its_client_secret() {
     // Without its key ids, an Apple provider is misconfigured.
     let err = sign_in(&up, &provider).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Misconfigured(_)), "{err:?}");
+
+    // With them, the client secret is the JWT of the registered key.
+    let key = TestKey::generate("KEY1234567");
+    let pem = Secret::new(idp.act_as_apple("TEAM123456", &key));
+    provider.apple = Some(AppleKey {
+        team_id: "TEAM123456".into(),
+        key_id: "KEY1234567".into(),
+    });
+    let id = sign_in_with(&up, &provider, &pem).await.unwrap();
+    assert_eq!(id.subject, Person::default().sub);
+    // Another key, or another team, is not Apple's client.
+    let other = Secret::new(TestKey::generate("KEY1234567").pkcs8_pem());
+    let refused = UpstreamError::Misconfigured("the provider refused the client credentials");
+    assert_eq!(sign_in_with(&up, &provider, &other).await.unwrap_err(), refused);
+    provider.apple = Some(AppleKey {
+        team_id: "OTHERTEAM1".into(),
+        key_id: "KEY1234567".into(),
+    });
+    assert_eq!(sign_in_with(&up, &provider, &pem).await.unwrap_err(), refused);
 }
 
 #[tokio::test]

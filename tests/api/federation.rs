@@ -1069,3 +1069,158 @@ async fn the_hosted_button_leads_a_user_with_a_factor_through_the_second_step() 
     assert!(account.body.contains("with a second factor"), "{}", account.body);
     assert!(account.body.contains("data-identity=\"fake\""), "{}", account.body);
 }
+
+/// Runs the API flow with `provider` to the provider's answer, then posts
+/// that answer to the callback as a cross-site form (Apple's `form_post`)
+/// with `extra` fields; answers where the callback sends the browser.
+async fn form_post_flow(w: &mut Wanderer, down: &TestServer, provider: &str, extra: &[(&str, &str)]) -> String {
+    let callback = url::Url::parse(&to_callback(w, &api_start(down, provider)).await).unwrap();
+    let mut target = callback.clone();
+    target.set_query(None);
+    let mut answer: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
+    answer.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let page = w
+        .post_from_afar(target.as_str(), &serde_urlencoded::to_string(&answer).unwrap())
+        .await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    Wanderer::next_of(target.as_str(), &page)
+}
+
+/// The signed-in answer of a flow that ended at the app's URL `at`.
+async fn tokens_of(down: &TestServer, at: &str) -> Value {
+    let code = param(at, "code").unwrap_or_else(|| panic!("{at}"));
+    let (status, tokens) = exchange(down, &code, VERIFIER).await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens
+}
+
+/// Apple names the person only in the unsigned `user` field of its first
+/// form-post answer. A provider of kind `apple` (the fake acting as Apple:
+/// form post asked for, the client secret an ES256 JWT of the registered
+/// key) takes the name from it when the ID token has none, and nothing
+/// else: not its email (the account's address and any linking come from
+/// the ID token alone), not a later answer's name, not a malformed field
+/// (ignored, never an error), not for another kind of provider.
+#[tokio::test]
+async fn apples_user_field_names_a_new_account_and_its_email_is_never_used() {
+    use forge::testing::upstream::TestKey;
+    const RELAY: &str = "x1y2z3@privaterelay.appleid.com";
+
+    let down = forge_at_own_url(|_| {}).await;
+    let admin = down.admin("root@down.example", PASSWORD).await;
+    let admin = admin["access_token"].as_str().unwrap().to_string();
+    let (status, body) = down
+        .as_user(&admin)
+        .patch(
+            "/v1/tenant/settings",
+            json!({"federation": {"auto_link_verified_email": true}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let victim = down.signup_verified("victim@example.com", PASSWORD).await;
+    let victim_id = victim["user"]["id"].as_str().unwrap().to_string();
+
+    let apple = FakeOidcProvider::start("com.example.web", "unused").await;
+    let pem = apple.act_as_apple("TEAM123456", &TestKey::generate("KEY1234567"));
+    apple.set_person(Person {
+        sub: "001234.abcdef.0987".into(),
+        email: Some(RELAY.into()),
+        email_verified: true,
+        name: None,
+    });
+    register(
+        &down,
+        &admin,
+        json!({"id": "apple", "kind": "apple", "name": "Apple", "client_id": "com.example.web",
+               "client_secret": pem, "team_id": "TEAM123456", "key_id": "KEY1234567",
+               "issuer": apple.issuer().as_str().trim_end_matches('/')}),
+    )
+    .await;
+    let mut w = Wanderer::new(&[down.base_url(), apple.issuer().as_str()]);
+    let start = w.get(&api_start(&down, "apple")).await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    assert_eq!(param(start.location(), "response_mode").as_deref(), Some("form_post"));
+
+    // The first answer, with the name and someone else's address.
+    let user = json!({"name": {"firstName": " Jane ", "lastName": "Doe"}, "email": "victim@example.com"});
+    let at = form_post_flow(&mut w, &down, "apple", &[("user", &user.to_string())]).await;
+    let tokens = tokens_of(&down, &at).await;
+    let user_id = tokens["user"]["id"].as_str().unwrap().to_string();
+    assert_ne!(user_id, victim_id, "the field's address links nothing");
+    assert_eq!(tokens["user"]["email"], RELAY, "the ID token's address");
+    assert_eq!(tokens["user"]["metadata"]["name"], "Jane Doe");
+    let (status, seen) = down.as_user(&admin).get(&format!("/v1/users/{user_id}")).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["metadata"]["name"], "Jane Doe");
+    assert_eq!(seen["email"], RELAY);
+    let (status, ids) = down
+        .as_user(&admin)
+        .get(&format!("/v1/users/{user_id}/identities"))
+        .await;
+    assert_eq!(status, 200, "{ids}");
+    assert_eq!(ids["items"].as_array().unwrap().len(), 1, "{ids}");
+    assert_eq!(ids["items"][0]["provider"], "apple");
+    assert_eq!(ids["items"][0]["subject"], "001234.abcdef.0987");
+    assert_eq!(ids["items"][0]["email"], RELAY);
+    assert!(!ids.to_string().contains("victim@"), "{ids}");
+    let (_, theirs) = down
+        .as_user(&admin)
+        .get(&format!("/v1/users/{victim_id}/identities"))
+        .await;
+    assert_eq!(theirs["items"], json!([]), "nothing linked to the victim");
+
+    // Later answers sign in to the same account; their `user` field, good
+    // or not, changes nothing.
+    for field in [
+        json!({"name": {"firstName": "Mallory"}}).to_string(),
+        "not json".to_string(),
+        json!({"name": {"firstName": "Jane\u{7}"}}).to_string(),
+        "x".repeat(5000),
+    ] {
+        let at = form_post_flow(&mut w, &down, "apple", &[("user", &field)]).await;
+        let tokens = tokens_of(&down, &at).await;
+        assert_eq!(tokens["user"]["id"], user_id.as_str());
+        assert_eq!(tokens["user"]["metadata"]["name"], "Jane Doe");
+    }
+
+    // A malformed field on a first answer: signed in, without a name.
+    apple.set_person(Person {
+        sub: "002".into(),
+        email: None,
+        email_verified: false,
+        name: None,
+    });
+    let at = form_post_flow(&mut w, &down, "apple", &[("user", "{\"name\":")]).await;
+    let tokens = tokens_of(&down, &at).await;
+    assert_eq!(tokens["user"]["metadata"].get("name"), None, "{tokens}");
+    assert_eq!(tokens["user"]["email"], Value::Null);
+
+    // A name in the ID token wins over the field.
+    apple.set_person(Person {
+        sub: "003".into(),
+        email: None,
+        email_verified: false,
+        name: Some("Signed Name".into()),
+    });
+    let at = form_post_flow(&mut w, &down, "apple", &[("user", &user.to_string())]).await;
+    assert_eq!(tokens_of(&down, &at).await["user"]["metadata"]["name"], "Signed Name");
+
+    // Another kind of provider never takes the field.
+    let (op, plain) = (FakeOidcProvider::start("forge-client", "op-secret").await, "plain");
+    op.set_person(Person {
+        sub: "plain-1".into(),
+        email: None,
+        email_verified: false,
+        name: None,
+    });
+    register(
+        &down,
+        &admin,
+        json!({"id": plain, "kind": "oidc", "name": "Plain", "client_id": "forge-client",
+               "client_secret": "op-secret", "issuer": op.issuer().as_str().trim_end_matches('/')}),
+    )
+    .await;
+    let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str()]);
+    let at = form_post_flow(&mut w, &down, plain, &[("user", &user.to_string())]).await;
+    assert_eq!(tokens_of(&down, &at).await["user"]["metadata"].get("name"), None);
+}

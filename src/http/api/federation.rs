@@ -24,6 +24,7 @@ use crate::http::hosted;
 use crate::service::federation::{CallbackParams, Finished};
 use crate::state::AppState;
 use crate::store::Tenant;
+use crate::upstream::apple;
 
 /// A provider people may sign in with.
 #[derive(Serialize, ToSchema)]
@@ -159,7 +160,14 @@ pub async fn callback(
     Path(id): Path<String>,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
-    finish_callback(&state, &headers, &meta, &id, query).await
+    let params = CallbackParams {
+        code: query.code,
+        state: query.state,
+        error: query.error,
+        tenant: query.tenant,
+        user_name: None,
+    };
+    finish_callback(&state, &headers, &meta, &id, params).await
 }
 
 /// A provider's answer as a form post: the same fields, and a state, which
@@ -170,6 +178,12 @@ pub struct CallbackForm {
     pub state: String,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// Apple, first authorization only: JSON `{"name": {"firstName",
+    /// "lastName"}, "email"}`. Only the name is read, for an Apple
+    /// identity whose ID token has none (the field is unsigned; its email
+    /// is never used); a field over 2 KiB, malformed, or with control
+    /// characters in the name is ignored.
+    pub user: Option<String>,
 }
 
 /// The provider's answer as a form post (Apple's `response_mode=form_post`).
@@ -198,20 +212,19 @@ pub async fn callback_post(
         )
         .into_response();
     };
-    let query = CallbackQuery {
+    let params = CallbackParams {
         code: form.code,
         state: Some(form.state),
         error: form.error,
-        error_description: form.error_description,
         tenant: param.tenant,
+        user_name: form.user.as_deref().and_then(apple::user_name),
     };
-    finish_callback(&state, &headers, &meta, &id, query).await
+    finish_callback(&state, &headers, &meta, &id, params).await
 }
 
 /// The form of a provider's answer: `name=value` pairs naming a state (a
 /// piece without `=` is no form, though `serde_urlencoded` would read it as
-/// an empty field). Fields other than the answer's (Apple adds `id_token`
-/// and `user`) are ignored.
+/// an empty field). Other fields (Apple adds `id_token`) are ignored.
 fn parse_form(body: &[u8]) -> Option<CallbackForm> {
     let pairs_only = body
         .split(|b| *b == b'&')
@@ -228,15 +241,18 @@ async fn finish_callback(
     headers: &HeaderMap,
     meta: &crate::service::RequestMeta,
     id: &str,
-    query: CallbackQuery,
+    mut params: CallbackParams,
 ) -> Response {
     let cookie = hosted::federation::read_flow(state, headers);
-    let header = headers
-        .get(crate::http::extract::TENANT_HEADER)
-        .and_then(|v| v.to_str().ok());
+    if params.tenant.is_none() {
+        params.tenant = headers
+            .get(crate::http::extract::TENANT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    }
     // A named tenant that cannot exist is answered as on every other
     // browser-facing endpoint (`tenant_of`), before any flow is touched.
-    if let Some(named) = query.tenant.as_deref().or(header)
+    if let Some(named) = params.tenant.as_deref()
         && TenantSlug::parse(named.trim()).is_err()
     {
         return AppError::NotFound {
@@ -245,12 +261,6 @@ async fn finish_callback(
         }
         .into_response();
     }
-    let params = CallbackParams {
-        code: query.code,
-        state: query.state,
-        error: query.error,
-        tenant: query.tenant.or_else(|| header.map(str::to_owned)),
-    };
     let outcome = state.federation.callback(id, params, cookie, meta).await;
     let response = match outcome {
         Ok(Finished::Redirect(url)) => found(url.as_str()),
@@ -398,6 +408,7 @@ mod tests {
     fn a_form_is_name_value_pairs_and_other_fields_are_ignored() {
         let q = parse_form(b"code=c&state=s&id_token=t&user=%7B%7D").unwrap();
         assert_eq!((q.code.as_deref(), q.state.as_str()), (Some("c"), "s"));
+        assert_eq!(q.user.as_deref(), Some("{}"));
         assert!(parse_form(b"&state=s&").is_some());
     }
 

@@ -32,7 +32,10 @@
 //!   is created together with the identity in one transaction. The
 //!   provider's email goes on the account only when the provider says it
 //!   is verified (then it counts as proven); an unverified one stays on the
-//!   identity alone, so it claims no address in forge.
+//!   identity alone, so it claims no address in forge. The provider's name
+//!   for the person becomes the account's `metadata.name`; Apple's ID token
+//!   has none, so for Apple it is the name in the unsigned `user` field of
+//!   its first answer (that field's email is never read).
 //!
 //! Nothing here is kept per unauthenticated request: the flow lives in the
 //! browser's cookie, and the only cache entries (exchange codes, finished
@@ -51,7 +54,7 @@ use self::flow::{FLOW_TTL_SECS, Flow, FlowSeal, Purpose};
 use crate::clock::Clock;
 use crate::crypto::tokens::random_token;
 use crate::domain::oauth::pkce_shaped;
-use crate::domain::providers::{Identity, NewIdentity, Provider, ProviderId};
+use crate::domain::providers::{Identity, NewIdentity, Provider, ProviderId, ProviderKind};
 use crate::domain::{Assurance, AuditEvent, Email, Identifier, TenantSlug};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::RequestMeta;
@@ -83,6 +86,11 @@ pub struct CallbackParams {
     /// any. The flow's own tenant decides, so none is needed; one that is
     /// not the flow's fails the flow (see [`Federation::callback`]).
     pub tenant: Option<String>,
+    /// The person's name from Apple's `user` form field (sent with the
+    /// first authorization only; see `upstream::apple::user_name`). The
+    /// field is unsigned: it names an Apple identity whose ID token has no
+    /// name, and is never used for anything else.
+    pub user_name: Option<String>,
 }
 
 /// A callback that succeeded, by purpose.
@@ -405,13 +413,18 @@ impl Federation {
             code_verifier: flow.verifier.clone(),
             nonce: flow.nonce.clone(),
         };
-        let person = match self.upstream.identify(&provider, &secret, &callback).await {
+        let mut person = match self.upstream.identify(&provider, &secret, &callback).await {
             Ok(person) => person,
             Err(e) => {
                 self.audit_failure(&flow, &provider, &e, meta).await;
                 return Err(upstream_failed(&e).of(&flow));
             }
         };
+        // Apple's ID token never carries the name; the one place Apple gives
+        // it is the unsigned `user` field, taken for the name alone.
+        if provider.kind == ProviderKind::Apple && person.name.is_none() {
+            person.name = params.user_name;
+        }
         // Marked only now, after the provider proved someone: each mark
         // costs a real upstream sign-in.
         match self.codes.finish_state(&flow.state).await {
