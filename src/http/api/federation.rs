@@ -57,21 +57,31 @@ pub struct TenantParam {
     pub tenant: Option<String>,
 }
 
-/// The tenant a browser-facing request names: `?tenant=`, else the
-/// `X-Forge-Tenant` header, else `default`. Unknown: 404 `unknown_tenant`.
-async fn tenant_of(state: &AppState, headers: &HeaderMap, param: Option<&str>) -> AppResult<Tenant> {
-    let unknown = || AppError::NotFound {
-        code: ErrorCode::UnknownTenant,
-        message: "no such tenant".into(),
-    };
+/// The tenant slug a browser-facing request names: `?tenant=`, else the
+/// `X-Forge-Tenant` header; `None` when it names none. One that is no slug:
+/// 404 `unknown_tenant`.
+fn named_tenant(headers: &HeaderMap, param: Option<&str>) -> AppResult<Option<TenantSlug>> {
     let header = headers
         .get(crate::http::extract::TENANT_HEADER)
         .and_then(|v| v.to_str().ok());
-    let slug = match param.or(header) {
-        None => TenantSlug::default_tenant(),
-        Some(s) => TenantSlug::parse(s.trim()).map_err(|_| unknown())?,
-    };
-    state.sessions.tenant(slug.as_str()).await?.ok_or_else(unknown)
+    param
+        .or(header)
+        .map(|s| TenantSlug::parse(s.trim()).map_err(|_| unknown_tenant()))
+        .transpose()
+}
+
+fn unknown_tenant() -> AppError {
+    AppError::NotFound {
+        code: ErrorCode::UnknownTenant,
+        message: "no such tenant".into(),
+    }
+}
+
+/// The tenant a browser-facing request names ([`named_tenant`]), else
+/// `default`. Unknown: 404 `unknown_tenant`.
+async fn tenant_of(state: &AppState, headers: &HeaderMap, param: Option<&str>) -> AppResult<Tenant> {
+    let slug = named_tenant(headers, param)?.unwrap_or_else(TenantSlug::default_tenant);
+    state.sessions.tenant(slug.as_str()).await?.ok_or_else(unknown_tenant)
 }
 
 /// List the upstream providers enabled for the tenant.
@@ -164,10 +174,10 @@ pub async fn callback(
         code: query.code,
         state: query.state,
         error: query.error,
-        tenant: query.tenant,
+        tenant: None,
         user_name: None,
     };
-    finish_callback(&state, &headers, &meta, &id, params).await
+    finish_callback(&state, &headers, &meta, &id, query.tenant.as_deref(), params).await
 }
 
 /// A provider's answer as a form post: the same fields, and a state, which
@@ -216,10 +226,10 @@ pub async fn callback_post(
         code: form.code,
         state: Some(form.state),
         error: form.error,
-        tenant: param.tenant,
+        tenant: None,
         user_name: form.user.as_deref().and_then(apple::user_name),
     };
-    finish_callback(&state, &headers, &meta, &id, params).await
+    finish_callback(&state, &headers, &meta, &id, param.tenant.as_deref(), params).await
 }
 
 /// The form of a provider's answer: `name=value` pairs naming a state (a
@@ -236,31 +246,23 @@ fn parse_form(body: &[u8]) -> Option<CallbackForm> {
     serde_urlencoded::from_bytes(body).ok()
 }
 
+/// Finishes a callback; `tenant` is the `?tenant=` it was given, which with
+/// the header fills `params.tenant`.
 async fn finish_callback(
     state: &AppState,
     headers: &HeaderMap,
     meta: &crate::service::RequestMeta,
     id: &str,
+    tenant: Option<&str>,
     mut params: CallbackParams,
 ) -> Response {
-    let cookie = hosted::federation::read_flow(state, headers);
-    if params.tenant.is_none() {
-        params.tenant = headers
-            .get(crate::http::extract::TENANT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-    }
     // A named tenant that cannot exist is answered as on every other
-    // browser-facing endpoint (`tenant_of`), before any flow is touched.
-    if let Some(named) = params.tenant.as_deref()
-        && TenantSlug::parse(named.trim()).is_err()
-    {
-        return AppError::NotFound {
-            code: ErrorCode::UnknownTenant,
-            message: "no such tenant".into(),
-        }
-        .into_response();
-    }
+    // browser-facing endpoint, before any flow is touched.
+    params.tenant = match named_tenant(headers, tenant) {
+        Ok(named) => named,
+        Err(e) => return e.into_response(),
+    };
+    let cookie = hosted::federation::read_flow(state, headers);
     let outcome = state.federation.callback(id, params, cookie, meta).await;
     let response = match outcome {
         Ok(Finished::Redirect(url)) => found(url.as_str()),

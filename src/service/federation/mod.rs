@@ -85,7 +85,7 @@ pub struct CallbackParams {
     /// The tenant the request names (`?tenant=`, `X-Forge-Tenant`), if
     /// any. The flow's own tenant decides, so none is needed; one that is
     /// not the flow's fails the flow (see [`Federation::callback`]).
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantSlug>,
     /// The person's name from Apple's `user` form field (sent with the
     /// first authorization only; see `upstream::apple::user_name`). The
     /// field is unsigned: it names an Apple identity whose ID token has no
@@ -378,7 +378,7 @@ impl Federation {
         // the flow's tenant, sealed in the cookie, is the one that counts.
         // A request that names another is confused (or crafted) and gets
         // no sign-in anywhere rather than one in a tenant it did not name.
-        if let Some(named) = params.tenant.as_deref()
+        if let Some(named) = &params.tenant
             && !self
                 .is_flow_tenant(named, &flow)
                 .await
@@ -438,11 +438,8 @@ impl Federation {
     }
 
     /// Whether the tenant slug a callback names is the flow's.
-    async fn is_flow_tenant(&self, named: &str, flow: &Flow) -> AppResult<bool> {
-        let Ok(slug) = TenantSlug::parse(named.trim()) else {
-            return Ok(false);
-        };
-        let tenant = self.store.tenant_by_slug(slug.as_str()).await?;
+    async fn is_flow_tenant(&self, named: &TenantSlug, flow: &Flow) -> AppResult<bool> {
+        let tenant = self.store.tenant_by_slug(named.as_str()).await?;
         Ok(tenant.is_some_and(|t| t.id == flow.tenant_id))
     }
 
