@@ -527,14 +527,7 @@ async fn an_existing_account_is_never_linked_without_the_tenants_consent() {
     assert_eq!(param(&at, "error").as_deref(), Some("account_exists"), "{at}");
 
     // With automatic linking on, the verified email links.
-    let (status, body) = down
-        .as_user(&admin)
-        .patch(
-            "/v1/tenant/settings",
-            json!({"federation": {"auto_link_verified_email": true}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    allow_auto_link(&down, &admin).await;
     let at = api_flow(&mut w, &up, &down, "ann@up.example").await;
     let code = param(&at, "code").unwrap_or_else(|| panic!("{at}"));
     let (status, tokens) = exchange(&down, &code, VERIFIER).await;
@@ -579,6 +572,18 @@ fn api_start(down: &TestServer, provider: &str) -> String {
         down.base_url(),
         challenge(VERIFIER)
     )
+}
+
+/// Turns on the tenant's automatic linking by verified email.
+async fn allow_auto_link(down: &TestServer, admin: &str) {
+    let (status, body) = down
+        .as_user(admin)
+        .patch(
+            "/v1/tenant/settings",
+            json!({"federation": {"auto_link_verified_email": true}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 async fn user_count(down: &TestServer, admin: &str) -> usize {
@@ -638,14 +643,7 @@ async fn an_unverified_upstream_email_never_reaches_an_existing_account() {
     let (op, down, admin) = fake().await;
     let victim = down.signup_verified("jane@example.com", PASSWORD).await;
     let victim_id = victim["user"]["id"].as_str().unwrap().to_string();
-    let (status, body) = down
-        .as_user(&admin)
-        .patch(
-            "/v1/tenant/settings",
-            json!({"federation": {"auto_link_verified_email": true}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    allow_auto_link(&down, &admin).await;
     // The attacker's upstream account claims the victim's address, unverified.
     op.set_person(Person {
         sub: "attacker-1".into(),
@@ -691,14 +689,7 @@ async fn an_unverified_upstream_email_never_reaches_an_existing_account() {
 #[tokio::test]
 async fn a_user_with_a_second_factor_still_answers_it() {
     let (op, down, admin) = fake().await;
-    let (status, _) = down
-        .as_user(&admin)
-        .patch(
-            "/v1/tenant/settings",
-            json!({"federation": {"auto_link_verified_email": true}}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    allow_auto_link(&down, &admin).await;
     let jane = down.signup_verified("jane@example.com", PASSWORD).await;
     crate::factors::enrol(&down, jane["access_token"].as_str().unwrap(), "phone").await;
     let mut w = Wanderer::new(&[down.base_url(), op.issuer().as_str()]);
@@ -1004,14 +995,7 @@ async fn a_provider_of_one_tenant_is_no_way_into_another() {
 #[tokio::test]
 async fn the_hosted_button_leads_a_user_with_a_factor_through_the_second_step() {
     let (op, down, admin) = fake().await;
-    let (status, body) = down
-        .as_user(&admin)
-        .patch(
-            "/v1/tenant/settings",
-            json!({"federation": {"auto_link_verified_email": true}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    allow_auto_link(&down, &admin).await;
     let jane = down.signup_verified("jane@example.com", PASSWORD).await;
     let (_, _, app) = crate::factors::enrol(&down, jane["access_token"].as_str().unwrap(), "phone").await;
     down.clock().advance(30);
@@ -1109,14 +1093,7 @@ async fn apples_user_field_names_a_new_account_and_its_email_is_never_used() {
     let down = forge_at_own_url(|_| {}).await;
     let admin = down.admin("root@down.example", PASSWORD).await;
     let admin = admin["access_token"].as_str().unwrap().to_string();
-    let (status, body) = down
-        .as_user(&admin)
-        .patch(
-            "/v1/tenant/settings",
-            json!({"federation": {"auto_link_verified_email": true}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    allow_auto_link(&down, &admin).await;
     let victim = down.signup_verified("victim@example.com", PASSWORD).await;
     let victim_id = victim["user"]["id"].as_str().unwrap().to_string();
 
