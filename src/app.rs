@@ -50,7 +50,7 @@ use crate::service::site::dashboard::SiteDashboard;
 use crate::service::site::messages::SiteMessages;
 use crate::service::site::sessions::SiteSessions;
 use crate::service::tenants::Tenants;
-use crate::state::{AppState, Keys};
+use crate::state::{AppState, Keys, Services};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::telemetry::metrics::Metrics;
@@ -533,7 +533,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         clock.clone(),
         &config.server.public_url,
     ));
-    let state = AppState {
+    let state = AppState::new(Services {
         oidc,
         providers,
         federation,
@@ -577,7 +577,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         mfa,
         mfa_policies,
         challenges,
-    };
+    });
     state.deny.warm().await?;
     Ok(state)
 }
