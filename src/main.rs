@@ -494,8 +494,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
         return health(cli.config.as_deref(), url.as_deref());
     }
     let config = load_config(cli.config.as_deref())?;
+    // Blocking threads beyond the database connections only wait for one;
+    // left at tokio's 512, a burst of 64 requests made 300 threads, each
+    // with its own stack and allocator heap. The eight spare threads are
+    // for the rest of the blocking work (backups, DNS lookups, zxcvbn).
+    let blocking_threads = usize::try_from(config.database.pool_size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(8);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(blocking_threads)
         .build()
         .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
     match cli.command.unwrap_or(Command::Serve) {
