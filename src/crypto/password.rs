@@ -159,9 +159,8 @@ impl std::fmt::Debug for PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// Validates `params`, builds the pool and computes the dummy hash (one
-    /// argon2 run on the calling thread, at start-up, so the first unknown
-    /// account costs no more than later ones).
+    /// Validates `params`, builds the pool and makes the dummy hash (no
+    /// argon2 run: see [`dummy_phc`]).
     ///
     /// `max_concurrent`: how many argon2 jobs may run at once; use
     /// [`PasswordHasher::default_concurrency`] (the number of cores).
@@ -174,8 +173,7 @@ impl PasswordHasher {
         }
         let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
             .map_err(|e| PasswordError::InvalidParams(e.to_string()))?;
-        let dummy_password = crate::crypto::tokens::random_token();
-        let dummy_hash = hash_blocking(&params, dummy_password.as_bytes())?;
+        let dummy_hash = dummy_phc(&params)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 params,
@@ -291,6 +289,27 @@ fn hash_blocking(params: &Params, password: &[u8]) -> Result<String, PasswordErr
         .hash_password(password, &salt)
         .map(|hash| hash.to_string())
         .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// The stand-in for unknown accounts: a PHC string with the configured
+/// cost, a random salt and a random output. No password produces that
+/// output (finding one is a preimage of argon2), yet checking a password
+/// against it is one full argon2 run, like a real account's. Making it runs
+/// no argon2, so start-up neither waits for a hash nor touches its 19 MiB.
+fn dummy_phc(params: &Params) -> Result<String, PasswordError> {
+    use argon2::password_hash::{Output, ParamsString};
+    let invalid = |e: argon2::password_hash::Error| PasswordError::InvalidParams(e.to_string());
+    let salt = SaltString::generate(&mut OsRng);
+    let mut output = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+    rand::RngCore::fill_bytes(&mut OsRng, &mut output);
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(invalid)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).map_err(invalid)?),
+    };
+    Ok(phc.to_string())
 }
 
 fn verify_blocking(inner: &Inner, password: &str, stored: Option<&str>) -> Verification {
@@ -628,6 +647,31 @@ mod tests {
             Verification::Mismatch
         );
         assert_eq!(h.dummy_runs(), 0, "a real hash never takes the dummy path");
+    }
+
+    /// The dummy hash looks like a real one of the configured cost, so
+    /// checking against it is a full argon2 run that ends in a mismatch
+    /// (`Error::Password` comes only after the hash is computed).
+    #[tokio::test]
+    async fn the_dummy_hash_has_the_shape_and_cost_of_a_real_one() {
+        let h = hasher(small());
+        let real = h.hash(&secret("correct horse")).await.unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        let dummy = PasswordHash::new(&h.inner.dummy_hash).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.salt.unwrap().len(), real.salt.unwrap().len());
+        assert_eq!(dummy.hash.unwrap().len(), real.hash.unwrap().len());
+        assert_eq!(
+            argon2id(&h.inner.params).verify_password(b"correct horse", &dummy),
+            Err(argon2::password_hash::Error::Password)
+        );
+        assert_ne!(
+            dummy_phc(&h.inner.params).unwrap(),
+            h.inner.dummy_hash,
+            "random each time"
+        );
     }
 
     #[tokio::test]
