@@ -161,3 +161,68 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
         f(failed.as_ref());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Writes that queue while the writer is busy share the next commit:
+    /// each of twenty inserts waiting behind a slow write looks through a
+    /// second connection and finds none of the others committed (they are
+    /// all in one open transaction); every one is committed when its caller
+    /// hears.
+    #[tokio::test]
+    async fn writes_waiting_for_the_writer_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER NOT NULL)")
+            .unwrap();
+        let reader = Arc::new(Mutex::new(Connection::open(&path).unwrap()));
+        let committed = {
+            let reader = reader.clone();
+            move || -> i64 {
+                let reader = reader.lock().unwrap();
+                reader.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap()
+            }
+        };
+        let writer = Writer::start(conn).unwrap();
+        let (started, running) = mpsc::channel();
+        let (release, held) = mpsc::channel::<()>();
+        // A write joins the queue when first polled.
+        let mut slow = Box::pin(writer.write(move |_| {
+            started.send(()).unwrap();
+            held.recv().unwrap();
+            Ok(())
+        }));
+        assert!(futures::poll!(slow.as_mut()).is_pending());
+        tokio::task::spawn_blocking(move || running.recv().unwrap())
+            .await
+            .unwrap();
+
+        let mut waiting: Vec<_> = (0..20)
+            .map(|i| {
+                let committed = committed.clone();
+                Box::pin(writer.write(move |c| {
+                    c.execute("INSERT INTO t (x) VALUES (?1)", [i])?;
+                    Ok(committed())
+                }))
+            })
+            .collect();
+        for write in &mut waiting {
+            assert!(futures::poll!(write.as_mut()).is_pending());
+        }
+        release.send(()).unwrap();
+        slow.await.unwrap();
+        for write in waiting {
+            assert_eq!(
+                write.await.unwrap(),
+                0,
+                "another write of the batch was committed apart"
+            );
+        }
+        assert_eq!(committed(), 20);
+    }
+}
