@@ -495,7 +495,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
     let config = load_config(cli.config.as_deref())?;
     // Blocking threads beyond the database connections only wait for one;
-    // left at tokio's 512, a burst of 64 requests made 300 threads, each
+    // left at tokio's 512, a burst of 64 requests made 327 threads, each
     // with its own stack and allocator heap. The eight spare threads are
     // for the rest of the blocking work (backups, DNS lookups, zxcvbn).
     let blocking_threads = usize::try_from(config.database.pool_size)

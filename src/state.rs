@@ -81,7 +81,7 @@ pub struct Services {
     pub otp: Otp,
     pub address: Address,
     /// Behind an `Arc`, like `site_sessions`: both hold several other
-    /// services by value, and the state is cloned into every request.
+    /// services by value, and services clone them into themselves.
     pub accounts: Arc<Accounts>,
     pub recovery: Recovery,
     pub directory: Directory,
