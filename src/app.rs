@@ -238,6 +238,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let maintenance = tokio::spawn(maintenance(state.clone()));
+        let complete_keys = state.signing_keys.clone();
+        let key_creation = tokio::spawn(async move {
+            if let Err(e) = complete_keys.complete().await {
+                tracing::warn!(error = %e, "cannot create the RS256 signing keys; retrying within a minute");
+            }
+        });
         let backups = state
             .backups
             .plan()
@@ -255,6 +261,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         maintenance.abort();
+        key_creation.abort();
         upstream_refresher.abort();
         if let Some(backups) = backups {
             backups.abort();
@@ -309,8 +316,13 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         require_classes: config.password.require_classes,
     });
     let now = clock.now();
-    let stored_keys = keys::ensure_keys(store.as_ref(), now).await?;
+    let stored_keys = keys::ensure_keys(store.as_ref(), now, &keys::AT_START).await?;
     let keyring = keys::keyring_from(&config, &stored_keys, now)?;
+    let keyring = if keys::all_present(&stored_keys) {
+        Keys::new(keyring)
+    } else {
+        Keys::incomplete(keyring)
+    };
     let refresh_key = store
         .server_secret("refresh_successor_key", random_token().into_bytes(), now)
         .await?;
@@ -319,7 +331,6 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         .server_secret(FACTOR_SECRET_NAME, random_token().into_bytes(), now)
         .await?;
     let factor_keys = Arc::new(FactorKeys::derive(&factor_secret));
-    let keyring = Keys::new(keyring);
     let notifier = Notifier::new(&config, store.clone(), clock.clone());
     let metrics = Arc::new(Metrics::default());
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
@@ -604,14 +615,15 @@ pub fn restore(config: &Config, from: &std::path::Path) -> anyhow::Result<crate:
 }
 
 /// Periodic housekeeping: reload keys so expired retired keys leave the JWKS
-/// (and a rotation made by another process is picked up).
+/// (and a rotation made by another process is picked up), creating any
+/// that are missing.
 async fn maintenance(state: AppState) {
     let mut tick = tokio::time::interval(keys::KEY_RELOAD_INTERVAL);
     tick.tick().await;
     let mut minutes: u64 = 0;
     loop {
         tick.tick().await;
-        if let Err(e) = state.signing_keys.reload().await {
+        if let Err(e) = state.signing_keys.complete().await {
             tracing::warn!(error = %e, "cannot reload signing keys");
         }
         // Audit retention: a minute after start, then hourly.

@@ -224,19 +224,62 @@ where
 }
 
 /// The signing keyring, swapped whole on rotation.
+///
+/// Start-up builds it with the Ed25519 keys only when the RS256 ones do not
+/// exist yet (two RSA key generations would hold up the first start by a
+/// few hundred milliseconds); [`crate::service::keys::SigningKeys::complete`]
+/// makes them once the server listens. Whatever shows or signs with them
+/// (the JWKS, the discovery document, ID and logout tokens) asks for
+/// [`Keys::complete`], which waits for that; access tokens never do.
 #[derive(Clone)]
-pub struct Keys(Arc<RwLock<Arc<Keyring>>>);
+pub struct Keys {
+    ring: Arc<RwLock<Arc<Keyring>>>,
+    complete: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// How long [`Keys::complete`] waits for the keys start-up left out before
+/// it answers with the ring as it is (which then cannot sign RS256).
+const KEY_CREATION_PATIENCE: Duration = Duration::from_secs(10);
 
 impl Keys {
+    /// A ring that holds every key it will hold.
     pub fn new(keyring: Keyring) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(keyring))))
+        Self::with_complete(keyring, true)
     }
 
+    /// A ring still waiting for keys that are being made ([`Keys::settle`]
+    /// says when they are).
+    pub fn incomplete(keyring: Keyring) -> Self {
+        Self::with_complete(keyring, false)
+    }
+
+    fn with_complete(keyring: Keyring, complete: bool) -> Self {
+        Self {
+            ring: Arc::new(RwLock::new(Arc::new(keyring))),
+            complete: Arc::new(tokio::sync::watch::Sender::new(complete)),
+        }
+    }
+
+    /// The ring as it is: what access tokens are signed and checked with.
     pub fn current(&self) -> Arc<Keyring> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The ring once the keys start-up left out exist (at once, except in
+    /// the first moments of a first start).
+    pub async fn complete(&self) -> Arc<Keyring> {
+        let mut done = self.complete.subscribe();
+        let _ = tokio::time::timeout(KEY_CREATION_PATIENCE, done.wait_for(|done| *done)).await;
+        self.current()
     }
 
     pub fn replace(&self, keyring: Keyring) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keyring);
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keyring);
+    }
+
+    /// Marks the ring complete (or given up on: waiters then take it as
+    /// it is), waking whoever waits in [`Keys::complete`].
+    pub fn settle(&self) {
+        self.complete.send_replace(true);
     }
 }

@@ -127,6 +127,9 @@ impl TestServer {
                 })
                 .await;
         });
+        // The RS256 keys are made once the server listens; tests read the
+        // stored keys directly, so they start from the complete set.
+        state.keys.complete().await;
         Self {
             base_url,
             state,

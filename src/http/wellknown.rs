@@ -20,7 +20,7 @@ pub fn router() -> axum::Router<AppState> {
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, format!("public, max-age={JWKS_MAX_AGE_SECS}"))],
-        axum::Json(state.keys.current().jwks()),
+        axum::Json(state.keys.complete().await.jwks()),
     )
 }
 
@@ -29,7 +29,7 @@ async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 /// by `tests/api/oidc.rs` (`the_discovery_document_lists_what_works`).
 async fn openid_configuration(State(state): State<AppState>) -> impl IntoResponse {
     let base = &state.config.server.public_url;
-    let keys = state.keys.current();
+    let keys = state.keys.complete().await;
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
     axum::Json(serde_json::json!({
         "issuer": keys.issuer(),

@@ -11,9 +11,10 @@
 //! Beside the Ed25519 keys live RS256 keys (RSA 2048, algorithm `RS256` in
 //! `signing_keys`) for the ID and logout tokens of OpenID Connect clients
 //! that cannot verify EdDSA. They have the same next/current/retired life,
-//! are created with the Ed25519 ones, rotate with them in the same
-//! transaction, and are published in the same JWKS. Forge's own tokens are
-//! never signed with them.
+//! rotate with the Ed25519 ones in the same transaction, and are published
+//! in the same JWKS; forge's own tokens are never signed with them. On a
+//! first start they are made just after the server listens (see
+//! [`AT_START`]), and what needs them waits for them ([`Keys::complete`]).
 
 use std::sync::Arc;
 
@@ -44,7 +45,12 @@ pub const EDDSA: &str = "EdDSA";
 pub const RS256: &str = "RS256";
 
 /// Every key algorithm forge keeps, in the order keys are created.
-const ALGORITHMS: [&str; 2] = [EDDSA, RS256];
+pub const ALGORITHMS: [&str; 2] = [EDDSA, RS256];
+
+/// The keys start-up makes before it listens: Ed25519 signs every access
+/// token. Two RSA-2048 generations take a few hundred milliseconds, so the
+/// RS256 keys are made after the server listens ([`SigningKeys::complete`]).
+pub const AT_START: [&str; 1] = [EDDSA];
 
 fn new_record(algorithm: &str, state: KeyState, now: i64) -> anyhow::Result<SigningKeyRecord> {
     let key = match algorithm {
@@ -71,22 +77,34 @@ fn material(r: &SigningKeyRecord) -> KeyMaterial {
     }
 }
 
-/// Ensures a current and a next key of each algorithm (Ed25519 and RS256)
-/// exist, creating them on first start (and the RS256 ones on the first
-/// start of a version that has them), and returns every stored key.
+/// Ensures a current and a next key of each of `algorithms` exist, creating
+/// them on first start (and those of an algorithm on the first start of a
+/// version that has it), and returns every stored key. Key generation runs
+/// off the async runtime.
 #[tracing::instrument(skip_all)]
-pub async fn ensure_keys(store: &dyn Store, now: i64) -> anyhow::Result<Vec<SigningKeyRecord>> {
+pub async fn ensure_keys(
+    store: &dyn Store,
+    now: i64,
+    algorithms: &[&'static str],
+) -> anyhow::Result<Vec<SigningKeyRecord>> {
     let mut stored = store.signing_keys().await?;
-    for algorithm in ALGORITHMS {
+    for &algorithm in algorithms {
         for state in [KeyState::Current, KeyState::Next] {
             if !stored.iter().any(|k| k.algorithm == algorithm && k.state == state) {
-                stored = store
-                    .insert_signing_key_if_absent(new_record(algorithm, state, now)?)
-                    .await?;
+                let record = tokio::task::spawn_blocking(move || new_record(algorithm, state, now)).await??;
+                stored = store.insert_signing_key_if_absent(record).await?;
             }
         }
     }
     Ok(stored)
+}
+
+/// Whether `keys` hold a current key of every algorithm: the keyring built
+/// from them lacks nothing [`SigningKeys::complete`] would add.
+pub fn all_present(keys: &[SigningKeyRecord]) -> bool {
+    ALGORITHMS
+        .iter()
+        .all(|a| keys.iter().any(|k| k.algorithm == *a && k.state == KeyState::Current))
 }
 
 /// The signing key of `algorithm` and its verify-only keys (next, and the
@@ -115,8 +133,8 @@ fn ring_keys(
 
 /// Builds the keyring from stored keys: the current key of each algorithm
 /// signs; next and the retired keys whose tokens may still be alive verify.
-/// Without RS256 keys (never after [`ensure_keys`]) the ring signs ID tokens
-/// with EdDSA only.
+/// Without RS256 keys (until [`SigningKeys::complete`] has made them) the
+/// ring signs ID tokens with EdDSA only.
 pub fn keyring_from(config: &Config, keys: &[SigningKeyRecord], now: i64) -> anyhow::Result<Keyring> {
     let settings = VerifierSettings {
         issuer: config.jwt.issuer.clone(),
@@ -138,10 +156,8 @@ pub fn keyring_from(config: &Config, keys: &[SigningKeyRecord], now: i64) -> any
             let ring = Keyring::eddsa(current, others, settings)?;
             match ring_keys(keys, RS256, horizon, now) {
                 Some((current, others)) => Ok(ring.with_rs256(current, others)?),
-                None => {
-                    tracing::warn!("no current RS256 signing key: ID tokens are signed with EdDSA only");
-                    Ok(ring)
-                }
+                // Not made yet ([`SigningKeys::complete`] adds them).
+                None => Ok(ring),
             }
         }
     }
@@ -167,13 +183,33 @@ impl SigningKeys {
         }
     }
 
+    /// Creates the keys start-up left out ([`AT_START`]), reloads the
+    /// keyring and marks it complete. Run once the server listens, and by
+    /// the maintenance loop in place of a plain reload, so a failure here
+    /// (logged) is retried within a minute.
+    #[tracing::instrument(skip_all)]
+    pub async fn complete(&self) -> anyhow::Result<()> {
+        let made = ensure_keys(self.store.as_ref(), self.clock.now(), &ALGORITHMS).await;
+        let reloaded = match made {
+            Ok(keys) => self.load(&keys),
+            Err(e) => Err(e),
+        };
+        // Waiters take the ring as it is rather than wait for a retry.
+        self.keys.settle();
+        reloaded
+    }
+
+    fn load(&self, keys: &[SigningKeyRecord]) -> anyhow::Result<()> {
+        self.keys.replace(keyring_from(&self.config, keys, self.clock.now())?);
+        Ok(())
+    }
+
     /// Reloads the keyring from the store (after a rotation, or periodically so
     /// expired retired keys leave the JWKS).
     #[tracing::instrument(skip_all)]
     pub async fn reload(&self) -> anyhow::Result<()> {
         let keys = self.store.signing_keys().await?;
-        self.keys.replace(keyring_from(&self.config, &keys, self.clock.now())?);
-        Ok(())
+        self.load(&keys)
     }
 }
 
@@ -359,6 +395,7 @@ impl SigningKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::jwt::IdTokenAlg;
     use crate::service::test_ports;
 
     #[tokio::test]
@@ -369,7 +406,7 @@ mod tests {
         config.jwt.issuer = "https://forge.test".into();
         config.jwt.audience = "forge".into();
         let config = Arc::new(config);
-        let stored = ensure_keys(store.as_ref(), clock.now()).await.unwrap();
+        let stored = ensure_keys(store.as_ref(), clock.now(), &ALGORITHMS).await.unwrap();
         let keyring = Keys::new(keyring_from(&config, &stored, clock.now()).unwrap());
         let signing = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
         let before = keyring.current().current_kid().to_string();
@@ -423,6 +460,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn start_up_makes_ed25519_keys_only_and_the_rs256_ones_are_waited_for() {
+        let store = test_ports::store();
+        let clock = test_ports::clock();
+        let mut config = Config::default();
+        config.jwt.issuer = "https://forge.test".into();
+        let config = Arc::new(config);
+        let stored = ensure_keys(store.as_ref(), clock.now(), &AT_START).await.unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!(stored.iter().all(|k| k.algorithm == EDDSA));
+        assert!(!all_present(&stored));
+        let keys = Keys::incomplete(keyring_from(&config, &stored, clock.now()).unwrap());
+        assert_eq!(keys.current().id_token_algs(), [IdTokenAlg::EdDSA]);
+        let waiter = tokio::spawn({
+            let keys = keys.clone();
+            async move { keys.complete().await.id_token_algs() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "waits until the ring is complete");
+
+        let signing = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keys.clone());
+        signing.complete().await.unwrap();
+        assert_eq!(waiter.await.unwrap(), [IdTokenAlg::EdDSA, IdTokenAlg::RS256]);
+        assert!(all_present(&store.signing_keys().await.unwrap()));
+        // Completing again (the maintenance loop) makes nothing new.
+        signing.complete().await.unwrap();
+        assert_eq!(store.signing_keys().await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
     async fn hs256_servers_keep_no_rsa_signing_key_in_the_ring() {
         let store = test_ports::store();
         let clock = test_ports::clock();
@@ -431,7 +497,7 @@ mod tests {
         config.jwt.audience = "forge".into();
         config.jwt.algorithm = JwtAlgorithm::HS256;
         config.jwt.secret = Some(Secret::new("s".repeat(32)));
-        let stored = ensure_keys(store.as_ref(), clock.now()).await.unwrap();
+        let stored = ensure_keys(store.as_ref(), clock.now(), &ALGORITHMS).await.unwrap();
         let ring = keyring_from(&config, &stored, clock.now()).unwrap();
         assert!(ring.id_token_algs().is_empty());
         assert_eq!(ring.current_rs256_kid(), None);

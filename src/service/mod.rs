@@ -134,7 +134,7 @@ pub(crate) mod test_ports {
 
         let mut config = crate::config::Config::default();
         config.jwt.issuer = "http://forge.test".to_string();
-        let stored = crate::service::keys::ensure_keys(store.as_ref(), clock.now())
+        let stored = crate::service::keys::ensure_keys(store.as_ref(), clock.now(), &crate::service::keys::ALGORITHMS)
             .await
             .unwrap();
         let keys = Keys::new(crate::service::keys::keyring_from(&config, &stored, clock.now()).unwrap());

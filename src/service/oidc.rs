@@ -516,7 +516,7 @@ impl Oidc {
             Some((&client.client_id, &scope)),
         )?;
         let id_token = if grant.scopes.contains(OPENID) {
-            Some(self.id_token(&client, &tenant, &user, &grant, &access_token)?)
+            Some(self.id_token(&client, &tenant, &user, &grant, &access_token).await?)
         } else {
             None
         };
@@ -529,7 +529,7 @@ impl Oidc {
         })
     }
 
-    fn id_token(
+    async fn id_token(
         &self,
         client: &Client,
         tenant: &Tenant,
@@ -537,7 +537,7 @@ impl Oidc {
         grant: &CodeGrant,
         access_token: &str,
     ) -> AppResult<String> {
-        let keys = self.keys.current();
+        let keys = self.keys.complete().await;
         let now = self.clock.now();
         let alg = signing_alg(client.id_token_alg);
         let mut claims = IdTokenClaims {
@@ -877,7 +877,7 @@ impl Oidc {
         let Some(uri) = client.backchannel_logout_uri.as_deref() else {
             return Ok(());
         };
-        let keys = self.keys.current();
+        let keys = self.keys.complete().await;
         let now = self.clock.now();
         let claims = LogoutTokenClaims {
             iss: keys.issuer().to_string(),
