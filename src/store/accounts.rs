@@ -447,7 +447,7 @@ impl<D: Driver> AccountStore for D {
 
     async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
         let slug = slug.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1");
             c.query_opt_map(&sql, &args![&slug], tenant_from_row)
         })
@@ -455,7 +455,7 @@ impl<D: Driver> AccountStore for D {
     }
 
     async fn tenant_by_id(&self, tenant_id: Uuid) -> StoreResult<Option<Tenant>> {
-        self.read(move |c| {
+        self.lookup(move |c| {
             let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
             c.query_opt_map(&sql, &args![tenant_id], tenant_from_row)
         })
@@ -497,7 +497,7 @@ impl<D: Driver> AccountStore for D {
     }
 
     async fn get_user(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<User>> {
-        self.read(move |c| load_user(c, tenant_id, user_id)).await
+        self.lookup(move |c| load_user(c, tenant_id, user_id)).await
     }
 
     async fn find_for_login(
@@ -661,7 +661,7 @@ impl<D: Driver> AccountStore for D {
     }
 
     async fn access_of(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<Access>> {
-        self.read(move |c| access_from_rows(&c.query(ACCESS_OF, &args![tenant_id, user_id])?))
+        self.lookup(move |c| access_from_rows(&c.query(ACCESS_OF, &args![tenant_id, user_id])?))
             .await
     }
 
@@ -676,7 +676,7 @@ impl<D: Driver> AccountStore for D {
 
     async fn session_by_refresh(&self, tenant_id: Uuid, token_hash: &str) -> StoreResult<Option<Session>> {
         let token_hash = token_hash.to_owned();
-        self.read(move |c| {
+        self.lookup(move |c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
                  WHERE rt.token_hash = $1 AND rt.tenant_id = $2"
@@ -760,7 +760,7 @@ impl<D: Driver> AccountStore for D {
         session_id: Uuid,
         now: Timestamp,
     ) -> StoreResult<Option<Session>> {
-        self.read(move |c| {
+        self.lookup(move |c| {
             let sql = format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions s \
                  WHERE s.tenant_id = $1 AND s.user_id = $2 AND s.id = $3 \

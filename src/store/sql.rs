@@ -328,6 +328,17 @@ pub trait Driver: Clone + Send + Sync + 'static {
     /// Runs `f` on a read connection, outside an explicit transaction.
     fn read<T: Send + 'static, F: Read<T>>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send;
 
+    /// Runs `f`, a read bounded by a key (one row, or the few rows of one
+    /// user or session), where it costs least. SQLite answers it on the
+    /// calling thread when a pooled connection is idle: an indexed lookup in
+    /// cached pages takes microseconds, less than the two thread hand-offs
+    /// of a blocking hop (a third of the time of `GET /v1/users/me` in the
+    /// profile). Anything that scans, sorts or pages goes through
+    /// [`Driver::read`], which never holds up the async runtime.
+    fn lookup<T: Send + 'static, F: Read<T>>(&self, f: F) -> impl Future<Output = StoreResult<T>> + Send {
+        self.read(f)
+    }
+
     /// Runs `f` in one write transaction and commits when it succeeds. `f`
     /// may run more than once (PostgreSQL retries a transaction that hit a
     /// deadlock or serialization failure), so it must not consume its inputs.

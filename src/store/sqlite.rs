@@ -18,7 +18,8 @@
 //! process get two names and never see each other.
 //!
 //! A read runs in one `spawn_blocking` hop, a write as one job of the writer
-//! thread; both carry the caller's span.
+//! thread; both carry the caller's span. A keyed lookup runs on the caller's
+//! thread when a pooled connection is idle (see [`sql::Driver::lookup`]).
 
 mod group_commit;
 
@@ -105,6 +106,9 @@ impl SqliteStore {
         let readers = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(1))
+            // A local file cannot go stale the way a network connection can;
+            // the check would cost a statement per read.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .context("cannot open database read pool")?;
@@ -237,6 +241,15 @@ impl sql::Driver for SqliteStore {
         self.read_conn(move |c| f(&mut SqliteConn(c))).await
     }
 
+    async fn lookup<T: Send + 'static, F: sql::Read<T>>(&self, f: F) -> StoreResult<T> {
+        // Never waits for a connection here: with none idle, the blocking
+        // hop waits instead.
+        match self.inner.readers.try_get() {
+            Some(conn) => f(&mut SqliteConn(&conn)),
+            None => self.read(f).await,
+        }
+    }
+
     async fn write<T: Send + 'static, F: sql::Write<T>>(&self, mut f: F) -> StoreResult<T> {
         self.write_tx(move |tx| f(&mut SqliteConn(tx))).await
     }
@@ -308,6 +321,26 @@ mod tests {
             Some(SqliteTarget::File("/var/lib/forge.db".into()))
         );
         assert_eq!(SqliteTarget::from_url("postgres://x"), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lookup_runs_inline_on_an_idle_connection_and_waits_for_a_busy_pool() {
+        let store = SqliteStore::open("sqlite::memory:", 1).unwrap();
+        store.server_secret("x", vec![1], 0).await.unwrap();
+        let count = |s: SqliteStore| async move {
+            s.lookup(|c| c.query_value::<i64>("SELECT COUNT(*) FROM server_secrets", &[]))
+                .await
+                .unwrap()
+        };
+        assert_eq!(count(store.clone()).await, 1);
+        // The only pooled connection is taken: the lookup neither fails nor
+        // blocks the runtime; it waits in the blocking pool until it is back.
+        let held = store.inner.readers.get().unwrap();
+        let waiting = tokio::spawn(count(store.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        assert_eq!(waiting.await.unwrap(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
