@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::cache::Cache;
+use crate::cache::epoch::Epoch;
 use crate::cache::moka::MokaStore;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -82,7 +83,8 @@ enum Opening<T> {
 }
 
 /// Whether `cache.url` names a cache shared by several instances, so
-/// process-local copies of database rows must be off (see `state::LocalCache`).
+/// process-local copies of database rows must check the epoch there (see
+/// `cache::epoch`).
 pub fn cache_is_shared(config: &Config) -> bool {
     config.cache.url != "memory"
 }
@@ -338,13 +340,20 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let codes = Codes::new(cache.clone(), refresh_key.clone(), config.otp.clone());
     let challenges = Challenges::new(cache.clone(), clock.clone(), refresh_key.clone());
     let devices = Devices::new(clock.clone(), refresh_key.clone(), config.rate_limit.device_token_ttl);
-    let rbac = Rbac::new(store.clone(), AppState::access_cache(shared));
+    // One epoch for every process-local copy of directory rows, kept where
+    // every instance reads it (see `cache::epoch`).
+    let epoch = if shared {
+        Epoch::shared(cache.clone())
+    } else {
+        Epoch::local()
+    };
+    let rbac = Rbac::new(store.clone(), AppState::access_cache(&epoch));
     let signing_keys = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
     let audit = AuditLog::new(store.clone(), clock.clone(), config.audit.clone());
     let roles = Roles::new(store.clone(), clock.clone(), rbac.clone());
     let site_messages = SiteMessages::new(store.clone(), clock.clone());
     let site_dashboard = SiteDashboard::new(store.clone(), clock.clone());
-    let tenants = AppState::tenant_cache(shared);
+    let tenants = AppState::tenant_cache(&epoch);
     let sessions = Sessions::new(
         store.clone(),
         clock.clone(),

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::cache::Cache;
+use crate::cache::epoch::{Epoch, EpochCache};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::jwt::{AccessClaims, Keyring};
@@ -137,89 +138,14 @@ impl AppState {
             .build()
     }
 
-    /// The per-user access cache: on for a lone instance, off when
-    /// `shared` (several instances over one database; see [`LocalCache`]).
-    pub fn access_cache(shared: bool) -> LocalCache<uuid::Uuid, Arc<crate::store::Access>> {
-        LocalCache::new(shared, 100_000, Duration::from_secs(30))
+    /// The per-user access cache (see [`EpochCache`]).
+    pub fn access_cache(epoch: &Epoch) -> EpochCache<uuid::Uuid, Arc<crate::store::Access>> {
+        EpochCache::new(epoch.clone(), 100_000, Duration::from_secs(30))
     }
 
-    /// The tenant cache: on for a lone instance, off when `shared`.
-    pub fn tenant_cache(shared: bool) -> LocalCache<String, Tenant> {
-        LocalCache::new(shared, 10_000, Duration::from_secs(60))
-    }
-}
-
-/// A process-local copy of rows the database owns (a user's roles, a
-/// tenant), kept only while this process is the only writer.
-///
-/// Invariant: whatever one instance changes, every instance sees on its very
-/// next request. A lone instance (`cache.url = "memory"`) gets that from the
-/// invalidation its own write performs (`service::rbac::Rbac::invalidate_*`,
-/// `tenants.invalidate`). With several instances (a shared Redis cache), an
-/// invalidation done on instance A cannot reach B's memory before A answers:
-/// those hooks are synchronous, and pub/sub delivery is asynchronous, so a
-/// client could see B grant a role A just removed. So when instances share
-/// state the cache is off: `get` finds nothing, `insert` and the
-/// invalidations do nothing, and every lookup reads the database, the one
-/// place all instances agree on. That costs one indexed query per lookup
-/// (per authenticated request for the tenant, per permission check for the
-/// roles) and buys exactness. Revocations themselves never depended on these
-/// copies: the deny list lives in the shared cache.
-#[derive(Clone)]
-pub struct LocalCache<K, V> {
-    inner: Option<moka::sync::Cache<K, V>>,
-}
-
-impl<K, V> LocalCache<K, V>
-where
-    K: std::hash::Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    /// Holds up to `capacity` entries for `ttl`, unless `shared`.
-    pub fn new(shared: bool, capacity: u64, ttl: Duration) -> Self {
-        Self {
-            inner: (!shared).then(|| {
-                moka::sync::Cache::builder()
-                    .max_capacity(capacity)
-                    .time_to_live(ttl)
-                    .build()
-            }),
-        }
-    }
-
-    /// Whether entries are kept at all.
-    pub fn is_enabled(&self) -> bool {
-        self.inner.is_some()
-    }
-
-    pub fn get<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        self.inner.as_ref().and_then(|c| c.get(key))
-    }
-
-    pub fn insert(&self, key: K, value: V) {
-        if let Some(c) = &self.inner {
-            c.insert(key, value);
-        }
-    }
-
-    pub fn invalidate<Q>(&self, key: &Q)
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        if let Some(c) = &self.inner {
-            c.invalidate(key);
-        }
-    }
-
-    pub fn invalidate_all(&self) {
-        if let Some(c) = &self.inner {
-            c.invalidate_all();
-        }
+    /// The tenant cache, by slug (see [`EpochCache`]).
+    pub fn tenant_cache(epoch: &Epoch) -> EpochCache<String, Tenant> {
+        EpochCache::new(epoch.clone(), 10_000, Duration::from_secs(60))
     }
 }
 

@@ -128,6 +128,12 @@ impl CacheKey {
         CacheKey(format!("rl:{bucket}:{period_ms}:{generation}"))
     }
 
+    /// The version of the rows instances copy (tenants, users' access),
+    /// moved by every change to them (see [`super::epoch`]).
+    pub fn directory_epoch() -> Self {
+        CacheKey("epoch:directory".to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -248,6 +254,7 @@ mod tests {
                 CacheKey::rate_window(RateBucket::LoginFail, 60_000, 7),
                 "rl:login-fail:60000:7",
             ),
+            (CacheKey::directory_epoch(), "epoch:directory"),
         ];
         for (key, expected) in cases {
             assert_eq!(key.as_str(), expected);

@@ -19,6 +19,7 @@
 //! Counters and compare-and-delete are single atomic operations in every
 //! adapter, so two instances (or two requests) never both win.
 
+pub mod epoch;
 pub mod keys;
 pub mod moka;
 #[cfg(feature = "postgres")]

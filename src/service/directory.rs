@@ -354,7 +354,7 @@ impl Directory {
             })?;
         self.deny.deny_sessions(&sessions).await?;
         self.deny.deny_user(user_id).await?;
-        self.rbac.invalidate_user(user_id);
+        self.rbac.changed().await?;
         Ok(())
     }
 

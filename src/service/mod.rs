@@ -117,7 +117,13 @@ pub(crate) mod test_ports {
         cache: &Arc<dyn Cache>,
         clock: &Clock,
     ) -> crate::service::sessions::Sessions {
-        sessions_over(store, cache, clock, crate::state::AppState::tenant_cache(false)).await
+        sessions_over(
+            store,
+            cache,
+            clock,
+            crate::state::AppState::tenant_cache(&crate::cache::epoch::Epoch::local()),
+        )
+        .await
     }
 
     /// [`sessions`] reading the tenant cache `tenants`, to share it with
@@ -126,7 +132,7 @@ pub(crate) mod test_ports {
         store: &Arc<dyn Store>,
         cache: &Arc<dyn Cache>,
         clock: &Clock,
-        tenants: crate::state::LocalCache<String, crate::store::Tenant>,
+        tenants: crate::cache::epoch::EpochCache<String, crate::store::Tenant>,
     ) -> crate::service::sessions::Sessions {
         use crate::service::denylist::DenyList;
         use crate::service::limits::Limits;

@@ -2,23 +2,17 @@
 //! forward-auth.
 //!
 //! Access tokens carry the roles they were minted with; forge's own checks
-//! use the current roles instead, read through a short-lived per-user cache
-//! that every role change invalidates, so a revoked role stops working at
-//! once without a database round trip on every request.
-//!
-//! Several instances: the cache is per process, and [`Rbac::invalidate_user`] /
-//! [`Rbac::invalidate_all`] can only reach the process that made the change. So
-//! when instances share state (a Redis cache) the per-process cache is off
-//! (`state::LocalCache`): every check reads the roles from the database,
-//! which all instances share, and a role removed on one instance no longer
-//! counts on any other, from the very next request.
+//! use the current roles instead, read through a per-user cache whose
+//! copies stop counting, on every instance, as soon as any role change
+//! commits ([`EpochCache`]): a revoked role stops working at once, without
+//! a database round trip on every request.
 
 use std::sync::Arc;
 
+use crate::cache::epoch::EpochCache;
 use crate::domain::Permission;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::sessions::Principal;
-use crate::state::LocalCache;
 use crate::store::{Access, Store};
 
 /// Current roles and permissions, read from the store through the
@@ -27,29 +21,24 @@ use crate::store::{Access, Store};
 pub struct Rbac {
     store: Arc<dyn Store>,
     /// User id to current roles and permissions.
-    /// Off when instances share state (see [`LocalCache`]).
-    access: LocalCache<uuid::Uuid, Arc<Access>>,
+    access: EpochCache<uuid::Uuid, Arc<Access>>,
 }
 
 impl Rbac {
-    pub fn new(store: Arc<dyn Store>, access: LocalCache<uuid::Uuid, Arc<Access>>) -> Self {
+    pub fn new(store: Arc<dyn Store>, access: EpochCache<uuid::Uuid, Arc<Access>>) -> Self {
         Self { store, access }
     }
 
     /// The caller's current roles and permissions.
     #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
     pub async fn access(&self, principal: &Principal) -> AppResult<Arc<Access>> {
-        if let Some(a) = self.access.get(&principal.user_id) {
-            return Ok(a);
-        }
-        let access = self
-            .store
-            .access_of(principal.tenant.id, principal.user_id)
+        self.access
+            .get_or_load(&principal.user_id, || async {
+                let found = self.store.access_of(principal.tenant.id, principal.user_id).await?;
+                Ok::<_, AppError>(found.map(Arc::new))
+            })
             .await?
-            .ok_or_else(AppError::invalid_token)?;
-        let access = Arc::new(access);
-        self.access.insert(principal.user_id, access.clone());
-        Ok(access)
+            .ok_or_else(AppError::invalid_token)
     }
 
     #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
@@ -67,14 +56,11 @@ impl Rbac {
             .any(|p| p.grants(required)))
     }
 
-    /// Forgets cached access after a change to one user's roles.
-    pub fn invalidate_user(&self, user_id: uuid::Uuid) {
-        self.access.invalidate(&user_id);
-    }
-
-    /// Forgets all cached access after a role's permissions changed.
-    pub fn invalidate_all(&self) {
-        self.access.invalidate_all();
+    /// After a committed change to roles (a user's, or a role's
+    /// permissions) or tenants: no copy of anyone's access counts any more,
+    /// on any instance.
+    pub async fn changed(&self) -> AppResult<()> {
+        Ok(self.access.changed().await?)
     }
 
     /// Whether the caller is an operator holding `required`: an administrator
@@ -133,6 +119,7 @@ pub fn covers(granted: &[String], wanted: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::epoch::Epoch;
     use crate::domain::AuditEvent;
     use crate::service::{RequestMeta, test_ports};
     use crate::state::AppState;
@@ -148,14 +135,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_role_change_counts_once_the_user_is_invalidated() {
+    async fn a_role_change_counts_once_announced() {
         let store = test_ports::store();
-        let rbac = Rbac::new(store.clone(), AppState::access_cache(false));
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(&Epoch::local()));
         let principal = test_ports::principal(&store, &[]).await;
         assert!(!rbac.has_permission(&principal, "users:read").await.unwrap());
         grant_admin(&store, &principal).await;
         assert!(!rbac.has_permission(&principal, "users:read").await.unwrap(), "cached");
-        rbac.invalidate_user(principal.user_id);
+        rbac.changed().await.unwrap();
         assert!(rbac.has_permission(&principal, "users:read").await.unwrap());
         assert!(rbac.is_operator(&principal, "tenants:write").await.unwrap());
         assert_eq!(
@@ -165,19 +152,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_a_local_cache_every_check_reads_the_store() {
+    async fn a_role_change_on_one_instance_counts_on_another_at_its_next_check() {
         let store = test_ports::store();
-        let rbac = Rbac::new(store.clone(), AppState::access_cache(true));
+        let redis = test_ports::cache();
+        let a = Rbac::new(store.clone(), AppState::access_cache(&Epoch::shared(redis.clone())));
+        let b = Rbac::new(store.clone(), AppState::access_cache(&Epoch::shared(redis)));
         let principal = test_ports::principal(&store, &[]).await;
-        assert!(!rbac.has_permission(&principal, "users:read").await.unwrap());
+        assert!(!b.has_permission(&principal, "users:read").await.unwrap());
         grant_admin(&store, &principal).await;
-        assert!(rbac.has_permission(&principal, "users:read").await.unwrap());
+        assert!(!b.has_permission(&principal, "users:read").await.unwrap(), "b's copy");
+        a.changed().await.unwrap();
+        assert!(b.has_permission(&principal, "users:read").await.unwrap());
     }
 
     #[tokio::test]
     async fn nobody_acts_on_a_user_holding_more_than_they_do() {
         let store = test_ports::store();
-        let rbac = Rbac::new(store.clone(), AppState::access_cache(false));
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(&Epoch::local()));
         let plain = test_ports::principal(&store, &[]).await;
         let admin = test_ports::principal(&store, &["admin"]).await;
         assert!(rbac.require_covers_user(&plain, admin.user_id).await.is_err());

@@ -167,7 +167,7 @@ impl Roles {
                 StoreError::NotFound => role_not_found(),
                 other => other.into(),
             })?;
-        self.rbac.invalidate_all();
+        self.rbac.changed().await?;
         Ok(role)
     }
 
@@ -194,7 +194,7 @@ impl Roles {
                 StoreError::NotFound => role_not_found(),
                 other => other.into(),
             })?;
-        self.rbac.invalidate_all();
+        self.rbac.changed().await?;
         Ok(())
     }
 
@@ -260,7 +260,7 @@ impl Roles {
             StoreError::NotFound => AppError::not_found("user or role"),
             other => other.into(),
         })?;
-        self.rbac.invalidate_user(user_id);
+        self.rbac.changed().await?;
         Ok(())
     }
 }
@@ -274,7 +274,10 @@ mod tests {
     #[tokio::test]
     async fn an_assigned_role_counts_at_once_and_nobody_grants_what_they_lack() {
         let store = test_ports::store();
-        let rbac = Rbac::new(store.clone(), AppState::access_cache(false));
+        let rbac = Rbac::new(
+            store.clone(),
+            AppState::access_cache(&crate::cache::epoch::Epoch::local()),
+        );
         let roles = Roles::new(store.clone(), test_ports::clock(), rbac.clone());
         let admin = test_ports::principal(&store, &["admin"]).await;
         let plain = test_ports::principal(&store, &[]).await;

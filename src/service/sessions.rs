@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use super::RequestMeta;
 use crate::cache::RateBucket;
+use crate::cache::epoch::EpochCache;
 use crate::clock::Clock;
 use crate::config::{JwtConfig, Rate};
 use crate::crypto::jwt::AccessClaims;
@@ -38,7 +39,7 @@ use crate::domain::{Amr, Assurance, AuditEvent, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::service::denylist::DenyList;
 use crate::service::limits::Limits;
-use crate::state::{Keys, LocalCache};
+use crate::state::Keys;
 use crate::store::Store;
 use crate::store::{
     ClaimedSession, IdentifierKind, NewAuditEvent, NewSession, RefreshClaim, RefreshDecision, RotateRefresh, Rotation,
@@ -161,8 +162,8 @@ pub struct Sessions {
     /// verification. Entries never outlive the token (`exp` is rechecked) and
     /// revocation is checked separately on every request.
     verified_tokens: moka::sync::Cache<[u8; 32], Arc<AccessClaims>>,
-    /// Tenant slug to tenant, shared with whoever invalidates it.
-    tenants: LocalCache<String, Tenant>,
+    /// Tenant slug to tenant (see [`EpochCache`]).
+    tenants: EpochCache<String, Tenant>,
     limits: Limits,
     deny: DenyList,
 }
@@ -176,7 +177,7 @@ impl Sessions {
         jwt: JwtConfig,
         refresh_per_ip: Rate,
         refresh_key: Arc<Vec<u8>>,
-        tenants: LocalCache<String, Tenant>,
+        tenants: EpochCache<String, Tenant>,
         limits: Limits,
         deny: DenyList,
     ) -> Self {
@@ -194,17 +195,12 @@ impl Sessions {
         }
     }
 
-    /// Resolves a tenant slug, through a short-lived cache.
+    /// Resolves a tenant slug, through the tenant cache.
     #[tracing::instrument(skip_all, fields(tenant = %slug))]
     pub async fn tenant(&self, slug: &str) -> AppResult<Option<Tenant>> {
-        if let Some(t) = self.tenants.get(slug) {
-            return Ok(Some(t));
-        }
-        let found = self.store.tenant_by_slug(slug).await?;
-        if let Some(t) = &found {
-            self.tenants.insert(slug.to_string(), t.clone());
-        }
-        Ok(found)
+        self.tenants
+            .get_or_load(slug, || async { Ok(self.store.tenant_by_slug(slug).await?) })
+            .await
     }
 
     /// A fresh session begun by a password (amr `pwd`, aal 1) and its first

@@ -412,7 +412,10 @@ mod tests {
     async fn the_server_wide_switch_closes_sign_up_in_every_tenant() {
         let (store, cache, clock) = (test_ports::store(), test_ports::cache(), test_ports::clock());
         let sessions = test_ports::sessions(&store, &cache, &clock).await;
-        let rbac = Rbac::new(store.clone(), AppState::access_cache(false));
+        let rbac = Rbac::new(
+            store.clone(),
+            AppState::access_cache(&crate::cache::epoch::Epoch::local()),
+        );
         let open = Settings::new(store.clone(), clock.clone(), rbac.clone(), sessions.clone(), true);
         let closed = Settings::new(store.clone(), clock, rbac, sessions, false);
         let tenant = store.tenant_by_slug("default").await.unwrap().unwrap();

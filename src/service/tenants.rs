@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::paging::{self, Page};
 use super::settings::{self, SignupChange};
 use super::{RequestMeta, accounts};
+use crate::cache::epoch::EpochCache;
 use crate::clock::Clock;
 use crate::crypto::password::PasswordHasher;
 use crate::domain::settings::{SignupPolicy, TenantSettings};
@@ -33,7 +34,6 @@ use crate::secret::Secret;
 use crate::service::denylist::DenyList;
 use crate::service::rbac::Rbac;
 use crate::service::sessions::Principal;
-use crate::state::LocalCache;
 use crate::store::{NewTenant, NewUser, Store, StoreError, Tenant, User};
 
 fn tenant_not_found() -> AppError {
@@ -58,7 +58,8 @@ pub struct Tenants {
     deny: DenyList,
     passwords: PasswordHasher,
     policy: Arc<PasswordPolicy>,
-    tenants: LocalCache<String, Tenant>,
+    /// The tenant cache, told of every tenant created or deleted.
+    tenants: EpochCache<String, Tenant>,
     signup_enabled: bool,
 }
 
@@ -71,7 +72,7 @@ impl Tenants {
         deny: DenyList,
         passwords: PasswordHasher,
         policy: Arc<PasswordPolicy>,
-        tenants: LocalCache<String, Tenant>,
+        tenants: EpochCache<String, Tenant>,
         signup_enabled: bool,
     ) -> Self {
         Self {
@@ -208,7 +209,7 @@ impl Tenants {
                 audit,
             )
             .await?;
-        self.tenants.invalidate(slug.as_str());
+        self.tenants.changed().await?;
         Ok(created)
     }
 
@@ -240,8 +241,8 @@ impl Tenants {
                 StoreError::NotFound => tenant_not_found(),
                 other => other.into(),
             })?;
-        self.tenants.invalidate(slug.as_str());
-        self.rbac.invalidate_all();
+        // One epoch covers tenants and access: every copy of either reloads.
+        self.tenants.changed().await?;
         self.deny.deny_sessions(&deleted.live_sessions).await?;
         tracing::info!(tenant = %deleted.tenant.slug, sessions = deleted.live_sessions.len(), "tenant deleted");
         Ok(())
@@ -251,6 +252,7 @@ impl Tenants {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::epoch::Epoch;
     use crate::crypto::password::Argon2Params;
     use crate::service::test_ports;
     use crate::state::AppState;
@@ -258,9 +260,10 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_tenant_leaves_the_tenant_cache_sessions_read() {
         let (store, cache, clock) = (test_ports::store(), test_ports::cache(), test_ports::clock());
-        let tenant_cache = AppState::tenant_cache(false);
+        let epoch = Epoch::local();
+        let tenant_cache = AppState::tenant_cache(&epoch);
         let sessions = test_ports::sessions_over(&store, &cache, &clock, tenant_cache.clone()).await;
-        let rbac = Rbac::new(store.clone(), AppState::access_cache(false));
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(&epoch));
         let deny = DenyList::new(store.clone(), cache, clock.clone(), Default::default());
         let passwords = PasswordHasher::new(Argon2Params::default(), 1).unwrap();
         let policy = Arc::new(PasswordPolicy::default());

@@ -15,8 +15,8 @@
 //! migrations (instances starting together), and `FOR UPDATE SKIP LOCKED`
 //! for the outbox claim. Every statement is sent with typed parameters: one
 //! round trip instead of a prepare, an execute and a close, which matters
-//! for the two reads every request makes when instances share state (tenant
-//! by slug, a user's access; see `state::LocalCache`).
+//! for the reads a request makes when its copies are stale (tenant by
+//! slug, a user's access; see `cache::epoch`).
 //!
 //! The sync `postgres` client owns a small tokio runtime and panics when it
 //! is built, used or dropped on an async worker thread. So the pool is built
