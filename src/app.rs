@@ -347,13 +347,16 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     } else {
         Epoch::local()
     };
-    let rbac = Rbac::new(store.clone(), AppState::access_cache(&epoch));
+    let rbac = Rbac::new(
+        store.clone(),
+        AppState::access_cache(&epoch, config.cache.local_entries),
+    );
     let signing_keys = SigningKeys::new(store.clone(), config.clone(), clock.clone(), keyring.clone());
     let audit = AuditLog::new(store.clone(), clock.clone(), config.audit.clone());
     let roles = Roles::new(store.clone(), clock.clone(), rbac.clone());
     let site_messages = SiteMessages::new(store.clone(), clock.clone());
     let site_dashboard = SiteDashboard::new(store.clone(), clock.clone());
-    let tenants = AppState::tenant_cache(&epoch);
+    let tenants = AppState::tenant_cache(&epoch, config.cache.local_entries);
     let sessions = Sessions::new(
         store.clone(),
         clock.clone(),
@@ -364,6 +367,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         tenants.clone(),
         limits.clone(),
         deny.clone(),
+        config.cache.local_entries,
     );
     let mfa_policies = MfaPolicies::new(store.clone(), clock.clone(), challenges.clone(), sessions.clone());
     let proof = Proof::new(store.clone(), clock.clone(), sessions.clone());

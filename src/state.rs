@@ -131,21 +131,21 @@ impl AppState {
         Self(Arc::new(services))
     }
 
-    pub fn verified_token_cache(ttl: Duration) -> moka::sync::Cache<[u8; 32], Arc<AccessClaims>> {
+    pub fn verified_token_cache(ttl: Duration, entries: u64) -> moka::sync::Cache<[u8; 32], Arc<AccessClaims>> {
         moka::sync::Cache::builder()
-            .max_capacity(100_000)
+            .max_capacity(entries)
             .time_to_live(ttl)
             .build()
     }
 
     /// The per-user access cache (see [`EpochCache`]).
-    pub fn access_cache(epoch: &Epoch) -> EpochCache<uuid::Uuid, Arc<crate::store::Access>> {
-        EpochCache::new(epoch.clone(), 100_000, Duration::from_secs(30))
+    pub fn access_cache(epoch: &Epoch, entries: u64) -> EpochCache<uuid::Uuid, Arc<crate::store::Access>> {
+        EpochCache::new(epoch.clone(), entries, Duration::from_secs(30))
     }
 
     /// The tenant cache, by slug (see [`EpochCache`]).
-    pub fn tenant_cache(epoch: &Epoch) -> EpochCache<String, Tenant> {
-        EpochCache::new(epoch.clone(), 10_000, Duration::from_secs(60))
+    pub fn tenant_cache(epoch: &Epoch, entries: u64) -> EpochCache<String, Tenant> {
+        EpochCache::new(epoch.clone(), entries, Duration::from_secs(60))
     }
 }
 

@@ -95,12 +95,18 @@ impl Default for DatabaseConfig {
 pub struct CacheConfig {
     /// `memory`, or `redis://`/`rediss://` with the `postgres` feature.
     pub url: String,
+    /// The most entries each process-local cache keeps: access tokens
+    /// whose signature was checked, users' roles and permissions, tenants.
+    /// Each is a bounded LRU: a full cache costs lookups, never
+    /// correctness; 0 keeps nothing.
+    pub local_entries: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             url: "memory".to_owned(),
+            local_entries: 100_000,
         }
     }
 }

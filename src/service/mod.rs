@@ -121,7 +121,7 @@ pub(crate) mod test_ports {
             store,
             cache,
             clock,
-            crate::state::AppState::tenant_cache(&crate::cache::epoch::Epoch::local()),
+            crate::state::AppState::tenant_cache(&crate::cache::epoch::Epoch::local(), 100),
         )
         .await
     }
@@ -155,6 +155,7 @@ pub(crate) mod test_ports {
             tenants,
             Limits::new(cache.clone(), refresh_key, config.rate_limit.clone()),
             DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone()),
+            config.cache.local_entries,
         )
     }
 

@@ -137,7 +137,7 @@ mod tests {
     #[tokio::test]
     async fn a_role_change_counts_once_announced() {
         let store = test_ports::store();
-        let rbac = Rbac::new(store.clone(), AppState::access_cache(&Epoch::local()));
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(&Epoch::local(), 100));
         let principal = test_ports::principal(&store, &[]).await;
         assert!(!rbac.has_permission(&principal, "users:read").await.unwrap());
         grant_admin(&store, &principal).await;
@@ -155,8 +155,11 @@ mod tests {
     async fn a_role_change_on_one_instance_counts_on_another_at_its_next_check() {
         let store = test_ports::store();
         let redis = test_ports::cache();
-        let a = Rbac::new(store.clone(), AppState::access_cache(&Epoch::shared(redis.clone())));
-        let b = Rbac::new(store.clone(), AppState::access_cache(&Epoch::shared(redis)));
+        let a = Rbac::new(
+            store.clone(),
+            AppState::access_cache(&Epoch::shared(redis.clone()), 100),
+        );
+        let b = Rbac::new(store.clone(), AppState::access_cache(&Epoch::shared(redis), 100));
         let principal = test_ports::principal(&store, &[]).await;
         assert!(!b.has_permission(&principal, "users:read").await.unwrap());
         grant_admin(&store, &principal).await;
@@ -168,7 +171,7 @@ mod tests {
     #[tokio::test]
     async fn nobody_acts_on_a_user_holding_more_than_they_do() {
         let store = test_ports::store();
-        let rbac = Rbac::new(store.clone(), AppState::access_cache(&Epoch::local()));
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(&Epoch::local(), 100));
         let plain = test_ports::principal(&store, &[]).await;
         let admin = test_ports::principal(&store, &["admin"]).await;
         assert!(rbac.require_covers_user(&plain, admin.user_id).await.is_err());

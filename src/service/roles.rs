@@ -276,7 +276,7 @@ mod tests {
         let store = test_ports::store();
         let rbac = Rbac::new(
             store.clone(),
-            AppState::access_cache(&crate::cache::epoch::Epoch::local()),
+            AppState::access_cache(&crate::cache::epoch::Epoch::local(), 100),
         );
         let roles = Roles::new(store.clone(), test_ports::clock(), rbac.clone());
         let admin = test_ports::principal(&store, &["admin"]).await;

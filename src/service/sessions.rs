@@ -180,9 +180,10 @@ impl Sessions {
         tenants: EpochCache<String, Tenant>,
         limits: Limits,
         deny: DenyList,
+        local_entries: u64,
     ) -> Self {
         Self {
-            verified_tokens: crate::state::AppState::verified_token_cache(jwt.access_ttl + jwt.leeway),
+            verified_tokens: crate::state::AppState::verified_token_cache(jwt.access_ttl + jwt.leeway, local_entries),
             store,
             clock,
             keys,

@@ -414,7 +414,7 @@ mod tests {
         let sessions = test_ports::sessions(&store, &cache, &clock).await;
         let rbac = Rbac::new(
             store.clone(),
-            AppState::access_cache(&crate::cache::epoch::Epoch::local()),
+            AppState::access_cache(&crate::cache::epoch::Epoch::local(), 100),
         );
         let open = Settings::new(store.clone(), clock.clone(), rbac.clone(), sessions.clone(), true);
         let closed = Settings::new(store.clone(), clock, rbac, sessions, false);

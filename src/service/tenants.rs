@@ -261,9 +261,9 @@ mod tests {
     async fn a_deleted_tenant_leaves_the_tenant_cache_sessions_read() {
         let (store, cache, clock) = (test_ports::store(), test_ports::cache(), test_ports::clock());
         let epoch = Epoch::local();
-        let tenant_cache = AppState::tenant_cache(&epoch);
+        let tenant_cache = AppState::tenant_cache(&epoch, 100);
         let sessions = test_ports::sessions_over(&store, &cache, &clock, tenant_cache.clone()).await;
-        let rbac = Rbac::new(store.clone(), AppState::access_cache(&epoch));
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(&epoch, 100));
         let deny = DenyList::new(store.clone(), cache, clock.clone(), Default::default());
         let passwords = PasswordHasher::new(Argon2Params::default(), 1).unwrap();
         let policy = Arc::new(PasswordPolicy::default());

@@ -176,7 +176,22 @@ async fn wildcards_match_within_their_scope() {
 
 #[tokio::test]
 async fn role_changes_apply_to_tokens_already_issued() {
-    let s = server().await;
+    role_changes_apply_on(server().await).await;
+}
+
+/// `cache.local_entries = 0`: nothing is kept in process, every lookup
+/// reads the database, and the behaviour is the same.
+#[tokio::test]
+async fn without_in_process_copies_role_changes_apply_the_same() {
+    let s = forge::testing::TestServer::start_with(|c| {
+        c.rate_limit.enabled = false;
+        c.cache.local_entries = 0;
+    })
+    .await;
+    role_changes_apply_on(s).await;
+}
+
+async fn role_changes_apply_on(s: forge::testing::TestServer) {
     let root = s.admin("root@example.com", PASSWORD).await;
     let admin = access(&root).to_string();
     let session = s.signup("eve@example.com", PASSWORD).await;
