@@ -323,16 +323,23 @@ mod tests {
         assert_eq!(SqliteTarget::from_url("postgres://x"), None);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// On a current-thread runtime the test's thread is the only one that
+    /// runs async code: a lookup answered there ran inline; one answered on
+    /// another thread went through the blocking pool.
+    #[tokio::test]
     async fn a_lookup_runs_inline_on_an_idle_connection_and_waits_for_a_busy_pool() {
         let store = SqliteStore::open("sqlite::memory:", 1).unwrap();
         store.server_secret("x", vec![1], 0).await.unwrap();
+        let runtime_thread = std::thread::current().id();
         let count = |s: SqliteStore| async move {
-            s.lookup(|c| c.query_value::<i64>("SELECT COUNT(*) FROM server_secrets", &[]))
-                .await
-                .unwrap()
+            s.lookup(|c| {
+                let n = c.query_value::<i64>("SELECT COUNT(*) FROM server_secrets", &[])?;
+                Ok((n, std::thread::current().id()))
+            })
+            .await
+            .unwrap()
         };
-        assert_eq!(count(store.clone()).await, 1);
+        assert_eq!(count(store.clone()).await, (1, runtime_thread), "inline");
         // The only pooled connection is taken: the lookup neither fails nor
         // blocks the runtime; it waits in the blocking pool until it is back.
         let held = store.inner.readers.get().unwrap();
@@ -340,7 +347,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished());
         drop(held);
-        assert_eq!(waiting.await.unwrap(), 1);
+        let (n, thread) = waiting.await.unwrap();
+        assert_eq!(n, 1);
+        assert_ne!(thread, runtime_thread, "in the blocking pool");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
