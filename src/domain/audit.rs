@@ -106,6 +106,12 @@ audit_events! {
     UserDisabled => "user_disabled",
     UserEnabled => "user_enabled",
     UserUpdated => "user_updated",
+    WebhookCreated => "webhook_created",
+    WebhookDeleted => "webhook_deleted",
+    WebhookDisabled => "webhook_disabled",
+    WebhookReplayed => "webhook_replayed",
+    WebhookSecretRotated => "webhook_secret_rotated",
+    WebhookUpdated => "webhook_updated",
 }
 
 /// A name that is not one of [`AuditEvent::ALL`].
@@ -199,6 +205,12 @@ mod tests {
                 "user_disabled",
                 "user_enabled",
                 "user_updated",
+                "webhook_created",
+                "webhook_deleted",
+                "webhook_disabled",
+                "webhook_replayed",
+                "webhook_secret_rotated",
+                "webhook_updated",
             ]
         );
         let mut sorted = names.clone();

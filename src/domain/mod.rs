@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod password_policy;
 pub mod providers;
 pub mod settings;
+pub mod webhooks;
 
 pub use assurance::{Aal, Amr, Assurance};
 pub use audit::{AuditEvent, UnknownAuditEvent};

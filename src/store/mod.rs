@@ -22,6 +22,7 @@ mod rows;
 pub mod site;
 pub mod sql;
 pub mod sqlite;
+pub mod webhooks;
 
 use uuid::Uuid;
 
@@ -34,6 +35,10 @@ pub use outbox::*;
 pub use providers::*;
 pub use records::*;
 pub use site::*;
+pub use webhooks::{
+    Delivery, DeliveryStatus, DueDelivery, NewWebhook, Outcome as DeliveryOutcome, Replay, Webhook, WebhookPatch,
+    WebhookStore,
+};
 
 /// The fixed id of the `default` tenant (created by the first migration).
 pub const DEFAULT_TENANT_ID: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000000);
@@ -58,12 +63,28 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Each area's methods live in their own trait (and their own file per
 /// backend) so the areas can grow independently.
 pub trait Store:
-    AccountStore + ClientStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + ProviderStore + SiteStore
+    AccountStore
+    + ClientStore
+    + DirectoryStore
+    + FactorStore
+    + ImportStore
+    + OutboxStore
+    + ProviderStore
+    + SiteStore
+    + WebhookStore
 {
 }
 
 impl<
-    T: AccountStore + ClientStore + DirectoryStore + FactorStore + ImportStore + OutboxStore + ProviderStore + SiteStore,
+    T: AccountStore
+        + ClientStore
+        + DirectoryStore
+        + FactorStore
+        + ImportStore
+        + OutboxStore
+        + ProviderStore
+        + SiteStore
+        + WebhookStore,
 > Store for T
 {
 }

@@ -179,7 +179,8 @@ pub(super) fn all_keys(c: &mut dyn Conn) -> StoreResult<Vec<SigningKeyRecord>> {
 }
 
 /// Appends an audit row in the caller's transaction, so the action and its
-/// record land together or not at all.
+/// record land together or not at all; the webhook events the row
+/// announces are written with it (`webhooks::record_events`).
 pub(super) fn insert_audit(c: &mut dyn Conn, e: &NewAuditEvent) -> StoreResult<()> {
     c.execute(
         "INSERT INTO audit_events (id, tenant_id, at, event, user_id, actor_id, ip, user_agent, detail) \
@@ -196,7 +197,7 @@ pub(super) fn insert_audit(c: &mut dyn Conn, e: &NewAuditEvent) -> StoreResult<(
             &e.detail,
         ],
     )?;
-    Ok(())
+    super::webhooks::record_events(c, e)
 }
 
 /// Moves the user's credential epoch on, ending every session that records
