@@ -254,6 +254,7 @@ impl Application {
         // Upstream providers' metadata and keys, kept fresh in the background.
         let upstream_refresher = state.federation.spawn_refresher();
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+        let webhook_worker = state.dispatcher.spawn(worker_stopped.clone());
         let worker = state.notifier.spawn_worker(worker_stopped);
         let router = crate::http::router(state, self.extra_routes);
         let result = axum::serve(
@@ -271,6 +272,7 @@ impl Application {
         // Requests are drained; let the worker finish the sends under way.
         let _ = stop_worker.send(true);
         let _ = worker.await;
+        let _ = webhook_worker.await;
         result
     }
 }
@@ -544,6 +546,21 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         crate::crypto::seal::SealingKey::provider_secrets(&factor_secret),
         configured_providers,
     ));
+    let webhook_guard = crate::webhooks::Guard::new(config.webhooks.allow_private, &config.server.public_url);
+    let webhook_key = crate::crypto::seal::SealingKey::webhook_secrets(&factor_secret);
+    let webhooks = crate::service::webhooks::Webhooks::new(
+        store.clone(),
+        clock.clone(),
+        webhook_key.clone(),
+        webhook_guard.clone(),
+    );
+    let dispatcher = crate::webhooks::Dispatcher::new(
+        store.clone(),
+        clock.clone(),
+        webhook_key,
+        webhook_guard,
+        config.webhooks.disable_after,
+    )?;
     let federation = Arc::new(crate::service::federation::Federation::new(
         store.clone(),
         providers.clone(),
@@ -560,6 +577,8 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let state = AppState::new(Services {
         oidc,
         providers,
+        webhooks,
+        dispatcher,
         federation,
         clients,
         consents,
@@ -642,6 +661,13 @@ async fn maintenance(state: AppState) {
         // Audit retention: a minute after start, then hourly.
         if minutes.is_multiple_of(60) {
             state.audit.sweep_logged().await;
+            let before = state
+                .clock
+                .now()
+                .saturating_sub(crate::webhooks::DELIVERY_RETENTION_SECS);
+            if let Err(e) = state.store.prune_deliveries(before).await {
+                tracing::warn!(error = %e, "cannot prune old webhook deliveries");
+            }
         }
         minutes += 1;
     }

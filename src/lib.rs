@@ -26,6 +26,7 @@ pub mod store;
 pub mod telemetry;
 pub mod testing;
 pub mod upstream;
+pub mod webhooks;
 
 pub use app::Application;
 pub use config::Config;

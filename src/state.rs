@@ -122,6 +122,10 @@ pub struct Services {
     /// Upstream identity providers ("sign in with"): administration, the
     /// enabled ones, and their client secrets for the flows.
     pub providers: Arc<crate::service::providers::Providers>,
+    /// Webhook endpoints: administration.
+    pub webhooks: crate::service::webhooks::Webhooks,
+    /// Webhook delivery (its worker runs beside the server).
+    pub dispatcher: crate::webhooks::Dispatcher,
     /// Sign-in through those providers, and the identities it links.
     pub federation: Arc<crate::service::federation::Federation>,
 }

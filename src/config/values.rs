@@ -31,6 +31,7 @@ pub struct Config {
     pub log: LogConfig,
     pub backup: BackupConfig,
     pub forward_auth: ForwardAuthConfig,
+    pub webhooks: WebhooksConfig,
     /// Upstream identity providers declared here (`[[providers]]`): read-only
     /// through the API and the admin site, merged with the stored ones.
     /// Last, so the TOML form puts the array of tables after every section.
@@ -514,6 +515,30 @@ pub struct ForwardAuthConfig {
     /// no sign-in page for end users yet and the admin site's admits only
     /// operators) means no redirect: browsers get the same 401 as API calls.
     pub login_url: String,
+}
+
+/// Webhook endpoints (`/v1/webhooks`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Let endpoints use plain `http` and point at loopback, private,
+    /// link-local or metadata addresses, or at forge itself (tests,
+    /// internal networks). Off, such endpoints are refused at registration
+    /// and never reached at delivery.
+    pub allow_private: bool,
+    /// An endpoint whose deliveries have failed this long without a single
+    /// success is turned off.
+    #[serde(with = "duration")]
+    pub disable_after: Duration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            disable_after: days(5),
+        }
+    }
 }
 
 /// The longest client secret a provider may declare, in characters as JSON

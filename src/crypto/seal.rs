@@ -39,6 +39,8 @@ const NONCE_BYTES: usize = 24;
 pub const FACTOR_LABEL: &[u8] = b"forge factor sealing v1";
 /// The HKDF `info` of the key sealing upstream providers' client secrets.
 pub const PROVIDER_SECRET_LABEL: &[u8] = b"forge provider secret sealing v1";
+/// The HKDF `info` of the key sealing webhook signing secrets.
+pub const WEBHOOK_SECRET_LABEL: &[u8] = b"forge webhook secret sealing v1";
 
 /// A sealed value could not be opened (wrong key, wrong associated data,
 /// tampered or truncated), or sealing failed. Says nothing more, on purpose.
@@ -64,6 +66,12 @@ impl SealingKey {
     /// secret (associated data: tenant id and provider id).
     pub fn provider_secrets(server_secret: &[u8]) -> Self {
         Self::derive_for(server_secret, PROVIDER_SECRET_LABEL)
+    }
+
+    /// The key sealing webhook signing secrets, from this server secret
+    /// (associated data: tenant id and webhook id).
+    pub fn webhook_secrets(server_secret: &[u8]) -> Self {
+        Self::derive_for(server_secret, WEBHOOK_SECRET_LABEL)
     }
 
     /// The sealing key of one purpose (`label`, the HKDF `info`) from this

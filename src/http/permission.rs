@@ -82,6 +82,10 @@ permissions! {
     ProvidersRead = "providers:read";
     /// Register, change and delete upstream identity providers.
     ProvidersWrite = "providers:write";
+    /// List webhook endpoints and their deliveries.
+    WebhooksRead = "webhooks:read";
+    /// Register, change and delete webhook endpoints; rotate their secrets; replay deliveries.
+    WebhooksWrite = "webhooks:write";
     /// List and read tenants (operators only).
     TenantsRead = "tenants:read", operator;
     /// Create and delete tenants (operators only).

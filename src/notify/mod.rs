@@ -56,6 +56,7 @@ pub use memory::{MemoryChannel, MemoryOutbox, OutboxEntry};
 pub use render::render;
 pub use smtp::SmtpChannel;
 pub use twilio::TwilioChannel;
+pub(crate) use webhook::describe_request_error;
 pub use webhook::{WebhookChannel, signature as webhook_signature};
 pub use worker::WorkerSettings;
 

@@ -72,6 +72,12 @@ pub(super) fn classify(provider: &str, status: reqwest::StatusCode) -> Result<()
 
 /// Describes a failed request without its URL (which may hold a token).
 pub(super) fn request_error(provider: &str, e: reqwest::Error) -> SendError {
+    SendError::transient(format!("{provider}: {}", describe_request_error(e)))
+}
+
+/// What went wrong with a request, for a stored error: never its URL (it
+/// may hold a token) nor any body.
+pub(crate) fn describe_request_error(e: reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -83,7 +89,7 @@ pub(super) fn request_error(provider: &str, e: reqwest::Error) -> SendError {
     let detail = std::error::Error::source(&source)
         .map(|s| format!(": {s}"))
         .unwrap_or_default();
-    SendError::transient(format!("{provider}: {what}{detail}"))
+    format!("{what}{detail}")
 }
 
 /// An HTTP client for outgoing deliveries: bounded time, no redirects.

@@ -38,6 +38,7 @@ pub mod sign_in;
 pub mod site;
 pub mod sso;
 pub mod tenants;
+pub mod webhooks;
 
 use uuid::Uuid;
 

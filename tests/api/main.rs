@@ -46,6 +46,7 @@ mod support;
 mod tenants;
 mod tokens;
 mod users;
+mod webhooks;
 
 use reqwest::{Response, StatusCode};
 use serde_json::Value;

@@ -17,6 +17,7 @@ pub mod roles;
 pub mod settings;
 pub mod tenants;
 pub mod users;
+pub mod webhooks;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -40,6 +41,7 @@ use crate::state::AppState;
         (name = "clients", description = "OAuth clients of the caller's tenant (clients:read, clients:write)"),
         (name = "federation", description = "Sign-in through upstream identity providers, and linked identities"),
         (name = "providers", description = "Upstream identity providers of the caller's tenant (providers:read, providers:write)"),
+        (name = "webhooks", description = "Webhook endpoints of the caller's tenant and their deliveries (webhooks:read, webhooks:write)"),
         (name = "development", description = "Only with dev.outbox = true"),
     )
 )]
@@ -146,5 +148,14 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
             providers::delete_provider
         ))
         .routes(routes!(providers::list_user_identities))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::patch_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_webhook_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::replay_delivery))
         .split_for_parts()
 }
