@@ -34,6 +34,7 @@ mod roles;
 mod settings;
 mod users;
 pub mod views;
+mod webhooks;
 
 use axum::Router;
 use axum::response::Redirect;
@@ -89,6 +90,18 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/admin/providers/{id}/delete",
             get(providers::confirm_delete).post(providers::delete),
+        )
+        .route("/admin/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/admin/webhooks/{id}", get(webhooks::show))
+        .route("/admin/webhooks/{id}/enabled", post(webhooks::toggle))
+        .route("/admin/webhooks/{id}/secret", post(webhooks::rotate))
+        .route(
+            "/admin/webhooks/{id}/delete",
+            get(webhooks::confirm_delete).post(webhooks::delete),
+        )
+        .route(
+            "/admin/webhooks/{id}/deliveries/{delivery_id}/replay",
+            post(webhooks::replay),
         )
         .route("/admin/audit", get(records::audit))
         .route("/admin/messages", get(records::messages))
