@@ -87,6 +87,49 @@ enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Webhook endpoints: register, list, remove, rotate a secret.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Register an endpoint; prints its id and signing secret (shown once).
+    Add {
+        /// `https` (plain `http` only with `webhooks.allow_private`).
+        #[arg(long)]
+        url: String,
+        /// An event type or pattern (`user.*`, `*`); repeat for several.
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// List the tenant's endpoints.
+    List {
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Delete an endpoint and its deliveries.
+    Remove {
+        id: String,
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// A new signing secret (printed once); the old one signs too for 24 h.
+    RotateSecret {
+        id: String,
+        /// Tenant slug; `default` unless given.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -152,6 +195,101 @@ enum ClientsCommand {
     },
 }
 
+/// An operator use case's refusal as the command line reports it: bad
+/// input and unknown ids are usage errors (exit 2).
+fn use_case_failure(e: forge::error::AppError) -> Failure {
+    match e {
+        forge::error::AppError::Validation { fields, .. } => Failure::usage(
+            fields
+                .into_iter()
+                .map(|(field, why)| format!("{field}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        forge::error::AppError::NotFound { message, .. } => Failure::usage(message),
+        forge::error::AppError::BadRequest { message, .. } => Failure::usage(message),
+        other => Failure::from(anyhow::anyhow!("{other}")),
+    }
+}
+
+/// The tenant a `--tenant` names; a usage error when there is none.
+async fn tenant_named(state: &forge::state::AppState, slug: String) -> Result<forge::store::Tenant, Failure> {
+    let parsed = TenantSlug::parse(&slug).map_err(|e| Failure::usage(format!("--tenant {e}")))?;
+    state
+        .store
+        .tenant_by_slug(parsed.as_str())
+        .await
+        .map_err(|e| Failure::from(anyhow::anyhow!("database: {e}")))?
+        .ok_or_else(|| Failure::usage(format!("no tenant {slug}")))
+}
+
+/// `forge webhooks ...`: the use cases of `service::webhooks`, acting as
+/// the operator (the SSRF guard and `webhooks.allow_private` apply).
+async fn webhooks(config: Config, command: WebhooksCommand) -> Result<(), Failure> {
+    use forge::service::webhooks::Actor;
+    let state = forge::app::build_state(config, forge::clock::Clock::system())
+        .await
+        .map_err(Failure::from)?;
+    let meta = forge::service::RequestMeta::default();
+    match command {
+        WebhooksCommand::Add {
+            url,
+            events,
+            description,
+            tenant,
+        } => {
+            let tenant = tenant_named(&state, tenant).await?;
+            let (webhook, secret) = state
+                .webhooks
+                .create_as(Actor::operator(tenant.id), &url, &events, description, &meta)
+                .await
+                .map_err(use_case_failure)?;
+            println!("id: {}", webhook.id);
+            println!("secret: {}", secret.expose());
+            eprintln!("forge: the signing secret is shown this once; keep it now");
+        }
+        WebhooksCommand::List { tenant } => {
+            let tenant = tenant_named(&state, tenant).await?;
+            let webhooks = state
+                .webhooks
+                .list_as(Actor::operator(tenant.id))
+                .await
+                .map_err(use_case_failure)?;
+            println!("{:<36}  {:<8}  {:<30}  URL", "ID", "STATE", "EVENTS");
+            for w in webhooks {
+                let state = if w.enabled { "enabled" } else { "off" };
+                println!(
+                    "{:<36}  {:<8}  {:<30}  {}",
+                    w.id,
+                    state,
+                    w.events.patterns().join(" "),
+                    w.url
+                );
+            }
+        }
+        WebhooksCommand::Remove { id, tenant } => {
+            let tenant = tenant_named(&state, tenant).await?;
+            state
+                .webhooks
+                .delete_as(Actor::operator(tenant.id), &id, &meta)
+                .await
+                .map_err(use_case_failure)?;
+            println!("forge: webhook {id} removed");
+        }
+        WebhooksCommand::RotateSecret { id, tenant } => {
+            let tenant = tenant_named(&state, tenant).await?;
+            let (_, secret) = state
+                .webhooks
+                .rotate_secret_as(Actor::operator(tenant.id), &id, &meta)
+                .await
+                .map_err(use_case_failure)?;
+            println!("secret: {}", secret.expose());
+            eprintln!("forge: the previous secret signs as well for 24 hours");
+        }
+    }
+    Ok(())
+}
+
 /// `forge clients ...`: the use cases of `service::clients`, acting as the
 /// operator. Revoked sessions are revoked in the database at once (refresh
 /// tokens stop); their access tokens are denied at once when the cache is
@@ -163,30 +301,8 @@ async fn clients(config: Config, command: ClientsCommand) -> Result<(), Failure>
         .await
         .map_err(Failure::from)?;
     let meta = forge::service::RequestMeta::default();
-    let failure = |e: forge::error::AppError| match e {
-        forge::error::AppError::Validation { fields, .. } => Failure::usage(
-            fields
-                .into_iter()
-                .map(|(field, why)| format!("{field}: {why}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        forge::error::AppError::NotFound { message, .. } => Failure::usage(message),
-        forge::error::AppError::BadRequest { message, .. } => Failure::usage(message),
-        other => Failure::from(anyhow::anyhow!("{other}")),
-    };
-    let tenant_of = |slug: String| {
-        let state = state.clone();
-        async move {
-            let parsed = TenantSlug::parse(&slug).map_err(|e| Failure::usage(format!("--tenant {e}")))?;
-            state
-                .store
-                .tenant_by_slug(parsed.as_str())
-                .await
-                .map_err(|e| Failure::from(anyhow::anyhow!("database: {e}")))?
-                .ok_or_else(|| Failure::usage(format!("no tenant {slug}")))
-        }
-    };
+    let failure = use_case_failure;
+    let tenant_of = |slug: String| tenant_named(&state, slug);
     match command {
         ClientsCommand::Add {
             name,
@@ -559,6 +675,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Health { .. } => {} // answered above, before the configuration loads
         Command::Users { command } => runtime.block_on(users(config, command))?,
         Command::Clients { command } => runtime.block_on(clients(config, command))?,
+        Command::Webhooks { command } => runtime.block_on(webhooks(config, command))?,
         Command::Backup { file } => {
             let Some(database) = forge::store::backup::database_file(&config.database.url) else {
                 return Err(Failure::usage(

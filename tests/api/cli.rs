@@ -401,3 +401,69 @@ fn clients_add_list_rotate_and_remove() {
     let (_, out, _) = run(&["list"]);
     assert!(!out.contains(&id) && out.contains(&public_id), "{out}");
 }
+
+#[test]
+fn webhooks_add_list_rotate_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("forge.db").display());
+    let run = |args: &[&str]| {
+        let out = forge()
+            .arg("webhooks")
+            .args(args)
+            .env("FORGE_DATABASE__URL", &db)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+
+    let (code, out, err) = run(&[
+        "add",
+        "--url",
+        "https://app.example.com/forge-events",
+        "--event",
+        "user.*",
+        "--event",
+        "session.created",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = field(&out, "id");
+    let secret = field(&out, "secret");
+    assert!(secret.starts_with("whsec_"), "{out}");
+
+    // The SSRF guard holds at the command line too; a bad pattern is named.
+    let (code, _, err) = run(&["add", "--url", "https://127.0.0.1/x", "--event", "*"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("may not point at"), "{err}");
+    let (code, _, err) = run(&["add", "--url", "https://app.example.com/x", "--event", "user.creatd"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("events"), "{err}");
+
+    let (code, out, _) = run(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains(&id) && out.contains("user.* session.created") && out.contains("enabled"),
+        "{out}"
+    );
+    assert!(!out.contains(&secret), "the list never shows a secret: {out}");
+
+    let (code, out, err) = run(&["rotate-secret", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_ne!(field(&out, "secret"), secret);
+
+    let (code, _, err) = run(&["remove", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["remove", &id]);
+    assert_eq!(code, Some(2), "{err}");
+    let (_, out, _) = run(&["list"]);
+    assert!(!out.contains(&id), "{out}");
+}
