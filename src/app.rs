@@ -396,6 +396,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.otp.clone(),
         config.signup.require_email_verification,
     );
+    let notices = crate::service::notices::Notices::new(notifier.clone(), store.clone(), clock.clone());
     let code_flows = Arc::new(CodeFlows::new(
         notifier.clone(),
         limits.clone(),
@@ -406,6 +407,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         gate.clone(),
         config.rate_limit.clone(),
         config.otp.clone(),
+        notices.clone(),
     ));
     let address = Address::new(
         store.clone(),
@@ -429,13 +431,14 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         passwords.clone(),
         policy.clone(),
         sessions.clone(),
+        notices.clone(),
     );
     let factors = Arc::new(Factors::new(
         store.clone(),
         clock.clone(),
         factor_keys.clone(),
         limits.clone(),
-        notifier.clone(),
+        notices.clone(),
         address.clone(),
         rbac.clone(),
         metrics.clone(),
@@ -488,6 +491,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         gate.clone(),
         config.rate_limit.clone(),
         config.signup.require_email_verification,
+        notices,
     ));
     let site_sessions = Arc::new(SiteSessions::new(
         store.clone(),

@@ -2,7 +2,7 @@
 //!
 //! Storage. The settings are one JSON document per tenant (`tenants.settings`)
 //! holding only the *parts* that were ever set (`signup`, `mfa`,
-//! `federation` and `branding` today; `notices` later). A part that was never set
+//! `federation`, `branding` and `notices`). A part that was never set
 //! is absent and its default applies, so a default that follows the server
 //! configuration (the signup policy follows `signup.enabled`) keeps
 //! following it until an administrator chooses otherwise. A new part is a
@@ -276,6 +276,43 @@ pub struct FederationSettings {
     pub auto_link_verified_email: bool,
 }
 
+/// Which security notices forge sends to the people of a tenant (issue
+/// 16). All on by default: a notice is how a person learns that someone
+/// else is in their account. `email_changed` covers a changed phone number
+/// too (the notice goes to the old address). A notice that an
+/// administrator disabled the account has no switch: it is always sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeSettings {
+    /// A sign-in from a device that never signed in to the account before.
+    #[serde(default = "on")]
+    pub new_device: bool,
+    #[serde(default = "on")]
+    pub password_changed: bool,
+    #[serde(default = "on")]
+    pub email_changed: bool,
+    /// A second factor added or removed.
+    #[serde(default = "on")]
+    pub factor_changed: bool,
+    #[serde(default = "on")]
+    pub recovery_code_used: bool,
+}
+
+fn on() -> bool {
+    true
+}
+
+impl Default for NoticeSettings {
+    fn default() -> Self {
+        Self {
+            new_device: true,
+            password_changed: true,
+            email_changed: true,
+            factor_changed: true,
+            recovery_code_used: true,
+        }
+    }
+}
+
 /// The parts of a tenant's settings that were set; `None` means "never
 /// set": the default applies. See the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +325,8 @@ pub struct TenantSettings {
     pub federation: Option<FederationSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branding: Option<Branding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notices: Option<NoticeSettings>,
 }
 
 impl TenantSettings {
@@ -307,6 +346,11 @@ impl TenantSettings {
     /// (no automatic linking).
     pub fn federation(&self) -> FederationSettings {
         self.federation.unwrap_or_default()
+    }
+
+    /// The notice switches in force: the stored ones, or all on.
+    pub fn notices(&self) -> NoticeSettings {
+        self.notices.unwrap_or_default()
     }
 
     /// The branding in force: the stored one, or the default (the tenant's
@@ -332,6 +376,9 @@ impl TenantSettings {
         if self.branding.is_some() {
             parts.push("branding");
         }
+        if self.notices.is_some() {
+            parts.push("notices");
+        }
         parts
     }
 
@@ -348,6 +395,9 @@ impl TenantSettings {
         }
         if let Some(branding) = &other.branding {
             self.branding = Some(branding.clone());
+        }
+        if let Some(notices) = other.notices {
+            self.notices = Some(notices);
         }
         self
     }
@@ -445,6 +495,16 @@ mod tests {
         assert_eq!(merged.parts(), ["signup", "branding"]);
         assert_eq!(TenantSettings::from_json(&merged.to_json()).unwrap(), merged);
         assert_eq!(merged.branding("Other").accent, "#abcdef");
+    }
+
+    #[test]
+    fn notices_default_to_all_on_and_a_missing_switch_stays_on() {
+        assert_eq!(TenantSettings::default().notices(), NoticeSettings::default());
+        assert!(NoticeSettings::default().new_device);
+        let partial = TenantSettings::from_json(r#"{"notices":{"new_device":false}}"#).unwrap();
+        let n = partial.notices();
+        assert!(!n.new_device && n.password_changed && n.email_changed && n.factor_changed);
+        assert_eq!(partial.parts(), ["notices"]);
     }
 
     #[test]

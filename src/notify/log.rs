@@ -25,8 +25,8 @@ impl Channel for LogChannel {
             MessageKind::Otp => "OTP",
             MessageKind::EmailVerification => "Email verification code",
             MessageKind::PasswordReset => "Password reset code",
-            MessageKind::AddressChanged | MessageKind::RecoveryCodeUsed | MessageKind::FactorChanged => "Notice",
             MessageKind::LogoutToken => "Logout token",
+            _ => "Notice",
         };
         tracing::info!(
             target: "forge::notify",

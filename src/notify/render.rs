@@ -39,25 +39,11 @@ struct ResetEmail<'a> {
     public_url: &'a str,
 }
 
+/// Every security notice: the text (what, when, from where, then what to
+/// do, as `service::notices` words it) carries it all.
 #[derive(Template)]
-#[template(path = "email/address_changed.txt")]
-struct AddressChangedEmail<'a> {
-    product: &'a str,
-    notice: &'a str,
-    public_url: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "email/recovery_code_used.txt")]
-struct RecoveryCodeUsedEmail<'a> {
-    product: &'a str,
-    notice: &'a str,
-    public_url: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "email/factor_changed.txt")]
-struct FactorChangedEmail<'a> {
+#[template(path = "email/notice.txt")]
+struct NoticeEmail<'a> {
     product: &'a str,
     notice: &'a str,
     public_url: &'a str,
@@ -74,10 +60,9 @@ fn minutes(n: u64) -> String {
 
 /// Subject and body of a message.
 ///
-/// For a notice ([`MessageKind::AddressChanged`],
-/// [`MessageKind::RecoveryCodeUsed`], [`MessageKind::FactorChanged`]) `code`
-/// is the notice's sentence (what happened, when, from where): it carries no
-/// code.
+/// For a notice ([`MessageKind::is_notice`]) `code` is the notice's text
+/// (what happened, when, from where; then, after a blank line, what to do):
+/// it carries no code. An SMS carries its first paragraph only.
 ///
 /// `ttl_minutes` is how long the code stays valid, rounded up by the caller
 /// (a 90 s code says "2 minutes": a short promise would be a lie the other
@@ -98,6 +83,9 @@ pub fn render(
         MessageKind::AddressChanged => format!("Your {product} sign-in address was changed"),
         MessageKind::RecoveryCodeUsed => format!("A {product} recovery code was used"),
         MessageKind::FactorChanged => format!("Your {product} second factors were changed"),
+        MessageKind::PasswordChanged => format!("Your {product} password was changed"),
+        MessageKind::NewDevice => format!("New sign-in to your {product} account"),
+        MessageKind::AccountDisabled => format!("Your {product} account was disabled"),
         MessageKind::LogoutToken => "OpenID Connect back-channel logout".to_string(),
     };
     let ttl = minutes(ttl_minutes);
@@ -109,11 +97,9 @@ pub fn render(
                 MessageKind::Otp => "code",
                 MessageKind::EmailVerification => "verification code",
                 MessageKind::PasswordReset => "password reset code",
-                MessageKind::AddressChanged
-                | MessageKind::RecoveryCodeUsed
-                | MessageKind::FactorChanged
-                | MessageKind::LogoutToken => {
-                    return (subject, format!("{product}: {code}"));
+                _ => {
+                    let first = code.split("\n\n").next().unwrap_or(code);
+                    return (subject, format!("{product}: {first}"));
                 }
             };
             format!("Your {product} {what} is {code}. It expires in {ttl}.")
@@ -141,25 +127,13 @@ pub fn render(
                     public_url,
                 }
                 .render(),
-                MessageKind::AddressChanged => AddressChangedEmail {
-                    product,
-                    notice: code,
-                    public_url,
-                }
-                .render(),
-                MessageKind::RecoveryCodeUsed => RecoveryCodeUsedEmail {
-                    product,
-                    notice: code,
-                    public_url,
-                }
-                .render(),
-                MessageKind::FactorChanged => FactorChangedEmail {
-                    product,
-                    notice: code,
-                    public_url,
-                }
-                .render(),
                 MessageKind::LogoutToken => Ok(code.to_string()),
+                _ => NoticeEmail {
+                    product,
+                    notice: code,
+                    public_url,
+                }
+                .render(),
             };
             rendered.unwrap_or_else(|_| {
                 format!("Your {product} code is {code}. It expires in {ttl}.\n\n{product} · {public_url}\n")

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::code_flows::{CodeFlows, invalid_code};
 use super::codes::{Check, Purpose};
+use super::notices::Notice;
 use super::recovery::RECOVERY_CODE_TTL;
 use super::{RequestMeta, accounts, proof, sessions};
 use crate::cache::Cache;
@@ -318,15 +319,9 @@ impl Address {
             .sign_out_everywhere(tenant.id, user.id, Some(principal.session_id), None)
             .await?;
         if let Some(old) = old {
-            let when = time::OffsetDateTime::from_unix_timestamp(now)
-                .ok()
-                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-                .unwrap_or_default();
-            let from = meta.ip.as_deref().unwrap_or("an unknown address");
-            let text = format!("The {what} of your account was changed on {when} from {from}.");
             self.flows
-                .notifier
-                .notice(tenant.id, recipient(&old), MessageKind::AddressChanged, &text)
+                .notices
+                .send_to(tenant.id, recipient(&old), Notice::AddressChanged { what }, meta)
                 .await?;
         }
         Ok(Some(user))

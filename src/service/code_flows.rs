@@ -9,6 +9,7 @@
 
 use super::RequestMeta;
 use super::limits::ip_key;
+use super::notices::Notices;
 use crate::cache::RateBucket;
 use crate::config::{OtpConfig, RateLimitConfig};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -25,6 +26,8 @@ use crate::store::Tenant;
 /// directly; the rules both flows share are its methods.
 pub struct CodeFlows {
     pub(super) notifier: Notifier,
+    /// Security notices (address and password changes).
+    pub(super) notices: Notices,
     pub(super) limits: Limits,
     pub(super) codes: Codes,
     /// For its resend cooldown, shared with sign-in codes.
@@ -49,9 +52,11 @@ impl CodeFlows {
         gate: SignInGate,
         rate_limit: RateLimitConfig,
         otp_config: OtpConfig,
+        notices: Notices,
     ) -> Self {
         Self {
             notifier,
+            notices,
             limits,
             codes,
             otp,

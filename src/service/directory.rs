@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::notices::{Notice, Notices};
 use super::paging::{self, Page};
 use super::{RequestMeta, accounts};
 use crate::clock::Clock;
@@ -95,9 +96,12 @@ pub struct Directory {
     passwords: PasswordHasher,
     policy: Arc<PasswordPolicy>,
     sign_outs: Sessions,
+    /// Tells a person their account was disabled.
+    notices: Notices,
 }
 
 impl Directory {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         clock: Clock,
@@ -106,8 +110,10 @@ impl Directory {
         passwords: PasswordHasher,
         policy: Arc<PasswordPolicy>,
         sign_outs: Sessions,
+        notices: Notices,
     ) -> Self {
         Self {
+            notices,
             store,
             clock,
             rbac,
@@ -325,6 +331,9 @@ impl Directory {
                 let ids: Vec<Uuid> = live.iter().map(|s| s.id).collect();
                 self.deny.deny_user(user_id).await?;
                 self.deny.deny_sessions(&ids).await?;
+                self.notices
+                    .send(tenant_id, &user, Notice::AccountDisabled, meta)
+                    .await?;
             }
             Some(false) => self.deny.allow_user(user_id).await?,
             None => {}

@@ -48,15 +48,15 @@ use uuid::Uuid;
 use super::RequestMeta;
 use super::accounts;
 use super::address::{Address, Reauthentication};
+use super::notices::{Notice, Notices};
 use crate::cache::RateBucket;
 use crate::clock::Clock;
 use crate::config::RateLimitConfig;
 use crate::crypto::FactorKeys;
 use crate::crypto::recovery_codes::{self, RecoveryCode};
 use crate::crypto::totp::{self, TotpParams, TotpSecret};
-use crate::domain::{Aal, AuditEvent, Timestamp};
+use crate::domain::{Aal, AuditEvent};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::notify::{MessageKind, Notifier, Recipient};
 use crate::service::limits::Limits;
 use crate::service::rbac::Rbac;
 use crate::service::sessions::Principal;
@@ -138,7 +138,7 @@ pub enum MfaProof<'a> {
 }
 
 /// Second factors over the store, the factor keys, the shared failure
-/// budget, the notifier (recovery-code and reset notices), the
+/// budget, the security notices (factor changes, recovery codes used), the
 /// reauthentication rules ([`Address`]), the permission checks ([`Rbac`],
 /// for administrators) and the MFA metrics.
 #[derive(Clone)]
@@ -147,7 +147,7 @@ pub struct Factors {
     clock: Clock,
     keys: Arc<FactorKeys>,
     limits: Limits,
-    notifier: Notifier,
+    notices: Notices,
     address: Address,
     rbac: Rbac,
     metrics: Arc<Metrics>,
@@ -164,7 +164,7 @@ impl Factors {
         clock: Clock,
         keys: Arc<FactorKeys>,
         limits: Limits,
-        notifier: Notifier,
+        notices: Notices,
         address: Address,
         rbac: Rbac,
         metrics: Arc<Metrics>,
@@ -176,7 +176,7 @@ impl Factors {
             clock,
             keys,
             limits,
-            notifier,
+            notices,
             address,
             rbac,
             metrics,
@@ -390,7 +390,16 @@ impl Factors {
                 StoreError::NotFound => AppError::not_found("pending factor"),
                 other => other.into(),
             })?;
+        self.tell_factor_added(tenant_id, user_id, meta).await?;
         Ok(Enrolled::new(confirmed, &codes))
+    }
+
+    /// The notice of a factor the user added.
+    async fn tell_factor_added(&self, tenant_id: Uuid, user_id: Uuid, meta: &RequestMeta) -> AppResult<()> {
+        match self.store.get_user(tenant_id, user_id).await? {
+            Some(user) => self.notices.send(tenant_id, &user, Notice::FactorAdded, meta).await,
+            None => Ok(()),
+        }
     }
 
     /// Stores a passkey whose registration the relying party verified, as a
@@ -434,6 +443,7 @@ impl Factors {
                 }
                 other => other.into(),
             })?;
+        self.tell_factor_added(tenant_id, user_id, meta).await?;
         Ok(Enrolled::new(confirmed, &codes))
     }
 
@@ -531,7 +541,7 @@ impl Factors {
             .remove_factor(tenant_id, user_id, factor_id, keep_one, audit)
             .await
         {
-            Ok(Removal::Removed { .. }) => Ok(()),
+            Ok(Removal::Removed { .. }) => self.notices.send(tenant_id, &user, Notice::FactorRemoved, meta).await,
             Ok(Removal::RefusedLast) => Err(AppError::conflict(
                 ErrorCode::LastFactorRequired,
                 "the tenant requires a second factor: add another before removing this one",
@@ -621,15 +631,7 @@ impl Factors {
             "factors": before.iter().filter(|f| f.is_confirmed()).count(),
         });
         let removed = self.store.reset_factors(tenant_id, user_id, audit).await?;
-        if let Some(to) = contact(&user) {
-            let text = format!(
-                "An administrator removed the second factors and recovery codes of your account on {}.",
-                rfc3339(now)
-            );
-            self.notifier
-                .notice(tenant_id, to, MessageKind::FactorChanged, &text)
-                .await?;
-        }
+        self.notices.send(tenant_id, &user, Notice::FactorsReset, meta).await?;
         Ok(removed)
     }
 
@@ -757,18 +759,10 @@ impl Factors {
             self.limits.record_failure(RateBucket::LoginFail, &key, budget).await?;
             return Ok(false);
         }
-        if let Some(to) = contact(user) {
-            let remaining = self.store.count_unused_recovery_codes(tenant.id, user.id).await?;
-            let from = meta.ip.as_deref().unwrap_or("an unknown address");
-            let text = format!(
-                "A recovery code was used to sign in to your account on {} from {from}. {remaining} unused {} left.",
-                rfc3339(now),
-                if remaining == 1 { "code is" } else { "codes are" },
-            );
-            self.notifier
-                .notice(tenant.id, to, MessageKind::RecoveryCodeUsed, &text)
-                .await?;
-        }
+        let remaining = self.store.count_unused_recovery_codes(tenant.id, user.id).await?;
+        self.notices
+            .send(tenant.id, user, Notice::RecoveryCodeUsed { remaining }, meta)
+            .await?;
         Ok(true)
     }
 
@@ -808,22 +802,6 @@ fn no_factor() -> AppError {
     )
 }
 
-/// Where a notice to the user goes: their email, else their phone.
-fn contact(user: &User) -> Option<Recipient> {
-    match (&user.email, &user.phone) {
-        (Some(e), _) => Some(Recipient::from(e)),
-        (None, Some(p)) => Some(Recipient::from(p)),
-        (None, None) => None,
-    }
-}
-
-fn rfc3339(at: Timestamp) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,10 +815,5 @@ mod tests {
         }
         // The limit is on the name as sent, as the OpenAPI schema says.
         assert!(parse_name(&format!(" {}", "x".repeat(MAX_NAME_CHARS))).is_err());
-    }
-
-    #[test]
-    fn notice_times_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

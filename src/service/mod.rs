@@ -21,6 +21,7 @@ pub mod keys;
 pub mod limits;
 pub mod mfa;
 pub mod mfa_policy;
+pub mod notices;
 pub mod oidc;
 pub mod otp;
 pub mod paging;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::code_flows::{CodeFlows, invalid_code};
 use super::codes::{Check, Purpose};
+use super::notices::Notice;
 use super::{RequestMeta, accounts, proof, sessions};
 use crate::cache::RateBucket;
 use crate::clock::Clock;
@@ -286,11 +287,16 @@ impl Recovery {
             ..Default::default()
         };
         let audit = meta.audit(tenant.id, now, event, Some(user.id), Some(user.id));
-        self.store.update_user(tenant.id, user.id, patch, audit).await?;
+        let user = self.store.update_user(tenant.id, user.id, patch, audit).await?;
         self.flows
             .sessions
             .sign_out_everywhere(tenant.id, user.id, keep, None)
             .await?;
+        let notice = match event {
+            AuditEvent::PasswordReset => Notice::PasswordReset,
+            _ => Notice::PasswordChanged,
+        };
+        self.flows.notices.send(tenant.id, &user, notice, meta).await?;
         Ok(())
     }
 

@@ -28,10 +28,14 @@
 
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use super::RequestMeta;
 use crate::clock::Clock;
 use crate::domain::mfa_policy::{MfaPolicy, MfaRequirement, format_grace, parse_grace};
-use crate::domain::settings::{Branding, FederationSettings, SignupMode, SignupPolicy, SignupRefusal, TenantSettings};
+use crate::domain::settings::{
+    Branding, FederationSettings, NoticeSettings, SignupMode, SignupPolicy, SignupRefusal, TenantSettings,
+};
 use crate::domain::{AuditEvent, Identifier, TenantSlug, Timestamp};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::rbac::Rbac;
@@ -71,6 +75,16 @@ pub struct FederationChange {
     pub auto_link_verified_email: Option<bool>,
 }
 
+/// A change to the notice switches: omitted switches keep their value.
+#[derive(Clone, Debug, Default)]
+pub struct NoticesChange {
+    pub new_device: Option<bool>,
+    pub password_changed: Option<bool>,
+    pub email_changed: Option<bool>,
+    pub factor_changed: Option<bool>,
+    pub recovery_code_used: Option<bool>,
+}
+
 /// A change to a tenant's settings: only the parts present change.
 #[derive(Clone, Debug, Default)]
 pub struct SettingsChange {
@@ -78,6 +92,7 @@ pub struct SettingsChange {
     pub mfa: Option<MfaChange>,
     pub federation: Option<FederationChange>,
     pub branding: Option<BrandingChange>,
+    pub notices: Option<NoticesChange>,
 }
 
 /// The settings in force for a tenant: every part, defaults filled in.
@@ -87,6 +102,7 @@ pub struct Effective {
     pub mfa: MfaPolicy,
     pub federation: FederationSettings,
     pub branding: Branding,
+    pub notices: NoticeSettings,
 }
 
 /// Tenant settings over the store, the permission checks, and the tenant
@@ -154,6 +170,17 @@ pub fn federation(current: FederationSettings, change: FederationChange) -> Fede
     }
 }
 
+/// Applies a change of notice switches to the switches in force.
+pub fn notices(current: NoticeSettings, change: NoticesChange) -> NoticeSettings {
+    NoticeSettings {
+        new_device: change.new_device.unwrap_or(current.new_device),
+        password_changed: change.password_changed.unwrap_or(current.password_changed),
+        email_changed: change.email_changed.unwrap_or(current.email_changed),
+        factor_changed: change.factor_changed.unwrap_or(current.factor_changed),
+        recovery_code_used: change.recovery_code_used.unwrap_or(current.recovery_code_used),
+    }
+}
+
 /// What an audit row says about a change: the parts and their new values
 /// (no part holds a secret today; see the module docs).
 fn audit_detail(tenant: &Tenant, parts: &TenantSettings) -> serde_json::Value {
@@ -172,6 +199,9 @@ fn audit_detail(tenant: &Tenant, parts: &TenantSettings) -> serde_json::Value {
         detail["federation"] = serde_json::json!({
             "auto_link_verified_email": federation.auto_link_verified_email,
         });
+    }
+    if let Some(notices) = &parts.notices {
+        detail["notices"] = serde_json::to_value(notices).unwrap_or_default();
     }
     if let Some(branding) = &parts.branding {
         detail["branding"] = serde_json::json!({
@@ -200,6 +230,7 @@ impl Settings {
             mfa: stored.mfa_policy(),
             federation: stored.federation(),
             branding: stored.branding(&tenant.name),
+            notices: stored.notices(),
         }
     }
 
@@ -292,6 +323,12 @@ impl Settings {
                 parts.branding = Some(branding);
             }
         }
+        if let Some(change) = change.notices {
+            let switches = notices(in_force.notices, change);
+            if switches != in_force.notices {
+                parts.notices = Some(switches);
+            }
+        }
         if parts.parts().is_empty() {
             return Ok((tenant, in_force));
         }
@@ -349,6 +386,14 @@ impl Settings {
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
     pub async fn federation_of(&self, tenant: &Tenant) -> AppResult<FederationSettings> {
         Ok(self.stored(tenant).await?.federation())
+    }
+
+    /// Which security notices `tenant` sends, read from the store on every
+    /// call (a switch holds at once on every instance).
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
+    pub async fn notices_of(&self, tenant_id: Uuid) -> AppResult<NoticeSettings> {
+        let stored = self.store.tenant_settings(tenant_id).await?.unwrap_or_default();
+        Ok(stored.notices())
     }
 
     /// The signup policy in force for `tenant`, read from the store.

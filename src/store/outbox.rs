@@ -73,6 +73,12 @@ pub enum MessageKind {
     /// A signed OpenID Connect logout token for a client's back channel
     /// (the body; no code).
     LogoutToken,
+    /// A notice, without a code, that the password was changed or reset.
+    PasswordChanged,
+    /// A notice, without a code, of a sign-in from a device not seen before.
+    NewDevice,
+    /// A notice, without a code, that an administrator disabled the account.
+    AccountDisabled,
 }
 
 impl MessageKind {
@@ -85,18 +91,23 @@ impl MessageKind {
             MessageKind::RecoveryCodeUsed => "recovery_code_used",
             MessageKind::FactorChanged => "factor_changed",
             MessageKind::LogoutToken => "logout_token",
+            MessageKind::PasswordChanged => "password_changed",
+            MessageKind::NewDevice => "new_device",
+            MessageKind::AccountDisabled => "account_disabled",
         }
     }
 
     /// Whether the message carries a one-time code (a notice does not).
     pub fn carries_code(self) -> bool {
-        !matches!(
+        matches!(
             self,
-            MessageKind::AddressChanged
-                | MessageKind::RecoveryCodeUsed
-                | MessageKind::FactorChanged
-                | MessageKind::LogoutToken
+            MessageKind::Otp | MessageKind::EmailVerification | MessageKind::PasswordReset
         )
+    }
+
+    /// Whether the message is a security notice to a person.
+    pub fn is_notice(self) -> bool {
+        !self.carries_code() && self != MessageKind::LogoutToken
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -108,6 +119,9 @@ impl MessageKind {
             "recovery_code_used" => Some(MessageKind::RecoveryCodeUsed),
             "factor_changed" => Some(MessageKind::FactorChanged),
             "logout_token" => Some(MessageKind::LogoutToken),
+            "password_changed" => Some(MessageKind::PasswordChanged),
+            "new_device" => Some(MessageKind::NewDevice),
+            "account_disabled" => Some(MessageKind::AccountDisabled),
             _ => None,
         }
     }

@@ -1707,6 +1707,41 @@ async fn automatic_linking_of_upstream_sign_ins_is_a_checkbox_on_the_settings_pa
 }
 
 #[tokio::test]
+async fn security_notices_are_switched_on_the_settings_page() {
+    let s = server().await;
+    operator(&s).await;
+    let mut b = Browser::new(&s);
+    b.sign_in("root@example.com", PASSWORD).await;
+    let page = b.get("/admin/settings").await;
+    assert!(page.body.contains("id=\"notice-new-device\" checked"), "on by default");
+    // Every box but the new-device one ticked.
+    let page = b
+        .act(
+            "/admin/settings/notices",
+            &[
+                ("password_changed", "1"),
+                ("email_changed", "1"),
+                ("factor_changed", "1"),
+                ("recovery_code_used", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(page.location(), "/admin/settings");
+    assert!(b.flash("/admin/settings").await.contains("Security notices saved"));
+    let notices = s.state().settings.notices_of(DEFAULT_TENANT_ID).await.unwrap();
+    assert!(!notices.new_device && notices.password_changed && notices.recovery_code_used);
+    assert!(
+        !b.get("/admin/settings")
+            .await
+            .body
+            .contains("id=\"notice-new-device\" checked")
+    );
+    let rows = audit_rows(&s, DEFAULT_TENANT_ID, "settings_updated").await;
+    assert_eq!(rows[0].detail["parts"], json!(["notices"]));
+    assert_eq!(rows[0].detail["notices"]["new_device"], false);
+}
+
+#[tokio::test]
 async fn branding_is_edited_on_the_settings_page_escaped_and_validated() {
     let s = server().await;
     operator(&s).await;

@@ -24,6 +24,7 @@ mod mfa;
 mod mfa_policy;
 #[cfg(feature = "postgres")]
 mod multi_instance;
+mod notices;
 mod notify;
 mod oidc;
 mod operator;

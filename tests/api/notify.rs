@@ -816,3 +816,36 @@ async fn expire_leaves_messages_leased_to_a_live_worker_alone() {
     assert_eq!(m.last_error.as_deref(), Some("expired"));
     assert_erased(&m);
 }
+
+/// A security notice reaches a real SMTP listener with its subject, its
+/// text (what, when, from where, what to do) and no code.
+#[tokio::test]
+async fn smtp_delivers_a_security_notice() {
+    let (addr, mails) = smtp_server("250 OK\r\n").await;
+    let store = store();
+    let notifier = Notifier::new(&smtp_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let worker = Worker::start(&notifier);
+    let text = "Your account was signed in to from a device that had not signed in before on \
+                2026-11-27T10:00:00Z from 203.0.113.9 (Firefox).\n\nIf this was you, there is nothing to do.";
+    notifier
+        .notice(DEFAULT_TENANT_ID, email(), MessageKind::NewDevice, text)
+        .await
+        .unwrap();
+    let m = until_status(&store, OutboxStatus::Delivered).await;
+    worker.stop().await;
+    assert_erased(&m);
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1);
+    let mail = &mails[0];
+    assert!(
+        mail.data.contains("Subject: New sign-in to your forge account"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("203.0.113.9 (Firefox)"), "{}", mail.data);
+    assert!(
+        mail.data.contains("If this was you, there is nothing to do."),
+        "{}",
+        mail.data
+    );
+}

@@ -102,6 +102,8 @@ async fn a_tenants_admin_reads_and_changes_its_settings_audited() {
             "mfa": {"policy": "optional", "roles": [], "grace": "7d"},
             "federation": {"auto_link_verified_email": false},
             "branding": {"name": "acme", "logo_url": null, "accent": "#4f46e5"},
+            "notices": {"new_device": true, "password_changed": true, "email_changed": true,
+                        "factor_changed": true, "recovery_code_used": true},
         })
     );
 

@@ -10,11 +10,13 @@ use utoipa::ToSchema;
 
 use super::dto::double_option;
 use crate::domain::mfa_policy::{MfaPolicy, MfaRequirement, format_grace};
-use crate::domain::settings::{Branding, FederationSettings, SignupMode, SignupPolicy};
+use crate::domain::settings::{Branding, FederationSettings, NoticeSettings, SignupMode, SignupPolicy};
 use crate::error::{AppResult, ErrorBody};
 use crate::http::extract::{ClientMeta, Json, TenantOverride};
 use crate::http::permission::{RequirePermission, SettingsRead, SettingsWrite};
-use crate::service::settings::{BrandingChange, Effective, FederationChange, MfaChange, SettingsChange, SignupChange};
+use crate::service::settings::{
+    BrandingChange, Effective, FederationChange, MfaChange, NoticesChange, SettingsChange, SignupChange,
+};
 use crate::state::AppState;
 
 /// Who may create an account by signing up.
@@ -149,6 +151,47 @@ pub struct TenantSettingsView {
     pub mfa: MfaPolicyView,
     pub federation: FederationView,
     pub branding: BrandingView,
+    pub notices: NoticesView,
+}
+
+/// Which security notices the tenant's people get (all on by default).
+/// `email_changed` covers a changed phone number too; a notice that an
+/// administrator disabled the account is always sent.
+#[derive(Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NoticesView {
+    /// A sign-in from a device that never signed in to the account before.
+    pub new_device: Option<bool>,
+    pub password_changed: Option<bool>,
+    /// To the old address, when the email address or phone number changes.
+    pub email_changed: Option<bool>,
+    /// A second factor added or removed.
+    pub factor_changed: Option<bool>,
+    pub recovery_code_used: Option<bool>,
+}
+
+impl From<NoticeSettings> for NoticesView {
+    fn from(n: NoticeSettings) -> Self {
+        Self {
+            new_device: Some(n.new_device),
+            password_changed: Some(n.password_changed),
+            email_changed: Some(n.email_changed),
+            factor_changed: Some(n.factor_changed),
+            recovery_code_used: Some(n.recovery_code_used),
+        }
+    }
+}
+
+impl From<NoticesView> for NoticesChange {
+    fn from(n: NoticesView) -> Self {
+        Self {
+            new_device: n.new_device,
+            password_changed: n.password_changed,
+            email_changed: n.email_changed,
+            factor_changed: n.factor_changed,
+            recovery_code_used: n.recovery_code_used,
+        }
+    }
 }
 
 impl From<Effective> for TenantSettingsView {
@@ -158,6 +201,7 @@ impl From<Effective> for TenantSettingsView {
             mfa: e.mfa.into(),
             federation: e.federation.into(),
             branding: e.branding.into(),
+            notices: e.notices.into(),
         }
     }
 }
@@ -263,6 +307,8 @@ pub struct TenantSettingsPatch {
     pub mfa: Option<MfaPolicyPatch>,
     pub federation: Option<FederationPatch>,
     pub branding: Option<BrandingPatch>,
+    /// Switches to set; omitted ones keep their value.
+    pub notices: Option<NoticesView>,
 }
 
 /// The settings of the caller's tenant (operators: of the tenant named by `X-Forge-Tenant`).
@@ -308,6 +354,7 @@ pub async fn patch_settings(
         mfa: req.mfa.map(MfaChange::from),
         federation: req.federation.map(FederationChange::from),
         branding: req.branding.map(BrandingChange::from),
+        notices: req.notices.map(NoticesChange::from),
     };
     let (_, settings) = state.settings.update(&caller, slug.as_ref(), change, &meta).await?;
     Ok(axum::Json(settings.into()))

@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/settings", get(settings::show).post(settings::update))
         .route("/admin/settings/mfa", post(settings::update_mfa))
         .route("/admin/settings/federation", post(settings::update_federation))
+        .route("/admin/settings/notices", post(settings::update_notices))
         .route("/admin/settings/branding", post(settings::update_branding))
         .route("/admin/settings/passkeys", post(settings::add_passkey))
         .route("/admin/settings/passkeys/options", post(settings::passkey_options))

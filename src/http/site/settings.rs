@@ -29,11 +29,14 @@ use serde::Deserialize;
 use super::guard::{Admin, done};
 use super::views::{self, Layout, PageError, PageForm, page};
 use crate::domain::mfa_policy::format_grace;
+use crate::domain::settings::NoticeSettings;
 use crate::error::{AppError, ErrorCode};
 use crate::http::extract::ClientMeta;
 use crate::secret::Secret;
 use crate::service::address::Reauthentication;
-use crate::service::settings::{BrandingChange, FederationChange, MfaChange, SettingsChange, SignupChange};
+use crate::service::settings::{
+    BrandingChange, FederationChange, MfaChange, NoticesChange, SettingsChange, SignupChange,
+};
 use crate::state::AppState;
 use crate::store::FactorKind;
 
@@ -51,6 +54,8 @@ struct SettingsPage {
     mfa_grace: String,
     /// `federation.auto_link_verified_email`.
     auto_link: bool,
+    /// The notice switches in force.
+    notices: NoticeSettings,
     brand_name: String,
     /// The logo URL, or empty.
     brand_logo: String,
@@ -112,6 +117,7 @@ pub async fn show(State(state): State<AppState>, Admin(admin): Admin) -> Result<
         mfa_roles: effective.mfa.roles.join(" "),
         mfa_grace: format_grace(effective.mfa.grace),
         auto_link: effective.federation.auto_link_verified_email,
+        notices: effective.notices,
         brand_name: effective.branding.name.clone(),
         brand_logo: effective.branding.logo_url.clone().unwrap_or_default(),
         brand_accent: effective.branding.accent.clone(),
@@ -365,6 +371,41 @@ pub async fn update_federation(
         } else {
             "Upstream sign-ins no longer link to an existing account by email.".to_string()
         })
+    }
+    .await;
+    Ok(done(&state, &admin, "/admin/settings", outcome).await)
+}
+
+/// The notice switches: each checkbox present (any value) when ticked.
+#[derive(Deserialize)]
+pub struct NoticesForm {
+    new_device: Option<String>,
+    password_changed: Option<String>,
+    email_changed: Option<String>,
+    factor_changed: Option<String>,
+    recovery_code_used: Option<String>,
+}
+
+/// `POST /admin/settings/notices`: which security notices people get.
+pub async fn update_notices(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    ClientMeta(meta): ClientMeta,
+    PageForm(form): PageForm<NoticesForm>,
+) -> Result<Response, PageError> {
+    let outcome = async {
+        let change = SettingsChange {
+            notices: Some(NoticesChange {
+                new_device: Some(form.new_device.is_some()),
+                password_changed: Some(form.password_changed.is_some()),
+                email_changed: Some(form.email_changed.is_some()),
+                factor_changed: Some(form.factor_changed.is_some()),
+                recovery_code_used: Some(form.recovery_code_used.is_some()),
+            }),
+            ..SettingsChange::default()
+        };
+        state.settings.update(admin.acting()?, None, change, &meta).await?;
+        Ok("Security notices saved.".to_string())
     }
     .await;
     Ok(done(&state, &admin, "/admin/settings", outcome).await)

@@ -1,0 +1,229 @@
+//! Security notices: telling a person that something happened to their
+//! account (a sign-in from a new device, a password or address change, a
+//! factor added or removed, a recovery code used, the account disabled),
+//! so that someone else in their account does not go unnoticed.
+//!
+//! One place words them, picks where they go and asks the tenant's switches
+//! (`notices` in the tenant settings): every notice says what happened,
+//! when, from which address and browser, and what to do if it was not the
+//! reader. It goes to the account's verified email, else its verified
+//! phone, else an unverified address (an address change tells the *old*
+//! address instead, see [`Notices::send_to`]). A notice is queued on the
+//! durable outbox after the change committed; it never carries a code.
+
+use uuid::Uuid;
+
+use super::RequestMeta;
+use crate::clock::Clock;
+use crate::domain::rfc3339;
+use crate::domain::settings::NoticeSettings;
+use crate::error::AppResult;
+use crate::notify::{Notifier, Recipient};
+use crate::store::{MessageKind, Store, User};
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A sign-in from a device that never signed in to the account before.
+    NewDevice,
+    PasswordChanged,
+    PasswordReset,
+    /// The email address or phone number changed (`what` names which).
+    AddressChanged {
+        what: &'static str,
+    },
+    FactorAdded,
+    FactorRemoved,
+    /// An administrator removed every factor and the recovery codes.
+    FactorsReset,
+    RecoveryCodeUsed {
+        remaining: u64,
+    },
+    /// An administrator disabled the account (no switch: always sent).
+    AccountDisabled,
+}
+
+impl Notice {
+    fn kind(self) -> MessageKind {
+        match self {
+            Notice::NewDevice => MessageKind::NewDevice,
+            Notice::PasswordChanged | Notice::PasswordReset => MessageKind::PasswordChanged,
+            Notice::AddressChanged { .. } => MessageKind::AddressChanged,
+            Notice::FactorAdded | Notice::FactorRemoved | Notice::FactorsReset => MessageKind::FactorChanged,
+            Notice::RecoveryCodeUsed { .. } => MessageKind::RecoveryCodeUsed,
+            Notice::AccountDisabled => MessageKind::AccountDisabled,
+        }
+    }
+
+    fn wanted(self, switches: &NoticeSettings) -> bool {
+        match self {
+            Notice::NewDevice => switches.new_device,
+            Notice::PasswordChanged | Notice::PasswordReset => switches.password_changed,
+            Notice::AddressChanged { .. } => switches.email_changed,
+            Notice::FactorAdded | Notice::FactorRemoved | Notice::FactorsReset => switches.factor_changed,
+            Notice::RecoveryCodeUsed { .. } => switches.recovery_code_used,
+            Notice::AccountDisabled => true,
+        }
+    }
+
+    /// The text: what, when, from where, and what to do.
+    fn text(self, at: i64, meta: &RequestMeta) -> String {
+        let what = match self {
+            Notice::NewDevice => "Your account was signed in to from a device that had not signed in before".to_owned(),
+            Notice::PasswordChanged => "The password of your account was changed".to_owned(),
+            Notice::PasswordReset => "The password of your account was reset with a code sent to you".to_owned(),
+            Notice::AddressChanged { what } => format!("The {what} of your account was changed"),
+            Notice::FactorAdded => "A second factor was added to your account".to_owned(),
+            Notice::FactorRemoved => "A second factor was removed from your account".to_owned(),
+            Notice::FactorsReset => {
+                "An administrator removed the second factors and recovery codes of your account".to_owned()
+            }
+            Notice::RecoveryCodeUsed { .. } => "A recovery code was used to sign in to your account".to_owned(),
+            Notice::AccountDisabled => "An administrator disabled your account".to_owned(),
+        };
+        let from = meta.ip.as_deref().unwrap_or("an unknown address");
+        let mut text = format!("{what} on {} from {from}", rfc3339(at));
+        if let Some(browser) = meta.user_agent.as_deref().map(browser).filter(|b| !b.is_empty()) {
+            text.push_str(&format!(" ({browser})"));
+        }
+        text.push('.');
+        if let Notice::RecoveryCodeUsed { remaining } = self {
+            let left = if remaining == 1 { "code is" } else { "codes are" };
+            text.push_str(&format!(" {remaining} unused {left} left."));
+        }
+        text.push_str("\n\n");
+        text.push_str(self.advice());
+        text
+    }
+}
+
+impl Notice {
+    /// What to do about it: the second paragraph.
+    fn advice(self) -> &'static str {
+        const SOMEONE_ELSE: &str = "If this was you, there is nothing to do. If it was not, reset your password now \
+             and tell your administrator: someone else may be signed in to your account.";
+        match self {
+            Notice::NewDevice | Notice::PasswordChanged | Notice::AddressChanged { .. } => SOMEONE_ELSE,
+            Notice::PasswordReset => {
+                "If this was you, there is nothing to do. If it was not, someone can read your messages: \
+                 secure your email, reset your password again and tell your administrator."
+            }
+            Notice::FactorAdded | Notice::FactorRemoved => {
+                "If this was you, there is nothing to do. If it was not, someone else is signed in to your \
+                 account: reset your password now, check your second factors and tell your administrator."
+            }
+            Notice::FactorsReset => {
+                "You can sign in with your password (or a one-time code) and set up a second factor again. \
+                 If you did not ask for this, tell your administrator."
+            }
+            Notice::RecoveryCodeUsed { .. } => {
+                "If this was you, there is nothing to do; when few codes remain, create new ones in your \
+                 account settings. If it was not, someone knows your password and one of your recovery codes: \
+                 reset your password now, create new recovery codes and tell your administrator."
+            }
+            Notice::AccountDisabled => "If you think this is a mistake, contact your administrator.",
+        }
+    }
+}
+
+/// The browser as a notice names it: the user agent, printable and short.
+fn browser(user_agent: &str) -> String {
+    user_agent
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// Where a notice about `user` goes: a proven address first.
+fn recipient(user: &User) -> Option<Recipient> {
+    let email = user.email.as_ref();
+    let phone = user.phone.as_ref();
+    match (email, phone) {
+        (Some(e), _) if user.email_verified => Some(e.into()),
+        (_, Some(p)) if user.phone_verified => Some(p.into()),
+        (Some(e), _) => Some(e.into()),
+        (None, Some(p)) => Some(p.into()),
+        (None, None) => None,
+    }
+}
+
+#[derive(Clone)]
+pub struct Notices {
+    notifier: Notifier,
+    store: std::sync::Arc<dyn Store>,
+    clock: Clock,
+}
+
+impl Notices {
+    pub fn new(notifier: Notifier, store: std::sync::Arc<dyn Store>, clock: Clock) -> Self {
+        Self { notifier, store, clock }
+    }
+
+    /// Tells `user` of `tenant_id` what happened, if the tenant wants it
+    /// and the account has somewhere to send it.
+    pub async fn send(&self, tenant_id: Uuid, user: &User, notice: Notice, meta: &RequestMeta) -> AppResult<()> {
+        match recipient(user) {
+            Some(to) => self.send_to(tenant_id, to, notice, meta).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Tells `to` (the old address of an address change) what happened,
+    /// if the tenant wants it.
+    pub async fn send_to(&self, tenant_id: Uuid, to: Recipient, notice: Notice, meta: &RequestMeta) -> AppResult<()> {
+        let switches = self
+            .store
+            .tenant_settings(tenant_id)
+            .await?
+            .unwrap_or_default()
+            .notices();
+        if !notice.wanted(&switches) {
+            return Ok(());
+        }
+        let text = notice.text(self.clock.now(), meta);
+        self.notifier.notice(tenant_id, to, notice.kind(), &text).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notice_says_what_when_where_and_what_to_do() {
+        let meta = RequestMeta {
+            ip: Some("198.51.100.7".into()),
+            user_agent: Some("Mozilla/5.0 (X11)\u{7}\n".into()),
+            device_token: None,
+        };
+        let text = Notice::NewDevice.text(1_795_430_000, &meta);
+        assert!(text.contains("2026-11-23T10:33:20Z"), "{text}");
+        assert!(text.contains("from 198.51.100.7 (Mozilla/5.0 (X11))."), "{text}");
+        assert!(text.contains(".\n\nIf this was you, there is nothing to do."), "{text}");
+        let text = Notice::RecoveryCodeUsed { remaining: 1 }.text(0, &RequestMeta::default());
+        assert!(
+            text.contains("an unknown address") && text.contains("1 unused code is left"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn switches_decide_except_for_a_disabled_account() {
+        let off = NoticeSettings {
+            new_device: false,
+            password_changed: false,
+            email_changed: false,
+            factor_changed: false,
+            recovery_code_used: false,
+        };
+        assert!(!Notice::NewDevice.wanted(&off));
+        assert!(!Notice::PasswordReset.wanted(&off));
+        assert!(!Notice::FactorsReset.wanted(&off));
+        assert!(Notice::AccountDisabled.wanted(&off));
+        assert!(Notice::PasswordChanged.wanted(&NoticeSettings::default()));
+    }
+}
