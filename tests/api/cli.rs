@@ -260,26 +260,7 @@ fn no_secret_reaches_the_logs() {
 #[test]
 fn clients_add_list_rotate_and_remove() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("forge.db").display());
-    let run = |args: &[&str]| {
-        let out = forge()
-            .arg("clients")
-            .args(args)
-            .env("FORGE_DATABASE__URL", &db)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let field = |text: &str, name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
+    let run = subcommand(&dir, "clients");
 
     let (code, out, err) = run(&[
         "add",
@@ -402,13 +383,12 @@ fn clients_add_list_rotate_and_remove() {
     assert!(!out.contains(&id) && out.contains(&public_id), "{out}");
 }
 
-#[test]
-fn webhooks_add_list_rotate_and_remove() {
-    let dir = tempfile::tempdir().unwrap();
+/// Runs `forge <name> ARGS` on a database in `dir`: exit code, stdout, stderr.
+fn subcommand<'a>(dir: &tempfile::TempDir, name: &'a str) -> impl Fn(&[&str]) -> (Option<i32>, String, String) + 'a {
     let db = format!("sqlite://{}", dir.path().join("forge.db").display());
-    let run = |args: &[&str]| {
+    move |args: &[&str]| {
         let out = forge()
-            .arg("webhooks")
+            .arg(name)
             .args(args)
             .env("FORGE_DATABASE__URL", &db)
             .output()
@@ -418,13 +398,21 @@ fn webhooks_add_list_rotate_and_remove() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
-    };
-    let field = |text: &str, name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
+    }
+}
+
+/// The value of the `name: value` line of a command's output.
+fn field(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[test]
+fn webhooks_add_list_rotate_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = subcommand(&dir, "webhooks");
 
     let (code, out, err) = run(&[
         "add",

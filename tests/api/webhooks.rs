@@ -155,14 +155,18 @@ async fn open_server() -> TestServer {
     .await
 }
 
-async fn register(s: &TestServer, admin: &str, url: &str, events: &[&str]) -> Value {
-    let (status, created) = s
-        .as_user(admin)
+/// `POST /v1/webhooks`: the status and body, whatever they are.
+async fn try_register(s: &TestServer, admin: &str, url: &str, events: &[&str]) -> (reqwest::StatusCode, Value) {
+    s.as_user(admin)
         .post(
             "/v1/webhooks",
             json!({"url": url, "events": events, "description": "app"}),
         )
-        .await;
+        .await
+}
+
+async fn register(s: &TestServer, admin: &str, url: &str, events: &[&str]) -> Value {
+    let (status, created) = try_register(s, admin, url, events).await;
     assert_eq!(status, 201, "{created}");
     created
 }
@@ -400,28 +404,13 @@ async fn endpoints_inside_the_network_are_refused_at_registration_and_at_deliver
         "https://192.168.0.10/hook".to_owned(),
         forge_itself,
     ] {
-        let (status, body) = s
-            .as_user(&admin)
-            .post("/v1/webhooks", json!({"url": url, "events": ["*"]}))
-            .await;
+        let (status, body) = try_register(&s, &admin, &url, &["*"]).await;
         assert_error(status, &body, 400, "forbidden_target");
     }
     // Plain http is for internal networks only.
-    let (status, body) = s
-        .as_user(&admin)
-        .post(
-            "/v1/webhooks",
-            json!({"url": "http://hooks.example.net/x", "events": ["*"]}),
-        )
-        .await;
+    let (status, body) = try_register(&s, &admin, "http://hooks.example.net/x", &["*"]).await;
     assert_error(status, &body, 400, "validation_failed");
-    let (status, body) = s
-        .as_user(&admin)
-        .post(
-            "/v1/webhooks",
-            json!({"url": "https://hooks.example.net/x", "events": ["user.creatd"]}),
-        )
-        .await;
+    let (status, body) = try_register(&s, &admin, "https://hooks.example.net/x", &["user.creatd"]).await;
     assert_error(status, &body, 400, "validation_failed");
     assert!(body["fields"]["events"].is_string(), "{body}");
 
@@ -488,10 +477,7 @@ async fn webhooks_need_their_permissions_and_stay_in_their_tenant() {
     let reader = access(&reader);
     let (status, _) = s.as_user(reader).get(&format!("/v1/webhooks/{id}")).await;
     assert_eq!(status, 200);
-    let (status, body) = s
-        .as_user(reader)
-        .post("/v1/webhooks", json!({"url": hook.url, "events": ["*"]}))
-        .await;
+    let (status, body) = try_register(&s, reader, &hook.url, &["*"]).await;
     assert_error(status, &body, 403, "forbidden");
     let (status, body) = s.as_user(reader).delete(&format!("/v1/webhooks/{id}")).await;
     assert_error(status, &body, 403, "forbidden");
