@@ -59,6 +59,7 @@ pub use twilio::TwilioChannel;
 pub(crate) use webhook::describe_request_error;
 pub use webhook::{WebhookChannel, signature as webhook_signature};
 pub use worker::WorkerSettings;
+pub(crate) use worker::is_stopped;
 
 use crate::clock::Clock;
 use crate::config::{Config, NotifyChannel};

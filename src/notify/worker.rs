@@ -93,7 +93,7 @@ impl WorkerSettings {
 
 /// True once shutdown was asked for, or nobody can ask any more (the sender
 /// was dropped: a worker nobody can stop would outlive its server).
-fn is_stopped(shutdown: &watch::Receiver<bool>) -> bool {
+pub(crate) fn is_stopped(shutdown: &watch::Receiver<bool>) -> bool {
     *shutdown.borrow() || shutdown.has_changed().is_err()
 }
 

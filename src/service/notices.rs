@@ -211,6 +211,40 @@ mod tests {
         );
     }
 
+    fn user(email: Option<(&str, bool)>, phone: Option<(&str, bool)>) -> User {
+        User {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            email: email.map(|(e, _)| crate::domain::Email::parse(e).unwrap()),
+            email_verified: email.is_some_and(|(_, v)| v),
+            phone: phone.map(|(p, _)| crate::domain::Phone::parse(p).unwrap()),
+            phone_verified: phone.is_some_and(|(_, v)| v),
+            disabled: false,
+            metadata: serde_json::json!({}),
+            roles: vec![],
+            created_at: 0,
+            updated_at: 0,
+            last_sign_in_at: None,
+            credential_epoch: 0,
+        }
+    }
+
+    /// A proven address first, so an unverified email someone else typed
+    /// does not hear about the account when a verified phone exists; an
+    /// account known only by phone is told by SMS.
+    #[test]
+    fn a_notice_goes_to_a_proven_address_first() {
+        let both = user(Some(("ada@example.com", false)), Some(("+14155550100", true)));
+        assert_eq!(recipient(&both), Some(Recipient::Phone("+14155550100".into())));
+        let verified = user(Some(("ada@example.com", true)), Some(("+14155550100", true)));
+        assert_eq!(recipient(&verified), Some(Recipient::Email("ada@example.com".into())));
+        let unproven = user(Some(("ada@example.com", false)), None);
+        assert_eq!(recipient(&unproven), Some(Recipient::Email("ada@example.com".into())));
+        let phone_only = user(None, Some(("+14155550100", false)));
+        assert_eq!(recipient(&phone_only), Some(Recipient::Phone("+14155550100".into())));
+        assert_eq!(recipient(&user(None, None)), None);
+    }
+
     #[test]
     fn switches_decide_except_for_a_disabled_account() {
         let off = NoticeSettings {

@@ -92,6 +92,15 @@ impl DeliveryStatus {
         }
     }
 
+    /// The status as administrators see it: a delivery being sent right
+    /// now is still pending to them.
+    pub fn shown(self) -> Self {
+        match self {
+            DeliveryStatus::Sending => DeliveryStatus::Pending,
+            s => s,
+        }
+    }
+
     fn parse(s: &str) -> Option<Self> {
         match s {
             "pending" => Some(DeliveryStatus::Pending),

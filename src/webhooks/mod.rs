@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::crypto::seal::SealingKey;
 use crate::domain::Timestamp;
+use crate::notify::is_stopped;
 use crate::store::{DeliveryOutcome, DueDelivery, Store};
 pub use guard::Guard;
 
@@ -94,10 +95,6 @@ impl Dispatcher {
     pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(run(self.inner.clone(), shutdown))
     }
-}
-
-fn is_stopped(shutdown: &watch::Receiver<bool>) -> bool {
-    *shutdown.borrow() || shutdown.has_changed().is_err()
 }
 
 async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {

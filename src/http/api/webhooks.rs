@@ -123,11 +123,7 @@ pub struct DeliveryView {
 
 impl From<Delivery> for DeliveryView {
     fn from(d: Delivery) -> Self {
-        // A delivery being sent right now is still pending to the API.
-        let status = match d.status {
-            DeliveryStatus::Sending => DeliveryStatus::Pending,
-            s => s,
-        };
+        let status = d.status.shown();
         Self {
             id: d.id,
             event_id: d.event_id,

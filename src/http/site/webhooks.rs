@@ -205,12 +205,13 @@ pub async fn show(
             .items
             .into_iter()
             .map(|d| {
-                let pending = matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Sending);
+                let status = d.status.shown();
+                let pending = status == DeliveryStatus::Pending;
                 DeliveryRow {
                     id: d.id.to_string(),
                     event_id: d.event_id.to_string(),
                     kind: d.event_type,
-                    status: if pending { "pending" } else { d.status.as_str() },
+                    status: status.as_str(),
                     attempts: d.attempts,
                     code: d.last_status_code.map(|c| c.to_string()).unwrap_or_default(),
                     error: d.last_error.unwrap_or_default(),
