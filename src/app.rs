@@ -335,7 +335,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         .server_secret(FACTOR_SECRET_NAME, random_token().into_bytes(), now)
         .await?;
     let factor_keys = Arc::new(FactorKeys::derive(&factor_secret));
-    let notifier = Notifier::new(&config, store.clone(), clock.clone());
+    let notifier = Notifier::new(&config, store.clone(), clock.clone()).map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::default());
     let deny = DenyList::new(store.clone(), cache.clone(), clock.clone(), config.jwt.clone());
     let limits = Limits::new(cache.clone(), refresh_key.clone(), config.rate_limit.clone());

@@ -291,6 +291,9 @@ pub struct NotifyConfig {
     pub product_name: String,
     /// Delivery attempts by the durable outbox worker before a message is dropped.
     pub max_attempts: u32,
+    /// A directory of operator templates that replace the built-in message
+    /// texts (see `notify::overrides`); empty: the built-ins only.
+    pub templates_dir: String,
     pub smtp: SmtpConfig,
     pub webhook: WebhookConfig,
     pub twilio: TwilioConfig,
@@ -302,6 +305,7 @@ impl Default for NotifyConfig {
             channel: NotifyChannel::Log,
             product_name: "forge".to_owned(),
             max_attempts: 8,
+            templates_dir: String::new(),
             smtp: SmtpConfig::default(),
             webhook: WebhookConfig::default(),
             twilio: TwilioConfig::default(),

@@ -26,6 +26,8 @@ pub struct Delivery {
     pub subject: String,
     /// The rendered text, containing the code.
     pub body: Secret,
+    /// The HTML alternative of an email, containing the code too.
+    pub html: Option<Secret>,
     /// The code alone: the memory outbox and the webhook hand it over as a field.
     pub code: Secret,
 }
@@ -42,6 +44,7 @@ impl Delivery {
             to: m.recipient.clone(),
             subject: m.subject.clone(),
             body: m.body.clone()?,
+            html: m.html.clone(),
             code: m.code.clone().unwrap_or_default(),
         })
     }
@@ -91,8 +94,9 @@ const MAX_REASON: usize = 300;
 /// its length.
 pub fn scrub(reason: &str, msg: &Delivery) -> String {
     let mut out = reason.to_owned();
-    // Longest first: the body contains the code.
-    for secret in [msg.body.expose(), msg.code.expose()] {
+    // Longest first: the bodies contain the code.
+    let html = msg.html.as_ref().map(Secret::expose).unwrap_or_default();
+    for secret in [html, msg.body.expose(), msg.code.expose()] {
         if !secret.is_empty() {
             out = out.replace(secret, "***");
         }
@@ -122,6 +126,7 @@ mod tests {
             to: "+14155550100".into(),
             subject: "s".into(),
             body: Secret::new("Your forge code is 123456."),
+            html: None,
             code: Secret::new("123456"),
         }
     }

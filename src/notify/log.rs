@@ -83,6 +83,7 @@ mod tests {
             to: "+14155550100".into(),
             subject: "Your forge sign-in code".into(),
             body: Secret::new("Your forge code is 123456. It expires in 5 minutes."),
+            html: None,
             code: Secret::new("123456"),
         };
         tracing::subscriber::with_default(subscriber, || {

@@ -30,7 +30,12 @@ pub struct OutboxEntry {
     pub kind: MessageKind,
     /// The code the message carries, in the clear: this is the dev outbox's purpose.
     pub code: String,
+    pub subject: String,
+    /// The text body (the whole SMS).
     pub body: String,
+    /// The HTML part of an email, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     /// When it was sent; RFC 3339 in JSON.
     #[serde(serialize_with = "crate::domain::ts::serialize")]
     pub at: Timestamp,
@@ -88,7 +93,9 @@ impl Channel for MemoryChannel {
             channel: msg.channel,
             kind: msg.kind,
             code: msg.code.expose().to_owned(),
+            subject: msg.subject.clone(),
             body: msg.body.expose().to_owned(),
+            html: msg.html.as_ref().map(|h| h.expose().to_owned()),
             at: self.clock.now(),
         });
         Ok(())
@@ -105,7 +112,9 @@ mod tests {
             channel: OutboxChannel::Email,
             kind: MessageKind::Otp,
             code: code.into(),
+            subject: "s".into(),
             body: format!("code {code}"),
+            html: None,
             at,
         }
     }
@@ -133,7 +142,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"to": "a@x.test", "channel": "email", "kind": "otp", "code": "123456",
-                               "body": "code 123456", "at": "1970-01-01T00:00:00Z"})
+                               "subject": "s", "body": "code 123456", "at": "1970-01-01T00:00:00Z"})
         );
     }
 }

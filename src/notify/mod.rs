@@ -36,7 +36,8 @@ mod backchannel;
 mod channel;
 mod log;
 mod memory;
-mod render;
+pub mod overrides;
+pub mod render;
 mod smtp;
 mod twilio;
 mod webhook;
@@ -53,7 +54,8 @@ pub use backchannel::BackchannelChannel;
 pub use channel::{Channel, Delivery, SendError, scrub};
 pub use log::LogChannel;
 pub use memory::{MemoryChannel, MemoryOutbox, OutboxEntry};
-pub use render::render;
+pub use overrides::Overrides;
+pub use render::{Content, Letterhead, Message, NoticeText, Vars};
 pub use smtp::SmtpChannel;
 pub use twilio::TwilioChannel;
 pub(crate) use webhook::describe_request_error;
@@ -63,10 +65,11 @@ pub(crate) use worker::is_stopped;
 
 use crate::clock::Clock;
 use crate::config::{Config, NotifyChannel};
+use crate::domain::settings::Branding;
 use crate::domain::{Email, Identifier, Phone};
 use crate::secret::Secret;
 pub use crate::store::{MessageKind, OutboxChannel};
-use crate::store::{NewOutboxMessage, OutboxStore, StoreResult};
+use crate::store::{NewOutboxMessage, Store, StoreResult};
 
 /// Where a message goes; the variant picks email or SMS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,10 +118,12 @@ impl From<&Identifier> for Recipient {
 
 /// What the notifier and its worker share.
 struct Inner {
-    store: Arc<dyn OutboxStore>,
+    store: Arc<dyn Store>,
     clock: Clock,
     product: String,
     public_url: String,
+    /// `notify.templates_dir`, when set.
+    overrides: Option<Arc<Overrides>>,
     /// At least 1.
     max_attempts: u32,
     email: Arc<dyn Channel>,
@@ -151,10 +156,13 @@ pub struct Notifier {
 
 impl Notifier {
     /// Chooses the channels from `config.notify` (see the module table) and
-    /// logs a warning for each medium that falls back to the log. Never
-    /// fails: a channel that cannot work (say, a malformed `notify.smtp.from`)
-    /// reports it at start-up and fails its messages with that reason.
-    pub fn new(config: &Config, store: Arc<dyn OutboxStore>, clock: Clock) -> Self {
+    /// logs a warning for each medium that falls back to the log. A channel
+    /// that cannot work (say, a malformed `notify.smtp.from`) reports it at
+    /// start-up and fails its messages with that reason; the one refusal is
+    /// a `notify.templates_dir` that is not a directory (a typo there would
+    /// silently send the built-in texts). Override files that do not
+    /// compile are reported as warnings.
+    pub fn new(config: &Config, store: Arc<dyn Store>, clock: Clock) -> Result<Self, String> {
         let n = &config.notify;
         let log: Arc<dyn Channel> = Arc::new(LogChannel);
         let mut memory = None;
@@ -192,12 +200,23 @@ impl Notifier {
                 (email, Arc::new(TwilioChannel::new(&n.twilio)))
             }
         };
-        Self {
+        let overrides = match n.templates_dir.as_str() {
+            "" => None,
+            dir => {
+                let overrides = Overrides::open(std::path::Path::new(dir))?;
+                for problem in overrides.check_all() {
+                    tracing::warn!("notify.templates_dir: {problem}");
+                }
+                Some(Arc::new(overrides))
+            }
+        };
+        Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
                 product: n.product_name.clone(),
                 public_url: config.server.public_url.clone(),
+                overrides,
                 max_attempts: n.max_attempts.max(1),
                 email,
                 sms,
@@ -206,7 +225,7 @@ impl Notifier {
                 wake: Notify::new(),
             }),
             settings: WorkerSettings::default(),
-        }
+        })
     }
 
     /// The same notifier whose workers (spawned after this) use `settings`.
@@ -227,35 +246,99 @@ impl Notifier {
         code: &Secret,
         ttl: Duration,
     ) -> StoreResult<()> {
+        let content = Content::Code {
+            code: code.expose(),
+            ttl_minutes: ttl.as_secs().div_ceil(60).max(1),
+        };
+        let message = self.render(tenant_id, &to, kind, &content).await?;
+        self.queue(tenant_id, to, kind, message, code.clone(), ttl).await
+    }
+
+    /// Queues a notice (no code); it is worth sending for a day.
+    pub async fn notice(
+        &self,
+        tenant_id: Uuid,
+        to: Recipient,
+        kind: MessageKind,
+        notice: &NoticeText,
+    ) -> StoreResult<()> {
+        let message = self.render(tenant_id, &to, kind, &Content::Notice(notice)).await?;
+        let ttl = Duration::from_secs(24 * 3600);
+        self.queue(tenant_id, to, kind, message, Secret::default(), ttl).await
+    }
+
+    /// Who the messages of `tenant_id` come from: the product, and the
+    /// tenant's slug, name and branding (empty and default for a tenant
+    /// that is gone).
+    pub async fn letterhead(&self, tenant_id: Uuid) -> StoreResult<Letterhead> {
+        let inner = &self.inner;
+        let (tenant_slug, tenant_name) = inner
+            .store
+            .tenant_by_id(tenant_id)
+            .await?
+            .map(|t| (t.slug.as_str().to_owned(), t.name))
+            .unwrap_or_default();
+        let brand = match inner.store.tenant_settings(tenant_id).await? {
+            Some(settings) => settings.branding(&tenant_name),
+            None => Branding::default_for(&tenant_name),
+        };
+        Ok(Letterhead {
+            product: inner.product.clone(),
+            public_url: inner.public_url.clone(),
+            tenant_slug,
+            tenant_name,
+            brand,
+        })
+    }
+
+    /// The message of `kind` for `to`: the built-in, with the operator's
+    /// overrides applied (read off the async runtime: they are files).
+    async fn render(
+        &self,
+        tenant_id: Uuid,
+        to: &Recipient,
+        kind: MessageKind,
+        content: &Content<'_>,
+    ) -> StoreResult<Message> {
+        let head = self.letterhead(tenant_id).await?;
+        let channel = to.channel();
+        let vars = Vars::new(kind, &head, to.address(), content);
+        let builtin = render::builtin(kind, channel, &vars);
+        let Some(overrides) = self.inner.overrides.clone() else {
+            return Ok(builtin);
+        };
+        let again = vars.clone();
+        let applied = tokio::task::spawn_blocking(move || overrides.apply(kind, channel, &vars, builtin)).await;
+        // A panic in there costs the override, not the message.
+        Ok(applied.unwrap_or_else(|_| render::builtin(kind, channel, &again)))
+    }
+
+    /// Queues a rendered message (or, on the memory channel, captures it).
+    async fn queue(
+        &self,
+        tenant_id: Uuid,
+        to: Recipient,
+        kind: MessageKind,
+        message: Message,
+        code: Secret,
+        ttl: Duration,
+    ) -> StoreResult<()> {
         let inner = &self.inner;
         let channel = to.channel();
-        let ttl_minutes = ttl.as_secs().div_ceil(60).max(1);
-        let (subject, body) = render(
-            kind,
-            channel,
-            &inner.product,
-            &inner.public_url,
-            code.expose(),
-            ttl_minutes,
-        );
         let now = inner.clock.now();
-        let code = if kind.carries_code() {
-            code.clone()
-        } else {
-            Secret::new(String::new())
-        };
         if let Some(outbox) = &inner.memory {
             outbox.push(OutboxEntry {
                 to: to.address().to_owned(),
                 channel,
                 kind,
                 code: code.expose().to_owned(),
-                body,
+                subject: message.subject,
+                body: message.text,
+                html: message.html,
                 at: now,
             });
             return Ok(());
         }
-        let expires_at = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
         let recipient = match to {
             Recipient::Email(a) | Recipient::Phone(a) => a,
         };
@@ -266,29 +349,17 @@ impl Notifier {
                 channel,
                 kind,
                 recipient,
-                subject,
-                body: Secret::new(body),
-                code: code.clone(),
+                subject: message.subject,
+                body: Secret::new(message.text),
+                html: message.html.map(Secret::new),
+                code,
                 next_attempt_at: now,
                 created_at: now,
-                expires_at,
+                expires_at: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
             })
             .await?;
         inner.wake.notify_one();
         Ok(())
-    }
-
-    /// Queues a notice without a code (`text` is its sentence: what
-    /// happened, when, from where); it is worth sending for a day.
-    pub async fn notice(&self, tenant_id: Uuid, to: Recipient, kind: MessageKind, text: &str) -> StoreResult<()> {
-        self.send(
-            tenant_id,
-            to,
-            kind,
-            &Secret::new(text.to_owned()),
-            Duration::from_secs(24 * 3600),
-        )
-        .await
     }
 
     /// Queues a signed back-channel logout token for a client's
@@ -298,14 +369,6 @@ impl Notifier {
     pub async fn logout_token(&self, tenant_id: Uuid, uri: &str, token: &Secret, ttl: Duration) -> StoreResult<()> {
         let inner = &self.inner;
         let now = inner.clock.now();
-        let (subject, body) = render(
-            MessageKind::LogoutToken,
-            OutboxChannel::Backchannel,
-            &inner.product,
-            &inner.public_url,
-            token.expose(),
-            1,
-        );
         inner
             .store
             .enqueue(NewOutboxMessage {
@@ -313,9 +376,11 @@ impl Notifier {
                 channel: OutboxChannel::Backchannel,
                 kind: MessageKind::LogoutToken,
                 recipient: uri.to_owned(),
-                subject,
-                body: Secret::new(body),
-                code: Secret::new(String::new()),
+                subject: "OpenID Connect back-channel logout".to_owned(),
+                // The body is the signed logout token itself.
+                body: token.clone(),
+                html: None,
+                code: Secret::default(),
                 next_attempt_at: now,
                 created_at: now,
                 expires_at: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),

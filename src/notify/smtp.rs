@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Body, Mailbox};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -95,21 +95,35 @@ impl SmtpChannel {
             .to
             .parse::<Mailbox>()
             .map_err(|_| SendError::permanent("smtp: recipient is not a valid email address"))?;
-        let text = msg.body.expose().to_owned();
-        // 7bit when it can be, else quoted-printable: the code stays readable
-        // in the raw message, which base64 would hide from a human reader.
-        let body = if text.is_ascii() {
-            Body::new(text)
-        } else {
-            Body::new_with_encoding(text, ContentTransferEncoding::QuotedPrintable).unwrap_or_else(Body::new)
-        };
-        Message::builder()
+        let builder = Message::builder()
             .from(from.clone())
             .to(to)
-            .subject(msg.subject.clone())
-            .header(ContentType::TEXT_PLAIN)
-            .body(body)
-            .map_err(|e| SendError::permanent(format!("smtp: cannot build the message: {e}")))
+            .subject(msg.subject.clone());
+        let text = body(msg.body.expose());
+        let built = match &msg.html {
+            None => builder.header(ContentType::TEXT_PLAIN).body(text),
+            Some(html) => builder.multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(body(html.expose())),
+                    ),
+            ),
+        };
+        built.map_err(|e| SendError::permanent(format!("smtp: cannot build the message: {e}")))
+    }
+}
+
+/// 7bit when it can be, else quoted-printable: the code stays readable in
+/// the raw message, which base64 would hide from a human reader.
+fn body(text: &str) -> Body {
+    let text = text.to_owned();
+    if text.is_ascii() {
+        Body::new(text)
+    } else {
+        Body::new_with_encoding(text, ContentTransferEncoding::QuotedPrintable).unwrap_or_else(Body::new)
     }
 }
 

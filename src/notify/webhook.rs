@@ -1,5 +1,6 @@
 //! Delivery through the operator's own service: each message is POSTed as
-//! JSON `{id, kind, channel, to, subject, body, code}` to `notify.webhook.url`,
+//! JSON `{id, kind, channel, to, subject, body, html, code}` to
+//! `notify.webhook.url` (`html` only for an email with an HTML part),
 //! for deployments that send mail or SMS their own way.
 //!
 //! The receiver can tell forge from anyone else and reject replays:
@@ -44,6 +45,9 @@ struct Payload<'a> {
     to: &'a str,
     subject: &'a str,
     body: &'a str,
+    /// The HTML part of an email, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    html: Option<&'a str>,
     code: &'a str,
 }
 
@@ -133,6 +137,7 @@ impl Channel for WebhookChannel {
             to: &msg.to,
             subject: &msg.subject,
             body: msg.body.expose(),
+            html: msg.html.as_ref().map(Secret::expose),
             code: msg.code.expose(),
         };
         let body =

@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::domain::rfc3339;
 use crate::domain::settings::NoticeSettings;
 use crate::error::AppResult;
-use crate::notify::{Notifier, Recipient};
+use crate::notify::{NoticeText, Notifier, Recipient};
 use crate::store::{MessageKind, Store, User};
 
 /// What happened.
@@ -66,8 +66,8 @@ impl Notice {
         }
     }
 
-    /// The text: what, when, from where, and what to do.
-    fn text(self, at: i64, meta: &RequestMeta) -> String {
+    /// The words: what, when, from where, and what to do.
+    fn text(self, at: i64, meta: &RequestMeta) -> NoticeText {
         let what = match self {
             Notice::NewDevice => "Your account was signed in to from a device that had not signed in before".to_owned(),
             Notice::PasswordChanged => "The password of your account was changed".to_owned(),
@@ -81,19 +81,30 @@ impl Notice {
             Notice::RecoveryCodeUsed { .. } => "A recovery code was used to sign in to your account".to_owned(),
             Notice::AccountDisabled => "An administrator disabled your account".to_owned(),
         };
-        let from = meta.ip.as_deref().unwrap_or("an unknown address");
-        let mut text = format!("{what} on {} from {from}", rfc3339(at));
-        if let Some(browser) = meta.user_agent.as_deref().map(browser).filter(|b| !b.is_empty()) {
-            text.push_str(&format!(" ({browser})"));
+        let when = rfc3339(at);
+        let ip = meta.ip.clone().unwrap_or_default();
+        let browser = meta.user_agent.as_deref().map(browser).unwrap_or_default();
+        let from = if ip.is_empty() {
+            "an unknown address"
+        } else {
+            ip.as_str()
+        };
+        let mut summary = format!("{what} on {when} from {from}");
+        if !browser.is_empty() {
+            summary.push_str(&format!(" ({browser})"));
         }
-        text.push('.');
+        summary.push('.');
         if let Notice::RecoveryCodeUsed { remaining } = self {
             let left = if remaining == 1 { "code is" } else { "codes are" };
-            text.push_str(&format!(" {remaining} unused {left} left."));
+            summary.push_str(&format!(" {remaining} unused {left} left."));
         }
-        text.push_str("\n\n");
-        text.push_str(self.advice());
-        text
+        NoticeText {
+            summary,
+            advice: self.advice().to_owned(),
+            when,
+            ip,
+            browser,
+        }
     }
 }
 
@@ -200,11 +211,13 @@ mod tests {
             user_agent: Some("Mozilla/5.0 (X11)\u{7}\n".into()),
             device_token: None,
         };
-        let text = Notice::NewDevice.text(1_795_430_000, &meta);
+        let text = Notice::NewDevice.text(1_795_430_000, &meta).text();
         assert!(text.contains("2026-11-23T10:33:20Z"), "{text}");
         assert!(text.contains("from 198.51.100.7 (Mozilla/5.0 (X11))."), "{text}");
         assert!(text.contains(".\n\nIf this was you, there is nothing to do."), "{text}");
-        let text = Notice::RecoveryCodeUsed { remaining: 1 }.text(0, &RequestMeta::default());
+        let text = Notice::RecoveryCodeUsed { remaining: 1 }
+            .text(0, &RequestMeta::default())
+            .text();
         assert!(
             text.contains("an unknown address") && text.contains("1 unused code is left"),
             "{text}"

@@ -82,6 +82,20 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// The messages a person reads (all but the logout token): the ones
+    /// with templates.
+    pub const TO_PEOPLE: [MessageKind; 9] = [
+        MessageKind::Otp,
+        MessageKind::EmailVerification,
+        MessageKind::PasswordReset,
+        MessageKind::AddressChanged,
+        MessageKind::RecoveryCodeUsed,
+        MessageKind::FactorChanged,
+        MessageKind::PasswordChanged,
+        MessageKind::NewDevice,
+        MessageKind::AccountDisabled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             MessageKind::Otp => "otp",
@@ -172,6 +186,8 @@ pub struct NewOutboxMessage {
     pub subject: String,
     /// The rendered text; it contains the code.
     pub body: Secret,
+    /// The HTML alternative of an email body; it contains the code too.
+    pub html: Option<Secret>,
     /// The code alone, for channels that hand it over as a field (webhook).
     pub code: Secret,
     /// The first attempt is due at once, normally `created_at`.
@@ -181,7 +197,7 @@ pub struct NewOutboxMessage {
     pub expires_at: Timestamp,
 }
 
-/// A stored message. `body` and `code` are `None` once erased.
+/// A stored message. `body`, `html` and `code` are `None` once erased.
 #[derive(Clone, Debug)]
 pub struct OutboxMessage {
     pub id: Uuid,
@@ -191,6 +207,7 @@ pub struct OutboxMessage {
     pub recipient: String,
     pub subject: String,
     pub body: Option<Secret>,
+    pub html: Option<Secret>,
     pub code: Option<Secret>,
     pub status: OutboxStatus,
     /// How many times the message was handed to a worker (counted at claim,
@@ -216,7 +233,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// atomic statement: no message is leased twice at once. Oldest due first.
     async fn claim_due(&self, now: Timestamp, limit: u32, lease_secs: i64) -> StoreResult<Vec<OutboxMessage>>;
 
-    /// The message reached its provider: erases body and code.
+    /// The message reached its provider: erases body, HTML and code.
     async fn mark_delivered(&self, id: Uuid, now: Timestamp) -> StoreResult<()>;
 
     /// A transient failure: back to `pending`, due again at `next_attempt_at`.
@@ -260,7 +277,7 @@ pub trait OutboxStore: Send + Sync + 'static {
 
 // ---- the one implementation, over either database (see `sql.rs`) ----
 
-const COLUMNS: &str = "id, tenant_id, channel, kind, recipient, subject, body, code, status, attempts, \
+const COLUMNS: &str = "id, tenant_id, channel, kind, recipient, subject, body, html, code, status, attempts, \
      next_attempt_at, locked_until, last_error, created_at, updated_at, expires_at";
 
 fn unknown(what: &str, value: &str) -> super::StoreError {
@@ -279,6 +296,7 @@ fn message_from_row(row: &Row) -> StoreResult<OutboxMessage> {
         recipient: row.get("recipient")?,
         subject: row.get("subject")?,
         body: row.get::<Option<String>>("body")?.map(Secret::new),
+        html: row.get::<Option<String>>("html")?.map(Secret::new),
         code: row.get::<Option<String>>("code")?.map(Secret::new),
         status: OutboxStatus::parse(&status).ok_or_else(|| unknown("status", &status))?,
         attempts: u32::try_from(row.get::<i64>("attempts")?).map_err(|_| unknown("attempts", "negative"))?,
@@ -307,7 +325,7 @@ macro_rules! claim {
                      OR (status = 'sending' AND locked_until <= $1)) \
                  ORDER BY next_attempt_at, id LIMIT $3",
             $lock,
-            ") RETURNING id, tenant_id, channel, kind, recipient, subject, body, code, status, attempts, \
+            ") RETURNING id, tenant_id, channel, kind, recipient, subject, body, html, code, status, attempts, \
              next_attempt_at, locked_until, last_error, created_at, updated_at, expires_at"
         )
     };
@@ -321,9 +339,9 @@ impl<D: Driver> OutboxStore for D {
         let id = Uuid::now_v7();
         self.write(move |c| {
             c.execute(
-                "INSERT INTO outbox (id, tenant_id, channel, kind, recipient, subject, body, code, status, attempts, \
-                 next_attempt_at, created_at, updated_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10, $10, $11)",
+                "INSERT INTO outbox (id, tenant_id, channel, kind, recipient, subject, body, html, code, status, \
+                 attempts, next_attempt_at, created_at, updated_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $11, $11, $12)",
                 &args![
                     id,
                     msg.tenant_id,
@@ -332,6 +350,7 @@ impl<D: Driver> OutboxStore for D {
                     &msg.recipient,
                     &msg.subject,
                     msg.body.expose(),
+                    msg.html.as_ref().map(Secret::expose),
                     msg.code.expose(),
                     msg.next_attempt_at,
                     msg.created_at,
@@ -359,7 +378,7 @@ impl<D: Driver> OutboxStore for D {
     async fn mark_delivered(&self, id: Uuid, now: Timestamp) -> StoreResult<()> {
         self.write(move |c| {
             c.execute(
-                "UPDATE outbox SET status = 'delivered', body = NULL, code = NULL, locked_until = NULL, \
+                "UPDATE outbox SET status = 'delivered', body = NULL, html = NULL, code = NULL, locked_until = NULL, \
                  last_error = NULL, updated_at = $2 WHERE id = $1",
                 &args![id, now],
             )?;
@@ -412,7 +431,7 @@ impl<D: Driver> OutboxStore for D {
     async fn expire(&self, now: Timestamp) -> StoreResult<u64> {
         self.write(move |c| {
             let n = c.execute(
-                "UPDATE outbox SET status = 'failed', last_error = 'expired', body = NULL, code = NULL, \
+                "UPDATE outbox SET status = 'failed', last_error = 'expired', body = NULL, html = NULL, code = NULL, \
                  locked_until = NULL, updated_at = $1 \
                  WHERE body IS NOT NULL AND expires_at <= $1 \
                    AND (status = 'pending' OR (status = 'sending' AND locked_until <= $1))",
@@ -421,7 +440,7 @@ impl<D: Driver> OutboxStore for D {
             // A delivered or failed row keeps no secret, whatever its expiry;
             // this catches any that an interrupted worker left behind.
             c.execute(
-                "UPDATE outbox SET body = NULL, code = NULL, updated_at = $1 \
+                "UPDATE outbox SET body = NULL, html = NULL, code = NULL, updated_at = $1 \
                  WHERE body IS NOT NULL AND expires_at <= $1 AND status IN ('delivered', 'failed')",
                 &args![now],
             )?;

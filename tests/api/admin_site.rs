@@ -891,6 +891,7 @@ fn message(tenant_id: Uuid, to: &str, now: i64) -> NewOutboxMessage {
         recipient: to.into(),
         subject: "Reset your password".into(),
         body: forge::secret::Secret::new("your code is 123456"),
+        html: None,
         code: forge::secret::Secret::new("123456"),
         next_attempt_at: now + 3_600,
         created_at: now,

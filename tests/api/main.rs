@@ -45,6 +45,7 @@ mod site_webhooks;
 mod store_conformance;
 mod store_isolation;
 mod support;
+mod templates;
 mod tenants;
 mod tokens;
 mod users;

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use base64::Engine;
 use forge::clock::Clock;
 use forge::config::{Config, NotifyChannel, SmtpSecurity};
-use forge::notify::{MessageKind, Notifier, Recipient, WorkerSettings};
+use forge::notify::{MessageKind, NoticeText, Notifier, Recipient, WorkerSettings};
 use forge::secret::Secret;
 use forge::store::sqlite::SqliteStore;
 use forge::store::{DEFAULT_TENANT_ID, OutboxMessage, OutboxStatus, OutboxStore};
@@ -131,7 +131,10 @@ async fn until_status(store: &SqliteStore, status: OutboxStatus) -> OutboxMessag
 }
 
 fn assert_erased(m: &OutboxMessage) {
-    assert!(m.body.is_none() && m.code.is_none(), "secret left in {m:?}");
+    assert!(
+        m.body.is_none() && m.html.is_none() && m.code.is_none(),
+        "secret left in {m:?}"
+    );
     if let Some(e) = &m.last_error {
         assert!(!e.contains(CODE), "code in last_error: {e}");
     }
@@ -286,7 +289,9 @@ fn smtp_config(addr: SocketAddr) -> Config {
 async fn smtp_delivers_the_rendered_email_and_erases_it() {
     let (addr, mails) = smtp_server("250 OK\r\n").await;
     let store = store();
-    let notifier = Notifier::new(&smtp_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&smtp_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, email(), MessageKind::PasswordReset).await;
 
@@ -305,8 +310,14 @@ async fn smtp_delivers_the_rendered_email_and_erases_it() {
         "{}",
         mail.data
     );
+    assert!(
+        mail.data.contains("Content-Type: multipart/alternative"),
+        "{}",
+        mail.data
+    );
     assert!(mail.data.contains("Content-Type: text/plain"), "{}", mail.data);
-    assert!(mail.data.contains(CODE), "{}", mail.data);
+    assert!(mail.data.contains("Content-Type: text/html"), "{}", mail.data);
+    assert_eq!(mail.data.matches(CODE).count(), 2, "in both parts: {}", mail.data);
     assert!(mail.data.contains("5 minutes"), "{}", mail.data);
     assert!(mail.data.contains("https://auth.example.test"), "{}", mail.data);
 }
@@ -315,7 +326,9 @@ async fn smtp_delivers_the_rendered_email_and_erases_it() {
 async fn smtp_5xx_is_permanent_and_sms_falls_back_to_the_log() {
     let (addr, mails) = smtp_server("550 no such user\r\n").await;
     let store = store();
-    let notifier = Notifier::new(&smtp_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&smtp_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, email(), MessageKind::Otp).await;
     let m = until_status(&store, OutboxStatus::Failed).await;
@@ -340,7 +353,9 @@ async fn smtp_5xx_is_permanent_and_sms_falls_back_to_the_log() {
 async fn webhook_posts_signed_json() {
     let (receiver, addr) = Receiver::new(|_| 204, Duration::ZERO).start().await;
     let store = store();
-    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, phone(), MessageKind::Otp).await;
     let m = until_status(&store, OutboxStatus::Delivered).await;
@@ -386,7 +401,9 @@ fn twilio_config(addr: SocketAddr) -> Config {
 async fn twilio_sends_sms_with_basic_auth_and_email_falls_back_to_the_log() {
     let (receiver, addr) = Receiver::new(|_| 201, Duration::ZERO).start().await;
     let store = store();
-    let notifier = Notifier::new(&twilio_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&twilio_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, phone(), MessageKind::Otp).await;
     send(&notifier, email(), MessageKind::EmailVerification).await;
@@ -418,7 +435,9 @@ async fn twilio_sends_sms_with_basic_auth_and_email_falls_back_to_the_log() {
 async fn twilio_refusal_keeps_its_error_code_but_not_its_text() {
     let (receiver, addr) = Receiver::new(|_| 400, Duration::ZERO).start().await;
     let store = store();
-    let notifier = Notifier::new(&twilio_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&twilio_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, phone(), MessageKind::Otp).await;
     let m = until_status(&store, OutboxStatus::Failed).await;
@@ -438,7 +457,8 @@ async fn memory_channel_captures_inline_without_queueing() {
         &config(NotifyChannel::Memory),
         store.clone(),
         Clock::manual(1_700_000_000),
-    );
+    )
+    .unwrap();
     send(&notifier, email(), MessageKind::Otp).await;
     notifier
         .send(
@@ -465,8 +485,9 @@ async fn memory_channel_captures_inline_without_queueing() {
 #[tokio::test]
 async fn log_channel_delivers() {
     let store = store();
-    let notifier =
-        Notifier::new(&config(NotifyChannel::Log), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&config(NotifyChannel::Log), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     assert!(notifier.memory().is_none());
     let worker = Worker::start(&notifier);
     send(&notifier, phone(), MessageKind::Otp).await;
@@ -483,7 +504,9 @@ async fn transient_errors_are_retried_until_delivered_once() {
         .start()
         .await;
     let store = store();
-    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, phone(), MessageKind::Otp).await;
     let m = until_status(&store, OutboxStatus::Delivered).await;
@@ -503,7 +526,9 @@ async fn a_receiver_that_is_down_at_first_still_gets_the_message() {
     let mut config = webhook_config(addr);
     config.notify.max_attempts = 1000;
     let store = store();
-    let notifier = Notifier::new(&config, store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&config, store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, phone(), MessageKind::Otp).await;
 
@@ -528,7 +553,9 @@ async fn a_receiver_that_is_down_at_first_still_gets_the_message() {
 async fn a_receiver_that_always_fails_exhausts_max_attempts() {
     let (receiver, addr) = Receiver::new(|_| 500, Duration::ZERO).start().await;
     let store = store();
-    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, phone(), MessageKind::Otp).await;
     let m = until_status(&store, OutboxStatus::Failed).await;
@@ -554,7 +581,9 @@ async fn a_receiver_that_always_fails_exhausts_max_attempts() {
 async fn a_4xx_fails_at_once() {
     let (receiver, addr) = Receiver::new(|_| 400, Duration::ZERO).start().await;
     let store = store();
-    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, email(), MessageKind::EmailVerification).await;
     let m = until_status(&store, OutboxStatus::Failed).await;
@@ -573,7 +602,7 @@ async fn a_message_queued_with_no_worker_is_delivered_when_one_starts() {
     let store = store();
     let config = webhook_config(addr);
     // The "first process" queues and never runs a worker.
-    let first = Notifier::new(&config, store.clone(), Clock::system());
+    let first = Notifier::new(&config, store.clone(), Clock::system()).unwrap();
     send(&first, phone(), MessageKind::Otp).await;
     let m = only_message(&store).await;
     assert_eq!(m.status, OutboxStatus::Pending);
@@ -582,7 +611,9 @@ async fn a_message_queued_with_no_worker_is_delivered_when_one_starts() {
     drop(first);
 
     // The "restarted process" picks it up.
-    let second = Notifier::new(&config, store.clone(), Clock::system()).with_worker_settings(fast());
+    let second = Notifier::new(&config, store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&second);
     let m = until_status(&store, OutboxStatus::Delivered).await;
     worker.stop().await;
@@ -595,7 +626,9 @@ async fn a_message_left_sending_by_a_crashed_worker_is_claimed_again_after_its_l
     let (receiver, addr) = Receiver::new(|_| 200, Duration::ZERO).start().await;
     let store = store();
     let clock = Clock::manual(1_700_000_000);
-    let notifier = Notifier::new(&webhook_config(addr), store.clone(), clock.clone()).with_worker_settings(fast());
+    let notifier = Notifier::new(&webhook_config(addr), store.clone(), clock.clone())
+        .unwrap()
+        .with_worker_settings(fast());
     send(&notifier, phone(), MessageKind::Otp).await;
     // A worker claims it with a 60 s lease, then "crashes".
     let claimed = store.claim_due(clock.now(), 16, 60).await.unwrap();
@@ -625,7 +658,9 @@ async fn a_message_left_sending_by_a_crashed_worker_is_claimed_again_after_its_l
 async fn shutdown_waits_for_the_send_in_flight() {
     let (receiver, addr) = Receiver::new(|_| 200, Duration::from_millis(300)).start().await;
     let store = store();
-    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, phone(), MessageKind::Otp).await;
     eventually("the send to start", || async { receiver.hits() == 1 }).await;
@@ -641,7 +676,9 @@ async fn shutdown_hands_back_claimed_messages_not_yet_started() {
     let store = store();
     let mut settings = fast();
     settings.concurrency = 2;
-    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system()).with_worker_settings(settings);
+    let notifier = Notifier::new(&webhook_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(settings);
     for _ in 0..5 {
         send(&notifier, phone(), MessageKind::Otp).await;
     }
@@ -682,7 +719,9 @@ async fn an_undelivered_code_is_erased_when_it_expires() {
     config.notify.max_attempts = 1000;
     let store = store();
     let clock = Clock::manual(1_700_000_000);
-    let notifier = Notifier::new(&config, store.clone(), clock.clone()).with_worker_settings(fast());
+    let notifier = Notifier::new(&config, store.clone(), clock.clone())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
     send(&notifier, phone(), MessageKind::Otp).await;
     eventually("a failed attempt", || async { messages(&store).await[0].attempts >= 1 }).await;
@@ -705,7 +744,8 @@ async fn list_pages_newest_first_and_filters_by_status() {
         &webhook_config("127.0.0.1:9".parse().unwrap()),
         store.clone(),
         clock.clone(),
-    );
+    )
+    .unwrap();
     for _ in 0..5 {
         send(&notifier, phone(), MessageKind::Otp).await;
     }
@@ -753,7 +793,8 @@ async fn resend_needs_a_failed_message_that_still_has_its_body() {
         &webhook_config("127.0.0.1:9".parse().unwrap()),
         store.clone(),
         clock.clone(),
-    );
+    )
+    .unwrap();
     send(&notifier, phone(), MessageKind::Otp).await;
     let id = only_message(&store).await.id;
     assert!(
@@ -791,7 +832,8 @@ async fn expire_leaves_messages_leased_to_a_live_worker_alone() {
         &webhook_config("127.0.0.1:9".parse().unwrap()),
         store.clone(),
         clock.clone(),
-    );
+    )
+    .unwrap();
     notifier
         .send(
             DEFAULT_TENANT_ID,
@@ -823,12 +865,21 @@ async fn expire_leaves_messages_leased_to_a_live_worker_alone() {
 async fn smtp_delivers_a_security_notice() {
     let (addr, mails) = smtp_server("250 OK\r\n").await;
     let store = store();
-    let notifier = Notifier::new(&smtp_config(addr), store.clone(), Clock::system()).with_worker_settings(fast());
+    let notifier = Notifier::new(&smtp_config(addr), store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
     let worker = Worker::start(&notifier);
-    let text = "Your account was signed in to from a device that had not signed in before on \
-                2026-11-27T10:00:00Z from 203.0.113.9 (Firefox).\n\nIf this was you, there is nothing to do.";
+    let text = NoticeText {
+        summary: "Your account was signed in to from a device that had not signed in before on \
+                  2026-11-27T10:00:00Z from 203.0.113.9 (Firefox)."
+            .into(),
+        advice: "If this was you, there is nothing to do.".into(),
+        when: "2026-11-27T10:00:00Z".into(),
+        ip: "203.0.113.9".into(),
+        browser: "Firefox".into(),
+    };
     notifier
-        .notice(DEFAULT_TENANT_ID, email(), MessageKind::NewDevice, text)
+        .notice(DEFAULT_TENANT_ID, email(), MessageKind::NewDevice, &text)
         .await
         .unwrap();
     let m = until_status(&store, OutboxStatus::Delivered).await;
@@ -848,4 +899,58 @@ async fn smtp_delivers_a_security_notice() {
         "{}",
         mail.data
     );
+}
+
+/// An operator's templates reach a real SMTP listener as the text and HTML
+/// parts, and an edit applies to the next message, with the same running
+/// notifier (no restart): here the HTML file is removed and the text
+/// changed, so the next mail is text only.
+#[tokio::test]
+async fn smtp_sends_operator_templates_and_picks_up_edits() {
+    let (addr, mails) = smtp_server("250 OK\r\n").await;
+    let store = store();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crate::templates::write(d, "otp.txt", "Text v1 {{ code }}");
+    crate::templates::write(d, "otp.html", "<p>HTML v1 {{ code }} &amp; {{ product }}</p>");
+    let mut config = smtp_config(addr);
+    config.notify.product_name = "A&B".into();
+    config.notify.templates_dir = d.to_str().unwrap().into();
+    let notifier = Notifier::new(&config, store.clone(), Clock::system())
+        .unwrap()
+        .with_worker_settings(fast());
+    let worker = Worker::start(&notifier);
+    send(&notifier, email(), MessageKind::Otp).await;
+    eventually("the first mail", || async { mails.lock().unwrap().len() == 1 }).await;
+
+    crate::templates::write(d, "otp.txt", "Text v2 {{ code }}");
+    std::fs::remove_file(d.join("otp.html")).unwrap();
+    send(&notifier, email(), MessageKind::Otp).await;
+    eventually("the second mail", || async { mails.lock().unwrap().len() == 2 }).await;
+    worker.stop().await;
+
+    let mails = mails.lock().unwrap().clone();
+    let first = &mails[0].data;
+    assert!(first.contains("Content-Type: multipart/alternative"), "{first}");
+    assert!(first.contains(&format!("Text v1 {CODE}")), "{first}");
+    assert!(
+        first.contains(&format!("<p>HTML v1 {CODE} &amp; A&amp;B</p>")),
+        "{first}"
+    );
+    let second = &mails[1].data;
+    assert!(second.contains(&format!("Text v2 {CODE}")), "{second}");
+    assert!(
+        !second.contains("text/html") && !second.contains("multipart"),
+        "{second}"
+    );
+}
+
+/// A `notify.templates_dir` that is not a directory stops the start: a
+/// typo there would otherwise send the built-in texts without a word.
+#[tokio::test]
+async fn a_templates_dir_that_is_not_a_directory_is_refused() {
+    let mut config = config(NotifyChannel::Log);
+    config.notify.templates_dir = "/nonexistent/forge-templates".into();
+    let err = Notifier::new(&config, store(), Clock::system()).err().expect("refused");
+    assert!(err.contains("notify.templates_dir"), "{err}");
 }

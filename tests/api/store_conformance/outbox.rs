@@ -11,6 +11,7 @@ fn message(to: &str) -> NewOutboxMessage {
         recipient: to.into(),
         subject: "code".into(),
         body: Secret::new("your code is 123456"),
+        html: Some(Secret::new("<p>your code is 123456</p>")),
         code: Secret::new("123456"),
         next_attempt_at: NOW,
         created_at: NOW,
@@ -57,11 +58,20 @@ pub(super) async fn concurrent_claimers_lease_every_message_exactly_once(store: 
 }
 
 pub(super) async fn a_delivered_message_is_erased(store: Arc<dyn Store>) {
-    let first = claimed(&store, 1, 60).await[0].id;
+    let batch = claimed(&store, 1, 60).await;
+    assert_eq!(
+        batch[0].html.as_ref().map(Secret::expose),
+        Some("<p>your code is 123456</p>"),
+        "the HTML part is stored and claimed"
+    );
+    let first = batch[0].id;
     store.mark_delivered(first, NOW).await.unwrap();
     let page = store.list(T, None, 100, None).await.unwrap();
     assert_eq!(page[0].status, OutboxStatus::Delivered);
-    assert!(page[0].body.is_none() && page[0].code.is_none(), "erased");
+    assert!(
+        page[0].body.is_none() && page[0].html.is_none() && page[0].code.is_none(),
+        "erased"
+    );
 }
 
 pub(super) async fn a_failed_message_keeps_its_code_and_error_until_it_expires(store: Arc<dyn Store>) {
@@ -156,7 +166,7 @@ pub(super) async fn expiry_fails_and_erases_what_no_live_lease_holds(store: Arc<
             .await
             .unwrap()
             .iter()
-            .all(|m| m.body.is_none())
+            .all(|m| m.body.is_none() && m.html.is_none())
     );
 }
 

@@ -1,0 +1,233 @@
+use std::fs;
+
+use super::*;
+use crate::domain::settings::Branding;
+use crate::notify::render::{Content, Letterhead, NoticeText, builtin};
+
+fn head(slug: &str) -> Letterhead {
+    Letterhead {
+        product: "Acme ID".into(),
+        public_url: "https://id.acme.test".into(),
+        tenant_slug: slug.into(),
+        tenant_name: "Acme".into(),
+        brand: Branding::default_for("Acme"),
+    }
+}
+
+fn otp_vars(slug: &str) -> Vars {
+    Vars::new(
+        MessageKind::Otp,
+        &head(slug),
+        "ada@example.com",
+        &Content::Code {
+            code: "123456",
+            ttl_minutes: 5,
+        },
+    )
+}
+
+fn otp(dir: &Path, slug: &str) -> Message {
+    let vars = otp_vars(slug);
+    let base = builtin(MessageKind::Otp, OutboxChannel::Email, &vars);
+    Overrides::open(dir)
+        .unwrap()
+        .apply(MessageKind::Otp, OutboxChannel::Email, &vars, base)
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+#[test]
+fn a_missing_directory_is_refused() {
+    let err = Overrides::open(Path::new("/nonexistent/forge-templates")).unwrap_err();
+    assert!(err.contains("notify.templates_dir"), "{err}");
+}
+
+#[test]
+fn without_files_the_built_ins_are_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = otp_vars("acme");
+    let base = builtin(MessageKind::Otp, OutboxChannel::Email, &vars);
+    let m = otp(dir.path(), "acme");
+    assert_eq!(m.subject, base.subject);
+    assert_eq!(m.text, base.text);
+    assert_eq!(m.html, base.html);
+}
+
+#[test]
+fn the_tenant_file_wins_over_the_file_for_all_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "otp.subject", "{{ product }} code\nfor {{ tenant.name }}");
+    write(dir.path(), "otp.txt", "All: {{ code }} ({{ ttl }})");
+    write(dir.path(), "otp.html", "<p>All: {{ code }}</p>");
+    write(dir.path(), "tenants/acme/otp.txt", "Acme: {{ code }} for {{ to }}");
+    write(dir.path(), "tenants/acme/otp.html", "<b>Acme: {{ code }}</b>");
+
+    let m = otp(dir.path(), "acme");
+    assert_eq!(m.subject, "Acme ID code for Acme", "one line");
+    assert_eq!(m.text, "Acme: 123456 for ada@example.com");
+    assert_eq!(m.html.as_deref(), Some("<b>Acme: 123456</b>"));
+
+    let m = otp(dir.path(), "other");
+    assert_eq!(m.text, "All: 123456 (5 minutes)");
+    assert_eq!(m.html.as_deref(), Some("<p>All: 123456</p>"));
+}
+
+#[test]
+fn text_overridden_alone_goes_without_the_built_in_html() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "otp.txt", "Code {{ code }}");
+    let m = otp(dir.path(), "acme");
+    assert_eq!(m.text, "Code 123456");
+    assert_eq!(m.html, None);
+    // A tenant's own text is not paired with the HTML written for all.
+    write(dir.path(), "otp.html", "<p>{{ code }}</p>");
+    write(dir.path(), "tenants/acme/otp.txt", "Acme {{ code }}");
+    assert_eq!(otp(dir.path(), "acme").html, None);
+    assert_eq!(otp(dir.path(), "other").html.as_deref(), Some("<p>123456</p>"));
+    // An empty HTML template turns the HTML part off.
+    write(dir.path(), "tenants/acme/otp.html", "  \n");
+    assert_eq!(otp(dir.path(), "acme").html, None);
+}
+
+#[test]
+fn html_parts_escape_every_value_and_text_parts_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "otp.txt", "{{ product }} {{ brand.name }}");
+    write(dir.path(), "otp.html", "<p>{{ product }}</p>");
+    let mut h = head("acme");
+    h.product = "A&B <script>".into();
+    let vars = Vars::new(
+        MessageKind::Otp,
+        &h,
+        "ada@example.com",
+        &Content::Code {
+            code: "1",
+            ttl_minutes: 1,
+        },
+    );
+    let base = builtin(MessageKind::Otp, OutboxChannel::Email, &vars);
+    let m = Overrides::open(dir.path())
+        .unwrap()
+        .apply(MessageKind::Otp, OutboxChannel::Email, &vars, base);
+    assert_eq!(m.text, "A&B <script> Acme");
+    let html = m.html.unwrap();
+    assert!(
+        !html.contains("<script>") && html.contains("A&amp;B &lt;script&gt;"),
+        "{html}"
+    );
+}
+
+#[test]
+fn a_broken_template_falls_back_to_the_built_in_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = otp_vars("acme");
+    let base = builtin(MessageKind::Otp, OutboxChannel::Email, &vars);
+    for broken in [
+        "{% if code %}unclosed",
+        "{{ no_such_name }}",
+        "{{ notice }}",
+        "{% include 'otp.html' %}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}",
+    ] {
+        write(dir.path(), "otp.txt", broken);
+        let m = otp(dir.path(), "acme");
+        assert_eq!(m.text, base.text, "{broken}");
+        assert_eq!(m.html, base.html, "{broken}");
+    }
+    let too_big = "x".repeat(MAX_TEMPLATE_BYTES as usize + 1);
+    write(dir.path(), "otp.txt", &too_big);
+    assert_eq!(otp(dir.path(), "acme").text, base.text);
+}
+
+#[test]
+fn a_slug_cannot_leave_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "secret/otp.txt", "leaked {{ code }}");
+    let vars = otp_vars("../secret");
+    let base = builtin(MessageKind::Otp, OutboxChannel::Email, &vars);
+    let m = Overrides::open(&dir.path().join("tenants").join("x"));
+    assert!(m.is_err());
+    fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    let m = Overrides::open(&dir.path().join("tenants")).unwrap().apply(
+        MessageKind::Otp,
+        OutboxChannel::Email,
+        &vars,
+        base,
+    );
+    assert!(!m.text.contains("leaked"), "{}", m.text);
+}
+
+#[test]
+fn sms_and_notice_templates_see_their_own_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "otp.sms", "  {{ code }} is your code\n");
+    write(
+        dir.path(),
+        "new_device.txt",
+        "{{ summary }}|{{ when }}|{{ ip }}|{{ browser }}|{{ advice }}",
+    );
+    let o = Overrides::open(dir.path()).unwrap();
+    let vars = otp_vars("acme");
+    let sms = o.apply(
+        MessageKind::Otp,
+        OutboxChannel::Sms,
+        &vars,
+        builtin(MessageKind::Otp, OutboxChannel::Sms, &vars),
+    );
+    assert_eq!(sms.text, "123456 is your code");
+
+    let n = NoticeText {
+        summary: "Signed in.".into(),
+        advice: "Tell us.".into(),
+        when: "2026-11-27T10:00:00Z".into(),
+        ip: "198.51.100.7".into(),
+        browser: "curl".into(),
+    };
+    let vars = Vars::new(
+        MessageKind::NewDevice,
+        &head("acme"),
+        "ada@example.com",
+        &Content::Notice(&n),
+    );
+    let m = o.apply(
+        MessageKind::NewDevice,
+        OutboxChannel::Email,
+        &vars,
+        builtin(MessageKind::NewDevice, OutboxChannel::Email, &vars),
+    );
+    assert_eq!(m.text, "Signed in.|2026-11-27T10:00:00Z|198.51.100.7|curl|Tell us.");
+}
+
+#[test]
+fn check_all_names_broken_and_unknown_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "otp.txt", "{{ code }}");
+    write(dir.path(), "otp.html", "{% if %}");
+    write(dir.path(), "tenants/acme/welcome.txt", "hi");
+    let problems = Overrides::open(dir.path()).unwrap().check_all();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("otp.html:1: syntax error"), "{problems:?}");
+    assert!(problems[1].contains("welcome.txt: not a template"), "{problems:?}");
+}
+
+/// The README's table lists every variable a template can use.
+#[test]
+fn the_readme_documents_every_variable() {
+    let readme = include_str!("../../../README.md");
+    for name in crate::notify::render::VARIABLES {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README lacks the template variable {name}"
+        );
+    }
+    for kind in MessageKind::TO_PEOPLE {
+        assert!(
+            readme.contains(&format!("`{}`", kind.as_str())),
+            "README lacks the kind {kind:?}"
+        );
+    }
+}
