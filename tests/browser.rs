@@ -276,6 +276,19 @@ async fn an_operator_manages_users_and_keys_in_chromium() {
     c.goto(&format!("{base}{user_page}/delete")).await.unwrap();
     shot(&c, "15-confirm-delete").await;
 
+    // The message templates, then an email's HTML part as its reader would
+    // see it: opened under its own policy, its inline styles apply.
+    click(&c, "a[href=\"/admin/templates\"]").await;
+    assert_eq!(path_of(&c).await, "/admin/templates");
+    assert!(c.find(Locator::Css("#part-HTML")).await.is_ok());
+    shot(&c, "16-templates").await;
+    c.goto(&format!("{base}/admin/templates/html?kind=otp")).await.unwrap();
+    assert_eq!(path_of(&c).await, "/admin/templates/html?kind=otp");
+    let code = c.find(Locator::XPath("//p[contains(., '123456')]")).await.unwrap();
+    assert_eq!(code.css_value("font-size").await.unwrap(), "28px");
+    shot(&c, "17-template-html").await;
+    c.goto(&format!("{base}/admin")).await.unwrap();
+
     // Sign out: back to the form, and the pages are closed again.
     click(&c, "#sign-out").await;
     assert_eq!(path_of(&c).await, "/admin/login");

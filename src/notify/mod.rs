@@ -54,7 +54,7 @@ pub use backchannel::BackchannelChannel;
 pub use channel::{Channel, Delivery, SendError, scrub};
 pub use log::LogChannel;
 pub use memory::{MemoryChannel, MemoryOutbox, OutboxEntry};
-pub use overrides::Overrides;
+pub use overrides::{Overrides, Part, PartPreview, Source};
 pub use render::{Content, Letterhead, Message, NoticeText, Vars};
 pub use smtp::SmtpChannel;
 pub use twilio::TwilioChannel;
@@ -289,6 +289,33 @@ impl Notifier {
             tenant_name,
             brand,
         })
+    }
+
+    /// Whether `notify.templates_dir` is set.
+    pub fn has_overrides(&self) -> bool {
+        self.inner.overrides.is_some()
+    }
+
+    /// Each part of the message of `kind` on `channel` that `tenant_id`
+    /// would send with `content`, and where it comes from (the admin
+    /// site's preview; `to` is a sample address).
+    pub async fn preview(
+        &self,
+        tenant_id: Uuid,
+        kind: MessageKind,
+        channel: OutboxChannel,
+        to: &str,
+        content: &Content<'_>,
+    ) -> StoreResult<Vec<PartPreview>> {
+        let head = self.letterhead(tenant_id).await?;
+        let vars = Vars::new(kind, &head, to, content);
+        let builtin = render::builtin(kind, channel, &vars);
+        let Some(overrides) = self.inner.overrides.clone() else {
+            return Ok(overrides::builtin_parts(channel, &builtin));
+        };
+        let fallback = overrides::builtin_parts(channel, &builtin);
+        let parts = tokio::task::spawn_blocking(move || overrides.preview(kind, channel, &vars, &builtin)).await;
+        Ok(parts.unwrap_or(fallback))
     }
 
     /// The message of `kind` for `to`: the built-in, with the operator's

@@ -165,6 +165,17 @@ impl Overrides {
         }
     }
 
+    /// Each part the channel sends, where it comes from and what it says.
+    pub fn preview(
+        &self,
+        kind: MessageKind,
+        channel: OutboxChannel,
+        vars: &Vars,
+        builtin: &Message,
+    ) -> Vec<PartPreview> {
+        self.resolve(kind, channel, vars, builtin)
+    }
+
     fn resolve(&self, kind: MessageKind, channel: OutboxChannel, vars: &Vars, builtin: &Message) -> Vec<PartPreview> {
         let mut out = builtin_parts(channel, builtin);
         for p in &mut out {

@@ -18,8 +18,8 @@ use crate::clock::Clock;
 use crate::domain::rfc3339;
 use crate::domain::settings::NoticeSettings;
 use crate::error::AppResult;
-use crate::notify::{NoticeText, Notifier, Recipient};
-use crate::store::{MessageKind, Store, User};
+use crate::notify::{Content, NoticeText, Notifier, PartPreview, Recipient};
+use crate::store::{MessageKind, OutboxChannel, Store, User};
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +135,46 @@ impl Notice {
             Notice::AccountDisabled => "If you think this is a mistake, contact your administrator.",
         }
     }
+}
+
+/// The message of `kind` on `channel` as `tenant_id` would send it, part
+/// by part with where each comes from, over sample values (the admin
+/// site's template preview): a code `123456` valid 10 minutes, or the real
+/// wording of a notice from a sample address and browser.
+pub async fn preview(
+    notifier: &Notifier,
+    clock: &Clock,
+    tenant_id: Uuid,
+    kind: MessageKind,
+    channel: OutboxChannel,
+) -> AppResult<Vec<PartPreview>> {
+    let to = match channel {
+        OutboxChannel::Sms => "+14155550100",
+        _ => "ada@example.com",
+    };
+    let notice = match kind {
+        MessageKind::NewDevice => Notice::NewDevice,
+        MessageKind::PasswordChanged => Notice::PasswordChanged,
+        MessageKind::AddressChanged => Notice::AddressChanged { what: "email address" },
+        MessageKind::FactorChanged => Notice::FactorAdded,
+        MessageKind::RecoveryCodeUsed => Notice::RecoveryCodeUsed { remaining: 7 },
+        _ => Notice::AccountDisabled,
+    };
+    let meta = RequestMeta {
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) Firefox/135.0".into()),
+        device_token: None,
+    };
+    let text = notice.text(clock.now(), &meta);
+    let content = if kind.carries_code() {
+        Content::Code {
+            code: "123456",
+            ttl_minutes: 10,
+        }
+    } else {
+        Content::Notice(&text)
+    };
+    Ok(notifier.preview(tenant_id, kind, channel, to, &content).await?)
 }
 
 /// The browser as a notice names it: the user agent, printable and short.

@@ -41,6 +41,7 @@ mod site_clients;
 mod site_mfa;
 mod site_passkeys;
 mod site_providers;
+mod site_templates;
 mod site_webhooks;
 mod store_conformance;
 mod store_isolation;

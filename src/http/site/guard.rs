@@ -43,6 +43,12 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data
 #[derive(Clone, Debug)]
 pub struct ScriptNonce(pub String);
 
+/// A response that is not a page of the site but a document shown beside
+/// it (the preview of an email's HTML part) carries its own policy here,
+/// which [`with_security_headers`] sends instead of the base one.
+#[derive(Clone, Copy, Debug)]
+pub struct OwnCsp(pub &'static str);
+
 /// [`CSP`] plus the nonce of the page's one script.
 pub fn csp_with_nonce(nonce: &str) -> String {
     script_csp(CSP, nonce)
@@ -65,6 +71,7 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 /// referrer off the origin, isolation from other origins, and
 /// `Cache-Control: no-store` unless the handler chose otherwise.
 pub fn with_security_headers(mut response: Response, base: &str) -> Response {
+    let base = response.extensions_mut().remove::<OwnCsp>().map_or(base, |own| own.0);
     let csp = match response.extensions_mut().remove::<ScriptNonce>() {
         Some(ScriptNonce(nonce)) => HeaderValue::from_str(&script_csp(base, &nonce)).ok(),
         None => HeaderValue::from_str(base).ok(),

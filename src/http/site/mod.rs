@@ -32,6 +32,7 @@ mod providers;
 mod records;
 mod roles;
 mod settings;
+mod templates;
 mod users;
 pub mod views;
 mod webhooks;
@@ -106,6 +107,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/audit", get(records::audit))
         .route("/admin/messages", get(records::messages))
         .route("/admin/messages/{id}/resend", post(records::resend))
+        .route("/admin/templates", get(templates::show))
+        .route("/admin/templates/html", get(templates::html))
         .route("/admin/settings", get(settings::show).post(settings::update))
         .route("/admin/settings/mfa", post(settings::update_mfa))
         .route("/admin/settings/federation", post(settings::update_federation))
