@@ -359,9 +359,12 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
     let site_messages = SiteMessages::new(store.clone(), clock.clone());
     let site_dashboard = SiteDashboard::new(store.clone(), clock.clone());
     let tenants = AppState::tenant_cache(&epoch, config.cache.local_entries);
+    let notices =
+        crate::service::notices::Notices::new(notifier.clone(), store.clone(), clock.clone(), devices.clone());
     let sessions = Sessions::new(
         store.clone(),
         clock.clone(),
+        notices.clone(),
         keyring.clone(),
         config.jwt.clone(),
         config.rate_limit.refresh_per_ip,
@@ -396,7 +399,6 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.otp.clone(),
         config.signup.require_email_verification,
     );
-    let notices = crate::service::notices::Notices::new(notifier.clone(), store.clone(), clock.clone());
     let code_flows = Arc::new(CodeFlows::new(
         notifier.clone(),
         limits.clone(),
@@ -491,7 +493,6 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         gate.clone(),
         config.rate_limit.clone(),
         config.signup.require_email_verification,
-        notices,
     ));
     let site_sessions = Arc::new(SiteSessions::new(
         store.clone(),
@@ -503,7 +504,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         accounts.clone(),
         sessions.clone(),
         rbac.clone(),
-        devices.clone(),
+        notices.clone(),
         tenants_service.clone(),
         mfa_policies.clone(),
         factors.clone(),
@@ -520,7 +521,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         config.jwt.issuer.clone(),
         accounts.clone(),
         sessions.clone(),
-        devices.clone(),
+        notices.clone(),
         mfa_policies.clone(),
         factors.clone(),
         challenges.clone(),

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::limits::ip_key;
-use super::notices::{Notice, Notices};
 use super::{RequestMeta, off_runtime, sessions};
 use crate::cache::RateBucket;
 use crate::clock::Clock;
@@ -140,8 +139,6 @@ pub struct Accounts {
     rate_limit: RateLimitConfig,
     /// `signup.require_email_verification`.
     require_email_verification: bool,
-    /// Tells a person of a sign-in from a new device.
-    notices: Notices,
 }
 
 impl Accounts {
@@ -162,10 +159,8 @@ impl Accounts {
         gate: SignInGate,
         rate_limit: RateLimitConfig,
         require_email_verification: bool,
-        notices: Notices,
     ) -> Self {
         Self {
-            notices,
             store,
             clock,
             passwords,
@@ -276,7 +271,10 @@ impl Accounts {
             return Ok(SignedUp::EnrollmentRequired(user, step));
         }
         let enrollment_due = self.gate.signup_enrollment_due(tenant, &user).await?;
-        let tokens = self.sessions.tokens_for(&user, session.id, tenant, refresh)?;
+        let mut tokens = self.sessions.tokens_for(&user, session.id, tenant, refresh)?;
+        // The device that signed up is known from the start: signing in
+        // from it later is no news to its owner.
+        tokens.device_token = Some(self.devices.issue(tenant.id, user.id));
         Ok(SignedUp::WithTokens {
             user,
             tokens,
@@ -406,18 +404,7 @@ impl Accounts {
             rehash,
             ..SessionStart::new(first, serde_json::json!({ "method": "password" }))
         };
-        // A first sign-in ever has no device to compare with: no notice.
-        let new_device = user.last_sign_in_at.is_some()
-            && meta
-                .device_token
-                .as_deref()
-                .and_then(|token| self.devices.verify(token, tenant.id, user.id))
-                .is_none();
-        let (user, mut tokens) = self.sessions.start(tenant, user.id, meta, start).await?;
-        tokens.device_token = Some(self.devices.issue(tenant.id, user.id));
-        if new_device {
-            self.notices.send(tenant.id, &user, Notice::NewDevice, meta).await?;
-        }
+        let (user, tokens) = self.sessions.start(tenant, user.id, meta, start).await?;
         let signed_in = SignedIn::complete((user, tokens), proceed);
         self.metrics.login(signed_in.outcome());
         Ok(signed_in)

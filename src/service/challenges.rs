@@ -121,13 +121,14 @@ pub struct Challenge {
 }
 
 impl Challenge {
-    /// The sign-in's request, to open the session with (no device token:
-    /// that belongs to the password step, which has run).
-    pub fn meta(&self) -> RequestMeta {
+    /// The sign-in's request, to open the session with: the client that
+    /// started it, and the device token of `completing`, the request that
+    /// completes it (the challenge keeps none: it belongs to the client).
+    pub fn meta(&self, completing: &RequestMeta) -> RequestMeta {
         RequestMeta {
             ip: self.ip.clone(),
             user_agent: self.user_agent.clone(),
-            device_token: None,
+            device_token: completing.device_token.clone(),
         }
     }
 }
@@ -326,9 +327,17 @@ mod tests {
             .unwrap();
         assert_eq!((open.tenant_id, open.user_id), (TENANT, USER));
         assert_eq!(open.first_factor.amr_names(), ["pwd"]);
-        assert_eq!(open.meta().ip.as_deref(), Some("192.0.2.1"));
-        assert_eq!(open.meta().user_agent.as_deref(), Some("test agent"));
-        assert_eq!(open.meta().device_token, None);
+        let later = RequestMeta {
+            device_token: Some("the completing request's".into()),
+            ..RequestMeta::default()
+        };
+        assert_eq!(open.meta(&later).ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(open.meta(&later).user_agent.as_deref(), Some("test agent"));
+        assert_eq!(
+            open.meta(&later).device_token.as_deref(),
+            Some("the completing request's"),
+            "the first step's token is not kept"
+        );
         assert_eq!(open.expires_at, test_ports::START + 300);
 
         assert!(

@@ -152,7 +152,8 @@ impl Mfa {
             }
             Err(e) => return Err(e),
         };
-        self.finish(tenant, &user, mfa_token, method.as_str(), &methods).await
+        self.finish(tenant, &user, mfa_token, method.as_str(), &methods, meta)
+            .await
     }
 
     /// Spends the challenge after a second factor proved `methods` and
@@ -164,6 +165,7 @@ impl Mfa {
         mfa_token: &str,
         second: &'static str,
         methods: &[Amr],
+        meta: &RequestMeta,
     ) -> AppResult<(User, sessions::Tokens)> {
         let challenge = self
             .challenges
@@ -181,7 +183,10 @@ impl Mfa {
                 "second_factor": second,
             }),
         );
-        let signed_in = self.sessions.start(tenant, user.id, &challenge.meta(), start).await?;
+        let signed_in = self
+            .sessions
+            .start(tenant, user.id, &challenge.meta(meta), start)
+            .await?;
         self.metrics.login("success");
         Ok(signed_in)
     }

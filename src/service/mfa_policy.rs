@@ -69,7 +69,13 @@ impl MfaPolicies {
     /// factor's assurance stepped up (`aal` 2, `mfa` in `amr`), audited as a
     /// `login` with method `mfa_enrollment`.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id))]
-    pub async fn finish_enrollment(&self, tenant: &Tenant, token: &str, methods: &[Amr]) -> AppResult<(User, Tokens)> {
+    pub async fn finish_enrollment(
+        &self,
+        tenant: &Tenant,
+        token: &str,
+        methods: &[Amr],
+        meta: &RequestMeta,
+    ) -> AppResult<(User, Tokens)> {
         let challenge = self
             .challenges
             .consume(ChallengeKind::Enrollment, tenant.id, token)
@@ -80,7 +86,7 @@ impl MfaPolicies {
             serde_json::json!({ "method": "mfa_enrollment" }),
         );
         self.sessions
-            .start(tenant, challenge.user_id, &challenge.meta(), start)
+            .start(tenant, challenge.user_id, &challenge.meta(meta), start)
             .await
     }
 
@@ -297,13 +303,13 @@ mod tests {
             .unwrap();
         assert_eq!((open.user_id, open.first_factor), (ann.id, first));
         let (user, tokens) = p
-            .finish_enrollment(&tenant, enrollment_token.expose(), &[Amr::Otp])
+            .finish_enrollment(&tenant, enrollment_token.expose(), &[Amr::Otp], &RequestMeta::default())
             .await
             .unwrap();
         assert_eq!(user.id, ann.id);
         assert!(!tokens.access_token.is_empty());
         assert!(
-            p.finish_enrollment(&tenant, enrollment_token.expose(), &[Amr::Otp])
+            p.finish_enrollment(&tenant, enrollment_token.expose(), &[Amr::Otp], &RequestMeta::default())
                 .await
                 .is_err(),
             "single use"

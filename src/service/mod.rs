@@ -147,9 +147,17 @@ pub(crate) mod test_ports {
             .unwrap();
         let keys = Keys::new(crate::service::keys::keyring_from(&config, &stored, clock.now()).unwrap());
         let refresh_key = Arc::new(vec![7u8; 32]);
+        let notifier = crate::notify::Notifier::new(&config, store.clone(), clock.clone()).unwrap();
+        let devices = crate::service::devices::Devices::new(
+            clock.clone(),
+            refresh_key.clone(),
+            config.rate_limit.device_token_ttl,
+        );
+        let notices = crate::service::notices::Notices::new(notifier, store.clone(), clock.clone(), devices);
         crate::service::sessions::Sessions::new(
             store.clone(),
             clock.clone(),
+            notices,
             keys,
             config.jwt.clone(),
             config.rate_limit.refresh_per_ip,

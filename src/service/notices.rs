@@ -14,9 +14,10 @@
 use uuid::Uuid;
 
 use super::RequestMeta;
+use super::devices::Devices;
 use crate::clock::Clock;
-use crate::domain::rfc3339;
 use crate::domain::settings::NoticeSettings;
+use crate::domain::{Timestamp, rfc3339};
 use crate::error::AppResult;
 use crate::notify::{Content, NoticeText, Notifier, PartPreview, Recipient};
 use crate::store::{MessageKind, OutboxChannel, Store, User};
@@ -206,11 +207,41 @@ pub struct Notices {
     notifier: Notifier,
     store: std::sync::Arc<dyn Store>,
     clock: Clock,
+    devices: Devices,
 }
 
 impl Notices {
-    pub fn new(notifier: Notifier, store: std::sync::Arc<dyn Store>, clock: Clock) -> Self {
-        Self { notifier, store, clock }
+    pub fn new(notifier: Notifier, store: std::sync::Arc<dyn Store>, clock: Clock, devices: Devices) -> Self {
+        Self {
+            notifier,
+            store,
+            clock,
+            devices,
+        }
+    }
+
+    /// The end of every sign-in (the API's, the hosted pages', the admin
+    /// site's, whatever the factors): tells `user` of a sign-in from a new
+    /// device, and returns the device token the client gets so that its
+    /// next sign-in is known. New means the account signed in before
+    /// (`previous_sign_in_at`; a first sign-in has nothing to compare with)
+    /// and the request carried no valid device token of this account.
+    pub async fn signed_in(
+        &self,
+        tenant_id: Uuid,
+        user: &User,
+        previous_sign_in_at: Option<Timestamp>,
+        meta: &RequestMeta,
+    ) -> AppResult<String> {
+        let known = meta
+            .device_token
+            .as_deref()
+            .and_then(|token| self.devices.verify(token, tenant_id, user.id))
+            .is_some();
+        if previous_sign_in_at.is_some() && !known {
+            self.send(tenant_id, user, Notice::NewDevice, meta).await?;
+        }
+        Ok(self.devices.issue(tenant_id, user.id))
     }
 
     /// Tells `user` of `tenant_id` what happened, if the tenant wants it

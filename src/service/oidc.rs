@@ -506,7 +506,9 @@ impl Oidc {
             rehash: None,
             verified: None,
         };
-        let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
+        // The session of a client's back end redeeming a code: the person
+        // signed in (and was told of a new device) on the hosted pages.
+        let (user, _) = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
         self.codes.opened(code, &grant, session.id).await?;
         let (access_token, expires_in) = self.sessions.mint_access_for(
             &user,

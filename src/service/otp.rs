@@ -185,7 +185,7 @@ impl Otp {
         // An account this code creates has no factor; the tenant's policy
         // decides as for a sign-up (`SignInGate::signup_needs_enrollment`).
         let mut proceed = Proceed::default();
-        let user = match self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
+        let (user, before) = match self.store.find_for_login(tenant.id, identifier).await?.map(|(u, _)| u) {
             Some(user) => {
                 let user = self.admit(tenant, &user, identifier, meta).await?;
                 // The code proved the address (kept above); a second factor,
@@ -247,10 +247,11 @@ impl Otp {
                     return Ok(SignedIn::EnrollmentRequired(step));
                 }
                 proceed.enrollment_due = self.gate.signup_enrollment_due(tenant, &user).await?;
-                user
+                (user, None)
             }
         };
-        let tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
+        let mut tokens = self.sessions.session_tokens(&user, &session, tenant, refresh)?;
+        tokens.device_token = Some(self.sessions.device(tenant.id, &user, before, meta).await?);
         Ok(SignedIn::complete((user, tokens), proceed))
     }
 

@@ -39,6 +39,7 @@ use crate::domain::{Amr, Assurance, AuditEvent, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::service::denylist::DenyList;
 use crate::service::limits::Limits;
+use crate::service::notices::Notices;
 use crate::state::Keys;
 use crate::store::Store;
 use crate::store::{
@@ -153,6 +154,8 @@ impl Principal {
 pub struct Sessions {
     store: Arc<dyn Store>,
     clock: Clock,
+    /// Every sign-in ends with its device check ([`Notices::signed_in`]).
+    notices: Notices,
     keys: Keys,
     jwt: JwtConfig,
     refresh_per_ip: Rate,
@@ -173,6 +176,7 @@ impl Sessions {
     pub fn new(
         store: Arc<dyn Store>,
         clock: Clock,
+        notices: Notices,
         keys: Keys,
         jwt: JwtConfig,
         refresh_per_ip: Rate,
@@ -186,6 +190,7 @@ impl Sessions {
             verified_tokens: crate::state::AppState::verified_token_cache(jwt.access_ttl + jwt.leeway, local_entries),
             store,
             clock,
+            notices,
             keys,
             jwt,
             refresh_per_ip,
@@ -255,7 +260,8 @@ impl Sessions {
     /// way all of them end: the session at `start.assurance` from the
     /// client of `meta`, the `login` audit row (`start.detail` plus the
     /// `session_id`) and what the sign-in proved (`rehash`, `verified`)
-    /// written in one store call, then its tokens.
+    /// written in one store call, then its tokens with the client's device
+    /// token (and a new-device notice when `meta` shows no known device).
     pub async fn start(
         &self,
         tenant: &Tenant,
@@ -281,9 +287,23 @@ impl Sessions {
             rehash: start.rehash,
             verified: start.verified,
         };
-        let user = self.store.sign_in(tenant.id, user_id, sign_in, audit).await?;
-        let tokens = self.session_tokens(&user, &session, tenant, refresh)?;
+        let (user, before) = self.store.sign_in(tenant.id, user_id, sign_in, audit).await?;
+        let mut tokens = self.session_tokens(&user, &session, tenant, refresh)?;
+        tokens.device_token = Some(self.notices.signed_in(tenant.id, &user, before, meta).await?);
         Ok((user, tokens))
+    }
+
+    /// The device token of a sign-in recorded without [`Self::start`] (a
+    /// one-time code's), with its new-device check (see
+    /// [`Notices::signed_in`]); `before` is when the user last signed in.
+    pub async fn device(
+        &self,
+        tenant_id: Uuid,
+        user: &User,
+        before: Option<Timestamp>,
+        meta: &RequestMeta,
+    ) -> AppResult<String> {
+        self.notices.signed_in(tenant_id, user, before, meta).await
     }
 
     /// An access token of `session_id` stating `assurance`, which must be

@@ -51,9 +51,9 @@ use crate::secret::Secret;
 use crate::service::RequestMeta;
 use crate::service::accounts::Accounts;
 use crate::service::challenges::{ChallengeKind, Challenges, WrongAttempt};
-use crate::service::devices::Devices;
 use crate::service::factors::{Factors, MfaProof, TotpEnrolment};
 use crate::service::mfa_policy::MfaPolicies;
+use crate::service::notices::Notices;
 use crate::service::passkey_factors::{PasskeyFactors, PasskeyOptions};
 use crate::service::sessions::{Principal, Sessions};
 use crate::store::{Store, Tenant, User};
@@ -97,9 +97,8 @@ pub struct SsoSession {
 pub struct SignedIn {
     pub token: String,
     pub session: SsoSession,
-    /// For the `forge_device` cookie (see `service::devices`), on the
-    /// sign-ins that checked a password.
-    pub device_token: Option<String>,
+    /// For the `forge_device` cookie (see `service::devices`).
+    pub device_token: String,
 }
 
 /// What the first step of a hosted sign-in led to.
@@ -159,7 +158,7 @@ pub struct Sso {
     issuer: String,
     accounts: Arc<Accounts>,
     sessions: Sessions,
-    devices: Devices,
+    notices: Notices,
     policies: MfaPolicies,
     factors: Arc<Factors>,
     challenges: Challenges,
@@ -178,7 +177,7 @@ impl Sso {
         issuer: String,
         accounts: Arc<Accounts>,
         sessions: Sessions,
-        devices: Devices,
+        notices: Notices,
         policies: MfaPolicies,
         factors: Arc<Factors>,
         challenges: Challenges,
@@ -194,7 +193,7 @@ impl Sso {
             issuer,
             accounts,
             sessions,
-            devices,
+            notices,
             policies,
             factors,
             challenges,
@@ -247,7 +246,7 @@ impl Sso {
         user: &User,
         assurance: Assurance,
         meta: &RequestMeta,
-    ) -> AppResult<(String, SsoSession)> {
+    ) -> AppResult<SignedIn> {
         if user.disabled {
             return Err(AppError::forbidden(ErrorCode::UserDisabled, "this account is disabled"));
         }
@@ -268,9 +267,14 @@ impl Sso {
         self.save(&CacheKey::sso_session(&token), &session, now).await?;
         let mut audit = meta.audit(tenant.id, now, AuditEvent::SsoLogin, Some(user.id), Some(user.id));
         audit.detail = serde_json::json!({ "session": session.id, "amr": session.assurance.amr_names() });
-        self.store.record_audit(audit).await?;
+        let before = self.store.record_sign_in(tenant.id, user.id, now, audit).await?;
         self.metrics.login("success");
-        Ok((token, session))
+        let device_token = self.notices.signed_in(tenant.id, user, before, meta).await?;
+        Ok(SignedIn {
+            token,
+            session,
+            device_token,
+        })
     }
 
     /// The session behind a cookie token, re-checked: not expired (idle and
@@ -387,13 +391,8 @@ impl Sso {
         let Some(tenant) = tenant else {
             return Err(AppError::invalid_credentials());
         };
-        let mut outcome = self
-            .after_first_factor(&tenant, &proven.user, Assurance::password(), meta)
-            .await?;
-        if let HostedSignIn::Done(done) = &mut outcome {
-            done.device_token = Some(self.devices.issue(tenant.id, proven.user.id));
-        }
-        Ok(outcome)
+        self.after_first_factor(&tenant, &proven.user, Assurance::password(), meta)
+            .await
     }
 
     /// What a sign-in whose first factor proved `first` does next: the
@@ -421,12 +420,9 @@ impl Sso {
                 .await?;
             return Ok(HostedSignIn::Enrol(Box::new(HostedEnrolment { token, totp })));
         }
-        let (token, session) = self.start(tenant, user, first, meta).await?;
-        Ok(HostedSignIn::Done(Box::new(SignedIn {
-            token,
-            session,
-            device_token: None,
-        })))
+        Ok(HostedSignIn::Done(Box::new(
+            self.start(tenant, user, first, meta).await?,
+        )))
     }
 
     /// The tenant and user of a live challenge of `kind`; 401
@@ -523,12 +519,7 @@ impl Sso {
             return Err(sign_in_again());
         };
         let assurance = challenge.first_factor.stepped_up(methods);
-        let (token, session) = self.start(&tenant, &user, assurance, meta).await?;
-        Ok(SignedIn {
-            token,
-            session,
-            device_token: None,
-        })
+        self.start(&tenant, &user, assurance, meta).await
     }
 
     /// The enrolment step: the first code of the pending TOTP factor the
@@ -579,13 +570,8 @@ impl Sso {
             .get_user(tenant.id, user.id)
             .await?
             .ok_or_else(sign_in_again)?;
-        let (token, session) = self.start(&tenant, &user, assurance, meta).await?;
         Ok(EnrolledSignIn {
-            signed_in: SignedIn {
-                token,
-                session,
-                device_token: None,
-            },
+            signed_in: self.start(&tenant, &user, assurance, meta).await?,
             recovery_codes: enrolled.recovery_codes,
         })
     }
@@ -606,13 +592,10 @@ impl Sso {
         if held_back {
             return Ok(None);
         }
-        let mut outcome = self
-            .after_first_factor(tenant, &user, Assurance::password(), meta)
-            .await?;
-        if let HostedSignIn::Done(done) = &mut outcome {
-            done.device_token = Some(self.devices.issue(tenant.id, user.id));
-        }
-        Ok(Some(outcome))
+        Ok(Some(
+            self.after_first_factor(tenant, &user, Assurance::password(), meta)
+                .await?,
+        ))
     }
 
     /// Verifies an email address with the emailed code (through
@@ -689,12 +672,7 @@ impl Sso {
             return Err(AppError::invalid_credentials());
         };
         let (user, proof) = self.passkeys.identify(&tenant, request_id, credential, meta).await?;
-        let (token, session) = self.start(&tenant, &user, proof.assurance(), meta).await?;
-        Ok(SignedIn {
-            token,
-            session,
-            device_token: None,
-        })
+        self.start(&tenant, &user, proof.assurance(), meta).await
     }
 }
 

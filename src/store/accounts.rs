@@ -125,9 +125,26 @@ pub trait AccountStore: Send + Sync + 'static {
         identifier: &Identifier,
     ) -> StoreResult<Option<(User, Option<String>)>>;
     /// Records a successful sign-in: new session, last_sign_in_at, optional
-    /// password rehash, audit row. Returns the updated user.
-    async fn sign_in(&self, tenant_id: Uuid, user_id: Uuid, sign_in: SignIn, audit: NewAuditEvent)
-    -> StoreResult<User>;
+    /// password rehash, audit row. Returns the updated user and when they
+    /// signed in before this (`None` for a first sign-in).
+    async fn sign_in(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        sign_in: SignIn,
+        audit: NewAuditEvent,
+    ) -> StoreResult<(User, Option<Timestamp>)>;
+    /// Records a sign-in whose session lives outside the database (the
+    /// hosted pages', the admin site's): last_sign_in_at and the audit row.
+    /// Returns when the user signed in before this; `NotFound` without
+    /// such a user.
+    async fn record_sign_in(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        now: Timestamp,
+        audit: NewAuditEvent,
+    ) -> StoreResult<Option<Timestamp>>;
     /// The user's password hash, if they have a password.
     async fn password_hash(&self, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<String>>;
     /// Applies the patch, and ends the sessions `patch.end_sessions` names,
@@ -221,6 +238,17 @@ pub trait AccountStore: Send + Sync + 'static {
     // ---- audit ----
     async fn record_audit(&self, event: NewAuditEvent) -> StoreResult<()>;
     async fn count_users(&self) -> StoreResult<u64>;
+}
+
+/// When the user last signed in, read inside the transaction that records
+/// a new sign-in; `NotFound` without such a user.
+fn previous_sign_in(c: &mut dyn Conn, tenant_id: Uuid, user_id: Uuid) -> StoreResult<Option<Timestamp>> {
+    c.query_opt_map(
+        "SELECT last_sign_in_at FROM users WHERE tenant_id = $1 AND id = $2",
+        &args![tenant_id, user_id],
+        |r| r.at(0),
+    )?
+    .ok_or(StoreError::NotFound)
 }
 
 // ---- the one implementation, over either database (see `sql.rs`) ----
@@ -524,13 +552,14 @@ impl<D: Driver> AccountStore for D {
         user_id: Uuid,
         sign_in: SignIn,
         audit: NewAuditEvent,
-    ) -> StoreResult<User> {
+    ) -> StoreResult<(User, Option<Timestamp>)> {
         self.write(move |c| {
             let SignIn {
                 session,
                 rehash,
                 verified,
             } = &sign_in;
+            let before = previous_sign_in(c, tenant_id, user_id)?;
             let email = *verified == Some(IdentifierKind::Email);
             let phone = *verified == Some(IdentifierKind::Phone);
             // A proof of an identifier marks it verified (and is a change of
@@ -554,7 +583,27 @@ impl<D: Driver> AccountStore for D {
             }
             insert_session(c, tenant_id, user_id, session)?;
             insert_audit(c, &audit)?;
-            load_user(c, tenant_id, user_id)?.ok_or(StoreError::NotFound)
+            let user = load_user(c, tenant_id, user_id)?.ok_or(StoreError::NotFound)?;
+            Ok((user, before))
+        })
+        .await
+    }
+
+    async fn record_sign_in(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        now: Timestamp,
+        audit: NewAuditEvent,
+    ) -> StoreResult<Option<Timestamp>> {
+        self.write(move |c| {
+            let before = previous_sign_in(c, tenant_id, user_id)?;
+            c.execute(
+                "UPDATE users SET last_sign_in_at = $3 WHERE tenant_id = $1 AND id = $2",
+                &args![tenant_id, user_id, now],
+            )?;
+            insert_audit(c, &audit)?;
+            Ok(before)
         })
         .await
     }

@@ -189,7 +189,7 @@ async fn an_mfa_token_is_spent_once_even_by_concurrent_verifies() {
         .unwrap()
         .unwrap();
     assert_eq!(open.first_factor, Assurance::password());
-    assert_eq!(open.meta().ip.as_deref(), Some("192.0.2.7"));
+    assert_eq!(open.meta(&Default::default()).ip.as_deref(), Some("192.0.2.7"));
     assert!(
         c.open(ChallengeKind::Enrollment, tenant, &token)
             .await

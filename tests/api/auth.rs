@@ -419,7 +419,6 @@ async fn rehashes_on_login_when_parameters_change() {
         ),
         state.config.rate_limit.clone(),
         state.config.signup.require_email_verification,
-        forge::service::notices::Notices::new(state.notifier.clone(), state.store.clone(), state.clock.clone()),
     );
     let email = forge::domain::Identifier::parse("lee@example.com").unwrap();
     let tenant = state.sessions.tenant("default").await.unwrap().unwrap();

@@ -46,7 +46,7 @@ pub(crate) async fn client_session(s: &TestServer, session: &Value, client_id: &
         Some(user_id),
         Some(user_id),
     );
-    let user = state
+    let (user, _) = state
         .store
         .sign_in(
             tenant.id,

@@ -14,7 +14,7 @@ use crate::PASSWORD;
 use crate::access;
 use crate::support::site_client::{Browser, Page};
 
-const SSO: &str = "forge_sso";
+pub(crate) const SSO: &str = "forge_sso";
 
 async fn server() -> TestServer {
     TestServer::start_with(|c| c.admin.insecure_cookies = true).await
@@ -50,7 +50,7 @@ fn set_cookie(page: &Page, name: &str) -> Option<String> {
 
 /// Opens `/login?query` and posts the password form; the response of the
 /// post.
-async fn sign_in_with(b: &mut Browser, query: &str, identifier: &str, password: &str) -> Page {
+pub(crate) async fn sign_in_with(b: &mut Browser, query: &str, identifier: &str, password: &str) -> Page {
     let form = b.get(&format!("/login?{query}")).await;
     assert_eq!(form.status, 200, "{}", form.body);
     let csrf = form.csrf();
@@ -69,7 +69,7 @@ async fn sign_in_with(b: &mut Browser, query: &str, identifier: &str, password: 
     .await
 }
 
-async fn signed_in(s: &TestServer, email: &str) -> Browser {
+pub(crate) async fn signed_in(s: &TestServer, email: &str) -> Browser {
     let mut b = Browser::new(s);
     let page = sign_in_with(&mut b, "", email, PASSWORD).await;
     assert_eq!(page.status, 303, "{}", page.body);

@@ -38,8 +38,13 @@ async fn login_from(s: &TestServer, device: Option<&str>) -> Value {
 #[tokio::test]
 async fn a_sign_in_from_a_new_device_is_told_and_one_from_a_known_device_is_not() {
     let s = TestServer::start_with(|c| c.rate_limit.enabled = false).await;
-    s.signup("ada@example.com", PASSWORD).await;
-    let first = login_from(&s, None).await;
+    let signed_up = s.signup("ada@example.com", PASSWORD).await;
+    let device = signed_up["device_token"].as_str().unwrap().to_owned();
+    let first = login_from(&s, Some(&device)).await;
+    assert!(
+        notices(&s, "ada@example.com", "new_device").await.is_empty(),
+        "the device that signed up is known"
+    );
     let device = first["device_token"].as_str().unwrap().to_owned();
     let before = notices(&s, "ada@example.com", "new_device").await.len();
 
@@ -129,4 +134,97 @@ async fn a_factor_added_and_an_account_disabled_are_told() {
     assert_eq!(told.len(), 1);
     assert!(body(&told[0]).contains("An administrator disabled your account"));
     assert!(body(&told[0]).contains("contact your administrator"));
+}
+
+/// Every way of signing in ends in the same device check (a one-time code,
+/// a password with a second factor, the hosted pages): a client without a
+/// device token of the account is told about, one that shows the token it
+/// got last time is not.
+#[tokio::test]
+async fn every_sign_in_path_tells_of_a_new_device() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limit.enabled = false;
+        c.admin.insecure_cookies = true;
+    })
+    .await;
+    let told = |to: &'static str| {
+        let s = &s;
+        async move { notices(s, to, "new_device").await.len() }
+    };
+
+    // A one-time code.
+    s.signup_verified("ada@example.com", PASSWORD).await;
+    let otp = |device: Option<String>| {
+        let s = &s;
+        async move {
+            s.clock().advance(61);
+            let (status, _) = s.post("/v1/auth/otp", json!({"email": "ada@example.com"})).await;
+            assert_eq!(status, 202);
+            let code = s.last_code("ada@example.com").await;
+            let mut call = s.post("/v1/auth/otp/verify", json!({"email": "ada@example.com", "code": code}));
+            if let Some(d) = &device {
+                call = call.header("x-forge-device", d);
+            }
+            let (status, body) = call.await;
+            assert_eq!(status, 200, "{body}");
+            body["device_token"].as_str().unwrap().to_owned()
+        }
+    };
+    otp(None).await;
+    let before = told("ada@example.com").await;
+    let device = otp(None).await;
+    assert_eq!(told("ada@example.com").await, before + 1, "a code from a new device");
+    otp(Some(device)).await;
+    assert_eq!(told("ada@example.com").await, before + 1, "a known device");
+
+    // A password and a second factor: the device token of the request
+    // that completes the sign-in counts.
+    let bob = s.signup_verified("bob@example.com", PASSWORD).await;
+    let (_, _, app) = enrol(&s, access(&bob), "phone").await;
+    let mfa = |device: Option<String>| {
+        let s = &s;
+        let app = &app;
+        async move {
+            let with = |mut call: forge::testing::Call| {
+                if let Some(d) = &device {
+                    call = call.header("x-forge-device", d);
+                }
+                call
+            };
+            let (status, first) = with(s.post(
+                "/v1/auth/login",
+                json!({"email": "bob@example.com", "password": PASSWORD}),
+            ))
+            .await;
+            assert_eq!(status, 200, "{first}");
+            s.clock().advance(31);
+            let code = crate::factors::code_now(s, app);
+            let (status, body) = with(s.post(
+                "/v1/auth/mfa/verify",
+                json!({"mfa_token": first["mfa_token"], "totp": code}),
+            ))
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["device_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let before = told("bob@example.com").await;
+    let device = mfa(None).await;
+    assert_eq!(
+        told("bob@example.com").await,
+        before + 1,
+        "a second factor from a new device"
+    );
+    mfa(Some(device)).await;
+    assert_eq!(told("bob@example.com").await, before + 1, "a known device");
+
+    // The hosted pages: a new browser is told about; the same browser,
+    // holding its device cookie, is not.
+    let before = told("ada@example.com").await;
+    let mut b = crate::hosted::signed_in(&s, "ada@example.com").await;
+    assert_eq!(told("ada@example.com").await, before + 1, "a new browser");
+    b.cookies.remove(crate::hosted::SSO);
+    let page = crate::hosted::sign_in_with(&mut b, "", "ada@example.com", PASSWORD).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(told("ada@example.com").await, before + 1, "the same browser");
 }

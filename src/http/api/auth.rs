@@ -53,11 +53,18 @@ pub async fn signup(
             user,
             tokens,
             enrollment_due,
-        } => (
-            StatusCode::CREATED,
-            TokenResponse::signed_in(user, &tenant, tokens, enrollment_due),
-        )
-            .into_response(),
+        } => {
+            let cookie = tokens.device_token.as_deref().map(|t| device_cookie(&state, t));
+            let mut response = (
+                StatusCode::CREATED,
+                TokenResponse::signed_in(user, &tenant, tokens, enrollment_due),
+            )
+                .into_response();
+            if let Some(cookie) = cookie {
+                response.headers_mut().append(axum::http::header::SET_COOKIE, cookie);
+            }
+            response
+        }
         SignedUp::EnrollmentRequired(_, step) => (
             StatusCode::CREATED,
             SignInResponse::MfaEnrollmentRequired(MfaEnrollmentRequiredResponse::new(step)),

@@ -299,7 +299,7 @@ pub async fn confirm_totp(
                 .await?;
             let (user, tokens) = state
                 .mfa_policies
-                .finish_enrollment(&tenant, token.expose(), &[Amr::Otp])
+                .finish_enrollment(&tenant, token.expose(), &[Amr::Otp], &meta)
                 .await?;
             let body = ConfirmedFactorView {
                 factor: FactorView::new(enrolled.factor),

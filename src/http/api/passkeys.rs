@@ -197,7 +197,7 @@ pub async fn finish_registration(
         Enroller::Token { tenant, token, .. } => {
             let (user, tokens) = state
                 .mfa_policies
-                .finish_enrollment(&tenant, token.expose(), &methods)
+                .finish_enrollment(&tenant, token.expose(), &methods, &meta)
                 .await?;
             Some(TokenResponse::new(user, &tenant, tokens))
         }

@@ -423,12 +423,12 @@ pub async fn change_password(
         Ok(None) => return HostedError(AppError::invalid_token()).into_response(),
         Err(e) => return HostedError(e.into()).into_response(),
     };
-    let (token, _) = match state
+    let token = match state
         .sso
         .start(&me.tenant, &user, me.session.assurance.clone(), &meta)
         .await
     {
-        Ok(started) => started,
+        Ok(started) => started.token,
         Err(e) => return HostedError(e).into_response(),
     };
     let mut response = back(&me.tenant, "password");
@@ -592,12 +592,12 @@ pub async fn confirm_address(
     };
     let mut response = back(&me.tenant, "address-changed");
     if user.credential_epoch != me.session.epoch {
-        let (token, _) = match state
+        let token = match state
             .sso
             .start(&me.tenant, &user, me.session.assurance.clone(), &meta)
             .await
         {
-            Ok(started) => started,
+            Ok(started) => started.token,
             Err(e) => return HostedError(e).into_response(),
         };
         response

@@ -467,9 +467,10 @@ async fn with_session(state: &AppState, headers: &HeaderMap, mut response: Respo
     let headers = response.headers_mut();
     headers.append(header::SET_COOKIE, cookie::set(state, &signed_in.token));
     headers.append(header::SET_COOKIE, cookie::form(state, None));
-    if let Some(device) = &signed_in.device_token {
-        headers.append(header::SET_COOKIE, crate::http::api::auth::device_cookie(state, device));
-    }
+    headers.append(
+        header::SET_COOKIE,
+        crate::http::api::auth::device_cookie(state, &signed_in.device_token),
+    );
     response
 }
 

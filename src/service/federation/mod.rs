@@ -60,10 +60,10 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::service::RequestMeta;
 use crate::service::providers::Providers;
 use crate::service::redirects::RedirectPolicy;
-use crate::service::sessions::{Principal, Sessions, Tokens};
+use crate::service::sessions::{Principal, SessionStart, Sessions, Tokens};
 use crate::service::settings::Settings;
 use crate::service::sign_in::{SignInGate, SignedIn};
-use crate::store::{NewUser, SignIn, Store, StoreError, Tenant, UnlinkOutcome, User};
+use crate::store::{NewUser, Store, StoreError, Tenant, UnlinkOutcome, User};
 use crate::upstream::{AuthRequest, CallbackData, Upstream, UpstreamError};
 
 /// The longest name taken from a provider into `metadata.name`.
@@ -721,22 +721,11 @@ impl Federation {
             Ok(proceed) => proceed,
             Err(answer) => return Ok((tenant, answer)),
         };
-        let (session, refresh) = self.sessions.new_session_with(meta, assurance);
-        let mut audit = meta.audit(
-            tenant.id,
-            self.clock.now(),
-            AuditEvent::Login,
-            Some(user.id),
-            Some(user.id),
+        let start = SessionStart::new(
+            assurance,
+            serde_json::json!({ "provider": grant.provider, "amr": ["fed"] }),
         );
-        audit.detail = serde_json::json!({ "session_id": session.id, "provider": grant.provider, "amr": ["fed"] });
-        let sign_in = SignIn {
-            session: session.clone(),
-            rehash: None,
-            verified: None,
-        };
-        let user = self.store.sign_in(tenant.id, user.id, sign_in, audit).await?;
-        let tokens = self.sessions.session_tokens(&user, &session, &tenant, refresh)?;
+        let (user, tokens) = self.sessions.start(&tenant, user.id, meta, start).await?;
         Ok((tenant, SignedIn::complete((user, tokens), proceed)))
     }
 

@@ -96,9 +96,9 @@ use crate::secret::Secret;
 use crate::service::RequestMeta;
 use crate::service::accounts::Accounts;
 use crate::service::challenges::{ChallengeKind, Challenges, WrongAttempt};
-use crate::service::devices::Devices;
 use crate::service::factors::{Factors, MfaProof, TotpEnrolment};
 use crate::service::mfa_policy::MfaPolicies;
+use crate::service::notices::Notices;
 use crate::service::passkey_factors::{PasskeyFactors, PasskeyOptions};
 use crate::service::rbac::Rbac;
 use crate::service::sessions::{Principal, Sessions};
@@ -349,7 +349,7 @@ pub struct SiteSessions {
     accounts: Arc<Accounts>,
     sessions: Sessions,
     rbac: Rbac,
-    devices: Devices,
+    notices: Notices,
     tenants: Tenants,
     /// The tenant's second-factor policy: administrators it applies to
     /// need a factor to use the site.
@@ -372,7 +372,7 @@ impl SiteSessions {
         accounts: Arc<Accounts>,
         sessions: Sessions,
         rbac: Rbac,
-        devices: Devices,
+        notices: Notices,
         tenants: Tenants,
         mfa: MfaPolicies,
         factors: Arc<Factors>,
@@ -389,7 +389,7 @@ impl SiteSessions {
             accounts,
             sessions,
             rbac,
-            devices,
+            notices,
             tenants,
             mfa,
             factors,
@@ -815,9 +815,9 @@ impl SiteSessions {
         self.save(&CacheKey::site_session(&token), &session, now).await?;
         let mut audit = meta.audit(tenant.id, now, AuditEvent::AdminLogin, Some(user.id), Some(user.id));
         audit.detail = serde_json::json!({ "session": session.id, "amr": session.assurance.amr_names() });
-        self.store.record_audit(audit).await?;
+        let before = self.store.record_sign_in(tenant.id, user.id, now, audit).await?;
         self.metrics.login("success");
-        let device_token = self.devices.issue(tenant.id, user.id);
+        let device_token = self.notices.signed_in(tenant.id, user, before, meta).await?;
         Ok(SignedIn {
             token,
             session,

@@ -98,6 +98,7 @@ async fn sign_in(store: &Arc<dyn Store>, user: Uuid, refresh: &str) -> User {
         )
         .await
         .unwrap()
+        .0
 }
 
 mod audit;

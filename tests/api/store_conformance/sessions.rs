@@ -63,13 +63,44 @@ pub(super) async fn sign_in_records_the_time_the_verification_and_the_rehash(sto
         )
         .await
         .unwrap();
+    let (signed, before) = signed;
+    assert_eq!(before, Some(NOW), "the sign-up opened a session");
     assert_eq!(signed.last_sign_in_at, Some(NOW));
     assert!(signed.email_verified);
+    // The next sign-in learns when the last one was; one recorded without
+    // a stored session (the hosted pages') too.
+    let (_, before) = store
+        .sign_in(
+            T,
+            cy.id,
+            SignIn {
+                session: session("s1"),
+                rehash: None,
+                verified: None,
+            },
+            audit("login", Some(cy.id)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(before, Some(NOW));
+    let before = store
+        .record_sign_in(T, cy.id, NOW + 60, audit("sso_login", Some(cy.id)))
+        .await
+        .unwrap();
+    assert_eq!(before, Some(NOW));
+    let user = store.get_user(T, cy.id).await.unwrap().unwrap();
+    assert_eq!(user.last_sign_in_at, Some(NOW + 60));
+    assert!(matches!(
+        store
+            .record_sign_in(T, Uuid::now_v7(), NOW, audit("sso_login", None))
+            .await,
+        Err(forge::store::StoreError::NotFound)
+    ));
     assert_eq!(
         store.password_hash(T, cy.id).await.unwrap().as_deref(),
         Some("$argon2id$rehashed")
     );
-    assert_eq!(store.list_sessions(T, cy.id, NOW).await.unwrap().len(), 2);
+    assert_eq!(store.list_sessions(T, cy.id, NOW).await.unwrap().len(), 3);
 }
 
 pub(super) async fn concurrent_refreshes_of_one_token_rotate_it_once(store: Arc<dyn Store>) {
