@@ -349,7 +349,7 @@ pub struct OutboxQuery {
 /// the messages sent to an address, newest first, with their codes.
 #[utoipa::path(get, path = "/v1/dev/outbox", tag = "development",
     params(OutboxQuery),
-    responses((status = 200, description = "`[{to, channel, kind, code, body, at}]`"), (status = 404, description = "the dev outbox is off", body = ErrorBody)))]
+    responses((status = 200, description = "`[{to, channel, kind, code, subject, body, html?, at}]`"), (status = 404, description = "the dev outbox is off", body = ErrorBody)))]
 pub async fn dev_outbox(
     State(state): State<AppState>,
     Query(q): Query<OutboxQuery>,
