@@ -10,19 +10,25 @@ use crate::PASSWORD;
 use crate::support::site_client::Browser;
 use crate::templates::write;
 
-#[tokio::test]
-async fn the_preview_shows_built_ins_then_overrides_and_their_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_str().unwrap().to_owned();
+/// A server with `templates_dir` (empty: none) and its operator signed in
+/// to the admin site.
+async fn signed_in(templates_dir: String) -> (TestServer, Browser) {
     let s = TestServer::start_with(|c| {
         c.admin.insecure_cookies = true;
         c.rate_limit.enabled = false;
-        c.notify.templates_dir = root;
+        c.notify.templates_dir = templates_dir;
     })
     .await;
     s.admin("root@example.com", PASSWORD).await;
     let mut b = Browser::new(&s);
     b.sign_in("root@example.com", PASSWORD).await;
+    (s, b)
+}
+
+#[tokio::test]
+async fn the_preview_shows_built_ins_then_overrides_and_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, mut b) = signed_in(dir.path().to_str().unwrap().to_owned()).await;
 
     let page = b.get("/admin/templates").await;
     assert_eq!(page.status, 200);
@@ -87,14 +93,7 @@ async fn the_preview_shows_built_ins_then_overrides_and_their_errors() {
 
 #[tokio::test]
 async fn without_a_templates_directory_the_page_says_so() {
-    let s = TestServer::start_with(|c| {
-        c.admin.insecure_cookies = true;
-        c.rate_limit.enabled = false;
-    })
-    .await;
-    s.admin("root@example.com", PASSWORD).await;
-    let mut b = Browser::new(&s);
-    b.sign_in("root@example.com", PASSWORD).await;
+    let (_s, mut b) = signed_in(String::new()).await;
     let page = b.get("/admin/templates?kind=password_reset").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("notify.templates_dir is not set"), "{}", page.body);
