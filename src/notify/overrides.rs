@@ -102,7 +102,8 @@ impl Source {
 /// An override file found for a part.
 struct Found {
     source: Source,
-    path: PathBuf,
+    /// Its path below the templates directory.
+    file: String,
     /// The file's text, or why it could not be read.
     text: Result<String, String>,
 }
@@ -143,7 +144,7 @@ impl Overrides {
     /// The message with every override applied; `builtin` is the message
     /// without them.
     pub fn apply(&self, kind: MessageKind, channel: OutboxChannel, vars: &Vars, builtin: Message) -> Message {
-        let mut parts = self.resolve(kind, channel, vars, &builtin);
+        let mut parts = self.preview(kind, channel, vars, &builtin);
         let mut take = |part: Part| {
             parts
                 .iter_mut()
@@ -165,7 +166,8 @@ impl Overrides {
         }
     }
 
-    /// Each part the channel sends, where it comes from and what it says.
+    /// Each part the channel sends, where it comes from and what it says
+    /// (what [`Self::apply`] sends, and the admin site's preview).
     pub fn preview(
         &self,
         kind: MessageKind,
@@ -173,21 +175,12 @@ impl Overrides {
         vars: &Vars,
         builtin: &Message,
     ) -> Vec<PartPreview> {
-        self.resolve(kind, channel, vars, builtin)
-    }
-
-    fn resolve(&self, kind: MessageKind, channel: OutboxChannel, vars: &Vars, builtin: &Message) -> Vec<PartPreview> {
         let mut out = builtin_parts(channel, builtin);
         for p in &mut out {
             let Some(found) = self.find(&vars.tenant.slug, kind, p.part) else {
                 continue;
             };
-            p.file = found
-                .path
-                .strip_prefix(&self.root)
-                .unwrap_or(&found.path)
-                .display()
-                .to_string();
+            p.file = found.file;
             match found.text.and_then(|source| render(p.part, &p.file, &source, vars)) {
                 Ok(rendered) => {
                     p.source = found.source;
@@ -224,11 +217,19 @@ impl Overrides {
         candidates
             .into_iter()
             .find(|(_, path)| path.is_file())
-            .map(|(source, path)| Found {
-                source,
-                text: read(&path),
-                path,
+            .map(|(source, path)| {
+                let file = self.shown(&path);
+                Found {
+                    source,
+                    text: read(&path, &file),
+                    file,
+                }
             })
+    }
+
+    /// `path` as shown: relative to the templates directory.
+    fn shown(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
     }
 
     /// Every override file's problems, for the start-up log: a syntax error
@@ -242,7 +243,7 @@ impl Overrides {
         for dir in dirs {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for path in entries.flatten().map(|e| e.path()).filter(|p| p.is_file()) {
-                let shown = path.strip_prefix(&self.root).unwrap_or(&path).display().to_string();
+                let shown = self.shown(&path);
                 let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                     continue;
                 };
@@ -255,7 +256,7 @@ impl Overrides {
                     ));
                     continue;
                 }
-                let checked = read(&path).and_then(|source| {
+                let checked = read(&path, &shown).and_then(|source| {
                     engine()
                         .template_from_named_str(&shown, &source)
                         .map(|_| ())
@@ -289,8 +290,10 @@ pub fn builtin_parts(channel: OutboxChannel, builtin: &Message) -> Vec<PartPrevi
         .collect()
 }
 
-fn read(path: &Path) -> Result<String, String> {
-    let shown = path.display();
+/// The text of the template at `path`; errors name it as `shown` (below
+/// the templates directory: the admin site shows them, and the server's
+/// file layout is none of a tenant administrator's business).
+fn read(path: &Path, shown: &str) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
     let mut text = String::new();
     file.take(MAX_TEMPLATE_BYTES + 1)

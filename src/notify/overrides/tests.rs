@@ -231,3 +231,26 @@ fn the_readme_documents_every_variable() {
         );
     }
 }
+
+/// The preview names a failing file below the templates directory, never
+/// by the server's absolute path (tenant administrators read it).
+#[test]
+fn errors_name_files_below_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "tenants/acme/otp.txt",
+        &"x".repeat(MAX_TEMPLATE_BYTES as usize + 1),
+    );
+    let vars = otp_vars("acme");
+    let base = builtin(MessageKind::Otp, OutboxChannel::Email, &vars);
+    let parts = Overrides::open(dir.path())
+        .unwrap()
+        .preview(MessageKind::Otp, OutboxChannel::Email, &vars, &base);
+    let text = parts.iter().find(|p| p.part == Part::Text).unwrap();
+    assert_eq!(text.file, "tenants/acme/otp.txt");
+    assert_eq!(text.source, Source::BuiltIn);
+    let error = text.error.as_deref().unwrap();
+    assert!(error.starts_with("tenants/acme/otp.txt: larger than"), "{error}");
+    assert!(!error.contains(dir.path().to_str().unwrap()), "{error}");
+}
