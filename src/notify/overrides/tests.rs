@@ -254,3 +254,27 @@ fn errors_name_files_below_the_directory() {
     assert!(error.starts_with("tenants/acme/otp.txt: larger than"), "{error}");
     assert!(!error.contains(dir.path().to_str().unwrap()), "{error}");
 }
+
+/// The README's example pair renders as it says.
+#[test]
+fn the_readme_example_renders() {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("For example, `tenants/acme/otp.txt`").expect("the example");
+    let blocks: Vec<&str> = readme[start..]
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .take(2)
+        .map(|b| b.split_once('\n').map_or("", |(_, body)| body))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "tenants/acme/otp.txt", blocks[0]);
+    write(dir.path(), "tenants/acme/otp.html", blocks[1]);
+    let m = otp(dir.path(), "acme");
+    assert_eq!(
+        m.text.trim(),
+        "Hi, your Acme sign-in code is 123456. It expires in 5 minutes."
+    );
+    let html = m.html.unwrap();
+    assert!(html.contains("<b>123456</b>") && !html.contains("<img"), "{html}");
+}
