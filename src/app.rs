@@ -565,6 +565,7 @@ pub async fn build_state_with_patience(config: Config, clock: Clock, patience: D
         webhook_key,
         webhook_guard,
         config.webhooks.disable_after,
+        notices.clone(),
     )?;
     let federation = Arc::new(crate::service::federation::Federation::new(
         store.clone(),

@@ -296,6 +296,7 @@ fn subject(kind: MessageKind, product: &str) -> String {
         MessageKind::PasswordChanged => format!("Your {product} password was changed"),
         MessageKind::NewDevice => format!("New sign-in to your {product} account"),
         MessageKind::AccountDisabled => format!("Your {product} account was disabled"),
+        MessageKind::WebhookDisabled => format!("A {product} webhook endpoint was turned off"),
         MessageKind::LogoutToken => "OpenID Connect back-channel logout".to_string(),
     }
 }

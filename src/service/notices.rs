@@ -166,7 +166,15 @@ pub async fn preview(
         user_agent: Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) Firefox/135.0".into()),
         device_token: None,
     };
-    let text = notice.text(clock.now(), &meta);
+    let text = match kind {
+        MessageKind::WebhookDisabled => webhook_disabled_text(
+            Uuid::nil(),
+            "https://app.example.com/forge-events?token=x",
+            std::time::Duration::from_secs(5 * 86_400),
+            clock.now(),
+        ),
+        _ => notice.text(clock.now(), &meta),
+    };
     let content = if kind.carries_code() {
         Content::Code {
             code: "123456",
@@ -176,6 +184,45 @@ pub async fn preview(
         Content::Notice(&text)
     };
     Ok(notifier.preview(tenant_id, kind, channel, to, &content).await?)
+}
+
+/// The words of a `webhook_disabled` notice.
+fn webhook_disabled_text(webhook_id: Uuid, url: &str, failed_for: std::time::Duration, at: Timestamp) -> NoticeText {
+    let origin = url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| "(an invalid URL)".to_owned());
+    let when = rfc3339(at);
+    NoticeText {
+        summary: format!(
+            "The webhook endpoint {webhook_id} at {origin} was turned off on {when}: its deliveries \
+             failed for {} without a single success.",
+            span(failed_for)
+        ),
+        advice: format!(
+            "Fix the receiver, then turn the endpoint on again on the admin site's Webhooks page (or \
+             PATCH /v1/webhooks/{webhook_id} with {{\"enabled\": true}}): the events that waited are \
+             delivered then, in order."
+        ),
+        when,
+        ip: String::new(),
+        browser: String::new(),
+    }
+}
+
+/// A duration as a notice says it: "5 days", "36 hours", "90 minutes".
+fn span(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
 }
 
 /// The browser as a notice names it: the user agent, printable and short.
@@ -253,6 +300,29 @@ impl Notices {
         }
     }
 
+    /// Tells the administrators of `tenant_id` (its enabled users holding
+    /// the `admin` role, twenty at most) that the webhook endpoint
+    /// `webhook_id` at `url` was turned off after failing for `failed_for`.
+    /// Always sent: only they can fix the receiver. The URL is named by its
+    /// origin alone (its path or query may hold a token).
+    pub async fn webhook_disabled(
+        &self,
+        tenant_id: Uuid,
+        webhook_id: Uuid,
+        url: &str,
+        failed_for: std::time::Duration,
+    ) -> AppResult<()> {
+        let notice = webhook_disabled_text(webhook_id, url, failed_for, self.clock.now());
+        for admin in self.store.users_with_role(tenant_id, "admin", 20).await? {
+            if let Some(to) = recipient(&admin) {
+                self.notifier
+                    .notice(tenant_id, to, MessageKind::WebhookDisabled, &notice)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Tells `to` (the old address of an address change) what happened,
     /// if the tenant wants it.
     pub async fn send_to(&self, tenant_id: Uuid, to: Recipient, notice: Notice, meta: &RequestMeta) -> AppResult<()> {
@@ -327,6 +397,31 @@ mod tests {
         let phone_only = user(None, Some(("+14155550100", false)));
         assert_eq!(recipient(&phone_only), Some(Recipient::Phone("+14155550100".into())));
         assert_eq!(recipient(&user(None, None)), None);
+    }
+
+    #[test]
+    fn a_disabled_webhook_is_named_by_its_origin_and_how_long_it_failed() {
+        let n = webhook_disabled_text(
+            Uuid::nil(),
+            "https://hooks.example.com:8443/services/T0/B0/secret?token=abc",
+            std::time::Duration::from_secs(5 * 86_400),
+            0,
+        );
+        assert!(
+            n.summary
+                .contains("at https://hooks.example.com:8443 was turned off on 1970-01-01T00:00:00Z"),
+            "{}",
+            n.summary
+        );
+        assert!(n.summary.contains("failed for 5 days"), "{}", n.summary);
+        assert!(
+            !n.text().contains("secret") && !n.text().contains("abc"),
+            "{}",
+            n.text()
+        );
+        assert_eq!(span(std::time::Duration::from_secs(36 * 3600)), "36 hours");
+        assert_eq!(span(std::time::Duration::from_secs(60)), "1 minute");
+        assert_eq!(span(std::time::Duration::from_secs(90)), "90 seconds");
     }
 
     #[test]

@@ -140,6 +140,10 @@ pub trait DirectoryStore: Send + Sync + 'static {
     // ---- users ----
     /// One page of a tenant's users in the order of `query.seek`.
     async fn list_users(&self, query: UserQuery) -> StoreResult<Vec<User>>;
+    /// Up to `limit` enabled users of the tenant holding the role named
+    /// `role`, oldest first (whom to tell of something only administrators
+    /// can fix).
+    async fn users_with_role(&self, tenant_id: Uuid, role: &str, limit: u32) -> StoreResult<Vec<User>>;
 
     // ---- roles ----
     async fn list_roles(&self, tenant_id: Uuid) -> StoreResult<Vec<Role>>;
@@ -212,6 +216,12 @@ macro_rules! users_page {
     };
 }
 const LIST_ALL: &str = users_page!("u.id > $2", "u.id", "$3");
+const WITH_ROLE: &str = users_page!(
+    "u.disabled = $3 AND u.id IN (SELECT ur.user_id FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+     WHERE ur.tenant_id = $1 AND r.name = $2)",
+    "u.id",
+    "$4"
+);
 const EMAIL_FROM: &str = users_page!("u.email >= $2 AND u.email < $3", "u.email", "$4");
 const EMAIL_AFTER: &str = users_page!("u.email > $2 AND u.email < $3", "u.email", "$4");
 const PHONE_FROM: &str = users_page!("u.phone >= $2 AND u.phone < $3", "u.phone", "$4");
@@ -341,6 +351,12 @@ fn insert_tenant_admin(c: &mut dyn Conn, admin_role: Uuid, user: &NewUser) -> St
 
 #[async_trait]
 impl<D: Driver> DirectoryStore for D {
+    async fn users_with_role(&self, tenant_id: Uuid, role: &str, limit: u32) -> StoreResult<Vec<User>> {
+        let role = role.to_owned();
+        self.read(move |c| c.query_map(WITH_ROLE, &args![tenant_id, &role, false, limit], user_from_row))
+            .await
+    }
+
     async fn list_users(&self, query: UserQuery) -> StoreResult<Vec<User>> {
         self.read(move |c| match &query.seek {
             UserSeek::All { after } => {

@@ -79,12 +79,15 @@ pub enum MessageKind {
     NewDevice,
     /// A notice, without a code, that an administrator disabled the account.
     AccountDisabled,
+    /// A notice to a tenant's administrators that a webhook endpoint failing
+    /// for `webhooks.disable_after` was turned off.
+    WebhookDisabled,
 }
 
 impl MessageKind {
     /// The messages a person reads (all but the logout token): the ones
     /// with templates.
-    pub const TO_PEOPLE: [MessageKind; 9] = [
+    pub const TO_PEOPLE: [MessageKind; 10] = [
         MessageKind::Otp,
         MessageKind::EmailVerification,
         MessageKind::PasswordReset,
@@ -94,6 +97,7 @@ impl MessageKind {
         MessageKind::PasswordChanged,
         MessageKind::NewDevice,
         MessageKind::AccountDisabled,
+        MessageKind::WebhookDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +112,7 @@ impl MessageKind {
             MessageKind::PasswordChanged => "password_changed",
             MessageKind::NewDevice => "new_device",
             MessageKind::AccountDisabled => "account_disabled",
+            MessageKind::WebhookDisabled => "webhook_disabled",
         }
     }
 
@@ -136,6 +141,7 @@ impl MessageKind {
             "password_changed" => Some(MessageKind::PasswordChanged),
             "new_device" => Some(MessageKind::NewDevice),
             "account_disabled" => Some(MessageKind::AccountDisabled),
+            "webhook_disabled" => Some(MessageKind::WebhookDisabled),
             _ => None,
         }
     }

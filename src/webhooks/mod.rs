@@ -11,7 +11,8 @@
 //! redirect, a timeout, a refused address) is retried after 5 s, 5 min,
 //! 30 min, 2 h, 5 h, 10 h and 10 h, then failed. An endpoint that has
 //! failed for `webhooks.disable_after` without a single success is turned
-//! off (an audit row `webhook_disabled` and a warning in the log say so);
+//! off (an audit row `webhook_disabled`, a warning in the log and a
+//! `webhook_disabled` notice to the tenant's administrators say so);
 //! enabling it again resumes its pending deliveries in order.
 //!
 //! Error texts stored with a delivery never hold the URL (it may carry a
@@ -32,6 +33,7 @@ use crate::clock::Clock;
 use crate::crypto::seal::SealingKey;
 use crate::domain::Timestamp;
 use crate::notify::is_stopped;
+use crate::service::notices::Notices;
 use crate::store::{DeliveryOutcome, DueDelivery, Store};
 pub use guard::Guard;
 
@@ -67,6 +69,8 @@ struct Inner {
     client: reqwest::Client,
     /// Seconds of failure without a success that turn an endpoint off.
     disable_after: i64,
+    /// Tells the tenant's administrators when an endpoint is turned off.
+    notices: Notices,
 }
 
 impl Dispatcher {
@@ -76,6 +80,7 @@ impl Dispatcher {
         key: SealingKey,
         guard: Guard,
         disable_after: Duration,
+        notices: Notices,
     ) -> anyhow::Result<Self> {
         let client = guard.client()?;
         Ok(Self {
@@ -86,6 +91,7 @@ impl Dispatcher {
                 guard,
                 client,
                 disable_after: i64::try_from(disable_after.as_secs()).unwrap_or(i64::MAX),
+                notices,
             }),
         })
     }
@@ -150,11 +156,21 @@ impl Inner {
             .finish_delivery(&delivery, outcome, now, self.disable_after)
             .await
         {
-            Ok(true) => tracing::warn!(
-                webhook_id = %delivery.webhook_id,
-                tenant_id = %delivery.tenant_id,
-                "webhook endpoint disabled: its deliveries have failed for webhooks.disable_after"
-            ),
+            Ok(true) => {
+                tracing::warn!(
+                    webhook_id = %delivery.webhook_id,
+                    tenant_id = %delivery.tenant_id,
+                    "webhook endpoint disabled: its deliveries have failed for webhooks.disable_after"
+                );
+                let failed_for = Duration::from_secs(u64::try_from(self.disable_after).unwrap_or(u64::MAX));
+                if let Err(e) = self
+                    .notices
+                    .webhook_disabled(delivery.tenant_id, delivery.webhook_id, &delivery.url, failed_for)
+                    .await
+                {
+                    tracing::warn!(webhook_id = %delivery.webhook_id, error = %e, "cannot tell the administrators of a disabled webhook endpoint");
+                }
+            }
             Ok(false) => {
                 if !delivered {
                     tracing::info!(webhook_id = %delivery.webhook_id, id = %delivery.id, "webhook delivery failed");

@@ -307,6 +307,32 @@ async fn failures_are_retried_in_order_and_a_dead_endpoint_is_turned_off() {
     assert_eq!(read["disabled_reason"], "failing");
     let (_, audit) = s.as_user(&admin).get("/v1/audit?event=webhook_disabled").await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    // The tenant's administrator is told, with the origin only (the path
+    // and query of an endpoint may hold a token).
+    let told = loop {
+        let told: Vec<Value> = s
+            .outbox("root@example.com")
+            .await
+            .into_iter()
+            .filter(|m| m["kind"] == "webhook_disabled")
+            .collect();
+        if !told.is_empty() {
+            break told;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the administrator was not told"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let body = told[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains(&format!("The webhook endpoint {id} at http://127.0.0.1:")),
+        "{body}"
+    );
+    assert!(body.contains("failed for 5 days without a single success"), "{body}");
+    assert!(!body.contains("/hook"), "{body}");
+    assert_eq!(told[0]["subject"], "A forge webhook endpoint was turned off");
     // Nothing goes to a disabled endpoint; enabling it resumes in order.
     s.state().clock.advance(86_400);
     tokio::time::sleep(Duration::from_millis(1200)).await;
