@@ -10,6 +10,8 @@
 //! so a change takes effect with the next message, without a restart.
 //!
 //! Rules that keep a message whole:
+//! - A subject template does not see `code`: subjects show in notification
+//!   previews and mail logs.
 //! - A text override without an HTML override at the same or a more
 //!   specific level sends text only, so the words an operator wrote are the
 //!   ones read (mail clients show the HTML part when there is one). An HTML
@@ -324,6 +326,18 @@ fn engine() -> Environment<'static> {
 /// Renders one override. The error is complete (for the preview); what is
 /// logged is [`safe_error`]'s.
 fn render(part: Part, name: &str, source: &str, vars: &Vars) -> Result<String, String> {
+    // A subject shows in notification previews and mail logs: it gets no
+    // code to show (naming `code` there fails like any unknown name).
+    let without_code;
+    let vars = if part == Part::Subject {
+        without_code = Vars {
+            code: None,
+            ..vars.clone()
+        };
+        &without_code
+    } else {
+        vars
+    };
     let rendered = engine().render_named_str(name, source, Serde(vars)).map_err(|e| {
         tracing::warn!(template = %name, error = %safe_error(name, &e), "message template failed; sending the built-in part");
         format!("{e}")

@@ -278,3 +278,15 @@ fn the_readme_example_renders() {
     let html = m.html.unwrap();
     assert!(html.contains("<b>123456</b>") && !html.contains("<img"), "{html}");
 }
+
+/// The code never reaches a subject, whatever the operator writes.
+#[test]
+fn a_subject_template_gets_no_code() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "otp.subject", "Your code: {{ code }}");
+    let vars = otp_vars("acme");
+    let base = builtin(MessageKind::Otp, OutboxChannel::Email, &vars);
+    let m = otp(dir.path(), "acme");
+    assert_eq!(m.subject, base.subject);
+    assert!(!m.subject.contains("123456"));
+}
