@@ -165,8 +165,15 @@ async fn every_sign_in_path_tells_of_a_new_device() {
             if let Some(d) = &device {
                 call = call.header("x-forge-device", d);
             }
-            let (status, body) = call.await;
+            let resp = call.response().await;
+            let cookie = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .any(|v| v.to_str().unwrap().starts_with("forge_device="));
+            let (status, body) = crate::parts(resp).await;
             assert_eq!(status, 200, "{body}");
+            assert!(cookie, "a browser keeps the device token as a cookie");
             body["device_token"].as_str().unwrap().to_owned()
         }
     };

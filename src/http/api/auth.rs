@@ -54,16 +54,15 @@ pub async fn signup(
             tokens,
             enrollment_due,
         } => {
-            let cookie = tokens.device_token.as_deref().map(|t| device_cookie(&state, t));
-            let mut response = (
-                StatusCode::CREATED,
-                TokenResponse::signed_in(user, &tenant, tokens, enrollment_due),
+            let device = tokens.device_token.clone();
+            with_device_cookie(
+                &state,
+                device.as_deref(),
+                (
+                    StatusCode::CREATED,
+                    TokenResponse::signed_in(user, &tenant, tokens, enrollment_due),
+                ),
             )
-                .into_response();
-            if let Some(cookie) = cookie {
-                response.headers_mut().append(axum::http::header::SET_COOKIE, cookie);
-            }
-            response
         }
         SignedUp::EnrollmentRequired(_, step) => (
             StatusCode::CREATED,
@@ -89,6 +88,30 @@ pub async fn signup(
 pub fn device_cookie(state: &AppState, token: &str) -> HeaderValue {
     let max_age = state.config.rate_limit.device_token_ttl.as_secs();
     crate::http::site::guard::set_cookie(state, crate::service::devices::COOKIE, token, "/", max_age)
+}
+
+/// A sign-in's answer with the `forge_device` cookie of the device token it
+/// hands out, if any: browsers keep the cookie, API clients read
+/// `device_token` and send it back in `X-Forge-Device`.
+pub fn with_device_cookie(state: &AppState, device_token: Option<&str>, response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    if let Some(token) = device_token {
+        response
+            .headers_mut()
+            .append(axum::http::header::SET_COOKIE, device_cookie(state, token));
+    }
+    response
+}
+
+/// The answer to a sign-in that may stop at a second step, with the device
+/// cookie when it completed.
+pub fn sign_in_answer(
+    state: &AppState,
+    outcome: crate::service::sign_in::SignedIn<(crate::store::User, crate::service::sessions::Tokens)>,
+    tenant: &crate::store::Tenant,
+) -> Response {
+    let device = outcome.tokens().and_then(|(_, tokens)| tokens.device_token.clone());
+    with_device_cookie(state, device.as_deref(), SignInResponse::new(outcome, tenant))
 }
 
 /// Sign in with email or phone and password.
@@ -120,15 +143,7 @@ pub async fn login(
         meta.device_token = req.device_token;
     }
     let outcome = state.accounts.login(&tenant, &identifier, &req.password, &meta).await?;
-    let cookie = outcome
-        .tokens()
-        .and_then(|(_, tokens)| tokens.device_token.as_deref())
-        .map(|t| device_cookie(&state, t));
-    let mut response = SignInResponse::new(outcome, &tenant).into_response();
-    if let Some(cookie) = cookie {
-        response.headers_mut().append(axum::http::header::SET_COOKIE, cookie);
-    }
-    Ok(response)
+    Ok(sign_in_answer(&state, outcome, &tenant))
 }
 
 fn oauth(status: StatusCode, code: ErrorCode, description: &str) -> AppError {

@@ -311,9 +311,9 @@ pub async fn exchange(
     State(state): State<AppState>,
     ClientMeta(meta): ClientMeta,
     Json(req): Json<ExchangeRequest>,
-) -> AppResult<SignInResponse> {
+) -> AppResult<Response> {
     let (tenant, outcome) = state.federation.exchange(&req.code, &req.code_verifier, &meta).await?;
-    Ok(SignInResponse::new(outcome, &tenant))
+    Ok(crate::http::api::auth::sign_in_answer(&state, outcome, &tenant))
 }
 
 #[derive(Serialize, ToSchema)]

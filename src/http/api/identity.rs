@@ -99,13 +99,13 @@ pub async fn verify_otp(
     CurrentTenant(tenant): CurrentTenant,
     ClientMeta(meta): ClientMeta,
     Json(req): Json<OtpVerifyRequest>,
-) -> AppResult<SignInResponse> {
+) -> AppResult<Response> {
     let identifier = identifier(req.email.as_deref(), req.phone.as_deref())?;
     let outcome = state
         .otp
         .verify(&tenant, &identifier, req.code.expose().trim(), &meta)
         .await?;
-    Ok(SignInResponse::new(outcome, &tenant))
+    Ok(crate::http::api::auth::sign_in_answer(&state, outcome, &tenant))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -204,7 +204,7 @@ pub async fn verify_email(
                 .recovery
                 .confirm_and_sign_in(&tenant, &e, code, req.password.as_ref(), &meta)
                 .await?;
-            Ok(SignInResponse::new(outcome, &tenant).into_response())
+            Ok(crate::http::api::auth::sign_in_answer(&state, outcome, &tenant))
         }
         (None, None) => Err(AppError::validation("email", "is required without a bearer token")),
     }

@@ -111,7 +111,12 @@ pub async fn verify(
     match (mfa_token.as_deref(), principal) {
         (Some(token), _) => {
             let (user, tokens) = state.mfa.complete(&tenant, token, second, &meta).await?;
-            Ok(TokenResponse::new(user, &tenant, tokens).into_response())
+            let device = tokens.device_token.clone();
+            Ok(crate::http::api::auth::with_device_cookie(
+                &state,
+                device.as_deref(),
+                TokenResponse::new(user, &tenant, tokens),
+            ))
         }
         (None, Some(principal)) => {
             let (user, assurance, access) = state.mfa.step_up(&principal, second, &meta).await?;

@@ -282,11 +282,16 @@ pub async fn sign_in(
     CurrentTenant(tenant): CurrentTenant,
     ClientMeta(meta): ClientMeta,
     Json(req): Json<PasskeySignInRequest>,
-) -> AppResult<TokenResponse> {
+) -> AppResult<Response> {
     let request_id = request_id(&req.request_id)?;
     let (user, tokens) = state
         .passkey_factors
         .sign_in(&tenant, request_id, req.credential, &meta)
         .await?;
-    Ok(TokenResponse::new(user, &tenant, tokens))
+    let device = tokens.device_token.clone();
+    Ok(crate::http::api::auth::with_device_cookie(
+        &state,
+        device.as_deref(),
+        TokenResponse::new(user, &tenant, tokens),
+    ))
 }
