@@ -270,7 +270,7 @@ impl Notifier {
     /// Who the messages of `tenant_id` come from: the product, and the
     /// tenant's slug, name and branding (empty and default for a tenant
     /// that is gone).
-    pub async fn letterhead(&self, tenant_id: Uuid) -> StoreResult<Letterhead> {
+    async fn letterhead(&self, tenant_id: Uuid) -> StoreResult<Letterhead> {
         let inner = &self.inner;
         let (tenant_slug, tenant_name) = inner
             .store
@@ -307,13 +307,11 @@ impl Notifier {
         to: &str,
         content: &Content<'_>,
     ) -> StoreResult<Vec<PartPreview>> {
-        let head = self.letterhead(tenant_id).await?;
-        let vars = Vars::new(kind, &head, to, content);
-        let builtin = render::builtin(kind, channel, &vars);
-        let Some(overrides) = self.inner.overrides.clone() else {
-            return Ok(overrides::builtin_parts(channel, &builtin));
-        };
+        let (vars, builtin) = self.builtin(tenant_id, kind, channel, to, content).await?;
         let fallback = overrides::builtin_parts(channel, &builtin);
+        let Some(overrides) = self.inner.overrides.clone() else {
+            return Ok(fallback);
+        };
         let parts = tokio::task::spawn_blocking(move || overrides.preview(kind, channel, &vars, &builtin)).await;
         Ok(parts.unwrap_or(fallback))
     }
@@ -327,10 +325,8 @@ impl Notifier {
         kind: MessageKind,
         content: &Content<'_>,
     ) -> StoreResult<Message> {
-        let head = self.letterhead(tenant_id).await?;
         let channel = to.channel();
-        let vars = Vars::new(kind, &head, to.address(), content);
-        let builtin = render::builtin(kind, channel, &vars);
+        let (vars, builtin) = self.builtin(tenant_id, kind, channel, to.address(), content).await?;
         let Some(overrides) = self.inner.overrides.clone() else {
             return Ok(builtin);
         };
@@ -338,6 +334,21 @@ impl Notifier {
         let applied = tokio::task::spawn_blocking(move || overrides.apply(kind, channel, &vars, builtin)).await;
         // A panic in there costs the override, not the message.
         Ok(applied.unwrap_or_else(|_| render::builtin(kind, channel, &again)))
+    }
+
+    /// The values of a message and its built-in words.
+    async fn builtin(
+        &self,
+        tenant_id: Uuid,
+        kind: MessageKind,
+        channel: OutboxChannel,
+        to: &str,
+        content: &Content<'_>,
+    ) -> StoreResult<(Vars, Message)> {
+        let head = self.letterhead(tenant_id).await?;
+        let vars = Vars::new(kind, &head, to, content);
+        let builtin = render::builtin(kind, channel, &vars);
+        Ok((vars, builtin))
     }
 
     /// Queues a rendered message (or, on the memory channel, captures it).
@@ -403,7 +414,7 @@ impl Notifier {
                 channel: OutboxChannel::Backchannel,
                 kind: MessageKind::LogoutToken,
                 recipient: uri.to_owned(),
-                subject: "OpenID Connect back-channel logout".to_owned(),
+                subject: render::subject(MessageKind::LogoutToken, &inner.product),
                 // The body is the signed logout token itself.
                 body: token.clone(),
                 html: None,

@@ -284,8 +284,8 @@ fn minutes(n: u64) -> String {
     }
 }
 
-/// The subject of a message to a person.
-fn subject(kind: MessageKind, product: &str) -> String {
+/// The subject of a message (the logout token's names the protocol).
+pub(super) fn subject(kind: MessageKind, product: &str) -> String {
     match kind {
         MessageKind::Otp => format!("Your {product} sign-in code"),
         MessageKind::EmailVerification => format!("Verify your email address for {product}"),
