@@ -421,9 +421,9 @@ impl Sessions {
     }
 
     /// Rotates a refresh token of the session of OAuth client `client`
-    /// (`None`: of forge's own API); a token of any other session is
-    /// refused before it is touched, so presenting it elsewhere neither
-    /// rotates nor revokes it. Returns the session's granted scope too.
+    /// (`None`: of forge's own API); the store's claim matches no token of
+    /// any other session, so presenting it elsewhere neither rotates nor
+    /// revokes it. Returns the session's granted scope too.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant.id, client_id = ?client))]
     pub async fn refresh_as(
         &self,
@@ -442,10 +442,6 @@ impl Sessions {
         if !plausible_refresh_token(token) {
             return Err(AppError::invalid_grant());
         }
-        let owner = self.store.session_by_refresh(tenant.id, &hash_token(token)).await?;
-        if owner.is_some_and(|s| s.client_id.as_deref() != client) {
-            return Err(AppError::invalid_grant());
-        }
         let successor = self.successor_of(token);
         let now = self.clock.now();
         let policy = RefreshPolicy {
@@ -460,6 +456,7 @@ impl Sessions {
             .rotate_refresh(
                 RotateRefresh {
                     tenant_id,
+                    client_id: client.map(str::to_owned),
                     old_hash: hash_token(token),
                     new_hash: hash_token(&successor),
                     now,

@@ -307,12 +307,17 @@ fn claimed_from_row(row: &Row) -> StoreResult<ClaimedSession> {
 /// `rotated_at` set and matches nothing; on SQLite the single writer runs
 /// them one after the other. A loser (or a replayed token) reads what the
 /// winner left: when the token was rotated and whether the successor lives.
+/// Both statements match only a token of the presenting client's sessions
+/// (`IS NOT DISTINCT FROM`: `NULL` for forge's own API), so checking the
+/// client costs no read of its own.
 fn claim_refresh(c: &mut dyn Conn, req: &RotateRefresh) -> StoreResult<RefreshClaim> {
     let won: Option<Uuid> = c.query_opt_map(
         "UPDATE refresh_tokens SET rotated_at = $3 \
          WHERE token_hash = $1 AND tenant_id = $2 AND rotated_at IS NULL AND expires_at > $3 \
+         AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id \
+                     AND s.client_id IS NOT DISTINCT FROM $4) \
          RETURNING session_id",
-        &args![&req.old_hash, req.tenant_id, req.now],
+        &args![&req.old_hash, req.tenant_id, req.now, &req.client_id],
         |r| r.get("session_id"),
     )?;
     if let Some(session_id) = won {
@@ -328,11 +333,12 @@ fn claim_refresh(c: &mut dyn Conn, req: &RotateRefresh) -> StoreResult<RefreshCl
          EXISTS (SELECT 1 FROM refresh_tokens n WHERE n.token_hash = $3 AND n.session_id = s.id \
                  AND n.rotated_at IS NULL AND n.expires_at > $4) AS successor_live \
          FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id \
-         WHERE rt.token_hash = $1 AND rt.tenant_id = $2 AND rt.rotated_at IS NOT NULL"
+         WHERE rt.token_hash = $1 AND rt.tenant_id = $2 AND rt.rotated_at IS NOT NULL \
+         AND s.client_id IS NOT DISTINCT FROM $5"
     );
     let spent = c.query_opt_map(
         &sql,
-        &args![&req.old_hash, req.tenant_id, &req.new_hash, req.now],
+        &args![&req.old_hash, req.tenant_id, &req.new_hash, req.now, &req.client_id],
         |r| {
             Ok(RefreshClaim::Spent {
                 session: claimed_from_row(r)?,

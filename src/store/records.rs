@@ -145,6 +145,11 @@ pub enum IdentifierKind {
 #[derive(Clone, Debug)]
 pub struct RotateRefresh {
     pub tenant_id: Uuid,
+    /// The OAuth client presenting the token (`None`: forge's own API). A
+    /// token of another client's session (or of an own-API session, for a
+    /// client) is [`Unknown`](super::RefreshClaim::Unknown): the claim
+    /// neither rotates nor revokes it.
+    pub client_id: Option<String>,
     pub old_hash: String,
     pub new_hash: String,
     pub now: Timestamp,

@@ -398,6 +398,7 @@ pub(super) async fn a_session_keeps_its_client_and_sso_ids_through_a_refresh(sto
         .rotate_refresh(
             RotateRefresh {
                 tenant_id: T,
+                client_id: Some("web".into()),
                 old_hash: "r1".into(),
                 new_hash: "r2".into(),
                 now: NOW + 1,
@@ -418,4 +419,73 @@ pub(super) async fn a_session_keeps_its_client_and_sso_ids_through_a_refresh(sto
     assert_eq!(session.sso_id, Some(sso));
     let by_refresh = store.session_by_refresh(T, "r2").await.unwrap().unwrap();
     assert_eq!(by_refresh.client_id.as_deref(), Some("web"));
+}
+
+/// A rule that rotates a won claim and revokes a spent one (no grace), so
+/// any claim that matched would show: what a stranger must never reach.
+fn rotate_or_revoke() -> RefreshRule {
+    Box::new(|claim| match claim {
+        RefreshClaim::Won(_) => RefreshDecision::Rotate {
+            expires_at: NOW + 100,
+            audit: audit("refresh", None),
+        },
+        RefreshClaim::Spent { .. } => RefreshDecision::Revoke {
+            audit: audit("refresh_reuse_detected", None),
+        },
+        RefreshClaim::Unknown => RefreshDecision::Refuse,
+    })
+}
+
+async fn rotate_as(store: &Arc<dyn Store>, client: Option<&str>, old: &str, new: &str) -> Rotation {
+    let req = RotateRefresh {
+        tenant_id: T,
+        client_id: client.map(str::to_owned),
+        old_hash: old.into(),
+        new_hash: new.into(),
+        now: NOW + 1,
+        ip: None,
+        user_agent: None,
+    };
+    store.rotate_refresh(req, rotate_or_revoke()).await.unwrap()
+}
+
+pub(super) async fn a_refresh_token_is_claimed_only_by_its_own_client(store: Arc<dyn Store>) {
+    register(&store, T, "web", ClientKind::Public).await;
+    register(&store, T, "other", ClientKind::Public).await;
+    let ann = signed_up(&store, "ann@example.com", None).await;
+    let web = session_of(&store, ann.id, Some("web"), "w1").await;
+    let own = session_of(&store, ann.id, None, "o1").await;
+
+    // A live token presented by a stranger: neither rotated nor touched.
+    for (client, token) in [(None, "w1"), (Some("other"), "w1"), (Some("web"), "o1")] {
+        let r = rotate_as(&store, client, token, "x").await;
+        assert!(matches!(r, Rotation::Invalid), "{client:?} {token}: {r:?}");
+    }
+    assert!(matches!(
+        rotate_as(&store, Some("web"), "w1", "w2").await,
+        Rotation::Rotated { .. }
+    ));
+    assert!(matches!(
+        rotate_as(&store, None, "o1", "o2").await,
+        Rotation::Rotated { .. }
+    ));
+
+    // A spent token presented by a stranger: no reuse detected, the session lives.
+    for (client, token) in [(None, "w1"), (Some("other"), "w1"), (Some("web"), "o1")] {
+        let r = rotate_as(&store, client, token, "y").await;
+        assert!(matches!(r, Rotation::Invalid), "{client:?} {token}: {r:?}");
+    }
+    let live: Vec<Uuid> = store
+        .list_sessions(T, ann.id, NOW + 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert!(live.contains(&web) && live.contains(&own), "{live:?}");
+    // Its own client's replay is still reuse.
+    assert!(matches!(
+        rotate_as(&store, Some("web"), "w1", "z").await,
+        Rotation::ReuseDetected { .. }
+    ));
 }

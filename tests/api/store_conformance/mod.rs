@@ -232,6 +232,7 @@ conformance! {
     clients::consents_add_scopes_list_by_name_and_revoke_the_users_sessions,
     clients::a_consent_needs_a_user_and_a_client_of_the_tenant,
     clients::a_session_keeps_its_client_and_sso_ids_through_a_refresh,
+    clients::a_refresh_token_is_claimed_only_by_its_own_client,
     providers::a_registered_provider_is_found_only_in_its_tenant_with_its_sealed_secret,
     providers::a_taken_provider_id_conflicts_on_id_and_writes_nothing,
     providers::updating_a_provider_replaces_its_spec_and_keeps_or_replaces_its_secret,

@@ -21,6 +21,7 @@ async fn rotate(
 ) -> StoreResult<Rotation> {
     let req = RotateRefresh {
         tenant_id: T,
+        client_id: None,
         old_hash: old.into(),
         new_hash: new.into(),
         now,
