@@ -60,6 +60,9 @@ pub struct Footprint {
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
     async fn get(&self, key: &str) -> CacheResult<Option<Vec<u8>>>;
+    /// Whether any of `keys` is set, in one round trip: the deny list asks
+    /// this (of a session and its user) on every authenticated request.
+    async fn any_exists(&self, keys: &[&str]) -> CacheResult<bool>;
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()>;
     /// Sets only if absent; true when this call set it (cooldowns, locks).
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<bool>;

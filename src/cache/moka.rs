@@ -91,6 +91,10 @@ impl Cache for MokaStore {
         Ok(self.live(key).map(|e| e.value.to_vec()))
     }
 
+    async fn any_exists(&self, keys: &[&str]) -> CacheResult<bool> {
+        Ok(keys.iter().any(|key| self.live(key).is_some()))
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()> {
         self.entries.insert(
             key.to_string(),
@@ -228,6 +232,11 @@ mod tests {
 
         assert!(c.set_if_absent("b", b"x", Duration::from_secs(5)).await.unwrap());
         assert!(!c.set_if_absent("b", b"y", Duration::from_secs(5)).await.unwrap());
+        assert!(c.any_exists(&["none", "b"]).await.unwrap());
+        assert!(
+            !c.any_exists(&["none", "a", "t"]).await.unwrap(),
+            "never set, expired, taken"
+        );
 
         c.put_code("code", b"right", Duration::from_secs(5)).await.unwrap();
         assert_eq!(

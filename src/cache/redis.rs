@@ -312,6 +312,15 @@ impl Cache for RedisCache {
         self.query(::redis::cmd("GET").arg(self.key(key))).await
     }
 
+    async fn any_exists(&self, keys: &[&str]) -> CacheResult<bool> {
+        let mut exists = ::redis::cmd("EXISTS");
+        for key in keys {
+            exists.arg(self.key(key));
+        }
+        let found: u64 = self.query(&exists).await?;
+        Ok(found > 0)
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()> {
         self.query(
             ::redis::cmd("SET")

@@ -65,8 +65,8 @@ impl DenyList {
 
     #[tracing::instrument(skip_all, fields(session_id = %session_id, user_id = %user_id))]
     pub async fn is_denied(&self, session_id: Uuid, user_id: Uuid) -> CacheResult<bool> {
-        Ok(self.cache.get(&CacheKey::deny_session(session_id)).await?.is_some()
-            || self.cache.get(&CacheKey::deny_user(user_id)).await?.is_some())
+        let (session, user) = (CacheKey::deny_session(session_id), CacheKey::deny_user(user_id));
+        self.cache.any_exists(&[session.as_str(), user.as_str()]).await
     }
 
     /// Refills the deny list after a restart from what the database recorded

@@ -605,8 +605,14 @@ async fn the_redis_cache_is_atomic() {
 
     assert!(c.set_if_absent("b", b"x", Duration::from_secs(5)).await.unwrap());
     assert!(!c.set_if_absent("b", b"y", Duration::from_secs(5)).await.unwrap());
+    assert!(c.any_exists(&["none", "b"]).await.unwrap());
+    assert!(c.any_exists(&["b", "none"]).await.unwrap());
     c.delete("b").await.unwrap();
     assert_eq!(c.get("b").await.unwrap(), None);
+    assert!(
+        !c.any_exists(&["none", "b", "a"]).await.unwrap(),
+        "deleted, expired, never set"
+    );
 
     // A single-use value goes to exactly one of many concurrent takers.
     for round in 0..5 {
