@@ -129,6 +129,22 @@ where
         Fut: Future<Output = Result<Option<V>, E>>,
     {
         let epoch = self.epoch.current().await?;
+        self.get_or_load_at(epoch, key, load).await
+    }
+
+    /// [`Self::get_or_load`] at an `epoch` the caller read from
+    /// [`Self::epoch`] before (earlier in the same request): one round trip
+    /// to the shared epoch serves every lookup of a request. A copy counts
+    /// only if stamped with exactly that epoch, and a load is stamped with
+    /// it, which is no later than the row it read, so a stale row never
+    /// outlives the change that made it stale.
+    pub async fn get_or_load_at<Q, E, F, Fut>(&self, epoch: u64, key: &Q, load: F) -> Result<Option<V>, E>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
         if let Some((stamp, value)) = self.entries.get(key)
             && stamp == epoch
         {
@@ -139,6 +155,11 @@ where
             self.entries.insert(key.to_owned(), (epoch, value.clone()));
         }
         Ok(found)
+    }
+
+    /// The epoch the copies are stamped with.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
     }
 
     /// The rows changed: no copy on any instance counts any more.

@@ -201,6 +201,7 @@ pub(crate) mod test_ports {
             session_id: uuid::Uuid::new_v4(),
             tenant,
             claims: Arc::new(claims),
+            epoch: None,
         }
     }
 

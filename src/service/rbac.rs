@@ -32,8 +32,12 @@ impl Rbac {
     /// The caller's current roles and permissions.
     #[tracing::instrument(skip_all, fields(tenant_id = %principal.tenant.id, user_id = %principal.user_id))]
     pub async fn access(&self, principal: &Principal) -> AppResult<Arc<Access>> {
+        let epoch = match principal.epoch {
+            Some(epoch) => epoch,
+            None => self.access.epoch().current().await?,
+        };
         self.access
-            .get_or_load(&principal.user_id, || async {
+            .get_or_load_at(epoch, &principal.user_id, || async {
                 let found = self.store.access_of(principal.tenant.id, principal.user_id).await?;
                 Ok::<_, AppError>(found.map(Arc::new))
             })
