@@ -22,6 +22,16 @@ use forge::secret::Secret;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Hands freed memory back to the system now rather than at mimalloc's
+/// next purge, which an idle server never reaches: run by the argon2 pool
+/// once its queue empties (`forge::crypto::password::on_pool_idle`), so the
+/// 19 MiB buffers of a sign-in burst do not stay resident.
+fn release_freed_memory() {
+    // SAFETY: `mi_collect` takes no pointers and may be called from any
+    // thread at any time; `true` also purges what is pending a delay.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 #[derive(Parser)]
 #[command(name = "forge", version, about = "Authentication as infrastructure in one binary")]
 struct Cli {
@@ -609,6 +619,7 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    forge::crypto::password::on_pool_idle(release_freed_memory);
     // `forge health` answers 0 or 1 only (Docker reserves 2), so
     // it runs before the configuration can fail with a usage error.
     if let Some(Command::Health { url }) = &cli.command {
