@@ -173,6 +173,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_check_reads_at_the_epoch_its_request_resolved_the_tenant_at() {
+        let store = test_ports::store();
+        let epoch = Epoch::local();
+        let rbac = Rbac::new(store.clone(), AppState::access_cache(&epoch, 100));
+        let mut principal = test_ports::principal(&store, &[]).await;
+        let now = epoch.current().await.unwrap();
+        principal.epoch = Some(now);
+        assert!(!rbac.has_permission(&principal, "users:read").await.unwrap());
+        // A role granted behind the cache's back (no `changed()`): at the
+        // same epoch the copy stands...
+        grant_admin(&store, &principal).await;
+        assert!(!rbac.has_permission(&principal, "users:read").await.unwrap(), "copy");
+        // ...and a request that read another epoch reads the row again,
+        // without asking the shared epoch itself.
+        principal.epoch = Some(now + 1);
+        assert!(rbac.has_permission(&principal, "users:read").await.unwrap());
+    }
+
+    #[tokio::test]
     async fn nobody_acts_on_a_user_holding_more_than_they_do() {
         let store = test_ports::store();
         let rbac = Rbac::new(store.clone(), AppState::access_cache(&Epoch::local(), 100));
