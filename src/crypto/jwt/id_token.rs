@@ -25,7 +25,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
-use super::{JwtError, Keyring, lenient_amr, map_jwt_error, parse_header};
+use super::{JwtError, Keyring, compact_jws, lenient_amr, map_jwt_error, parse_header};
 use crate::domain::Amr;
 
 /// The algorithm a client's ID tokens (and logout tokens) are signed with.
@@ -214,16 +214,12 @@ impl Keyring {
                 let mut header = Header::new(Algorithm::EdDSA);
                 header.typ = Some(typ.to_owned());
                 header.kid = Some(self.current_kid.clone());
-                jsonwebtoken::encode(&header, claims, &self.encoding_key).map_err(|_| JwtError::Signing)
+                self.sign_with(&header, claims)
             }
             IdTokenAlg::RS256 => {
                 let rsa = self.rs256.as_ref().ok_or(JwtError::IdTokensUnavailable)?;
                 let header = serde_json::json!({ "alg": "RS256", "typ": typ, "kid": rsa.current_kid });
-                let header = serde_json::to_vec(&header).map_err(|_| JwtError::Signing)?;
-                let payload = serde_json::to_vec(claims).map_err(|_| JwtError::Signing)?;
-                let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
-                let signature = rsa.sign(signing_input.as_bytes())?;
-                Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+                compact_jws(&header, claims, |input| rsa.sign(input))
             }
         }
     }
