@@ -23,9 +23,9 @@ use forge::secret::Secret;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Hands freed memory back to the system now rather than at mimalloc's
-/// next purge, which an idle server never reaches: run by the argon2 pool
-/// once its queue empties (`forge::crypto::password::on_pool_idle`), so the
-/// 19 MiB buffers of a sign-in burst do not stay resident.
+/// next purge, which an idle server never reaches: run on an argon2 thread
+/// that has had no job for a second (`forge::crypto::password::on_pool_idle`),
+/// so the 19 MiB buffers of a sign-in burst do not stay resident.
 fn release_freed_memory() {
     // SAFETY: `mi_collect` takes no pointers and may be called from any
     // thread at any time; `true` also purges what is pending a delay.

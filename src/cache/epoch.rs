@@ -118,25 +118,11 @@ where
         }
     }
 
-    /// The copy of `key` if it is current, else what `load` reads (kept
-    /// when found).
-    pub async fn get_or_load<Q, E, F, Fut>(&self, key: &Q, load: F) -> Result<Option<V>, E>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-        E: From<super::CacheError>,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<V>, E>>,
-    {
-        let epoch = self.epoch.current().await?;
-        self.get_or_load_at(epoch, key, load).await
-    }
-
-    /// [`Self::get_or_load`] at an `epoch` the caller read from
-    /// [`Self::epoch`] before (earlier in the same request): one round trip
-    /// to the shared epoch serves every lookup of a request. A copy counts
-    /// only if stamped with exactly that epoch, and a load is stamped with
-    /// it, which is no later than the row it read, so a stale row never
+    /// The copy of `key` if it is stamped with `epoch`, else what `load`
+    /// reads (kept, stamped with `epoch`, when found). `epoch` is what the
+    /// caller read from [`Self::epoch`] before, once per request: one round
+    /// trip to the shared epoch serves every lookup of the request. It was
+    /// read no later than the row `load` reads, so a stale row never
     /// outlives the change that made it stale.
     pub async fn get_or_load_at<Q, E, F, Fut>(&self, epoch: u64, key: &Q, load: F) -> Result<Option<V>, E>
     where
@@ -178,8 +164,9 @@ mod tests {
     }
 
     async fn load(cache: &EpochCache<String, u32>, value: u32) -> Option<u32> {
+        let epoch = cache.epoch().current().await.unwrap();
         cache
-            .get_or_load("k", || async { Ok::<_, crate::cache::CacheError>(Some(value)) })
+            .get_or_load_at(epoch, "k", || async { Ok::<_, crate::cache::CacheError>(Some(value)) })
             .await
             .unwrap()
     }
@@ -223,8 +210,9 @@ mod tests {
         let cache = EpochCache::new(Epoch::local(), 10, Duration::from_secs(60));
         // The load reads the old row, then the change commits and moves the
         // epoch before the copy is stored: the copy carries the old stamp.
+        let epoch = cache.epoch().current().await.unwrap();
         let stale = cache
-            .get_or_load("k", || async {
+            .get_or_load_at(epoch, "k", || async {
                 cache.changed().await.unwrap();
                 Ok::<_, crate::cache::CacheError>(Some(1))
             })

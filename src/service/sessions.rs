@@ -209,8 +209,14 @@ impl Sessions {
     /// Resolves a tenant slug, through the tenant cache.
     #[tracing::instrument(skip_all, fields(tenant = %slug))]
     pub async fn tenant(&self, slug: &str) -> AppResult<Option<Tenant>> {
+        let epoch = self.tenants.epoch().current().await?;
+        self.tenant_at(epoch, slug).await
+    }
+
+    /// [`Self::tenant`] at a directory `epoch` the request already read.
+    async fn tenant_at(&self, epoch: u64, slug: &str) -> AppResult<Option<Tenant>> {
         self.tenants
-            .get_or_load(slug, || async { Ok(self.store.tenant_by_slug(slug).await?) })
+            .get_or_load_at(epoch, slug, || async { Ok(self.store.tenant_by_slug(slug).await?) })
             .await
     }
 
@@ -650,10 +656,7 @@ impl Sessions {
         }
         let epoch = self.tenants.epoch().current().await?;
         let tenant = self
-            .tenants
-            .get_or_load_at(epoch, claims.tid.as_str(), || async {
-                Ok::<_, AppError>(self.store.tenant_by_slug(&claims.tid).await?)
-            })
+            .tenant_at(epoch, &claims.tid)
             .await?
             .ok_or_else(AppError::invalid_token)?;
         // Tokens name their tenant by slug: a tenant deleted and created again
