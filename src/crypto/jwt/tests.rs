@@ -80,6 +80,19 @@ fn sign_verify_round_trip_with_kid_in_header() {
     assert_eq!(ring.verify::<AccessClaims>(&token, "forge").unwrap(), claims);
 }
 
+/// Signing with the key parsed once changes no byte: Ed25519 is
+/// deterministic, so the token equals jsonwebtoken's own encoding of the
+/// same header and claims.
+#[test]
+fn an_eddsa_token_is_byte_for_byte_what_jsonwebtoken_encodes() {
+    let (ring, key) = ring();
+    let claims = claims_for(&ring);
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(key.kid.clone());
+    let expected = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&key.private_pkcs8)).unwrap();
+    assert_eq!(ring.sign(&claims).unwrap(), expected);
+}
+
 #[test]
 fn retired_key_still_verifies_and_new_key_signs() {
     let old = generate_ed25519();
