@@ -103,6 +103,17 @@ pub fn with_device_cookie(state: &AppState, device_token: Option<&str>, response
     response
 }
 
+/// The tokens of a completed sign-in, with its device cookie.
+pub fn tokens_answer(
+    state: &AppState,
+    user: crate::store::User,
+    tenant: &crate::store::Tenant,
+    tokens: crate::service::sessions::Tokens,
+) -> Response {
+    let device = tokens.device_token.clone();
+    with_device_cookie(state, device.as_deref(), TokenResponse::new(user, tenant, tokens))
+}
+
 /// The answer to a sign-in that may stop at a second step, with the device
 /// cookie when it completed.
 pub fn sign_in_answer(

@@ -111,12 +111,7 @@ pub async fn verify(
     match (mfa_token.as_deref(), principal) {
         (Some(token), _) => {
             let (user, tokens) = state.mfa.complete(&tenant, token, second, &meta).await?;
-            let device = tokens.device_token.clone();
-            Ok(crate::http::api::auth::with_device_cookie(
-                &state,
-                device.as_deref(),
-                TokenResponse::new(user, &tenant, tokens),
-            ))
+            Ok(crate::http::api::auth::tokens_answer(&state, user, &tenant, tokens))
         }
         (None, Some(principal)) => {
             let (user, assurance, access) = state.mfa.step_up(&principal, second, &meta).await?;

@@ -288,10 +288,5 @@ pub async fn sign_in(
         .passkey_factors
         .sign_in(&tenant, request_id, req.credential, &meta)
         .await?;
-    let device = tokens.device_token.clone();
-    Ok(crate::http::api::auth::with_device_cookie(
-        &state,
-        device.as_deref(),
-        TokenResponse::new(user, &tenant, tokens),
-    ))
+    Ok(crate::http::api::auth::tokens_answer(&state, user, &tenant, tokens))
 }
