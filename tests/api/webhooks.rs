@@ -291,6 +291,21 @@ async fn failures_are_retried_in_order_and_a_dead_endpoint_is_turned_off() {
     hook.answer(503);
     s.signup("bob@example.com", PASSWORD).await;
     hook.wait_for(4).await;
+    // The receiver has the request before the dispatcher records its
+    // failure: move the clock only once the failure is on record, or it
+    // would be recorded as starting on the moved clock.
+    let started = Instant::now();
+    loop {
+        let (_, read) = s.as_user(&admin).get(&format!("/v1/webhooks/{id}")).await;
+        if read["failing_since"] != Value::Null {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "failure never recorded: {read}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     s.state().clock.advance(6 * 86_400);
     hook.wait_for(5).await;
     // Access tokens live 15 minutes; sign in again on the moved clock.
