@@ -22,6 +22,7 @@
 //! thread when a pooled connection is idle (see [`sql::Driver::lookup`]).
 
 mod group_commit;
+mod schema;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -104,9 +105,7 @@ impl SqliteStore {
         writer
             .pragma_update(None, "temp_store", "MEMORY")
             .context("cannot configure database")?;
-        embedded::migrations::runner()
-            .run(&mut writer)
-            .context("cannot apply database migrations")?;
+        schema::migrate(&mut writer)?;
 
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(flags)
@@ -137,8 +136,7 @@ impl SqliteStore {
         };
         let mut conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         configure(&conn, true)?;
-        let report = embedded::migrations::runner().run(&mut conn)?;
-        Ok(report.applied_migrations().len())
+        schema::migrate(&mut conn)
     }
 
     /// This binary's migrations (`version`, `name`), for `forge restore`
