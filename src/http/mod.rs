@@ -42,7 +42,6 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `Application::with_routes`) merged in, behind the same layers.
 pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
     let (api, openapi) = api::router();
-    let openapi = api::contract::complete(&openapi, &state.config);
     let max_body = state.config.server.max_body_bytes;
     let cors = cors(&state.config.server.cors_origins);
     let site = if state.config.admin.enabled {
