@@ -13,12 +13,12 @@
 //!   always complete and checked. A copy that fails its check is deleted
 //!   and the older copies stay.
 //! - Names sort by time, so pruning keeps the last `keep` names.
-//! - A running server holds a shared SQLite lock on `<db>-lock`, a small
-//!   SQLite file next to the database, for its whole life; `forge restore`
-//!   needs the exclusive lock on the same file. The lock is the kernel's
-//!   (POSIX advisory locks, taken through SQLite), so it goes away with the
-//!   process however it ends: no stale pid file to clean up after a crash,
-//!   and a server starting during a restore is refused too. It does not
+//! - A running server holds a shared lock on `<db>-lock`, an empty file
+//!   next to the database, for its whole life; `forge restore` needs the
+//!   exclusive lock on the same file. The lock is the kernel's (`flock`),
+//!   so it goes away with the process however it ends: no stale pid file
+//!   to clean up after a crash, and a server starting during a restore is
+//!   refused too. It does not
 //!   work across hosts on a network file system, where SQLite itself is
 //!   not safe either.
 //! - A restore replaces the database with one `rename` after the copy is
@@ -26,12 +26,12 @@
 //!   binary's), and keeps the previous database as
 //!   `<db>.before-restore-<time>`.
 
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -296,8 +296,8 @@ fn verify_as(path: &Path, shown: &Path, known: &[(i64, String)]) -> anyhow::Resu
 
 /// The lock a running server holds on its database (see the module docs).
 pub struct ServerLock {
-    // Held, never read: the open transaction is the lock.
-    _conn: Mutex<Connection>,
+    // Held, never read: the open file's lock is the hold.
+    _file: File,
     path: PathBuf,
 }
 
@@ -314,60 +314,51 @@ pub fn lock_path(database: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open_lock(database: &Path) -> anyhow::Result<(Connection, PathBuf)> {
+/// Takes the lock at once or not at all; `busy` is the refusal's message.
+fn hold(database: &Path, exclusive: bool, busy: impl FnOnce(&Path) -> String) -> anyhow::Result<ServerLock> {
     let path = lock_path(database);
-    let conn = Connection::open(&path).with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    // No waiting: the answer is wanted now.
-    conn.busy_timeout(Duration::ZERO)?;
-    Ok((conn, path))
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
+    // Never truncated: its content does not matter (an older forge kept a
+    // small SQLite file there), only the lock on it.
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    let taken = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    match taken {
+        Ok(()) => Ok(ServerLock { _file: file, path }),
+        Err(TryLockError::WouldBlock) => Err(anyhow::anyhow!(busy(&path))),
+        Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 impl ServerLock {
     /// The server's shared hold: several servers may share a database file
     /// (SQLite allows it), a restore may not run under any of them.
     pub fn serving(database: &Path) -> anyhow::Result<Self> {
-        let (conn, path) = open_lock(database)?;
-        let busy = || {
-            anyhow::anyhow!(
+        hold(database, false, |path| {
+            format!(
                 "a restore of {} is under way (it holds {})",
                 database.display(),
                 path.display()
             )
-        };
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS lock (note TEXT)")
-            .map_err(|e| if is_busy(&e) { busy() } else { e.into() })?;
-        conn.execute_batch("BEGIN; SELECT count(*) FROM lock;")
-            .map_err(|e| if is_busy(&e) { busy() } else { e.into() })?;
-        Ok(Self {
-            _conn: Mutex::new(conn),
-            path,
         })
     }
 
     /// The exclusive hold `forge restore` needs; refused while a server runs.
     pub fn exclusive(database: &Path) -> anyhow::Result<Self> {
-        let (conn, path) = open_lock(database)?;
-        conn.execute_batch("BEGIN EXCLUSIVE").map_err(|e| {
-            if is_busy(&e) {
-                anyhow::anyhow!(
-                    "{} is in use by a running forge server (it holds {}); stop the server first",
-                    database.display(),
-                    path.display()
-                )
-            } else {
-                e.into()
-            }
-        })?;
-        Ok(Self {
-            _conn: Mutex::new(conn),
-            path,
+        hold(database, true, |path| {
+            format!(
+                "{} is in use by a running forge server (it holds {}); stop the server first",
+                database.display(),
+                path.display()
+            )
         })
     }
 }
