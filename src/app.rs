@@ -240,12 +240,6 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state.clone();
         let maintenance = tokio::spawn(maintenance(state.clone()));
-        let complete_keys = state.signing_keys.clone();
-        let key_creation = tokio::spawn(async move {
-            if let Err(e) = complete_keys.complete().await {
-                tracing::warn!(error = %e, "cannot create the RS256 signing keys; retrying within a minute");
-            }
-        });
         let backups = state
             .backups
             .plan()
@@ -256,7 +250,15 @@ impl Application {
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let webhook_worker = state.dispatcher.spawn(worker_stopped.clone());
         let worker = state.notifier.spawn_worker(worker_stopped);
+        let complete_keys = state.signing_keys.clone();
         let router = crate::http::router(state, self.extra_routes);
+        // Once the router is made: on a first start the RS256 keys take
+        // tens of milliseconds of a core, which making it need not share.
+        let key_creation = tokio::spawn(async move {
+            if let Err(e) = complete_keys.complete().await {
+                tracing::warn!(error = %e, "cannot create the RS256 signing keys; retrying within a minute");
+            }
+        });
         let result = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
