@@ -21,6 +21,7 @@
 //! thread; both carry the caller's span. A keyed lookup runs on the caller's
 //! thread when a pooled connection is idle (see [`sql::Driver::lookup`]).
 
+mod checkpoint;
 mod group_commit;
 mod schema;
 
@@ -106,6 +107,18 @@ impl SqliteStore {
             .pragma_update(None, "temp_store", "MEMORY")
             .context("cannot configure database")?;
         schema::migrate(&mut writer)?;
+        let checkpoints = if wal {
+            // See `checkpoint`: the writer never checkpoints itself.
+            writer
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .context("cannot configure database")?;
+            let conn = Connection::open_with_flags(&path, flags)
+                .with_context(|| format!("cannot open database {}", display_target(&target)))?;
+            configure(&conn, false).context("cannot configure database")?;
+            Some(checkpoint::start(conn).context("cannot start the checkpoint thread")?)
+        } else {
+            None
+        };
 
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(flags)
@@ -121,7 +134,7 @@ impl SqliteStore {
             .context("cannot open database read pool")?;
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: group_commit::Writer::start(writer).context("cannot start the database writer")?,
+                writer: group_commit::Writer::start(writer, checkpoints).context("cannot start the database writer")?,
                 readers,
                 target,
             }),

@@ -26,6 +26,7 @@ use std::sync::mpsc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::checkpoint::Nudge;
 use crate::store::{StoreError, StoreResult};
 
 /// At most this many jobs share one transaction, so a batch's WAL append
@@ -44,12 +45,13 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Moves `conn` to the writer thread.
-    pub fn start(conn: Connection) -> std::io::Result<Self> {
+    /// Moves `conn` to the writer thread, which nudges `checkpoints` (if
+    /// any) after each commit.
+    pub fn start(conn: Connection, checkpoints: Option<Nudge>) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("forge-sqlite-writer".into())
-            .spawn(move || run(conn, queue))?;
+            .spawn(move || run(conn, queue, checkpoints))?;
         Ok(Self { jobs })
     }
 
@@ -110,7 +112,7 @@ fn copy_error(e: &StoreError) -> StoreError {
     }
 }
 
-fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
+fn run(conn: Connection, queue: mpsc::Receiver<Job>, checkpoints: Option<Nudge>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -120,6 +122,9 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
             }
         }
         commit_batch(&conn, batch);
+        if let Some(checkpoints) = &checkpoints {
+            checkpoints.committed(&conn);
+        }
     }
 }
 
@@ -188,7 +193,7 @@ mod tests {
                 reader.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap()
             }
         };
-        let writer = Writer::start(conn).unwrap();
+        let writer = Writer::start(conn, None).unwrap();
         let (started, running) = mpsc::channel();
         let (release, held) = mpsc::channel::<()>();
         // A write joins the queue when first polled.
