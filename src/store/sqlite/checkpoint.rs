@@ -12,9 +12,10 @@
 //! checkpoint (it never blocks the writer or a reader) at most every
 //! [`EVERY`], and the writer then copies the few pages committed while it
 //! ran (see [`Nudge::committed`]), so the WAL holds about that long of
-//! writes plus what readers still need. Durability is unchanged: with `synchronous =
-//! NORMAL` a commit reaches the WAL file before its caller hears, and the
-//! checkpoint's `fsync` is what a power cut can lose the writes since.
+//! writes plus what readers still need. Durability is unchanged: with
+//! `synchronous = NORMAL` a commit reaches the WAL file before its caller
+//! hears, and a power cut can lose the writes since the last checkpoint's
+//! `fsync`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
