@@ -33,8 +33,8 @@ pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<usize> {
 
 fn migrate_with(conn: &mut Connection, squashed_schema: &str) -> anyhow::Result<usize> {
     let covered = if is_empty(conn)? {
-        let (version, sql) = squashed(squashed_schema).context("the squashed schema has no version line")?;
-        apply_squashed(conn, version, sql)?
+        let version = squashed_version(squashed_schema).context("the squashed schema has no version line")?;
+        apply_squashed(conn, version, squashed_schema)?
     } else if !has_history(conn)? {
         anyhow::bail!(
             "the database holds tables but no migration history: it was not made by forge, \
@@ -62,11 +62,11 @@ fn has_history(conn: &Connection) -> rusqlite::Result<bool> {
     )
 }
 
-/// The version a squashed schema stands at, and its SQL.
-fn squashed(text: &str) -> Option<(SchemaVersion, &str)> {
+/// The version a squashed schema stands at, from its first line.
+fn squashed_version(text: &str) -> Option<SchemaVersion> {
     let rest = text.lines().next()?.strip_prefix(HEADER)?;
     let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
-    Some((digits.parse().ok()?, text))
+    digits.parse().ok()
 }
 
 /// Creates the schema as of `version` and records the migrations up to it
@@ -78,16 +78,18 @@ fn apply_squashed(conn: &mut Connection, version: SchemaVersion, sql: &str) -> a
     let tx = conn.transaction()?;
     tx.execute_batch(sql).context("cannot create the database schema")?;
     tx.commit()?;
-    embedded::migrations::runner()
-        .set_target(Target::FakeVersion(version))
-        .run(conn)
-        .context("cannot record the database's migrations")?;
-    // A fake run reports nothing applied, since it runs nothing.
-    Ok(embedded::migrations::runner()
+    let runner = embedded::migrations::runner();
+    // Counted here: a fake run reports nothing applied, since it runs nothing.
+    let covered = runner
         .get_migrations()
         .iter()
         .filter(|m| m.version() <= version)
-        .count())
+        .count();
+    runner
+        .set_target(Target::FakeVersion(version))
+        .run(conn)
+        .context("cannot record the database's migrations")?;
+    Ok(covered)
 }
 
 #[cfg(test)]
