@@ -18,10 +18,10 @@ use crate::telemetry::metrics::Gauges;
 /// `openapi` is the document the routes generated; `/openapi.json` serves
 /// it completed (`api::contract::complete`).
 pub fn router(openapi: utoipa::openapi::OpenApi) -> axum::Router<AppState> {
-    let reference = Reference {
-        generated: Arc::new(openapi),
-        made: Arc::new(OnceLock::new()),
-    };
+    let reference = Arc::new(Reference {
+        generated: openapi,
+        made: OnceLock::new(),
+    });
     let page = reference.clone();
     axum::Router::new()
         .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }))
@@ -46,10 +46,9 @@ pub fn router(openapi: utoipa::openapi::OpenApi) -> axum::Router<AppState> {
 /// reading it back for the page) was a third of the time to the first
 /// answer, about 10 ms, for pages most servers never serve. The first
 /// request makes them on its runtime thread, once.
-#[derive(Clone)]
 struct Reference {
-    generated: Arc<utoipa::openapi::OpenApi>,
-    made: Arc<OnceLock<Made>>,
+    generated: utoipa::openapi::OpenApi,
+    made: OnceLock<Made>,
 }
 
 /// Shared bytes: each answer is a reference count, not a copy.
