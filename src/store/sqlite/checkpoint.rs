@@ -100,4 +100,55 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+
+    /// The WAL file's size after `cycles` of writes that never pause: each
+    /// transaction is already open when the other connection's checkpoint
+    /// (the thread's step, done by hand) copies what was committed before
+    /// it. `writer_copies` runs [`Nudge::committed`] after each commit.
+    fn wal_after(cycles: usize, writer_copies: bool) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (b BLOB)")
+            .unwrap();
+        let thread = Connection::open(&path).unwrap();
+        let (wake, _woken) = mpsc::sync_channel(1);
+        let nudge = Nudge {
+            wake,
+            copied: Arc::new(AtomicBool::new(false)),
+        };
+        for _ in 0..cycles {
+            writer
+                .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (zeroblob(16384))")
+                .unwrap();
+            checkpoint(&thread);
+            nudge.copied.store(true, Ordering::Release);
+            writer
+                .execute_batch("DELETE FROM t WHERE rowid < (SELECT max(rowid) FROM t); COMMIT")
+                .unwrap();
+            if writer_copies {
+                nudge.committed(&writer);
+            }
+        }
+        std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len()
+    }
+
+    /// Without the writer's own copy of the last pages, a WAL that the
+    /// thread keeps checkpointing still only grows (every cycle appends);
+    /// with it, SQLite starts the WAL over and the file stays the size of
+    /// a few transactions.
+    #[test]
+    fn the_wal_starts_over_under_writes_that_never_pause() {
+        let grown = wal_after(100, false);
+        let kept = wal_after(100, true);
+        assert!(
+            grown > 1 << 20,
+            "the scenario must grow an unchecked WAL: {grown} bytes"
+        );
+        assert!(
+            kept < 256 << 10,
+            "the WAL grew to {kept} bytes (without the writer's copy: {grown})"
+        );
+    }
 }
