@@ -66,7 +66,7 @@ pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
         // layers outside in.
         .layer(
             ServiceBuilder::new()
-                .layer(cors)
+                .option_layer(cors)
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(middleware::from_fn_with_state(state.clone(), access_log))
@@ -80,17 +80,22 @@ pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
         .with_state(state)
 }
 
+/// `None` when no origin is allowed: the layer would only add `Vary`
+/// headers to every response and answer preflights that allow nothing.
 /// `["*"]` allows any origin (never with credentials: tower-http refuses
 /// that pair, and forge's cross-origin callers send bearer tokens). `*`
 /// must not reach `AllowOrigin::list`, which panics on it; config
 /// validation keeps it the only entry.
-fn cors(origins: &[String]) -> CorsLayer {
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
-    CorsLayer::new()
+    let layer = CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
         .allow_headers([
@@ -98,7 +103,8 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static(extract::TENANT_HEADER),
         ])
-        .max_age(std::time::Duration::from_secs(600))
+        .max_age(std::time::Duration::from_secs(600));
+    Some(layer)
 }
 
 /// A caught panic: logged with its message inside the request span, answered

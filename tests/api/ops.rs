@@ -247,6 +247,29 @@ async fn cors_any_origin_serves_and_answers_preflights() {
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
 }
 
+/// With no origin allowed (the default) forge has no CORS layer: no
+/// response carries CORS or `Vary` headers, and a preflight is not granted.
+#[tokio::test]
+async fn without_cors_origins_nothing_cross_origin_is_granted() {
+    let s = TestServer::start().await;
+    let resp = s
+        .request(reqwest::Method::OPTIONS, "/v1/auth/login")
+        .header("origin", "https://anywhere.example")
+        .header("access-control-request-method", "POST")
+        .response()
+        .await;
+    assert_eq!(resp.status(), 405);
+    assert!(!resp.headers().contains_key("access-control-allow-origin"));
+    let resp = s
+        .get("/health")
+        .header("origin", "https://anywhere.example")
+        .response()
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(!resp.headers().contains_key("access-control-allow-origin"));
+    assert!(!resp.headers().contains_key("vary"));
+}
+
 /// A panicking handler costs its own request (the standard JSON 500, the
 /// panic message kept out of the body) and nothing else: the server keeps
 /// serving, requests in flight included.
