@@ -78,17 +78,24 @@ pub(super) fn start(conn: Connection) -> std::io::Result<Nudge> {
 mod tests {
     use super::*;
 
-    /// Only a checkpoint writes the database file in WAL mode: with the
-    /// writer's own turned off, a megabyte committed reaches the file once
-    /// the thread has been nudged.
-    #[test]
-    fn a_nudge_moves_committed_pages_into_the_database_file() {
+    /// A fresh WAL database with one table `t (b BLOB)` and its writer's
+    /// own checkpoints off; the directory lives as long as the guard.
+    fn wal_database() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let writer = Connection::open(&path).unwrap();
         writer
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (b BLOB)")
             .unwrap();
+        (dir, path, writer)
+    }
+
+    /// Only a checkpoint writes the database file in WAL mode: with the
+    /// writer's own turned off, a megabyte committed reaches the file once
+    /// the thread has been nudged.
+    #[test]
+    fn a_nudge_moves_committed_pages_into_the_database_file() {
+        let (_dir, path, writer) = wal_database();
         let nudge = start(Connection::open(&path).unwrap()).unwrap();
         writer.execute("INSERT INTO t VALUES (zeroblob(1048576))", []).unwrap();
         let size = || std::fs::metadata(&path).unwrap().len();
@@ -106,12 +113,7 @@ mod tests {
     /// (the thread's step, done by hand) copies what was committed before
     /// it. `writer_copies` runs [`Nudge::committed`] after each commit.
     fn wal_after(cycles: usize, writer_copies: bool) -> u64 {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (b BLOB)")
-            .unwrap();
+        let (dir, path, writer) = wal_database();
         let thread = Connection::open(&path).unwrap();
         let (wake, _woken) = mpsc::sync_channel(1);
         let nudge = Nudge {
