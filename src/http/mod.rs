@@ -3,11 +3,12 @@
 //! Order of the layers, outside in: CORS (when an origin is allowed),
 //! request id, the access log and metrics (method, matched route, status,
 //! latency, request id and the authenticated user's id; never a header or
-//! body), security headers, panic catcher, body size limit. The panic catcher sits
-//! inside the access log so a panicking handler's request is still logged,
-//! counted and given its request id: it becomes the standard JSON 500 and
-//! costs that one request only. That needs unwinding, so the release
-//! profile must never say `panic = "abort"` (a test guards Cargo.toml).
+//! body), security headers, panic catcher, body size limit. The panic
+//! catcher sits inside the access log so a panicking handler's request is
+//! still logged, counted and given its request id: it becomes the standard
+//! JSON 500 and costs that one request only. That needs unwinding, so the
+//! release profile must never say `panic = "abort"` (a test guards
+//! Cargo.toml).
 
 pub mod api;
 pub mod extract;

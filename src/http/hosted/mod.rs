@@ -68,8 +68,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(page::BRAND_CSS_PATH, get(login::brand_css))
         .route(page::STYLESHEET_PATH, get(page::stylesheet))
         .route(page::PASSKEY_SCRIPT_PATH, get(page::passkey_script))
-        .layer(axum::middleware::from_fn(fetch_metadata))
-        .layer(axum::middleware::from_fn(security_headers))
+        // One stack, outside in (see `http::router` for why one call).
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(security_headers))
+                .layer(axum::middleware::from_fn(fetch_metadata)),
+        )
 }
 
 /// The hosted pages' security headers (see [`guard::with_security_headers`]).

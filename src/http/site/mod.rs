@@ -146,6 +146,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/login/passkey/options", post(login::passkey_options))
         .route(views::STYLESHEET_PATH, get(views::stylesheet))
         .route(views::PASSKEY_SCRIPT_PATH, get(views::passkey_script))
-        .layer(axum::middleware::from_fn(guard::fetch_metadata))
-        .layer(axum::middleware::from_fn(guard::security_headers))
+        // One stack, outside in (see `http::router` for why one call).
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(guard::security_headers))
+                .layer(axum::middleware::from_fn(guard::fetch_metadata)),
+        )
 }
