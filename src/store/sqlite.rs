@@ -328,6 +328,23 @@ mod tests {
     use super::*;
     use crate::store::sql::Driver;
 
+    /// `.cargo/config.toml` builds the bundled SQLite without memory
+    /// statistics and without the global page-cache mutex (each a lock on
+    /// every allocation or page fetch of the writer); a build that lost
+    /// those flags fails here.
+    #[test]
+    fn sqlite_is_built_with_forges_options() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+    }
+
     #[test]
     fn parses_urls() {
         assert_eq!(SqliteTarget::from_url("sqlite::memory:"), Some(SqliteTarget::Memory));
