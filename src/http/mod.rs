@@ -1,15 +1,15 @@
 //! The HTTP surface: router assembly and the layers every request passes.
 //!
-//! Order of the layers, outside in: CORS (when an origin is allowed),
-//! request id, the access log and metrics (method, matched route, status,
-//! latency, request id and the authenticated user's id; never a header or
-//! body), security headers, panic catcher, body size limit. The panic
-//! catcher sits inside the access log so a panicking handler's request is
+//! Order of the layers, outside in: CORS (when an origin is allowed), the
+//! [`access`] layer (request id, access log and metrics, `nosniff`), panic
+//! catcher, body size limit. The panic catcher sits inside the access layer
+//! so a panicking handler's request is
 //! still logged, counted and given its request id: it becomes the standard
 //! JSON 500 and costs that one request only. That needs unwinding, so the
 //! release profile must never say `panic = "abort"` (a test guards
 //! Cargo.toml).
 
+pub mod access;
 pub mod api;
 pub mod extract;
 pub mod hosted;
@@ -20,25 +20,17 @@ pub mod permission;
 pub mod site;
 pub mod wellknown;
 
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
-
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{Extensions, HeaderName, HeaderValue, Method, header};
-use axum::middleware::{self, Next};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::error::AppError;
 use crate::state::AppState;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use access::LoggedUser;
 
 /// forge's router with `extra` (an embedder's own routes, see
 /// `Application::with_routes`) merged in, behind the same layers.
@@ -68,13 +60,7 @@ pub fn router(state: AppState, extra: axum::Router<AppState>) -> axum::Router {
         .layer(
             ServiceBuilder::new()
                 .option_layer(cors)
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(middleware::from_fn_with_state(state.clone(), access_log))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
+                .layer(access::AccessLayer::new(state.metrics.clone()))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(DefaultBodyLimit::max(max_body)),
         )
@@ -118,57 +104,4 @@ fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response 
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)");
     AppError::internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
-}
-
-/// Who the request authenticated as, for its access-log line. The access
-/// log puts an empty one in the request's extensions; the extractors that
-/// verify a caller ([`extract::Auth`], the admin site's guard) fill it.
-#[derive(Clone, Default)]
-pub struct LoggedUser(Arc<OnceLock<Uuid>>);
-
-impl LoggedUser {
-    /// Notes `user_id` on the request whose extensions these are (the first
-    /// caller verified wins; outside the access log, nothing happens).
-    pub fn note(extensions: &Extensions, user_id: Uuid) {
-        if let Some(slot) = extensions.get::<LoggedUser>() {
-            let _ = slot.0.set(user_id);
-        }
-    }
-}
-
-/// One span and one log line per request, and the request metrics. The line
-/// is written after the span closes and carries every field itself, so in
-/// JSON they are top-level keys of that one object.
-async fn access_log(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // Both bounded (see `metrics`): the raw method and path are the client's.
-    let method = metrics::method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| metrics::UNMATCHED_ROUTE.into());
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let user = LoggedUser::default();
-    request.extensions_mut().insert(user.clone());
-    let span = tracing::info_span!("request", method, %route, request_id);
-    let response = next.run(request).instrument(span).await;
-    let status = response.status().as_u16();
-    let latency = started.elapsed();
-    state.metrics.request(method, &route, status, latency.as_secs_f64());
-    tracing::info!(
-        method,
-        %route,
-        request_id,
-        status,
-        latency_ms = latency.as_secs_f64() * 1000.0,
-        user_id = user.0.get().map(tracing::field::display),
-        "request"
-    );
-    response
 }

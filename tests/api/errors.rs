@@ -121,6 +121,19 @@ async fn unknown_routes_and_methods() {
 async fn responses_carry_a_request_id_and_nosniff() {
     let s = TestServer::start().await;
     let resp = s.get("/health").response().await;
-    assert!(resp.headers().contains_key("x-request-id"));
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    // Made by forge: a fresh UUID per request.
+    let id = |resp: &reqwest::Response| resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let first = id(&resp);
+    assert!(uuid::Uuid::parse_str(&first).is_ok(), "{first}");
+    assert_ne!(first, id(&s.get("/health").response().await));
+    // The caller's own id travels back unchanged, on errors too.
+    let resp = s
+        .get("/v1/users/me")
+        .header("x-request-id", "trace-4711")
+        .response()
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(id(&resp), "trace-4711");
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
 }
