@@ -440,8 +440,11 @@ pub async fn logout(
 pub async fn verify(
     State(state): State<AppState>,
     Query(query): Query<VerifyQuery>,
-    request_headers: HeaderMap,
+    // The request itself, not a `HeaderMap` (axum's extractor clones the
+    // map): forward auth is a hot path.
+    request: axum::extract::Request,
 ) -> AppResult<Response> {
+    let request_headers = request.headers();
     let expected = match query.tenant.as_deref() {
         Some(slug) => TenantSlug::parse(slug).map_err(|e| AppError::validation("tenant", e))?,
         None => TenantSlug::default_tenant(),
@@ -459,14 +462,14 @@ pub async fn verify(
         .transpose()
         .map_err(|e| AppError::validation("mode", e))?
         .unwrap_or_default();
-    let authenticated = match bearer(&request_headers).or_else(|| session_cookie(&request_headers)) {
+    let authenticated = match bearer(request_headers).or_else(|| session_cookie(request_headers)) {
         Some(token) => state.sessions.authenticate(token).await,
         None => Err(AppError::invalid_token()),
     };
     let principal = match authenticated {
         Ok(principal) => principal,
         Err(err) if err.status() == StatusCode::UNAUTHORIZED => {
-            return Ok(unauthenticated(&state, &query, mode, &request_headers, err));
+            return Ok(unauthenticated(&state, &query, mode, request_headers, err));
         }
         Err(err) => return Err(err),
     };
@@ -502,21 +505,25 @@ pub async fn verify(
             "this needs a second factor: complete one and present the new token",
         ));
     }
-    let mut headers = HeaderMap::new();
-    let mut put = |name: &'static str, value: &str| {
+    // Straight into the response's own map, sized once, under names made
+    // at compile time: this is forward auth's hot path.
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    headers.reserve(11);
+    let mut put = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), v);
+            headers.insert(name, v);
         }
     };
     let claims = &principal.claims;
     let roles = roles.join(",");
-    put("x-forge-user-id", &claims.sub);
-    put("x-forge-tenant", &claims.tid);
-    put("x-forge-session-id", &claims.sid);
-    put("x-forge-roles", &roles);
-    put("x-forge-aal", &assurance.aal.to_string());
+    put(forwarded::USER_ID, &claims.sub);
+    put(forwarded::TENANT, &claims.tid);
+    put(forwarded::SESSION_ID, &claims.sid);
+    put(forwarded::ROLES, &roles);
+    put(forwarded::AAL, &assurance.aal.to_string());
     if !assurance.amr.is_empty() {
-        put("x-forge-amr", &assurance.amr_column());
+        put(forwarded::AMR, &assurance.amr_column());
     }
     // Tokens carry only proven identifiers (see `sessions::mint_access`);
     // headers carry only ASCII, so an internationalised address is left out.
@@ -528,13 +535,28 @@ pub async fn verify(
         .phone
         .as_deref()
         .filter(|p| claims.phone_verified && p.is_ascii());
-    put("remote-user", email.or(phone).unwrap_or(&claims.sub));
+    put(forwarded::REMOTE_USER, email.or(phone).unwrap_or(&claims.sub));
     if let Some(email) = email {
-        put("remote-email", email);
+        put(forwarded::REMOTE_EMAIL, email);
     }
-    put("remote-groups", &roles);
+    put(forwarded::REMOTE_GROUPS, &roles);
     headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok((StatusCode::OK, headers).into_response())
+    Ok(response)
+}
+
+/// The headers a successful forward-auth check answers with.
+mod forwarded {
+    use axum::http::HeaderName;
+
+    pub const USER_ID: HeaderName = HeaderName::from_static("x-forge-user-id");
+    pub const TENANT: HeaderName = HeaderName::from_static("x-forge-tenant");
+    pub const SESSION_ID: HeaderName = HeaderName::from_static("x-forge-session-id");
+    pub const ROLES: HeaderName = HeaderName::from_static("x-forge-roles");
+    pub const AAL: HeaderName = HeaderName::from_static("x-forge-aal");
+    pub const AMR: HeaderName = HeaderName::from_static("x-forge-amr");
+    pub const REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+    pub const REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+    pub const REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 }
 
 /// The answer to a check without a valid session: the 401 itself, or the
