@@ -3,11 +3,10 @@
 //! Order of the layers, outside in: CORS (when an origin is allowed), the
 //! [`access`] layer (request id, access log and metrics, `nosniff`), panic
 //! catcher, body size limit. The panic catcher sits inside the access layer
-//! so a panicking handler's request is
-//! still logged, counted and given its request id: it becomes the standard
-//! JSON 500 and costs that one request only. That needs unwinding, so the
-//! release profile must never say `panic = "abort"` (a test guards
-//! Cargo.toml).
+//! so a panicking handler's request is still logged, counted and given its
+//! request id: it becomes the standard JSON 500 and costs that one request
+//! only. That needs unwinding, so the release profile must never say
+//! `panic = "abort"` (a test guards Cargo.toml).
 
 pub mod access;
 pub mod api;
