@@ -8,6 +8,8 @@ async fn health_and_readiness() {
     let s = TestServer::start().await;
     let (status, body) = s.get("/health").await;
     assert_eq!((status.as_u16(), body["status"].as_str()), (200, Some("ok")));
+    let resp = s.get("/health").response().await;
+    assert_eq!(resp.headers()["content-type"], "application/json");
     let (status, body) = s.get("/health/ready").await;
     assert_eq!(status, 200);
     assert_eq!(body["database"], "ok");
@@ -297,6 +299,7 @@ async fn a_panicking_handler_gives_one_500_and_the_server_keeps_serving() {
     let (in_flight, resp) = tokio::join!(in_flight, panicking);
     assert_eq!(resp.status(), 500);
     assert!(resp.headers().contains_key("x-request-id"));
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     let text = resp.text().await.unwrap();
     assert!(!text.contains("4711") && !text.contains("secret"), "{text}");
     let body: Value = serde_json::from_str(&text).unwrap();

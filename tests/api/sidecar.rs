@@ -1,6 +1,7 @@
 use forge::testing::TestServer;
 use serde_json::json;
 
+use crate::support::claims;
 use crate::{PASSWORD, access, assert_error, parts};
 
 #[tokio::test]
@@ -12,6 +13,10 @@ async fn verify_sets_identity_headers() {
     let h = resp.headers();
     assert_eq!(h["x-forge-user-id"], session["user"]["id"].as_str().unwrap());
     assert_eq!(h["x-forge-tenant"], "default");
+    assert_eq!(
+        h["x-forge-session-id"],
+        claims(access(&session))["sid"].as_str().unwrap()
+    );
     assert_eq!(h["x-forge-roles"], "");
     assert_eq!(h["remote-email"], "sam@example.com");
     assert_eq!(h["remote-user"], "sam@example.com");
