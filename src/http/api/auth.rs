@@ -506,10 +506,12 @@ pub async fn verify(
         ));
     }
     // Straight into the response's own map, sized once, under names made
-    // at compile time: this is forward auth's hot path.
+    // at compile time: this is forward auth's hot path. Room for the nine
+    // below, `cache-control`, and the access layer's request id and
+    // `nosniff`.
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
-    headers.reserve(11);
+    headers.reserve(12);
     let mut put = |name: HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);
