@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# forge in a container: the static binary (built as .ci/run builds it: glibc
-# with +crt-static, SQLite and OpenSSL compiled in) on an empty image, run
-# as a numeric non-root user, its data in the /data volume.
+# forge in a container: the static binary, built as .ci/run builds it (by
+# scripts/build-release: glibc with +crt-static, SQLite and OpenSSL compiled
+# in, its code laid out), on an empty image, run as a numeric non-root user,
+# its data in the /data volume.
 #
 #   docker build -t forge .
 #   docker run -d -p 8080:8080 -v forge-data:/data \
@@ -13,12 +14,17 @@
 FROM rust:1.95-bookworm AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # perl and make build the vendored OpenSSL; both are in the rust image.
+# scripts/build-release traces the build under valgrind (python3 drives it)
+# to lay out its code; any version of either will do.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends valgrind python3 \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    RUSTFLAGS="-C target-feature=+crt-static" \
-      cargo build --locked --release --target x86_64-unknown-linux-gnu \
+    bash scripts/build-release \
  && install -D -m 0755 target/x86_64-unknown-linux-gnu/release/forge /out/forge
 # The sample configuration, adapted: listen on every interface of the
 # container, keep the database (and relative paths such as backups) in /data.
